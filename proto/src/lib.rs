@@ -1,0 +1,26 @@
+//! `miroir-proto`: the contract every Miroir process shares.
+//!
+//! - [`pb`]: code generated from `proto/miroir/v1/*.proto` (package `miroir.v1`).
+//! - [`types`]: domain types (`ShardId`, `NodeId`, `TopologyVersion`, …).
+//! - [`placement`]: key → shard and shard → owners; the only place placement is computed.
+//! - [`error`]: the error codes, each mapped once to a gRPC code and an HTTP status.
+//! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
+
+pub mod error;
+pub mod placement;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+pub mod types;
+
+/// Generated protobuf messages, clients and servers of package `miroir.v1`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("miroir.v1");
+
+    /// Encoded `FileDescriptorSet` of every Miroir proto, for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/miroir_descriptor.bin"));
+}
+
+pub use error::ServiceErrorCode;
+pub use types::{FencingToken, GroupId, IndexUid, NodeId, ShardId, TaskUid, TopologyVersion};
