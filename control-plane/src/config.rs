@@ -1,0 +1,122 @@
+//! Command-line flags, each with a `MIROIR_*` environment variable.
+
+use miroir_proto::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The Miroir control plane: owns the fleet's topology and streams it to gateways.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "miroir-control-plane", version, about, long_about = None)]
+pub struct Config {
+    /// gRPC listen address (AdminService, TopologyService, TaskService, health, reflection).
+    #[arg(long, env = "MIROIR_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+
+    /// Address other processes reach this control plane at; defaults to http://LISTEN.
+    #[arg(long, env = "MIROIR_ADVERTISE_ADDRESS")]
+    pub advertise_address: Option<String>,
+
+    /// Where state lives: sqlite://PATH (embedded, one control plane).
+    #[arg(long, env = "MIROIR_STORE", default_value = "sqlite://miroir.db")]
+    pub store: String,
+
+    /// Prometheus metrics listen address (serves GET /metrics).
+    #[arg(long, env = "MIROIR_METRICS_LISTEN", default_value = "127.0.0.1:9464")]
+    pub metrics_listen: SocketAddr,
+
+    /// Master key every Meilisearch node runs with.
+    #[arg(long, env = "MIROIR_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+
+    /// Stable id of this control plane; defaults to cp-<listen port>.
+    #[arg(long, env = "MIROIR_CONTROL_PLANE_ID")]
+    pub id: Option<String>,
+
+    /// How many control-plane replicas the deployment runs (a SQLite store allows 1).
+    #[arg(long, env = "MIROIR_CONTROL_PLANE_REPLICAS", default_value_t = 1)]
+    pub replicas: u32,
+
+    /// Shard count of a new index when the client gives none.
+    #[arg(long, env = "MIROIR_DEFAULT_SHARDS", default_value_t = 64)]
+    pub default_shards: u32,
+
+    /// Copies of each shard per replica group when the client gives none.
+    #[arg(long, env = "MIROIR_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: u32,
+
+    /// Interval between health checks of each node (GET /health).
+    #[arg(long, env = "MIROIR_HEALTH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub health_interval: Duration,
+
+    /// Timeout of one health check.
+    #[arg(long, env = "MIROIR_HEALTH_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_timeout: Duration,
+
+    /// Consecutive failed checks that mark a node failed.
+    #[arg(long, env = "MIROIR_HEALTH_FAILURES", default_value_t = 3)]
+    pub health_failures: u32,
+
+    /// Consecutive good checks that make a joining or failed node active.
+    #[arg(long, env = "MIROIR_HEALTH_SUCCESSES", default_value_t = 2)]
+    pub health_successes: u32,
+
+    /// How long a gateway may take writes after its last acknowledged heartbeat.
+    #[arg(long, env = "MIROIR_GATEWAY_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub gateway_lease_ttl: Duration,
+
+    /// A gateway silent for this long is forgotten (and no longer holds barriers).
+    #[arg(long, env = "MIROIR_GATEWAY_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub gateway_ttl: Duration,
+
+    /// Topology versions kept in the store for watchers that resume.
+    #[arg(long, env = "MIROIR_TOPOLOGY_HISTORY", default_value_t = 1000)]
+    pub topology_history: u64,
+
+    /// Log format: text or json.
+    #[arg(long, env = "MIROIR_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// This control plane's id.
+    pub fn id(&self) -> String {
+        self.id
+            .clone()
+            .unwrap_or_else(|| format!("cp-{}", self.listen.port()))
+    }
+
+    /// The address advertised to others.
+    pub fn advertise_address(&self) -> String {
+        self.advertise_address
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+
+    /// Rejects configurations that cannot work, with the reason.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.store.starts_with("sqlite:") && self.replicas > 1 {
+            anyhow::bail!(
+                "a SQLite store serves exactly one control plane, but --replicas is {}: use a postgres:// store for a replicated control plane",
+                self.replicas
+            );
+        }
+        if self.master_key.len() < 16 {
+            anyhow::bail!(
+                "the master key must be at least 16 bytes, as Meilisearch requires of its nodes"
+            );
+        }
+        if self.default_shards == 0 || self.default_shards > crate::topology::MAX_SHARDS {
+            anyhow::bail!(
+                "--default-shards must be between 1 and {}",
+                crate::topology::MAX_SHARDS
+            );
+        }
+        if self.default_replication_factor == 0 {
+            anyhow::bail!("--default-replication-factor must be at least 1");
+        }
+        if self.health_failures == 0 || self.health_successes == 0 {
+            anyhow::bail!("--health-failures and --health-successes must be at least 1");
+        }
+        Ok(())
+    }
+}

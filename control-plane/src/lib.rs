@@ -1,0 +1,13 @@
+//! `miroir-control-plane`: owns the fleet's topology, commits every change to it as a
+//! new version, streams versions to gateways, and runs the reconcilers.
+
+pub mod config;
+pub mod error;
+pub mod gateways;
+pub mod metrics;
+pub mod reconcilers;
+pub mod server;
+pub mod services;
+pub mod state;
+pub mod store;
+pub mod topology;

@@ -1,0 +1,4 @@
+//! Background loops the leader runs to make the world match the topology.
+
+pub mod gateway_expiry;
+pub mod node_health;

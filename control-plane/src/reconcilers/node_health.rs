@@ -1,0 +1,176 @@
+//! Node health: checks each node's `GET /health` on an interval. A node becomes `failed`
+//! after `--health-failures` consecutive failures, and `active` (from `joining` or
+//! `failed`) after `--health-successes` consecutive successes. Each change is committed as
+//! a new topology version, so gateways learn of it through Watch.
+
+use crate::services::admin::node_state_name;
+use crate::state::ServiceState;
+use crate::topology::set_node_state;
+use miroir_proto::pb::NodeState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// Consecutive results of one node's checks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HealthStreak {
+    successes: u32,
+    failures: u32,
+}
+
+impl HealthStreak {
+    /// Adds one check result.
+    pub fn record(&mut self, healthy: bool) {
+        if healthy {
+            self.successes += 1;
+            self.failures = 0;
+        } else {
+            self.failures += 1;
+            self.successes = 0;
+        }
+    }
+}
+
+/// The state a node should move to, given its streak, or `None` to stay.
+pub fn next_state(
+    current: NodeState,
+    streak: HealthStreak,
+    failures: u32,
+    successes: u32,
+) -> Option<NodeState> {
+    match current {
+        NodeState::Active if streak.failures >= failures => Some(NodeState::Failed),
+        NodeState::Joining | NodeState::Failed if streak.successes >= successes => {
+            Some(NodeState::Active)
+        }
+        _ => None,
+    }
+}
+
+async fn check(client: &reqwest::Client, address: &str) -> bool {
+    match client.get(format!("{address}/health")).send().await {
+        Ok(response) => response.status().is_success(),
+        Err(_) => false,
+    }
+}
+
+/// Runs until the process stops.
+pub async fn run(state: Arc<ServiceState>) {
+    let config = &state.config;
+    let client = match reqwest::Client::builder()
+        .timeout(config.health_timeout)
+        .connect_timeout(config.health_timeout)
+        .build()
+    {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "node health checks disabled: no HTTP client");
+            return;
+        }
+    };
+    let mut streaks: HashMap<String, HealthStreak> = HashMap::new();
+    let mut interval = tokio::time::interval(config.health_interval);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let topology = state.topology();
+        let mut checks = JoinSet::new();
+        for node in &topology.nodes {
+            let (client, id, address) = (client.clone(), node.id.clone(), node.address.clone());
+            let span = tracing::debug_span!("node_health_check", node = %id);
+            checks.spawn(async move { (id, check(&client, &address).await) }.instrument(span));
+        }
+        let mut changes = Vec::new();
+        while let Some(Ok((id, healthy))) = checks.join_next().await {
+            state.metrics.observe_health_check(&id, healthy);
+            let streak = streaks.entry(id.clone()).or_default();
+            streak.record(healthy);
+            let current = topology
+                .nodes
+                .iter()
+                .find(|n| n.id == id)
+                .and_then(|n| NodeState::try_from(n.state).ok())
+                .unwrap_or(NodeState::Unspecified);
+            if let Some(next) = next_state(
+                current,
+                *streak,
+                config.health_failures,
+                config.health_successes,
+            ) {
+                changes.push((id, current, next));
+            }
+        }
+        streaks.retain(|id, _| topology.nodes.iter().any(|n| &n.id == id));
+        if changes.is_empty() {
+            continue;
+        }
+        let reason = changes
+            .iter()
+            .map(|(id, from, to)| {
+                format!(
+                    "node {id} {} -> {} (health checks)",
+                    node_state_name(*from as i32),
+                    node_state_name(*to as i32)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        for (id, from, to) in &changes {
+            let level_failed = *to == NodeState::Failed;
+            if level_failed {
+                tracing::warn!(node = %id, from = node_state_name(*from as i32), "node failed its health checks");
+            } else {
+                tracing::info!(node = %id, from = node_state_name(*from as i32), "node is healthy");
+            }
+        }
+        let result = state
+            .commit(|t, now| {
+                for (id, from, to) in &changes {
+                    // Only if nothing else changed the node since the checks started.
+                    if t.nodes
+                        .iter()
+                        .any(|n| &n.id == id && n.state == *from as i32)
+                    {
+                        set_node_state(t, id, *to, now);
+                    }
+                }
+                Ok(((), reason))
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not commit node health changes; retrying next interval");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_need_consecutive_results() {
+        let mut streak = HealthStreak::default();
+        for _ in 0..2 {
+            streak.record(false);
+        }
+        assert_eq!(next_state(NodeState::Active, streak, 3, 2), None);
+        streak.record(false);
+        assert_eq!(
+            next_state(NodeState::Active, streak, 3, 2),
+            Some(NodeState::Failed)
+        );
+        streak.record(true);
+        assert_eq!(next_state(NodeState::Failed, streak, 3, 2), None);
+        streak.record(true);
+        assert_eq!(
+            next_state(NodeState::Failed, streak, 3, 2),
+            Some(NodeState::Active)
+        );
+        assert_eq!(
+            next_state(NodeState::Joining, streak, 3, 2),
+            Some(NodeState::Active)
+        );
+        assert_eq!(next_state(NodeState::Draining, streak, 3, 2), None);
+    }
+}

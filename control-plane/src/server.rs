@@ -1,0 +1,137 @@
+//! Starts the control plane: store, leadership, gRPC server, metrics and reconcilers.
+
+use crate::config::Config;
+use crate::metrics::{self, GrpcMetricsLayer, Metrics};
+use crate::reconcilers;
+use crate::services::{admin::AdminApi, task::TaskApi, topology::TopologyApi};
+use crate::state::{LeadershipStatus, ServiceState, now_ms};
+use crate::store::Store;
+use anyhow::Context;
+use miroir_proto::pb::admin_service_server::AdminServiceServer;
+use miroir_proto::pb::task_service_server::TaskServiceServer;
+use miroir_proto::pb::topology_service_server::TopologyServiceServer;
+use miroir_proto::{FencingToken, pb};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+/// Runs the control plane until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let metrics = Arc::new(Metrics::new());
+    let store = Store::open(&config.store, metrics.clone())
+        .await
+        .with_context(|| format!("cannot open store {}", config.store))?;
+    // SQLite: the process holding the file lock leads; taking the lease bumps the token so
+    // writes from any earlier process on this file are fenced off.
+    let lease = store
+        .take_leader_lease(
+            &config.id(),
+            &config.advertise_address(),
+            Duration::from_secs(u32::MAX as u64),
+            now_ms(),
+        )
+        .await?;
+    let leadership = LeadershipStatus::Leader {
+        token: FencingToken(lease.fencing_token as u64),
+        since_ms: lease.acquired_at_ms as u64,
+    };
+    let state = ServiceState::load(config.clone(), store, metrics.clone(), leadership).await?;
+
+    let grpc_listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--metrics-listen)",
+                config.metrics_listen
+            )
+        })?;
+    let grpc_address = grpc_listener.local_addr()?;
+    let metrics_address = metrics_listener.local_addr()?;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi>>()
+        .await;
+    health_reporter
+        .set_serving::<TopologyServiceServer<TopologyApi>>()
+        .await;
+    health_reporter
+        .set_serving::<TaskServiceServer<TaskApi>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    tokio::spawn(reconcilers::node_health::run(state.clone()));
+    tokio::spawn(reconcilers::gateway_expiry::run(state.clone()));
+    let metrics_server = tokio::spawn(metrics::serve(
+        metrics_listener,
+        metrics.clone(),
+        shutdown_signal(),
+    ));
+
+    let topology = state.topology();
+    tracing::info!(
+        id = %state.id,
+        store = %state.store.description(),
+        coordination = "sqlite (single replica, always leader)",
+        role = "leader",
+        fencing_token = lease.fencing_token,
+        topology_version = topology.version,
+        nodes = topology.nodes.len(),
+        indexes = topology.indexes.len(),
+        grpc = %grpc_address,
+        metrics = %metrics_address,
+        "miroir control plane started"
+    );
+
+    tonic::transport::Server::builder()
+        .trace_fn(|request| {
+            let span = tracing::info_span!("grpc", method = %request.uri().path());
+            miroir_proto::telemetry::set_parent_from_headers(&span, request.headers());
+            span
+        })
+        .layer(GrpcMetricsLayer::new(metrics))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AdminServiceServer::new(AdminApi::new(state.clone())))
+        .add_service(TopologyServiceServer::new(TopologyApi::new(state.clone())))
+        .add_service(TaskServiceServer::new(TaskApi::new(state.clone())))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), shutdown_signal())
+        .await?;
+    let _ = metrics_server.await;
+    tracing::info!("miroir control plane stopped");
+    Ok(())
+}

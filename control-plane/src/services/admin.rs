@@ -1,0 +1,312 @@
+//! `AdminService`: nodes, groups, indexes and cluster status.
+
+use crate::error::ControlPlaneError;
+use crate::state::ServiceState;
+use crate::topology::{self, IndexLayout};
+use miroir_proto::GroupId;
+use miroir_proto::pb::admin_service_server::AdminService;
+use miroir_proto::pb::{self, NodeState};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Implements `miroir.v1.AdminService`.
+pub struct AdminApi {
+    state: Arc<ServiceState>,
+}
+
+impl AdminApi {
+    /// A service over `state`.
+    pub fn new(state: Arc<ServiceState>) -> Self {
+        Self { state }
+    }
+
+    fn node_response(&self, id: &str) -> Result<pb::NodeResponse, ControlPlaneError> {
+        let topology = self.state.topology();
+        let node = topology
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .cloned()
+            .ok_or_else(|| ControlPlaneError::NotFound(format!("node {id:?} does not exist")))?;
+        Ok(pb::NodeResponse {
+            node: Some(node),
+            topology_version: topology.version,
+        })
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    match NodeState::try_from(state) {
+        Ok(NodeState::Joining) => "joining",
+        Ok(NodeState::Active) => "active",
+        Ok(NodeState::Draining) => "draining",
+        Ok(NodeState::Failed) => "failed",
+        Ok(NodeState::Removed) => "removed",
+        _ => "unknown",
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn add_node(
+        &self,
+        request: Request<pb::AddNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let request = request.into_inner();
+        let ((node, _), topology) = self
+            .state
+            .commit(|t, now| {
+                let (node, created_group) = topology::add_node(
+                    t,
+                    &request.id,
+                    &request.address,
+                    GroupId(request.group_id),
+                    now,
+                )?;
+                let reason = if created_group {
+                    format!("node {} added to new group {}", node.id, node.group_id)
+                } else {
+                    format!("node {} added to group {}", node.id, node.group_id)
+                };
+                Ok(((node, created_group), reason))
+            })
+            .await?;
+        Ok(Response::new(pb::NodeResponse {
+            node: Some(node),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn list_nodes(
+        &self,
+        _request: Request<pb::ListNodesRequest>,
+    ) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let topology = self.state.topology();
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: topology.nodes.clone(),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn get_node(
+        &self,
+        request: Request<pb::GetNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        Ok(Response::new(self.node_response(&request.into_inner().id)?))
+    }
+
+    async fn drain_node(
+        &self,
+        request: Request<pb::DrainNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let id = request.into_inner().id;
+        let (node, topology) = self
+            .state
+            .commit(|t, now| {
+                let node = topology::drain_node(t, &id, now)?;
+                Ok((node, format!("node {id} draining")))
+            })
+            .await?;
+        Ok(Response::new(pb::NodeResponse {
+            node: Some(node),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let id = request.into_inner().id;
+        let (node, topology) = self
+            .state
+            .commit(|t, now| {
+                let node = topology::remove_node(t, &id, now)?;
+                Ok((node, format!("node {id} removed")))
+            })
+            .await?;
+        Ok(Response::new(pb::NodeResponse {
+            node: Some(node),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn add_group(
+        &self,
+        request: Request<pb::AddGroupRequest>,
+    ) -> Result<Response<pb::GroupResponse>, Status> {
+        let id = request.into_inner().id;
+        let (group, topology) = self
+            .state
+            .commit(|t, _| {
+                let group = topology::add_group(t, id)?;
+                Ok((group, format!("group {} added", group.id)))
+            })
+            .await?;
+        Ok(Response::new(pb::GroupResponse {
+            group: Some(group),
+            nodes: Vec::new(),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let topology = self.state.topology();
+        let groups = topology
+            .groups
+            .iter()
+            .map(|group| pb::GroupSummary {
+                group: Some(*group),
+                nodes: topology
+                    .nodes
+                    .iter()
+                    .filter(|n| n.group_id == group.id)
+                    .cloned()
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListGroupsResponse {
+            groups,
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn remove_group(
+        &self,
+        request: Request<pb::RemoveGroupRequest>,
+    ) -> Result<Response<pb::GroupResponse>, Status> {
+        let id = request.into_inner().id;
+        let ((group, nodes), topology) = self
+            .state
+            .commit(|t, _| {
+                let (group, nodes) = topology::remove_group(t, id)?;
+                let reason = format!("group {id} removed with {} node(s)", nodes.len());
+                Ok(((group, nodes), reason))
+            })
+            .await?;
+        Ok(Response::new(pb::GroupResponse {
+            group: Some(group),
+            nodes,
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn create_index(
+        &self,
+        request: Request<pb::CreateIndexRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let request = request.into_inner();
+        let layout = IndexLayout {
+            shard_count: request
+                .shard_count
+                .unwrap_or(self.state.config.default_shards),
+            replication_factor: request
+                .replication_factor
+                .unwrap_or(self.state.config.default_replication_factor),
+        };
+        let (index, topology) = self
+            .state
+            .commit(|t, now| {
+                let index =
+                    topology::create_index(t, &request.uid, request.primary_key, layout, now)?;
+                let reason = format!(
+                    "index {} created with {} shards, replication factor {}",
+                    index.uid, index.shard_count, index.replication_factor
+                );
+                Ok((index, reason))
+            })
+            .await?;
+        Ok(Response::new(pb::IndexResponse {
+            index: Some(index),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn list_indexes(
+        &self,
+        _request: Request<pb::ListIndexesRequest>,
+    ) -> Result<Response<pb::ListIndexesResponse>, Status> {
+        let topology = self.state.topology();
+        Ok(Response::new(pb::ListIndexesResponse {
+            indexes: topology.indexes.clone(),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn get_index(
+        &self,
+        request: Request<pb::GetIndexRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let uid = request.into_inner().uid;
+        let topology = self.state.topology();
+        let index = topology
+            .indexes
+            .iter()
+            .find(|i| i.uid == uid)
+            .cloned()
+            .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))?;
+        Ok(Response::new(pb::IndexResponse {
+            index: Some(index),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn delete_index(
+        &self,
+        request: Request<pb::DeleteIndexRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let uid = request.into_inner().uid;
+        let (index, topology) = self
+            .state
+            .commit(|t, _| {
+                let index = topology::delete_index(t, &uid)?;
+                Ok((index, format!("index {uid} deleted")))
+            })
+            .await?;
+        Ok(Response::new(pb::IndexResponse {
+            index: Some(index),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn get_cluster_status(
+        &self,
+        _request: Request<pb::GetClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatus>, Status> {
+        let topology = self.state.topology();
+        Ok(Response::new(pb::ClusterStatus {
+            leader: Some(self.state.leader_info()),
+            topology_version: topology.version,
+            store: self.state.store.description().to_owned(),
+            nodes: topology.nodes.clone(),
+            groups: topology.groups.clone(),
+            gateways: self.state.gateways.statuses(topology.version),
+            indexes: topology
+                .indexes
+                .iter()
+                .map(|i| pb::IndexSummary {
+                    uid: i.uid.clone(),
+                    shard_count: i.shard_count,
+                    replication_factor: i.replication_factor,
+                    settings_version: i.settings_version,
+                    primary_key: i.primary_key.clone(),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn get_leader(
+        &self,
+        _request: Request<pb::GetLeaderRequest>,
+    ) -> Result<Response<pb::LeaderInfo>, Status> {
+        Ok(Response::new(self.state.leader_info()))
+    }
+}
+
+/// The lower-case name of a node state, for logs.
+pub fn node_state_name(state: i32) -> &'static str {
+    state_name(state)
+}

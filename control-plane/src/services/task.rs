@@ -1,0 +1,124 @@
+//! `TaskService`: fleet-wide task uids and the node tasks behind them.
+
+use crate::error::ControlPlaneError;
+use crate::state::{LeadershipStatus, ServiceState};
+use crate::store::{NewTask, TaskFilter};
+use miroir_proto::pb;
+use miroir_proto::pb::task_service_server::TaskService;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Largest page of tasks.
+const MAX_TASK_PAGE: u32 = 1000;
+
+/// Implements `miroir.v1.TaskService`.
+pub struct TaskApi {
+    state: Arc<ServiceState>,
+}
+
+impl TaskApi {
+    /// A service over `state`.
+    pub fn new(state: Arc<ServiceState>) -> Self {
+        Self { state }
+    }
+}
+
+#[tonic::async_trait]
+impl TaskService for TaskApi {
+    async fn create_task(
+        &self,
+        request: Request<pb::CreateTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let request = request.into_inner();
+        if request.task_type.trim().is_empty() {
+            return Err(ControlPlaneError::InvalidArgument("task_type is required".into()).into());
+        }
+        let details_json = if request.details_json.trim().is_empty() {
+            "{}".to_owned()
+        } else {
+            serde_json::from_str::<serde_json::Value>(&request.details_json).map_err(|e| {
+                ControlPlaneError::InvalidArgument(format!("details_json is not JSON: {e}"))
+            })?;
+            request.details_json
+        };
+        let node_tasks: Vec<crate::store::NodeTaskPersistence> = request
+            .node_tasks
+            .into_iter()
+            .map(|t| crate::store::NodeTaskPersistence {
+                node_id: t.node_id,
+                node_task_uid: t.node_task_uid,
+            })
+            .collect();
+        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
+            return Err(
+                ControlPlaneError::NotLeader("tasks are recorded by the leader".into()).into(),
+            );
+        };
+        let task = self
+            .state
+            .store
+            .create_task(
+                token,
+                NewTask {
+                    index_uid: request.index_uid,
+                    task_type: request.task_type,
+                    node_tasks_json: serde_json::to_string(&node_tasks)
+                        .map_err(|e| ControlPlaneError::Internal(e.to_string()))?,
+                    details_json,
+                    enqueued_at_ms: request.enqueued_at_ms,
+                },
+            )
+            .await?;
+        Ok(Response::new(task.into_proto()?))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let uid = request.into_inner().uid;
+        let task = self
+            .state
+            .store
+            .get_task(uid)
+            .await?
+            .ok_or_else(|| ControlPlaneError::NotFound(format!("Task `{uid}` not found.")))?;
+        Ok(Response::new(task.into_proto()?))
+    }
+
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> Result<Response<pb::ListTasksResponse>, Status> {
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => 20,
+            n => n.min(MAX_TASK_PAGE),
+        };
+        let filter = TaskFilter {
+            from: request.from,
+            limit,
+            index_uids: request.index_uids,
+            task_types: request.task_types,
+            uids: request.uids,
+            reverse: request.reverse,
+        };
+        let (rows, more) = self.state.store.list_tasks(&filter).await?;
+        let tasks = rows
+            .into_iter()
+            .map(|row| row.into_proto())
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more {
+            tasks.last().map(|t| {
+                if request.reverse {
+                    t.uid + 1
+                } else {
+                    t.uid.saturating_sub(1)
+                }
+            })
+        } else {
+            None
+        };
+        Ok(Response::new(pb::ListTasksResponse { tasks, next }))
+    }
+}

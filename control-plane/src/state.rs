@@ -1,0 +1,250 @@
+//! `ServiceState`: what every handler and reconciler shares.
+//!
+//! It holds the leadership status, the newest committed topology (published on a watch
+//! channel), a short history for watchers that resume, and the store. All topology changes
+//! go through [`ServiceState::commit`], which serializes them, persists the new version
+//! under the leader's fencing token, then publishes it.
+
+use crate::config::Config;
+use crate::error::{ControlPlaneError, Result};
+use crate::gateways::GatewayRegistry;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use miroir_proto::pb::{self, NodeState};
+use miroir_proto::{FencingToken, TopologyVersion};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Versions kept in memory for watchers that resume after a short disconnect.
+const HISTORY_IN_MEMORY: usize = 256;
+
+/// Whether this control plane may commit.
+#[derive(Clone, Debug)]
+pub enum LeadershipStatus {
+    /// This process leads, with this fencing token.
+    Leader {
+        /// Term of this leader.
+        token: FencingToken,
+        /// When leadership was taken.
+        since_ms: u64,
+    },
+    /// Another process leads.
+    Follower {
+        /// Id of the leader.
+        leader_id: String,
+        /// Its address.
+        leader_address: String,
+        /// Its fencing token.
+        token: FencingToken,
+    },
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// State shared by the gRPC services and the reconcilers.
+pub struct ServiceState {
+    /// Flags the process started with.
+    pub config: Config,
+    /// This control plane's id.
+    pub id: String,
+    /// Durable state.
+    pub store: Store,
+    /// Exported metrics.
+    pub metrics: Arc<Metrics>,
+    /// Live gateways.
+    pub gateways: GatewayRegistry,
+    leadership: RwLock<LeadershipStatus>,
+    topology: watch::Sender<Arc<pb::Topology>>,
+    history: Mutex<VecDeque<Arc<pb::Topology>>>,
+    commit_lock: tokio::sync::Mutex<()>,
+}
+
+impl ServiceState {
+    /// Loads the newest topology (committing an empty version 1 on a new store).
+    pub async fn load(
+        config: Config,
+        store: Store,
+        metrics: Arc<Metrics>,
+        leadership: LeadershipStatus,
+    ) -> Result<Arc<Self>> {
+        let topology = store.load_latest_topology().await?;
+        let empty = topology.is_none();
+        let topology = topology.unwrap_or_default();
+        let state = Arc::new(Self {
+            id: config.id(),
+            config,
+            store,
+            metrics,
+            gateways: GatewayRegistry::default(),
+            leadership: RwLock::new(leadership),
+            topology: watch::Sender::new(Arc::new(topology.clone())),
+            history: Mutex::new(VecDeque::from([Arc::new(topology)])),
+            commit_lock: tokio::sync::Mutex::new(()),
+        });
+        if empty {
+            state
+                .commit(|_, _| Ok(((), "initial empty topology".to_owned())))
+                .await?;
+        }
+        state.update_gauges(&state.topology());
+        Ok(state)
+    }
+
+    /// The leadership status.
+    pub fn leadership(&self) -> LeadershipStatus {
+        self.leadership
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn leader_token(&self) -> Result<FencingToken> {
+        match self.leadership() {
+            LeadershipStatus::Leader { token, .. } => Ok(token),
+            LeadershipStatus::Follower {
+                leader_id,
+                leader_address,
+                ..
+            } => Err(ControlPlaneError::NotLeader(format!(
+                "{leader_id} at {leader_address} leads"
+            ))),
+        }
+    }
+
+    /// The newest committed topology.
+    pub fn topology(&self) -> Arc<pb::Topology> {
+        self.topology.borrow().clone()
+    }
+
+    /// A receiver that sees every newly committed topology.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<pb::Topology>> {
+        self.topology.subscribe()
+    }
+
+    /// Applies `change` to a copy of the newest topology and commits the result as the
+    /// next version. `change` returns its answer and the reason recorded with the
+    /// version. A change that leaves the topology as it was commits nothing.
+    pub async fn commit<T>(
+        &self,
+        change: impl FnOnce(&mut pb::Topology, u64) -> Result<(T, String)>,
+    ) -> Result<(T, Arc<pb::Topology>)> {
+        let token = self.leader_token()?;
+        let _serialized = self.commit_lock.lock().await;
+        let current = self.topology();
+        let mut next = (*current).clone();
+        let now_us = now_us();
+        let (answer, reason) = change(&mut next, now_us / 1000)?;
+        if next == *current && current.version > 0 {
+            return Ok((answer, current));
+        }
+        next.version = TopologyVersion(current.version).next().0;
+        next.committed_at_ms = now_us / 1000;
+        next.committed_at_us = now_us;
+        next.reason = reason;
+        self.store
+            .commit_topology(token, &next, self.config.topology_history.max(1))
+            .await?;
+        let next = Arc::new(next);
+        {
+            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            history.push_back(next.clone());
+            while history.len() > HISTORY_IN_MEMORY {
+                history.pop_front();
+            }
+        }
+        tracing::info!(version = next.version, reason = %next.reason, "topology committed");
+        self.update_gauges(&next);
+        self.topology.send_replace(next.clone());
+        Ok((answer, next))
+    }
+
+    /// Every committed version after `after`, up to `up_to`, oldest first. When the
+    /// history no longer reaches back that far (or `after` is 0), just the newest: each
+    /// snapshot is complete, so a watcher that gets it has everything.
+    pub async fn versions_between(
+        &self,
+        after: u64,
+        up_to: &Arc<pb::Topology>,
+    ) -> Result<Vec<Arc<pb::Topology>>> {
+        if after == 0 || after >= up_to.version {
+            return Ok(vec![up_to.clone()]);
+        }
+        {
+            let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            if history.front().is_some_and(|t| t.version <= after + 1) {
+                return Ok(history
+                    .iter()
+                    .filter(|t| t.version > after && t.version <= up_to.version)
+                    .cloned()
+                    .collect());
+            }
+        }
+        let stored = self
+            .store
+            .load_topology_versions(TopologyVersion(after), TopologyVersion(up_to.version))
+            .await?;
+        if stored.first().is_some_and(|t| t.version == after + 1) {
+            Ok(stored.into_iter().map(Arc::new).collect())
+        } else {
+            Ok(vec![up_to.clone()])
+        }
+    }
+
+    fn update_gauges(&self, topology: &pb::Topology) {
+        self.metrics.topology_version.set(topology.version as i64);
+        let count = |state: NodeState| {
+            topology
+                .nodes
+                .iter()
+                .filter(|n| n.state == state as i32)
+                .count() as i64
+        };
+        self.metrics.set_node_counts(&[
+            ("joining", count(NodeState::Joining)),
+            ("active", count(NodeState::Active)),
+            ("draining", count(NodeState::Draining)),
+            ("failed", count(NodeState::Failed)),
+        ]);
+        self.metrics
+            .is_leader
+            .set(matches!(self.leadership(), LeadershipStatus::Leader { .. }) as i64);
+    }
+
+    /// Who leads, as this process sees it.
+    pub fn leader_info(&self) -> pb::LeaderInfo {
+        let (leader_id, leader_address, token, is_self) = match self.leadership() {
+            LeadershipStatus::Leader { token, .. } => (
+                self.id.clone(),
+                self.config.advertise_address(),
+                token,
+                true,
+            ),
+            LeadershipStatus::Follower {
+                leader_id,
+                leader_address,
+                token,
+            } => (leader_id, leader_address, token, false),
+        };
+        pb::LeaderInfo {
+            leader_id,
+            leader_address,
+            fencing_token: token.0,
+            is_self,
+            answered_by: self.id.clone(),
+            coordination: "sqlite".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,427 @@
+//! The control plane's durable state: topology versions, the leader lease and tasks.
+//!
+//! SQLite (`sqlite://PATH`) is the embedded store for a single control plane. A lock file
+//! beside the database keeps a second process off the same file. Every call is timed
+//! per operation in `miroir_store_operation_duration_seconds`.
+
+mod persistence;
+
+pub use persistence::{
+    LeaderLeasePersistence, NodeTaskPersistence, TaskPersistence, TopologyVersionPersistence,
+};
+
+use crate::error::{ControlPlaneError, Result};
+use crate::metrics::Metrics;
+use miroir_proto::{FencingToken, TopologyVersion, pb};
+use prost::Message;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use std::borrow::Cow;
+use std::fs::File;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Name of the leader lease row.
+const LEADER_LEASE: &str = "leader";
+
+/// The SQLite schema, embedded so the binary needs no files at run time.
+fn sqlite_migrator() -> Migrator {
+    let migrations = vec![Migration::new(
+        1,
+        Cow::Borrowed("initial"),
+        MigrationType::Simple,
+        Cow::Borrowed(include_str!("../../../migrations/sqlite/0001_initial.sql")),
+        false,
+    )];
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
+
+/// Filters for [`Store::list_tasks`].
+#[derive(Debug, Default)]
+pub struct TaskFilter {
+    /// Largest uid to return (smallest when `reverse`).
+    pub from: Option<u32>,
+    /// At most this many.
+    pub limit: u32,
+    /// Only these index uids, when not empty.
+    pub index_uids: Vec<String>,
+    /// Only these task types, when not empty.
+    pub task_types: Vec<String>,
+    /// Only these uids, when not empty.
+    pub uids: Vec<u32>,
+    /// Oldest first.
+    pub reverse: bool,
+}
+
+/// A new task to record.
+#[derive(Debug)]
+pub struct NewTask {
+    /// Index the task is about.
+    pub index_uid: Option<String>,
+    /// Meilisearch task type.
+    pub task_type: String,
+    /// JSON array of node tasks.
+    pub node_tasks_json: String,
+    /// JSON details object.
+    pub details_json: String,
+    /// Enqueue time.
+    pub enqueued_at_ms: u64,
+}
+
+/// Handle to the control plane's database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+    description: String,
+    metrics: Arc<Metrics>,
+    /// Held for the life of the process: a second control plane cannot take it.
+    _lock: Option<Arc<File>>,
+}
+
+impl Store {
+    /// Opens the store named by `url`, takes its single-writer lock and applies the schema.
+    pub async fn open(url: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let Some(rest) = url.strip_prefix("sqlite:") else {
+            if url.starts_with("postgres") {
+                anyhow::bail!(
+                    "store {url:?}: the Postgres store is not available in this build yet; use sqlite://PATH"
+                );
+            }
+            anyhow::bail!("store {url:?}: expected sqlite://PATH (e.g. sqlite://miroir.db)");
+        };
+        let path = rest.trim_start_matches("//");
+        let in_memory = path.is_empty() || path.starts_with(":memory:");
+        let lock = if in_memory {
+            None
+        } else {
+            let db_path = PathBuf::from(path.split('?').next().unwrap_or(path));
+            if let Some(parent) = db_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent)?;
+            }
+            let lock_path = PathBuf::from(format!("{}.lock", db_path.display()));
+            let file = File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)?;
+            if file.try_lock().is_err() {
+                anyhow::bail!(
+                    "another control plane is already using the store {url} (its lock {} is held); \
+                     a SQLite store serves exactly one control plane: stop the other process, \
+                     or use a postgres:// store for a replicated control plane",
+                    lock_path.display()
+                );
+            }
+            Some(Arc::new(file))
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // A committed topology version must survive power loss, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            // One connection for an in-memory database, or every connection would see its own.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .connect_with(options)
+            .await?;
+        sqlite_migrator().run(&pool).await?;
+        Ok(Self {
+            pool,
+            description: url.to_owned(),
+            metrics,
+            _lock: lock,
+        })
+    }
+
+    /// What the store is, for logs and status.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn observe(&self, operation: &'static str, started: Instant, ok: bool) {
+        self.metrics
+            .observe_store_operation(operation, started.elapsed(), ok);
+    }
+
+    async fn measured<T>(
+        &self,
+        operation: &'static str,
+        fut: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let result = fut.await;
+        self.observe(operation, started, result.is_ok());
+        result.map_err(|source| ControlPlaneError::Store { operation, source })
+    }
+
+    /// Checks, inside a write transaction, that `token` is still the leader's.
+    async fn check_fencing(tx: &mut Transaction<'_, Sqlite>, token: FencingToken) -> Result<()> {
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT fencing_token FROM leader_lease WHERE name = ?")
+                .bind(LEADER_LEASE)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(|source| ControlPlaneError::Store {
+                    operation: "check_fencing",
+                    source,
+                })?;
+        match current {
+            Some(current) if current as u64 == token.0 => Ok(()),
+            current => Err(ControlPlaneError::Fenced {
+                ours: token.0,
+                current: current.unwrap_or(0) as u64,
+            }),
+        }
+    }
+
+    /// Takes the leader lease for `holder`, bumping the fencing token. On SQLite the one
+    /// process that holds the file lock is always the leader.
+    pub async fn take_leader_lease(
+        &self,
+        holder: &str,
+        holder_address: &str,
+        ttl: Duration,
+        now_ms: u64,
+    ) -> Result<LeaderLeasePersistence> {
+        self.measured("take_leader_lease", async {
+            sqlx::query_as::<_, LeaderLeasePersistence>(
+                "INSERT INTO leader_lease (name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET
+                     holder = excluded.holder,
+                     holder_address = excluded.holder_address,
+                     fencing_token = leader_lease.fencing_token + 1,
+                     acquired_at_ms = excluded.acquired_at_ms,
+                     expires_at_ms = excluded.expires_at_ms
+                 RETURNING name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms",
+            )
+            .bind(LEADER_LEASE)
+            .bind(holder)
+            .bind(holder_address)
+            .bind(now_ms as i64)
+            .bind((now_ms + ttl.as_millis() as u64) as i64)
+            .fetch_one(&self.pool)
+            .await
+        })
+        .await
+    }
+
+    /// The newest committed topology, if any.
+    pub async fn load_latest_topology(&self) -> Result<Option<pb::Topology>> {
+        let row = self
+            .measured("load_latest_topology", async {
+                sqlx::query_as::<_, TopologyVersionPersistence>(
+                    "SELECT version, committed_at_ms, reason, snapshot FROM topology_versions
+                     ORDER BY version DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+            })
+            .await?;
+        row.map(|row| row.decode()).transpose()
+    }
+
+    /// Committed versions in `(after, up_to]`, oldest first (those still retained).
+    pub async fn load_topology_versions(
+        &self,
+        after: TopologyVersion,
+        up_to: TopologyVersion,
+    ) -> Result<Vec<pb::Topology>> {
+        let rows = self
+            .measured("load_topology_versions", async {
+                sqlx::query_as::<_, TopologyVersionPersistence>(
+                    "SELECT version, committed_at_ms, reason, snapshot FROM topology_versions
+                     WHERE version > ? AND version <= ? ORDER BY version",
+                )
+                .bind(after.0 as i64)
+                .bind(up_to.0 as i64)
+                .fetch_all(&self.pool)
+                .await
+            })
+            .await?;
+        rows.into_iter().map(|row| row.decode()).collect()
+    }
+
+    /// Commits a new topology version, if `token` still leads; keeps the newest `retain`.
+    pub async fn commit_topology(
+        &self,
+        token: FencingToken,
+        topology: &pb::Topology,
+        retain: u64,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("commit_topology").await?;
+            Self::check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "commit_topology",
+                source,
+            };
+            sqlx::query(
+                "INSERT INTO topology_versions (version, committed_at_ms, reason, snapshot)
+                 VALUES (?, ?, ?, ?)",
+            )
+            .bind(topology.version as i64)
+            .bind(topology.committed_at_ms as i64)
+            .bind(&topology.reason)
+            .bind(topology.encode_to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            sqlx::query("DELETE FROM topology_versions WHERE version <= ?")
+                .bind(topology.version as i64 - retain as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            tx.commit().await.map_err(map)
+        }
+        .await;
+        self.observe("commit_topology", started, result.is_ok());
+        result
+    }
+
+    async fn begin(&self, operation: &'static str) -> Result<Transaction<'static, Sqlite>> {
+        self.pool
+            .begin()
+            .await
+            .map_err(|source| ControlPlaneError::Store { operation, source })
+    }
+
+    /// Allocates the next task uid and records the task, if `token` still leads.
+    pub async fn create_task(&self, token: FencingToken, task: NewTask) -> Result<TaskPersistence> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("create_task").await?;
+            Self::check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "create_task",
+                source,
+            };
+            let uid: i64 = sqlx::query_scalar(
+                "UPDATE sequences SET next = next + 1 WHERE name = 'task_uid' RETURNING next - 1",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+            if uid >= i64::from(miroir_proto::TaskUid::LIMIT) {
+                return Err(ControlPlaneError::ResourceExhausted(
+                    "task uids are exhausted (they stay below 2^31)".into(),
+                ));
+            }
+            let row = sqlx::query_as::<_, TaskPersistence>(
+                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms)
+                 VALUES (?, ?, ?, ?, ?, ?)
+                 RETURNING uid, index_uid, task_type, node_tasks, details, enqueued_at_ms",
+            )
+            .bind(uid)
+            .bind(&task.index_uid)
+            .bind(&task.task_type)
+            .bind(&task.node_tasks_json)
+            .bind(&task.details_json)
+            .bind(task.enqueued_at_ms as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+            tx.commit().await.map_err(map)?;
+            Ok(row)
+        }
+        .await;
+        self.observe("create_task", started, result.is_ok());
+        result
+    }
+
+    /// One task by uid.
+    pub async fn get_task(&self, uid: u32) -> Result<Option<TaskPersistence>> {
+        self.measured("get_task", async {
+            sqlx::query_as::<_, TaskPersistence>(
+                "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms
+                 FROM tasks WHERE uid = ?",
+            )
+            .bind(i64::from(uid))
+            .fetch_optional(&self.pool)
+            .await
+        })
+        .await
+    }
+
+    /// A page of tasks matching `filter`, plus whether more follow.
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<(Vec<TaskPersistence>, bool)> {
+        let mut sql = String::from(
+            "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms FROM tasks WHERE 1 = 1",
+        );
+        if filter.from.is_some() {
+            sql.push_str(if filter.reverse {
+                " AND uid >= ?"
+            } else {
+                " AND uid <= ?"
+            });
+        }
+        let placeholders = |n: usize| vec!["?"; n].join(", ");
+        if !filter.index_uids.is_empty() {
+            sql.push_str(&format!(
+                " AND index_uid IN ({})",
+                placeholders(filter.index_uids.len())
+            ));
+        }
+        if !filter.task_types.is_empty() {
+            sql.push_str(&format!(
+                " AND task_type IN ({})",
+                placeholders(filter.task_types.len())
+            ));
+        }
+        if !filter.uids.is_empty() {
+            sql.push_str(&format!(
+                " AND uid IN ({})",
+                placeholders(filter.uids.len())
+            ));
+        }
+        sql.push_str(if filter.reverse {
+            " ORDER BY uid ASC LIMIT ?"
+        } else {
+            " ORDER BY uid DESC LIMIT ?"
+        });
+        let limit = filter.limit.max(1);
+        let rows = self
+            .measured("list_tasks", async {
+                let mut query = sqlx::query_as::<_, TaskPersistence>(&sql);
+                if let Some(from) = filter.from {
+                    query = query.bind(i64::from(from));
+                }
+                for uid in &filter.index_uids {
+                    query = query.bind(uid);
+                }
+                for task_type in &filter.task_types {
+                    query = query.bind(task_type);
+                }
+                for uid in &filter.uids {
+                    query = query.bind(i64::from(*uid));
+                }
+                query.bind(i64::from(limit) + 1).fetch_all(&self.pool).await
+            })
+            .await?;
+        let more = rows.len() > limit as usize;
+        Ok((rows.into_iter().take(limit as usize).collect(), more))
+    }
+
+    /// True when the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.measured("ping", async {
+            sqlx::query("SELECT 1")
+                .fetch_one(&self.pool)
+                .await
+                .map(|row| {
+                    let _: i64 = row.get(0);
+                })
+        })
+        .await
+    }
+}

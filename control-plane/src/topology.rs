@@ -1,0 +1,519 @@
+//! Changes to the topology, as pure functions on a snapshot.
+//!
+//! Each function validates its input against the current snapshot and either mutates it
+//! or returns why it cannot. The caller ([`crate::state::ServiceState::commit`]) turns a
+//! successful change into a new committed version. Nothing here does I/O.
+
+use crate::error::{ControlPlaneError, Result};
+use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::placement::compute_group_routing;
+use miroir_proto::{GroupId, NodeId};
+
+/// Largest shard count an index may have.
+pub const MAX_SHARDS: u32 = 4096;
+
+/// Checks a node id: 1 to 64 of `[A-Za-z0-9._-]`.
+pub fn validate_node_id(id: &str) -> Result<NodeId> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(NodeId(id.to_owned()))
+    } else {
+        Err(ControlPlaneError::InvalidArgument(format!(
+            "invalid node id {id:?}: use 1 to 64 letters, digits, '-', '_' or '.'"
+        )))
+    }
+}
+
+/// Checks a node address: an `http://` or `https://` URL with a host and nothing after
+/// the authority but an optional `/`. Returns it without the trailing slash.
+pub fn validate_address(address: &str) -> Result<String> {
+    let invalid = |why: &str| {
+        ControlPlaneError::InvalidArgument(format!(
+            "invalid node address {address:?}: {why} (expected e.g. http://127.0.0.1:7700)"
+        ))
+    };
+    let uri: http::Uri = address.parse().map_err(|_| invalid("not a URL"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(invalid("the scheme must be http or https")),
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(invalid("no host"));
+    };
+    if authority.host().is_empty() {
+        return Err(invalid("no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(invalid("it must not have a path or query"));
+    }
+    Ok(address.trim_end_matches('/').to_owned())
+}
+
+/// Checks an index uid like Meilisearch: 1 to 400 of `[A-Za-z0-9_-]`.
+pub fn validate_index_uid(uid: &str) -> Result<()> {
+    let ok = !uid.is_empty()
+        && uid.len() <= 400
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ControlPlaneError::InvalidArgument(format!(
+            "`{uid}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 400 bytes."
+        )))
+    }
+}
+
+fn find_node<'a>(topology: &'a mut pb::Topology, id: &str) -> Result<&'a mut pb::Node> {
+    topology
+        .nodes
+        .iter_mut()
+        .find(|n| n.id == id)
+        .ok_or_else(|| ControlPlaneError::NotFound(format!("node {id:?} does not exist")))
+}
+
+/// Indexes in which `node` holds a shard copy, with the number of copies.
+fn copies_held(topology: &pb::Topology, node: &str) -> Vec<(String, usize)> {
+    topology
+        .indexes
+        .iter()
+        .filter_map(|index| {
+            let copies = index
+                .routing
+                .iter()
+                .flat_map(|g| &g.shards)
+                .filter(|s| s.read_nodes.iter().chain(&s.write_nodes).any(|n| n == node))
+                .count();
+            (copies > 0).then(|| (index.uid.clone(), copies))
+        })
+        .collect()
+}
+
+fn describe_copies(held: &[(String, usize)]) -> String {
+    held.iter()
+        .map(|(uid, n)| format!("{n} of index {uid:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+const MOVES_NOT_YET: &str = "moving shard copies is not supported by this release yet";
+
+fn index_uids(topology: &pb::Topology) -> String {
+    topology
+        .indexes
+        .iter()
+        .map(|i| format!("{:?}", i.uid))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn sort(topology: &mut pb::Topology) {
+    topology
+        .nodes
+        .sort_by(|a, b| (a.group_id, &a.id).cmp(&(b.group_id, &b.id)));
+    topology.groups.sort_by_key(|g| g.id);
+    topology.indexes.sort_by(|a, b| a.uid.cmp(&b.uid));
+}
+
+/// Adds a node in state `joining`; creates its group if needed. Returns the node and
+/// whether the group was created.
+pub fn add_node(
+    topology: &mut pb::Topology,
+    id: &str,
+    address: &str,
+    group: GroupId,
+    now_ms: u64,
+) -> Result<(pb::Node, bool)> {
+    let id = validate_node_id(id)?;
+    let address = validate_address(address)?;
+    if topology.nodes.iter().any(|n| n.id == id.0) {
+        return Err(ControlPlaneError::AlreadyExists(format!(
+            "node {:?} already exists",
+            id.0
+        )));
+    }
+    if let Some(other) = topology.nodes.iter().find(|n| n.address == address) {
+        return Err(ControlPlaneError::AlreadyExists(format!(
+            "address {address} already belongs to node {:?}",
+            other.id
+        )));
+    }
+    if !topology.indexes.is_empty() {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "adding node {:?} to group {} would move shard copies of indexes {}; {MOVES_NOT_YET}",
+            id.0,
+            group,
+            index_uids(topology)
+        )));
+    }
+    let created_group = !topology.groups.iter().any(|g| g.id == group.0);
+    if created_group {
+        topology.groups.push(pb::Group {
+            id: group.0,
+            state: GroupState::Active as i32,
+        });
+    }
+    let node = pb::Node {
+        id: id.0,
+        address,
+        group_id: group.0,
+        state: NodeState::Joining as i32,
+        state_changed_at_ms: now_ms,
+    };
+    topology.nodes.push(node.clone());
+    sort(topology);
+    Ok((node, created_group))
+}
+
+/// Marks a node `draining`. Refused while it holds shard copies (moves come later).
+pub fn drain_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<pb::Node> {
+    let held = copies_held(topology, id);
+    let node = find_node(topology, id)?;
+    if !held.is_empty() {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "draining node {id:?} would move the shard copies it holds ({}); {MOVES_NOT_YET}",
+            describe_copies(&held)
+        )));
+    }
+    if node.state != NodeState::Draining as i32 {
+        node.state = NodeState::Draining as i32;
+        node.state_changed_at_ms = now_ms;
+    }
+    Ok(node.clone())
+}
+
+/// Takes a node out of the topology. Refused while it holds shard copies.
+pub fn remove_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<pb::Node> {
+    let held = copies_held(topology, id);
+    find_node(topology, id)?;
+    if !held.is_empty() {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "node {id:?} holds shard copies ({}); removing it would need them moved first, and {MOVES_NOT_YET}",
+            describe_copies(&held)
+        )));
+    }
+    let position = topology
+        .nodes
+        .iter()
+        .position(|n| n.id == id)
+        .expect("found above");
+    let mut node = topology.nodes.remove(position);
+    node.state = NodeState::Removed as i32;
+    node.state_changed_at_ms = now_ms;
+    Ok(node)
+}
+
+/// Adds an empty, active group. Refused while indexes exist (a new group must be filled
+/// by copying every shard, which comes with shard moves).
+pub fn add_group(topology: &mut pb::Topology, id: Option<u32>) -> Result<pb::Group> {
+    let id = id.unwrap_or_else(|| topology.groups.iter().map(|g| g.id + 1).max().unwrap_or(0));
+    if topology.groups.iter().any(|g| g.id == id) {
+        return Err(ControlPlaneError::AlreadyExists(format!(
+            "group {id} already exists"
+        )));
+    }
+    if !topology.indexes.is_empty() {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "a new group {id} would need a copy of every shard of indexes {}; {MOVES_NOT_YET}",
+            index_uids(topology)
+        )));
+    }
+    let group = pb::Group {
+        id,
+        state: GroupState::Active as i32,
+    };
+    topology.groups.push(group);
+    sort(topology);
+    Ok(group)
+}
+
+/// Removes a group with its nodes. While indexes exist, another active group must hold
+/// every shard of every index, so nothing becomes unreadable.
+pub fn remove_group(topology: &mut pb::Topology, id: u32) -> Result<(pb::Group, Vec<pb::Node>)> {
+    let Some(position) = topology.groups.iter().position(|g| g.id == id) else {
+        return Err(ControlPlaneError::NotFound(format!(
+            "group {id} does not exist"
+        )));
+    };
+    for index in &topology.indexes {
+        let covered = index.routing.iter().any(|routing| {
+            routing.group_id != id
+                && topology
+                    .groups
+                    .iter()
+                    .any(|g| g.id == routing.group_id && g.state == GroupState::Active as i32)
+                && routing.shards.len() == index.shard_count as usize
+                && routing.shards.iter().all(|s| !s.read_nodes.is_empty())
+        });
+        if !covered {
+            return Err(ControlPlaneError::FailedPrecondition(format!(
+                "group {id} is the only active group holding every shard of index {:?}; removing it would lose data",
+                index.uid
+            )));
+        }
+    }
+    let group = topology.groups.remove(position);
+    for index in &mut topology.indexes {
+        index.routing.retain(|r| r.group_id != id);
+    }
+    let (removed, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut topology.nodes)
+        .into_iter()
+        .partition(|n| n.group_id == id);
+    topology.nodes = kept;
+    let removed = removed
+        .into_iter()
+        .map(|mut n| {
+            n.state = NodeState::Removed as i32;
+            n
+        })
+        .collect();
+    Ok((group, removed))
+}
+
+/// Shard count and replication factor for a new index.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexLayout {
+    /// Shard count S.
+    pub shard_count: u32,
+    /// Copies of each shard per group.
+    pub replication_factor: u32,
+}
+
+/// Records a new index and lays out its routing table in every group.
+pub fn create_index(
+    topology: &mut pb::Topology,
+    uid: &str,
+    primary_key: Option<String>,
+    layout: IndexLayout,
+    now_ms: u64,
+) -> Result<pb::Index> {
+    validate_index_uid(uid)?;
+    if topology.indexes.iter().any(|i| i.uid == uid) {
+        return Err(ControlPlaneError::AlreadyExists(format!(
+            "Index `{uid}` already exists."
+        )));
+    }
+    let IndexLayout {
+        shard_count,
+        replication_factor,
+    } = layout;
+    if shard_count == 0 || shard_count > MAX_SHARDS {
+        return Err(ControlPlaneError::InvalidArgument(format!(
+            "shard count {shard_count} is out of range: use 1 to {MAX_SHARDS}"
+        )));
+    }
+    if replication_factor == 0 {
+        return Err(ControlPlaneError::InvalidArgument(
+            "replication factor must be at least 1".into(),
+        ));
+    }
+    if topology.groups.is_empty() {
+        return Err(ControlPlaneError::FailedPrecondition(
+            "the fleet has no replica group yet: add nodes first".into(),
+        ));
+    }
+    let mut routing = Vec::with_capacity(topology.groups.len());
+    for group in &topology.groups {
+        let members: Vec<NodeId> = topology
+            .nodes
+            .iter()
+            .filter(|n| n.group_id == group.id && n.state != NodeState::Draining as i32)
+            .map(|n| NodeId(n.id.clone()))
+            .collect();
+        if members.len() < replication_factor as usize {
+            return Err(ControlPlaneError::FailedPrecondition(format!(
+                "group {} has {} usable node(s); replication factor {replication_factor} needs at least {replication_factor}",
+                group.id,
+                members.len()
+            )));
+        }
+        routing.push(compute_group_routing(
+            GroupId(group.id),
+            shard_count,
+            replication_factor,
+            &members,
+        ));
+    }
+    let index = pb::Index {
+        uid: uid.to_owned(),
+        primary_key,
+        shard_count,
+        replication_factor,
+        settings_version: 0,
+        created_at_ms: now_ms,
+        routing,
+    };
+    topology.indexes.push(index.clone());
+    sort(topology);
+    Ok(index)
+}
+
+/// Removes an index from the topology.
+pub fn delete_index(topology: &mut pb::Topology, uid: &str) -> Result<pb::Index> {
+    let Some(position) = topology.indexes.iter().position(|i| i.uid == uid) else {
+        return Err(ControlPlaneError::NotFound(format!(
+            "Index `{uid}` not found."
+        )));
+    };
+    Ok(topology.indexes.remove(position))
+}
+
+/// Sets a node's state; returns whether anything changed.
+pub fn set_node_state(
+    topology: &mut pb::Topology,
+    id: &str,
+    state: NodeState,
+    now_ms: u64,
+) -> bool {
+    match topology.nodes.iter_mut().find(|n| n.id == id) {
+        Some(node) if node.state != state as i32 => {
+            node.state = state as i32;
+            node.state_changed_at_ms = now_ms;
+            true
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet(nodes: &[(&str, u32)]) -> pb::Topology {
+        let mut t = pb::Topology::default();
+        for (i, (id, group)) in nodes.iter().enumerate() {
+            add_node(
+                &mut t,
+                id,
+                &format!("http://127.0.0.1:{}", 7700 + i),
+                GroupId(*group),
+                0,
+            )
+            .unwrap();
+        }
+        t
+    }
+
+    fn layout(s: u32, rf: u32) -> IndexLayout {
+        IndexLayout {
+            shard_count: s,
+            replication_factor: rf,
+        }
+    }
+
+    #[test]
+    fn addresses_are_checked() {
+        assert!(validate_address("http://127.0.0.1:7700").is_ok());
+        assert_eq!(
+            validate_address("http://meili:7700/").unwrap(),
+            "http://meili:7700"
+        );
+        for bad in [
+            "",
+            "127.0.0.1:7700",
+            "ftp://x:1",
+            "http://x:1/path",
+            "not a url",
+        ] {
+            assert!(
+                matches!(
+                    validate_address(bad),
+                    Err(ControlPlaneError::InvalidArgument(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn node_lifecycle_without_indexes() {
+        let mut t = fleet(&[("a", 0), ("b", 0)]);
+        assert_eq!(t.groups.len(), 1);
+        assert!(matches!(
+            add_node(&mut t, "a", "http://127.0.0.1:9999", GroupId(0), 0),
+            Err(ControlPlaneError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            add_node(&mut t, "c", "http://127.0.0.1:7700", GroupId(0), 0),
+            Err(ControlPlaneError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            drain_node(&mut t, "zz", 0),
+            Err(ControlPlaneError::NotFound(_))
+        ));
+        assert_eq!(
+            drain_node(&mut t, "a", 1).unwrap().state,
+            NodeState::Draining as i32
+        );
+        assert_eq!(
+            remove_node(&mut t, "a", 2).unwrap().state,
+            NodeState::Removed as i32
+        );
+        remove_node(&mut t, "b", 3).unwrap();
+        assert!(t.nodes.is_empty());
+    }
+
+    #[test]
+    fn changes_that_move_copies_are_refused_while_an_index_exists() {
+        let mut t = fleet(&[("a", 0), ("b", 0), ("c", 1), ("d", 1)]);
+        let index = create_index(&mut t, "movies", None, layout(16, 2), 0).unwrap();
+        assert_eq!(index.routing.len(), 2);
+        assert!(
+            index
+                .routing
+                .iter()
+                .all(|g| g.shards.len() == 16 && g.shards.iter().all(|s| s.read_nodes.len() == 2))
+        );
+        for result in [
+            add_node(&mut t, "e", "http://127.0.0.1:8000", GroupId(0), 0).map(|_| ()),
+            drain_node(&mut t, "a", 0).map(|_| ()),
+            remove_node(&mut t, "a", 0).map(|_| ()),
+            add_group(&mut t, None).map(|_| ()),
+        ] {
+            assert!(
+                matches!(result, Err(ControlPlaneError::FailedPrecondition(_))),
+                "{result:?}"
+            );
+        }
+        // Group 1 covers every shard, so group 0 can go, with its nodes.
+        let (group, nodes) = remove_group(&mut t, 0).unwrap();
+        assert_eq!(group.id, 0);
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(t.indexes[0].routing.len(), 1);
+        // The last group holding the index cannot.
+        assert!(matches!(
+            remove_group(&mut t, 1),
+            Err(ControlPlaneError::FailedPrecondition(_))
+        ));
+        delete_index(&mut t, "movies").unwrap();
+        remove_group(&mut t, 1).unwrap();
+        assert!(t.nodes.is_empty() && t.groups.is_empty());
+    }
+
+    #[test]
+    fn index_creation_checks_its_layout() {
+        let mut t = fleet(&[("a", 0)]);
+        assert!(matches!(
+            create_index(&mut t, "bad uid", None, layout(4, 1), 0),
+            Err(ControlPlaneError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            create_index(&mut t, "x", None, layout(0, 1), 0),
+            Err(ControlPlaneError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            create_index(&mut t, "x", None, layout(4, 2), 0),
+            Err(ControlPlaneError::FailedPrecondition(_))
+        ));
+        create_index(&mut t, "x", Some("id".into()), layout(4, 1), 0).unwrap();
+        assert!(matches!(
+            create_index(&mut t, "x", None, layout(4, 1), 0),
+            Err(ControlPlaneError::AlreadyExists(_))
+        ));
+    }
+}
