@@ -1,0 +1,253 @@
+//! The subcommands.
+
+use crate::Cli;
+use crate::client::{connect, status_error};
+use crate::output::{self, GroupView, IndexView, NodeView, StatusView};
+use miroir_proto::pb::{self, admin_service_client::AdminServiceClient};
+use std::time::Duration;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Leader, topology version, nodes, groups, gateways and indexes.
+    Status,
+    /// Add, list, drain or remove Meilisearch nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Add, list or remove replica groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// List indexes or show one with its routing table.
+    #[command(subcommand)]
+    Index(IndexCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Add a node to a replica group (the group is created if needed).
+    Add {
+        /// Stable node id, e.g. meili-0.
+        #[arg(long)]
+        id: String,
+        /// The node's Meilisearch URL, e.g. http://127.0.0.1:7700.
+        #[arg(long)]
+        address: String,
+        /// Replica group to join.
+        #[arg(long, default_value_t = 0)]
+        group: u32,
+    },
+    /// List every node.
+    List,
+    /// Show one node.
+    Show {
+        /// Node id.
+        id: String,
+    },
+    /// Start emptying a node so it can be removed.
+    Drain {
+        /// Node id.
+        id: String,
+    },
+    /// Take a node out of the fleet.
+    Remove {
+        /// Node id.
+        id: String,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum GroupCommand {
+    /// Add an empty replica group.
+    Add {
+        /// Group number; the next free one when omitted.
+        #[arg(long)]
+        id: Option<u32>,
+    },
+    /// List every group with its nodes.
+    List,
+    /// Remove a group and its nodes (refused unless other groups hold every shard).
+    Remove {
+        /// Group number.
+        id: u32,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum IndexCommand {
+    /// List every index.
+    List,
+    /// Show an index with its routing table per group.
+    Show {
+        /// Index uid.
+        uid: String,
+    },
+}
+
+fn node_of(response: pb::NodeResponse) -> anyhow::Result<NodeView> {
+    response
+        .node
+        .as_ref()
+        .map(NodeView::from)
+        .ok_or_else(|| anyhow::anyhow!("the control plane answered without a node"))
+}
+
+fn one_node_text(verb: &str) -> impl Fn(&NodeView) -> String + '_ {
+    move |n| {
+        format!(
+            "node {} {verb}: group {}, state {}, address {}",
+            n.id, n.group, n.state, n.address
+        )
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let channel = connect(&cli.control_plane, timeout).await?;
+    let mut admin = AdminServiceClient::new(channel);
+    let format = cli.output;
+    match cli.command {
+        Command::Status => {
+            let status = admin
+                .get_cluster_status(pb::GetClusterStatusRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            output::print(format, &StatusView::from(&status), output::status_text)
+        }
+        Command::Node(command) => match command {
+            NodeCommand::Add { id, address, group } => {
+                let response = admin
+                    .add_node(pb::AddNodeRequest {
+                        id,
+                        address,
+                        group_id: group,
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                output::print(format, &node_of(response)?, one_node_text("added"))
+            }
+            NodeCommand::List => {
+                let response = admin
+                    .list_nodes(pb::ListNodesRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let nodes: Vec<NodeView> = response.nodes.iter().map(NodeView::from).collect();
+                output::print(format, &nodes, |n| output::nodes_table(n))
+            }
+            NodeCommand::Show { id } => {
+                let response = admin
+                    .get_node(pb::GetNodeRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                output::print(format, &node_of(response)?, one_node_text("is in"))
+            }
+            NodeCommand::Drain { id } => {
+                let response = admin
+                    .drain_node(pb::DrainNodeRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                output::print(format, &node_of(response)?, one_node_text("draining"))
+            }
+            NodeCommand::Remove { id } => {
+                let response = admin
+                    .remove_node(pb::RemoveNodeRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                output::print(format, &node_of(response)?, one_node_text("removed"))
+            }
+        },
+        Command::Group(command) => match command {
+            GroupCommand::Add { id } => {
+                let response = admin
+                    .add_group(pb::AddGroupRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let group = group_view(&response)?;
+                output::print(format, &group, |g| {
+                    format!("group {} added ({})", g.id, g.state)
+                })
+            }
+            GroupCommand::List => {
+                let response = admin
+                    .list_groups(pb::ListGroupsRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let groups: Vec<GroupView> = response
+                    .groups
+                    .iter()
+                    .filter_map(|s| {
+                        s.group.map(|g| GroupView {
+                            id: g.id,
+                            state: output::group_state(g.state),
+                            nodes: s.nodes.iter().map(|n| n.id.clone()).collect(),
+                        })
+                    })
+                    .collect();
+                output::print(format, &groups, |g| output::groups_table(g))
+            }
+            GroupCommand::Remove { id } => {
+                let response = admin
+                    .remove_group(pb::RemoveGroupRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let group = group_view(&response)?;
+                output::print(format, &group, |g| {
+                    format!(
+                        "group {} removed with {} node(s): {}",
+                        g.id,
+                        g.nodes.len(),
+                        g.nodes.join(", ")
+                    )
+                })
+            }
+        },
+        Command::Index(command) => match command {
+            IndexCommand::List => {
+                let response = admin
+                    .list_indexes(pb::ListIndexesRequest {})
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let indexes: Vec<IndexView> = response
+                    .indexes
+                    .iter()
+                    .map(|i| IndexView::new(i, false))
+                    .collect();
+                output::print(format, &indexes, |i| output::indexes_table(i))
+            }
+            IndexCommand::Show { uid } => {
+                let response = admin
+                    .get_index(pb::GetIndexRequest { uid })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let index = response
+                    .index
+                    .as_ref()
+                    .map(|i| IndexView::new(i, true))
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("the control plane answered without an index")
+                    })?;
+                output::print(format, &index, output::routing_text)
+            }
+        },
+    }
+}
+
+fn group_view(response: &pb::GroupResponse) -> anyhow::Result<GroupView> {
+    let group = response
+        .group
+        .ok_or_else(|| anyhow::anyhow!("the control plane answered without a group"))?;
+    Ok(GroupView {
+        id: group.id,
+        state: output::group_state(group.state),
+        nodes: response.nodes.iter().map(|n| n.id.clone()).collect(),
+    })
+}
