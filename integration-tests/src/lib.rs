@@ -1,0 +1,299 @@
+//! The integration sandbox: starts Miroir's real binaries (and test nodes) on loopback
+//! ports, waits on predicates rather than sleeps, and kills everything on drop.
+//!
+//! Binaries are taken from the same target directory as the running test, so run the
+//! tests with `cargo test --workspace` (which builds them).
+
+use miroir_proto::pb::admin_service_client::AdminServiceClient;
+use miroir_proto::pb::task_service_client::TaskServiceClient;
+use miroir_proto::pb::topology_service_client::TopologyServiceClient;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tonic::transport::Channel;
+
+/// The master key every test fleet uses.
+pub const MASTER_KEY: &str = "miroir-test-master-key-0123456789";
+
+/// Path of a workspace binary, next to the test executable's `deps/` folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Flags for a control plane under test.
+#[derive(Clone, Debug)]
+pub struct ControlPlaneOptions {
+    /// Extra flags, e.g. `["--health-interval", "200ms"]`.
+    pub extra_args: Vec<String>,
+}
+
+impl Default for ControlPlaneOptions {
+    fn default() -> Self {
+        Self {
+            extra_args: vec![
+                "--health-interval".into(),
+                "200ms".into(),
+                "--health-timeout".into(),
+                "500ms".into(),
+            ],
+        }
+    }
+}
+
+/// A running `miroir-control-plane`.
+pub struct ControlPlane {
+    child: Child,
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// Metrics address.
+    pub metrics: SocketAddr,
+    /// The store URL it runs on.
+    pub store: String,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on `store` and waits until it serves gRPC.
+    pub async fn start(dir: &Path, store: &str, options: &ControlPlaneOptions) -> Self {
+        let child_and_ports = Self::spawn(dir, store, options);
+        let (child, grpc, metrics, log) = child_and_ports;
+        let mut cp = Self {
+            child,
+            grpc,
+            metrics,
+            store: store.to_owned(),
+            log,
+        };
+        cp.wait_ready().await;
+        cp
+    }
+
+    fn spawn(
+        dir: &Path,
+        store: &str,
+        options: &ControlPlaneOptions,
+    ) -> (Child, SocketAddr, SocketAddr, PathBuf) {
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.join(format!("control-plane-{}.log", grpc.port()));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(binary("miroir-control-plane"))
+            .arg("--listen")
+            .arg(grpc.to_string())
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
+            .arg("--store")
+            .arg(store)
+            .arg("--master-key")
+            .arg(MASTER_KEY)
+            .args(&options.extra_args)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "info")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start miroir-control-plane");
+        (child, grpc, metrics, log)
+    }
+
+    /// Runs a control plane that is expected to exit; returns its exit status and log.
+    pub async fn run_to_exit(
+        dir: &Path,
+        store: &str,
+        options: &ControlPlaneOptions,
+    ) -> (std::process::ExitStatus, String) {
+        let (mut child, _, _, log) = Self::spawn(dir, store, options);
+        let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("control plane should exit")
+            .expect("wait");
+        (status, std::fs::read_to_string(log).unwrap_or_default())
+    }
+
+    async fn wait_ready(&mut self) {
+        let url = self.url();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "control plane exited with {status} before serving:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if let Ok(channel) = Channel::from_shared(url.clone()).unwrap().connect().await {
+                let mut admin = AdminServiceClient::new(channel);
+                if admin
+                    .get_leader(miroir_proto::pb::GetLeaderRequest {})
+                    .await
+                    .is_ok()
+                {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "control plane did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// `http://host:port` of its gRPC server.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// A channel to it.
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .unwrap()
+            .timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .expect("connect to control plane")
+    }
+
+    /// An AdminService client.
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.channel().await)
+    }
+
+    /// A TopologyService client.
+    pub async fn topology(&self) -> TopologyServiceClient<Channel> {
+        TopologyServiceClient::new(self.channel().await)
+    }
+
+    /// A TaskService client.
+    pub async fn tasks(&self) -> TaskServiceClient<Channel> {
+        TaskServiceClient::new(self.channel().await)
+    }
+
+    /// Kills the process (SIGKILL) and waits for it.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+}
+
+/// A running `miroir-test-node`.
+pub struct TestNode {
+    child: Child,
+    /// Its base URL.
+    pub url: String,
+}
+
+impl TestNode {
+    /// Starts a test node on a free loopback port.
+    pub async fn start() -> Self {
+        let mut child = Command::new(binary("miroir-test-node"))
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--master-key")
+            .arg(MASTER_KEY)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start miroir-test-node");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("test node announces its address")
+            .expect("read stdout")
+            .expect("a line");
+        let address = line
+            .strip_prefix("listening on ")
+            .expect("`listening on ADDR`");
+        Self {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    /// Sets injected faults (`{"down": true}`, `{"latencyMs": 50}`, …).
+    pub async fn set_faults(&self, faults: serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/_testnode/faults", self.url))
+            .json(&faults)
+            .send()
+            .await
+            .expect("set faults");
+        assert!(response.status().is_success());
+    }
+
+    /// Kills the process.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Output of one `miroir-ctl` run.
+pub struct CtlOutput {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `miroir-ctl --control-plane URLS ARGS…`.
+pub async fn ctl(control_planes: &str, args: &[&str]) -> CtlOutput {
+    let output = Command::new(binary("miroir-ctl"))
+        .arg("--control-plane")
+        .arg(control_planes)
+        .args(args)
+        .output()
+        .await
+        .expect("run miroir-ctl");
+    CtlOutput {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,412 @@
+//! The control plane through gRPC: errors, fleet changes, the store, tasks, metrics.
+
+use crate::fresh_control_plane;
+use miroir_integration_tests::{ControlPlane, ControlPlaneOptions};
+use miroir_proto::pb;
+use tonic::Code;
+
+async fn add_node(
+    cp: &ControlPlane,
+    id: &str,
+    port: u16,
+    group: u32,
+) -> Result<pb::NodeResponse, tonic::Status> {
+    cp.admin()
+        .await
+        .add_node(pb::AddNodeRequest {
+            id: id.into(),
+            address: format!("http://127.0.0.1:{port}"),
+            group_id: group,
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn errors_are_grpc_codes_with_messages() {
+    let (_dir, cp) = fresh_control_plane().await;
+    let mut admin = cp.admin().await;
+    let missing = admin
+        .get_node(pb::GetNodeRequest { id: "ghost".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+    assert!(missing.message().contains("ghost"), "{}", missing.message());
+
+    for bad in ["127.0.0.1:7700", "ftp://x:1", "http://x:1/path", ""] {
+        let status = admin
+            .add_node(pb::AddNodeRequest {
+                id: "a".into(),
+                address: bad.into(),
+                group_id: 0,
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{bad}: {status:?}");
+        assert!(status.message().contains("address"), "{}", status.message());
+    }
+    let status = admin
+        .add_node(pb::AddNodeRequest {
+            id: "bad id!".into(),
+            address: "http://127.0.0.1:1".into(),
+            group_id: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+
+    add_node(&cp, "meili-0", 7700, 0).await.unwrap();
+    let duplicate = add_node(&cp, "meili-0", 7701, 0).await.unwrap_err();
+    assert_eq!(duplicate.code(), Code::AlreadyExists);
+    assert!(duplicate.message().contains("meili-0"));
+    let same_address = add_node(&cp, "meili-1", 7700, 0).await.unwrap_err();
+    assert_eq!(same_address.code(), Code::AlreadyExists);
+
+    let no_group = admin
+        .remove_group(pb::RemoveGroupRequest { id: 9 })
+        .await
+        .unwrap_err();
+    assert_eq!(no_group.code(), Code::NotFound);
+    let no_index = admin
+        .get_index(pb::GetIndexRequest { uid: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(no_index.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn fleet_changes_that_would_move_copies_are_refused_while_an_index_exists() {
+    let (_dir, cp) = fresh_control_plane().await;
+    let mut admin = cp.admin().await;
+    for (i, group) in [0u32, 0, 0, 1, 1, 1].iter().enumerate() {
+        add_node(&cp, &format!("meili-{i}"), 7700 + i as u16, *group)
+            .await
+            .unwrap();
+    }
+    let index = admin
+        .create_index(pb::CreateIndexRequest {
+            uid: "movies".into(),
+            primary_key: Some("id".into()),
+            shard_count: Some(16),
+            replication_factor: Some(2),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .index
+        .unwrap();
+    assert_eq!(index.routing.len(), 2);
+    for routing in &index.routing {
+        assert_eq!(routing.shards.len(), 16);
+        for (shard, route) in routing.shards.iter().enumerate() {
+            assert_eq!(route.shard as usize, shard);
+            assert_eq!(route.read_nodes.len(), 2);
+            assert_eq!(route.read_nodes, route.write_nodes);
+            assert!(!route.blocked);
+        }
+    }
+
+    let refused = [
+        add_node(&cp, "meili-9", 7799, 0).await.map(|_| ()),
+        admin
+            .drain_node(pb::DrainNodeRequest {
+                id: "meili-0".into(),
+            })
+            .await
+            .map(|_| ()),
+        admin
+            .remove_node(pb::RemoveNodeRequest {
+                id: "meili-0".into(),
+            })
+            .await
+            .map(|_| ()),
+        admin
+            .add_group(pb::AddGroupRequest { id: None })
+            .await
+            .map(|_| ()),
+    ];
+    for result in refused {
+        let status = result.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+        assert!(
+            status.message().contains("not supported"),
+            "{}",
+            status.message()
+        );
+    }
+    let version_before = cp
+        .admin()
+        .await
+        .get_cluster_status(pb::GetClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .topology_version;
+
+    // Group 1 holds every shard too, so group 0 can go, with its nodes.
+    let removed = admin
+        .remove_group(pb::RemoveGroupRequest { id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed.nodes.len(), 3);
+    assert_eq!(removed.topology_version, version_before + 1);
+    let index = admin
+        .get_index(pb::GetIndexRequest {
+            uid: "movies".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .index
+        .unwrap();
+    assert_eq!(
+        index.routing.iter().map(|r| r.group_id).collect::<Vec<_>>(),
+        vec![1]
+    );
+    // The last group holding the index cannot go.
+    let status = admin
+        .remove_group(pb::RemoveGroupRequest { id: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+
+    // Without indexes, everything can be taken apart, down to the last node.
+    admin
+        .delete_index(pb::DeleteIndexRequest {
+            uid: "movies".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .drain_node(pb::DrainNodeRequest {
+            id: "meili-3".into(),
+        })
+        .await
+        .unwrap();
+    let node = admin
+        .remove_node(pb::RemoveNodeRequest {
+            id: "meili-3".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .node
+        .unwrap();
+    assert_eq!(node.state, pb::NodeState::Removed as i32);
+    admin
+        .remove_node(pb::RemoveNodeRequest {
+            id: "meili-4".into(),
+        })
+        .await
+        .unwrap();
+    admin
+        .remove_node(pb::RemoveNodeRequest {
+            id: "meili-5".into(),
+        })
+        .await
+        .unwrap();
+    let status = admin
+        .get_cluster_status(pb::GetClusterStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(status.nodes.is_empty());
+    assert_eq!(status.groups.len(), 1);
+    admin
+        .remove_group(pb::RemoveGroupRequest { id: 1 })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_store_survives_restarts_and_admits_one_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("sqlite://{}/state/miroir.db", dir.path().display());
+    let options = ControlPlaneOptions::default();
+    let mut cp = ControlPlane::start(dir.path(), &store, &options).await;
+    for i in 0..3u16 {
+        add_node(&cp, &format!("meili-{i}"), 7700 + i, 0)
+            .await
+            .unwrap();
+    }
+    cp.admin()
+        .await
+        .create_index(pb::CreateIndexRequest {
+            uid: "books".into(),
+            primary_key: None,
+            shard_count: Some(8),
+            replication_factor: Some(1),
+        })
+        .await
+        .unwrap();
+    let before = cp
+        .topology()
+        .await
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let token_before = cp
+        .admin()
+        .await
+        .get_leader(pb::GetLeaderRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .fencing_token;
+
+    // A second control plane on the same file refuses to start, and says why.
+    let (status, log) = ControlPlane::run_to_exit(dir.path(), &store, &options).await;
+    assert!(!status.success());
+    assert!(
+        log.contains("another control plane is already using the store"),
+        "{log}"
+    );
+
+    cp.kill().await;
+    let cp = ControlPlane::start(dir.path(), &store, &options).await;
+    let after = cp
+        .topology()
+        .await
+        .get_topology(pb::GetTopologyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, before, "restart keeps the topology exactly");
+    let leader = cp
+        .admin()
+        .await
+        .get_leader(pb::GetLeaderRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(leader.is_self);
+    assert_eq!(
+        leader.fencing_token,
+        token_before + 1,
+        "a new term fences the old process"
+    );
+    // And it keeps committing after the restart.
+    let node = add_node(&cp, "meili-x", 7799, 1).await.unwrap_err();
+    assert_eq!(node.code(), tonic::Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn tasks_get_fleet_wide_uids() {
+    let (_dir, cp) = fresh_control_plane().await;
+    let mut tasks = cp.tasks().await;
+    let mut uids = Vec::new();
+    for i in 0..5u64 {
+        let task = tasks
+            .create_task(pb::CreateTaskRequest {
+                index_uid: Some(
+                    if i.is_multiple_of(2) {
+                        "movies"
+                    } else {
+                        "books"
+                    }
+                    .into(),
+                ),
+                task_type: "documentAdditionOrUpdate".into(),
+                node_tasks: vec![pb::NodeTask {
+                    node_id: "meili-0".into(),
+                    node_task_uid: 100 + i,
+                }],
+                details_json: format!(r#"{{"receivedDocuments":{i}}}"#),
+                enqueued_at_ms: 1_700_000_000_000 + i,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        uids.push(task.uid);
+    }
+    assert_eq!(uids, vec![0, 1, 2, 3, 4]);
+    let task = tasks
+        .get_task(pb::GetTaskRequest { uid: 3 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(task.index_uid.as_deref(), Some("books"));
+    assert_eq!(task.node_tasks[0].node_task_uid, 103);
+    assert_eq!(
+        tasks
+            .get_task(pb::GetTaskRequest { uid: 99 })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::NotFound
+    );
+
+    let page = tasks
+        .list_tasks(pb::ListTasksRequest {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        page.tasks.iter().map(|t| t.uid).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    assert_eq!(page.next, Some(2));
+    let page = tasks
+        .list_tasks(pb::ListTasksRequest {
+            limit: 2,
+            from: page.next,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        page.tasks.iter().map(|t| t.uid).collect::<Vec<_>>(),
+        vec![2, 1]
+    );
+    let movies = tasks
+        .list_tasks(pb::ListTasksRequest {
+            index_uids: vec!["movies".into()],
+            reverse: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        movies.tasks.iter().map(|t| t.uid).collect::<Vec<_>>(),
+        vec![0, 2, 4]
+    );
+    assert_eq!(movies.next, None);
+
+    let bad = tasks
+        .create_task(pb::CreateTaskRequest {
+            task_type: "x".into(),
+            details_json: "{".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_port() {
+    let (_dir, cp) = fresh_control_plane().await;
+    add_node(&cp, "meili-0", 7700, 0).await.unwrap();
+    let body = reqwest::get(format!("http://{}/metrics", cp.metrics))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for metric in [
+        "miroir_topology_version 2",
+        "miroir_store_operation_duration_seconds_count{operation=\"commit_topology\"}",
+        "miroir_grpc_requests_total{method=\"/miroir.v1.AdminService/AddNode\",code=\"Ok\"} 1",
+        "miroir_nodes{state=\"joining\"} 1",
+        "miroir_control_plane_is_leader 1",
+    ] {
+        assert!(body.contains(metric), "missing {metric} in:\n{body}");
+    }
+}

@@ -1,0 +1,195 @@
+//! `miroir-ctl` against a real control plane.
+
+use crate::fresh_control_plane;
+use miroir_integration_tests::{ctl, free_port};
+use miroir_proto::pb;
+
+#[tokio::test]
+async fn ctl_manages_nodes_groups_and_shows_status() {
+    let (_dir, cp) = fresh_control_plane().await;
+    let url = cp.url();
+    let out = ctl(
+        &url,
+        &[
+            "node",
+            "add",
+            "--id",
+            "meili-0",
+            "--address",
+            "http://127.0.0.1:7701",
+            "--group",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("node meili-0 added"), "{}", out.stdout);
+    for (id, port, group) in [("meili-1", "7702", "0"), ("meili-2", "7703", "1")] {
+        let out = ctl(
+            &url,
+            &[
+                "node",
+                "add",
+                "--id",
+                id,
+                "--address",
+                &format!("http://127.0.0.1:{port}"),
+                "--group",
+                group,
+            ],
+        )
+        .await;
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+
+    let out = ctl(&url, &["node", "list", "--output", "json"]).await;
+    let nodes: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(nodes.as_array().unwrap().len(), 3);
+    assert_eq!(nodes[0]["id"], "meili-0");
+    assert_eq!(nodes[0]["state"], "joining");
+    assert_eq!(nodes[2]["group"], 1);
+
+    let out = ctl(&url, &["node", "list"]).await;
+    assert!(out.stdout.starts_with("ID"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("meili-2  1      joining"),
+        "{}",
+        out.stdout
+    );
+
+    let out = ctl(&url, &["group", "list", "-o", "json"]).await;
+    let groups: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        groups[0]["nodes"],
+        serde_json::json!(["meili-0", "meili-1"])
+    );
+    let out = ctl(&url, &["group", "add", "-o", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let group: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(group["id"], 2);
+
+    // An index, so routing shows and changes that would move copies are refused.
+    cp.admin()
+        .await
+        .create_index(pb::CreateIndexRequest {
+            uid: "movies".into(),
+            primary_key: Some("id".into()),
+            shard_count: Some(4),
+            replication_factor: Some(1),
+        })
+        .await
+        .unwrap_err(); // group 2 has no nodes
+    cp.admin()
+        .await
+        .remove_group(pb::RemoveGroupRequest { id: 2 })
+        .await
+        .unwrap();
+    cp.admin()
+        .await
+        .create_index(pb::CreateIndexRequest {
+            uid: "movies".into(),
+            primary_key: Some("id".into()),
+            shard_count: Some(4),
+            replication_factor: Some(1),
+        })
+        .await
+        .unwrap();
+    let out = ctl(&url, &["index", "list", "-o", "json"]).await;
+    let indexes: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(indexes[0]["uid"], "movies");
+    assert_eq!(indexes[0]["shard_count"], 4);
+    let out = ctl(&url, &["index", "show", "movies", "-o", "json"]).await;
+    let index: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(index["routing"].as_array().unwrap().len(), 2);
+    assert_eq!(index["routing"][0]["shards"].as_array().unwrap().len(), 4);
+    let out = ctl(&url, &["index", "show", "movies"]).await;
+    assert!(out.stdout.contains("routing, group 0:"), "{}", out.stdout);
+    assert!(out.stdout.contains("SHARD  READ"), "{}", out.stdout);
+
+    let out = ctl(&url, &["node", "drain", "meili-0"]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .starts_with("error: FAILED_PRECONDITION: draining node \"meili-0\""),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1, "one line: {}", out.stderr);
+
+    let out = ctl(&url, &["status", "-o", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(status["leader"]["id"], format!("cp-{}", cp.grpc.port()));
+    assert!(status["topology_version"].as_u64().unwrap() >= 6);
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(status["indexes"][0]["uid"], "movies");
+    assert!(status["store"].as_str().unwrap().starts_with("sqlite://"));
+    let out = ctl(&url, &["status"]).await;
+    for section in [
+        "leader:",
+        "store:",
+        "topology:",
+        "nodes (3):",
+        "groups (2):",
+        "gateways (0):",
+        "indexes (1):",
+    ] {
+        assert!(
+            out.stdout.contains(section),
+            "missing {section} in {}",
+            out.stdout
+        );
+    }
+
+    // Removing a whole group that the other covers works through the CLI too.
+    let out = ctl(&url, &["group", "remove", "1"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("group 1 removed with 1 node(s): meili-2"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[tokio::test]
+async fn ctl_fails_over_between_control_planes_and_reports_errors_in_one_line() {
+    let (_dir, cp) = fresh_control_plane().await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let both = format!("{dead},{}", cp.url());
+    let out = ctl(&both, &["status", "-o", "json"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let out = ctl(&dead, &["status"]).await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.starts_with("error: no control plane reachable"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.lines().count(), 1);
+
+    let out = ctl(&cp.url(), &["node", "remove", "ghost"]).await;
+    assert_eq!(out.code, 1);
+    assert_eq!(
+        out.stderr.trim(),
+        "error: NOT_FOUND: node \"ghost\" does not exist"
+    );
+
+    let out = ctl(
+        &cp.url(),
+        &["node", "add", "--id", "a", "--address", "nope"],
+    )
+    .await;
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .starts_with("error: INVALID_ARGUMENT: invalid node address"),
+        "{}",
+        out.stderr
+    );
+
+    let out = ctl(&cp.url(), &["node", "frobnicate"]).await;
+    assert_eq!(out.code, 2);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+}

@@ -1,0 +1,23 @@
+//! One integration-test binary: every module starts real Miroir processes on loopback.
+
+mod control_plane;
+mod ctl;
+mod grpcurl;
+mod node_health;
+mod watch;
+
+use miroir_integration_tests::{ControlPlane, ControlPlaneOptions};
+use tempfile::TempDir;
+
+/// A control plane on a fresh SQLite store in its own temporary directory.
+pub async fn fresh_control_plane() -> (TempDir, ControlPlane) {
+    fresh_control_plane_with(ControlPlaneOptions::default()).await
+}
+
+/// Same, with options.
+pub async fn fresh_control_plane_with(options: ControlPlaneOptions) -> (TempDir, ControlPlane) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}/miroir.db", dir.path().display());
+    let cp = ControlPlane::start(dir.path(), &store, &options).await;
+    (dir, cp)
+}
