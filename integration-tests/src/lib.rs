@@ -1,8 +1,9 @@
 //! The integration sandbox: starts Miroir's real binaries (and test nodes) on loopback
 //! ports, waits on predicates rather than sleeps, and kills everything on drop.
 //!
-//! Binaries are taken from the same target directory as the running test, so run the
-//! tests with `cargo test --workspace` (which builds them).
+//! Binaries are taken from the same target directory as the running test; `cargo test`
+//! does not build other packages' binaries, so run
+//! `cargo build --workspace --bins && cargo test --workspace` (the README's test command).
 
 use miroir_proto::pb::admin_service_client::AdminServiceClient;
 use miroir_proto::pb::task_service_client::TaskServiceClient;
@@ -28,7 +29,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the workspace first (cargo test --workspace builds it)",
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
         path.display()
     );
     path
