@@ -118,7 +118,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tonic::transport::Server::builder()
         .trace_fn(|request| {
-            let span = tracing::info_span!("grpc", method = %request.uri().path());
+            let method = request.uri().path();
+            let span = tracing::info_span!(
+                "grpc",
+                otel.name = %method,
+                otel.kind = "server",
+                method = %method
+            );
             miroir_proto::telemetry::set_parent_from_headers(&span, request.headers());
             span
         })

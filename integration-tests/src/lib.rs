@@ -66,6 +66,8 @@ where
 pub struct ControlPlaneOptions {
     /// Extra flags, e.g. `["--health-interval", "200ms"]`.
     pub extra_args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for ControlPlaneOptions {
@@ -77,6 +79,7 @@ impl Default for ControlPlaneOptions {
                 "--health-timeout".into(),
                 "500ms".into(),
             ],
+            env: Vec::new(),
         }
     }
 }
@@ -131,6 +134,7 @@ impl ControlPlane {
             .args(&options.extra_args)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "info")
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(log_file)

@@ -4,6 +4,7 @@ mod control_plane;
 mod ctl;
 mod grpcurl;
 mod node_health;
+mod tracing_export;
 mod watch;
 
 use miroir_integration_tests::{ControlPlane, ControlPlaneOptions};
