@@ -23,23 +23,11 @@ pub struct NodeView {
 }
 
 pub fn node_state(state: i32) -> &'static str {
-    match NodeState::try_from(state) {
-        Ok(NodeState::Joining) => "joining",
-        Ok(NodeState::Active) => "active",
-        Ok(NodeState::Draining) => "draining",
-        Ok(NodeState::Failed) => "failed",
-        Ok(NodeState::Removed) => "removed",
-        _ => "unknown",
-    }
+    NodeState::name_of(state)
 }
 
 pub fn group_state(state: i32) -> &'static str {
-    match GroupState::try_from(state) {
-        Ok(GroupState::Active) => "active",
-        Ok(GroupState::Syncing) => "syncing",
-        Ok(GroupState::Draining) => "draining",
-        _ => "unknown",
-    }
+    GroupState::name_of(state)
 }
 
 impl From<&pb::Node> for NodeView {

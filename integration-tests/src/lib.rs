@@ -5,6 +5,7 @@
 //! does not build other packages' binaries, so run
 //! `cargo build --workspace --bins && cargo test --workspace` (the README's test command).
 
+use miroir_proto::pb;
 use miroir_proto::pb::admin_service_client::AdminServiceClient;
 use miroir_proto::pb::task_service_client::TaskServiceClient;
 use miroir_proto::pb::topology_service_client::TopologyServiceClient;
@@ -211,6 +212,81 @@ impl ControlPlane {
     /// A TaskService client.
     pub async fn tasks(&self) -> TaskServiceClient<Channel> {
         TaskServiceClient::new(self.channel().await)
+    }
+
+    /// Adds a node through AdminService.
+    pub async fn add_node(
+        &self,
+        id: &str,
+        address: &str,
+        group: u32,
+    ) -> Result<pb::NodeResponse, tonic::Status> {
+        self.admin()
+            .await
+            .add_node(pb::AddNodeRequest {
+                id: id.into(),
+                address: address.into(),
+                group_id: group,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Records an index through AdminService.
+    pub async fn create_index(
+        &self,
+        uid: &str,
+        shards: u32,
+        replication_factor: u32,
+    ) -> Result<pb::Index, tonic::Status> {
+        let response = self
+            .admin()
+            .await
+            .create_index(pb::CreateIndexRequest {
+                uid: uid.into(),
+                primary_key: Some("id".into()),
+                shard_count: Some(shards),
+                replication_factor: Some(replication_factor),
+            })
+            .await?
+            .into_inner();
+        Ok(response.index.expect("index in answer"))
+    }
+
+    /// The cluster status.
+    pub async fn status(&self) -> pb::ClusterStatus {
+        self.admin()
+            .await
+            .get_cluster_status(pb::GetClusterStatusRequest {})
+            .await
+            .expect("cluster status")
+            .into_inner()
+    }
+
+    /// The newest topology.
+    pub async fn current_topology(&self) -> pb::Topology {
+        self.topology()
+            .await
+            .get_topology(pb::GetTopologyRequest {})
+            .await
+            .expect("topology")
+            .into_inner()
+    }
+
+    /// Waits until node `id` is in `state`; returns the topology version that shows it.
+    pub async fn wait_node_state(&self, id: &str, state: pb::NodeState) -> u64 {
+        let what = format!("node {id} to be {}", state.short_name());
+        wait_for(&what, Duration::from_secs(10), || async {
+            let response = self
+                .admin()
+                .await
+                .get_node(pb::GetNodeRequest { id: id.into() })
+                .await
+                .ok()?
+                .into_inner();
+            (response.node?.state == state as i32).then_some(response.topology_version)
+        })
+        .await
     }
 
     /// Kills the process (SIGKILL) and waits for it.

@@ -11,15 +11,8 @@ async fn add_node(
     port: u16,
     group: u32,
 ) -> Result<pb::NodeResponse, tonic::Status> {
-    cp.admin()
+    cp.add_node(id, &format!("http://127.0.0.1:{port}"), group)
         .await
-        .add_node(pb::AddNodeRequest {
-            id: id.into(),
-            address: format!("http://127.0.0.1:{port}"),
-            group_id: group,
-        })
-        .await
-        .map(|r| r.into_inner())
 }
 
 #[tokio::test]
@@ -83,18 +76,7 @@ async fn fleet_changes_that_would_move_copies_are_refused_while_an_index_exists(
             .await
             .unwrap();
     }
-    let index = admin
-        .create_index(pb::CreateIndexRequest {
-            uid: "movies".into(),
-            primary_key: Some("id".into()),
-            shard_count: Some(16),
-            replication_factor: Some(2),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .index
-        .unwrap();
+    let index = cp.create_index("movies", 16, 2).await.unwrap();
     assert_eq!(index.routing.len(), 2);
     for routing in &index.routing {
         assert_eq!(routing.shards.len(), 16);
@@ -134,14 +116,7 @@ async fn fleet_changes_that_would_move_copies_are_refused_while_an_index_exists(
             status.message()
         );
     }
-    let version_before = cp
-        .admin()
-        .await
-        .get_cluster_status(pb::GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .topology_version;
+    let version_before = cp.status().await.topology_version;
 
     // Group 1 holds every shard too, so group 0 can go, with its nodes.
     let removed = admin
@@ -206,11 +181,7 @@ async fn fleet_changes_that_would_move_copies_are_refused_while_an_index_exists(
         })
         .await
         .unwrap();
-    let status = admin
-        .get_cluster_status(pb::GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = cp.status().await;
     assert!(status.nodes.is_empty());
     assert_eq!(status.groups.len(), 1);
     admin
@@ -230,23 +201,8 @@ async fn the_store_survives_restarts_and_admits_one_control_plane() {
             .await
             .unwrap();
     }
-    cp.admin()
-        .await
-        .create_index(pb::CreateIndexRequest {
-            uid: "books".into(),
-            primary_key: None,
-            shard_count: Some(8),
-            replication_factor: Some(1),
-        })
-        .await
-        .unwrap();
-    let before = cp
-        .topology()
-        .await
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    cp.create_index("books", 8, 1).await.unwrap();
+    let before = cp.current_topology().await;
     let token_before = cp
         .admin()
         .await
@@ -266,13 +222,7 @@ async fn the_store_survives_restarts_and_admits_one_control_plane() {
 
     cp.kill().await;
     let cp = ControlPlane::start(dir.path(), &store, &options).await;
-    let after = cp
-        .topology()
-        .await
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let after = cp.current_topology().await;
     assert_eq!(after, before, "restart keeps the topology exactly");
     let leader = cp
         .admin()

@@ -69,31 +69,14 @@ async fn ctl_manages_nodes_groups_and_shows_status() {
     assert_eq!(group["id"], 2);
 
     // An index, so routing shows and changes that would move copies are refused.
-    cp.admin()
-        .await
-        .create_index(pb::CreateIndexRequest {
-            uid: "movies".into(),
-            primary_key: Some("id".into()),
-            shard_count: Some(4),
-            replication_factor: Some(1),
-        })
-        .await
-        .unwrap_err(); // group 2 has no nodes
+    let empty_group = cp.create_index("movies", 4, 1).await.unwrap_err();
+    assert_eq!(empty_group.code(), tonic::Code::FailedPrecondition);
     cp.admin()
         .await
         .remove_group(pb::RemoveGroupRequest { id: 2 })
         .await
         .unwrap();
-    cp.admin()
-        .await
-        .create_index(pb::CreateIndexRequest {
-            uid: "movies".into(),
-            primary_key: Some("id".into()),
-            shard_count: Some(4),
-            replication_factor: Some(1),
-        })
-        .await
-        .unwrap();
+    cp.create_index("movies", 4, 1).await.unwrap();
     let out = ctl(&url, &["index", "list", "-o", "json"]).await;
     let indexes: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(indexes[0]["uid"], "movies");

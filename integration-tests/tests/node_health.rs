@@ -1,64 +1,23 @@
 //! Node health checks drive node states, each change a new topology version.
 
 use crate::fresh_control_plane;
-use miroir_integration_tests::{TestNode, wait_for};
-use miroir_proto::pb::{self, NodeState};
-use std::time::Duration;
+use miroir_integration_tests::TestNode;
+use miroir_proto::pb::NodeState;
 
 #[tokio::test]
 async fn nodes_fail_and_recover_on_consecutive_checks() {
     let (_dir, cp) = fresh_control_plane().await;
     let node = TestNode::start().await;
-    let mut admin = cp.admin().await;
-    let added = admin
-        .add_node(pb::AddNodeRequest {
-            id: "meili-0".into(),
-            address: node.url.clone(),
-            group_id: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let added = cp.add_node("meili-0", &node.url, 0).await.unwrap();
     assert_eq!(added.node.unwrap().state, NodeState::Joining as i32);
 
-    let state_of = |expected: NodeState| {
-        let cp = &cp;
-        move || async move {
-            let response = cp
-                .admin()
-                .await
-                .get_node(pb::GetNodeRequest {
-                    id: "meili-0".into(),
-                })
-                .await
-                .ok()?
-                .into_inner();
-            (response.node?.state == expected as i32).then_some(response.topology_version)
-        }
-    };
-    let active_at = wait_for(
-        "joining node to become active",
-        Duration::from_secs(10),
-        state_of(NodeState::Active),
-    )
-    .await;
+    let active_at = cp.wait_node_state("meili-0", NodeState::Active).await;
     assert!(active_at > added.topology_version);
 
     node.set_faults(serde_json::json!({"down": true})).await;
-    let failed_at = wait_for(
-        "node to be marked failed",
-        Duration::from_secs(10),
-        state_of(NodeState::Failed),
-    )
-    .await;
+    let failed_at = cp.wait_node_state("meili-0", NodeState::Failed).await;
     assert!(failed_at > active_at);
-    let topology = cp
-        .topology()
-        .await
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let topology = cp.current_topology().await;
     assert!(
         topology.reason.contains("meili-0 active -> failed"),
         "{}",
@@ -66,12 +25,7 @@ async fn nodes_fail_and_recover_on_consecutive_checks() {
     );
 
     node.set_faults(serde_json::json!({"down": false})).await;
-    let recovered_at = wait_for(
-        "node to recover",
-        Duration::from_secs(10),
-        state_of(NodeState::Active),
-    )
-    .await;
+    let recovered_at = cp.wait_node_state("meili-0", NodeState::Active).await;
     assert!(recovered_at > failed_at);
 }
 
@@ -79,42 +33,8 @@ async fn nodes_fail_and_recover_on_consecutive_checks() {
 async fn a_killed_node_is_marked_failed() {
     let (_dir, cp) = fresh_control_plane().await;
     let mut node = TestNode::start().await;
-    cp.admin()
-        .await
-        .add_node(pb::AddNodeRequest {
-            id: "meili-0".into(),
-            address: node.url.clone(),
-            group_id: 0,
-        })
-        .await
-        .unwrap();
-    let state = |expected: NodeState| {
-        let cp = &cp;
-        move || async move {
-            let node = cp
-                .admin()
-                .await
-                .get_node(pb::GetNodeRequest {
-                    id: "meili-0".into(),
-                })
-                .await
-                .ok()?
-                .into_inner()
-                .node?;
-            (node.state == expected as i32).then_some(())
-        }
-    };
-    wait_for(
-        "node to become active",
-        Duration::from_secs(10),
-        state(NodeState::Active),
-    )
-    .await;
+    cp.add_node("meili-0", &node.url, 0).await.unwrap();
+    cp.wait_node_state("meili-0", NodeState::Active).await;
     node.kill().await;
-    wait_for(
-        "killed node to be marked failed",
-        Duration::from_secs(10),
-        state(NodeState::Failed),
-    )
-    .await;
+    cp.wait_node_state("meili-0", NodeState::Failed).await;
 }

@@ -101,13 +101,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 #[tokio::test]
 async fn watch_delivers_every_version_in_order_and_resumes_without_gaps() {
     let (_dir, cp) = fresh_control_plane().await;
-    let current = cp
-        .topology()
-        .await
-        .get_topology(pb::GetTopologyRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let current = cp.current_topology().await;
     let mut watcher = Watcher::open(&cp, "gw-watch", 0).await;
     let first = watcher.next_snapshot().await;
     assert_eq!(
@@ -208,13 +202,7 @@ async fn gateways_are_tracked_and_forgotten_after_their_ttl() {
 
     // A new version the gateway has not applied shows as lag.
     change(&cp, 0).await;
-    let status = cp
-        .admin()
-        .await
-        .get_cluster_status(pb::GetClusterStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = cp.status().await;
     let gateway = status
         .gateways
         .iter()
@@ -230,13 +218,7 @@ async fn gateways_are_tracked_and_forgotten_after_their_ttl() {
         "gateway to be forgotten",
         Duration::from_secs(10),
         || async {
-            let status = cp
-                .admin()
-                .await
-                .get_cluster_status(pb::GetClusterStatusRequest {})
-                .await
-                .unwrap()
-                .into_inner();
+            let status = cp.status().await;
             status.gateways.iter().all(|g| g.id != "gw-1").then_some(())
         },
     )

@@ -98,3 +98,39 @@ impl TaskUid {
     /// Task uids stay below 2^31 so every SDK's integer type holds them.
     pub const LIMIT: u32 = 1 << 31;
 }
+
+impl crate::pb::NodeState {
+    /// Lower-case name for logs and the CLI, e.g. `active`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Joining => "joining",
+            Self::Active => "active",
+            Self::Draining => "draining",
+            Self::Failed => "failed",
+            Self::Removed => "removed",
+        }
+    }
+
+    /// Lower-case name of a node state carried as its wire value.
+    pub fn name_of(value: i32) -> &'static str {
+        Self::try_from(value).map_or("unknown", Self::short_name)
+    }
+}
+
+impl crate::pb::GroupState {
+    /// Lower-case name for logs and the CLI, e.g. `active`.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Unspecified => "unknown",
+            Self::Active => "active",
+            Self::Syncing => "syncing",
+            Self::Draining => "draining",
+        }
+    }
+
+    /// Lower-case name of a group state carried as its wire value.
+    pub fn name_of(value: i32) -> &'static str {
+        Self::try_from(value).map_or("unknown", Self::short_name)
+    }
+}

@@ -3,7 +3,6 @@
 //! `failed`) after `--health-successes` consecutive successes. Each change is committed as
 //! a new topology version, so gateways learn of it through Watch.
 
-use crate::services::admin::node_state_name;
 use crate::state::ServiceState;
 use crate::topology::set_node_state;
 use miroir_proto::pb::NodeState;
@@ -110,8 +109,8 @@ pub async fn run(state: Arc<ServiceState>) {
             .map(|(id, from, to)| {
                 format!(
                     "node {id} {} -> {} (health checks)",
-                    node_state_name(*from as i32),
-                    node_state_name(*to as i32)
+                    from.short_name(),
+                    to.short_name()
                 )
             })
             .collect::<Vec<_>>()
@@ -119,9 +118,9 @@ pub async fn run(state: Arc<ServiceState>) {
         for (id, from, to) in &changes {
             let level_failed = *to == NodeState::Failed;
             if level_failed {
-                tracing::warn!(node = %id, from = node_state_name(*from as i32), "node failed its health checks");
+                tracing::warn!(node = %id, from = from.short_name(), "node failed its health checks");
             } else {
-                tracing::info!(node = %id, from = node_state_name(*from as i32), "node is healthy");
+                tracing::info!(node = %id, from = from.short_name(), "node is healthy");
             }
         }
         let result = state

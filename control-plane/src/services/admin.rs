@@ -4,8 +4,8 @@ use crate::error::ControlPlaneError;
 use crate::state::ServiceState;
 use crate::topology::{self, IndexLayout};
 use miroir_proto::GroupId;
+use miroir_proto::pb;
 use miroir_proto::pb::admin_service_server::AdminService;
-use miroir_proto::pb::{self, NodeState};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -32,17 +32,6 @@ impl AdminApi {
             node: Some(node),
             topology_version: topology.version,
         })
-    }
-}
-
-fn state_name(state: i32) -> &'static str {
-    match NodeState::try_from(state) {
-        Ok(NodeState::Joining) => "joining",
-        Ok(NodeState::Active) => "active",
-        Ok(NodeState::Draining) => "draining",
-        Ok(NodeState::Failed) => "failed",
-        Ok(NodeState::Removed) => "removed",
-        _ => "unknown",
     }
 }
 
@@ -304,9 +293,4 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::LeaderInfo>, Status> {
         Ok(Response::new(self.state.leader_info()))
     }
-}
-
-/// The lower-case name of a node state, for logs.
-pub fn node_state_name(state: i32) -> &'static str {
-    state_name(state)
 }
