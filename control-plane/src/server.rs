@@ -1,7 +1,7 @@
 //! Starts the control plane: store, leadership, gRPC server, metrics and reconcilers.
 
 use crate::config::Config;
-use crate::metrics::{self, GrpcMetricsLayer, Metrics};
+use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::reconcilers;
 use crate::services::{admin::AdminApi, task::TaskApi, topology::TopologyApi};
 use crate::state::{LeadershipStatus, ServiceState, now_ms};
@@ -10,32 +10,11 @@ use anyhow::Context;
 use miroir_proto::pb::admin_service_server::AdminServiceServer;
 use miroir_proto::pb::task_service_server::TaskServiceServer;
 use miroir_proto::pb::topology_service_server::TopologyServiceServer;
+use miroir_proto::telemetry::{serve_metrics, shutdown_signal};
 use miroir_proto::{FencingToken, pb};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_stream::wrappers::TcpListenerStream;
-
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
-    }
-}
 
 /// Runs the control plane until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -95,11 +74,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     tokio::spawn(reconcilers::node_health::run(state.clone()));
     tokio::spawn(reconcilers::gateway_expiry::run(state.clone()));
-    let metrics_server = tokio::spawn(metrics::serve(
-        metrics_listener,
-        metrics.clone(),
-        shutdown_signal(),
-    ));
+    let metrics_server = tokio::spawn(serve_metrics(metrics_listener, {
+        let metrics = metrics.clone();
+        move || metrics.encode()
+    }));
 
     let topology = state.topology();
     tracing::info!(

@@ -1,6 +1,21 @@
-//! `miroir-gateway`: the Meilisearch HTTP API over a sharded fleet. Not built yet (issue 3).
+use clap::Parser;
+use miroir_gateway::config::Config;
 
-fn main() -> std::process::ExitCode {
-    eprintln!("miroir-gateway is not implemented yet; see the README's status list");
-    std::process::ExitCode::FAILURE
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    let _telemetry = match miroir_proto::telemetry::init("miroir-gateway", config.log_format) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: cannot set up logging: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match miroir_gateway::server::run(config).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

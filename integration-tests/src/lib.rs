@@ -378,3 +378,94 @@ pub async fn ctl(control_planes: &str, args: &[&str]) -> CtlOutput {
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// A running `miroir-gateway`.
+pub struct Gateway {
+    child: Child,
+    /// Base URL of its HTTP API.
+    pub url: String,
+    /// Metrics address.
+    pub metrics: SocketAddr,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Starts a gateway following `control_planes` (comma-separated) and waits for
+    /// `GET /health`.
+    pub async fn start(dir: &Path, control_planes: &str, extra_args: &[&str]) -> Self {
+        let port = free_port();
+        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = dir.join(format!("gateway-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut child = Command::new(binary("miroir-gateway"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(metrics.to_string())
+            .arg("--control-plane")
+            .arg(control_planes)
+            .arg("--master-key")
+            .arg(MASTER_KEY)
+            .args(extra_args)
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start miroir-gateway");
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "gateway exited with {status}:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gateway did not start");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Self {
+            child,
+            url,
+            metrics,
+            log,
+        }
+    }
+
+    /// `GET /_miroir/status` as JSON.
+    pub async fn status(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_miroir/status", self.url))
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status JSON")
+    }
+
+    /// Waits until the gateway serves topology `version` or newer.
+    pub async fn wait_version(&self, version: u64) {
+        wait_for(
+            &format!("gateway to apply version {version}"),
+            Duration::from_secs(10),
+            || async {
+                (self.status().await["topologyVersion"].as_u64()? >= version).then_some(())
+            },
+        )
+        .await
+    }
+
+    /// Kills the process.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+}

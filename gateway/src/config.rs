@@ -1,0 +1,77 @@
+//! Command-line flags, each with a `MIROIR_*` environment variable.
+
+use miroir_proto::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The Miroir gateway: speaks the Meilisearch HTTP API over a sharded fleet.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "miroir-gateway", version, about, long_about = None)]
+pub struct Config {
+    /// HTTP listen address for the Meilisearch API.
+    #[arg(long, env = "MIROIR_LISTEN", default_value = "127.0.0.1:7700")]
+    pub listen: SocketAddr,
+
+    /// Control-plane gRPC addresses, comma-separated; the gateway fails over between them.
+    #[arg(
+        long,
+        env = "MIROIR_CONTROL_PLANE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:7070"
+    )]
+    pub control_plane: Vec<String>,
+
+    /// Master key every Meilisearch node runs with.
+    #[arg(long, env = "MIROIR_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+
+    /// Prometheus metrics listen address (serves GET /metrics).
+    #[arg(long, env = "MIROIR_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
+    pub metrics_listen: SocketAddr,
+
+    /// Stable id of this gateway; a random one per process when unset.
+    #[arg(long, env = "MIROIR_GATEWAY_ID")]
+    pub id: Option<String>,
+
+    /// Timeout of connecting to a control plane.
+    #[arg(long, env = "MIROIR_CONTROL_PLANE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub control_plane_connect_timeout: Duration,
+
+    /// Heartbeat interval on the Watch stream (also bounded by a third of the lease TTL).
+    #[arg(long, env = "MIROIR_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Log format: text or json.
+    #[arg(long, env = "MIROIR_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// This gateway's id.
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            let seed = format!("{}-{}-{nanos}", std::process::id(), self.listen);
+            format!(
+                "gw-{:012x}",
+                xxhash_rust::xxh3::xxh3_64(seed.as_bytes()) >> 16
+            )
+        })
+    }
+
+    /// Rejects configurations that cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.control_plane.iter().all(|a| a.trim().is_empty()) {
+            anyhow::bail!("--control-plane needs at least one address");
+        }
+        if self.master_key.len() < 16 {
+            anyhow::bail!(
+                "the master key must be at least 16 bytes, as Meilisearch requires of its nodes"
+            );
+        }
+        Ok(())
+    }
+}

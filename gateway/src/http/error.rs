@@ -1,0 +1,94 @@
+//! Errors in Meilisearch's shape: `{message, code, type, link}` with its HTTP status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Meilisearch's error types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorType {
+    /// The request is wrong.
+    InvalidRequest,
+    /// The server failed.
+    Internal,
+    /// Credentials are missing or wrong.
+    Auth,
+    /// A node or the gateway is unavailable.
+    System,
+}
+
+impl ErrorType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::Internal => "internal",
+            Self::Auth => "auth",
+            Self::System => "system",
+        }
+    }
+}
+
+/// An error answered in Meilisearch's shape.
+#[derive(Debug, Clone)]
+pub struct MeiliError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human message.
+    pub message: String,
+    /// Machine code, e.g. `index_not_found` or `miroir_not_ready`.
+    pub code: &'static str,
+    /// Error type.
+    pub kind: ErrorType,
+}
+
+impl MeiliError {
+    /// A new error.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        kind: ErrorType,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            code,
+            kind,
+        }
+    }
+
+    /// The 404 Meilisearch answers for a route it does not have.
+    pub fn route_not_found() -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            ErrorType::InvalidRequest,
+            "Not found.",
+        )
+    }
+
+    /// The body as JSON.
+    pub fn body(&self) -> serde_json::Value {
+        let link = if self.code.starts_with("miroir_") {
+            format!(
+                "https://github.com/miroir/miroir/blob/main/docs/errors.md#{}",
+                self.code
+            )
+        } else {
+            format!("https://docs.meilisearch.com/errors#{}", self.code)
+        };
+        json!({
+            "message": self.message,
+            "code": self.code,
+            "type": self.kind.as_str(),
+            "link": link,
+        })
+    }
+}
+
+impl IntoResponse for MeiliError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,72 @@
+//! Miroir's own routes: readiness and status.
+
+use super::error::{ErrorType, MeiliError};
+use crate::state::AppState;
+use crate::topology::covering_gaps;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::json;
+
+/// `GET /_miroir/ready`: 200 once a snapshot with a full covering set is applied.
+pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, MeiliError> {
+    let topology = state.topology.current();
+    if topology.version == 0 {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_not_ready",
+            ErrorType::System,
+            "no topology received from the control plane yet",
+        ));
+    }
+    let gaps = covering_gaps(&topology);
+    if !gaps.is_empty() {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_not_ready",
+            ErrorType::System,
+            format!(
+                "topology version {} has no live replica for {} shard(s): {}",
+                topology.version,
+                gaps.len(),
+                gaps.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    Ok(Json(
+        json!({ "status": "ready", "topologyVersion": topology.version }),
+    ))
+}
+
+/// `GET /_miroir/status`: id, topology, control-plane connection, lease, coordination.
+pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let topology = state.topology.current();
+    let connection = state.topology.connection();
+    let gaps = covering_gaps(&topology);
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
+    Json(json!({
+        "gatewayId": state.id,
+        "topologyVersion": topology.version,
+        "ready": topology.version > 0 && gaps.is_empty(),
+        "uncoveredShards": gaps,
+        "controlPlane": {
+            "configured": state.config.control_plane,
+            "connected": connection.address.is_some(),
+            "address": connection.address,
+            "connectedForMs": connection.since.map(|s| ms(s.elapsed())),
+            "lastMessageMsAgo": connection.last_message.map(|s| ms(s.elapsed())),
+            "lastError": connection.last_error,
+        },
+        "lease": {
+            "valid": state.topology.lease.is_valid(),
+            "remainingMs": state.topology.lease.remaining().map(ms),
+            "ttlMs": state.topology.lease.ttl().map(ms),
+        },
+        "coordination": {
+            "mode": "in-memory",
+            "detail": "no Redis configured: idempotency keys, sessions and rate limits are per gateway",
+        },
+        "nodes": topology.nodes.len(),
+        "indexes": topology.indexes.iter().map(|i| &i.uid).collect::<Vec<_>>(),
+    }))
+}

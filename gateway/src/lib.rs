@@ -1,0 +1,8 @@
+//! `miroir-gateway`: a stateless HTTP server that answers like one Meilisearch, backed by
+//! a sharded fleet whose topology it follows from the control plane.
+
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod state;
+pub mod topology;

@@ -1,0 +1,84 @@
+//! Starts the gateway: topology watcher, HTTP API and metrics.
+
+use crate::config::Config;
+use crate::state::AppState;
+use crate::topology::TopologyHandle;
+use crate::topology::watcher::{self, WatcherConfig};
+use anyhow::Context;
+use miroir_proto::telemetry::{serve_metrics, shutdown_signal};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+/// Runs the gateway until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let id: Arc<str> = config.id().into();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--metrics-listen)",
+                config.metrics_listen
+            )
+        })?;
+    let address = listener.local_addr()?;
+    let metrics_address = metrics_listener.local_addr()?;
+
+    let topology = Arc::new(TopologyHandle::default());
+    tokio::spawn(watcher::run(
+        topology.clone(),
+        WatcherConfig {
+            gateway_id: id.to_string(),
+            advertise: address.to_string(),
+            control_planes: config.control_plane.clone(),
+            connect_timeout: config.control_plane_connect_timeout,
+            heartbeat_interval: config.heartbeat_interval,
+        },
+    ));
+
+    let mut registry = Registry::default();
+    let version = Gauge::<i64>::default();
+    registry.register(
+        "miroir_gateway_topology_version",
+        "Topology version this gateway serves",
+        version.clone(),
+    );
+    let lease = Gauge::<i64>::default();
+    registry.register(
+        "miroir_gateway_lease_valid",
+        "1 while the write lease holds",
+        lease.clone(),
+    );
+    let registry = Arc::new(registry);
+    let metrics_topology = topology.clone();
+    tokio::spawn(serve_metrics(metrics_listener, move || {
+        version.set(metrics_topology.current().version as i64);
+        lease.set(metrics_topology.lease.is_valid() as i64);
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }));
+
+    tracing::info!(
+        id = %id,
+        http = %address,
+        metrics = %metrics_address,
+        control_planes = %config.control_plane.join(","),
+        coordination = "in-memory (no Redis: idempotency keys, sessions and rate limits are per gateway)",
+        "miroir gateway started"
+    );
+    let app = crate::http::router(AppState {
+        config: Arc::new(config),
+        id,
+        topology,
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("miroir gateway stopped");
+    Ok(())
+}

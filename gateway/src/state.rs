@@ -1,0 +1,16 @@
+//! What every HTTP handler shares.
+
+use crate::config::Config;
+use crate::topology::TopologyHandle;
+use std::sync::Arc;
+
+/// Shared, cheaply cloned state of the gateway.
+#[derive(Clone)]
+pub struct AppState {
+    /// Flags the process started with.
+    pub config: Arc<Config>,
+    /// This gateway's id.
+    pub id: Arc<str>,
+    /// The topology it serves from.
+    pub topology: Arc<TopologyHandle>,
+}

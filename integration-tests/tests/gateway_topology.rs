@@ -1,0 +1,156 @@
+//! The gateway follows the topology: Watch, acknowledgements, readiness, failover between
+//! control planes, and serving from its last snapshot when none is reachable.
+
+use crate::{fresh_control_plane, fresh_control_plane_with};
+use miroir_integration_tests::{ControlPlaneOptions, Gateway, TestNode, free_port, wait_for};
+use miroir_proto::pb::NodeState;
+use std::time::Duration;
+
+#[tokio::test]
+async fn the_gateway_applies_and_acknowledges_every_version() {
+    let (dir, cp) = fresh_control_plane().await;
+    let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let status = gateway.status().await;
+    assert_eq!(status["controlPlane"]["connected"], true);
+    assert_eq!(status["controlPlane"]["address"], cp.url());
+    assert_eq!(status["coordination"]["mode"], "in-memory");
+    let id = status["gatewayId"].as_str().unwrap().to_owned();
+
+    let added = cp
+        .add_node("meili-0", "http://127.0.0.1:9", 0)
+        .await
+        .unwrap();
+    gateway.wait_version(added.topology_version).await;
+    // The control plane sees the acknowledgement: no lag.
+    wait_for(
+        "the control plane to record the gateway's applied version",
+        Duration::from_secs(10),
+        || async {
+            let status = cp.status().await;
+            let gw = status.gateways.iter().find(|g| g.id == id)?;
+            (gw.applied_version == added.topology_version && gw.lag == 0 && gw.connected)
+                .then_some(())
+        },
+    )
+    .await;
+    // Heartbeats keep the write lease.
+    wait_for("the lease", Duration::from_secs(10), || async {
+        (gateway.status().await["lease"]["valid"] == true).then_some(())
+    })
+    .await;
+
+    let health: serde_json::Value = reqwest::get(format!("{}/health", gateway.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, serde_json::json!({"status": "available"}));
+    let unknown = reqwest::get(format!("{}/no/such/route", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let body: serde_json::Value = unknown.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["type"], "invalid_request");
+    assert!(body["link"].as_str().unwrap().ends_with("#not_found"));
+}
+
+#[tokio::test]
+async fn ready_only_with_a_full_covering_set() {
+    let (dir, cp) = fresh_control_plane().await;
+    let node = TestNode::start().await;
+    let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
+    cp.add_node("meili-0", &node.url, 0).await.unwrap();
+    cp.wait_node_state("meili-0", NodeState::Active).await;
+    let index = cp.create_index("movies", 4, 1).await.unwrap();
+    assert_eq!(index.shard_count, 4);
+    let ready = |expected: u16| {
+        let url = format!("{}/_miroir/ready", gateway.url);
+        move || {
+            let url = url.clone();
+            async move { (reqwest::get(&url).await.ok()?.status() == expected).then_some(()) }
+        }
+    };
+    wait_for("ready", Duration::from_secs(10), ready(200)).await;
+
+    node.set_faults(serde_json::json!({"down": true})).await;
+    cp.wait_node_state("meili-0", NodeState::Failed).await;
+    wait_for(
+        "not ready once the only node failed",
+        Duration::from_secs(10),
+        ready(503),
+    )
+    .await;
+    let body: serde_json::Value = reqwest::get(format!("{}/_miroir/ready", gateway.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["code"], "miroir_not_ready");
+    assert!(
+        body["message"].as_str().unwrap().contains("movies/0"),
+        "{body}"
+    );
+    assert_eq!(
+        gateway.status().await["uncoveredShards"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    node.set_faults(serde_json::json!({"down": false})).await;
+    wait_for("ready again", Duration::from_secs(10), ready(200)).await;
+}
+
+#[tokio::test]
+async fn the_gateway_fails_over_and_serves_from_its_last_snapshot_when_cut_off() {
+    let mut options = ControlPlaneOptions::default();
+    options
+        .extra_args
+        .extend(["--gateway-lease-ttl".into(), "1s".into()]);
+    let (dir, mut cp) = fresh_control_plane_with(options).await;
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let gateway = Gateway::start(
+        dir.path(),
+        &format!("{dead},{}", cp.url()),
+        &["--heartbeat-interval", "100ms"],
+    )
+    .await;
+    cp.add_node("meili-0", "http://127.0.0.1:9", 0)
+        .await
+        .unwrap();
+    let version = cp.current_topology().await.version;
+    gateway.wait_version(version).await;
+    assert_eq!(gateway.status().await["controlPlane"]["address"], cp.url());
+    wait_for("the lease", Duration::from_secs(10), || async {
+        (gateway.status().await["lease"]["valid"] == true).then_some(())
+    })
+    .await;
+
+    cp.kill().await;
+    wait_for("the gateway to notice", Duration::from_secs(10), || async {
+        (gateway.status().await["controlPlane"]["connected"] == false).then_some(())
+    })
+    .await;
+    // Static stability: still answering, from the last snapshot; the lease lapses.
+    let status = gateway.status().await;
+    assert_eq!(status["topologyVersion"], version);
+    assert!(status["controlPlane"]["lastError"].is_string());
+    wait_for("the lease to lapse", Duration::from_secs(10), || async {
+        (gateway.status().await["lease"]["valid"] == false).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reqwest::get(format!("{}/health", gateway.url))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
