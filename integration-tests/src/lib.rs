@@ -5,6 +5,8 @@
 //! does not build other packages' binaries, so run
 //! `cargo build --workspace --bins && cargo test --workspace` (the README's test command).
 
+pub mod test_node;
+
 use miroir_proto::pb;
 use miroir_proto::pb::admin_service_client::AdminServiceClient;
 use miroir_proto::pb::task_service_client::TaskServiceClient;

@@ -58,16 +58,6 @@ impl MeiliError {
         }
     }
 
-    /// The 404 Meilisearch answers for a route it does not have.
-    pub fn route_not_found() -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            ErrorType::InvalidRequest,
-            "Not found.",
-        )
-    }
-
     /// The body as JSON.
     pub fn body(&self) -> serde_json::Value {
         let link = if self.code.starts_with("miroir_") {

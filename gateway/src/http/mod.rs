@@ -6,7 +6,6 @@ mod miroir;
 use crate::state::AppState;
 use axum::Router;
 use axum::routing::get;
-use error::MeiliError;
 
 /// Every route the gateway answers.
 pub fn router(state: AppState) -> Router {
@@ -14,7 +13,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/_miroir/ready", get(miroir::ready))
         .route("/_miroir/status", get(miroir::status))
-        .fallback(|| async { MeiliError::route_not_found() })
+        // Meilisearch registers no default service: an unknown route is a bare 404.
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .with_state(state)
 }
 
