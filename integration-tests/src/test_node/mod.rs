@@ -1,3 +1,9 @@
-//! The Meilisearch test node's engine (used by the `miroir-test-node` binary).
+//! The Meilisearch test node's engine (used by the `miroir-test-node` binary): indexes,
+//! documents, filters, search, tasks and settings, following Meilisearch's documented
+//! behaviour (see `docs/dev/meilisearch-reference.md`).
 
+pub mod error;
 pub mod filter;
+pub mod index;
+pub mod search;
+pub mod time;
