@@ -302,16 +302,63 @@ impl ControlPlane {
     }
 }
 
-/// A running `miroir-test-node`.
+/// A running Meilisearch node: the real binary named by `MEILISEARCH_BIN`, or else
+/// `miroir-test-node`.
 pub struct TestNode {
     child: Child,
     /// Its base URL.
     pub url: String,
+    /// True when this is real Meilisearch (no fault injection).
+    pub real: bool,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TestNode {
-    /// Starts a test node on a free loopback port.
+    /// Starts a node on a free loopback port and waits for `GET /health`.
     pub async fn start() -> Self {
+        match std::env::var_os("MEILISEARCH_BIN") {
+            Some(bin) => Self::start_real(PathBuf::from(bin)).await,
+            None => Self::start_test_node().await,
+        }
+    }
+
+    async fn start_real(bin: PathBuf) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg("--http-addr")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--master-key")
+            .arg(MASTER_KEY)
+            .arg("--db-path")
+            .arg(dir.path().join("data.ms"))
+            .arg("--dump-dir")
+            .arg(dir.path().join("dumps"))
+            .arg("--no-analytics")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start MEILISEARCH_BIN");
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        wait_for("meilisearch to start", Duration::from_secs(60), || async {
+            reqwest::get(&health)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
+        Self {
+            child,
+            url,
+            real: true,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn start_test_node() -> Self {
         let mut child = Command::new(binary("miroir-test-node"))
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -335,11 +382,17 @@ impl TestNode {
         Self {
             child,
             url: format!("http://{address}"),
+            real: false,
+            _dir: None,
         }
     }
 
-    /// Sets injected faults (`{"down": true}`, `{"latencyMs": 50}`, …).
+    /// Sets injected faults (`{"down": true}`, `{"latencyMs": 50}`, …); test node only.
     pub async fn set_faults(&self, faults: serde_json::Value) {
+        assert!(
+            !self.real,
+            "fault injection needs the test node, not MEILISEARCH_BIN"
+        );
         let response = reqwest::Client::new()
             .post(format!("{}/_testnode/faults", self.url))
             .json(&faults)
@@ -469,5 +522,118 @@ impl Gateway {
     /// Kills the process.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+}
+
+/// A plain HTTP client for Meilisearch's API (a node or a gateway), with the master key.
+#[derive(Clone)]
+pub struct Meili {
+    http: reqwest::Client,
+    /// Base URL.
+    pub url: String,
+}
+
+impl Meili {
+    /// A client for `url`.
+    pub fn new(url: &str) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            url: url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (`Null` when empty).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, serde_json::Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(MASTER_KEY)
+            .timeout(Duration::from_secs(30));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.expect("body");
+        let value = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("JSON body")
+        };
+        (status, value)
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    /// A JSON request.
+    pub async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.send(
+            method,
+            path,
+            Some("application/json"),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    /// POST JSON.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.json(reqwest::Method::POST, path, body).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::DELETE, path, None, None).await
+    }
+
+    /// Waits for a task to finish; returns it.
+    pub async fn wait_task(&self, enqueued: &serde_json::Value) -> serde_json::Value {
+        let uid = enqueued["taskUid"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("not an enqueued task: {enqueued}"));
+        wait_for(
+            &format!("task {uid}"),
+            Duration::from_secs(30),
+            || async move {
+                let (_, task) = self.get(&format!("/tasks/{uid}")).await;
+                matches!(
+                    task["status"].as_str(),
+                    Some("succeeded" | "failed" | "canceled")
+                )
+                .then_some(task)
+            },
+        )
+        .await
+    }
+
+    /// Sends a write and waits for its task to succeed.
+    pub async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, enqueued) = self.json(method, path, body).await;
+        assert_eq!(status, 202, "{path}: {enqueued}");
+        let task = self.wait_task(&enqueued).await;
+        assert_eq!(task["status"], "succeeded", "{path}: {task}");
+        task
     }
 }

@@ -5,6 +5,7 @@ mod ctl;
 mod gateway_topology;
 mod grpcurl;
 mod node_health;
+mod test_node;
 mod tracing_export;
 mod watch;
 

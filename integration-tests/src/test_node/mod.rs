@@ -5,5 +5,7 @@
 pub mod error;
 pub mod filter;
 pub mod index;
+pub mod node;
+pub mod routes;
 pub mod search;
 pub mod time;

@@ -1,0 +1,1422 @@
+//! The test node's HTTP API: Meilisearch's routes, plus `/_testnode/faults`.
+
+use super::error::NodeError;
+use super::index::Index;
+use super::node::{Node, TaskOp};
+use super::search::{facet_distribution, parse_filter, project, search, tokenize};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Injected faults.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    /// Answer every Meilisearch route with 503.
+    pub down: bool,
+    /// Delay every Meilisearch route by this much.
+    pub latency_ms: u64,
+    /// Fail this fraction (0..1) of requests with 500 (deterministically: every k-th).
+    pub error_rate: f64,
+    /// Delay before each task is processed (keeps tasks `enqueued` for a while).
+    pub task_delay_ms: u64,
+}
+
+#[derive(Clone)]
+struct App {
+    node: Node,
+    master_key: Option<Arc<str>>,
+    faults: Arc<Mutex<Faults>>,
+    requests: Arc<Mutex<u64>>,
+}
+
+type Result<T, E = NodeError> = std::result::Result<T, E>;
+
+/// The router for a node running with `master_key`.
+pub fn router(master_key: Option<String>) -> Router {
+    let app = App {
+        node: Node::start(),
+        master_key: master_key.map(Into::into),
+        faults: Arc::default(),
+        requests: Arc::default(),
+    };
+    let documents = "/indexes/{uid}/documents";
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "available"})) }))
+        .route("/version", get(|| async { Json(json!({"commitSha": "miroir-test-node", "commitDate": "2026-01-01T00:00:00Z", "pkgVersion": "1.13.0"})) }))
+        .route("/stats", get(global_stats))
+        .route("/indexes", get(list_indexes).post(create_index))
+        .route("/indexes/{uid}", get(get_index).patch(update_index).delete(delete_index))
+        .route("/indexes/{uid}/stats", get(index_stats))
+        .route(documents, get(get_documents).post(add_documents).put(update_documents).delete(clear_documents))
+        .route(&format!("{documents}/fetch"), post(fetch_documents))
+        .route(&format!("{documents}/delete-batch"), post(delete_batch))
+        .route(&format!("{documents}/delete"), post(delete_by_filter))
+        .route(&format!("{documents}/{{id}}"), get(get_document).delete(delete_document))
+        .route("/indexes/{uid}/search", get(search_get).post(search_post))
+        .route("/indexes/{uid}/facet-search", post(facet_search))
+        .route("/indexes/{uid}/settings", get(get_settings).patch(patch_settings).delete(reset_settings))
+        .route("/indexes/{uid}/settings/{name}", get(get_setting).put(put_setting).patch(put_setting).delete(reset_setting))
+        .route("/multi-search", post(multi_search))
+        .route("/swap-indexes", post(swap_indexes))
+        .route("/tasks", get(list_tasks).delete(delete_tasks))
+        .route("/tasks/cancel", post(cancel_tasks))
+        .route("/tasks/{uid}", get(get_task))
+        .route("/_testnode/faults", post(set_faults))
+        // Like Meilisearch (no default service in its actix app): a bare 404.
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .layer(DefaultBodyLimit::max(512 * 1024 * 1024))
+        .with_state(app)
+}
+
+/// Faults, then authentication, before every Meilisearch route.
+async fn guard(State(app): State<App>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    if path.starts_with("/_testnode/") {
+        return next.run(request).await;
+    }
+    let (faults, n) = {
+        let faults = app.faults.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut count = app.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *count += 1;
+        (faults, *count)
+    };
+    if faults.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
+    }
+    if faults.down {
+        let error = NodeError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "internal",
+            kind: "internal",
+            message: "test node is down (injected fault)".into(),
+        };
+        return error.into_response();
+    }
+    if faults.error_rate > 0.0 {
+        let every = (1.0 / faults.error_rate.min(1.0)).round().max(1.0) as u64;
+        if n.is_multiple_of(every) {
+            let error = NodeError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "internal",
+                kind: "internal",
+                message: "injected error".into(),
+            };
+            return error.into_response();
+        }
+    }
+    if let Some(master_key) = &app.master_key
+        && path != "/health"
+    {
+        let header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match header.and_then(|h| h.strip_prefix("Bearer ")) {
+            None => return NodeError::auth(
+                StatusCode::UNAUTHORIZED,
+                "missing_authorization_header",
+                "The Authorization header is missing. It must use the bearer authorization method.",
+            )
+            .into_response(),
+            Some(token) if token.trim() != &**master_key => {
+                return NodeError::auth(
+                    StatusCode::FORBIDDEN,
+                    "invalid_api_key",
+                    "The provided API key is invalid.",
+                )
+                .into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(request).await
+}
+
+async fn set_faults(State(app): State<App>, Json(faults): Json<Faults>) -> Json<Faults> {
+    *app.node
+        .task_delay
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Duration::from_millis(faults.task_delay_ms);
+    *app.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults.clone();
+    Json(faults)
+}
+
+fn accepted(summary: Value) -> Response {
+    (StatusCode::ACCEPTED, Json(summary)).into_response()
+}
+
+fn json_body(body: &Bytes) -> Result<Value> {
+    if body.is_empty() {
+        return Err(NodeError::invalid(
+            "missing_payload",
+            "A json payload is missing.",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        NodeError::invalid(
+            "malformed_payload",
+            format!("The json payload provided is malformed. `{e}`."),
+        )
+    })
+}
+
+fn json_object(body: &Bytes) -> Result<Map<String, Value>> {
+    match json_body(body)? {
+        Value::Object(map) => Ok(map),
+        other => Err(NodeError::invalid(
+            "bad_request",
+            format!(
+                "Invalid value type: expected an object, but found {}: `{other}`",
+                kind_of(&other)
+            ),
+        )),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn with_index<T>(app: &App, uid: &str, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+    let state = app.node.lock();
+    let index = state
+        .indexes
+        .get(uid)
+        .ok_or_else(|| NodeError::index_not_found(uid))?;
+    f(index)
+}
+
+fn index_view(uid: &str, index: &Index) -> Value {
+    json!({"uid": uid, "createdAt": index.created_at, "updatedAt": index.updated_at, "primaryKey": index.primary_key})
+}
+
+fn paging(params: &HashMap<String, String>, code_prefix: &str) -> Result<(usize, usize)> {
+    let number = |name: &str, default: usize| -> Result<usize> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| {
+                NodeError::invalid(
+                    if code_prefix == "documents" { if name == "offset" { "invalid_document_offset" } else { "invalid_document_limit" } } else if name == "offset" { "invalid_index_offset" } else { "invalid_index_limit" },
+                    format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer"),
+                )
+            }),
+        }
+    };
+    Ok((number("offset", 0)?, number("limit", 20)?))
+}
+
+async fn list_indexes(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let (offset, limit) = paging(&params, "indexes")?;
+    let state = app.node.lock();
+    let results: Vec<Value> = state
+        .indexes
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|(uid, i)| index_view(uid, i))
+        .collect();
+    Ok(Json(
+        json!({"results": results, "offset": offset, "limit": limit, "total": state.indexes.len()}),
+    ))
+}
+
+fn valid_uid(uid: &str) -> Result<()> {
+    if !uid.is_empty()
+        && uid.len() <= 400
+        && uid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        Ok(())
+    } else {
+        Err(NodeError::invalid(
+            "invalid_index_uid",
+            format!(
+                "`{uid}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 512 bytes."
+            ),
+        ))
+    }
+}
+
+async fn create_index(State(app): State<App>, body: Bytes) -> Result<Response> {
+    let body = json_object(&body)?;
+    let Some(uid) = body.get("uid").and_then(Value::as_str) else {
+        return Err(NodeError::invalid(
+            "missing_index_uid",
+            "Missing field `uid`",
+        ));
+    };
+    valid_uid(uid).map_err(|e| NodeError {
+        message: format!("Invalid value at `.uid`: {}", e.message),
+        ..e
+    })?;
+    let primary_key = body
+        .get("primaryKey")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(accepted(app.node.enqueue(
+        Some(uid),
+        "indexCreation",
+        Some(json!({"primaryKey": primary_key})),
+        TaskOp::CreateIndex { primary_key },
+    )))
+}
+
+async fn get_index(State(app): State<App>, Path(uid): Path<String>) -> Result<Json<Value>> {
+    with_index(&app, &uid, |index| Ok(Json(index_view(&uid, index))))
+}
+
+async fn update_index(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_object(&body)?;
+    for immutable in ["uid", "createdAt", "updatedAt"] {
+        if body.contains_key(immutable) {
+            let code = match immutable {
+                "uid" => "immutable_index_uid",
+                "createdAt" => "immutable_index_created_at",
+                _ => "immutable_index_updated_at",
+            };
+            return Err(NodeError::invalid(
+                code,
+                format!("Immutable field `{immutable}`: expected one of `primaryKey`"),
+            ));
+        }
+    }
+    let primary_key = body
+        .get("primaryKey")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "indexUpdate",
+        Some(json!({"primaryKey": primary_key})),
+        TaskOp::UpdateIndex { primary_key },
+    )))
+}
+
+async fn delete_index(State(app): State<App>, Path(uid): Path<String>) -> Response {
+    accepted(app.node.enqueue(
+        Some(&uid),
+        "indexDeletion",
+        Some(json!({"deletedDocuments": null})),
+        TaskOp::DeleteIndex,
+    ))
+}
+
+fn stats_of(index: &Index, processing: bool) -> Value {
+    let mut distribution: Map<String, Value> = Map::new();
+    let mut counts: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for document in index.documents.values() {
+        if let Some(object) = document.as_object() {
+            for key in object.keys() {
+                *counts.entry(key.clone()).or_default() += 1;
+            }
+        }
+    }
+    for (key, count) in counts {
+        distribution.insert(key, json!(count));
+    }
+    json!({
+        "numberOfDocuments": index.documents.len(),
+        "rawDocumentDbSize": 0,
+        "avgDocumentSize": 0,
+        "isIndexing": processing,
+        "numberOfEmbeddings": 0,
+        "numberOfEmbeddedDocuments": 0,
+        "fieldDistribution": distribution,
+    })
+}
+
+async fn index_stats(State(app): State<App>, Path(uid): Path<String>) -> Result<Json<Value>> {
+    let state = app.node.lock();
+    let index = state
+        .indexes
+        .get(&uid)
+        .ok_or_else(|| NodeError::index_not_found(&uid))?;
+    let busy = state.tasks.values().any(|t| {
+        t.index_uid.as_deref() == Some(&uid) && matches!(t.status, "enqueued" | "processing")
+    });
+    Ok(Json(stats_of(index, busy)))
+}
+
+async fn global_stats(State(app): State<App>) -> Json<Value> {
+    let state = app.node.lock();
+    let indexes: Map<String, Value> = state
+        .indexes
+        .iter()
+        .map(|(uid, index)| {
+            let busy = state.tasks.values().any(|t| {
+                t.index_uid.as_deref() == Some(uid) && matches!(t.status, "enqueued" | "processing")
+            });
+            (uid.clone(), stats_of(index, busy))
+        })
+        .collect();
+    Json(
+        json!({"databaseSize": 0, "usedDatabaseSize": 0, "lastUpdate": state.last_update, "indexes": indexes}),
+    )
+}
+
+/// Parses a documents payload by content type.
+fn parse_documents(
+    headers: &HeaderMap,
+    body: &Bytes,
+    params: &HashMap<String, String>,
+) -> Result<Vec<Value>> {
+    let accepted_types = "Accepted values for the Content-Type header are: `application/json`, `application/x-ndjson`, `text/csv`";
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(NodeError::invalid(
+            "missing_content_type",
+            format!("A Content-Type header is missing. {accepted_types}"),
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    };
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if params.contains_key("csvDelimiter") && mime != "text/csv" {
+        return Err(NodeError::invalid("invalid_document_csv_delimiter", format!("The Content-Type `{mime}` does not support the use of a csv delimiter. The csv delimiter can only be used with the Content-Type `text/csv`.")).with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE));
+    }
+    match mime.as_str() {
+        "application/json" => {
+            if body.is_empty() {
+                return Err(NodeError::invalid(
+                    "missing_payload",
+                    "A json payload is missing.",
+                ));
+            }
+            let malformed = |detail: String| {
+                NodeError::invalid(
+                    "malformed_payload",
+                    format!(
+                        "The `json` payload provided is malformed. `Couldn't serialize document value: {detail}`."
+                    ),
+                )
+            };
+            match serde_json::from_slice::<Value>(body).map_err(|e| malformed(e.to_string()))? {
+                Value::Array(items) if items.iter().all(Value::is_object) => Ok(items),
+                object @ Value::Object(_) => Ok(vec![object]),
+                _ => Err(malformed(
+                    "data are neither an object nor a list of objects".into(),
+                )),
+            }
+        }
+        "application/x-ndjson" => {
+            if body.is_empty() {
+                return Err(NodeError::invalid(
+                    "missing_payload",
+                    "A ndjson payload is missing.",
+                ));
+            }
+            let text = std::str::from_utf8(body).map_err(|e| {
+                NodeError::invalid(
+                    "malformed_payload",
+                    format!("The `ndjson` payload provided is malformed. `{e}`."),
+                )
+            })?;
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|line| match serde_json::from_str::<Value>(line) {
+                    Ok(object @ Value::Object(_)) => Ok(object),
+                    Ok(_) => Err(NodeError::invalid("malformed_payload", "The `ndjson` payload provided is malformed. `Couldn't serialize document value: data are neither an object nor a list of objects`.")),
+                    Err(e) => Err(NodeError::invalid("malformed_payload", format!("The `ndjson` payload provided is malformed. `Couldn't serialize document value: {e}`."))),
+                })
+                .collect()
+        }
+        "text/csv" => {
+            if body.is_empty() {
+                return Err(NodeError::invalid(
+                    "missing_payload",
+                    "A csv payload is missing.",
+                ));
+            }
+            let delimiter = match params.get("csvDelimiter") {
+                None => ',',
+                Some(d) if d.chars().count() == 1 && d.is_ascii() => {
+                    d.chars().next().unwrap_or(',')
+                }
+                Some(d) => {
+                    return Err(NodeError::invalid(
+                        "invalid_document_csv_delimiter",
+                        format!("csv delimiter must be an ascii character. Found: `{d}`"),
+                    ));
+                }
+            };
+            let text = std::str::from_utf8(body).map_err(|e| {
+                NodeError::invalid(
+                    "malformed_payload",
+                    format!("The `csv` payload provided is malformed: `{e}`."),
+                )
+            })?;
+            parse_csv(text, delimiter)
+        }
+        other => Err(NodeError::invalid(
+            "invalid_content_type",
+            format!("The Content-Type `{other}` is invalid. {accepted_types}"),
+        )
+        .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)),
+    }
+}
+
+/// CSV with a header row; `name:number`, `name:boolean` and `name:string` headers type
+/// their column; empty cells are null.
+fn parse_csv(text: &str, delimiter: char) -> Result<Vec<Value>> {
+    fn split(line: &str, delimiter: char) -> Vec<String> {
+        let (mut cells, mut cell, mut quoted, mut chars) =
+            (Vec::new(), String::new(), false, line.chars().peekable());
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    cell.push('"');
+                    chars.next();
+                }
+                '"' => quoted = !quoted,
+                c if c == delimiter && !quoted => cells.push(std::mem::take(&mut cell)),
+                c => cell.push(c),
+            }
+        }
+        cells.push(cell);
+        cells
+    }
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<(String, String)> = split(header, delimiter)
+        .into_iter()
+        .map(|h| match h.rsplit_once(':') {
+            Some((name, kind @ ("number" | "boolean" | "string"))) => {
+                (name.to_owned(), kind.to_owned())
+            }
+            _ => (h, "string".to_owned()),
+        })
+        .collect();
+    let mut documents = Vec::new();
+    for (line_number, line) in lines.enumerate() {
+        let cells = split(line, delimiter);
+        let mut document = Map::new();
+        for ((name, kind), cell) in columns.iter().zip(cells) {
+            let value = if cell.is_empty() {
+                Value::Null
+            } else {
+                match kind.as_str() {
+                    "number" => cell.trim().parse::<i64>().map(Value::from).or_else(|_| cell.trim().parse::<f64>().map(Value::from)).map_err(|_| {
+                        NodeError::invalid("malformed_payload", format!("The `csv` payload provided is malformed: `Error parsing number {cell:?} at line {}`.", line_number + 1))
+                    })?,
+                    "boolean" => Value::Bool(cell.trim() == "true"),
+                    _ => Value::String(cell),
+                }
+            };
+            document.insert(name.clone(), value);
+        }
+        documents.push(Value::Object(document));
+    }
+    Ok(documents)
+}
+
+async fn add(
+    app: App,
+    uid: String,
+    headers: HeaderMap,
+    params: HashMap<String, String>,
+    body: Bytes,
+    merge: bool,
+) -> Result<Response> {
+    valid_uid(&uid)?;
+    let documents = parse_documents(&headers, &body, &params)?;
+    let details = json!({"receivedDocuments": documents.len(), "indexedDocuments": null});
+    let primary_key = params.get("primaryKey").cloned();
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "documentAdditionOrUpdate",
+        Some(details),
+        TaskOp::AddDocuments {
+            documents,
+            primary_key,
+            merge,
+        },
+    )))
+}
+
+async fn add_documents(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    add(app, uid, headers, params, body, false).await
+}
+
+async fn update_documents(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    add(app, uid, headers, params, body, true).await
+}
+
+async fn clear_documents(State(app): State<App>, Path(uid): Path<String>) -> Response {
+    accepted(app.node.enqueue(
+        Some(&uid),
+        "documentDeletion",
+        Some(json!({"deletedDocuments": null})),
+        TaskOp::Clear,
+    ))
+}
+
+async fn delete_document(
+    State(app): State<App>,
+    Path((uid, id)): Path<(String, String)>,
+) -> Response {
+    let details = json!({"providedIds": 1, "deletedDocuments": null, "originalFilter": null});
+    accepted(app.node.enqueue(
+        Some(&uid),
+        "documentDeletion",
+        Some(details),
+        TaskOp::DeleteIds(vec![id]),
+    ))
+}
+
+async fn delete_batch(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let Value::Array(ids) = json_body(&body)? else {
+        return Err(NodeError::invalid(
+            "bad_request",
+            "Invalid value type: expected an array",
+        ));
+    };
+    let ids: Vec<String> = ids
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect();
+    let details =
+        json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "documentDeletion",
+        Some(details),
+        TaskOp::DeleteIds(ids),
+    )))
+}
+
+async fn delete_by_filter(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let body = json_object(&body)?;
+    let Some(filter) = body.get("filter").cloned() else {
+        return Err(NodeError::invalid(
+            "missing_document_filter",
+            "Missing field `filter`",
+        ));
+    };
+    if super::filter::parse_json(&filter)
+        .map_err(|e| NodeError::invalid("invalid_document_filter", e))?
+        .is_none()
+    {
+        return Err(NodeError::invalid(
+            "invalid_document_filter",
+            "Sending an empty filter is forbidden.",
+        ));
+    }
+    let details =
+        json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "documentDeletion",
+        Some(details),
+        TaskOp::DeleteByFilter(filter),
+    )))
+}
+
+/// Documents browse/fetch: filter, ids, sort (insertion order otherwise), fields, paging.
+fn browse(uid: &str, index: &Index, request: &Map<String, Value>) -> Result<Value> {
+    let uint = |name: &str, default: usize, code: &'static str| -> Result<usize> {
+        match request.get(name) {
+            None | Some(Value::Null) => Ok(default),
+            Some(Value::Number(n)) if n.is_u64() => Ok(n.as_u64().unwrap_or(0) as usize),
+            Some(other) => Err(NodeError::invalid(
+                code,
+                format!(
+                    "Invalid value type at `.{name}`: expected a positive integer, but found {}: `{other}`",
+                    kind_of(other)
+                ),
+            )),
+        }
+    };
+    let offset = uint("offset", 0, "invalid_document_offset")?;
+    let limit = uint("limit", 20, "invalid_document_limit")?;
+    let fields: Option<Vec<String>> = request.get("fields").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    });
+    let ids: Option<Vec<String>> = request.get("ids").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .collect()
+    });
+    let filter = parse_filter(
+        uid,
+        index,
+        request.get("filter").filter(|f| !f.is_null()),
+        "invalid_document_filter",
+    )?;
+    let mut matching: Vec<&Value> = index
+        .documents
+        .values()
+        .filter(|d| filter.as_ref().is_none_or(|f| f.matches(d)))
+        .filter(|d| {
+            ids.as_ref()
+                .is_none_or(|ids| index.external_id(d).is_some_and(|id| ids.contains(&id)))
+        })
+        .collect();
+    if let Some(sort) = request.get("sort").and_then(Value::as_array) {
+        let mut query = Map::new();
+        query.insert("sort".into(), Value::Array(sort.clone()));
+        query.insert("limit".into(), json!(0));
+        // Reuse search's sort validation, then sort here without the result cap.
+        search(uid, index, &query).map_err(|e| NodeError {
+            code: "invalid_document_sort",
+            ..e
+        })?;
+        let keys: Vec<(String, bool)> = sort
+            .iter()
+            .filter_map(Value::as_str)
+            .filter_map(|s| s.rsplit_once(':').map(|(f, d)| (f.to_owned(), d == "asc")))
+            .collect();
+        matching.sort_by(|a, b| {
+            for (field, ascending) in &keys {
+                let (va, vb) = (
+                    super::filter::lookup(a, field),
+                    super::filter::lookup(b, field),
+                );
+                let o = match (va, vb) {
+                    (Some(Value::Number(x)), Some(Value::Number(y))) => x
+                        .as_f64()
+                        .partial_cmp(&y.as_f64())
+                        .unwrap_or(std::cmp::Ordering::Equal),
+                    (Some(Value::String(x)), Some(Value::String(y))) => {
+                        x.to_lowercase().cmp(&y.to_lowercase())
+                    }
+                    (Some(_), None) => return std::cmp::Ordering::Less,
+                    (None, Some(_)) => return std::cmp::Ordering::Greater,
+                    _ => std::cmp::Ordering::Equal,
+                };
+                let o = if *ascending { o } else { o.reverse() };
+                if o != std::cmp::Ordering::Equal {
+                    return o;
+                }
+            }
+            std::cmp::Ordering::Equal
+        });
+    }
+    let displayed = index.setting_list("displayedAttributes");
+    let results: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|d| Value::Object(project(d, &displayed, fields.as_deref())))
+        .collect();
+    Ok(json!({"results": results, "offset": offset, "limit": limit, "total": matching.len()}))
+}
+
+async fn get_documents(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let (offset, limit) = paging(&params, "documents")?;
+    let mut request = Map::new();
+    request.insert("offset".into(), json!(offset));
+    request.insert("limit".into(), json!(limit));
+    let list = |v: &String| Value::Array(v.split(',').map(|s| json!(s.trim())).collect());
+    if let Some(fields) = params.get("fields") {
+        request.insert("fields".into(), list(fields));
+    }
+    if let Some(ids) = params.get("ids") {
+        request.insert("ids".into(), list(ids));
+    }
+    if let Some(sort) = params.get("sort") {
+        request.insert("sort".into(), list(sort));
+    }
+    if let Some(filter) = params.get("filter") {
+        request.insert(
+            "filter".into(),
+            serde_json::from_str(filter).unwrap_or_else(|_| json!(filter)),
+        );
+    }
+    with_index(&app, &uid, |index| browse(&uid, index, &request).map(Json))
+}
+
+async fn fetch_documents(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let request = if body.is_empty() {
+        Map::new()
+    } else {
+        json_object(&body)?
+    };
+    with_index(&app, &uid, |index| browse(&uid, index, &request).map(Json))
+}
+
+async fn get_document(
+    State(app): State<App>,
+    Path((uid, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    with_index(&app, &uid, |index| {
+        let document = index
+            .ids
+            .get(&id)
+            .and_then(|i| index.documents.get(i))
+            .ok_or_else(|| {
+                NodeError::invalid("document_not_found", format!("Document `{id}` not found."))
+                    .with_status(StatusCode::NOT_FOUND)
+            })?;
+        let fields: Option<Vec<String>> = params
+            .get("fields")
+            .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect());
+        Ok(Json(Value::Object(project(
+            document,
+            &index.setting_list("displayedAttributes"),
+            fields.as_deref(),
+        ))))
+    })
+}
+
+/// Turns GET search parameters into the POST body shape.
+fn search_params(params: &HashMap<String, String>) -> Map<String, Value> {
+    let mut query = Map::new();
+    for (key, value) in params {
+        let parsed = match key.as_str() {
+            "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => value
+                .parse::<u64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| json!(value)),
+            "rankingScoreThreshold" => value
+                .parse::<f64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| json!(value)),
+            "showRankingScore"
+            | "showRankingScoreDetails"
+            | "showMatchesPosition"
+            | "retrieveVectors" => value
+                .parse::<bool>()
+                .map(Value::from)
+                .unwrap_or_else(|_| json!(value)),
+            "attributesToRetrieve"
+            | "attributesToCrop"
+            | "attributesToHighlight"
+            | "facets"
+            | "attributesToSearchOn"
+            | "locales" => Value::Array(value.split(',').map(|s| json!(s.trim())).collect()),
+            "sort" => {
+                // Commas inside _geoPoint(…) do not separate criteria.
+                let (mut items, mut current, mut depth) = (Vec::new(), String::new(), 0);
+                for c in value.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => {
+                            items.push(json!(current.trim()));
+                            current.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    current.push(c);
+                }
+                if !current.trim().is_empty() {
+                    items.push(json!(current.trim()));
+                }
+                Value::Array(items)
+            }
+            "filter" => serde_json::from_str(value).unwrap_or_else(|_| json!(value)),
+            _ => json!(value),
+        };
+        query.insert(key.clone(), parsed);
+    }
+    query
+}
+
+async fn search_get(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let query = search_params(&params);
+    with_index(&app, &uid, |index| search(&uid, index, &query).map(Json))
+}
+
+async fn search_post(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let query = if body.is_empty() {
+        Map::new()
+    } else {
+        json_object(&body)?
+    };
+    with_index(&app, &uid, |index| search(&uid, index, &query).map(Json))
+}
+
+async fn facet_search(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let mut body = json_object(&body)?;
+    let Some(facet) = body
+        .remove("facetName")
+        .and_then(|v| v.as_str().map(str::to_owned))
+    else {
+        return Err(NodeError::invalid(
+            "missing_facet_search_facet_name",
+            "Missing field `facetName`",
+        ));
+    };
+    let facet_query = body
+        .remove("facetQuery")
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    body.remove("exhaustiveFacetCount");
+    with_index(&app, &uid, |index| {
+        if index.settings.get("facetSearch") == Some(&Value::Bool(false)) {
+            return Err(NodeError::invalid(
+                "facet_search_disabled",
+                "The facet search is disabled for this index",
+            ));
+        }
+        if !index.is_filterable(&facet) {
+            return Err(NodeError::invalid(
+                "invalid_facet_search_facet_name",
+                format!(
+                    "Attribute `{facet}` is not facet-searchable. Note that attributes are facet-searchable only if they are filterable."
+                ),
+            ));
+        }
+        // The documents the query and filter match, then their values of the facet.
+        let mut query = body.clone();
+        query.insert("limit".into(), json!(index.documents.len()));
+        query.insert("attributesToRetrieve".into(), json!(["*"]));
+        let found = search(&uid, index, &query)?;
+        let documents: Vec<Value> = found["hits"].as_array().cloned().unwrap_or_default();
+        let (distribution, _) =
+            facet_distribution(index, documents.iter(), std::slice::from_ref(&facet));
+        let wanted = tokenize(&facet_query).join(" ");
+        let hits: Vec<Value> = distribution[&facet]
+            .as_object()
+            .map(|values| {
+                values
+                    .iter()
+                    .filter(|(v, _)| tokenize(v).join(" ").starts_with(&wanted))
+                    .map(|(v, c)| json!({"value": v, "count": c}))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Json(
+            json!({"facetHits": hits, "facetQuery": if facet_query.is_empty() { Value::Null } else { json!(facet_query) }, "processingTimeMs": 0}),
+        ))
+    })
+}
+
+async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>> {
+    let body = json_object(&body)?;
+    let Some(Value::Array(queries)) = body.get("queries") else {
+        return Err(NodeError::invalid("bad_request", "Missing field `queries`"));
+    };
+    let federation = body.get("federation").filter(|f| !f.is_null());
+    let mut results = Vec::new();
+    for (position, query) in queries.iter().enumerate() {
+        let Some(mut query) = query.as_object().cloned() else {
+            return Err(NodeError::invalid(
+                "bad_request",
+                format!("Invalid value type at `.queries[{position}]`: expected an object"),
+            ));
+        };
+        let Some(uid) = query
+            .remove("indexUid")
+            .and_then(|v| v.as_str().map(str::to_owned))
+        else {
+            return Err(NodeError::invalid(
+                "missing_index_uid",
+                format!("Missing field `indexUid` inside `.queries[{position}]`"),
+            ));
+        };
+        let options = query.remove("federationOptions");
+        if federation.is_some() {
+            for field in ["offset", "limit", "page", "hitsPerPage"] {
+                if query.contains_key(field) {
+                    return Err(NodeError::invalid(
+                        "invalid_multi_search_query_pagination",
+                        format!(
+                            "Inside `.queries[{position}]`: Using pagination options is not allowed in federated queries.\n - Hint: remove `{field}` from query #{position} or remove `federation` from the request"
+                        ),
+                    ));
+                }
+            }
+            query.insert("limit".into(), json!(usize::MAX >> 12));
+            query.insert("showRankingScore".into(), json!(true));
+        } else if options.is_some() {
+            return Err(NodeError::invalid(
+                "invalid_multi_search_federation_options",
+                format!(
+                    "Inside `.queries[{position}]`: Using `federationOptions` is not allowed in a non-federated search."
+                ),
+            ));
+        }
+        let mut result =
+            with_index(&app, &uid, |index| search(&uid, index, &query)).map_err(|e| NodeError {
+                message: format!("Inside `.queries[{position}]`: {}", e.message),
+                ..e
+            })?;
+        let weight = options
+            .as_ref()
+            .and_then(|o| o.get("weight"))
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        result
+            .as_object_mut()
+            .map(|r| r.insert("indexUid".into(), json!(uid)));
+        results.push((position, uid, weight, result));
+    }
+    let Some(federation) = federation else {
+        let results: Vec<Value> = results
+            .into_iter()
+            .map(|(_, uid, _, result)| {
+                let mut out = Map::new();
+                out.insert("indexUid".into(), json!(uid));
+                if let Value::Object(map) = result {
+                    out.extend(map.into_iter().filter(|(k, _)| k != "indexUid"));
+                }
+                Value::Object(out)
+            })
+            .collect();
+        return Ok(Json(json!({"results": results})));
+    };
+    let offset = federation
+        .get("offset")
+        .and_then(Value::as_u64)
+        .unwrap_or(0) as usize;
+    let limit = federation
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(20) as usize;
+    let mut hits: Vec<(f64, usize, usize, Value)> = Vec::new();
+    let mut total = 0;
+    for (position, uid, weight, result) in &results {
+        total += result["estimatedTotalHits"].as_u64().unwrap_or(0);
+        for (rank, hit) in result["hits"].as_array().into_iter().flatten().enumerate() {
+            let score = hit["_rankingScore"].as_f64().unwrap_or(0.0) * weight;
+            let mut hit = hit.clone();
+            if let Some(map) = hit.as_object_mut() {
+                map.remove("_rankingScore");
+                map.insert("_federation".into(), json!({"indexUid": uid, "queriesPosition": position, "weightedRankingScore": score}));
+            }
+            hits.push((score, *position, rank, hit));
+        }
+    }
+    hits.sort_by(|a, b| {
+        b.0.partial_cmp(&a.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+            .then(a.2.cmp(&b.2))
+    });
+    let page: Vec<Value> = hits
+        .into_iter()
+        .skip(offset)
+        .take(limit)
+        .map(|h| h.3)
+        .collect();
+    Ok(Json(
+        json!({"hits": page, "processingTimeMs": 0, "limit": limit, "offset": offset, "estimatedTotalHits": total}),
+    ))
+}
+
+async fn get_settings(State(app): State<App>, Path(uid): Path<String>) -> Result<Json<Value>> {
+    with_index(&app, &uid, |index| {
+        Ok(Json(Value::Object(index.settings.clone())))
+    })
+}
+
+async fn patch_settings(
+    State(app): State<App>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response> {
+    let update = json_object(&body)?;
+    let known = super::index::default_settings();
+    if let Some(unknown) = update.keys().find(|k| !known.contains_key(*k)) {
+        return Err(NodeError::invalid(
+            "bad_request",
+            format!(
+                "Unknown field `{unknown}`: expected one of {}",
+                known
+                    .keys()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    valid_uid(&uid)?;
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "settingsUpdate",
+        Some(Value::Object(update.clone())),
+        TaskOp::Settings(update),
+    )))
+}
+
+async fn reset_settings(State(app): State<App>, Path(uid): Path<String>) -> Response {
+    let reset: Map<String, Value> = super::index::default_settings()
+        .keys()
+        .map(|k| (k.clone(), Value::Null))
+        .collect();
+    accepted(app.node.enqueue(
+        Some(&uid),
+        "settingsUpdate",
+        Some(Value::Object(reset.clone())),
+        TaskOp::Settings(reset),
+    ))
+}
+
+/// `filterable-attributes` → `filterableAttributes`.
+fn setting_key(route: &str) -> Option<String> {
+    let mut key = String::new();
+    let mut upper = false;
+    for c in route.chars() {
+        if c == '-' {
+            upper = true;
+        } else if upper {
+            key.push(c.to_ascii_uppercase());
+            upper = false;
+        } else {
+            key.push(c);
+        }
+    }
+    super::index::default_settings()
+        .contains_key(&key)
+        .then_some(key)
+}
+
+async fn get_setting(
+    State(app): State<App>,
+    Path((uid, name)): Path<(String, String)>,
+) -> Result<Response> {
+    let Some(key) = setting_key(&name) else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    with_index(&app, &uid, |index| {
+        Ok(Json(index.settings.get(&key).cloned().unwrap_or(Value::Null)).into_response())
+    })
+}
+
+async fn put_setting(
+    State(app): State<App>,
+    Path((uid, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response> {
+    let Some(key) = setting_key(&name) else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let value = json_body(&body)?;
+    let mut update = Map::new();
+    update.insert(key, value);
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "settingsUpdate",
+        Some(Value::Object(update.clone())),
+        TaskOp::Settings(update),
+    )))
+}
+
+async fn reset_setting(
+    State(app): State<App>,
+    Path((uid, name)): Path<(String, String)>,
+) -> Result<Response> {
+    let Some(key) = setting_key(&name) else {
+        return Ok(StatusCode::NOT_FOUND.into_response());
+    };
+    let mut update = Map::new();
+    update.insert(key, Value::Null);
+    Ok(accepted(app.node.enqueue(
+        Some(&uid),
+        "settingsUpdate",
+        Some(Value::Object(update.clone())),
+        TaskOp::Settings(update),
+    )))
+}
+
+async fn swap_indexes(State(app): State<App>, body: Bytes) -> Result<Response> {
+    let Value::Array(swaps) = json_body(&body)? else {
+        return Err(NodeError::invalid(
+            "bad_request",
+            "Invalid value type: expected an array",
+        ));
+    };
+    let mut pairs = Vec::new();
+    for swap in &swaps {
+        let names: Vec<String> = swap
+            .get("indexes")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.len() != 2 {
+            return Err(NodeError::invalid(
+                "invalid_swap_indexes",
+                format!(
+                    "Two indexes must be given for each swap. The list `{}` contains {} indexes.",
+                    json!(names),
+                    names.len()
+                ),
+            ));
+        }
+        pairs.push((names[0].clone(), names[1].clone()));
+    }
+    Ok(accepted(app.node.enqueue(
+        None,
+        "indexSwap",
+        Some(json!({"swaps": swaps})),
+        TaskOp::Swap(pairs),
+    )))
+}
+
+/// Task filters shared by list, cancel and delete.
+struct TaskFilter {
+    uids: Option<Vec<u64>>,
+    statuses: Option<Vec<String>>,
+    types: Option<Vec<String>>,
+    index_uids: Option<Vec<String>>,
+}
+
+fn task_filter(params: &HashMap<String, String>) -> Result<TaskFilter> {
+    let list = |name: &str| {
+        params.get(name).map(|v| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty() && s != "*")
+                .collect::<Vec<_>>()
+        })
+    };
+    let uids = match list("uids") {
+        None => None,
+        Some(values) => Some(
+            values
+                .iter()
+                .map(|v| v.parse::<u64>().map_err(|_| NodeError::invalid("invalid_task_uids", format!("Invalid value in parameter `uids`: could not parse `{v}` as a positive integer"))))
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    const STATUSES: &[&str] = &["enqueued", "processing", "succeeded", "failed", "canceled"];
+    if let Some(bad) = list("statuses")
+        .into_iter()
+        .flatten()
+        .find(|s| !STATUSES.contains(&s.as_str()))
+    {
+        return Err(NodeError::invalid(
+            "invalid_task_statuses",
+            format!(
+                "Invalid value in parameter `statuses`: `{bad}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
+            ),
+        ));
+    }
+    Ok(TaskFilter {
+        uids,
+        statuses: list("statuses"),
+        types: list("types"),
+        index_uids: list("indexUids"),
+    })
+}
+
+impl TaskFilter {
+    fn matches(&self, task: &super::node::Task) -> bool {
+        self.uids.as_ref().is_none_or(|u| u.contains(&task.uid))
+            && self
+                .statuses
+                .as_ref()
+                .is_none_or(|s| s.iter().any(|s| s == task.status))
+            && self
+                .types
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| t == task.kind))
+            && self
+                .index_uids
+                .as_ref()
+                .is_none_or(|i| task.index_uid.as_ref().is_some_and(|uid| i.contains(uid)))
+    }
+}
+
+async fn list_tasks(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    let filter = task_filter(&params)?;
+    let number = |name: &str, code: &'static str| -> Result<Option<u64>> {
+        params.get(name).map(|v| v.parse::<u64>().map_err(|_| NodeError::invalid(code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))).transpose()
+    };
+    let limit = number("limit", "invalid_task_limit")?.unwrap_or(20) as usize;
+    let from = number("from", "invalid_task_from")?;
+    let reverse = params.get("reverse").is_some_and(|r| r == "true");
+    let state = app.node.lock();
+    let matching: Vec<&super::node::Task> =
+        state.tasks.values().filter(|t| filter.matches(t)).collect();
+    let total = matching.len();
+    let mut ordered: Vec<&super::node::Task> = if reverse {
+        matching
+            .into_iter()
+            .filter(|t| from.is_none_or(|f| t.uid >= f))
+            .collect()
+    } else {
+        matching
+            .into_iter()
+            .rev()
+            .filter(|t| from.is_none_or(|f| t.uid <= f))
+            .collect()
+    };
+    let next = ordered.get(limit).map(|t| t.uid);
+    ordered.truncate(limit);
+    let results: Vec<Value> = ordered.iter().map(|t| t.view()).collect();
+    let first = ordered.first().map(|t| t.uid);
+    Ok(Json(
+        json!({"results": results, "total": total, "limit": limit, "from": first, "next": next}),
+    ))
+}
+
+async fn get_task(State(app): State<App>, Path(uid): Path<String>) -> Result<Json<Value>> {
+    let parsed: u64 = uid.parse().map_err(|_| {
+        NodeError::invalid(
+            "invalid_task_uids",
+            format!("Task uid `{uid}` is invalid. It should only contain numeric characters."),
+        )
+    })?;
+    let state = app.node.lock();
+    let task = state.tasks.get(&parsed).ok_or_else(|| {
+        NodeError::invalid("task_not_found", format!("Task `{parsed}` not found."))
+            .with_status(StatusCode::NOT_FOUND)
+    })?;
+    Ok(Json(task.view()))
+}
+
+fn raw_query(params: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    pairs.sort();
+    format!("?{}", pairs.join("&"))
+}
+
+async fn cancel_tasks(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    if params.is_empty() {
+        return Err(NodeError::invalid(
+            "missing_task_filters",
+            "Query parameters to filter the tasks to cancel are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.",
+        ));
+    }
+    let filter = task_filter(&params)?;
+    let (matched, canceled) = {
+        let mut state = app.node.lock();
+        let next_uid = state.tasks.keys().next_back().map_or(0, |u| u + 1);
+        let mut matched = 0;
+        let mut canceled = 0;
+        for task in state.tasks.values_mut().filter(|t| filter.matches(t)) {
+            matched += 1;
+            if task.status == "enqueued" {
+                task.status = "canceled";
+                task.canceled_by = Some(next_uid);
+                task.finished_at = Some(super::time::now());
+                canceled += 1;
+            }
+        }
+        (matched, canceled)
+    };
+    Ok(Json(app.node.finished_task("taskCancelation", json!({"matchedTasks": matched, "canceledTasks": canceled, "originalFilter": raw_query(&params)}))))
+}
+
+async fn delete_tasks(
+    State(app): State<App>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>> {
+    if params.is_empty() {
+        return Err(NodeError::invalid(
+            "missing_task_filters",
+            "Query parameters to filter the tasks to delete are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`.",
+        ));
+    }
+    let filter = task_filter(&params)?;
+    let (matched, deleted) = {
+        let mut state = app.node.lock();
+        let doomed: Vec<u64> = state
+            .tasks
+            .values()
+            .filter(|t| filter.matches(t))
+            .map(|t| t.uid)
+            .collect();
+        let mut deleted = 0;
+        for uid in &doomed {
+            if state
+                .tasks
+                .get(uid)
+                .is_some_and(|t| !matches!(t.status, "enqueued" | "processing"))
+            {
+                state.tasks.remove(uid);
+                deleted += 1;
+            }
+        }
+        (doomed.len(), deleted)
+    };
+    Ok(Json(app.node.finished_task("taskDeletion", json!({"matchedTasks": matched, "deletedTasks": deleted, "originalFilter": raw_query(&params)}))))
+}
