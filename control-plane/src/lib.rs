@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod gateways;
 pub mod metrics;
+pub mod nodes;
 pub mod reconcilers;
 pub mod server;
 pub mod services;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::{ControlPlaneError, Result};
 use crate::gateways::GatewayRegistry;
 use crate::metrics::Metrics;
+use crate::nodes::NodeClient;
 use crate::store::Store;
 use miroir_proto::pb::{self, NodeState};
 use miroir_proto::{FencingToken, TopologyVersion};
@@ -66,6 +67,8 @@ pub struct ServiceState {
     pub metrics: Arc<Metrics>,
     /// Live gateways.
     pub gateways: GatewayRegistry,
+    /// Client for calls to Meilisearch nodes.
+    pub nodes: NodeClient,
     leadership: RwLock<LeadershipStatus>,
     topology: watch::Sender<Arc<pb::Topology>>,
     history: Mutex<VecDeque<Arc<pb::Topology>>>,
@@ -83,7 +86,10 @@ impl ServiceState {
         let topology = store.load_latest_topology().await?;
         let empty = topology.is_none();
         let topology = topology.unwrap_or_default();
+        let nodes = NodeClient::new(&config.master_key, config.node_timeout)
+            .map_err(|e| ControlPlaneError::Internal(format!("node HTTP client: {e}")))?;
         let state = Arc::new(Self {
+            nodes,
             id: config.id(),
             config,
             store,

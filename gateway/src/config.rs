@@ -37,6 +37,14 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CONTROL_PLANE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub control_plane_connect_timeout: Duration,
 
+    /// Timeout of one call to a Meilisearch node.
+    #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub node_timeout: Duration,
+
+    /// Timeout of one call to the control plane.
+    #[arg(long, env = "MIROIR_CONTROL_PLANE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub control_plane_timeout: Duration,
+
     /// Heartbeat interval on the Watch stream (also bounded by a third of the lease TTL).
     #[arg(long, env = "MIROIR_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,

@@ -2,7 +2,10 @@
 //! a sharded fleet whose topology it follows from the control plane.
 
 pub mod config;
+pub mod control_plane;
 pub mod http;
+pub mod nodes;
 pub mod server;
 pub mod state;
+pub mod tasks;
 pub mod topology;

@@ -71,10 +71,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         coordination = "in-memory (no Redis: idempotency keys, sessions and rate limits are per gateway)",
         "miroir gateway started"
     );
+    let control_plane = Arc::new(crate::control_plane::ControlPlaneClient::new(
+        &config.control_plane,
+        config.control_plane_connect_timeout,
+        config.control_plane_timeout,
+    ));
+    let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout)?;
     let app = crate::http::router(AppState {
         config: Arc::new(config),
         id,
         topology,
+        control_plane,
+        nodes,
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

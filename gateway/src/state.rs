@@ -1,6 +1,8 @@
 //! What every HTTP handler shares.
 
 use crate::config::Config;
+use crate::control_plane::ControlPlaneClient;
+use crate::nodes::NodeClient;
 use crate::topology::TopologyHandle;
 use std::sync::Arc;
 
@@ -13,4 +15,8 @@ pub struct AppState {
     pub id: Arc<str>,
     /// The topology it serves from.
     pub topology: Arc<TopologyHandle>,
+    /// gRPC calls to the control plane.
+    pub control_plane: Arc<ControlPlaneClient>,
+    /// HTTP calls to nodes.
+    pub nodes: NodeClient,
 }

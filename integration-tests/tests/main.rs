@@ -2,6 +2,7 @@
 
 mod control_plane;
 mod ctl;
+mod gateway_indexes;
 mod gateway_topology;
 mod grpcurl;
 mod node_health;

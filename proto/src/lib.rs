@@ -10,6 +10,7 @@ pub mod error;
 pub mod placement;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
+pub mod time;
 pub mod types;
 
 /// Generated protobuf messages, clients and servers of package `miroir.v1`.

@@ -1,11 +1,13 @@
 //! `AdminService`: nodes, groups, indexes and cluster status.
 
 use crate::error::ControlPlaneError;
+use crate::nodes::miroir_settings;
 use crate::state::ServiceState;
 use crate::topology::{self, IndexLayout};
 use miroir_proto::GroupId;
 use miroir_proto::pb;
 use miroir_proto::pb::admin_service_server::AdminService;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -208,9 +210,33 @@ impl AdminService for AdminApi {
                 Ok((index, reason))
             })
             .await?;
+        let pk = index.primary_key.clone();
+        let uid = index.uid.clone();
+        let steps = vec![
+            (
+                reqwest::Method::POST,
+                "/indexes".to_owned(),
+                Some(json!({"uid": uid, "primaryKey": pk})),
+            ),
+            (
+                reqwest::Method::PATCH,
+                format!("/indexes/{uid}/settings"),
+                Some(miroir_settings()),
+            ),
+        ];
+        let task = apply_on_nodes(
+            &self.state,
+            &topology,
+            &index,
+            "indexCreation",
+            json!({"primaryKey": pk}),
+            steps,
+        )
+        .await?;
         Ok(Response::new(pb::IndexResponse {
             index: Some(index),
             topology_version: topology.version,
+            task: Some(task),
         }))
     }
 
@@ -240,6 +266,7 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::IndexResponse {
             index: Some(index),
             topology_version: topology.version,
+            task: None,
         }))
     }
 
@@ -255,9 +282,20 @@ impl AdminService for AdminApi {
                 Ok((index, format!("index {uid} deleted")))
             })
             .await?;
+        let steps = vec![(reqwest::Method::DELETE, format!("/indexes/{uid}"), None)];
+        let task = apply_on_nodes(
+            &self.state,
+            &topology,
+            &index,
+            "indexDeletion",
+            json!({"deletedDocuments": null}),
+            steps,
+        )
+        .await?;
         Ok(Response::new(pb::IndexResponse {
             index: Some(index),
             topology_version: topology.version,
+            task: Some(task),
         }))
     }
 
@@ -293,4 +331,79 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::LeaderInfo>, Status> {
         Ok(Response::new(self.state.leader_info()))
     }
+}
+
+/// Runs `steps` (method, path, body) in order on every node holding `index`, all nodes in
+/// parallel, and records the client task whose outcome is the nodes' tasks. A node that
+/// cannot be reached fails the task with `miroir_node_unavailable`.
+async fn apply_on_nodes(
+    state: &Arc<ServiceState>,
+    topology: &pb::Topology,
+    index: &pb::Index,
+    task_type: &str,
+    details: Value,
+    steps: Vec<(reqwest::Method, String, Option<Value>)>,
+) -> Result<pb::Task, ControlPlaneError> {
+    let mut node_ids: Vec<&String> = index
+        .routing
+        .iter()
+        .flat_map(|g| &g.shards)
+        .flat_map(|s| s.read_nodes.iter().chain(&s.write_nodes))
+        .collect();
+    node_ids.sort();
+    node_ids.dedup();
+    let mut calls = tokio::task::JoinSet::new();
+    for id in node_ids {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == id) else {
+            continue;
+        };
+        let (client, node_id, address, steps) = (
+            state.nodes.clone(),
+            node.id.clone(),
+            node.address.clone(),
+            steps.clone(),
+        );
+        calls.spawn(async move {
+            let mut uids = Vec::new();
+            for (method, path, body) in steps {
+                match client
+                    .enqueue(&node_id, method, format!("{address}{path}"), body)
+                    .await
+                {
+                    Ok(uid) => uids.push(uid),
+                    Err(error) => return (node_id, uids, Some(error.error)),
+                }
+            }
+            (node_id, uids, None)
+        });
+    }
+    let mut node_tasks = Vec::new();
+    let mut first_error: Option<Value> = None;
+    while let Some(joined) = calls.join_next().await {
+        let (node_id, uids, error) =
+            joined.map_err(|e| ControlPlaneError::Internal(format!("node call panicked: {e}")))?;
+        node_tasks.extend(uids.into_iter().map(|node_task_uid| pb::NodeTask {
+            node_id: node_id.clone(),
+            node_task_uid,
+        }));
+        if let (Some(mut error), None) = (error, &first_error) {
+            if let Some(message) = error.get("message").and_then(Value::as_str) {
+                error["message"] = json!(format!("node `{node_id}`: {message}"));
+            }
+            first_error = Some(error);
+        }
+    }
+    node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
+    crate::services::task::record(
+        state,
+        pb::CreateTaskRequest {
+            index_uid: Some(index.uid.clone()),
+            task_type: task_type.to_owned(),
+            node_tasks,
+            details_json: details.to_string(),
+            enqueued_at_ms: crate::state::now_ms(),
+            error_json: first_error.map(|e| e.to_string()).unwrap_or_default(),
+        },
+    )
+    .await
 }

@@ -29,47 +29,9 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::CreateTaskRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let request = request.into_inner();
-        if request.task_type.trim().is_empty() {
-            return Err(ControlPlaneError::InvalidArgument("task_type is required".into()).into());
-        }
-        let details_json = if request.details_json.trim().is_empty() {
-            "{}".to_owned()
-        } else {
-            serde_json::from_str::<serde_json::Value>(&request.details_json).map_err(|e| {
-                ControlPlaneError::InvalidArgument(format!("details_json is not JSON: {e}"))
-            })?;
-            request.details_json
-        };
-        let node_tasks: Vec<crate::store::NodeTaskPersistence> = request
-            .node_tasks
-            .into_iter()
-            .map(|t| crate::store::NodeTaskPersistence {
-                node_id: t.node_id,
-                node_task_uid: t.node_task_uid,
-            })
-            .collect();
-        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
-            return Err(
-                ControlPlaneError::NotLeader("tasks are recorded by the leader".into()).into(),
-            );
-        };
-        let task = self
-            .state
-            .store
-            .create_task(
-                token,
-                NewTask {
-                    index_uid: request.index_uid,
-                    task_type: request.task_type,
-                    node_tasks_json: serde_json::to_string(&node_tasks)
-                        .map_err(|e| ControlPlaneError::Internal(e.to_string()))?,
-                    details_json,
-                    enqueued_at_ms: request.enqueued_at_ms,
-                },
-            )
-            .await?;
-        Ok(Response::new(task.into_proto()?))
+        Ok(Response::new(
+            record(&self.state, request.into_inner()).await?,
+        ))
     }
 
     async fn get_task(
@@ -121,4 +83,53 @@ impl TaskService for TaskApi {
         };
         Ok(Response::new(pb::ListTasksResponse { tasks, next }))
     }
+}
+
+/// Allocates a task uid and records `request` (the leader only).
+pub async fn record(
+    state: &ServiceState,
+    request: pb::CreateTaskRequest,
+) -> Result<pb::Task, ControlPlaneError> {
+    if request.task_type.trim().is_empty() {
+        return Err(ControlPlaneError::InvalidArgument(
+            "task_type is required".into(),
+        ));
+    }
+    let details_json = if request.details_json.trim().is_empty() {
+        "{}".to_owned()
+    } else {
+        serde_json::from_str::<serde_json::Value>(&request.details_json).map_err(|e| {
+            ControlPlaneError::InvalidArgument(format!("details_json is not JSON: {e}"))
+        })?;
+        request.details_json
+    };
+    let node_tasks: Vec<crate::store::NodeTaskPersistence> = request
+        .node_tasks
+        .into_iter()
+        .map(|t| crate::store::NodeTaskPersistence {
+            node_id: t.node_id,
+            node_task_uid: t.node_task_uid,
+        })
+        .collect();
+    let LeadershipStatus::Leader { token, .. } = state.leadership() else {
+        return Err(ControlPlaneError::NotLeader(
+            "tasks are recorded by the leader".into(),
+        ));
+    };
+    let task = state
+        .store
+        .create_task(
+            token,
+            NewTask {
+                index_uid: request.index_uid,
+                task_type: request.task_type,
+                node_tasks_json: serde_json::to_string(&node_tasks)
+                    .map_err(|e| ControlPlaneError::Internal(e.to_string()))?,
+                details_json,
+                enqueued_at_ms: request.enqueued_at_ms,
+                error_json: request.error_json,
+            },
+        )
+        .await?;
+    task.into_proto()
 }

@@ -31,13 +31,27 @@ const LEADER_LEASE: &str = "leader";
 
 /// The SQLite schema, embedded so the binary needs no files at run time.
 fn sqlite_migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!("../../../migrations/sqlite/0001_initial.sql")),
-        false,
-    )];
+    let migration = |version, description, sql| {
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        )
+    };
+    let migrations = vec![
+        migration(
+            1,
+            "initial",
+            include_str!("../../../migrations/sqlite/0001_initial.sql"),
+        ),
+        migration(
+            2,
+            "task errors",
+            include_str!("../../../migrations/sqlite/0002_task_errors.sql"),
+        ),
+    ];
     Migrator {
         migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
@@ -74,6 +88,8 @@ pub struct NewTask {
     pub details_json: String,
     /// Enqueue time.
     pub enqueued_at_ms: u64,
+    /// Error JSON when the task failed outside the nodes, else empty.
+    pub error_json: String,
 }
 
 /// Handle to the control plane's database.
@@ -318,9 +334,9 @@ impl Store {
                 ));
             }
             let row = sqlx::query_as::<_, TaskPersistence>(
-                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms)
-                 VALUES (?, ?, ?, ?, ?, ?)
-                 RETURNING uid, index_uid, task_type, node_tasks, details, enqueued_at_ms",
+                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)
+                 RETURNING uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error",
             )
             .bind(uid)
             .bind(&task.index_uid)
@@ -328,6 +344,7 @@ impl Store {
             .bind(&task.node_tasks_json)
             .bind(&task.details_json)
             .bind(task.enqueued_at_ms as i64)
+            .bind(&task.error_json)
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;
@@ -343,7 +360,7 @@ impl Store {
     pub async fn get_task(&self, uid: u32) -> Result<Option<TaskPersistence>> {
         self.measured("get_task", async {
             sqlx::query_as::<_, TaskPersistence>(
-                "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms
+                "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error
                  FROM tasks WHERE uid = ?",
             )
             .bind(i64::from(uid))
@@ -356,7 +373,7 @@ impl Store {
     /// A page of tasks matching `filter`, plus whether more follow.
     pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<(Vec<TaskPersistence>, bool)> {
         let mut sql = String::from(
-            "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms FROM tasks WHERE 1 = 1",
+            "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error FROM tasks WHERE 1 = 1",
         );
         if filter.from.is_some() {
             sql.push_str(if filter.reverse {

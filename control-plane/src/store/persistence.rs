@@ -61,6 +61,8 @@ pub struct TaskPersistence {
     pub details: String,
     /// Enqueue time.
     pub enqueued_at_ms: i64,
+    /// Error JSON when the task failed outside the nodes, else empty.
+    pub error: String,
 }
 
 /// A node task as stored in `tasks.node_tasks`.
@@ -92,6 +94,7 @@ impl TaskPersistence {
                 .collect(),
             details_json: self.details,
             enqueued_at_ms: self.enqueued_at_ms as u64,
+            error_json: self.error,
         })
     }
 }

@@ -82,3 +82,54 @@ impl IntoResponse for MeiliError {
         (self.status, Json(self.body())).into_response()
     }
 }
+
+impl MeiliError {
+    /// A 400 `invalid_request` error.
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            code,
+            ErrorType::InvalidRequest,
+            message,
+        )
+    }
+
+    /// The control plane's answer as the error a Meilisearch client expects, `not_found`
+    /// naming the code for a missing thing.
+    pub fn from_status(status: &tonic::Status, not_found: &'static str) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            tonic::Code::NotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                not_found,
+                ErrorType::InvalidRequest,
+                message,
+            ),
+            tonic::Code::InvalidArgument => Self::invalid("bad_request", message),
+            tonic::Code::AlreadyExists => Self::new(
+                StatusCode::CONFLICT,
+                "miroir_already_exists",
+                ErrorType::InvalidRequest,
+                message,
+            ),
+            tonic::Code::FailedPrecondition => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_fleet_not_ready",
+                ErrorType::System,
+                message,
+            ),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_control_plane_unavailable",
+                ErrorType::System,
+                format!("the control plane is unavailable: {message}"),
+            ),
+            _ => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                ErrorType::Internal,
+                message,
+            ),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
 pub mod error;
+mod indexes;
 mod miroir;
 
 use crate::state::AppState;
@@ -13,6 +14,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/_miroir/ready", get(miroir::ready))
         .route("/_miroir/status", get(miroir::status))
+        .route("/indexes", get(indexes::list).post(indexes::create))
+        .route("/indexes/{uid}", get(indexes::get).delete(indexes::delete))
+        .route("/tasks/{uid}", get(indexes::get_task))
+        // Only matched routes: Meilisearch checks credentials inside its handlers, so an
+        // unknown route is a 404 even without them.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         // Meilisearch registers no default service: an unknown route is a bare 404.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .with_state(state)
@@ -21,4 +31,43 @@ pub fn router(state: AppState) -> Router {
 /// Meilisearch's `GET /health`: the gateway process is up.
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "available" }))
+}
+
+/// Meilisearch's credential check, for every route but `/health` and Miroir's own.
+/// Only the master key is accepted so far (API keys and tenant tokens: not yet).
+async fn authenticate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use error::{ErrorType, MeiliError};
+    let path = request.uri().path();
+    if path == "/health" || path.starts_with("/_miroir/") {
+        return next.run(request).await;
+    }
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        None => MeiliError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_authorization_header",
+            ErrorType::Auth,
+            "The Authorization header is missing. It must use the bearer authorization method.",
+        )
+        .into_response(),
+        Some(token) if token != state.config.master_key => MeiliError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_api_key",
+            ErrorType::Auth,
+            "The provided API key is invalid.",
+        )
+        .into_response(),
+        Some(_) => next.run(request).await,
+    }
 }

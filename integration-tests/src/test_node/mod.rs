@@ -8,4 +8,5 @@ pub mod index;
 pub mod node;
 pub mod routes;
 pub mod search;
-pub mod time;
+
+pub use miroir_proto::time;

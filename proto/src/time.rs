@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps and ISO 8601 durations as Meilisearch prints them.
+//! RFC 3339 timestamps and ISO 8601 durations as Meilisearch prints them (used by the
+//! gateway for task views and by the test node).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +31,11 @@ pub fn rfc3339(time: SystemTime) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// RFC 3339 for milliseconds since the Unix epoch.
+pub fn rfc3339_ms(ms: u64) -> String {
+    rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
 /// The current time, RFC 3339.

@@ -1,0 +1,94 @@
+//! Calls the control plane makes to Meilisearch nodes (index lifecycle), each with a
+//! timeout, the master key and a span.
+
+use serde_json::{Value, json};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Settings Miroir needs on every node: `_miroir_shard` filterable, so searches can be
+/// restricted to the shards a node is asked for.
+pub fn miroir_settings() -> Value {
+    json!({ "filterableAttributes": ["_miroir_shard"] })
+}
+
+/// An HTTP client for Meilisearch nodes.
+#[derive(Clone)]
+pub struct NodeClient {
+    http: reqwest::Client,
+    master_key: String,
+}
+
+/// A node call that did not produce a task.
+#[derive(Debug, Clone)]
+pub struct NodeCallError {
+    /// A Meilisearch-shaped error object.
+    pub error: Value,
+}
+
+impl NodeCallError {
+    fn unreachable(node: &str, detail: impl std::fmt::Display) -> Self {
+        Self {
+            error: json!({
+                "message": format!("node `{node}` could not be reached: {detail}"),
+                "code": "miroir_node_unavailable",
+                "type": "system",
+                "link": "https://docs.meilisearch.com/errors#miroir_node_unavailable",
+            }),
+        }
+    }
+}
+
+impl NodeClient {
+    /// A client with a per-call `timeout`.
+    pub fn new(master_key: &str, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout.min(Duration::from_secs(2)))
+                .build()?,
+            master_key: master_key.to_owned(),
+        })
+    }
+
+    /// Sends one request; returns the node's task uid from its 202 answer.
+    pub async fn enqueue(
+        &self,
+        node: &str,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+    ) -> Result<u64, NodeCallError> {
+        let span = tracing::info_span!("node_call", node, %method, url = %url);
+        async {
+            let mut request = self
+                .http
+                .request(method, &url)
+                .bearer_auth(&self.master_key);
+            let mut headers = http::HeaderMap::new();
+            miroir_proto::telemetry::inject_current_context(&mut headers);
+            request = request.headers(headers);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| NodeCallError::unreachable(node, e))?;
+            let status = response.status();
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|e| NodeCallError::unreachable(node, e))?;
+            match body.get("taskUid").and_then(Value::as_u64) {
+                Some(uid) if status.is_success() => Ok(uid),
+                _ if body.get("code").is_some() => Err(NodeCallError { error: body }),
+                _ => Err(NodeCallError::unreachable(
+                    node,
+                    format!("unexpected answer {status}: {body}"),
+                )),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,104 @@
+//! gRPC calls from the gateway to the control plane (index lifecycle, tasks), failing
+//! over between the configured addresses when one is unavailable.
+
+use miroir_proto::pb::admin_service_client::AdminServiceClient;
+use miroir_proto::pb::task_service_client::TaskServiceClient;
+use std::sync::Mutex;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// A failing-over connection to the control plane.
+pub struct ControlPlaneClient {
+    addresses: Vec<String>,
+    current: Mutex<Option<(usize, Channel)>>,
+    connect_timeout: Duration,
+    call_timeout: Duration,
+}
+
+impl ControlPlaneClient {
+    /// A client for `addresses` (tried in order).
+    pub fn new(addresses: &[String], connect_timeout: Duration, call_timeout: Duration) -> Self {
+        Self {
+            addresses: addresses
+                .iter()
+                .filter(|a| !a.trim().is_empty())
+                .map(|a| {
+                    if a.contains("://") {
+                        a.trim().to_owned()
+                    } else {
+                        format!("http://{}", a.trim())
+                    }
+                })
+                .collect(),
+            current: Mutex::new(None),
+            connect_timeout,
+            call_timeout,
+        }
+    }
+
+    async fn channel(&self, skip: Option<usize>) -> Result<(usize, Channel), tonic::Status> {
+        if let Some(current) = self
+            .current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            && Some(current.0) != skip
+        {
+            return Ok(current);
+        }
+        let start = skip.map_or(0, |s| s + 1);
+        let mut failures = Vec::new();
+        for offset in 0..self.addresses.len() {
+            let i = (start + offset) % self.addresses.len();
+            let endpoint = Endpoint::from_shared(self.addresses[i].clone())
+                .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+                .connect_timeout(self.connect_timeout)
+                .timeout(self.call_timeout);
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some((i, channel.clone()));
+                    return Ok((i, channel));
+                }
+                Err(error) => failures.push(format!("{}: {error}", self.addresses[i])),
+            }
+        }
+        Err(tonic::Status::unavailable(format!(
+            "no control plane reachable ({})",
+            failures.join("; ")
+        )))
+    }
+
+    /// Runs `call` against a control plane, moving to the next one while they answer
+    /// `UNAVAILABLE`.
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T, tonic::Status>
+    where
+        F: Fn(Channel) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut skip = None;
+        let mut last = tonic::Status::unavailable("no control plane configured");
+        for _ in 0..self.addresses.len().max(1) {
+            let (i, channel) = self.channel(skip).await?;
+            match call(channel).await {
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                    skip = Some(i);
+                    last = status;
+                }
+                result => return result,
+            }
+        }
+        Err(last)
+    }
+
+    /// An AdminService client on a channel.
+    pub fn admin(channel: Channel) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(channel)
+    }
+
+    /// A TaskService client on a channel.
+    pub fn tasks(channel: Channel) -> TaskServiceClient<Channel> {
+        TaskServiceClient::new(channel)
+    }
+}

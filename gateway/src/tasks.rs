@@ -1,0 +1,231 @@
+//! A client task as Meilisearch shows it, aggregated from the node tasks behind it:
+//! processing while any node task is, failed if any failed (with the node named),
+//! succeeded when all did; details count each logical document once.
+
+use crate::nodes::NodeClient;
+use miroir_proto::pb;
+use miroir_proto::time::rfc3339_ms;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use tokio::task::JoinSet;
+
+/// The summary returned when a task is enqueued.
+pub fn summary(task: &pb::Task) -> Value {
+    json!({
+        "taskUid": task.uid,
+        "indexUid": task.index_uid,
+        "status": "enqueued",
+        "type": task.task_type,
+        "enqueuedAt": rfc3339_ms(task.enqueued_at_ms),
+    })
+}
+
+/// The full task view, fetching every node task.
+pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) -> Value {
+    let mut fetches = JoinSet::new();
+    for node_task in &task.node_tasks {
+        let address = topology
+            .nodes
+            .iter()
+            .find(|n| n.id == node_task.node_id)
+            .map(|n| n.address.clone());
+        let (client, node_id, uid) = (
+            nodes.clone(),
+            node_task.node_id.clone(),
+            node_task.node_task_uid,
+        );
+        fetches.spawn(async move {
+            let Some(address) = address else {
+                return (
+                    node_id.clone(),
+                    Err(format!("node `{node_id}` is no longer in the fleet")),
+                );
+            };
+            match client
+                .call(
+                    &node_id,
+                    &address,
+                    Method::GET,
+                    &format!("/tasks/{uid}"),
+                    None,
+                )
+                .await
+            {
+                Ok(answer) if answer.status == 200 => (node_id, Ok(answer.body)),
+                Ok(answer) => (
+                    node_id,
+                    Err(format!("answered {}: {}", answer.status, answer.body)),
+                ),
+                Err(e) => (node_id, Err(e.detail)),
+            }
+        });
+    }
+    let mut node_views: Vec<(String, Result<Value, String>)> = Vec::new();
+    while let Some(Ok(result)) = fetches.join_next().await {
+        node_views.push(result);
+    }
+    node_views.sort_by(|a, b| a.0.cmp(&b.0));
+    aggregate(task, &node_views)
+}
+
+fn status_of(view: &Result<Value, String>) -> &str {
+    match view {
+        Ok(task) => task["status"].as_str().unwrap_or("processing"),
+        // Unknown while the node is unreachable.
+        Err(_) => "processing",
+    }
+}
+
+/// Aggregates node task views into one Meilisearch task.
+pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]) -> Value {
+    let own_error: Option<Value> = (!task.error_json.is_empty())
+        .then(|| serde_json::from_str(&task.error_json).unwrap_or(Value::Null));
+    let statuses: Vec<&str> = node_views.iter().map(|(_, v)| status_of(v)).collect();
+    let failed_node = node_views.iter().find(|(_, v)| status_of(v) == "failed");
+    let status = if own_error.is_some() {
+        "failed"
+    } else if !statuses.is_empty() && statuses.iter().all(|s| *s == "enqueued") {
+        "enqueued"
+    } else if statuses
+        .iter()
+        .any(|s| matches!(*s, "enqueued" | "processing"))
+    {
+        "processing"
+    } else if failed_node.is_some() {
+        "failed"
+    } else if statuses.contains(&"canceled") {
+        "canceled"
+    } else {
+        "succeeded"
+    };
+    let error = own_error.or_else(|| {
+        failed_node.and_then(|(node, view)| {
+            let mut error = view.as_ref().ok()?.get("error")?.clone();
+            let message = error["message"].as_str().unwrap_or_default().to_owned();
+            error["message"] = json!(format!("{message} (node `{node}`)"));
+            Some(error)
+        })
+    });
+    let finished = matches!(status, "succeeded" | "failed" | "canceled");
+    let times = |key: &str| -> Vec<String> {
+        node_views
+            .iter()
+            .filter_map(|(_, v)| v.as_ref().ok()?.get(key)?.as_str().map(str::to_owned))
+            .collect()
+    };
+    // RFC 3339 UTC strings of one format compare in time order.
+    let started_at = times("startedAt").into_iter().min();
+    let finished_at = finished
+        .then(|| times("finishedAt").into_iter().max())
+        .flatten();
+    let duration = if finished {
+        node_views
+            .iter()
+            .filter_map(|(_, v)| v.as_ref().ok())
+            .max_by(|a, b| a["finishedAt"].as_str().cmp(&b["finishedAt"].as_str()))
+            .and_then(|v| v.get("duration").cloned())
+    } else {
+        None
+    };
+    let mut details: Map<String, Value> =
+        serde_json::from_str(&task.details_json).unwrap_or_default();
+    if finished {
+        let succeeded = status == "succeeded";
+        if details.contains_key("indexedDocuments") {
+            let received = details
+                .get("receivedDocuments")
+                .cloned()
+                .unwrap_or(json!(0));
+            details.insert(
+                "indexedDocuments".into(),
+                if succeeded { received } else { json!(0) },
+            );
+        }
+    }
+    let mut view = Map::new();
+    view.insert("uid".into(), json!(task.uid));
+    view.insert(
+        "batchUid".into(),
+        if started_at.is_some() {
+            json!(task.uid)
+        } else {
+            Value::Null
+        },
+    );
+    view.insert("indexUid".into(), json!(task.index_uid));
+    view.insert("status".into(), json!(status));
+    view.insert("type".into(), json!(task.task_type));
+    view.insert("canceledBy".into(), Value::Null);
+    view.insert("details".into(), Value::Object(details));
+    view.insert("error".into(), error.unwrap_or(Value::Null));
+    view.insert("duration".into(), duration.unwrap_or(Value::Null));
+    view.insert("enqueuedAt".into(), json!(rfc3339_ms(task.enqueued_at_ms)));
+    view.insert(
+        "startedAt".into(),
+        json!(started_at.or_else(|| finished.then(|| rfc3339_ms(task.enqueued_at_ms)))),
+    );
+    view.insert(
+        "finishedAt".into(),
+        json!(finished_at.or_else(|| finished.then(|| rfc3339_ms(task.enqueued_at_ms)))),
+    );
+    if finished && view["duration"].is_null() {
+        view.insert("duration".into(), json!("PT0S"));
+    }
+    Value::Object(view)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> pb::Task {
+        pb::Task {
+            uid: 7,
+            index_uid: Some("movies".into()),
+            task_type: "documentAdditionOrUpdate".into(),
+            details_json: r#"{"receivedDocuments": 3, "indexedDocuments": null}"#.into(),
+            ..Default::default()
+        }
+    }
+
+    fn node(status: &str) -> Result<Value, String> {
+        Ok(
+            json!({"status": status, "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:02Z", "duration": "PT1S",
+                  "error": if status == "failed" { json!({"message": "boom", "code": "internal", "type": "internal", "link": "x"}) } else { Value::Null }}),
+        )
+    }
+
+    #[test]
+    fn status_aggregates_across_nodes() {
+        let views = |s: &[&str]| {
+            s.iter()
+                .enumerate()
+                .map(|(i, s)| (format!("n{i}"), node(s)))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            aggregate(&task(), &views(&["succeeded", "succeeded"]))["status"],
+            "succeeded"
+        );
+        assert_eq!(
+            aggregate(&task(), &views(&["succeeded", "processing"]))["status"],
+            "processing"
+        );
+        assert_eq!(
+            aggregate(&task(), &views(&["enqueued", "enqueued"]))["status"],
+            "enqueued"
+        );
+        let failed = aggregate(&task(), &views(&["succeeded", "failed"]));
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error"]["message"], "boom (node `n1`)");
+        assert_eq!(failed["details"]["indexedDocuments"], 0);
+        let ok = aggregate(&task(), &views(&["succeeded", "succeeded"]));
+        assert_eq!(
+            ok["details"]["indexedDocuments"], 3,
+            "each logical document once"
+        );
+        assert_eq!(ok["duration"], "PT1S");
+        let unreachable = vec![("n0".to_owned(), Err("down".to_owned()))];
+        assert_eq!(aggregate(&task(), &unreachable)["status"], "processing");
+    }
+}

@@ -1,0 +1,140 @@
+//! Index lifecycle through the gateway: the control plane creates and deletes the index on
+//! every node and the client's task reports the nodes' real outcome.
+
+use crate::fresh_control_plane;
+use miroir_integration_tests::{ControlPlane, Gateway, Meili, TestNode, wait_for};
+use miroir_proto::pb::NodeState;
+use reqwest::Method;
+use serde_json::json;
+use std::time::Duration;
+
+/// A control plane, `n` healthy nodes in group 0, and a gateway.
+pub async fn fleet(n: usize) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    let (dir, cp) = fresh_control_plane().await;
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let node = TestNode::start().await;
+        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    for i in 0..n {
+        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
+            .await;
+    }
+    let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    (dir, cp, nodes, gateway)
+}
+
+#[tokio::test]
+async fn indexes_are_created_and_deleted_on_every_node() {
+    let (_dir, cp, nodes, gateway) = fleet(3).await;
+    let meili = Meili::new(&gateway.url);
+
+    let task = meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "movies", "primaryKey": "id", "miroirShardCount": 8}),
+        )
+        .await;
+    assert_eq!(task["type"], "indexCreation");
+    assert_eq!(task["indexUid"], "movies");
+    assert_eq!(task["details"], json!({"primaryKey": "id"}));
+    for node in &nodes {
+        let node = Meili::new(&node.url);
+        let (status, index) = node.get("/indexes/movies").await;
+        assert_eq!((status, index["primaryKey"].as_str()), (200, Some("id")));
+        let (_, filterable) = node
+            .get("/indexes/movies/settings/filterable-attributes")
+            .await;
+        assert_eq!(filterable, json!(["_miroir_shard"]));
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let (status, index) = meili.get("/indexes/movies").await;
+    assert_eq!(
+        (status, index["uid"].as_str(), index["primaryKey"].as_str()),
+        (200, Some("movies"), Some("id"))
+    );
+    let (_, list) = meili.get("/indexes").await;
+    assert_eq!(list["total"], 1);
+    assert_eq!(cp.current_topology().await.indexes[0].shard_count, 8);
+
+    // As in Meilisearch: 202, then a failed task.
+    let (status, enqueued) = meili.post("/indexes", json!({"uid": "movies"})).await;
+    assert_eq!(status, 202);
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["error"]["code"], "index_already_exists");
+
+    let (status, error) = meili.post("/indexes", json!({"uid": "bad uid"})).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_index_uid"))
+    );
+
+    let task = meili
+        .ok(Method::DELETE, "/indexes/movies", json!(null))
+        .await;
+    assert_eq!(task["type"], "indexDeletion");
+    for node in &nodes {
+        let (status, _) = Meili::new(&node.url).get("/indexes/movies").await;
+        assert_eq!(status, 404);
+    }
+    let (_, enqueued) = meili.delete("/indexes/movies").await;
+    assert_eq!(
+        meili.wait_task(&enqueued).await["error"]["code"],
+        "index_not_found"
+    );
+    let (status, error) = meili.get("/tasks/99999").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (404, Some("task_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn a_node_side_failure_fails_the_task_and_names_the_node() {
+    let (_dir, _cp, nodes, gateway) = fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    // The index exists on one node already: its creation task fails there.
+    let task = Meili::new(&nodes[1].url)
+        .ok(Method::POST, "/indexes", json!({"uid": "books"}))
+        .await;
+    assert_eq!(task["status"], "succeeded");
+    let (_, enqueued) = meili.post("/indexes", json!({"uid": "books"})).await;
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["error"]["code"], "index_already_exists");
+    assert!(
+        task["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("meili-1"),
+        "{task}"
+    );
+
+    // Credentials are checked like Meilisearch.
+    let response = reqwest::get(format!("{}/indexes", gateway.url))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    wait_for(
+        "health without credentials",
+        Duration::from_secs(5),
+        || async {
+            reqwest::get(format!("{}/health", gateway.url))
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+                .map(|_| ())
+        },
+    )
+    .await;
+}
