@@ -37,6 +37,10 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CONTROL_PLANE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub control_plane_connect_timeout: Duration,
 
+    /// Largest request body accepted, in bytes (Meilisearch's default: 100 MiB).
+    #[arg(long, env = "MIROIR_PAYLOAD_SIZE_LIMIT", default_value_t = 100 * 1024 * 1024)]
+    pub payload_size_limit: usize,
+
     /// Timeout of one call to a Meilisearch node.
     #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,

@@ -4,6 +4,7 @@ mod control_plane;
 mod ctl;
 mod gateway_indexes;
 mod gateway_topology;
+mod gateway_writes;
 mod grpcurl;
 mod node_health;
 mod test_node;

@@ -54,7 +54,7 @@ async fn failed_task(
         task_type: task_type.to_owned(),
         node_tasks: Vec::new(),
         details_json: details.to_string(),
-        enqueued_at_ms: now_ms(),
+        enqueued_at_ms: miroir_proto::time::now_ms(),
         error_json: error.body().to_string(),
     };
     let task = state
@@ -71,13 +71,6 @@ async fn failed_task(
         .await
         .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
     Ok(accepted(&task))
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// `POST /indexes` (`uid`, `primaryKey`; Miroir's `miroirShardCount`, `miroirReplicationFactor`).

@@ -1,5 +1,6 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
+mod documents;
 pub mod error;
 mod indexes;
 mod miroir;
@@ -16,6 +17,10 @@ pub fn router(state: AppState) -> Router {
         .route("/_miroir/status", get(miroir::status))
         .route("/indexes", get(indexes::list).post(indexes::create))
         .route("/indexes/{uid}", get(indexes::get).delete(indexes::delete))
+        .route(
+            "/indexes/{uid}/documents",
+            axum::routing::post(documents::replace).put(documents::update),
+        )
         .route("/tasks/{uid}", get(indexes::get_task))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
         // unknown route is a 404 even without them.
@@ -25,6 +30,9 @@ pub fn router(state: AppState) -> Router {
         ))
         // Meilisearch registers no default service: an unknown route is a bare 404.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.payload_size_limit,
+        ))
         .with_state(state)
 }
 

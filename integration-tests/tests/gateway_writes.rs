@@ -1,0 +1,120 @@
+//! Shard-routed writes through the gateway.
+
+use crate::gateway_indexes::fleet;
+use miroir_integration_tests::Meili;
+use miroir_proto::placement::shard_for_key;
+use reqwest::Method;
+use serde_json::json;
+use std::collections::BTreeMap;
+
+#[tokio::test]
+async fn documents_land_on_their_shard_owners_once_per_replica() {
+    let (_dir, cp, nodes, gateway) = fleet(3).await;
+    let meili = Meili::new(&gateway.url);
+    meili.ok(Method::POST, "/indexes", json!({"uid": "movies", "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": 2})).await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let documents: Vec<_> = (0..40)
+        .map(|i| json!({"id": i, "title": format!("movie {i}")}))
+        .collect();
+    let task = meili
+        .ok(Method::POST, "/indexes/movies/documents", json!(documents))
+        .await;
+    assert_eq!(
+        task["details"],
+        json!({"receivedDocuments": 40, "indexedDocuments": 40})
+    );
+
+    let index = cp.current_topology().await.indexes[0].clone();
+    let node_url: BTreeMap<String, String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (format!("meili-{i}"), n.url.clone()))
+        .collect();
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for (node_id, url) in &node_url {
+        let (_, page) = Meili::new(url)
+            .post("/indexes/movies/documents/fetch", json!({"limit": 1000}))
+            .await;
+        for document in page["results"].as_array().unwrap() {
+            let id = document["id"].to_string();
+            let shard = shard_for_key(&id, 8).0;
+            assert_eq!(document["_miroir_shard"], shard, "stamped with its shard");
+            let owners = &index.routing[0].shards[shard as usize].write_nodes;
+            assert!(
+                owners.contains(node_id),
+                "document {id} on {node_id}, owners {owners:?}"
+            );
+            *copies.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(copies.len(), 40);
+    assert!(
+        copies.values().all(|&c| c == 2),
+        "RF 2: two copies each: {copies:?}"
+    );
+
+    let (status, error) = meili
+        .post(
+            "/indexes/movies/documents",
+            json!([{"id": 1, "_miroir_shard": 3}]),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("miroir_reserved_field"))
+    );
+    let (_, enqueued) = meili
+        .post(
+            "/indexes/movies/documents",
+            json!([{"id": 1}, {"id": "bad id"}]),
+        )
+        .await;
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(
+        (task["status"].as_str(), task["error"]["code"].as_str()),
+        (Some("failed"), Some("invalid_document_id"))
+    );
+
+    // Writing to a missing index creates it, with an inferred primary key.
+    let task = meili
+        .ok(
+            Method::POST,
+            "/indexes/books/documents",
+            json!([{"book_id": "a1", "title": "x"}]),
+        )
+        .await;
+    assert_eq!(task["indexUid"], "books");
+    let (_, enqueued) = meili
+        .post("/indexes/notes/documents", json!([{"title": "no id"}]))
+        .await;
+    assert_eq!(
+        meili.wait_task(&enqueued).await["error"]["code"],
+        "index_primary_key_no_candidate_found"
+    );
+}
+
+#[tokio::test]
+async fn a_shard_without_quorum_is_not_acknowledged() {
+    let (_dir, cp, mut nodes, gateway) = fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "movies", "primaryKey": "id", "miroirShardCount": 4}),
+        )
+        .await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    nodes[1].kill().await;
+    let documents: Vec<_> = (0..20).map(|i| json!({"id": i})).collect();
+    let (status, error) = meili
+        .post("/indexes/movies/documents", json!(documents))
+        .await;
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["code"], "miroir_no_quorum");
+    assert_eq!(error["type"], "system");
+}
