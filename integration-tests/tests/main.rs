@@ -6,6 +6,7 @@ mod gateway_indexes;
 mod gateway_topology;
 mod gateway_writes;
 mod grpcurl;
+mod merge_oracle;
 mod node_health;
 mod test_node;
 mod tracing_export;

@@ -4,6 +4,7 @@ mod documents;
 pub mod error;
 mod indexes;
 mod miroir;
+mod search;
 
 use crate::state::AppState;
 use axum::Router;
@@ -20,6 +21,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/indexes/{uid}/documents",
             axum::routing::post(documents::replace).put(documents::update),
+        )
+        .route(
+            "/indexes/{uid}/search",
+            axum::routing::post(search::search_post),
         )
         .route("/tasks/{uid}", get(indexes::get_task))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an

@@ -432,14 +432,29 @@ fn ranks(rules: &[String], m: &Match, query_words: usize) -> Ranks {
 }
 
 /// Lexicographic score in (0, 1]: the best document in every rule scores 1.
+/// A rule's local score quantized to 0..=255: `(rank - 1) / (max - 1)`, or full when the
+/// rule cannot tell documents apart.
+fn level(rank: u64, max: u64) -> u64 {
+    if max <= 1 {
+        255
+    } else {
+        ((rank.max(1) - 1) as f64 / (max - 1) as f64 * 255.0).round() as u64
+    }
+}
+
+/// Lexicographic score in [0, 1] from the rules' levels, one byte each, so that ranking
+/// by levels and ranking by score always agree (up to six rules fit an f64 exactly).
 fn global_score(ranks: &[(&'static str, u64, u64)]) -> f64 {
     let (mut value, mut total) = (0f64, 1f64);
     for &(_, rank, max) in ranks {
-        let max = max.max(1) as f64;
-        value = value * max + (rank.max(1) as f64 - 1.0);
-        total *= max;
+        value = value * 256.0 + level(rank, max) as f64;
+        total *= 256.0;
     }
-    (value + 1.0) / total
+    if ranks.is_empty() {
+        1.0
+    } else {
+        value / (total - 1.0)
+    }
 }
 
 /// Runs a search on `index`; `query` is the request body.
@@ -717,12 +732,18 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
         }
         Ordering::Equal
     };
+    let levels = |c: &Candidate, rule: &str| -> u64 {
+        ranks(&rules, &c.matched, words.len())
+            .iter()
+            .find(|(r, _, _)| *r == rule)
+            .map_or(255, |(_, rank, max)| level(*rank, *max))
+    };
     candidates.sort_by(|a, b| {
         for rule in &rules {
             let ordering = match rule.as_str() {
-                "words" => b.matched.words.cmp(&a.matched.words),
-                "attribute" => a.matched.attribute.cmp(&b.matched.attribute),
-                "exactness" => b.matched.exact.cmp(&a.matched.exact),
+                rule @ ("words" | "attribute" | "exactness") => {
+                    levels(b, rule).cmp(&levels(a, rule))
+                }
                 "sort" => compare_sort(a, b),
                 "typo" | "proximity" => Ordering::Equal,
                 custom => match custom.rsplit_once(':') {
@@ -816,9 +837,24 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
                 hit.insert("_rankingScore".into(), json!(score));
             }
             if show_details {
+                // One entry per ranking rule in rule order, the `sort` rule expanded into
+                // one entry per criterion with its value, as Meilisearch does.
                 let mut details = Map::new();
-                for (order, (rule, rank, max)) in r.iter().enumerate() {
-                    details.insert((*rule).to_owned(), json!({"order": order, "rank": rank, "maxRank": max, "score": global_score(&[(rule, *rank, *max)])}));
+                let mut order = 0;
+                for rule in &rules {
+                    if rule == "sort" {
+                        for (criterion, key) in sort.iter().zip(&sort_keys) {
+                            let entry = match key {
+                                SortKey::Field(field, _) => json!({"order": order, "value": lookup(c.document, field)}),
+                                SortKey::Geo(..) => json!({"order": order, "value": geo_point(c.document).map(|(lat, lng)| json!({"lat": lat, "lng": lng})), "distance": c.geo_distance}),
+                            };
+                            details.insert(criterion.clone(), entry);
+                            order += 1;
+                        }
+                    } else if let Some((name, rank, max)) = r.iter().find(|(name, _, _)| *name == rule.as_str()) {
+                        details.insert((*name).to_owned(), json!({"order": order, "rank": rank, "maxRank": max, "score": global_score(&[(name, *rank, *max)])}));
+                        order += 1;
+                    }
                 }
                 hit.insert("_rankingScoreDetails".into(), Value::Object(details));
             }
