@@ -3,6 +3,7 @@
 mod control_plane;
 mod ctl;
 mod gateway_indexes;
+mod gateway_reads;
 mod gateway_topology;
 mod gateway_writes;
 mod grpcurl;
