@@ -6,8 +6,6 @@ use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
 use crate::control_plane::ControlPlaneClient;
 use crate::state::AppState;
-use crate::tasks;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -189,36 +187,15 @@ fn parse_documents(
     }
 }
 
-/// Records a task that failed before reaching any node and answers 202, as Meilisearch
-/// reports document errors in the task.
+/// A document write that failed before reaching any node: 202 and a failed task.
 async fn failed_task(
     state: &AppState,
     uid: &str,
     received: usize,
     error: MeiliError,
 ) -> Result<Response, MeiliError> {
-    let request = pb::CreateTaskRequest {
-        index_uid: Some(uid.to_owned()),
-        task_type: "documentAdditionOrUpdate".into(),
-        node_tasks: Vec::new(),
-        details_json: json!({"receivedDocuments": received, "indexedDocuments": 0}).to_string(),
-        enqueued_at_ms: miroir_proto::time::now_ms(),
-        error_json: error.body().to_string(),
-    };
-    let task = state
-        .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::tasks(channel)
-                    .create_task(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
-    Ok((StatusCode::ACCEPTED, Json(tasks::summary(&task))).into_response())
+    let details = json!({"receivedDocuments": received, "indexedDocuments": 0});
+    super::indexes::failed_task(state, uid, "documentAdditionOrUpdate", details, error).await
 }
 
 /// The index to write to, created through the control plane if it does not exist yet
@@ -480,20 +457,8 @@ async fn write(
         enqueued_at_ms: miroir_proto::time::now_ms(),
         error_json: String::new(),
     };
-    let task = state
-        .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::tasks(channel)
-                    .create_task(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
-    let mut response = (StatusCode::ACCEPTED, Json(tasks::summary(&task))).into_response();
+    let task = super::indexes::record_task(&state, request).await?;
+    let mut response = super::indexes::accepted(&task);
     if !missed.is_empty()
         && let Ok(value) = HeaderValue::from_str(&missed.join(","))
     {

@@ -36,13 +36,33 @@ pub fn json_object(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
     }
 }
 
-fn accepted(task: &pb::Task) -> Response {
+pub fn accepted(task: &pb::Task) -> Response {
     (StatusCode::ACCEPTED, Json(tasks::summary(task))).into_response()
 }
 
-/// Records a task that failed before reaching any node, as Meilisearch reports failures of
-/// asynchronous operations: 202 now, a failed task later.
-async fn failed_task(
+/// Records a client task through the control plane.
+pub async fn record_task(
+    state: &AppState,
+    request: pb::CreateTaskRequest,
+) -> Result<pb::Task, MeiliError> {
+    state
+        .control_plane
+        .call(|channel| {
+            let request = request.clone();
+            async move {
+                ControlPlaneClient::tasks(channel)
+                    .create_task(request)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
+}
+
+/// Records a task that failed before reaching any node, as Meilisearch reports failures
+/// of asynchronous operations: 202 now, a failed task later.
+pub async fn failed_task(
     state: &AppState,
     index_uid: &str,
     task_type: &str,
@@ -57,20 +77,7 @@ async fn failed_task(
         enqueued_at_ms: miroir_proto::time::now_ms(),
         error_json: error.body().to_string(),
     };
-    let task = state
-        .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::tasks(channel)
-                    .create_task(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
-    Ok(accepted(&task))
+    Ok(accepted(&record_task(state, request).await?))
 }
 
 /// `POST /indexes` (`uid`, `primaryKey`; Miroir's `miroirShardCount`, `miroirReplicationFactor`).

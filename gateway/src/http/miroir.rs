@@ -45,7 +45,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     let gaps = covering_gaps(&topology);
     let ms = |d: std::time::Duration| d.as_millis() as u64;
     Json(json!({
-        "gatewayId": state.id,
+        "gatewayId": &*state.id,
         "topologyVersion": topology.version,
         "ready": topology.version > 0 && gaps.is_empty(),
         "uncoveredShards": gaps,
