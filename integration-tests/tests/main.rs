@@ -2,6 +2,7 @@
 
 mod control_plane;
 mod ctl;
+mod gateway_documents;
 mod gateway_indexes;
 mod gateway_reads;
 mod gateway_topology;

@@ -1,5 +1,6 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
+mod document_reads;
 mod documents;
 pub mod error;
 mod indexes;
@@ -20,7 +21,26 @@ pub fn router(state: AppState) -> Router {
         .route("/indexes/{uid}", get(indexes::get).delete(indexes::delete))
         .route(
             "/indexes/{uid}/documents",
-            axum::routing::post(documents::replace).put(documents::update),
+            get(document_reads::list)
+                .post(documents::replace)
+                .put(documents::update)
+                .delete(document_reads::clear),
+        )
+        .route(
+            "/indexes/{uid}/documents/fetch",
+            axum::routing::post(document_reads::fetch),
+        )
+        .route(
+            "/indexes/{uid}/documents/delete-batch",
+            axum::routing::post(document_reads::delete_batch),
+        )
+        .route(
+            "/indexes/{uid}/documents/delete",
+            axum::routing::post(document_reads::delete_by_filter),
+        )
+        .route(
+            "/indexes/{uid}/documents/{id}",
+            get(document_reads::get_one).delete(document_reads::delete_one),
         )
         .route(
             "/indexes/{uid}/search",

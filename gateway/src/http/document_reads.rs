@@ -1,0 +1,419 @@
+//! Document reads and deletes (DESIGN §5): `GET …/documents/{id}` from one live owner;
+//! deletes by id routed to their shard's write nodes; deletes by filter and clears sent to
+//! every node; browsing paged across the covering set with no duplicate and no gap.
+
+use super::documents::SHARD_FIELD;
+use super::error::{ErrorType, MeiliError};
+use super::indexes::{accepted, find_index, json_object, record_task};
+use super::search::covering_set;
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::placement::shard_for_key;
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashMap};
+use tokio::task::JoinSet;
+
+fn strip(mut document: Value) -> Value {
+    if let Some(object) = document.as_object_mut() {
+        object.remove(SHARD_FIELD);
+    }
+    document
+}
+
+/// `GET /indexes/{uid}/documents/{id}`: asks the shard's live owners in turn.
+pub async fn get_one(
+    State(state): State<AppState>,
+    Path((uid, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, MeiliError> {
+    let index = find_index(&state, &uid)?;
+    let topology = state.topology.current();
+    let shard = shard_for_key(&id, index.shard_count).0 as usize;
+    let mut path = format!("/indexes/{uid}/documents/{id}");
+    if let Some(fields) = params.get("fields") {
+        path.push_str(&format!("?fields={fields}"));
+    }
+    let owners = index
+        .routing
+        .iter()
+        .filter_map(|r| r.shards.get(shard))
+        .flat_map(|s| s.read_nodes.iter());
+    let mut last_error = None;
+    for owner in owners {
+        let Some(node) = topology
+            .nodes
+            .iter()
+            .find(|n| &n.id == owner && n.state == NodeState::Active as i32)
+        else {
+            continue;
+        };
+        match state
+            .nodes
+            .call(&node.id, &node.address, Method::GET, &path, None)
+            .await
+        {
+            Ok(answer) => {
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let body = if status.is_success() {
+                    strip(answer.body)
+                } else {
+                    answer.body
+                };
+                return Ok((status, Json(body)).into_response());
+            }
+            Err(unreachable) => last_error = Some(unreachable.error()),
+        }
+    }
+    let message = last_error
+        .and_then(|e| e["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("no live replica holds shard {shard} of index `{uid}`"));
+    Err(MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_shard_unavailable",
+        ErrorType::System,
+        message,
+    ))
+}
+
+/// Sends `(method, path, body)` per node and records one client task over the node tasks.
+async fn fan_out(
+    state: &AppState,
+    index: &pb::Index,
+    calls: BTreeMap<String, (Method, String, Option<Value>)>,
+    details: Value,
+) -> Result<Response, MeiliError> {
+    let topology = state.topology.current();
+    let mut running = JoinSet::new();
+    for (node_id, (method, path, body)) in calls {
+        let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
+            continue;
+        };
+        let (client, address) = (state.nodes.clone(), node.address.clone());
+        running.spawn(async move {
+            let answer = client
+                .call(&node_id, &address, method, &path, body.as_ref())
+                .await;
+            (node_id, answer)
+        });
+    }
+    let mut node_tasks = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(Ok((node_id, answer))) = running.join_next().await {
+        match answer {
+            Ok(answer) => match answer.body["taskUid"].as_u64() {
+                Some(node_task_uid) if answer.status == 202 => node_tasks.push(pb::NodeTask {
+                    node_id,
+                    node_task_uid,
+                }),
+                _ => errors.push(answer.body),
+            },
+            Err(unreachable) => errors.push(unreachable.error()),
+        }
+    }
+    // No node took the task: answer the first node's error directly.
+    if node_tasks.is_empty()
+        && let Some(error) = errors.first().cloned()
+    {
+        let status = if error["code"] == "miroir_node_unavailable" {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        return Ok((status, Json(error)).into_response());
+    }
+    node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
+    let error_json = errors.first().map(|e| e.to_string()).unwrap_or_default();
+    let task = record_task(
+        state,
+        pb::CreateTaskRequest {
+            index_uid: Some(index.uid.clone()),
+            task_type: "documentDeletion".into(),
+            node_tasks,
+            details_json: details.to_string(),
+            enqueued_at_ms: miroir_proto::time::now_ms(),
+            error_json,
+        },
+    )
+    .await?;
+    Ok(accepted(&task))
+}
+
+/// Every node that holds a copy of `index` in a group taking writes.
+fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
+    let writable: Vec<u32> = topology
+        .groups
+        .iter()
+        .filter(|g| g.state != GroupState::Draining as i32)
+        .map(|g| g.id)
+        .collect();
+    let mut nodes: Vec<String> = index
+        .routing
+        .iter()
+        .filter(|r| writable.contains(&r.group_id))
+        .flat_map(|r| r.shards.iter().flat_map(|s| s.write_nodes.iter().cloned()))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// Deletes `ids`, each sent to the write nodes of its shard.
+async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Response, MeiliError> {
+    let index = find_index(state, uid)?;
+    let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for id in &ids {
+        let shard = shard_for_key(id, index.shard_count).0 as usize;
+        for route in index.routing.iter().filter_map(|r| r.shards.get(shard)) {
+            for node in &route.write_nodes {
+                per_node.entry(node.clone()).or_default().push(id.clone());
+            }
+        }
+    }
+    let calls = per_node
+        .into_iter()
+        .map(|(node, ids)| {
+            (
+                node,
+                (
+                    Method::POST,
+                    format!("/indexes/{uid}/documents/delete-batch"),
+                    Some(json!(ids)),
+                ),
+            )
+        })
+        .collect();
+    let details =
+        json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
+    fan_out(state, &index, calls, details).await
+}
+
+/// `DELETE /indexes/{uid}/documents/{id}`.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    Path((uid, id)): Path<(String, String)>,
+) -> Result<Response, MeiliError> {
+    delete_ids(&state, &uid, vec![id]).await
+}
+
+/// `POST /indexes/{uid}/documents/delete-batch`.
+pub async fn delete_batch(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&body) else {
+        return Err(MeiliError::invalid(
+            "bad_request",
+            "Invalid value type: expected an array of document ids",
+        ));
+    };
+    let ids = ids
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect();
+    delete_ids(&state, &uid, ids).await
+}
+
+/// `POST /indexes/{uid}/documents/delete` (by filter): every node.
+pub async fn delete_by_filter(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let body = json_object(&body)?;
+    let Some(filter) = body.get("filter").cloned() else {
+        return Err(MeiliError::invalid(
+            "missing_document_filter",
+            "Missing field `filter`",
+        ));
+    };
+    let index = find_index(&state, &uid)?;
+    let topology = state.topology.current();
+    let calls = all_nodes(&index, &topology)
+        .into_iter()
+        .map(|node| {
+            (
+                node,
+                (
+                    Method::POST,
+                    format!("/indexes/{uid}/documents/delete"),
+                    Some(json!({"filter": filter.clone()})),
+                ),
+            )
+        })
+        .collect();
+    let details =
+        json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
+    fan_out(&state, &index, calls, details).await
+}
+
+/// `DELETE /indexes/{uid}/documents`: every node.
+pub async fn clear(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Response, MeiliError> {
+    let index = find_index(&state, &uid)?;
+    let topology = state.topology.current();
+    let calls = all_nodes(&index, &topology)
+        .into_iter()
+        .map(|node| {
+            (
+                node,
+                (Method::DELETE, format!("/indexes/{uid}/documents"), None),
+            )
+        })
+        .collect();
+    fan_out(&state, &index, calls, json!({"deletedDocuments": null})).await
+}
+
+/// `POST /indexes/{uid}/documents/fetch` and `GET …/documents`: each covering node returns
+/// its shards' matching documents; pages run over the nodes in a fixed order, so paging
+/// has no duplicate and no gap.
+async fn browse(
+    state: &AppState,
+    uid: &str,
+    request: Map<String, Value>,
+) -> Result<Response, MeiliError> {
+    let index = find_index(state, uid)?;
+    let topology = state.topology.current();
+    // Turn 0: the same covering set for every page of a browse.
+    let plan = covering_set(&index, &topology, 0);
+    if !plan.missing.is_empty() {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_shard_unavailable",
+            ErrorType::System,
+            format!(
+                "index `{uid}`: no live replica for shards {:?}",
+                plan.missing
+            ),
+        ));
+    }
+    let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
+    let mut calls = JoinSet::new();
+    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
+            continue;
+        };
+        let mut body = request.clone();
+        let list = shards
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let own = json!(format!("{SHARD_FIELD} IN [{list}]"));
+        let filter = match request.get("filter") {
+            None | Some(Value::Null) => own,
+            Some(Value::String(s)) if s.trim().is_empty() => own,
+            Some(Value::String(s)) => {
+                json!(format!("{} AND ({s})", own.as_str().unwrap_or_default()))
+            }
+            Some(Value::Array(items)) => {
+                let mut all = vec![own];
+                all.extend(items.iter().cloned());
+                Value::Array(all)
+            }
+            Some(other) => other.clone(),
+        };
+        body.insert("filter".into(), filter);
+        body.insert("offset".into(), json!(0));
+        body.insert("limit".into(), json!(offset + limit));
+        let body = Value::Object(body);
+        let (client, node_id, address, path) = (
+            state.nodes.clone(),
+            node_id.clone(),
+            node.address.clone(),
+            format!("/indexes/{uid}/documents/fetch"),
+        );
+        calls.spawn(async move {
+            (
+                position,
+                client
+                    .call(&node_id, &address, Method::POST, &path, Some(&body))
+                    .await,
+            )
+        });
+    }
+    let mut answers: Vec<(usize, Value)> = Vec::new();
+    while let Some(Ok((position, answer))) = calls.join_next().await {
+        match answer {
+            Ok(answer) if answer.status == 200 => answers.push((position, answer.body)),
+            Ok(answer) => {
+                return Ok((
+                    StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    Json(answer.body),
+                )
+                    .into_response());
+            }
+            Err(unreachable) => {
+                return Err(MeiliError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "miroir_node_unavailable",
+                    ErrorType::System,
+                    unreachable.error()["message"].as_str().unwrap_or_default(),
+                ));
+            }
+        }
+    }
+    answers.sort_by_key(|(position, _)| *position);
+    let total: u64 = answers
+        .iter()
+        .map(|(_, a)| a["total"].as_u64().unwrap_or(0))
+        .sum();
+    // Node i's documents come after those of nodes 0..i, in the node's own order.
+    let results: Vec<Value> = answers
+        .iter()
+        .flat_map(|(_, a)| a["results"].as_array().cloned().unwrap_or_default())
+        .skip(offset)
+        .take(limit)
+        .map(strip)
+        .collect();
+    Ok(
+        Json(json!({"results": results, "offset": offset, "limit": limit, "total": total}))
+            .into_response(),
+    )
+}
+
+/// `POST /indexes/{uid}/documents/fetch`.
+pub async fn fetch(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let request = if body.is_empty() {
+        Map::new()
+    } else {
+        json_object(&body)?
+    };
+    browse(&state, &uid, request).await
+}
+
+/// `GET /indexes/{uid}/documents`.
+pub async fn list(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, MeiliError> {
+    let mut request = Map::new();
+    for (key, value) in params {
+        let parsed = match key.as_str() {
+            "offset" | "limit" => json!(value.parse::<u64>().map_err(|_| MeiliError::invalid(if key == "offset" { "invalid_document_offset" } else { "invalid_document_limit" }, format!("Invalid value in parameter `{key}`: could not parse `{value}` as a positive integer")))?),
+            "fields" | "ids" | "sort" => json!(value.split(',').map(str::trim).collect::<Vec<_>>()),
+            "filter" => serde_json::from_str(&value).unwrap_or(json!(value)),
+            _ => json!(value),
+        };
+        request.insert(key, parsed);
+    }
+    browse(&state, &uid, request).await
+}
