@@ -10,6 +10,7 @@ mod gateway_writes;
 mod grpcurl;
 mod merge_oracle;
 mod node_health;
+mod sdk_python;
 mod test_node;
 mod tracing_export;
 mod watch;

@@ -1,0 +1,61 @@
+"""The official Python SDK (`meilisearch`) against a Miroir gateway.
+
+Usage: python3 sdk_gateway.py URL MASTER_KEY
+Exits non-zero with the failing assertion on any difference from Meilisearch's behaviour.
+"""
+import sys
+
+import meilisearch
+
+
+def main(url: str, key: str) -> None:
+    client = meilisearch.Client(url, key)
+    assert client.is_healthy()
+
+    task = client.create_index("books", {"primaryKey": "id"})
+    task = client.wait_for_task(task.task_uid, timeout_in_ms=20000)
+    assert task.status == "succeeded", task
+
+    index = client.get_index("books")
+    assert index.uid == "books" and index.primary_key == "id", index
+
+    documents = [
+        {"id": i, "title": f"book {i}", "genre": ["fantasy", "history", "poetry"][i % 3], "year": 1990 + i}
+        for i in range(30)
+    ]
+    task = index.add_documents(documents)
+    task = client.wait_for_task(task.task_uid, timeout_in_ms=20000)
+    assert task.status == "succeeded", task
+    assert task.details["receivedDocuments"] == 30 and task.details["indexedDocuments"] == 30, task.details
+
+    result = index.search("book", {"limit": 5})
+    assert len(result["hits"]) == 5 and result["estimatedTotalHits"] == 30, result
+    assert all("_miroir_shard" not in hit for hit in result["hits"]), result
+
+    document = index.get_document(7)
+    assert document.title == "book 7", document
+
+    task = index.delete_document(7)
+    assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
+    try:
+        index.get_document(7)
+        raise AssertionError("document 7 should be gone")
+    except meilisearch.errors.MeilisearchApiError as error:
+        assert error.code == "document_not_found", error
+
+    page = index.get_documents({"limit": 10, "offset": 10})
+    assert page.total == 29 and len(page.results) == 10, page
+
+    try:
+        client.get_index("missing")
+        raise AssertionError("missing index should fail")
+    except meilisearch.errors.MeilisearchApiError as error:
+        assert error.code == "index_not_found" and error.status_code == 404, error
+
+    task = client.delete_index("books")
+    assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
+    print("python sdk: all checks passed")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
