@@ -23,6 +23,10 @@ def main(url: str, key: str) -> None:
         {"id": i, "title": f"book {i}", "genre": ["fantasy", "history", "poetry"][i % 3], "year": 1990 + i}
         for i in range(30)
     ]
+    task = index.update_settings({"filterableAttributes": ["genre", "year"], "sortableAttributes": ["year"]})
+    assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
+    assert index.get_filterable_attributes() == ["genre", "year"], index.get_filterable_attributes()
+
     task = index.add_documents(documents)
     task = client.wait_for_task(task.task_uid, timeout_in_ms=20000)
     assert task.status == "succeeded", task
@@ -31,6 +35,11 @@ def main(url: str, key: str) -> None:
     result = index.search("book", {"limit": 5})
     assert len(result["hits"]) == 5 and result["estimatedTotalHits"] == 30, result
     assert all("_miroir_shard" not in hit for hit in result["hits"]), result
+
+    result = index.search("", {"filter": "genre = poetry AND year > 2000", "facets": ["genre"], "sort": ["year:desc"]})
+    years = [hit["year"] for hit in result["hits"]]
+    assert years == sorted(years, reverse=True) and all(y > 2000 for y in years), result
+    assert result["facetDistribution"] == {"genre": {"poetry": len(years)}}, result
 
     document = index.get_document(7)
     assert document.title == "book 7", document

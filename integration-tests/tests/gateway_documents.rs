@@ -11,16 +11,13 @@ async fn documents_are_read_paged_and_deleted_across_the_fleet() {
     let (_dir, cp, nodes, gateway) = fleet(3).await;
     let meili = Meili::new(&gateway.url);
     meili.ok(Method::POST, "/indexes", json!({"uid": "movies", "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": 2})).await;
-    // Settings through the gateway are not built yet: set them on the nodes.
-    for node in &nodes {
-        Meili::new(&node.url)
-            .ok(
-                Method::PATCH,
-                "/indexes/movies/settings",
-                json!({"filterableAttributes": ["genre", "_miroir_shard"]}),
-            )
-            .await;
-    }
+    meili
+        .ok(
+            Method::PATCH,
+            "/indexes/movies/settings",
+            json!({"filterableAttributes": ["genre"]}),
+        )
+        .await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;

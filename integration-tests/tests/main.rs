@@ -5,6 +5,7 @@ mod ctl;
 mod gateway_documents;
 mod gateway_indexes;
 mod gateway_reads;
+mod gateway_settings;
 mod gateway_topology;
 mod gateway_writes;
 mod grpcurl;

@@ -1,7 +1,7 @@
 //! `AdminService`: nodes, groups, indexes and cluster status.
 
 use crate::error::ControlPlaneError;
-use crate::nodes::miroir_settings;
+use crate::nodes::{miroir_settings, settings_for_nodes};
 use crate::state::ServiceState;
 use crate::topology::{self, IndexLayout};
 use miroir_proto::GroupId;
@@ -289,6 +289,51 @@ impl AdminService for AdminApi {
             &index,
             "indexDeletion",
             json!({"deletedDocuments": null}),
+            steps,
+        )
+        .await?;
+        Ok(Response::new(pb::IndexResponse {
+            index: Some(index),
+            topology_version: topology.version,
+            task: Some(task),
+        }))
+    }
+
+    async fn update_index_settings(
+        &self,
+        request: Request<pb::UpdateIndexSettingsRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let request = request.into_inner();
+        let settings: serde_json::Map<String, Value> =
+            match serde_json::from_str(&request.settings_json) {
+                Ok(Value::Object(map)) => map,
+                _ => {
+                    return Err(ControlPlaneError::InvalidArgument(
+                        "settings_json must be a JSON object".into(),
+                    )
+                    .into());
+                }
+            };
+        let topology = self.state.topology();
+        let index = topology
+            .indexes
+            .iter()
+            .find(|i| i.uid == request.uid)
+            .cloned()
+            .ok_or_else(|| {
+                ControlPlaneError::NotFound(format!("Index `{}` not found.", request.uid))
+            })?;
+        let steps = vec![(
+            reqwest::Method::PATCH,
+            format!("/indexes/{}/settings", index.uid),
+            Some(Value::Object(settings_for_nodes(&settings))),
+        )];
+        let task = apply_on_nodes(
+            &self.state,
+            &topology,
+            &index,
+            "settingsUpdate",
+            Value::Object(settings),
             steps,
         )
         .await?;

@@ -200,7 +200,7 @@ async fn failed_task(
 
 /// The index to write to, created through the control plane if it does not exist yet
 /// (Meilisearch creates indexes on first write).
-async fn index_for_write(
+pub(super) async fn index_for_write(
     state: &AppState,
     uid: &str,
     primary_key: Option<&str>,

@@ -6,6 +6,7 @@ pub mod error;
 mod indexes;
 mod miroir;
 mod search;
+mod settings;
 
 use crate::state::AppState;
 use axum::Router;
@@ -45,6 +46,19 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/indexes/{uid}/search",
             axum::routing::post(search::search_post),
+        )
+        .route(
+            "/indexes/{uid}/settings",
+            get(settings::get_all)
+                .patch(settings::patch_all)
+                .delete(settings::reset_all),
+        )
+        .route(
+            "/indexes/{uid}/settings/{name}",
+            get(settings::get_one)
+                .put(settings::put_one)
+                .patch(settings::put_one)
+                .delete(settings::reset_one),
         )
         .route("/tasks/{uid}", get(indexes::get_task))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
