@@ -19,10 +19,8 @@ pub fn settings_for_nodes(
     let mut nodes = client.clone();
     if let Some(filterable) = nodes.get_mut("filterableAttributes") {
         match filterable {
-            Value::Array(items) => {
-                if !items.iter().any(|v| v == "_miroir_shard") {
-                    items.push(json!("_miroir_shard"));
-                }
+            Value::Array(items) if !items.iter().any(|v| v == "_miroir_shard") => {
+                items.push(json!("_miroir_shard"));
             }
             Value::Null => *filterable = json!(["_miroir_shard"]),
             _ => {}
