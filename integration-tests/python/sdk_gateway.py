@@ -61,6 +61,11 @@ def main(url: str, key: str) -> None:
     except meilisearch.errors.MeilisearchApiError as error:
         assert error.code == "index_not_found" and error.status_code == 404, error
 
+    tasks = client.get_tasks({"indexUids": ["books"], "limit": 3})
+    assert len(tasks.results) == 3 and tasks.total == 4, tasks
+    assert all(t.enqueued_at <= t.started_at for t in tasks.results), tasks
+    assert client.get_version()["pkgVersion"], client.get_version()
+
     task = client.delete_index("books")
     assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
     print("python sdk: all checks passed")

@@ -138,3 +138,74 @@ async fn a_node_side_failure_fails_the_task_and_names_the_node() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn tasks_are_listed_with_meilisearch_filters_and_paging() {
+    let (_dir, cp, _nodes, gateway) = fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "movies", "primaryKey": "id"}),
+        )
+        .await;
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/movies/documents",
+            json!([{"id": 1}]),
+        )
+        .await;
+    let (_, enqueued) = meili.post("/indexes", json!({"uid": "movies"})).await;
+    meili.wait_task(&enqueued).await; // fails: exists
+
+    let (status, page) = meili.get("/tasks?limit=2").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 4);
+    assert_eq!(page["limit"], 2);
+    let uids: Vec<u64> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(uids, vec![3, 2], "newest first");
+    assert_eq!(page["from"], 3);
+    assert_eq!(page["next"], 1);
+    let (_, next) = meili.get("/tasks?limit=2&from=1").await;
+    assert_eq!(next["results"].as_array().unwrap().len(), 2);
+    assert_eq!(next["next"], serde_json::Value::Null);
+
+    let (_, movies) = meili.get("/tasks?indexUids=movies").await;
+    assert_eq!(movies["total"], 3);
+    let (_, failed) = meili.get("/tasks?statuses=failed").await;
+    assert_eq!(failed["total"], 1);
+    assert_eq!(
+        failed["results"][0]["error"]["code"],
+        "index_already_exists"
+    );
+    let (_, additions) = meili
+        .get("/tasks?types=documentAdditionOrUpdate&reverse=true")
+        .await;
+    assert_eq!(additions["results"][0]["details"]["indexedDocuments"], 1);
+    let (status, error) = meili.get("/tasks?statuses=doggo").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_task_statuses"))
+    );
+
+    let (status, version) = meili.get("/version").await;
+    assert_eq!(status, 200);
+    assert!(version["pkgVersion"].is_string(), "{version}");
+}

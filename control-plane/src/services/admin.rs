@@ -389,6 +389,7 @@ async fn apply_on_nodes(
     details: Value,
     steps: Vec<(reqwest::Method, String, Option<Value>)>,
 ) -> Result<pb::Task, ControlPlaneError> {
+    let enqueued_at_ms = crate::state::now_ms();
     let mut node_ids: Vec<&String> = index
         .routing
         .iter()
@@ -446,7 +447,7 @@ async fn apply_on_nodes(
             task_type: task_type.to_owned(),
             node_tasks,
             details_json: details.to_string(),
-            enqueued_at_ms: crate::state::now_ms(),
+            enqueued_at_ms,
             error_json: first_error.map(|e| e.to_string()).unwrap_or_default(),
         },
     )

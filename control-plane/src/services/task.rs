@@ -65,7 +65,7 @@ impl TaskService for TaskApi {
             uids: request.uids,
             reverse: request.reverse,
         };
-        let (rows, more) = self.state.store.list_tasks(&filter).await?;
+        let (rows, more, total) = self.state.store.list_tasks(&filter).await?;
         let tasks = rows
             .into_iter()
             .map(|row| row.into_proto())
@@ -81,7 +81,7 @@ impl TaskService for TaskApi {
         } else {
             None
         };
-        Ok(Response::new(pb::ListTasksResponse { tasks, next }))
+        Ok(Response::new(pb::ListTasksResponse { tasks, next, total }))
     }
 }
 

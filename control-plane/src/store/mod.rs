@@ -75,6 +75,12 @@ pub struct TaskFilter {
     pub reverse: bool,
 }
 
+/// A value bound into a task query.
+enum TaskBind<'a> {
+    Text(&'a str),
+    Int(i64),
+}
+
 /// A new task to record.
 #[derive(Debug)]
 pub struct NewTask {
@@ -370,8 +376,41 @@ impl Store {
         .await
     }
 
-    /// A page of tasks matching `filter`, plus whether more follow.
-    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<(Vec<TaskPersistence>, bool)> {
+    /// `AND …` conditions for the filter's sets (not `from`), and the values to bind.
+    fn task_conditions(filter: &TaskFilter) -> (String, Vec<TaskBind<'_>>) {
+        let placeholders = |n: usize| vec!["?"; n].join(", ");
+        let mut sql = String::new();
+        let mut binds = Vec::new();
+        if !filter.index_uids.is_empty() {
+            sql.push_str(&format!(
+                " AND index_uid IN ({})",
+                placeholders(filter.index_uids.len())
+            ));
+            binds.extend(filter.index_uids.iter().map(|u| TaskBind::Text(u)));
+        }
+        if !filter.task_types.is_empty() {
+            sql.push_str(&format!(
+                " AND task_type IN ({})",
+                placeholders(filter.task_types.len())
+            ));
+            binds.extend(filter.task_types.iter().map(|t| TaskBind::Text(t)));
+        }
+        if !filter.uids.is_empty() {
+            sql.push_str(&format!(
+                " AND uid IN ({})",
+                placeholders(filter.uids.len())
+            ));
+            binds.extend(filter.uids.iter().map(|u| TaskBind::Int(i64::from(*u))));
+        }
+        (sql, binds)
+    }
+
+    /// A page of tasks matching `filter`, whether more follow, and how many match in all.
+    pub async fn list_tasks(
+        &self,
+        filter: &TaskFilter,
+    ) -> Result<(Vec<TaskPersistence>, bool, u64)> {
+        let (conditions, binds) = Self::task_conditions(filter);
         let mut sql = String::from(
             "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error FROM tasks WHERE 1 = 1",
         );
@@ -382,25 +421,7 @@ impl Store {
                 " AND uid <= ?"
             });
         }
-        let placeholders = |n: usize| vec!["?"; n].join(", ");
-        if !filter.index_uids.is_empty() {
-            sql.push_str(&format!(
-                " AND index_uid IN ({})",
-                placeholders(filter.index_uids.len())
-            ));
-        }
-        if !filter.task_types.is_empty() {
-            sql.push_str(&format!(
-                " AND task_type IN ({})",
-                placeholders(filter.task_types.len())
-            ));
-        }
-        if !filter.uids.is_empty() {
-            sql.push_str(&format!(
-                " AND uid IN ({})",
-                placeholders(filter.uids.len())
-            ));
-        }
+        sql.push_str(&conditions);
         sql.push_str(if filter.reverse {
             " ORDER BY uid ASC LIMIT ?"
         } else {
@@ -413,20 +434,34 @@ impl Store {
                 if let Some(from) = filter.from {
                     query = query.bind(i64::from(from));
                 }
-                for uid in &filter.index_uids {
-                    query = query.bind(uid);
-                }
-                for task_type in &filter.task_types {
-                    query = query.bind(task_type);
-                }
-                for uid in &filter.uids {
-                    query = query.bind(i64::from(*uid));
+                for bind in &binds {
+                    query = match bind {
+                        TaskBind::Text(t) => query.bind(*t),
+                        TaskBind::Int(i) => query.bind(*i),
+                    };
                 }
                 query.bind(i64::from(limit) + 1).fetch_all(&self.pool).await
             })
             .await?;
+        let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE 1 = 1{conditions}");
+        let total: i64 = self
+            .measured("count_tasks", async {
+                let mut query = sqlx::query_scalar::<_, i64>(&count_sql);
+                for bind in &binds {
+                    query = match bind {
+                        TaskBind::Text(t) => query.bind(*t),
+                        TaskBind::Int(i) => query.bind(*i),
+                    };
+                }
+                query.fetch_one(&self.pool).await
+            })
+            .await?;
         let more = rows.len() > limit as usize;
-        Ok((rows.into_iter().take(limit as usize).collect(), more))
+        Ok((
+            rows.into_iter().take(limit as usize).collect(),
+            more,
+            total as u64,
+        ))
     }
 
     /// True when the database answers.

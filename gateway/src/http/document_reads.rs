@@ -88,6 +88,7 @@ async fn fan_out(
     calls: BTreeMap<String, (Method, String, Option<Value>)>,
     details: Value,
 ) -> Result<Response, MeiliError> {
+    let enqueued_at_ms = miroir_proto::time::now_ms();
     let topology = state.topology.current();
     let mut running = JoinSet::new();
     for (node_id, (method, path, body)) in calls {
@@ -136,7 +137,7 @@ async fn fan_out(
             task_type: "documentDeletion".into(),
             node_tasks,
             details_json: details.to_string(),
-            enqueued_at_ms: miroir_proto::time::now_ms(),
+            enqueued_at_ms,
             error_json,
         },
     )

@@ -293,6 +293,7 @@ async fn write(
     body: Bytes,
     method: Method,
 ) -> Result<Response, MeiliError> {
+    let enqueued_at_ms = miroir_proto::time::now_ms();
     if !state.topology.lease.is_valid() {
         let mut response = MeiliError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -454,7 +455,7 @@ async fn write(
         task_type: "documentAdditionOrUpdate".into(),
         node_tasks,
         details_json: json!({"receivedDocuments": received, "indexedDocuments": null}).to_string(),
-        enqueued_at_ms: miroir_proto::time::now_ms(),
+        enqueued_at_ms,
         error_json: String::new(),
     };
     let task = super::indexes::record_task(&state, request).await?;

@@ -298,3 +298,152 @@ pub async fn get_task(
         tasks::view(&task, &state.topology.current(), &state.nodes).await,
     ))
 }
+
+/// `GET /tasks`: `uids`, `types`, `indexUids`, `statuses`, `limit`, `from`, `reverse`.
+/// Statuses are aggregated from node tasks, so they are filtered here over the newest
+/// 1000 matching tasks.
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, MeiliError> {
+    const SUPPORTED: &[&str] = &[
+        "uids",
+        "types",
+        "indexUids",
+        "statuses",
+        "limit",
+        "from",
+        "reverse",
+    ];
+    if let Some(unsupported) = params.keys().find(|k| !SUPPORTED.contains(&k.as_str())) {
+        return Err(MeiliError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "miroir_not_implemented",
+            ErrorType::InvalidRequest,
+            format!(
+                "the task filter `{unsupported}` is not supported by this Miroir release yet; supported: {}",
+                SUPPORTED.join(", ")
+            ),
+        ));
+    }
+    let list = |name: &str| -> Vec<String> {
+        params
+            .get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty() && s != "*")
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let number = |name: &str, code: &'static str| -> Result<Option<u32>, MeiliError> {
+        params.get(name).map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid(code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))).transpose()
+    };
+    let uids = list("uids")
+        .iter()
+        .map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid("invalid_task_uids", format!("Invalid value in parameter `uids`: could not parse `{v}` as a positive integer"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let statuses = list("statuses");
+    const STATUSES: &[&str] = &["enqueued", "processing", "succeeded", "failed", "canceled"];
+    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+        return Err(MeiliError::invalid(
+            "invalid_task_statuses",
+            format!(
+                "Invalid value in parameter `statuses`: `{bad}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
+            ),
+        ));
+    }
+    let limit = number("limit", "invalid_task_limit")?.unwrap_or(20);
+    let reverse = match params.get("reverse").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_task_reverse",
+                format!(
+                    "Invalid value in parameter `reverse`: could not parse `{other}` as a boolean, expected either `true` or `false`"
+                ),
+            ));
+        }
+    };
+    let request = pb::ListTasksRequest {
+        from: number("from", "invalid_task_from")?,
+        limit: if statuses.is_empty() { limit } else { 1000 },
+        index_uids: list("indexUids"),
+        task_types: list("types"),
+        uids,
+        reverse,
+    };
+    let page = state
+        .control_plane
+        .call(|channel| {
+            let request = request.clone();
+            async move {
+                ControlPlaneClient::tasks(channel)
+                    .list_tasks(request)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let topology = state.topology.current();
+    let mut views = Vec::with_capacity(page.tasks.len());
+    for task in &page.tasks {
+        views.push(tasks::view(task, &topology, &state.nodes).await);
+    }
+    let (results, total, next) = if statuses.is_empty() {
+        (views, page.total, page.next)
+    } else {
+        let matching: Vec<Value> = views
+            .into_iter()
+            .filter(|v| statuses.iter().any(|s| v["status"] == s.as_str()))
+            .collect();
+        let total = matching.len() as u64;
+        let next = matching
+            .get(limit as usize)
+            .and_then(|v| v["uid"].as_u64())
+            .map(|u| u as u32);
+        (
+            matching.into_iter().take(limit as usize).collect(),
+            total,
+            next,
+        )
+    };
+    let from = results.first().and_then(|v| v["uid"].as_u64());
+    Ok(Json(
+        json!({"results": results, "total": total, "limit": limit, "from": from, "next": next}),
+    ))
+}
+
+/// `GET /version`: the version of a live node (every node runs the same Meilisearch).
+pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, MeiliError> {
+    let topology = state.topology.current();
+    for node in topology
+        .nodes
+        .iter()
+        .filter(|n| n.state == pb::NodeState::Active as i32)
+    {
+        if let Ok(answer) = state
+            .nodes
+            .call(
+                &node.id,
+                &node.address,
+                reqwest::Method::GET,
+                "/version",
+                None,
+            )
+            .await
+            && answer.status == 200
+        {
+            return Ok(Json(answer.body));
+        }
+    }
+    Err(MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_node_unavailable",
+        ErrorType::System,
+        "no live node answered GET /version",
+    ))
+}

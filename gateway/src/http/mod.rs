@@ -60,7 +60,9 @@ pub fn router(state: AppState) -> Router {
                 .patch(settings::put_one)
                 .delete(settings::reset_one),
         )
+        .route("/tasks", get(indexes::list_tasks))
         .route("/tasks/{uid}", get(indexes::get_task))
+        .route("/version", get(indexes::version))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
         // unknown route is a 404 even without them.
         .route_layer(axum::middleware::from_fn_with_state(
