@@ -205,6 +205,82 @@ async fn compare(reference: &Meili, fleet: &Meili, query: &Value, label: &str) {
     }
 }
 
+/// Multi-search, plain and federated, compared the same way.
+async fn compare_multi(reference: &Meili, fleet: &Meili, queries: &[Value], label: &str) {
+    let strip = |q: &Value| {
+        let mut q = q.as_object().unwrap().clone();
+        q.insert("indexUid".into(), json!("movies"));
+        for k in ["offset", "limit", "page", "hitsPerPage", "facets"] {
+            q.remove(k);
+        }
+        q
+    };
+    let plain =
+        json!({"queries": [Value::Object(strip(&queries[0])), Value::Object(strip(&queries[1]))]});
+    let (status_r, r) = reference.post("/multi-search", plain.clone()).await;
+    let (status_f, f) = fleet.post("/multi-search", plain.clone()).await;
+    assert_eq!(
+        (status_r, status_f),
+        (200, 200),
+        "{label} {plain}: {r} / {f}"
+    );
+    for i in 0..2 {
+        let (rr, fr) = (&r["results"][i], &f["results"][i]);
+        assert_eq!(rr["indexUid"], fr["indexUid"]);
+        assert_eq!(
+            rr["estimatedTotalHits"], fr["estimatedTotalHits"],
+            "{label} multi-search {plain}"
+        );
+        let keys = |v: &Value| {
+            v["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| key(h, &queries[i]))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(rr), keys(fr), "{label} multi-search keys {plain}");
+    }
+    let mut first = strip(&queries[0]);
+    let mut second = strip(&queries[1]);
+    for q in [&mut first, &mut second] {
+        q.remove("showRankingScore");
+        q.remove("sort");
+    }
+    second.insert("federationOptions".into(), json!({"weight": 0.5}));
+    let federated = json!({"queries": [first, second], "federation": {"offset": 3, "limit": 10}});
+    let (status_r, r) = reference.post("/multi-search", federated.clone()).await;
+    let (status_f, f) = fleet.post("/multi-search", federated.clone()).await;
+    assert_eq!(
+        (status_r, status_f),
+        (200, 200),
+        "{label} {federated}: {r} / {f}"
+    );
+    assert_eq!(
+        r["estimatedTotalHits"], f["estimatedTotalHits"],
+        "{label} {federated}"
+    );
+    let scores = |v: &Value| -> Vec<String> {
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                format!(
+                    "{:.12}/{}",
+                    h["_federation"]["weightedRankingScore"].as_f64().unwrap(),
+                    h["_federation"]["queriesPosition"]
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        scores(&r),
+        scores(&f),
+        "{label} federated order for {federated}"
+    );
+}
+
 async fn fleet(groups: &[u32]) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
     let (dir, cp) = fresh_control_plane().await;
     let mut nodes = Vec::new();
@@ -267,7 +343,13 @@ async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {
     for query in &queries {
         compare(&reference, &meili, query, label).await;
     }
-    println!("merge oracle {label}: {} queries matched", queries.len());
+    for pair in queries.chunks(2).take(40) {
+        compare_multi(&reference, &meili, pair, label).await;
+    }
+    println!(
+        "merge oracle {label}: {} queries and 40 multi-searches (plain and federated) matched",
+        queries.len()
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ mod documents;
 pub mod error;
 mod indexes;
 mod miroir;
+mod multi_search;
 mod search;
 mod settings;
 
@@ -59,6 +60,10 @@ pub fn router(state: AppState) -> Router {
                 .put(settings::put_one)
                 .patch(settings::put_one)
                 .delete(settings::reset_one),
+        )
+        .route(
+            "/multi-search",
+            axum::routing::post(multi_search::multi_search),
         )
         .route("/tasks", get(indexes::list_tasks))
         .route("/tasks/{uid}", get(indexes::get_task))

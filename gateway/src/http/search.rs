@@ -174,15 +174,63 @@ pub async fn search_post(
     } else {
         json_object(&body)?
     };
-    search(&state, &uid, query).await
+    Ok(respond(run_search(&state, &uid, query).await))
 }
 
-async fn search(
+/// A merged search answer and the `index/shard`s no live replica could serve.
+pub struct Searched {
+    /// The response body, in Meilisearch's key order.
+    pub body: Map<String, Value>,
+    /// Shards left out (partial results).
+    pub degraded: Vec<String>,
+}
+
+/// Why a search has no merged answer: a node's client error (the same on every node) or
+/// Miroir's own.
+pub enum SearchFailure {
+    /// A node answered 4xx: passed on as is.
+    Node(StatusCode, Value),
+    /// Miroir could not run the search.
+    Miroir(MeiliError),
+}
+
+impl SearchFailure {
+    /// The status and Meilisearch error body.
+    pub fn parts(self) -> (StatusCode, Value) {
+        match self {
+            Self::Node(status, body) => (status, body),
+            Self::Miroir(error) => (error.status, error.body()),
+        }
+    }
+}
+
+/// The HTTP answer for a search.
+pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
+    match result {
+        Ok(searched) => {
+            let mut response = (StatusCode::OK, Json(Value::Object(searched.body))).into_response();
+            if !searched.degraded.is_empty()
+                && let Ok(value) =
+                    HeaderValue::from_str(&format!("shards={}", searched.degraded.join(",")))
+            {
+                response.headers_mut().insert("x-miroir-degraded", value);
+            }
+            response
+        }
+        Err(failure) => {
+            let (status, body) = failure.parts();
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+/// Scatter-gather and merge one search.
+pub async fn run_search(
     state: &AppState,
     uid: &str,
     query: Map<String, Value>,
-) -> Result<Response, MeiliError> {
-    let index = find_index(state, uid)?;
+) -> Result<Searched, SearchFailure> {
+    let index = find_index(state, uid).map_err(SearchFailure::Miroir)?;
     let topology = state.topology.current();
     let turn = ROUND_ROBIN.fetch_add(1, AtomicOrdering::Relaxed);
     let plan = covering_set(&index, &topology, turn);
@@ -302,7 +350,7 @@ async fn search(
             // A client error (bad filter, sort…) is the same on every node: pass it on.
             Ok(answer) if (400..500).contains(&answer.status) => {
                 let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
-                return Ok((status, Json(answer.body)).into_response());
+                return Err(SearchFailure::Node(status, answer.body));
             }
             _ => unreachable_shards.extend(shard_lists[position].iter().copied()),
         }
@@ -413,19 +461,15 @@ async fn search(
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
-    let mut response = (StatusCode::OK, Json(Value::Object(response))).into_response();
-    if !unreachable_shards.is_empty() {
-        unreachable_shards.sort_unstable();
-        let list = unreachable_shards
+    unreachable_shards.sort_unstable();
+    unreachable_shards.dedup();
+    Ok(Searched {
+        body: response,
+        degraded: unreachable_shards
             .iter()
             .map(|s| format!("{uid}/{s}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        if let Ok(value) = HeaderValue::from_str(&format!("shards={list}")) {
-            response.headers_mut().insert("x-miroir-degraded", value);
-        }
-    }
-    Ok(response)
+            .collect(),
+    })
 }
 
 /// Sums facet counts per value; takes the min of mins and max of maxes.
