@@ -46,7 +46,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/indexes/{uid}/search",
-            axum::routing::post(search::search_post),
+            get(search::search_get).post(search::search_post),
         )
         .route(
             "/indexes/{uid}/settings",

@@ -177,6 +177,68 @@ pub async fn search_post(
     Ok(respond(run_search(&state, &uid, query).await))
 }
 
+/// `GET /indexes/{uid}/search`: the query string in the POST body's shape (numbers,
+/// booleans, comma-separated lists; `sort` keeps `_geoPoint(lat,lng)` whole; a `filter`
+/// that parses as JSON is used as JSON, as Meilisearch does).
+pub async fn search_get(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Response, MeiliError> {
+    let mut query = Map::new();
+    for (key, value) in params {
+        let list = |v: &str| Value::Array(v.split(',').map(|s| json!(s.trim())).collect());
+        let parsed = match key.as_str() {
+            "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => {
+                json!(value.parse::<u64>().map_err(|_| MeiliError::invalid(get_code(&key), format!("Invalid value in parameter `{key}`: could not parse `{value}` as a positive integer")))?)
+            }
+            "rankingScoreThreshold" => json!(value.parse::<f64>().map_err(|_| MeiliError::invalid("invalid_search_ranking_score_threshold", format!("Invalid value in parameter `rankingScoreThreshold`: could not parse `{value}` as a float")))?),
+            "showRankingScore" | "showRankingScoreDetails" | "showMatchesPosition" | "retrieveVectors" => {
+                json!(value.parse::<bool>().map_err(|_| MeiliError::invalid(get_code(&key), format!("Invalid value in parameter `{key}`: could not parse `{value}` as a boolean, expected either `true` or `false`")))?)
+            }
+            "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets" | "attributesToSearchOn" | "locales" => list(&value),
+            "sort" => {
+                let (mut items, mut current, mut depth) = (Vec::new(), String::new(), 0i32);
+                for c in value.chars() {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        ',' if depth == 0 => {
+                            items.push(json!(current.trim()));
+                            current.clear();
+                            continue;
+                        }
+                        _ => {}
+                    }
+                    current.push(c);
+                }
+                if !current.trim().is_empty() {
+                    items.push(json!(current.trim()));
+                }
+                Value::Array(items)
+            }
+            "filter" => serde_json::from_str(&value).unwrap_or(json!(value)),
+            _ => json!(value),
+        };
+        query.insert(key, parsed);
+    }
+    Ok(respond(run_search(&state, &uid, query).await))
+}
+
+fn get_code(key: &str) -> &'static str {
+    match key {
+        "offset" => "invalid_search_offset",
+        "limit" => "invalid_search_limit",
+        "page" => "invalid_search_page",
+        "hitsPerPage" => "invalid_search_hits_per_page",
+        "cropLength" => "invalid_search_crop_length",
+        "showRankingScore" => "invalid_search_show_ranking_score",
+        "showRankingScoreDetails" => "invalid_search_show_ranking_score_details",
+        "showMatchesPosition" => "invalid_search_show_matches_position",
+        _ => "invalid_search_retrieve_vectors",
+    }
+}
+
 /// A merged search answer and the `index/shard`s no live replica could serve.
 pub struct Searched {
     /// The response body, in Meilisearch's key order.
