@@ -8,6 +8,7 @@ mod miroir;
 mod multi_search;
 mod search;
 mod settings;
+mod stats;
 
 use crate::state::AppState;
 use axum::Router;
@@ -68,6 +69,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", get(indexes::list_tasks))
         .route("/tasks/{uid}", get(indexes::get_task))
         .route("/version", get(indexes::version))
+        .route("/stats", get(stats::all))
+        .route("/indexes/{uid}/stats", get(stats::one))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
         // unknown route is a 404 even without them.
         .route_layer(axum::middleware::from_fn_with_state(
