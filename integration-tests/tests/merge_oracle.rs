@@ -391,6 +391,38 @@ async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {
         };
         assert_eq!(keys(&r), keys(&f), "{label} GET {path}");
     }
+    // Facet search.
+    let mut non_empty = 0;
+    for (i, query) in queries.iter().take(20).enumerate() {
+        let facet = ["genre", "tags"][i % 2];
+        let mut body =
+            json!({"facetName": facet, "facetQuery": &WORDS[i % WORDS.len()][..1 + i % 2]});
+        for k in ["q", "filter"] {
+            if let Some(v) = query.get(k) {
+                body[k] = v.clone();
+            }
+        }
+        let (status_r, r) = reference
+            .post("/indexes/movies/facet-search", body.clone())
+            .await;
+        let (status_f, f) = meili
+            .post("/indexes/movies/facet-search", body.clone())
+            .await;
+        assert_eq!(
+            (status_r, status_f),
+            (200, 200),
+            "{label} facet search {body}: {r} / {f}"
+        );
+        assert_eq!(
+            r["facetHits"], f["facetHits"],
+            "{label} facet search {body}"
+        );
+        non_empty += usize::from(!r["facetHits"].as_array().unwrap().is_empty());
+    }
+    assert!(
+        non_empty >= 5,
+        "{label}: only {non_empty} facet searches found values"
+    );
     for pair in queries.chunks(2).take(40) {
         compare_multi(&reference, &meili, pair, label).await;
     }

@@ -66,6 +66,10 @@ pub fn router(state: AppState) -> Router {
             "/multi-search",
             axum::routing::post(multi_search::multi_search),
         )
+        .route(
+            "/indexes/{uid}/facet-search",
+            axum::routing::post(search::facet_search),
+        )
         .route("/tasks", get(indexes::list_tasks))
         .route("/tasks/{uid}", get(indexes::get_task))
         .route("/version", get(indexes::version))

@@ -534,6 +534,83 @@ pub async fn run_search(
     })
 }
 
+/// `POST /indexes/{uid}/facet-search`: each covering node searches the facet values of its
+/// own shards; counts are summed per value.
+pub async fn facet_search(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let query = json_object(&body)?;
+    let index = find_index(&state, &uid)?;
+    let topology = state.topology.current();
+    let plan = covering_set(
+        &index,
+        &topology,
+        ROUND_ROBIN.fetch_add(1, AtomicOrdering::Relaxed),
+    );
+    let mut calls = JoinSet::new();
+    for (node_id, shards) in &plan.assignments {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
+            continue;
+        };
+        let mut body = query.clone();
+        body.insert(
+            "filter".into(),
+            with_shard_filter(query.get("filter"), shards),
+        );
+        let body = Value::Object(body);
+        let (client, node_id, address, path) = (
+            state.nodes.clone(),
+            node_id.clone(),
+            node.address.clone(),
+            format!("/indexes/{uid}/facet-search"),
+        );
+        calls.spawn(async move {
+            client
+                .call(&node_id, &address, Method::POST, &path, Some(&body))
+                .await
+        });
+    }
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut processing = 0;
+    while let Some(Ok(answer)) = calls.join_next().await {
+        match answer {
+            Ok(answer) if answer.status == 200 => {
+                processing = processing.max(answer.body["processingTimeMs"].as_u64().unwrap_or(0));
+                for hit in answer.body["facetHits"].as_array().into_iter().flatten() {
+                    if let Some(value) = hit["value"].as_str() {
+                        *counts.entry(value.to_owned()).or_default() +=
+                            hit["count"].as_u64().unwrap_or(0);
+                    }
+                }
+            }
+            Ok(answer) => {
+                return Ok((
+                    StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
+                    Json(answer.body),
+                )
+                    .into_response());
+            }
+            Err(unreachable) => {
+                return Ok(
+                    (StatusCode::SERVICE_UNAVAILABLE, Json(unreachable.error())).into_response()
+                );
+            }
+        }
+    }
+    let hits: Vec<Value> = counts
+        .into_iter()
+        .take(100)
+        .map(|(value, count)| json!({"value": value, "count": count}))
+        .collect();
+    let facet_query = query.get("facetQuery").cloned().unwrap_or(Value::Null);
+    Ok(
+        Json(json!({"facetHits": hits, "facetQuery": facet_query, "processingTimeMs": processing}))
+            .into_response(),
+    )
+}
+
 /// Sums facet counts per value; takes the min of mins and max of maxes.
 pub fn merge_facets<'a>(answers: impl Iterator<Item = &'a Value>) -> (Value, Value) {
     let mut distribution: Map<String, Value> = Map::new();
