@@ -19,6 +19,8 @@ pub enum Command {
     /// List indexes or show one with its routing table.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Run a local fleet: a control plane, N nodes and a gateway, until Ctrl-C.
+    Dev(crate::dev::DevArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -100,6 +102,9 @@ fn one_node_text(verb: &str) -> impl Fn(&NodeView) -> String + '_ {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Dev(args) = cli.command {
+        return crate::dev::run(args).await;
+    }
     let timeout = Duration::from_secs(cli.timeout.max(1));
     let channel = connect(&cli.control_plane, timeout).await?;
     let mut admin = AdminServiceClient::new(channel);
@@ -238,6 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 output::print(format, &index, output::routing_text)
             }
         },
+        Command::Dev(_) => unreachable!("handled above"),
     }
 }
 

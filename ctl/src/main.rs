@@ -3,6 +3,7 @@
 
 mod client;
 mod commands;
+mod dev;
 mod output;
 
 use clap::Parser;

@@ -2,6 +2,7 @@
 
 mod control_plane;
 mod ctl;
+mod ctl_dev;
 mod gateway_documents;
 mod gateway_indexes;
 mod gateway_reads;

@@ -227,14 +227,20 @@ pub(super) async fn index_for_write(
         })
         .await;
     match result {
-        Ok(response) => response.index.ok_or_else(|| {
-            MeiliError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                ErrorType::Internal,
-                "no index in the answer",
-            )
-        }),
+        Ok(response) => {
+            state
+                .topology
+                .wait_for_version(response.topology_version, super::indexes::TOPOLOGY_WAIT)
+                .await;
+            response.index.ok_or_else(|| {
+                MeiliError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    ErrorType::Internal,
+                    "no index in the answer",
+                )
+            })
+        }
         // Another gateway created it meanwhile.
         Err(status) if status.code() == tonic::Code::AlreadyExists => {
             let request = pb::GetIndexRequest {

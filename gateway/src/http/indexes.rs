@@ -15,6 +15,9 @@ use miroir_proto::time::rfc3339_ms;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
+/// How long an answer waits for this gateway to serve a topology change it just made.
+pub const TOPOLOGY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Parses a JSON object body.
 pub fn json_object(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
     if body.is_empty() {

@@ -67,6 +67,16 @@ impl TopologyHandle {
         })
     }
 
+    /// Waits until a snapshot of `version` or newer serves, at most `timeout`; returns
+    /// whether it does. Used after a change made through the control plane, so this
+    /// gateway's next answer already reflects it.
+    pub async fn wait_for_version(&self, version: u64, timeout: std::time::Duration) -> bool {
+        let mut receiver = self.subscribe();
+        tokio::time::timeout(timeout, receiver.wait_for(|t| t.version >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// The connection state.
     pub fn connection(&self) -> Connection {
         self.connection
