@@ -5,7 +5,7 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{accepted, find_index, json_object, record_task};
-use super::search::covering_set;
+use super::search::{covering_set, with_shard_filter};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -308,25 +308,7 @@ async fn browse(
             continue;
         };
         let mut body = request.clone();
-        let list = shards
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(", ");
-        let own = json!(format!("{SHARD_FIELD} IN [{list}]"));
-        let filter = match request.get("filter") {
-            None | Some(Value::Null) => own,
-            Some(Value::String(s)) if s.trim().is_empty() => own,
-            Some(Value::String(s)) => {
-                json!(format!("{} AND ({s})", own.as_str().unwrap_or_default()))
-            }
-            Some(Value::Array(items)) => {
-                let mut all = vec![own];
-                all.extend(items.iter().cloned());
-                Value::Array(all)
-            }
-            Some(other) => other.clone(),
-        };
+        let filter = with_shard_filter(request.get("filter"), shards);
         body.insert("filter".into(), filter);
         body.insert("offset".into(), json!(0));
         body.insert("limit".into(), json!(offset + limit));

@@ -74,7 +74,7 @@ pub fn covering_set(index: &pb::Index, topology: &pb::Topology, turn: usize) -> 
 }
 
 /// The client's filter ANDed with the node's shards.
-fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
+pub(super) fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
     let list = shards
         .iter()
         .map(u32::to_string)
