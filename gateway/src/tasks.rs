@@ -34,7 +34,7 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
             node_task.node_id.clone(),
             node_task.node_task_uid,
         );
-        fetches.spawn(async move {
+        fetches.spawn(tracing::Instrument::in_current_span(async move {
             let Some(address) = address else {
                 return (
                     node_id.clone(),
@@ -58,7 +58,7 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
                 ),
                 Err(e) => (node_id, Err(e.detail)),
             }
-        });
+        }));
     }
     let mut node_views: Vec<(String, Result<Value, String>)> = Vec::new();
     while let Some(Ok(result)) = fetches.join_next().await {

@@ -449,6 +449,16 @@ impl Gateway {
     /// Starts a gateway following `control_planes` (comma-separated) and waits for
     /// `GET /health`.
     pub async fn start(dir: &Path, control_planes: &str, extra_args: &[&str]) -> Self {
+        Self::start_with_env(dir, control_planes, extra_args, &[]).await
+    }
+
+    /// Same, with extra environment variables.
+    pub async fn start_with_env(
+        dir: &Path,
+        control_planes: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = free_port();
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = dir.join(format!("gateway-{port}.log"));
@@ -465,6 +475,7 @@ impl Gateway {
             .args(extra_args)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true)

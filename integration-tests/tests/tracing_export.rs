@@ -17,7 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 
 /// A minimal OTLP/gRPC trace collector that keeps every span it receives.
 #[derive(Clone, Default)]
-struct Collector {
+pub struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
 }
 
@@ -37,8 +37,8 @@ impl TraceService for Collector {
     }
 }
 
-#[tokio::test]
-async fn rpcs_are_exported_over_otlp_as_children_of_the_callers_trace() {
+/// Starts a collector on a loopback port; returns it and its endpoint URL.
+pub async fn start_collector() -> (Collector, String) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let collector = Collector::default();
@@ -47,6 +47,83 @@ async fn rpcs_are_exported_over_otlp_as_children_of_the_callers_trace() {
             .add_service(TraceServiceServer::new(collector.clone()))
             .serve_with_incoming(TcpListenerStream::new(listener)),
     );
+    (collector, endpoint)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test]
+async fn gateway_requests_and_their_node_calls_are_one_trace() {
+    let (collector, endpoint) = start_collector().await;
+    let (dir, cp, _nodes, _plain_gateway) = crate::gateway_indexes::fleet(2).await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let gateway =
+        miroir_integration_tests::Gateway::start_with_env(dir.path(), &cp.url(), &[], &env).await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let meili = miroir_integration_tests::Meili::new(&gateway.url);
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes",
+            serde_json::json!({"uid": "movies", "primaryKey": "id"}),
+        )
+        .await;
+
+    let trace_id = "0af7651916cd43dd8448eb211c80319c";
+    let response = reqwest::Client::new()
+        .post(format!("{}/indexes/movies/search", gateway.url))
+        .bearer_auth(miroir_integration_tests::MASTER_KEY)
+        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
+        .json(&serde_json::json!({"q": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (request_span, node_spans) = wait_for(
+        "the search's spans at the collector",
+        Duration::from_secs(20),
+        || {
+            let spans = collector.spans.clone();
+            async move {
+                let spans = spans.lock().unwrap();
+                let request = spans
+                    .iter()
+                    .find(|s| {
+                        s.name == "POST /indexes/{uid}/search" && hex(&s.trace_id) == trace_id
+                    })?
+                    .clone();
+                let nodes: Vec<Span> = spans
+                    .iter()
+                    .filter(|s| s.name == "node_call" && s.parent_span_id == request.span_id)
+                    .cloned()
+                    .collect();
+                (!nodes.is_empty()).then_some((request, nodes))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        hex(&request_span.parent_span_id),
+        "b7ad6b7169203331",
+        "child of the client's span"
+    );
+    assert!(
+        node_spans
+            .iter()
+            .all(|s| s.trace_id == request_span.trace_id)
+    );
+}
+
+#[tokio::test]
+async fn rpcs_are_exported_over_otlp_as_children_of_the_callers_trace() {
+    let (collector, endpoint) = start_collector().await;
     let mut options = ControlPlaneOptions::default();
     options
         .env
@@ -66,7 +143,6 @@ async fn rpcs_are_exported_over_otlp_as_children_of_the_callers_trace() {
     let status = cp.admin().await.get_node(request).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::NotFound);
 
-    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
     let span = wait_for(
         "the GetNode span at the collector",
         Duration::from_secs(20),

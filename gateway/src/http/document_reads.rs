@@ -96,12 +96,12 @@ async fn fan_out(
             continue;
         };
         let (client, address) = (state.nodes.clone(), node.address.clone());
-        running.spawn(async move {
+        running.spawn(tracing::Instrument::in_current_span(async move {
             let answer = client
                 .call(&node_id, &address, method, &path, body.as_ref())
                 .await;
             (node_id, answer)
-        });
+        }));
     }
     let mut node_tasks = Vec::new();
     let mut errors = Vec::new();
@@ -319,14 +319,14 @@ async fn browse(
             node.address.clone(),
             format!("/indexes/{uid}/documents/fetch"),
         );
-        calls.spawn(async move {
+        calls.spawn(tracing::Instrument::in_current_span(async move {
             (
                 position,
                 client
                     .call(&node_id, &address, Method::POST, &path, Some(&body))
                     .await,
             )
-        });
+        }));
     }
     let mut answers: Vec<(usize, Value)> = Vec::new();
     while let Some(Ok((position, answer))) = calls.join_next().await {

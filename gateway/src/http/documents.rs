@@ -394,12 +394,12 @@ async fn write(
             path.clone(),
             method.clone(),
         );
-        calls.spawn(async move {
+        calls.spawn(tracing::Instrument::in_current_span(async move {
             let answer = client
                 .call(&node_id, &address, method, &path, Some(&batch))
                 .await;
             (node_id, answer)
-        });
+        }));
     }
     let mut node_tasks = Vec::new();
     let mut acked: BTreeSet<String> = BTreeSet::new();

@@ -81,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             authenticate,
         ))
+        .route_layer(axum::middleware::from_fn(trace_request))
         // Meilisearch registers no default service: an unknown route is a bare 404.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(axum::extract::DefaultBodyLimit::max(
@@ -131,4 +132,31 @@ async fn authenticate(
         .into_response(),
         Some(_) => next.run(request).await,
     }
+}
+
+/// One span per request, named after the route template (bounded cardinality), a child of
+/// the client's W3C `traceparent` when it sends one; node calls are its children.
+async fn trace_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_default();
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.method = %method,
+        http.route = %route,
+        http.status = tracing::field::Empty,
+    );
+    miroir_proto::telemetry::set_parent_from_headers(&span, request.headers());
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("http.status", response.status().as_u16());
+    response
 }

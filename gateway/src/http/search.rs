@@ -394,14 +394,14 @@ pub async fn run_search(
             node.address.clone(),
             format!("/indexes/{uid}/search"),
         );
-        calls.spawn(async move {
+        calls.spawn(tracing::Instrument::in_current_span(async move {
             (
                 position,
                 client
                     .call(&node_id, &address, Method::POST, &path, Some(&body))
                     .await,
             )
-        });
+        }));
     }
     let mut answers: Vec<(usize, Value)> = Vec::new();
     let mut unreachable_shards: Vec<u32> = plan.missing.clone();
@@ -566,11 +566,11 @@ pub async fn facet_search(
             node.address.clone(),
             format!("/indexes/{uid}/facet-search"),
         );
-        calls.spawn(async move {
+        calls.spawn(tracing::Instrument::in_current_span(async move {
             client
                 .call(&node_id, &address, Method::POST, &path, Some(&body))
                 .await
-        });
+        }));
     }
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut processing = 0;
