@@ -1,6 +1,7 @@
 //! gRPC calls from the gateway to the control plane (index lifecycle, tasks), failing
 //! over between the configured addresses when one is unavailable.
 
+use miroir_proto::pb;
 use miroir_proto::pb::admin_service_client::AdminServiceClient;
 use miroir_proto::pb::task_service_client::TaskServiceClient;
 use std::sync::Mutex;
@@ -101,4 +102,32 @@ impl ControlPlaneClient {
     pub fn tasks(channel: Channel) -> TaskServiceClient<Channel> {
         TaskServiceClient::new(channel)
     }
+}
+
+/// One typed method per RPC the gateway makes, each with failover.
+macro_rules! rpc {
+    ($($client:ident $name:ident($request:ident) -> $response:ident;)*) => {
+        impl ControlPlaneClient {
+            $(
+                #[doc = concat!("`", stringify!($name), "` with failover.")]
+                pub async fn $name(&self, request: pb::$request) -> Result<pb::$response, tonic::Status> {
+                    self.call(|channel| {
+                        let request = request.clone();
+                        async move { Self::$client(channel).$name(request).await.map(|r| r.into_inner()) }
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+rpc! {
+    admin create_index(CreateIndexRequest) -> IndexResponse;
+    admin delete_index(DeleteIndexRequest) -> IndexResponse;
+    admin get_index(GetIndexRequest) -> IndexResponse;
+    admin update_index_settings(UpdateIndexSettingsRequest) -> IndexResponse;
+    tasks create_task(CreateTaskRequest) -> Task;
+    tasks get_task(GetTaskRequest) -> Task;
+    tasks list_tasks(ListTasksRequest) -> ListTasksResponse;
 }

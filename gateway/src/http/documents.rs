@@ -4,7 +4,6 @@
 
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
-use crate::control_plane::ControlPlaneClient;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -214,18 +213,7 @@ pub(super) async fn index_for_write(
         shard_count: None,
         replication_factor: None,
     };
-    let result = state
-        .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::admin(channel)
-                    .create_index(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await;
+    let result = state.control_plane.create_index(request).await;
     match result {
         Ok(response) => {
             state
@@ -248,15 +236,7 @@ pub(super) async fn index_for_write(
             };
             state
                 .control_plane
-                .call(|channel| {
-                    let request = request.clone();
-                    async move {
-                        ControlPlaneClient::admin(channel)
-                            .get_index(request)
-                            .await
-                            .map(|r| r.into_inner())
-                    }
-                })
+                .get_index(request)
                 .await
                 .ok()
                 .and_then(|r| r.index)

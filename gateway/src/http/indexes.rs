@@ -2,7 +2,6 @@
 //! them on every node and records the client's task.
 
 use super::error::{ErrorType, MeiliError};
-use crate::control_plane::ControlPlaneClient;
 use crate::state::AppState;
 use crate::tasks;
 use axum::Json;
@@ -50,15 +49,7 @@ pub async fn record_task(
 ) -> Result<pb::Task, MeiliError> {
     state
         .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::tasks(channel)
-                    .create_task(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
+        .create_task(request)
         .await
         .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
 }
@@ -128,18 +119,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
         replication_factor: number("miroirReplicationFactor")?,
     };
     let details = json!({"primaryKey": request.primary_key});
-    let result = state
-        .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::admin(channel)
-                    .create_index(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await;
+    let result = state.control_plane.create_index(request).await;
     match result {
         Ok(pb::IndexResponse {
             task: Some(task), ..
@@ -178,18 +158,7 @@ pub async fn delete(
     Path(uid): Path<String>,
 ) -> Result<Response, MeiliError> {
     let request = pb::DeleteIndexRequest { uid: uid.clone() };
-    let result = state
-        .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::admin(channel)
-                    .delete_index(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
-        .await;
+    let result = state.control_plane.delete_index(request).await;
     match result {
         Ok(pb::IndexResponse {
             task: Some(task), ..
@@ -289,12 +258,7 @@ pub async fn get_task(
     })?;
     let task = state
         .control_plane
-        .call(|channel| async move {
-            ControlPlaneClient::tasks(channel)
-                .get_task(pb::GetTaskRequest { uid })
-                .await
-                .map(|r| r.into_inner())
-        })
+        .get_task(pb::GetTaskRequest { uid })
         .await
         .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
     Ok(Json(
@@ -380,15 +344,7 @@ pub async fn list_tasks(
     };
     let page = state
         .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::tasks(channel)
-                    .list_tasks(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
+        .list_tasks(request)
         .await
         .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
     let topology = state.topology.current();

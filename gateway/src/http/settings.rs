@@ -6,7 +6,6 @@ use super::documents::{SHARD_FIELD, index_for_write};
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{accepted, find_index, json_object};
 use super::search::covering_set;
-use crate::control_plane::ControlPlaneClient;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -131,15 +130,7 @@ async fn write(
     };
     let response = state
         .control_plane
-        .call(|channel| {
-            let request = request.clone();
-            async move {
-                ControlPlaneClient::admin(channel)
-                    .update_index_settings(request)
-                    .await
-                    .map(|r| r.into_inner())
-            }
-        })
+        .update_index_settings(request)
         .await
         .map_err(|s| MeiliError::from_status(&s, "index_not_found"))?;
     match response.task {
