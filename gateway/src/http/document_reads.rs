@@ -5,7 +5,7 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{accepted, find_index, json_object, record_task};
-use super::search::{covering_set, with_shard_filter};
+use super::search::{covering_set, scatter};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -302,34 +302,13 @@ async fn browse(
     }
     let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
-    let mut calls = JoinSet::new();
-    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
-        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
-            continue;
-        };
-        let mut body = request.clone();
-        let filter = with_shard_filter(request.get("filter"), shards);
-        body.insert("filter".into(), filter);
-        body.insert("offset".into(), json!(0));
-        body.insert("limit".into(), json!(offset + limit));
-        let body = Value::Object(body);
-        let (client, node_id, address, path) = (
-            state.nodes.clone(),
-            node_id.clone(),
-            node.address.clone(),
-            format!("/indexes/{uid}/documents/fetch"),
-        );
-        calls.spawn(tracing::Instrument::in_current_span(async move {
-            (
-                position,
-                client
-                    .call(&node_id, &address, Method::POST, &path, Some(&body))
-                    .await,
-            )
-        }));
-    }
+    let mut body = request.clone();
+    body.insert("offset".into(), json!(0));
+    body.insert("limit".into(), json!(offset + limit));
+    let path = format!("/indexes/{uid}/documents/fetch");
+    let node_answers = scatter(state, &topology, &plan, &path, &body, request.get("filter")).await;
     let mut answers: Vec<(usize, Value)> = Vec::new();
-    while let Some(Ok((position, answer))) = calls.join_next().await {
+    for (position, answer) in node_answers {
         match answer {
             Ok(answer) if answer.status == 200 => answers.push((position, answer.body)),
             Ok(answer) => {
@@ -349,7 +328,6 @@ async fn browse(
             }
         }
     }
-    answers.sort_by_key(|(position, _)| *position);
     let total: u64 = answers
         .iter()
         .map(|(_, a)| a["total"].as_u64().unwrap_or(0))

@@ -5,6 +5,7 @@
 use super::documents::SHARD_FIELD;
 use super::error::MeiliError;
 use super::indexes::{find_index, json_object};
+use crate::nodes::{NodeAnswer, Unreachable};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -71,6 +72,45 @@ pub fn covering_set(index: &pb::Index, topology: &pb::Topology, turn: usize) -> 
         }
     }
     set
+}
+
+/// Sends `body` to every node of `plan` at `path` (POST), each with its own shard filter
+/// ANDed with the client's `filter`, inside the current span; answers in plan order.
+pub(super) async fn scatter(
+    state: &AppState,
+    topology: &pb::Topology,
+    plan: &CoveringSet,
+    path: &str,
+    body: &Map<String, Value>,
+    filter: Option<&Value>,
+) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
+    let mut calls = JoinSet::new();
+    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
+            continue;
+        };
+        let mut node_body = body.clone();
+        node_body.insert("filter".into(), with_shard_filter(filter, shards));
+        let node_body = Value::Object(node_body);
+        let (client, node_id, address, path) = (
+            state.nodes.clone(),
+            node_id.clone(),
+            node.address.clone(),
+            path.to_owned(),
+        );
+        calls.spawn(tracing::Instrument::in_current_span(async move {
+            let answer = client
+                .call(&node_id, &address, Method::POST, &path, Some(&node_body))
+                .await;
+            (position, answer)
+        }));
+    }
+    let mut answers = Vec::with_capacity(plan.assignments.len());
+    while let Some(Ok(answer)) = calls.join_next().await {
+        answers.push(answer);
+    }
+    answers.sort_by_key(|(position, _)| *position);
+    answers
 }
 
 /// The client's filter ANDed with the node's shards.
@@ -377,36 +417,20 @@ pub async fn run_search(
         node_query.insert("attributesToRetrieve".into(), json!(attributes));
     }
 
-    let mut calls = JoinSet::new();
-    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
-        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
-            continue;
-        };
-        let mut body = node_query.clone();
-        body.insert(
-            "filter".into(),
-            with_shard_filter(query.get("filter"), shards),
-        );
-        let body = Value::Object(body);
-        let (client, node_id, address, path) = (
-            state.nodes.clone(),
-            node_id.clone(),
-            node.address.clone(),
-            format!("/indexes/{uid}/search"),
-        );
-        calls.spawn(tracing::Instrument::in_current_span(async move {
-            (
-                position,
-                client
-                    .call(&node_id, &address, Method::POST, &path, Some(&body))
-                    .await,
-            )
-        }));
-    }
+    let path = format!("/indexes/{uid}/search");
+    let node_answers = scatter(
+        state,
+        &topology,
+        &plan,
+        &path,
+        &node_query,
+        query.get("filter"),
+    )
+    .await;
     let mut answers: Vec<(usize, Value)> = Vec::new();
     let mut unreachable_shards: Vec<u32> = plan.missing.clone();
     let shard_lists: Vec<&Vec<u32>> = plan.assignments.values().collect();
-    while let Some(Ok((position, answer))) = calls.join_next().await {
+    for (position, answer) in node_answers {
         match answer {
             Ok(answer) if answer.status == 200 => answers.push((position, answer.body)),
             // A client error (bad filter, sort…) is the same on every node: pass it on.
@@ -417,7 +441,6 @@ pub async fn run_search(
             _ => unreachable_shards.extend(shard_lists[position].iter().copied()),
         }
     }
-    answers.sort_by_key(|(position, _)| *position);
 
     let mut hits: Vec<(usize, usize, Value)> = Vec::new();
     for (position, answer) in &answers {
@@ -549,32 +572,11 @@ pub async fn facet_search(
         &topology,
         ROUND_ROBIN.fetch_add(1, AtomicOrdering::Relaxed),
     );
-    let mut calls = JoinSet::new();
-    for (node_id, shards) in &plan.assignments {
-        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
-            continue;
-        };
-        let mut body = query.clone();
-        body.insert(
-            "filter".into(),
-            with_shard_filter(query.get("filter"), shards),
-        );
-        let body = Value::Object(body);
-        let (client, node_id, address, path) = (
-            state.nodes.clone(),
-            node_id.clone(),
-            node.address.clone(),
-            format!("/indexes/{uid}/facet-search"),
-        );
-        calls.spawn(tracing::Instrument::in_current_span(async move {
-            client
-                .call(&node_id, &address, Method::POST, &path, Some(&body))
-                .await
-        }));
-    }
+    let path = format!("/indexes/{uid}/facet-search");
+    let node_answers = scatter(&state, &topology, &plan, &path, &query, query.get("filter")).await;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut processing = 0;
-    while let Some(Ok(answer)) = calls.join_next().await {
+    for (_, answer) in node_answers {
         match answer {
             Ok(answer) if answer.status == 200 => {
                 processing = processing.max(answer.body["processingTimeMs"].as_u64().unwrap_or(0));
