@@ -53,9 +53,24 @@ pub struct Config {
     #[arg(long, env = "MIROIR_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,
 
+    /// What a read does when no live replica can serve some shards: `partial` answers
+    /// with the rest and names the missing shards in `X-Miroir-Degraded`; `error` answers
+    /// 503 `miroir_shard_unavailable`.
+    #[arg(long, env = "MIROIR_SHARD_UNAVAILABLE_POLICY", value_enum, default_value_t = ShardPolicy::Partial)]
+    pub shard_unavailable_policy: ShardPolicy,
+
     /// Log format: text or json.
     #[arg(long, env = "MIROIR_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// What a read does about shards no live replica can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShardPolicy {
+    /// Answer with the other shards and name the missing ones in `X-Miroir-Degraded`.
+    Partial,
+    /// Answer 503 `miroir_shard_unavailable`.
+    Error,
 }
 
 impl Config {

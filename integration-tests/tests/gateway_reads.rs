@@ -76,3 +76,145 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert!(body["estimatedTotalHits"].as_u64().unwrap() < 50);
 }
+
+/// A node that dies before the control plane notices: reads ask another replica for its
+/// shards at once; with RF 1 the `partial` policy names the lost shards and the `error`
+/// policy answers 503.
+#[tokio::test]
+async fn reads_retry_on_another_replica_and_follow_the_shard_policy() {
+    // Health checks that never give up on a node: the topology keeps the dead node
+    // active, so only the gateway's own retry can cover for it.
+    let options = miroir_integration_tests::ControlPlaneOptions {
+        extra_args: [
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "500ms",
+            "--health-failures",
+            "1000000",
+        ]
+        .map(String::from)
+        .to_vec(),
+        env: Vec::new(),
+    };
+    let (dir, cp) = crate::fresh_control_plane_with(options).await;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let node = miroir_integration_tests::TestNode::start().await;
+        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    for i in 0..3 {
+        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
+            .await;
+    }
+    let partial = miroir_integration_tests::Gateway::start(dir.path(), &cp.url(), &[]).await;
+    let strict = miroir_integration_tests::Gateway::start(
+        dir.path(),
+        &cp.url(),
+        &["--shard-unavailable-policy", "error"],
+    )
+    .await;
+    let meili = Meili::new(&partial.url);
+    for (uid, rf) in [("rf2", 2), ("rf1", 1)] {
+        meili.ok(Method::POST, "/indexes", json!({"uid": uid, "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": rf})).await;
+        meili
+            .ok(
+                Method::PUT,
+                &format!("/indexes/{uid}/settings/filterable-attributes"),
+                json!(["genre"]),
+            )
+            .await;
+        let documents: Vec<_> = (0..50)
+            .map(|i| json!({"id": i, "genre": if i % 2 == 0 { "even" } else { "odd" }}))
+            .collect();
+        meili
+            .ok(
+                Method::POST,
+                &format!("/indexes/{uid}/documents"),
+                json!(documents),
+            )
+            .await;
+    }
+    let version = cp.current_topology().await.version;
+    partial.wait_version(version).await;
+    strict.wait_version(version).await;
+
+    nodes[2].kill().await;
+    assert_eq!(
+        cp.wait_node_state("meili-2", NodeState::Active).await,
+        version,
+        "the control plane still counts the dead node as active"
+    );
+
+    for gateway in [&partial, &strict] {
+        let client = reqwest::Client::new();
+        let response = client
+            .post(format!("{}/indexes/rf2/search", gateway.url))
+            .bearer_auth(miroir_integration_tests::MASTER_KEY)
+            .json(&json!({"limit": 100, "facets": ["genre"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().get("x-miroir-degraded").is_none());
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["estimatedTotalHits"], 50, "{body}");
+        assert_eq!(
+            body["facetDistribution"]["genre"],
+            json!({"even": 25, "odd": 25})
+        );
+
+        let (status, browse) = Meili::new(&gateway.url)
+            .post("/indexes/rf2/documents/fetch", json!({"limit": 100}))
+            .await;
+        assert_eq!(
+            (status, browse["total"].as_u64()),
+            (200, Some(50)),
+            "{browse}"
+        );
+        let (status, facets) = Meili::new(&gateway.url)
+            .post("/indexes/rf2/facet-search", json!({"facetName": "genre"}))
+            .await;
+        assert_eq!(status, 200, "{facets}");
+        assert_eq!(
+            facets["facetHits"],
+            json!([{"value": "even", "count": 25}, {"value": "odd", "count": 25}])
+        );
+    }
+
+    let response = reqwest::Client::new()
+        .post(format!("{}/indexes/rf1/search", partial.url))
+        .bearer_auth(miroir_integration_tests::MASTER_KEY)
+        .json(&json!({"limit": 100}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let degraded = response
+        .headers()
+        .get("x-miroir-degraded")
+        .expect("degraded header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let served = body["estimatedTotalHits"].as_u64().unwrap();
+    assert!(
+        served < 50 && degraded.starts_with("shards=rf1/"),
+        "{degraded} {served}"
+    );
+
+    let (status, error) = Meili::new(&strict.url)
+        .post("/indexes/rf1/search", json!({"limit": 100}))
+        .await;
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["code"], "miroir_shard_unavailable");
+    assert_eq!(error["type"], "system");
+    assert!(
+        error["message"].as_str().unwrap().contains("rf1"),
+        "{error}"
+    );
+}

@@ -5,7 +5,8 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{accepted, find_index, json_object, record_task};
-use super::search::{covering_set, scatter};
+use super::scatter::{gather, mark_degraded};
+use super::search::{lookup, sort_value_order};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -286,64 +287,79 @@ async fn browse(
     request: Map<String, Value>,
 ) -> Result<Response, MeiliError> {
     let index = find_index(state, uid)?;
-    let topology = state.topology.current();
-    // Turn 0: the same covering set for every page of a browse.
-    let plan = covering_set(&index, &topology, 0);
-    if !plan.missing.is_empty() {
-        return Err(MeiliError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "miroir_shard_unavailable",
-            ErrorType::System,
-            format!(
-                "index `{uid}`: no live replica for shards {:?}",
-                plan.missing
-            ),
-        ));
-    }
     let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
     let mut body = request.clone();
     body.insert("offset".into(), json!(0));
     body.insert("limit".into(), json!(offset + limit));
-    let path = format!("/indexes/{uid}/documents/fetch");
-    let node_answers = scatter(state, &topology, &plan, &path, &body, request.get("filter")).await;
-    let mut answers: Vec<(usize, Value)> = Vec::new();
-    for (position, answer) in node_answers {
-        match answer {
-            Ok(answer) if answer.status == 200 => answers.push((position, answer.body)),
-            Ok(answer) => {
-                return Ok((
-                    StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    Json(answer.body),
-                )
-                    .into_response());
-            }
-            Err(unreachable) => {
-                return Err(MeiliError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "miroir_node_unavailable",
-                    ErrorType::System,
-                    unreachable.error()["message"].as_str().unwrap_or_default(),
-                ));
+    let sort: Vec<(String, bool)> = request
+        .get("sort")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|s| s.rsplit_once(':').map(|(f, d)| (f.to_owned(), d == "asc")))
+        .collect();
+    // The merge compares on the sort fields: fetch them, strip those not asked for.
+    let mut injected: Vec<String> = Vec::new();
+    if let Some(Value::Array(fields)) = body.get_mut("fields")
+        && !fields.iter().any(|f| f == "*")
+    {
+        for (field, _) in &sort {
+            if !fields.iter().any(|f| f == field.as_str()) {
+                fields.push(json!(field));
+                injected.push(field.clone());
             }
         }
     }
+    let path = format!("/indexes/{uid}/documents/fetch");
+    // Turn 0: the same covering set for every page of a browse.
+    let gathered = match gather(state, &index, 0, &path, &body, request.get("filter")).await {
+        Ok(gathered) => gathered,
+        Err(failure) => {
+            let (status, body) = failure.parts();
+            return Ok((status, Json(body)).into_response());
+        }
+    };
+    let answers = &gathered.answers;
     let total: u64 = answers
         .iter()
-        .map(|(_, a)| a["total"].as_u64().unwrap_or(0))
+        .map(|a| a["total"].as_u64().unwrap_or(0))
         .sum();
-    // Node i's documents come after those of nodes 0..i, in the node's own order.
-    let results: Vec<Value> = answers
+    // Unsorted, node i's documents come after those of nodes 0..i, in the node's own
+    // order; sorted, a stable merge by the sort keys keeps that order among equals.
+    let mut documents: Vec<Value> = answers
         .iter()
-        .flat_map(|(_, a)| a["results"].as_array().cloned().unwrap_or_default())
+        .flat_map(|a| a["results"].as_array().cloned().unwrap_or_default())
+        .collect();
+    if !sort.is_empty() {
+        documents.sort_by(|a, b| {
+            sort.iter()
+                .map(|(field, ascending)| {
+                    sort_value_order(lookup(a, field), lookup(b, field), *ascending)
+                })
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    let results: Vec<Value> = documents
+        .into_iter()
         .skip(offset)
         .take(limit)
-        .map(strip)
+        .map(|mut document| {
+            if let Some(object) = document.as_object_mut() {
+                for field in &injected {
+                    object.remove(field);
+                }
+            }
+            strip(document)
+        })
         .collect();
-    Ok(
+    let mut response =
         Json(json!({"results": results, "offset": offset, "limit": limit, "total": total}))
-            .into_response(),
-    )
+            .into_response();
+    mark_degraded(&mut response, &gathered.degraded);
+    Ok(response)
 }
 
 /// `POST /indexes/{uid}/documents/fetch`.

@@ -6,6 +6,7 @@ pub mod error;
 mod indexes;
 mod miroir;
 mod multi_search;
+mod scatter;
 mod search;
 mod settings;
 mod stats;

@@ -1,145 +1,26 @@
-//! Scatter-gather search (DESIGN §5): one covering set of nodes, each asked only for the
-//! shards assigned to it (`_miroir_shard IN [...]` ANDed with the client's filter, so no
-//! shard is counted twice with RF > 1), then an exact merge.
+//! Search and facet search (DESIGN §5): scatter-gather over a covering set (`scatter.rs`),
+//! then an exact merge of hits, totals and facets.
 
 use super::documents::SHARD_FIELD;
 use super::error::MeiliError;
 use super::indexes::{find_index, json_object};
-use crate::nodes::{NodeAnswer, Unreachable};
+pub use super::scatter::SearchFailure;
+use super::scatter::{gather, mark_degraded, next_turn};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use miroir_proto::pb::{self, GroupState, NodeState};
-use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use tokio::task::JoinSet;
-
-/// Rotates the group and replica chosen first, spreading reads.
-static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
-
-/// Which node serves which shards, and the shards nobody can serve.
-#[derive(Debug, Default, PartialEq)]
-pub struct CoveringSet {
-    /// node id → shards it is asked for.
-    pub assignments: BTreeMap<String, Vec<u32>>,
-    /// Shards with no live replica in any active group.
-    pub missing: Vec<u32>,
-}
-
-/// For each shard, one live read node: groups are tried in turn starting at `turn`, and
-/// within a group the replicas rotate with the shard so load spreads.
-pub fn covering_set(index: &pb::Index, topology: &pb::Topology, turn: usize) -> CoveringSet {
-    let live: HashSet<&str> = topology
-        .nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Active as i32)
-        .map(|n| n.id.as_str())
-        .collect();
-    let active: HashSet<u32> = topology
-        .groups
-        .iter()
-        .filter(|g| g.state == GroupState::Active as i32)
-        .map(|g| g.id)
-        .collect();
-    let groups: Vec<&pb::GroupRouting> = index
-        .routing
-        .iter()
-        .filter(|r| active.contains(&r.group_id))
-        .collect();
-    let mut set = CoveringSet::default();
-    for shard in 0..index.shard_count {
-        let chosen = (0..groups.len()).find_map(|g| {
-            let route = groups[(turn + g) % groups.len()]
-                .shards
-                .get(shard as usize)?;
-            let replicas: Vec<&String> = route
-                .read_nodes
-                .iter()
-                .filter(|n| live.contains(n.as_str()))
-                .collect();
-            (!replicas.is_empty())
-                .then(|| replicas[(turn + shard as usize) % replicas.len()].clone())
-        });
-        match chosen {
-            Some(node) => set.assignments.entry(node).or_default().push(shard),
-            None => set.missing.push(shard),
-        }
-    }
-    set
-}
-
-/// Sends `body` to every node of `plan` at `path` (POST), each with its own shard filter
-/// ANDed with the client's `filter`, inside the current span; answers in plan order.
-pub(super) async fn scatter(
-    state: &AppState,
-    topology: &pb::Topology,
-    plan: &CoveringSet,
-    path: &str,
-    body: &Map<String, Value>,
-    filter: Option<&Value>,
-) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
-    let mut calls = JoinSet::new();
-    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
-        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
-            continue;
-        };
-        let mut node_body = body.clone();
-        node_body.insert("filter".into(), with_shard_filter(filter, shards));
-        let node_body = Value::Object(node_body);
-        let (client, node_id, address, path) = (
-            state.nodes.clone(),
-            node_id.clone(),
-            node.address.clone(),
-            path.to_owned(),
-        );
-        calls.spawn(tracing::Instrument::in_current_span(async move {
-            let answer = client
-                .call(&node_id, &address, Method::POST, &path, Some(&node_body))
-                .await;
-            (position, answer)
-        }));
-    }
-    let mut answers = Vec::with_capacity(plan.assignments.len());
-    while let Some(Ok(answer)) = calls.join_next().await {
-        answers.push(answer);
-    }
-    answers.sort_by_key(|(position, _)| *position);
-    answers
-}
-
-/// The client's filter ANDed with the node's shards.
-pub(super) fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
-    let list = shards
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let own = format!("{SHARD_FIELD} IN [{list}]");
-    match client {
-        None | Some(Value::Null) => json!(own),
-        Some(Value::String(s)) if s.trim().is_empty() => json!(own),
-        Some(Value::String(s)) => json!(format!("{own} AND ({s})")),
-        // The array form is an AND of its elements.
-        Some(Value::Array(items)) => {
-            let mut all = vec![json!(own)];
-            all.extend(items.iter().cloned());
-            Value::Array(all)
-        }
-        Some(other) => other.clone(),
-    }
-}
 
 fn uint(query: &Map<String, Value>, key: &str) -> Option<usize> {
     query.get(key).and_then(Value::as_u64).map(|v| v as usize)
 }
 
-fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Ordering {
+pub(super) fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Ordering {
     fn first(v: Option<&Value>) -> Option<&Value> {
         match v {
             Some(Value::Array(items)) => items.first(),
@@ -169,7 +50,7 @@ fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Or
     }
 }
 
-fn lookup<'a>(hit: &'a Value, path: &str) -> Option<&'a Value> {
+pub(super) fn lookup<'a>(hit: &'a Value, path: &str) -> Option<&'a Value> {
     hit.get(path)
         .or_else(|| path.split('.').try_fold(hit, |v, part| v.get(part)))
 }
@@ -287,36 +168,12 @@ pub struct Searched {
     pub degraded: Vec<String>,
 }
 
-/// Why a search has no merged answer: a node's client error (the same on every node) or
-/// Miroir's own.
-pub enum SearchFailure {
-    /// A node answered 4xx: passed on as is.
-    Node(StatusCode, Value),
-    /// Miroir could not run the search.
-    Miroir(MeiliError),
-}
-
-impl SearchFailure {
-    /// The status and Meilisearch error body.
-    pub fn parts(self) -> (StatusCode, Value) {
-        match self {
-            Self::Node(status, body) => (status, body),
-            Self::Miroir(error) => (error.status, error.body()),
-        }
-    }
-}
-
 /// The HTTP answer for a search.
 pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
     match result {
         Ok(searched) => {
             let mut response = (StatusCode::OK, Json(Value::Object(searched.body))).into_response();
-            if !searched.degraded.is_empty()
-                && let Ok(value) =
-                    HeaderValue::from_str(&format!("shards={}", searched.degraded.join(",")))
-            {
-                response.headers_mut().insert("x-miroir-degraded", value);
-            }
+            mark_degraded(&mut response, &searched.degraded);
             response
         }
         Err(failure) => {
@@ -333,9 +190,7 @@ pub async fn run_search(
     query: Map<String, Value>,
 ) -> Result<Searched, SearchFailure> {
     let index = find_index(state, uid).map_err(SearchFailure::Miroir)?;
-    let topology = state.topology.current();
-    let turn = ROUND_ROBIN.fetch_add(1, AtomicOrdering::Relaxed);
-    let plan = covering_set(&index, &topology, turn);
+    let turn = next_turn();
 
     let page_mode = query.contains_key("page") || query.contains_key("hitsPerPage");
     let (offset, limit) = (
@@ -418,29 +273,8 @@ pub async fn run_search(
     }
 
     let path = format!("/indexes/{uid}/search");
-    let node_answers = scatter(
-        state,
-        &topology,
-        &plan,
-        &path,
-        &node_query,
-        query.get("filter"),
-    )
-    .await;
-    let mut answers: Vec<(usize, Value)> = Vec::new();
-    let mut unreachable_shards: Vec<u32> = plan.missing.clone();
-    let shard_lists: Vec<&Vec<u32>> = plan.assignments.values().collect();
-    for (position, answer) in node_answers {
-        match answer {
-            Ok(answer) if answer.status == 200 => answers.push((position, answer.body)),
-            // A client error (bad filter, sort…) is the same on every node: pass it on.
-            Ok(answer) if (400..500).contains(&answer.status) => {
-                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
-                return Err(SearchFailure::Node(status, answer.body));
-            }
-            _ => unreachable_shards.extend(shard_lists[position].iter().copied()),
-        }
-    }
+    let gathered = gather(state, &index, turn, &path, &node_query, query.get("filter")).await?;
+    let answers: Vec<(usize, Value)> = gathered.answers.into_iter().enumerate().collect();
 
     let mut hits: Vec<(usize, usize, Value)> = Vec::new();
     for (position, answer) in &answers {
@@ -546,14 +380,9 @@ pub async fn run_search(
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
-    unreachable_shards.sort_unstable();
-    unreachable_shards.dedup();
     Ok(Searched {
         body: response,
-        degraded: unreachable_shards
-            .iter()
-            .map(|s| format!("{uid}/{s}"))
-            .collect(),
+        degraded: gathered.degraded,
     })
 }
 
@@ -566,38 +395,30 @@ pub async fn facet_search(
 ) -> Result<Response, MeiliError> {
     let query = json_object(&body)?;
     let index = find_index(&state, &uid)?;
-    let topology = state.topology.current();
-    let plan = covering_set(
-        &index,
-        &topology,
-        ROUND_ROBIN.fetch_add(1, AtomicOrdering::Relaxed),
-    );
     let path = format!("/indexes/{uid}/facet-search");
-    let node_answers = scatter(&state, &topology, &plan, &path, &query, query.get("filter")).await;
+    let gathered = match gather(
+        &state,
+        &index,
+        next_turn(),
+        &path,
+        &query,
+        query.get("filter"),
+    )
+    .await
+    {
+        Ok(gathered) => gathered,
+        Err(failure) => {
+            let (status, body) = failure.parts();
+            return Ok((status, Json(body)).into_response());
+        }
+    };
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut processing = 0;
-    for (_, answer) in node_answers {
-        match answer {
-            Ok(answer) if answer.status == 200 => {
-                processing = processing.max(answer.body["processingTimeMs"].as_u64().unwrap_or(0));
-                for hit in answer.body["facetHits"].as_array().into_iter().flatten() {
-                    if let Some(value) = hit["value"].as_str() {
-                        *counts.entry(value.to_owned()).or_default() +=
-                            hit["count"].as_u64().unwrap_or(0);
-                    }
-                }
-            }
-            Ok(answer) => {
-                return Ok((
-                    StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                    Json(answer.body),
-                )
-                    .into_response());
-            }
-            Err(unreachable) => {
-                return Ok(
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(unreachable.error())).into_response()
-                );
+    for answer in &gathered.answers {
+        processing = processing.max(answer["processingTimeMs"].as_u64().unwrap_or(0));
+        for hit in answer["facetHits"].as_array().into_iter().flatten() {
+            if let Some(value) = hit["value"].as_str() {
+                *counts.entry(value.to_owned()).or_default() += hit["count"].as_u64().unwrap_or(0);
             }
         }
     }
@@ -607,10 +428,11 @@ pub async fn facet_search(
         .map(|(value, count)| json!({"value": value, "count": count}))
         .collect();
     let facet_query = query.get("facetQuery").cloned().unwrap_or(Value::Null);
-    Ok(
+    let mut response =
         Json(json!({"facetHits": hits, "facetQuery": facet_query, "processingTimeMs": processing}))
-            .into_response(),
-    )
+            .into_response();
+    mark_degraded(&mut response, &gathered.degraded);
+    Ok(response)
 }
 
 /// Sums facet counts per value; takes the min of mins and max of maxes.
@@ -658,22 +480,6 @@ pub fn merge_facets<'a>(answers: impl Iterator<Item = &'a Value>) -> (Value, Val
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shard_filters_and_the_client_filter_combine() {
-        assert_eq!(
-            with_shard_filter(None, &[1, 3]),
-            json!("_miroir_shard IN [1, 3]")
-        );
-        assert_eq!(
-            with_shard_filter(Some(&json!("a = 1 OR b = 2")), &[0]),
-            json!("_miroir_shard IN [0] AND (a = 1 OR b = 2)")
-        );
-        assert_eq!(
-            with_shard_filter(Some(&json!(["a = 1", ["b = 2", "c = 3"]])), &[2]),
-            json!(["_miroir_shard IN [2]", "a = 1", ["b = 2", "c = 3"]])
-        );
-    }
 
     #[test]
     fn facets_sum_and_stats_span() {

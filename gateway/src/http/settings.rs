@@ -5,7 +5,7 @@
 use super::documents::{SHARD_FIELD, index_for_write};
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{accepted, find_index, json_object};
-use super::search::covering_set;
+use super::scatter::covering_set;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;

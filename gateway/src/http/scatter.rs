@@ -1,0 +1,287 @@
+//! Scatter-gather (DESIGN §5): a covering set of nodes, each asked only for the shards
+//! assigned to it (`_miroir_shard IN [...]` ANDed with the client's filter, so no shard is
+//! counted twice with RF > 1); shards whose node fails are asked again of another live
+//! replica; what no replica can serve follows the shard-unavailable policy.
+
+use super::documents::SHARD_FIELD;
+use super::error::{ErrorType, MeiliError};
+use crate::config::ShardPolicy;
+use crate::nodes::{NodeAnswer, Unreachable};
+use crate::state::AppState;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::Response;
+use miroir_proto::pb::{self, GroupState, NodeState};
+use reqwest::Method;
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::task::JoinSet;
+
+/// Rotates the group and replica chosen first, spreading reads.
+static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
+
+/// The next read's turn in the rotation.
+pub fn next_turn() -> usize {
+    ROUND_ROBIN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Which node serves which shards, and the shards nobody can serve.
+#[derive(Debug, Default, PartialEq)]
+pub struct CoveringSet {
+    /// node id → shards it is asked for.
+    pub assignments: BTreeMap<String, Vec<u32>>,
+    /// Shards with no live replica in any active group.
+    pub missing: Vec<u32>,
+}
+
+/// For each shard, one live read node: groups are tried in turn starting at `turn`, and
+/// within a group the replicas rotate with the shard so load spreads.
+pub fn covering_set(index: &pb::Index, topology: &pb::Topology, turn: usize) -> CoveringSet {
+    let shards: Vec<u32> = (0..index.shard_count).collect();
+    covering_set_for(index, topology, turn, &shards, &HashSet::new())
+}
+
+/// [`covering_set`] for some shards only, never choosing a node of `excluded`.
+pub fn covering_set_for(
+    index: &pb::Index,
+    topology: &pb::Topology,
+    turn: usize,
+    shards: &[u32],
+    excluded: &HashSet<String>,
+) -> CoveringSet {
+    let live: HashSet<&str> = topology
+        .nodes
+        .iter()
+        .filter(|n| n.state == NodeState::Active as i32 && !excluded.contains(&n.id))
+        .map(|n| n.id.as_str())
+        .collect();
+    let active: HashSet<u32> = topology
+        .groups
+        .iter()
+        .filter(|g| g.state == GroupState::Active as i32)
+        .map(|g| g.id)
+        .collect();
+    let groups: Vec<&pb::GroupRouting> = index
+        .routing
+        .iter()
+        .filter(|r| active.contains(&r.group_id))
+        .collect();
+    let mut set = CoveringSet::default();
+    for &shard in shards {
+        let chosen = (0..groups.len()).find_map(|g| {
+            let route = groups[(turn + g) % groups.len()]
+                .shards
+                .get(shard as usize)?;
+            let replicas: Vec<&String> = route
+                .read_nodes
+                .iter()
+                .filter(|n| live.contains(n.as_str()))
+                .collect();
+            (!replicas.is_empty())
+                .then(|| replicas[(turn + shard as usize) % replicas.len()].clone())
+        });
+        match chosen {
+            Some(node) => set.assignments.entry(node).or_default().push(shard),
+            None => set.missing.push(shard),
+        }
+    }
+    set
+}
+
+/// Sends `body` to every node of `plan` at `path` (POST), each with its own shard filter
+/// ANDed with the client's `filter`, inside the current span; answers in plan order.
+pub async fn scatter(
+    state: &AppState,
+    topology: &pb::Topology,
+    plan: &CoveringSet,
+    path: &str,
+    body: &Map<String, Value>,
+    filter: Option<&Value>,
+) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
+    let mut calls = JoinSet::new();
+    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
+            continue;
+        };
+        let mut node_body = body.clone();
+        node_body.insert("filter".into(), with_shard_filter(filter, shards));
+        let node_body = Value::Object(node_body);
+        let (client, node_id, address, path) = (
+            state.nodes.clone(),
+            node_id.clone(),
+            node.address.clone(),
+            path.to_owned(),
+        );
+        calls.spawn(tracing::Instrument::in_current_span(async move {
+            let answer = client
+                .call(&node_id, &address, Method::POST, &path, Some(&node_body))
+                .await;
+            (position, answer)
+        }));
+    }
+    let mut answers = Vec::with_capacity(plan.assignments.len());
+    while let Some(Ok(answer)) = calls.join_next().await {
+        answers.push(answer);
+    }
+    answers.sort_by_key(|(position, _)| *position);
+    answers
+}
+
+/// The client's filter ANDed with the node's shards.
+pub fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
+    let list = shards
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let own = format!("{SHARD_FIELD} IN [{list}]");
+    match client {
+        None | Some(Value::Null) => json!(own),
+        Some(Value::String(s)) if s.trim().is_empty() => json!(own),
+        Some(Value::String(s)) => json!(format!("{own} AND ({s})")),
+        // The array form is an AND of its elements.
+        Some(Value::Array(items)) => {
+            let mut all = vec![json!(own)];
+            all.extend(items.iter().cloned());
+            Value::Array(all)
+        }
+        Some(other) => other.clone(),
+    }
+}
+
+/// Why a scatter-gather has no merged answer: a node's client error (the same on every
+/// node) or Miroir's own.
+pub enum SearchFailure {
+    /// A node answered 4xx: passed on as is.
+    Node(StatusCode, Value),
+    /// Miroir could not run the request.
+    Miroir(MeiliError),
+}
+
+impl SearchFailure {
+    /// The status and Meilisearch error body.
+    pub fn parts(self) -> (StatusCode, Value) {
+        match self {
+            Self::Node(status, body) => (status, body),
+            Self::Miroir(error) => (error.status, error.body()),
+        }
+    }
+}
+
+/// Every successful node answer of one scatter-gather, and the shards nobody served.
+pub struct Gathered {
+    /// 200 answers: those of the first plan in its order, then those of retries.
+    pub answers: Vec<Value>,
+    /// `index/shard` left out of the answers (policy `partial`).
+    pub degraded: Vec<String>,
+}
+
+/// How many times shards whose node failed are asked of another replica.
+const RETRY_ROUNDS: usize = 2;
+
+/// Scatters `body` over a covering set of `index` and collects the answers. A node that
+/// fails (unreachable, timeout, 5xx) has its shards asked of another live replica, in any
+/// group; a 4xx is the client's error and ends the request. Shards left unserved make
+/// the request fail with 503 `miroir_shard_unavailable` under policy `error`.
+pub async fn gather(
+    state: &AppState,
+    index: &pb::Index,
+    turn: usize,
+    path: &str,
+    body: &Map<String, Value>,
+    filter: Option<&Value>,
+) -> Result<Gathered, SearchFailure> {
+    let topology = state.topology.current();
+    let mut plan = covering_set(index, &topology, turn);
+    let mut excluded: HashSet<String> = HashSet::new();
+    let mut answers = Vec::new();
+    let mut lost: Vec<u32> = Vec::new();
+    let mut last_error: Option<String> = None;
+    for round in 0..=RETRY_ROUNDS {
+        lost.extend(plan.missing.iter().copied());
+        let nodes: Vec<(&String, &Vec<u32>)> = plan.assignments.iter().collect();
+        let mut failed: Vec<u32> = Vec::new();
+        for (position, answer) in scatter(state, &topology, &plan, path, body, filter).await {
+            let (node, shards) = nodes[position];
+            match answer {
+                Ok(answer) if answer.status == 200 => answers.push(answer.body),
+                Ok(answer) if (400..500).contains(&answer.status) => {
+                    let status =
+                        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+                    return Err(SearchFailure::Node(status, answer.body));
+                }
+                failure => {
+                    last_error = Some(match failure {
+                        Ok(answer) => format!("node `{node}` answered {}", answer.status),
+                        Err(unreachable) => unreachable.error()["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                    });
+                    tracing::warn!(node, ?shards, error = ?last_error, "node failed during a read; asking another replica");
+                    excluded.insert(node.clone());
+                    failed.extend(shards.iter().copied());
+                }
+            }
+        }
+        if failed.is_empty() {
+            break;
+        }
+        if round == RETRY_ROUNDS {
+            lost.extend(failed);
+            break;
+        }
+        plan = covering_set_for(index, &topology, turn + round + 1, &failed, &excluded);
+    }
+    lost.sort_unstable();
+    lost.dedup();
+    if !lost.is_empty() && state.config.shard_unavailable_policy == ShardPolicy::Error {
+        let mut message = format!(
+            "Index `{}`: no live replica could serve shards {lost:?}.",
+            index.uid
+        );
+        if let Some(error) = last_error {
+            message.push_str(&format!(" Last error: {error}"));
+        }
+        return Err(SearchFailure::Miroir(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_shard_unavailable",
+            ErrorType::System,
+            message,
+        )));
+    }
+    Ok(Gathered {
+        answers,
+        degraded: lost.iter().map(|s| format!("{}/{s}", index.uid)).collect(),
+    })
+}
+
+/// Adds `X-Miroir-Degraded: shards=…` when some shards were left out.
+pub fn mark_degraded(response: &mut Response, degraded: &[String]) {
+    if !degraded.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&format!("shards={}", degraded.join(",")))
+    {
+        response.headers_mut().insert("x-miroir-degraded", value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_filters_and_the_client_filter_combine() {
+        assert_eq!(
+            with_shard_filter(None, &[1, 3]),
+            json!("_miroir_shard IN [1, 3]")
+        );
+        assert_eq!(
+            with_shard_filter(Some(&json!("a = 1 OR b = 2")), &[0]),
+            json!("_miroir_shard IN [0] AND (a = 1 OR b = 2)")
+        );
+        assert_eq!(
+            with_shard_filter(Some(&json!(["a = 1", ["b = 2", "c = 3"]])), &[2]),
+            json!(["_miroir_shard IN [2]", "a = 1", ["b = 2", "c = 3"]])
+        );
+    }
+}
