@@ -15,14 +15,14 @@ async fn documents_are_read_paged_and_deleted_across_the_fleet() {
         .ok(
             Method::PATCH,
             "/indexes/movies/settings",
-            json!({"filterableAttributes": ["genre"]}),
+            json!({"filterableAttributes": ["genre"], "sortableAttributes": ["rank"]}),
         )
         .await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;
     let documents: Vec<_> = (0..30)
-        .map(|i| json!({"id": i, "genre": if i % 3 == 0 { "horror" } else { "drama" }}))
+        .map(|i| json!({"id": i, "genre": if i % 3 == 0 { "horror" } else { "drama" }, "rank": (i * 7) % 30}))
         .collect();
     meili
         .ok(Method::POST, "/indexes/movies/documents", json!(documents))
@@ -31,7 +31,7 @@ async fn documents_are_read_paged_and_deleted_across_the_fleet() {
     let (status, document) = meili.get("/indexes/movies/documents/5").await;
     assert_eq!(
         (status, document),
-        (200, json!({"id": 5, "genre": "drama"}))
+        (200, json!({"id": 5, "genre": "drama", "rank": 5}))
     );
     let (status, error) = meili.get("/indexes/movies/documents/999").await;
     assert_eq!(
@@ -64,6 +64,28 @@ async fn documents_are_read_paged_and_deleted_across_the_fleet() {
         )
         .await;
     assert_eq!(horror["total"], 10);
+
+    // Sorted pages merge across nodes by the sort key; the key is fetched for the merge
+    // and not shown when `fields` leaves it out.
+    let mut ranked = Vec::new();
+    for page in 0..3 {
+        let (status, body) = meili
+            .post(
+                "/indexes/movies/documents/fetch",
+                json!({"sort": ["rank:desc"], "fields": ["id"], "offset": page * 10, "limit": 10}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        for document in body["results"].as_array().unwrap() {
+            assert_eq!(document.as_object().unwrap().len(), 1, "{document}");
+            ranked.push(document["id"].as_i64().unwrap());
+        }
+    }
+    let expected: Vec<i64> = (0..30).rev().map(|rank| (rank * 13) % 30).collect();
+    assert_eq!(
+        ranked, expected,
+        "rank = 7·id mod 30, so id = 13·rank mod 30"
+    );
 
     meili
         .ok(Method::DELETE, "/indexes/movies/documents/5", json!(null))
