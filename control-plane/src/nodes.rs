@@ -68,6 +68,40 @@ impl NodeClient {
         })
     }
 
+    /// `GET url`: the node's JSON answer, or its Meilisearch error.
+    pub async fn get(&self, node: &str, url: String) -> Result<Value, NodeCallError> {
+        let span = tracing::info_span!("node_call", node, method = "GET", url = %url);
+        async {
+            let mut headers = http::HeaderMap::new();
+            miroir_proto::telemetry::inject_current_context(&mut headers);
+            let response = self
+                .http
+                .get(&url)
+                .bearer_auth(&self.master_key)
+                .headers(headers)
+                .send()
+                .await
+                .map_err(|e| NodeCallError::unreachable(node, e))?;
+            let status = response.status();
+            let body: Value = response
+                .json()
+                .await
+                .map_err(|e| NodeCallError::unreachable(node, e))?;
+            if status.is_success() {
+                Ok(body)
+            } else if body.get("code").is_some() {
+                Err(NodeCallError { error: body })
+            } else {
+                Err(NodeCallError::unreachable(
+                    node,
+                    format!("answered {status}"),
+                ))
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Sends one request; returns the node's task uid from its 202 answer.
     pub async fn enqueue(
         &self,

@@ -363,6 +363,73 @@ pub fn delete_index(topology: &mut pb::Topology, uid: &str) -> Result<pb::Index>
     Ok(topology.indexes.remove(position))
 }
 
+/// Records `primary_key` on an index that has none; a no-op when it is already the
+/// same; FAILED_PRECONDITION naming the recorded key otherwise (unless `replace`).
+pub fn set_primary_key(
+    topology: &mut pb::Topology,
+    uid: &str,
+    primary_key: &str,
+    replace: bool,
+) -> Result<pb::Index> {
+    let index = find_index_mut(topology, uid)?;
+    match index.primary_key.as_deref() {
+        Some(current) if current != primary_key && !replace => {
+            return Err(ControlPlaneError::FailedPrecondition(format!(
+                "Index already has a primary key: `{current}`."
+            )));
+        }
+        _ => index.primary_key = Some(primary_key.to_owned()),
+    }
+    Ok(index.clone())
+}
+
+/// Exchanges everything but the uid between the indexes of each pair: each uid now names
+/// the other's shards, routing, key and settings version. Every index must exist and
+/// appear once.
+pub fn swap_indexes(topology: &mut pb::Topology, pairs: &[(String, String)]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    let mut missing = Vec::new();
+    for uid in pairs.iter().flat_map(|(a, b)| [a, b]) {
+        if !seen.insert(uid) {
+            return Err(ControlPlaneError::InvalidArgument(format!(
+                "Indexes must be declared only once during a swap. `{uid}` was specified several times."
+            )));
+        }
+        if !topology.indexes.iter().any(|i| &i.uid == uid) {
+            missing.push(format!("`{uid}`"));
+        }
+    }
+    if !missing.is_empty() {
+        let noun = if missing.len() == 1 {
+            "Index"
+        } else {
+            "Indexes"
+        };
+        return Err(ControlPlaneError::NotFound(format!(
+            "{noun} {} not found.",
+            missing.join(", ")
+        )));
+    }
+    for (a, b) in pairs {
+        let i = topology.indexes.iter().position(|x| &x.uid == a);
+        let j = topology.indexes.iter().position(|x| &x.uid == b);
+        if let (Some(i), Some(j)) = (i, j) {
+            topology.indexes.swap(i, j);
+            topology.indexes[i].uid = a.clone();
+            topology.indexes[j].uid = b.clone();
+        }
+    }
+    Ok(())
+}
+
+fn find_index_mut<'a>(topology: &'a mut pb::Topology, uid: &str) -> Result<&'a mut pb::Index> {
+    topology
+        .indexes
+        .iter_mut()
+        .find(|i| i.uid == uid)
+        .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))
+}
+
 /// Sets a node's state; returns whether anything changed.
 pub fn set_node_state(
     topology: &mut pb::Topology,
@@ -515,5 +582,56 @@ mod tests {
             create_index(&mut t, "x", None, layout(4, 1), 0),
             Err(ControlPlaneError::AlreadyExists(_))
         ));
+    }
+
+    #[test]
+    fn primary_keys_are_recorded_once() {
+        let mut t = fleet(&[("a", 0)]);
+        create_index(&mut t, "movies", None, layout(4, 1), 0).unwrap();
+        assert_eq!(
+            set_primary_key(&mut t, "movies", "id", false)
+                .unwrap()
+                .primary_key
+                .as_deref(),
+            Some("id")
+        );
+        assert!(set_primary_key(&mut t, "movies", "id", false).is_ok());
+        let error = set_primary_key(&mut t, "movies", "uid", false).unwrap_err();
+        assert!(error.to_string().contains("`id`"), "{error}");
+        assert!(set_primary_key(&mut t, "movies", "uid", true).is_ok());
+        assert!(matches!(
+            set_primary_key(&mut t, "nope", "id", false),
+            Err(ControlPlaneError::NotFound(_))
+        ));
+    }
+
+    #[test]
+    fn swaps_exchange_layouts_and_keep_uids() {
+        let mut t = fleet(&[("a", 0), ("b", 0)]);
+        create_index(&mut t, "x", Some("id".into()), layout(4, 1), 1).unwrap();
+        create_index(&mut t, "y", None, layout(8, 2), 2).unwrap();
+        swap_indexes(&mut t, &[("x".into(), "y".into())]).unwrap();
+        let x = t.indexes.iter().find(|i| i.uid == "x").unwrap();
+        let y = t.indexes.iter().find(|i| i.uid == "y").unwrap();
+        assert_eq!(
+            (x.shard_count, x.created_at_ms, x.primary_key.as_deref()),
+            (8, 2, None)
+        );
+        assert_eq!(
+            (y.shard_count, y.created_at_ms, y.primary_key.as_deref()),
+            (4, 1, Some("id"))
+        );
+        assert!(matches!(
+            swap_indexes(
+                &mut t,
+                &[("x".into(), "y".into()), ("y".into(), "z".into())]
+            ),
+            Err(ControlPlaneError::InvalidArgument(_))
+        ));
+        let error = swap_indexes(&mut t, &[("x".into(), "z".into())]).unwrap_err();
+        assert!(
+            error.to_string().contains("Index `z` not found."),
+            "{error}"
+        );
     }
 }

@@ -104,17 +104,31 @@ impl ControlPlaneClient {
     }
 }
 
-/// One typed method per RPC the gateway makes, each with failover.
+/// A gRPC request carrying the current span's W3C trace context, so the control plane's
+/// spans join the client's trace.
+fn with_trace_context<T>(message: T) -> tonic::Request<T> {
+    let mut headers = http::HeaderMap::new();
+    miroir_proto::telemetry::inject_current_context(&mut headers);
+    let mut request = tonic::Request::new(message);
+    *request.metadata_mut() = tonic::metadata::MetadataMap::from_headers(headers);
+    request
+}
+
+/// One typed method per RPC the gateway makes, each with failover and a span.
 macro_rules! rpc {
     ($($client:ident $name:ident($request:ident) -> $response:ident;)*) => {
         impl ControlPlaneClient {
             $(
                 #[doc = concat!("`", stringify!($name), "` with failover.")]
                 pub async fn $name(&self, request: pb::$request) -> Result<pb::$response, tonic::Status> {
-                    self.call(|channel| {
-                        let request = request.clone();
-                        async move { Self::$client(channel).$name(request).await.map(|r| r.into_inner()) }
-                    })
+                    let span = tracing::info_span!("control_plane_call", rpc = stringify!($name));
+                    tracing::Instrument::instrument(
+                        self.call(|channel| {
+                            let request = with_trace_context(request.clone());
+                            async move { Self::$client(channel).$name(request).await.map(|r| r.into_inner()) }
+                        }),
+                        span,
+                    )
                     .await
                 }
             )*
@@ -127,6 +141,9 @@ rpc! {
     admin delete_index(DeleteIndexRequest) -> IndexResponse;
     admin get_index(GetIndexRequest) -> IndexResponse;
     admin update_index_settings(UpdateIndexSettingsRequest) -> IndexResponse;
+    admin update_index(UpdateIndexRequest) -> IndexResponse;
+    admin set_primary_key(SetPrimaryKeyRequest) -> IndexResponse;
+    admin swap_indexes(SwapIndexesRequest) -> SwapIndexesResponse;
     tasks create_task(CreateTaskRequest) -> Task;
     tasks get_task(GetTaskRequest) -> Task;
     tasks list_tasks(ListTasksRequest) -> ListTasksResponse;

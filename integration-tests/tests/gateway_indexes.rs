@@ -1,8 +1,9 @@
 //! Index lifecycle through the gateway: the control plane creates and deletes the index on
 //! every node and the client's task reports the nodes' real outcome.
 
-use crate::fresh_control_plane;
-use miroir_integration_tests::{ControlPlane, Gateway, Meili, TestNode, wait_for};
+use miroir_integration_tests::{
+    ControlPlane, ControlPlaneOptions, Gateway, Meili, TestNode, wait_for,
+};
 use miroir_proto::pb::NodeState;
 use reqwest::Method;
 use serde_json::json;
@@ -10,7 +11,15 @@ use std::time::Duration;
 
 /// A control plane, `n` healthy nodes in group 0, and a gateway.
 pub async fn fleet(n: usize) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
-    let (dir, cp) = fresh_control_plane().await;
+    fleet_with(n, ControlPlaneOptions::default()).await
+}
+
+/// [`fleet`] with control-plane options.
+pub async fn fleet_with(
+    n: usize,
+    options: ControlPlaneOptions,
+) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    let (dir, cp) = crate::fresh_control_plane_with(options).await;
     let mut nodes = Vec::new();
     for i in 0..n {
         let node = TestNode::start().await;
@@ -208,4 +217,173 @@ async fn tasks_are_listed_with_meilisearch_filters_and_paging() {
     let (status, version) = meili.get("/version").await;
     assert_eq!(status, 200);
     assert!(version["pkgVersion"].is_string(), "{version}");
+}
+
+/// Sends a write and waits for its task to fail; returns the task's error.
+async fn failing(
+    meili: &Meili,
+    method: Method,
+    path: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let (status, enqueued) = meili.json(method, path, body).await;
+    assert_eq!(status, 202, "{path}: {enqueued}");
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "failed", "{path}: {task}");
+    task["error"].clone()
+}
+
+#[tokio::test]
+async fn primary_keys_are_recorded_changed_and_indexes_swapped() {
+    let (_dir, cp, nodes, gateway) = fleet(3).await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(Method::POST, "/indexes", json!({"uid": "a"}))
+        .await;
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "b", "primaryKey": "sku"}),
+        )
+        .await;
+
+    // PATCH sets the key everywhere while the index is empty.
+    let task = meili
+        .ok(Method::PATCH, "/indexes/a", json!({"primaryKey": "code"}))
+        .await;
+    assert_eq!(
+        (task["type"].as_str(), &task["details"]),
+        (Some("indexUpdate"), &json!({"primaryKey": "code"}))
+    );
+    assert_eq!(meili.get("/indexes/a").await.1["primaryKey"], "code");
+    for node in &nodes {
+        assert_eq!(
+            Meili::new(&node.url).get("/indexes/a").await.1["primaryKey"],
+            "code"
+        );
+    }
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/a/documents",
+            json!([{"code": 1, "title": "from a"}]),
+        )
+        .await;
+    let error = failing(
+        &meili,
+        Method::PATCH,
+        "/indexes/a",
+        json!({"primaryKey": "other"}),
+    )
+    .await;
+    assert_eq!(error["code"], "index_primary_key_already_exists", "{error}");
+    assert_eq!(meili.get("/indexes/a").await.1["primaryKey"], "code");
+    let error = failing(
+        &meili,
+        Method::POST,
+        "/indexes/b/documents?primaryKey=wrong",
+        json!([{"wrong": 1}]),
+    )
+    .await;
+    assert_eq!(error["code"], "index_primary_key_already_exists", "{error}");
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/b/documents",
+            json!([{"sku": "x1", "title": "from b"}, {"sku": "x2", "title": "from b"}]),
+        )
+        .await;
+
+    // An inferred key is recorded in the topology before any node sees a document.
+    meili
+        .ok(Method::POST, "/indexes/c/documents", json!([{"cid": 7}]))
+        .await;
+    let c = cp
+        .current_topology()
+        .await
+        .indexes
+        .into_iter()
+        .find(|i| i.uid == "c")
+        .unwrap();
+    assert_eq!(c.primary_key.as_deref(), Some("cid"));
+
+    let (status, error) = meili
+        .json(Method::PATCH, "/indexes/a", json!({"uid": "z"}))
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("immutable_index_uid"))
+    );
+    let (status, error) = meili
+        .json(Method::PATCH, "/indexes/a", json!({"primaryKey": 3}))
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_index_primary_key")),
+        "{error}"
+    );
+    let error = failing(
+        &meili,
+        Method::PATCH,
+        "/indexes/nope",
+        json!({"primaryKey": "id"}),
+    )
+    .await;
+    assert_eq!(error["code"], "index_not_found");
+
+    // Swap: each uid now names the other's documents, key and layout, on every node.
+    let task = meili
+        .ok(
+            Method::POST,
+            "/swap-indexes",
+            json!([{"indexes": ["a", "b"]}]),
+        )
+        .await;
+    assert_eq!(task["type"], "indexSwap");
+    assert_eq!(task["indexUid"], serde_json::Value::Null);
+    assert_eq!(task["details"], json!({"swaps": [{"indexes": ["a", "b"]}]}));
+    assert_eq!(meili.get("/indexes/a").await.1["primaryKey"], "sku");
+    let (_, hits) = meili.post("/indexes/a/search", json!({})).await;
+    assert_eq!(hits["estimatedTotalHits"], 2, "{hits}");
+    assert_eq!(hits["hits"][0]["title"], "from b");
+    let (_, document) = meili.get("/indexes/b/documents/1").await;
+    assert_eq!(document["title"], "from a");
+    for node in &nodes {
+        assert_eq!(
+            Meili::new(&node.url).get("/indexes/a").await.1["primaryKey"],
+            "sku"
+        );
+    }
+
+    let (status, error) = meili
+        .post("/swap-indexes", json!([{"indexes": ["a"]}]))
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_swap_indexes")),
+        "{error}"
+    );
+    let (status, error) = meili
+        .post(
+            "/swap-indexes",
+            json!([{"indexes": ["a", "b"]}, {"indexes": ["b", "c"]}]),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_swap_duplicate_index_found")),
+        "{error}"
+    );
+    let error = failing(
+        &meili,
+        Method::POST,
+        "/swap-indexes",
+        json!([{"indexes": ["a", "nope"]}]),
+    )
+    .await;
+    assert_eq!(
+        (error["code"].as_str(), error["message"].as_str()),
+        (Some("index_not_found"), Some("Index `nope` not found."))
+    );
 }

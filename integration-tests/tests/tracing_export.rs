@@ -57,7 +57,14 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn gateway_requests_and_their_node_calls_are_one_trace() {
     let (collector, endpoint) = start_collector().await;
-    let (dir, cp, _nodes, _plain_gateway) = crate::gateway_indexes::fleet(2).await;
+    let mut options = ControlPlaneOptions::default();
+    options
+        .env
+        .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.clone()));
+    options
+        .env
+        .push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+    let (dir, cp, _nodes, _plain_gateway) = crate::gateway_indexes::fleet_with(2, options).await;
     let env = [
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
@@ -118,6 +125,43 @@ async fn gateway_requests_and_their_node_calls_are_one_trace() {
         node_spans
             .iter()
             .all(|s| s.trace_id == request_span.trace_id)
+    );
+
+    // The gateway's control-plane calls carry the trace on to the control plane.
+    let trace_id = "5cf92f3577b34da6a3ce929d0e0e4737";
+    let response = reqwest::Client::new()
+        .post(format!("{}/indexes", gateway.url))
+        .bearer_auth(miroir_integration_tests::MASTER_KEY)
+        .header("traceparent", format!("00-{trace_id}-c7ad6b7169203332-01"))
+        .json(&serde_json::json!({"uid": "books"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let (call, rpc) = wait_for(
+        "the CreateIndex spans at the collector",
+        Duration::from_secs(20),
+        || {
+            let spans = collector.spans.clone();
+            async move {
+                let spans = spans.lock().unwrap();
+                let in_trace = |name: &str| {
+                    spans
+                        .iter()
+                        .find(|s| s.name == name && hex(&s.trace_id) == trace_id)
+                        .cloned()
+                };
+                Some((
+                    in_trace("control_plane_call")?,
+                    in_trace("/miroir.v1.AdminService/CreateIndex")?,
+                ))
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        rpc.parent_span_id, call.span_id,
+        "the control plane's span is a child of the gateway's call"
     );
 }
 

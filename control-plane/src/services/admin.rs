@@ -299,6 +299,214 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn update_index(
+        &self,
+        request: Request<pb::UpdateIndexRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let request = request.into_inner();
+        let topology = self.state.topology();
+        let index = topology
+            .indexes
+            .iter()
+            .find(|i| i.uid == request.uid)
+            .cloned()
+            .ok_or_else(|| {
+                ControlPlaneError::NotFound(format!("Index `{}` not found.", request.uid))
+            })?;
+        let details = json!({"primaryKey": request.primary_key});
+        let Some(primary_key) = request.primary_key else {
+            // Nothing to change: a task that succeeds, as Meilisearch's does.
+            let task = apply_plan(
+                &self.state,
+                &topology,
+                Some(index.uid.clone()),
+                "indexUpdate",
+                details,
+                Vec::new(),
+            )
+            .await?;
+            return Ok(Response::new(pb::IndexResponse {
+                index: Some(index),
+                topology_version: topology.version,
+                task: Some(task),
+            }));
+        };
+        // Meilisearch keeps a key once documents exist under it.
+        if let Some(current) = index.primary_key.as_deref()
+            && current != primary_key
+        {
+            let refusal = match stored_documents(&self.state, &topology, &index).await {
+                Ok(0) => None,
+                Ok(_) => Some(json!({
+                    "message": format!("Index already has a primary key: `{current}`."),
+                    "code": "index_primary_key_already_exists",
+                    "type": "invalid_request",
+                    "link": "https://docs.meilisearch.com/errors#index_primary_key_already_exists",
+                })),
+                Err(error) => Some(error),
+            };
+            if let Some(error) = refusal {
+                let task = failed_task(
+                    &self.state,
+                    Some(index.uid.clone()),
+                    "indexUpdate",
+                    details,
+                    error,
+                )
+                .await?;
+                return Ok(Response::new(pb::IndexResponse {
+                    index: Some(index),
+                    topology_version: topology.version,
+                    task: Some(task),
+                }));
+            }
+        }
+        let (index, topology) = self
+            .state
+            .commit(|t, _| {
+                let index = topology::set_primary_key(t, &request.uid, &primary_key, true)?;
+                Ok((
+                    index,
+                    format!("index {} primary key set to {primary_key}", request.uid),
+                ))
+            })
+            .await?;
+        let steps = vec![(
+            reqwest::Method::PATCH,
+            format!("/indexes/{}", index.uid),
+            Some(json!({"primaryKey": primary_key})),
+        )];
+        let task = apply_on_nodes(
+            &self.state,
+            &topology,
+            &index,
+            "indexUpdate",
+            details,
+            steps,
+        )
+        .await?;
+        Ok(Response::new(pb::IndexResponse {
+            index: Some(index),
+            topology_version: topology.version,
+            task: Some(task),
+        }))
+    }
+
+    async fn set_primary_key(
+        &self,
+        request: Request<pb::SetPrimaryKeyRequest>,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let request = request.into_inner();
+        let current = self.state.topology();
+        if let Some(index) = current.indexes.iter().find(|i| i.uid == request.uid)
+            && index.primary_key.as_deref() == Some(request.primary_key.as_str())
+        {
+            // Already recorded: no new topology version.
+            return Ok(Response::new(pb::IndexResponse {
+                index: Some(index.clone()),
+                topology_version: current.version,
+                task: None,
+            }));
+        }
+        let (index, topology) = self
+            .state
+            .commit(|t, _| {
+                let index =
+                    topology::set_primary_key(t, &request.uid, &request.primary_key, false)?;
+                Ok((
+                    index,
+                    format!(
+                        "index {} primary key recorded as {}",
+                        request.uid, request.primary_key
+                    ),
+                ))
+            })
+            .await?;
+        Ok(Response::new(pb::IndexResponse {
+            index: Some(index),
+            topology_version: topology.version,
+            task: None,
+        }))
+    }
+
+    async fn swap_indexes(
+        &self,
+        request: Request<pb::SwapIndexesRequest>,
+    ) -> Result<Response<pb::SwapIndexesResponse>, Status> {
+        let pairs: Vec<(String, String)> = request
+            .into_inner()
+            .swaps
+            .into_iter()
+            .map(|s| (s.first, s.second))
+            .collect();
+        let details = json!({"swaps": pairs.iter().map(|(a, b)| json!({"indexes": [a, b]})).collect::<Vec<_>>()});
+        let before = self.state.topology();
+        // A swap on the nodes needs both indexes on each of them.
+        let mut plan: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        let mut check = (*before).clone();
+        match topology::swap_indexes(&mut check, &pairs) {
+            Err(ControlPlaneError::NotFound(message)) => {
+                let error = json!({
+                    "message": message,
+                    "code": "index_not_found",
+                    "type": "invalid_request",
+                    "link": "https://docs.meilisearch.com/errors#index_not_found",
+                });
+                let task = failed_task(&self.state, None, "indexSwap", details, error).await?;
+                return Ok(Response::new(pb::SwapIndexesResponse {
+                    topology_version: before.version,
+                    task: Some(task),
+                }));
+            }
+            Err(other) => return Err(other.into()),
+            Ok(()) => {}
+        }
+        for (a, b) in &pairs {
+            let find = |uid: &str| before.indexes.iter().find(|i| i.uid == uid);
+            let (Some(first), Some(second)) = (find(a), find(b)) else {
+                continue;
+            };
+            let nodes = nodes_of(first);
+            if nodes != nodes_of(second) {
+                return Err(ControlPlaneError::FailedPrecondition(format!(
+                    "indexes `{a}` and `{b}` are not held by the same nodes ({:?} and {:?}); Miroir swaps only indexes laid out on the same nodes",
+                    nodes,
+                    nodes_of(second)
+                ))
+                .into());
+            }
+            for node in nodes {
+                plan.entry(node)
+                    .or_default()
+                    .push(json!({"indexes": [a, b]}));
+            }
+        }
+        let (_, topology) = self
+            .state
+            .commit(|t, _| {
+                topology::swap_indexes(t, &pairs)?;
+                let names: Vec<String> = pairs.iter().map(|(a, b)| format!("{a}<->{b}")).collect();
+                Ok(((), format!("indexes swapped: {}", names.join(", "))))
+            })
+            .await?;
+        let plan = plan
+            .into_iter()
+            .map(|(node, swaps)| {
+                let step = (
+                    reqwest::Method::POST,
+                    "/swap-indexes".to_owned(),
+                    Some(Value::Array(swaps)),
+                );
+                (node, vec![step])
+            })
+            .collect();
+        let task = apply_plan(&self.state, &topology, None, "indexSwap", details, plan).await?;
+        Ok(Response::new(pb::SwapIndexesResponse {
+            topology_version: topology.version,
+            task: Some(task),
+        }))
+    }
+
     async fn update_index_settings(
         &self,
         request: Request<pb::UpdateIndexSettingsRequest>,
@@ -378,37 +586,67 @@ impl AdminService for AdminApi {
     }
 }
 
-/// Runs `steps` (method, path, body) in order on every node holding `index`, all nodes in
-/// parallel, and records the client task whose outcome is the nodes' tasks. A node that
-/// cannot be reached fails the task with `miroir_node_unavailable`.
+/// One node request: method, path, JSON body.
+type Step = (reqwest::Method, String, Option<Value>);
+
+/// Every node that holds a copy of `index` (read or write), sorted.
+fn nodes_of(index: &pb::Index) -> Vec<String> {
+    let mut ids: Vec<String> = index
+        .routing
+        .iter()
+        .flat_map(|g| &g.shards)
+        .flat_map(|s| s.read_nodes.iter().chain(&s.write_nodes))
+        .cloned()
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Runs `steps` in order on every node holding `index`, all nodes in parallel, and records
+/// the client task whose outcome is the nodes' tasks.
 async fn apply_on_nodes(
     state: &Arc<ServiceState>,
     topology: &pb::Topology,
     index: &pb::Index,
     task_type: &str,
     details: Value,
-    steps: Vec<(reqwest::Method, String, Option<Value>)>,
+    steps: Vec<Step>,
+) -> Result<pb::Task, ControlPlaneError> {
+    let plan = nodes_of(index)
+        .into_iter()
+        .map(|node| (node, steps.clone()))
+        .collect();
+    apply_plan(
+        state,
+        topology,
+        Some(index.uid.clone()),
+        task_type,
+        details,
+        plan,
+    )
+    .await
+}
+
+/// Runs each node's steps in order, all nodes in parallel, and records the client task
+/// whose outcome is the nodes' tasks. A node that cannot be reached fails the task with
+/// `miroir_node_unavailable`.
+async fn apply_plan(
+    state: &Arc<ServiceState>,
+    topology: &pb::Topology,
+    index_uid: Option<String>,
+    task_type: &str,
+    details: Value,
+    plan: Vec<(String, Vec<Step>)>,
 ) -> Result<pb::Task, ControlPlaneError> {
     let enqueued_at_ms = crate::state::now_ms();
-    let mut node_ids: Vec<&String> = index
-        .routing
-        .iter()
-        .flat_map(|g| &g.shards)
-        .flat_map(|s| s.read_nodes.iter().chain(&s.write_nodes))
-        .collect();
-    node_ids.sort();
-    node_ids.dedup();
     let mut calls = tokio::task::JoinSet::new();
-    for id in node_ids {
-        let Some(node) = topology.nodes.iter().find(|n| &n.id == id) else {
+    for (id, steps) in plan {
+        let Some(node) = topology.nodes.iter().find(|n| n.id == id) else {
             continue;
         };
-        let (client, node_id, address, steps) = (
-            state.nodes.clone(),
-            node.id.clone(),
-            node.address.clone(),
-            steps.clone(),
-        );
+        let (client, node_id, address) =
+            (state.nodes.clone(), node.id.clone(), node.address.clone());
         calls.spawn(async move {
             let mut uids = Vec::new();
             for (method, path, body) in steps {
@@ -443,7 +681,7 @@ async fn apply_on_nodes(
     crate::services::task::record(
         state,
         pb::CreateTaskRequest {
-            index_uid: Some(index.uid.clone()),
+            index_uid,
             task_type: task_type.to_owned(),
             node_tasks,
             details_json: details.to_string(),
@@ -452,4 +690,58 @@ async fn apply_on_nodes(
         },
     )
     .await
+}
+
+/// Records a client task that failed before any node call, with a Meilisearch error.
+async fn failed_task(
+    state: &Arc<ServiceState>,
+    index_uid: Option<String>,
+    task_type: &str,
+    details: Value,
+    error: Value,
+) -> Result<pb::Task, ControlPlaneError> {
+    crate::services::task::record(
+        state,
+        pb::CreateTaskRequest {
+            index_uid,
+            task_type: task_type.to_owned(),
+            node_tasks: Vec::new(),
+            details_json: details.to_string(),
+            enqueued_at_ms: crate::state::now_ms(),
+            error_json: error.to_string(),
+        },
+    )
+    .await
+}
+
+/// How many documents the nodes holding `index` hold in all (each copy counted).
+async fn stored_documents(
+    state: &Arc<ServiceState>,
+    topology: &pb::Topology,
+    index: &pb::Index,
+) -> Result<u64, Value> {
+    let mut calls = tokio::task::JoinSet::new();
+    for id in nodes_of(index) {
+        let Some(node) = topology.nodes.iter().find(|n| n.id == id) else {
+            continue;
+        };
+        let (client, url) = (
+            state.nodes.clone(),
+            format!("{}/indexes/{}/stats", node.address, index.uid),
+        );
+        calls.spawn(async move { client.get(&id, url).await });
+    }
+    let mut total = 0;
+    while let Some(joined) = calls.join_next().await {
+        match joined {
+            Ok(Ok(stats)) => total += stats["numberOfDocuments"].as_u64().unwrap_or(0),
+            Ok(Err(error)) => return Err(error.error),
+            Err(e) => {
+                return Err(
+                    json!({"message": e.to_string(), "code": "internal", "type": "internal", "link": "https://docs.meilisearch.com/errors#internal"}),
+                );
+            }
+        }
+    }
+    Ok(total)
 }

@@ -197,6 +197,14 @@ async fn failed_task(
     super::indexes::failed_task(state, uid, "documentAdditionOrUpdate", details, error).await
 }
 
+/// Meilisearch's refusal to change an index's primary key once set.
+fn primary_key_exists(current: &str) -> MeiliError {
+    MeiliError::invalid(
+        "index_primary_key_already_exists",
+        format!("Index already has a primary key: `{current}`."),
+    )
+}
+
 /// The index to write to, created through the control plane if it does not exist yet
 /// (Meilisearch creates indexes on first write).
 pub(super) async fn index_for_write(
@@ -309,12 +317,34 @@ async fn write(
     let query_pk = params.get("primaryKey").map(String::as_str);
     let index = index_for_write(&state, &uid, query_pk).await?;
     let pk = match (index.primary_key.as_deref(), query_pk) {
+        (Some(pk), Some(asked)) if asked != pk => {
+            let error = primary_key_exists(pk);
+            return failed_task(&state, &uid, documents.len(), error).await;
+        }
         (Some(pk), _) => pk.to_owned(),
-        (None, Some(pk)) => pk.to_owned(),
-        (None, None) => match infer_primary_key(documents.first()) {
-            Ok(pk) => pk,
-            Err(error) => return failed_task(&state, &uid, documents.len(), error).await,
-        },
+        (None, asked) => {
+            let pk = match asked
+                .map(str::to_owned)
+                .map_or_else(|| infer_primary_key(documents.first()), Ok)
+            {
+                Ok(pk) => pk,
+                Err(error) => return failed_task(&state, &uid, documents.len(), error).await,
+            };
+            // Recorded before any node sees a document, so every gateway routes by it.
+            let request = pb::SetPrimaryKeyRequest {
+                uid: uid.clone(),
+                primary_key: pk.clone(),
+            };
+            match state.control_plane.set_primary_key(request).await {
+                Ok(_) => pk,
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    let error =
+                        MeiliError::invalid("index_primary_key_already_exists", status.message());
+                    return failed_task(&state, &uid, documents.len(), error).await;
+                }
+                Err(status) => return Err(MeiliError::from_status(&status, "index_not_found")),
+            }
+        }
     };
     let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (position, document) in documents.iter_mut().enumerate() {

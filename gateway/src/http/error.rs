@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// Meilisearch's error types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,5 +131,19 @@ impl MeiliError {
                 message,
             ),
         }
+    }
+}
+
+/// How Meilisearch names a JSON value's kind in its type errors ("a string", …).
+pub fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_u64() => "a positive integer",
+        Value::Number(n) if n.is_i64() => "a negative integer",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
     }
 }

@@ -42,6 +42,26 @@ pub fn accepted(task: &pb::Task) -> Response {
     (StatusCode::ACCEPTED, Json(tasks::summary(task))).into_response()
 }
 
+/// [`accepted`], once this gateway serves `version` (at most [`TOPOLOGY_WAIT`]), so the
+/// client's next request through it sees the change.
+pub async fn accepted_at(state: &AppState, task: &pb::Task, version: u64) -> Response {
+    state
+        .topology
+        .wait_for_version(version, TOPOLOGY_WAIT)
+        .await;
+    accepted(task)
+}
+
+/// The error for an answer without the task the control plane should have recorded.
+fn no_task() -> MeiliError {
+    MeiliError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        ErrorType::Internal,
+        "the control plane recorded no task",
+    )
+}
+
 /// Records a client task through the control plane.
 pub async fn record_task(
     state: &AppState,
@@ -122,8 +142,10 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     let result = state.control_plane.create_index(request).await;
     match result {
         Ok(pb::IndexResponse {
-            task: Some(task), ..
-        }) => Ok(accepted(&task)),
+            task: Some(task),
+            topology_version,
+            ..
+        }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(MeiliError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -161,8 +183,10 @@ pub async fn delete(
     let result = state.control_plane.delete_index(request).await;
     match result {
         Ok(pb::IndexResponse {
-            task: Some(task), ..
-        }) => Ok(accepted(&task)),
+            task: Some(task),
+            topology_version,
+            ..
+        }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(MeiliError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -185,6 +209,176 @@ pub async fn delete(
             )
             .await
         }
+        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+    }
+}
+
+/// `PATCH /indexes/{uid}`: a new primary key, applied through the control plane.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let body = json_object(&body)?;
+    for (field, code) in [
+        ("uid", "immutable_index_uid"),
+        ("createdAt", "immutable_index_created_at"),
+        ("updatedAt", "immutable_index_updated_at"),
+    ] {
+        if body.contains_key(field) {
+            return Err(MeiliError::invalid(
+                code,
+                format!("Immutable field `{field}`: expected one of `primaryKey`"),
+            ));
+        }
+    }
+    if let Some(unknown) = body.keys().find(|k| k.as_str() != "primaryKey") {
+        return Err(MeiliError::invalid(
+            "bad_request",
+            format!("Unknown field `{unknown}`: expected one of `primaryKey`"),
+        ));
+    }
+    let primary_key = match body.get("primaryKey") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(pk)) => Some(pk.clone()),
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_index_primary_key",
+                format!(
+                    "Invalid value type at `.primaryKey`: expected a string, but found {}: `{other}`",
+                    super::error::json_kind(other)
+                ),
+            ));
+        }
+    };
+    let details = json!({"primaryKey": primary_key});
+    let request = pb::UpdateIndexRequest {
+        uid: uid.clone(),
+        primary_key,
+    };
+    match state.control_plane.update_index(request).await {
+        Ok(pb::IndexResponse {
+            task: Some(task),
+            topology_version,
+            ..
+        }) => Ok(accepted_at(&state, &task, topology_version).await),
+        Ok(_) => Err(no_task()),
+        Err(status) if status.code() == tonic::Code::NotFound => {
+            let error = MeiliError::new(
+                StatusCode::NOT_FOUND,
+                "index_not_found",
+                ErrorType::InvalidRequest,
+                format!("Index `{uid}` not found."),
+            );
+            failed_task(&state, &uid, "indexUpdate", details, error).await
+        }
+        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+    }
+}
+
+/// `POST /swap-indexes`: `[{"indexes": ["a", "b"]}, …]`, swapped in the topology and on
+/// every node through the control plane.
+pub async fn swap(State(state): State<AppState>, body: Bytes) -> Result<Response, MeiliError> {
+    if body.is_empty() {
+        return Err(MeiliError::invalid(
+            "missing_payload",
+            "A json payload is missing.",
+        ));
+    }
+    let items = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        Ok(other) => {
+            return Err(MeiliError::invalid(
+                "bad_request",
+                format!(
+                    "Invalid value type: expected an array, but found {}: `{other}`",
+                    super::error::json_kind(&other)
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(MeiliError::invalid(
+                "malformed_payload",
+                format!("The json payload provided is malformed. `{e}`."),
+            ));
+        }
+    };
+    let mut swaps = Vec::with_capacity(items.len());
+    let mut seen = std::collections::HashSet::new();
+    for (position, item) in items.iter().enumerate() {
+        let Some(object) = item.as_object() else {
+            return Err(MeiliError::invalid(
+                "bad_request",
+                format!(
+                    "Invalid value type at `[{position}]`: expected an object, but found {}: `{item}`",
+                    super::error::json_kind(item)
+                ),
+            ));
+        };
+        if let Some(unknown) = object.keys().find(|k| k.as_str() != "indexes") {
+            return Err(MeiliError::invalid(
+                "bad_request",
+                format!(
+                    "Unknown field `{unknown}` inside `[{position}]`: expected one of `indexes`"
+                ),
+            ));
+        }
+        let uids: Vec<String> = match object.get("indexes") {
+            Some(Value::Array(uids)) if uids.iter().all(Value::is_string) => uids
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            None => {
+                return Err(MeiliError::invalid(
+                    "missing_swap_indexes",
+                    format!("Missing field `indexes` inside `[{position}]`"),
+                ));
+            }
+            Some(other) => {
+                return Err(MeiliError::invalid(
+                    "invalid_swap_indexes",
+                    format!(
+                        "Invalid value type at `[{position}].indexes`: expected an array of index uids, but found `{other}`"
+                    ),
+                ));
+            }
+        };
+        let [first, second] = uids.as_slice() else {
+            return Err(MeiliError::invalid(
+                "invalid_swap_indexes",
+                format!(
+                    "Two indexes must be given for each swap. The list `{}` contains {} indexes.",
+                    Value::from(uids.clone()),
+                    uids.len()
+                ),
+            ));
+        };
+        for uid in [first, second] {
+            if !seen.insert(uid.clone()) {
+                return Err(MeiliError::invalid(
+                    "invalid_swap_duplicate_index_found",
+                    format!(
+                        "Indexes must be declared only once during a swap. `{uid}` was specified several times."
+                    ),
+                ));
+            }
+        }
+        swaps.push(pb::IndexSwap {
+            first: first.clone(),
+            second: second.clone(),
+        });
+    }
+    match state
+        .control_plane
+        .swap_indexes(pb::SwapIndexesRequest { swaps })
+        .await
+    {
+        Ok(pb::SwapIndexesResponse {
+            task: Some(task),
+            topology_version,
+        }) => Ok(accepted_at(&state, &task, topology_version).await),
+        Ok(_) => Err(no_task()),
         Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
     }
 }

@@ -22,7 +22,13 @@ pub fn router(state: AppState) -> Router {
         .route("/_miroir/ready", get(miroir::ready))
         .route("/_miroir/status", get(miroir::status))
         .route("/indexes", get(indexes::list).post(indexes::create))
-        .route("/indexes/{uid}", get(indexes::get).delete(indexes::delete))
+        .route(
+            "/indexes/{uid}",
+            get(indexes::get)
+                .patch(indexes::update)
+                .delete(indexes::delete),
+        )
+        .route("/swap-indexes", axum::routing::post(indexes::swap))
         .route(
             "/indexes/{uid}/documents",
             get(document_reads::list)
