@@ -147,4 +147,5 @@ rpc! {
     tasks create_task(CreateTaskRequest) -> Task;
     tasks get_task(GetTaskRequest) -> Task;
     tasks list_tasks(ListTasksRequest) -> ListTasksResponse;
+    tasks delete_tasks(DeleteTasksRequest) -> DeleteTasksResponse;
 }

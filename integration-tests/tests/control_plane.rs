@@ -266,6 +266,7 @@ async fn tasks_get_fleet_wide_uids() {
                 details_json: format!(r#"{{"receivedDocuments":{i}}}"#),
                 enqueued_at_ms: 1_700_000_000_000 + i,
                 error_json: String::new(),
+                cancels: Vec::new(),
             })
             .await
             .unwrap()

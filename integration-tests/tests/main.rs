@@ -7,6 +7,7 @@ mod gateway_documents;
 mod gateway_indexes;
 mod gateway_reads;
 mod gateway_settings;
+mod gateway_tasks;
 mod gateway_topology;
 mod gateway_writes;
 mod grpcurl;

@@ -687,6 +687,7 @@ async fn apply_plan(
             details_json: details.to_string(),
             enqueued_at_ms,
             error_json: first_error.map(|e| e.to_string()).unwrap_or_default(),
+            cancels: Vec::new(),
         },
     )
     .await
@@ -709,6 +710,7 @@ async fn failed_task(
             details_json: details.to_string(),
             enqueued_at_ms: crate::state::now_ms(),
             error_json: error.to_string(),
+            cancels: Vec::new(),
         },
     )
     .await

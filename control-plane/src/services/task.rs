@@ -64,6 +64,9 @@ impl TaskService for TaskApi {
             task_types: request.task_types,
             uids: request.uids,
             reverse: request.reverse,
+            canceled_by: request.canceled_by,
+            after_enqueued_at_ms: request.after_enqueued_at_ms,
+            before_enqueued_at_ms: request.before_enqueued_at_ms,
         };
         let (rows, more, total) = self.state.store.list_tasks(&filter).await?;
         let tasks = rows
@@ -82,6 +85,23 @@ impl TaskService for TaskApi {
             None
         };
         Ok(Response::new(pb::ListTasksResponse { tasks, next, total }))
+    }
+
+    async fn delete_tasks(
+        &self,
+        request: Request<pb::DeleteTasksRequest>,
+    ) -> Result<Response<pb::DeleteTasksResponse>, Status> {
+        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
+            return Err(
+                ControlPlaneError::NotLeader("tasks are deleted by the leader".into()).into(),
+            );
+        };
+        let deleted = self
+            .state
+            .store
+            .delete_tasks(token, &request.into_inner().uids)
+            .await?;
+        Ok(Response::new(pb::DeleteTasksResponse { deleted }))
     }
 }
 
@@ -128,6 +148,7 @@ pub async fn record(
                 details_json,
                 enqueued_at_ms: request.enqueued_at_ms,
                 error_json: request.error_json,
+                cancels: request.cancels,
             },
         )
         .await?;

@@ -51,6 +51,11 @@ fn sqlite_migrator() -> Migrator {
             "task errors",
             include_str!("../../../migrations/sqlite/0002_task_errors.sql"),
         ),
+        migration(
+            3,
+            "task cancelation",
+            include_str!("../../../migrations/sqlite/0003_task_cancelation.sql"),
+        ),
     ];
     Migrator {
         migrations: Cow::Owned(migrations),
@@ -73,6 +78,12 @@ pub struct TaskFilter {
     pub uids: Vec<u32>,
     /// Oldest first.
     pub reverse: bool,
+    /// Only tasks targeted by these `taskCancelation` tasks, when not empty.
+    pub canceled_by: Vec<u32>,
+    /// Only tasks enqueued strictly after this time (ms since the epoch).
+    pub after_enqueued_at_ms: Option<u64>,
+    /// Only tasks enqueued strictly before this time.
+    pub before_enqueued_at_ms: Option<u64>,
 }
 
 /// A value bound into a task query.
@@ -96,6 +107,8 @@ pub struct NewTask {
     pub enqueued_at_ms: u64,
     /// Error JSON when the task failed outside the nodes, else empty.
     pub error_json: String,
+    /// Tasks this one (a `taskCancelation`) cancels.
+    pub cancels: Vec<u32>,
 }
 
 /// Handle to the control plane's database.
@@ -342,7 +355,7 @@ impl Store {
             let row = sqlx::query_as::<_, TaskPersistence>(
                 "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error)
                  VALUES (?, ?, ?, ?, ?, ?, ?)
-                 RETURNING uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error",
+                 RETURNING uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, canceled_by",
             )
             .bind(uid)
             .bind(&task.index_uid)
@@ -354,6 +367,14 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;
+            for target in &task.cancels {
+                sqlx::query("UPDATE tasks SET canceled_by = ? WHERE uid = ?")
+                    .bind(uid)
+                    .bind(i64::from(*target))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            }
             tx.commit().await.map_err(map)?;
             Ok(row)
         }
@@ -366,7 +387,7 @@ impl Store {
     pub async fn get_task(&self, uid: u32) -> Result<Option<TaskPersistence>> {
         self.measured("get_task", async {
             sqlx::query_as::<_, TaskPersistence>(
-                "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error
+                "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, canceled_by
                  FROM tasks WHERE uid = ?",
             )
             .bind(i64::from(uid))
@@ -402,6 +423,26 @@ impl Store {
             ));
             binds.extend(filter.uids.iter().map(|u| TaskBind::Int(i64::from(*u))));
         }
+        if !filter.canceled_by.is_empty() {
+            sql.push_str(&format!(
+                " AND canceled_by IN ({})",
+                placeholders(filter.canceled_by.len())
+            ));
+            binds.extend(
+                filter
+                    .canceled_by
+                    .iter()
+                    .map(|u| TaskBind::Int(i64::from(*u))),
+            );
+        }
+        if let Some(after) = filter.after_enqueued_at_ms {
+            sql.push_str(" AND enqueued_at_ms > ?");
+            binds.push(TaskBind::Int(after as i64));
+        }
+        if let Some(before) = filter.before_enqueued_at_ms {
+            sql.push_str(" AND enqueued_at_ms < ?");
+            binds.push(TaskBind::Int(before as i64));
+        }
         (sql, binds)
     }
 
@@ -412,7 +453,7 @@ impl Store {
     ) -> Result<(Vec<TaskPersistence>, bool, u64)> {
         let (conditions, binds) = Self::task_conditions(filter);
         let mut sql = String::from(
-            "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error FROM tasks WHERE 1 = 1",
+            "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, canceled_by FROM tasks WHERE 1 = 1",
         );
         if filter.from.is_some() {
             sql.push_str(if filter.reverse {
@@ -462,6 +503,33 @@ impl Store {
             more,
             total as u64,
         ))
+    }
+
+    /// Deletes the tasks `uids`, if `token` still leads; returns how many existed.
+    pub async fn delete_tasks(&self, token: FencingToken, uids: &[u32]) -> Result<u64> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("delete_tasks").await?;
+            Self::check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "delete_tasks",
+                source,
+            };
+            let mut deleted = 0;
+            for uid in uids {
+                deleted += sqlx::query("DELETE FROM tasks WHERE uid = ?")
+                    .bind(i64::from(*uid))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+            }
+            tx.commit().await.map_err(map)?;
+            Ok(deleted)
+        }
+        .await;
+        self.observe("delete_tasks", started, result.is_ok());
+        result
     }
 
     /// True when the database answers.

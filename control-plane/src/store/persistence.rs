@@ -63,6 +63,8 @@ pub struct TaskPersistence {
     pub enqueued_at_ms: i64,
     /// Error JSON when the task failed outside the nodes, else empty.
     pub error: String,
+    /// The `taskCancelation` task that targeted it.
+    pub canceled_by: Option<i64>,
 }
 
 /// A node task as stored in `tasks.node_tasks`.
@@ -95,6 +97,7 @@ impl TaskPersistence {
             details_json: self.details,
             enqueued_at_ms: self.enqueued_at_ms as u64,
             error_json: self.error,
+            canceled_by: self.canceled_by.map(|u| u as u32),
         })
     }
 }

@@ -140,6 +140,7 @@ async fn fan_out(
             details_json: details.to_string(),
             enqueued_at_ms,
             error_json,
+            cancels: Vec::new(),
         },
     )
     .await?;

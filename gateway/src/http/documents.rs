@@ -473,6 +473,7 @@ async fn write(
         details_json: json!({"receivedDocuments": received, "indexedDocuments": null}).to_string(),
         enqueued_at_ms,
         error_json: String::new(),
+        cancels: Vec::new(),
     };
     let task = super::indexes::record_task(&state, request).await?;
     let mut response = super::indexes::accepted(&task);

@@ -90,6 +90,7 @@ pub async fn failed_task(
         details_json: details.to_string(),
         enqueued_at_ms: miroir_proto::time::now_ms(),
         error_json: error.body().to_string(),
+        cancels: Vec::new(),
     };
     Ok(accepted(&record_task(state, request).await?))
 }
@@ -436,137 +437,6 @@ pub async fn list(
         .collect();
     Ok(Json(
         json!({"results": results, "offset": offset, "limit": limit, "total": topology.indexes.len()}),
-    ))
-}
-
-/// `GET /tasks/{uid}`.
-pub async fn get_task(
-    State(state): State<AppState>,
-    Path(uid): Path<String>,
-) -> Result<Json<Value>, MeiliError> {
-    let uid: u32 = uid.parse().map_err(|_| {
-        MeiliError::invalid(
-            "invalid_task_uids",
-            format!("Task uid `{uid}` is invalid. It should only contain numeric characters."),
-        )
-    })?;
-    let task = state
-        .control_plane
-        .get_task(pb::GetTaskRequest { uid })
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
-    Ok(Json(
-        tasks::view(&task, &state.topology.current(), &state.nodes).await,
-    ))
-}
-
-/// `GET /tasks`: `uids`, `types`, `indexUids`, `statuses`, `limit`, `from`, `reverse`.
-/// Statuses are aggregated from node tasks, so they are filtered here over the newest
-/// 1000 matching tasks.
-pub async fn list_tasks(
-    State(state): State<AppState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, MeiliError> {
-    const SUPPORTED: &[&str] = &[
-        "uids",
-        "types",
-        "indexUids",
-        "statuses",
-        "limit",
-        "from",
-        "reverse",
-    ];
-    if let Some(unsupported) = params.keys().find(|k| !SUPPORTED.contains(&k.as_str())) {
-        return Err(MeiliError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "miroir_not_implemented",
-            ErrorType::InvalidRequest,
-            format!(
-                "the task filter `{unsupported}` is not supported by this Miroir release yet; supported: {}",
-                SUPPORTED.join(", ")
-            ),
-        ));
-    }
-    let list = |name: &str| -> Vec<String> {
-        params
-            .get(name)
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty() && s != "*")
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let number = |name: &str, code: &'static str| -> Result<Option<u32>, MeiliError> {
-        params.get(name).map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid(code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))).transpose()
-    };
-    let uids = list("uids")
-        .iter()
-        .map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid("invalid_task_uids", format!("Invalid value in parameter `uids`: could not parse `{v}` as a positive integer"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let statuses = list("statuses");
-    const STATUSES: &[&str] = &["enqueued", "processing", "succeeded", "failed", "canceled"];
-    if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
-        return Err(MeiliError::invalid(
-            "invalid_task_statuses",
-            format!(
-                "Invalid value in parameter `statuses`: `{bad}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
-            ),
-        ));
-    }
-    let limit = number("limit", "invalid_task_limit")?.unwrap_or(20);
-    let reverse = match params.get("reverse").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(other) => {
-            return Err(MeiliError::invalid(
-                "invalid_task_reverse",
-                format!(
-                    "Invalid value in parameter `reverse`: could not parse `{other}` as a boolean, expected either `true` or `false`"
-                ),
-            ));
-        }
-    };
-    let request = pb::ListTasksRequest {
-        from: number("from", "invalid_task_from")?,
-        limit: if statuses.is_empty() { limit } else { 1000 },
-        index_uids: list("indexUids"),
-        task_types: list("types"),
-        uids,
-        reverse,
-    };
-    let page = state
-        .control_plane
-        .list_tasks(request)
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
-    let topology = state.topology.current();
-    let mut views = Vec::with_capacity(page.tasks.len());
-    for task in &page.tasks {
-        views.push(tasks::view(task, &topology, &state.nodes).await);
-    }
-    let (results, total, next) = if statuses.is_empty() {
-        (views, page.total, page.next)
-    } else {
-        let matching: Vec<Value> = views
-            .into_iter()
-            .filter(|v| statuses.iter().any(|s| v["status"] == s.as_str()))
-            .collect();
-        let total = matching.len() as u64;
-        let next = matching
-            .get(limit as usize)
-            .and_then(|v| v["uid"].as_u64())
-            .map(|u| u as u32);
-        (
-            matching.into_iter().take(limit as usize).collect(),
-            total,
-            next,
-        )
-    };
-    let from = results.first().and_then(|v| v["uid"].as_u64());
-    Ok(Json(
-        json!({"results": results, "total": total, "limit": limit, "from": from, "next": next}),
     ))
 }
 

@@ -10,6 +10,7 @@ mod scatter;
 mod search;
 mod settings;
 mod stats;
+mod tasks;
 
 use crate::state::AppState;
 use axum::Router;
@@ -77,8 +78,9 @@ pub fn router(state: AppState) -> Router {
             "/indexes/{uid}/facet-search",
             axum::routing::post(search::facet_search),
         )
-        .route("/tasks", get(indexes::list_tasks))
-        .route("/tasks/{uid}", get(indexes::get_task))
+        .route("/tasks", get(tasks::list_tasks).delete(tasks::delete))
+        .route("/tasks/cancel", axum::routing::post(tasks::cancel))
+        .route("/tasks/{uid}", get(tasks::get_task))
         .route("/version", get(indexes::version))
         .route("/stats", get(stats::all))
         .route("/indexes/{uid}/stats", get(stats::one))

@@ -1,0 +1,640 @@
+//! Meilisearch's task routes, answered from the control plane's task records and the node
+//! tasks behind them: `GET /tasks/{uid}`, `GET /tasks`, `POST /tasks/cancel`, `DELETE /tasks`.
+
+use super::error::{ErrorType, MeiliError};
+use super::indexes::record_task;
+use crate::state::AppState;
+use crate::tasks;
+use axum::Json;
+use axum::extract::{Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use miroir_proto::pb;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::time::UNIX_EPOCH;
+
+/// Meilisearch's task types.
+const TYPES: &[&str] = &[
+    "documentAdditionOrUpdate",
+    "documentEdition",
+    "documentDeletion",
+    "settingsUpdate",
+    "indexCreation",
+    "indexDeletion",
+    "indexUpdate",
+    "indexSwap",
+    "taskCancelation",
+    "taskDeletion",
+    "dumpCreation",
+    "snapshotCreation",
+    "upgradeDatabase",
+];
+
+/// Meilisearch's task statuses.
+const STATUSES: &[&str] = &["enqueued", "processing", "succeeded", "failed", "canceled"];
+
+/// The filters every task route takes.
+const FILTERS: &[&str] = &[
+    "uids",
+    "batchUids",
+    "canceledBy",
+    "types",
+    "statuses",
+    "indexUids",
+    "afterEnqueuedAt",
+    "beforeEnqueuedAt",
+    "afterStartedAt",
+    "beforeStartedAt",
+    "afterFinishedAt",
+    "beforeFinishedAt",
+];
+
+/// The paging parameters of `GET /tasks`.
+const PAGING: &[&str] = &["limit", "from", "reverse"];
+
+/// How many tasks a cancelation or deletion considers at most.
+const MAX_MATCHED: usize = 10_000;
+
+/// A time window: strictly after `.0`, strictly before `.1` (ms since the epoch).
+type Window = (Option<u64>, Option<u64>);
+
+/// Meilisearch's task filters, parsed.
+#[derive(Debug, Default)]
+struct TaskQuery {
+    uids: Vec<u32>,
+    batch_uids: Vec<u32>,
+    canceled_by: Vec<u32>,
+    types: Vec<String>,
+    statuses: Vec<String>,
+    index_uids: Vec<String>,
+    enqueued: Window,
+    started: Window,
+    finished: Window,
+    /// Whether any filter was given (cancelation and deletion need one).
+    filtered: bool,
+}
+
+impl TaskQuery {
+    /// Parses the filters; `paging` also accepts `limit`, `from` and `reverse`.
+    fn parse(params: &HashMap<String, String>, paging: bool) -> Result<Self, MeiliError> {
+        let allowed: Vec<&str> = if paging {
+            PAGING.iter().chain(FILTERS).copied().collect()
+        } else {
+            FILTERS.to_vec()
+        };
+        if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+            let expected: Vec<String> = allowed.iter().map(|k| format!("`{k}`")).collect();
+            return Err(MeiliError::invalid(
+                "bad_request",
+                format!(
+                    "Unknown parameter `{unknown}`: expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        // `*` (alone or in a list) means no filter, as in Meilisearch.
+        let list = |name: &str| -> Vec<String> {
+            let items: Vec<String> = params
+                .get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if items.iter().any(|s| s == "*") {
+                Vec::new()
+            } else {
+                items
+            }
+        };
+        let numbers = |name: &str, code: &'static str| -> Result<Vec<u32>, MeiliError> {
+            list(name)
+                .iter()
+                .map(|v| {
+                    v.parse::<u32>().map_err(|_| {
+                        MeiliError::invalid(
+                            code,
+                            format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer"),
+                        )
+                    })
+                })
+                .collect()
+        };
+        let date = |name: &str,
+                    code: &'static str,
+                    after: bool|
+         -> Result<Option<u64>, MeiliError> {
+            match params.get(name).map(|v| v.trim()) {
+                None | Some("*") => Ok(None),
+                Some(value) => parse_task_date(value, after).map(Some).ok_or_else(|| {
+                    MeiliError::invalid(
+                        code,
+                        format!("Invalid value in parameter `{name}`: `{value}` is an invalid date-time. It should follow the YYYY-MM-DD or RFC 3339 date-time format."),
+                    )
+                }),
+            }
+        };
+        let types = list("types");
+        if let Some(bad) = types.iter().find(|t| !TYPES.contains(&t.as_str())) {
+            let available: Vec<String> = TYPES.iter().map(|t| format!("`{t}`")).collect();
+            return Err(MeiliError::invalid(
+                "invalid_task_types",
+                format!(
+                    "Invalid value in parameter `types`: `{bad}` is not a valid task type. Available types are {}.",
+                    available.join(", ")
+                ),
+            ));
+        }
+        let statuses = list("statuses");
+        if let Some(bad) = statuses.iter().find(|s| !STATUSES.contains(&s.as_str())) {
+            return Err(MeiliError::invalid(
+                "invalid_task_statuses",
+                format!(
+                    "Invalid value in parameter `statuses`: `{bad}` is not a valid task status. Available statuses are `enqueued`, `processing`, `succeeded`, `failed`, `canceled`."
+                ),
+            ));
+        }
+        let index_uids = list("indexUids");
+        if let Some(bad) = index_uids.iter().find(|u| {
+            u.is_empty()
+                || u.len() > 400
+                || !u
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }) {
+            return Err(MeiliError::invalid(
+                "invalid_index_uid",
+                format!(
+                    "Invalid value in parameter `indexUids`: `{bad}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 400 bytes."
+                ),
+            ));
+        }
+        Ok(Self {
+            uids: numbers("uids", "invalid_task_uids")?,
+            batch_uids: numbers("batchUids", "invalid_batch_uids")?,
+            canceled_by: numbers("canceledBy", "invalid_task_canceled_by")?,
+            types,
+            statuses,
+            index_uids,
+            enqueued: (
+                date("afterEnqueuedAt", "invalid_task_after_enqueued_at", true)?,
+                date("beforeEnqueuedAt", "invalid_task_before_enqueued_at", false)?,
+            ),
+            started: (
+                date("afterStartedAt", "invalid_task_after_started_at", true)?,
+                date("beforeStartedAt", "invalid_task_before_started_at", false)?,
+            ),
+            finished: (
+                date("afterFinishedAt", "invalid_task_after_finished_at", true)?,
+                date("beforeFinishedAt", "invalid_task_before_finished_at", false)?,
+            ),
+            filtered: params.keys().any(|k| FILTERS.contains(&k.as_str())),
+        })
+    }
+
+    /// The part of the filter the control plane applies to its records.
+    fn store_request(&self) -> pb::ListTasksRequest {
+        pb::ListTasksRequest {
+            index_uids: self.index_uids.clone(),
+            task_types: self.types.clone(),
+            uids: self.uids.clone(),
+            canceled_by: self.canceled_by.clone(),
+            after_enqueued_at_ms: self.enqueued.0,
+            before_enqueued_at_ms: self.enqueued.1,
+            ..Default::default()
+        }
+    }
+
+    /// Whether some filters need the aggregated task (status, batch, start and finish).
+    fn filters_views(&self) -> bool {
+        !self.statuses.is_empty()
+            || !self.batch_uids.is_empty()
+            || !self.canceled_by.is_empty()
+            || self.started != (None, None)
+            || self.finished != (None, None)
+    }
+
+    /// Whether an aggregated task passes the filters the control plane cannot apply.
+    fn matches(&self, view: &Value) -> bool {
+        let status = view["status"].as_str().unwrap_or_default();
+        let in_window = |key: &str, (after, before): Window| {
+            if (after, before) == (None, None) {
+                return true;
+            }
+            let Some(at) = view[key].as_str().and_then(|t| parse_task_date(t, false)) else {
+                return false;
+            };
+            after.is_none_or(|a| at > a) && before.is_none_or(|b| at < b)
+        };
+        (self.statuses.is_empty() || self.statuses.iter().any(|s| s == status))
+            && (self.batch_uids.is_empty()
+                || view["batchUid"]
+                    .as_u64()
+                    .is_some_and(|b| self.batch_uids.contains(&(b as u32))))
+            && (self.canceled_by.is_empty() || status == "canceled")
+            && in_window("startedAt", self.started)
+            && in_window("finishedAt", self.finished)
+    }
+}
+
+/// A task date filter value in ms since the epoch: RFC 3339 (`Z` or `±HH:MM`) or
+/// `YYYY-MM-DD`, which means the start of that day, or its end for `after*` filters.
+pub fn parse_task_date(value: &str, after: bool) -> Option<u64> {
+    let ms = |t: std::time::SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as u64)
+    };
+    if value.len() == 10 {
+        let start = ms(humantime::parse_rfc3339(&format!("{value}T00:00:00Z")).ok()?)?;
+        return Some(if after { start + 86_400_000 } else { start });
+    }
+    if let Some(base) = value.strip_suffix(['Z', 'z']) {
+        return ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?);
+    }
+    // A numeric offset: parse as UTC, then shift.
+    let (base, offset) = value.split_at(value.len().checked_sub(6)?);
+    let sign = match offset.as_bytes().first()? {
+        b'+' => 1i64,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (hours, minutes) = offset[1..].split_once(':')?;
+    let shift = (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?) * 60_000;
+    let utc = ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?)? as i64;
+    u64::try_from(utc - sign * shift).ok()
+}
+
+/// Aggregated views of `tasks`, fetched in parallel, in the same order.
+async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
+    let topology = state.topology.current();
+    let mut fetches = tokio::task::JoinSet::new();
+    for (position, task) in list.iter().enumerate() {
+        let (task, topology, nodes) = (task.clone(), topology.clone(), state.nodes.clone());
+        fetches.spawn(tracing::Instrument::in_current_span(async move {
+            (position, tasks::view(&task, &topology, &nodes).await)
+        }));
+    }
+    let mut out = vec![Value::Null; list.len()];
+    while let Some(Ok((position, view))) = fetches.join_next().await {
+        out[position] = view;
+    }
+    for (view, task) in out.iter_mut().zip(list) {
+        if view["status"] == "canceled"
+            && let Some(by) = task.canceled_by
+        {
+            view["canceledBy"] = json!(by);
+        }
+    }
+    out
+}
+
+/// Fills a finished cancelation's `canceledTasks`: its targets that ended canceled.
+async fn count_canceled(state: &AppState, task: &pb::Task, view: &mut Value) {
+    if task.task_type != "taskCancelation"
+        || !matches!(view["status"].as_str(), Some("succeeded" | "failed"))
+    {
+        return;
+    }
+    let request = pb::ListTasksRequest {
+        canceled_by: vec![task.uid],
+        limit: 1000,
+        ..Default::default()
+    };
+    if let Ok(page) = state.control_plane.list_tasks(request).await {
+        let canceled = views(state, &page.tasks)
+            .await
+            .iter()
+            .filter(|v| v["status"] == "canceled")
+            .count();
+        view["details"]["canceledTasks"] = json!(canceled);
+    }
+}
+
+/// `GET /tasks/{uid}`.
+pub async fn get_task(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, MeiliError> {
+    let uid: u32 = uid.parse().map_err(|_| {
+        MeiliError::invalid(
+            "invalid_task_uids",
+            format!("Task uid `{uid}` is invalid. It should only contain numeric characters."),
+        )
+    })?;
+    let task = state
+        .control_plane
+        .get_task(pb::GetTaskRequest { uid })
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let mut view = views(&state, std::slice::from_ref(&task)).await.remove(0);
+    count_canceled(&state, &task, &mut view).await;
+    Ok(Json(view))
+}
+
+/// `GET /tasks` with Meilisearch's filters and paging. Filters on aggregated fields
+/// (statuses, batches, start and finish dates) run here over the newest 1000 tasks the
+/// control plane's own filters match.
+pub async fn list_tasks(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, MeiliError> {
+    let query = TaskQuery::parse(&params, true)?;
+    let number = |name: &str, code: &'static str| -> Result<Option<u32>, MeiliError> {
+        params.get(name).map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid(code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))).transpose()
+    };
+    let limit = number("limit", "invalid_task_limit")?.unwrap_or(20);
+    let reverse = match params.get("reverse").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_task_reverse",
+                format!(
+                    "Invalid value in parameter `reverse`: could not parse `{other}` as a boolean, expected either `true` or `false`"
+                ),
+            ));
+        }
+    };
+    let filters_views = query.filters_views();
+    let request = pb::ListTasksRequest {
+        from: number("from", "invalid_task_from")?,
+        limit: if filters_views { 1000 } else { limit },
+        reverse,
+        ..query.store_request()
+    };
+    let page = state
+        .control_plane
+        .list_tasks(request)
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let mut all = views(&state, &page.tasks).await;
+    for (view, task) in all.iter_mut().zip(&page.tasks) {
+        count_canceled(&state, task, view).await;
+    }
+    let (results, total, next) = if filters_views {
+        let matching: Vec<Value> = all.into_iter().filter(|v| query.matches(v)).collect();
+        let total = matching.len() as u64;
+        let next = matching
+            .get(limit as usize)
+            .and_then(|v| v["uid"].as_u64())
+            .map(|u| u as u32);
+        (
+            matching.into_iter().take(limit as usize).collect(),
+            total,
+            next,
+        )
+    } else {
+        (all, page.total, page.next)
+    };
+    let from = results.first().and_then(|v| v["uid"].as_u64());
+    Ok(Json(
+        json!({"results": results, "total": total, "limit": limit, "from": from, "next": next}),
+    ))
+}
+
+/// Every task the filters match (at most [`MAX_MATCHED`]), with its aggregated view.
+async fn all_matching(
+    state: &AppState,
+    query: &TaskQuery,
+) -> Result<Vec<(pb::Task, Value)>, MeiliError> {
+    let mut matched = Vec::new();
+    let mut from = None;
+    loop {
+        let request = pb::ListTasksRequest {
+            from,
+            limit: 1000,
+            ..query.store_request()
+        };
+        let page = state
+            .control_plane
+            .list_tasks(request)
+            .await
+            .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+        let page_views = views(state, &page.tasks).await;
+        matched.extend(
+            page.tasks
+                .into_iter()
+                .zip(page_views)
+                .filter(|(_, view)| query.matches(view)),
+        );
+        match page.next {
+            Some(next) if matched.len() < MAX_MATCHED => from = Some(next),
+            _ => break,
+        }
+    }
+    matched.truncate(MAX_MATCHED);
+    Ok(matched)
+}
+
+/// Meilisearch's refusal of a cancelation or deletion without any filter.
+fn missing_filters(action: &str) -> MeiliError {
+    MeiliError::invalid(
+        "missing_task_filters",
+        format!(
+            "Query parameters to filter the tasks to {action} are missing. Available query parameters are: `uids`, `indexUids`, `statuses`, `types`, `canceledBy`, `beforeEnqueuedAt`, `afterEnqueuedAt`, `beforeStartedAt`, `afterStartedAt`, `beforeFinishedAt`, `afterFinishedAt`."
+        ),
+    )
+}
+
+/// `POST /tasks/cancel`: cancels, on their nodes, the node tasks of every matching task
+/// still enqueued or processing; the `taskCancelation` task succeeds when every node's
+/// cancelation did.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, MeiliError> {
+    let query = TaskQuery::parse(&params, false)?;
+    if !query.filtered {
+        return Err(missing_filters("cancel"));
+    }
+    let enqueued_at_ms = miroir_proto::time::now_ms();
+    let matched = all_matching(&state, &query).await?;
+    let targets: Vec<&pb::Task> = matched
+        .iter()
+        .filter(|(_, view)| matches!(view["status"].as_str(), Some("enqueued" | "processing")))
+        .map(|(task, _)| task)
+        .collect();
+    let mut per_node: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for task in &targets {
+        for node_task in &task.node_tasks {
+            per_node
+                .entry(node_task.node_id.as_str())
+                .or_default()
+                .push(node_task.node_task_uid);
+        }
+    }
+    let topology = state.topology.current();
+    let mut calls = tokio::task::JoinSet::new();
+    for (node_id, uids) in per_node {
+        let address = topology
+            .nodes
+            .iter()
+            .find(|n| n.id == node_id)
+            .map(|n| n.address.clone());
+        let list: Vec<String> = uids.iter().map(u64::to_string).collect();
+        let (client, node_id) = (state.nodes.clone(), node_id.to_owned());
+        let path = format!("/tasks/cancel?uids={}", list.join(","));
+        calls.spawn(tracing::Instrument::in_current_span(async move {
+            let Some(address) = address else {
+                return Err(format!("node `{node_id}` is no longer in the fleet"));
+            };
+            match client
+                .call(&node_id, &address, Method::POST, &path, None)
+                .await
+            {
+                Ok(answer) if answer.status < 300 => answer.body["taskUid"]
+                    .as_u64()
+                    .map(|uid| pb::NodeTask {
+                        node_id: node_id.clone(),
+                        node_task_uid: uid,
+                    })
+                    .ok_or_else(|| {
+                        format!("node `{node_id}` answered without a task: {}", answer.body)
+                    }),
+                Ok(answer) => Err(format!(
+                    "node `{node_id}` answered {}: {}",
+                    answer.status, answer.body
+                )),
+                Err(unreachable) => Err(format!("node `{node_id}`: {}", unreachable.detail)),
+            }
+        }));
+    }
+    let mut node_tasks = Vec::new();
+    let mut errors = Vec::new();
+    while let Some(Ok(result)) = calls.join_next().await {
+        match result {
+            Ok(node_task) => node_tasks.push(node_task),
+            Err(error) => errors.push(error),
+        }
+    }
+    let error_json = if errors.is_empty() {
+        String::new()
+    } else {
+        MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_node_unavailable",
+            ErrorType::System,
+            format!(
+                "the cancelation could not reach every node: {}",
+                errors.join("; ")
+            ),
+        )
+        .body()
+        .to_string()
+    };
+    let details = json!({
+        "matchedTasks": matched.len(),
+        "canceledTasks": null,
+        "originalFilter": format!("?{}", raw.unwrap_or_default()),
+    });
+    let request = pb::CreateTaskRequest {
+        index_uid: None,
+        task_type: "taskCancelation".into(),
+        node_tasks,
+        details_json: details.to_string(),
+        enqueued_at_ms,
+        error_json,
+        cancels: targets.iter().map(|t| t.uid).collect(),
+    };
+    let task = record_task(&state, request).await?;
+    Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
+}
+
+/// `DELETE /tasks`: forgets every matching finished task (enqueued and processing ones
+/// stay, as in Meilisearch). Nodes keep their own task history.
+pub async fn delete(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, MeiliError> {
+    let query = TaskQuery::parse(&params, false)?;
+    if !query.filtered {
+        return Err(missing_filters("delete"));
+    }
+    let enqueued_at_ms = miroir_proto::time::now_ms();
+    let matched = all_matching(&state, &query).await?;
+    let finished: Vec<u32> = matched
+        .iter()
+        .filter(|(_, view)| {
+            matches!(
+                view["status"].as_str(),
+                Some("succeeded" | "failed" | "canceled")
+            )
+        })
+        .map(|(task, _)| task.uid)
+        .collect();
+    let deleted = state
+        .control_plane
+        .delete_tasks(pb::DeleteTasksRequest { uids: finished })
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?
+        .deleted;
+    let details = json!({
+        "matchedTasks": matched.len(),
+        "deletedTasks": deleted,
+        "originalFilter": format!("?{}", raw.unwrap_or_default()),
+    });
+    let request = pb::CreateTaskRequest {
+        index_uid: None,
+        task_type: "taskDeletion".into(),
+        details_json: details.to_string(),
+        enqueued_at_ms,
+        ..Default::default()
+    };
+    let task = record_task(&state, request).await?;
+    Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_dates_follow_meilisearch() {
+        let day = parse_task_date("2026-11-23", false).unwrap();
+        assert_eq!(parse_task_date("2026-11-23", true), Some(day + 86_400_000));
+        assert_eq!(parse_task_date("2026-11-23T00:00:00Z", false), Some(day));
+        assert_eq!(
+            parse_task_date("2026-11-23T02:00:00+02:00", false),
+            Some(day)
+        );
+        assert_eq!(
+            parse_task_date("2026-11-22T23:00:00.000-01:00", false),
+            Some(day)
+        );
+        assert_eq!(
+            parse_task_date("2026-11-23T00:00:00.250Z", false),
+            Some(day + 250)
+        );
+        assert_eq!(parse_task_date("yesterday", false), None);
+    }
+
+    #[test]
+    fn filters_are_checked_like_meilisearch() {
+        let params = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let error = TaskQuery::parse(&params(&[("types", "doggo")]), true).unwrap_err();
+        assert_eq!(error.body()["code"], "invalid_task_types");
+        let error = TaskQuery::parse(&params(&[("limit", "1")]), false).unwrap_err();
+        assert_eq!(error.body()["code"], "bad_request");
+        let error = TaskQuery::parse(&params(&[("afterEnqueuedAt", "soon")]), true).unwrap_err();
+        assert_eq!(error.body()["code"], "invalid_task_after_enqueued_at");
+        let query = TaskQuery::parse(&params(&[("statuses", "*")]), false).unwrap();
+        assert!(query.filtered && query.statuses.is_empty());
+        assert!(
+            !TaskQuery::parse(&params(&[("limit", "1")]), true)
+                .unwrap()
+                .filtered
+        );
+    }
+}

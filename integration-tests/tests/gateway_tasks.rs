@@ -1,0 +1,136 @@
+//! Task routes through the gateway: cancelation, deletion and every filter.
+
+use crate::gateway_indexes::fleet;
+use miroir_integration_tests::Meili;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn tasks_are_canceled_deleted_and_filtered() {
+    let (_dir, _cp, nodes, gateway) = fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "t", "primaryKey": "id"}),
+        )
+        .await;
+    let done = meili
+        .ok(Method::POST, "/indexes/t/documents", json!([{"id": 1}]))
+        .await;
+    let a = done["uid"].as_u64().unwrap();
+
+    // Keep the next write enqueued on the nodes so it can be canceled.
+    for node in &nodes {
+        node.set_faults(json!({"taskDelayMs": 5000})).await;
+    }
+    let (status, pending) = meili.post("/indexes/t/documents", json!([{"id": 2}])).await;
+    assert_eq!(status, 202);
+    let b = pending["taskUid"].as_u64().unwrap();
+
+    let (status, error) = meili.post("/tasks/cancel", json!(null)).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("missing_task_filters"))
+    );
+    let (status, error) = meili.post("/tasks/cancel?limit=3", json!(null)).await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("bad_request")),
+        "{error}"
+    );
+
+    let (status, cancelation) = meili
+        .post(&format!("/tasks/cancel?uids={b},{a}"), json!(null))
+        .await;
+    assert_eq!(status, 200, "{cancelation}");
+    assert_eq!(
+        (cancelation["type"].as_str(), &cancelation["indexUid"]),
+        (Some("taskCancelation"), &json!(null))
+    );
+    let c = cancelation["taskUid"].as_u64().unwrap();
+    let finished = meili.wait_task(&cancelation).await;
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(
+        finished["details"],
+        json!({"matchedTasks": 2, "canceledTasks": 1, "originalFilter": format!("?uids={b},{a}")})
+    );
+    let canceled = meili.wait_task(&pending).await;
+    assert_eq!(
+        (canceled["status"].as_str(), canceled["canceledBy"].as_u64()),
+        (Some("canceled"), Some(c)),
+        "{canceled}"
+    );
+    let (_, by) = meili.get(&format!("/tasks?canceledBy={c}")).await;
+    assert_eq!(by["results"].as_array().unwrap().len(), 1, "{by}");
+    assert_eq!(by["results"][0]["uid"].as_u64(), Some(b));
+    for node in &nodes {
+        node.set_faults(json!({})).await;
+    }
+    let (_, document) = meili.get("/indexes/t/documents/2").await;
+    assert_eq!(
+        document["code"], "document_not_found",
+        "the canceled write never landed"
+    );
+
+    // Date filters: strictly after / before, on enqueue, start and finish times.
+    let (_, first) = meili.get(&format!("/tasks/{a}")).await;
+    let enqueued = first["enqueuedAt"].as_str().unwrap().to_owned();
+    let uids = |page: &serde_json::Value| -> Vec<u64> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["uid"].as_u64().unwrap())
+            .collect()
+    };
+    let (_, after) = meili
+        .get(&format!("/tasks?afterEnqueuedAt={enqueued}"))
+        .await;
+    assert!(
+        !uids(&after).contains(&a) && uids(&after).contains(&b),
+        "{after}"
+    );
+    let (_, before) = meili
+        .get(&format!(
+            "/tasks?beforeEnqueuedAt={enqueued}&types=documentAdditionOrUpdate,indexCreation"
+        ))
+        .await;
+    assert!(
+        !uids(&before).contains(&a) && !uids(&before).contains(&b),
+        "{before}"
+    );
+    assert_eq!(before["results"][0]["type"], "indexCreation");
+    let (_, finished_since) = meili
+        .get("/tasks?afterFinishedAt=2000-01-01&statuses=succeeded,canceled")
+        .await;
+    assert!(uids(&finished_since).contains(&a) && uids(&finished_since).contains(&b));
+    let (_, none) = meili.get("/tasks?beforeStartedAt=2000-01-01").await;
+    assert_eq!(none["total"], 0, "{none}");
+    let (status, error) = meili.get("/tasks?afterEnqueuedAt=tomorrow").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_task_after_enqueued_at"))
+    );
+
+    // Deletion forgets finished tasks only.
+    let (status, deletion) = meili.delete(&format!("/tasks?uids={a},{b},{c}")).await;
+    assert_eq!(status, 200, "{deletion}");
+    let deleted = meili.wait_task(&deletion).await;
+    assert_eq!(deleted["type"], "taskDeletion");
+    assert_eq!(deleted["details"]["matchedTasks"], 3);
+    assert_eq!(deleted["details"]["deletedTasks"], 3);
+    for uid in [a, b, c] {
+        let (status, error) = meili.get(&format!("/tasks/{uid}")).await;
+        assert_eq!(
+            (status, error["code"].as_str()),
+            (404, Some("task_not_found"))
+        );
+    }
+    let (status, error) = meili.delete("/tasks").await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("missing_task_filters"))
+    );
+}
