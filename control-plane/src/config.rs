@@ -64,6 +64,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_HEALTH_SUCCESSES", default_value_t = 2)]
     pub health_successes: u32,
 
+    /// Interval between passes that make every node's API keys equal to the topology's
+    /// (also run right after each key change).
+    #[arg(long, env = "MIROIR_KEY_SYNC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub key_sync_interval: Duration,
+
     /// How long a gateway may take writes after its last acknowledged heartbeat.
     #[arg(long, env = "MIROIR_GATEWAY_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub gateway_lease_ttl: Duration,

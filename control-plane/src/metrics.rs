@@ -66,6 +66,7 @@ pub struct Metrics {
     /// Open Watch streams.
     pub watch_streams: Gauge,
     health_checks: Family<NodeResultLabels, Counter>,
+    key_repairs: Family<NodeResultLabels, Counter>,
     /// 1 while this control plane leads.
     pub is_leader: Gauge,
 }
@@ -136,6 +137,12 @@ impl Metrics {
             "Node health checks by node and result",
             health_checks.clone(),
         );
+        let key_repairs = Family::<NodeResultLabels, Counter>::default();
+        registry.register(
+            "miroir_node_key_repairs",
+            "API keys created, updated or deleted on nodes to match the topology, by node and change",
+            key_repairs.clone(),
+        );
         let is_leader = Gauge::default();
         registry.register(
             "miroir_control_plane_is_leader",
@@ -153,6 +160,7 @@ impl Metrics {
             gateways,
             watch_streams,
             health_checks,
+            key_repairs,
             is_leader,
         }
     }
@@ -206,6 +214,26 @@ impl Metrics {
                 result: if healthy { "healthy" } else { "unhealthy" }.to_owned(),
             })
             .inc();
+    }
+
+    /// Records what a key sync pass changed on a node.
+    pub fn observe_key_repairs(
+        &self,
+        node: &str,
+        repairs: crate::reconcilers::key_sync::KeyRepairs,
+    ) {
+        for (result, count) in [
+            ("created", repairs.created),
+            ("updated", repairs.updated),
+            ("deleted", repairs.deleted),
+        ] {
+            self.key_repairs
+                .get_or_create(&NodeResultLabels {
+                    node: node.to_owned(),
+                    result: result.to_owned(),
+                })
+                .inc_by(u64::from(count));
+        }
     }
 
     /// The metrics in Prometheus text format.

@@ -68,38 +68,58 @@ impl NodeClient {
         })
     }
 
-    /// `GET url`: the node's JSON answer, or its Meilisearch error.
-    pub async fn get(&self, node: &str, url: String) -> Result<Value, NodeCallError> {
-        let span = tracing::info_span!("node_call", node, method = "GET", url = %url);
+    /// Sends one request: the node's status and JSON body (`Null` when empty).
+    pub async fn send(
+        &self,
+        node: &str,
+        method: reqwest::Method,
+        url: String,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), NodeCallError> {
+        let span = tracing::info_span!("node_call", node, %method, url = %url);
         async {
             let mut headers = http::HeaderMap::new();
             miroir_proto::telemetry::inject_current_context(&mut headers);
-            let response = self
+            let mut request = self
                 .http
-                .get(&url)
+                .request(method, &url)
                 .bearer_auth(&self.master_key)
-                .headers(headers)
+                .headers(headers);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request
                 .send()
                 .await
                 .map_err(|e| NodeCallError::unreachable(node, e))?;
-            let status = response.status();
-            let body: Value = response
-                .json()
+            let status = response.status().as_u16();
+            let bytes = response
+                .bytes()
                 .await
                 .map_err(|e| NodeCallError::unreachable(node, e))?;
-            if status.is_success() {
-                Ok(body)
-            } else if body.get("code").is_some() {
-                Err(NodeCallError { error: body })
+            let body = if bytes.is_empty() {
+                Value::Null
             } else {
-                Err(NodeCallError::unreachable(
-                    node,
-                    format!("answered {status}"),
-                ))
-            }
+                serde_json::from_slice(&bytes).map_err(|e| {
+                    NodeCallError::unreachable(node, format!("answer is not JSON: {e}"))
+                })?
+            };
+            Ok((status, body))
         }
         .instrument(span)
         .await
+    }
+
+    /// `GET url`: the node's JSON answer, or its Meilisearch error.
+    pub async fn get(&self, node: &str, url: String) -> Result<Value, NodeCallError> {
+        match self.send(node, reqwest::Method::GET, url, None).await? {
+            (200..=299, body) => Ok(body),
+            (_, body) if body.get("code").is_some() => Err(NodeCallError { error: body }),
+            (status, _) => Err(NodeCallError::unreachable(
+                node,
+                format!("answered {status}"),
+            )),
+        }
     }
 
     /// Sends one request; returns the node's task uid from its 202 answer.
@@ -110,38 +130,15 @@ impl NodeClient {
         url: String,
         body: Option<Value>,
     ) -> Result<u64, NodeCallError> {
-        let span = tracing::info_span!("node_call", node, %method, url = %url);
-        async {
-            let mut request = self
-                .http
-                .request(method, &url)
-                .bearer_auth(&self.master_key);
-            let mut headers = http::HeaderMap::new();
-            miroir_proto::telemetry::inject_current_context(&mut headers);
-            request = request.headers(headers);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| NodeCallError::unreachable(node, e))?;
-            let status = response.status();
-            let body: Value = response
-                .json()
-                .await
-                .map_err(|e| NodeCallError::unreachable(node, e))?;
-            match body.get("taskUid").and_then(Value::as_u64) {
-                Some(uid) if status.is_success() => Ok(uid),
-                _ if body.get("code").is_some() => Err(NodeCallError { error: body }),
-                _ => Err(NodeCallError::unreachable(
-                    node,
-                    format!("unexpected answer {status}: {body}"),
-                )),
-            }
+        let (status, body) = self.send(node, method, url, body).await?;
+        match body.get("taskUid").and_then(Value::as_u64) {
+            Some(uid) if (200..300).contains(&status) => Ok(uid),
+            _ if body.get("code").is_some() => Err(NodeCallError { error: body }),
+            _ => Err(NodeCallError::unreachable(
+                node,
+                format!("unexpected answer {status}: {body}"),
+            )),
         }
-        .instrument(span)
-        .await
     }
 }
 

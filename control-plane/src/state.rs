@@ -73,6 +73,8 @@ pub struct ServiceState {
     topology: watch::Sender<Arc<pb::Topology>>,
     history: Mutex<VecDeque<Arc<pb::Topology>>>,
     commit_lock: tokio::sync::Mutex<()>,
+    /// Wakes the key sync reconciler after a key change.
+    pub key_sync: tokio::sync::Notify,
 }
 
 impl ServiceState {
@@ -99,10 +101,15 @@ impl ServiceState {
             topology: watch::Sender::new(Arc::new(topology.clone())),
             history: Mutex::new(VecDeque::from([Arc::new(topology)])),
             commit_lock: tokio::sync::Mutex::new(()),
+            key_sync: tokio::sync::Notify::new(),
         });
         if empty {
+            // A new Meilisearch starts with two default keys; a new fleet does too.
             state
-                .commit(|_, _| Ok(((), "initial empty topology".to_owned())))
+                .commit(|t, now| {
+                    t.keys = crate::topology::default_keys(now);
+                    Ok(((), "initial topology with the default API keys".to_owned()))
+                })
                 .await?;
         }
         state.update_gauges(&state.topology());

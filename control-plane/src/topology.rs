@@ -430,6 +430,90 @@ fn find_index_mut<'a>(topology: &'a mut pb::Topology, uid: &str) -> Result<&'a m
         .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))
 }
 
+/// The keys a new Meilisearch creates at its first start, recorded once in a new
+/// topology so every node ends up with the same two.
+pub fn default_keys(now_ms: u64) -> Vec<pb::ApiKey> {
+    let key = |name: &str, description: &str, actions: &[&str]| pb::ApiKey {
+        uid: miroir_proto::keys::new_uid(),
+        name: Some(name.to_owned()),
+        description: Some(description.to_owned()),
+        actions: actions.iter().map(|a| (*a).to_owned()).collect(),
+        indexes: vec!["*".to_owned()],
+        expires_at_ms: None,
+        created_at_ms: now_ms,
+        updated_at_ms: now_ms,
+    };
+    vec![
+        key(
+            "Default Search API Key",
+            "Use it to search from the frontend",
+            &["search"],
+        ),
+        key(
+            "Default Admin API Key",
+            "Use it for anything that is not a search operation. Caution! Do not expose it on a public frontend",
+            &["*"],
+        ),
+    ]
+}
+
+/// Records a new API key, newest first; its uid must be free.
+pub fn create_key(
+    topology: &mut pb::Topology,
+    mut key: pb::ApiKey,
+    now_ms: u64,
+) -> Result<pb::ApiKey> {
+    let Some(uid) = miroir_proto::keys::parse_uid(&key.uid) else {
+        return Err(ControlPlaneError::InvalidArgument(format!(
+            "`{}` is not a UUID",
+            key.uid
+        )));
+    };
+    if topology.keys.iter().any(|k| k.uid == uid) {
+        return Err(ControlPlaneError::AlreadyExists(format!(
+            "`uid` field value `{uid}` is already an existing API key."
+        )));
+    }
+    key.uid = uid;
+    key.created_at_ms = now_ms;
+    key.updated_at_ms = now_ms;
+    topology.keys.insert(0, key.clone());
+    Ok(key)
+}
+
+/// Changes a key's name and/or description (`Some(None)` clears one).
+pub fn update_key(
+    topology: &mut pb::Topology,
+    uid: &str,
+    name: Option<Option<String>>,
+    description: Option<Option<String>>,
+    now_ms: u64,
+) -> Result<pb::ApiKey> {
+    let key = topology
+        .keys
+        .iter_mut()
+        .find(|k| k.uid == uid)
+        .ok_or_else(|| ControlPlaneError::NotFound(format!("API key `{uid}` not found.")))?;
+    if let Some(name) = name {
+        key.name = name;
+    }
+    if let Some(description) = description {
+        key.description = description;
+    }
+    key.updated_at_ms = now_ms;
+    Ok(key.clone())
+}
+
+/// Removes a key.
+pub fn delete_key(topology: &mut pb::Topology, uid: &str) -> Result<pb::ApiKey> {
+    let position = topology
+        .keys
+        .iter()
+        .position(|k| k.uid == uid)
+        .ok_or_else(|| ControlPlaneError::NotFound(format!("API key `{uid}` not found.")))?;
+    Ok(topology.keys.remove(position))
+}
+
 /// Sets a node's state; returns whether anything changed.
 pub fn set_node_state(
     topology: &mut pb::Topology,
@@ -633,5 +717,37 @@ mod tests {
             error.to_string().contains("Index `z` not found."),
             "{error}"
         );
+    }
+
+    #[test]
+    fn keys_are_created_once_updated_and_deleted() {
+        let mut t = pb::Topology {
+            keys: default_keys(1),
+            ..Default::default()
+        };
+        assert_eq!(t.keys.len(), 2);
+        let key = pb::ApiKey {
+            uid: "01B4BC42-EB33-4041-B481-254D00CCE834".into(),
+            actions: vec!["search".into()],
+            indexes: vec!["movies".into()],
+            ..Default::default()
+        };
+        let created = create_key(&mut t, key.clone(), 5).unwrap();
+        assert_eq!(created.uid, "01b4bc42-eb33-4041-b481-254d00cce834");
+        assert_eq!(t.keys[0].uid, created.uid, "newest first");
+        assert!(matches!(
+            create_key(&mut t, key, 6),
+            Err(ControlPlaneError::AlreadyExists(_))
+        ));
+        let updated = update_key(&mut t, &created.uid, Some(Some("n".into())), None, 7).unwrap();
+        assert_eq!(
+            (updated.name.as_deref(), updated.updated_at_ms),
+            (Some("n"), 7)
+        );
+        delete_key(&mut t, &created.uid).unwrap();
+        assert!(matches!(
+            delete_key(&mut t, &created.uid),
+            Err(ControlPlaneError::NotFound(_))
+        ));
     }
 }

@@ -144,6 +144,9 @@ rpc! {
     admin update_index(UpdateIndexRequest) -> IndexResponse;
     admin set_primary_key(SetPrimaryKeyRequest) -> IndexResponse;
     admin swap_indexes(SwapIndexesRequest) -> SwapIndexesResponse;
+    admin create_key(CreateKeyRequest) -> KeyResponse;
+    admin update_key(UpdateKeyRequest) -> KeyResponse;
+    admin delete_key(DeleteKeyRequest) -> KeyResponse;
     tasks create_task(CreateTaskRequest) -> Task;
     tasks get_task(GetTaskRequest) -> Task;
     tasks list_tasks(ListTasksRequest) -> ListTasksResponse;

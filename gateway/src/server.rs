@@ -83,6 +83,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         topology,
         control_plane,
         nodes,
+        keys: Arc::default(),
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

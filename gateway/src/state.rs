@@ -19,4 +19,6 @@ pub struct AppState {
     pub control_plane: Arc<ControlPlaneClient>,
     /// HTTP calls to nodes.
     pub nodes: NodeClient,
+    /// API key values of the served topology, for authentication.
+    pub keys: Arc<crate::http::auth::KeyCache>,
 }

@@ -5,6 +5,7 @@ mod ctl;
 mod ctl_dev;
 mod gateway_documents;
 mod gateway_indexes;
+mod gateway_keys;
 mod gateway_reads;
 mod gateway_settings;
 mod gateway_tasks;

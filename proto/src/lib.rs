@@ -3,10 +3,12 @@
 //! - [`pb`]: code generated from `proto/miroir/v1/*.proto` (package `miroir.v1`).
 //! - [`types`]: domain types (`ShardId`, `NodeId`, `TopologyVersion`, …).
 //! - [`placement`]: key → shard and shard → owners; the only place placement is computed.
+//! - [`keys`]: API key values, uids, actions and index patterns, as Meilisearch has them.
 //! - [`error`]: the error codes, each mapped once to a gRPC code and an HTTP status.
 //! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
 
 pub mod error;
+pub mod keys;
 pub mod placement;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

@@ -1,4 +1,5 @@
 //! Background loops the leader runs to make the world match the topology.
 
 pub mod gateway_expiry;
+pub mod key_sync;
 pub mod node_health;

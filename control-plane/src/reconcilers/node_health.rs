@@ -137,8 +137,15 @@ pub async fn run(state: Arc<ServiceState>) {
                 Ok(((), reason))
             })
             .await;
-        if let Err(error) = result {
-            tracing::warn!(%error, "could not commit node health changes; retrying next interval");
+        match result {
+            // A node that (re)joins gets the fleet's API keys at once.
+            Ok(_) if changes.iter().any(|(_, _, to)| *to == NodeState::Active) => {
+                state.key_sync.notify_one();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "could not commit node health changes; retrying next interval");
+            }
         }
     }
 }

@@ -96,7 +96,11 @@ pub async fn failed_task(
 }
 
 /// `POST /indexes` (`uid`, `primaryKey`; Miroir's `miroirShardCount`, `miroirReplicationFactor`).
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, MeiliError> {
+pub async fn create(
+    State(state): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
     const FIELDS: &[&str] = &[
         "uid",
@@ -116,6 +120,9 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
             "Missing field `uid`",
         ));
     };
+    if !caller.allows("indexes.create", Some(&uid)) {
+        return Err(super::auth::forbidden());
+    }
     let number = |key: &str| -> Result<Option<u32>, MeiliError> {
         match body.get(key) {
             None | Some(Value::Null) => Ok(None),
@@ -279,7 +286,11 @@ pub async fn update(
 
 /// `POST /swap-indexes`: `[{"indexes": ["a", "b"]}, …]`, swapped in the topology and on
 /// every node through the control plane.
-pub async fn swap(State(state): State<AppState>, body: Bytes) -> Result<Response, MeiliError> {
+pub async fn swap(
+    State(state): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
     if body.is_empty() {
         return Err(MeiliError::invalid(
             "missing_payload",
@@ -356,6 +367,9 @@ pub async fn swap(State(state): State<AppState>, body: Bytes) -> Result<Response
             ));
         };
         for uid in [first, second] {
+            if !caller.allows("indexes.swap", Some(uid)) {
+                return Err(super::auth::forbidden());
+            }
             if !seen.insert(uid.clone()) {
                 return Err(MeiliError::invalid(
                     "invalid_swap_duplicate_index_found",
@@ -416,9 +430,10 @@ pub async fn get(
     Ok(Json(index_view(&find_index(&state, &uid)?)))
 }
 
-/// `GET /indexes`.
+/// `GET /indexes`: the indexes the caller's key covers.
 pub async fn list(
     State(state): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, MeiliError> {
     let number = |name: &str, default: usize| -> Result<usize, MeiliError> {
@@ -428,15 +443,19 @@ pub async fn list(
     };
     let (offset, limit) = (number("offset", 0)?, number("limit", 20)?);
     let topology = state.topology.current();
-    let results: Vec<Value> = topology
+    let visible: Vec<&pb::Index> = topology
         .indexes
+        .iter()
+        .filter(|i| caller.sees(&i.uid))
+        .collect();
+    let results: Vec<Value> = visible
         .iter()
         .skip(offset)
         .take(limit)
-        .map(index_view)
+        .map(|i| index_view(i))
         .collect();
     Ok(Json(
-        json!({"results": results, "offset": offset, "limit": limit, "total": topology.indexes.len()}),
+        json!({"results": results, "offset": offset, "limit": limit, "total": visible.len()}),
     ))
 }
 

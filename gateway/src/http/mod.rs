@@ -1,9 +1,11 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
+pub mod auth;
 mod document_reads;
 mod documents;
 pub mod error;
 mod indexes;
+mod keys;
 mod miroir;
 mod multi_search;
 mod scatter;
@@ -82,13 +84,18 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/cancel", axum::routing::post(tasks::cancel))
         .route("/tasks/{uid}", get(tasks::get_task))
         .route("/version", get(indexes::version))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route(
+            "/keys/{key}",
+            get(keys::get).patch(keys::update).delete(keys::delete),
+        )
         .route("/stats", get(stats::all))
         .route("/indexes/{uid}/stats", get(stats::one))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
         // unknown route is a 404 even without them.
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            authenticate,
+            auth::authenticate,
         ))
         .route_layer(axum::middleware::from_fn(trace_request))
         // Meilisearch registers no default service: an unknown route is a bare 404.
@@ -102,45 +109,6 @@ pub fn router(state: AppState) -> Router {
 /// Meilisearch's `GET /health`: the gateway process is up.
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "available" }))
-}
-
-/// Meilisearch's credential check, for every route but `/health` and Miroir's own.
-/// Only the master key is accepted so far (API keys and tenant tokens: not yet).
-async fn authenticate(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::http::StatusCode;
-    use axum::response::IntoResponse;
-    use error::{ErrorType, MeiliError};
-    let path = request.uri().path();
-    if path == "/health" || path.starts_with("/_miroir/") {
-        return next.run(request).await;
-    }
-    let token = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        None => MeiliError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_authorization_header",
-            ErrorType::Auth,
-            "The Authorization header is missing. It must use the bearer authorization method.",
-        )
-        .into_response(),
-        Some(token) if token != state.config.master_key => MeiliError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_api_key",
-            ErrorType::Auth,
-            "The provided API key is invalid.",
-        )
-        .into_response(),
-        Some(_) => next.run(request).await,
-    }
 }
 
 /// One span per request, named after the route template (bounded cardinality), a child of

@@ -24,6 +24,7 @@ fn inside(position: usize, failure: SearchFailure) -> Response {
 /// `POST /multi-search`.
 pub async fn multi_search(
     State(state): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
@@ -91,7 +92,7 @@ pub async fn multi_search(
     let Some(federation) = federation else {
         let mut results = Vec::with_capacity(prepared.len());
         for (position, (uid, query, _)) in prepared.into_iter().enumerate() {
-            match run_search(&state, &uid, query).await {
+            match run_search(&state, &caller, &uid, query).await {
                 Ok(searched) => {
                     let mut result = Map::new();
                     result.insert("indexUid".into(), json!(uid));
@@ -140,7 +141,7 @@ pub async fn multi_search(
         {
             query.insert("facets".into(), facets.clone());
         }
-        let searched = match run_search(&state, &uid, query).await {
+        let searched = match run_search(&state, &caller, &uid, query).await {
             Ok(searched) => searched,
             Err(failure) => return Ok(inside(position, failure)),
         };

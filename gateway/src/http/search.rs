@@ -1,6 +1,7 @@
 //! Search and facet search (DESIGN §5): scatter-gather over a covering set (`scatter.rs`),
 //! then an exact merge of hits, totals and facets.
 
+use super::auth::Caller;
 use super::documents::SHARD_FIELD;
 use super::error::MeiliError;
 use super::indexes::{find_index, json_object};
@@ -9,7 +10,7 @@ use super::scatter::{gather, mark_degraded, next_turn};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -87,6 +88,7 @@ pub fn compare_details(a: &Value, b: &Value) -> Ordering {
 /// `POST /indexes/{uid}/search`.
 pub async fn search_post(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
@@ -95,7 +97,7 @@ pub async fn search_post(
     } else {
         json_object(&body)?
     };
-    Ok(respond(run_search(&state, &uid, query).await))
+    Ok(respond(run_search(&state, &caller, &uid, query).await))
 }
 
 /// `GET /indexes/{uid}/search`: the query string in the POST body's shape (numbers,
@@ -103,6 +105,7 @@ pub async fn search_post(
 /// that parses as JSON is used as JSON, as Meilisearch does).
 pub async fn search_get(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
@@ -143,7 +146,7 @@ pub async fn search_get(
         };
         query.insert(key, parsed);
     }
-    Ok(respond(run_search(&state, &uid, query).await))
+    Ok(respond(run_search(&state, &caller, &uid, query).await))
 }
 
 fn get_code(key: &str) -> &'static str {
@@ -186,9 +189,13 @@ pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
 /// Scatter-gather and merge one search.
 pub async fn run_search(
     state: &AppState,
+    caller: &Caller,
     uid: &str,
-    query: Map<String, Value>,
+    mut query: Map<String, Value>,
 ) -> Result<Searched, SearchFailure> {
+    caller
+        .restrict_search(uid, &mut query)
+        .map_err(SearchFailure::Miroir)?;
     let index = find_index(state, uid).map_err(SearchFailure::Miroir)?;
     let turn = next_turn();
 
@@ -390,10 +397,12 @@ pub async fn run_search(
 /// own shards; counts are summed per value.
 pub async fn facet_search(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
-    let query = json_object(&body)?;
+    let mut query = json_object(&body)?;
+    caller.restrict_search(&uid, &mut query)?;
     let index = find_index(&state, &uid)?;
     let path = format!("/indexes/{uid}/facet-search");
     let gathered = match gather(

@@ -122,10 +122,13 @@ pub async fn one(
 }
 
 /// `GET /stats`.
-pub async fn all(State(state): State<AppState>) -> Result<Json<Value>, MeiliError> {
+pub async fn all(
+    State(state): State<AppState>,
+    axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+) -> Result<Json<Value>, MeiliError> {
     let topology = state.topology.current();
     let mut indexes = Map::new();
-    for index in &topology.indexes {
+    for index in topology.indexes.iter().filter(|i| caller.sees(&i.uid)) {
         indexes.insert(index.uid.clone(), index_stats(&state, index).await?);
     }
     let (mut size, mut used, mut last_update): (u64, u64, Option<String>) = (0, 0, None);

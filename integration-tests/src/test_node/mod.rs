@@ -5,6 +5,7 @@
 pub mod error;
 pub mod filter;
 pub mod index;
+pub mod keys;
 pub mod node;
 pub mod routes;
 pub mod search;

@@ -37,14 +37,17 @@ struct App {
     master_key: Option<Arc<str>>,
     faults: Arc<Mutex<Faults>>,
     requests: Arc<Mutex<u64>>,
+    keys: Arc<super::keys::KeyStore>,
 }
 
 type Result<T, E = NodeError> = std::result::Result<T, E>;
 
 /// The router for a node running with `master_key`.
 pub fn router(master_key: Option<String>) -> Router {
+    let keys = super::keys::KeyStore::new(master_key.clone());
     let app = App {
         node: Node::start(),
+        keys: keys.clone(),
         master_key: master_key.map(Into::into),
         faults: Arc::default(),
         requests: Arc::default(),
@@ -72,6 +75,7 @@ pub fn router(master_key: Option<String>) -> Router {
         .route("/tasks/cancel", post(cancel_tasks))
         .route("/tasks/{uid}", get(get_task))
         .route("/_testnode/faults", post(set_faults))
+        .merge(super::keys::router(keys))
         // Like Meilisearch (no default service in its actix app): a bare 404.
         .fallback(|| async { StatusCode::NOT_FOUND })
         .layer(middleware::from_fn_with_state(app.clone(), guard))
@@ -129,7 +133,11 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
                 "The Authorization header is missing. It must use the bearer authorization method.",
             )
             .into_response(),
-            Some(token) if token.trim() != &**master_key => {
+            // API keys open every route but /keys (action checks: not modelled here).
+            Some(token)
+                if token.trim() != &**master_key
+                    && (path.starts_with("/keys") || !app.keys.accepts(token.trim())) =>
+            {
                 return NodeError::auth(
                     StatusCode::FORBIDDEN,
                     "invalid_api_key",

@@ -1,0 +1,182 @@
+//! API keys as Meilisearch has them: the value derived from the master key and the uid,
+//! UUID v4 uids, the actions and what each grants, index patterns.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+/// Every action a key can hold.
+pub const ACTIONS: &[&str] = &[
+    "*",
+    "search",
+    "documents.*",
+    "documents.add",
+    "documents.get",
+    "documents.delete",
+    "indexes.*",
+    "indexes.create",
+    "indexes.get",
+    "indexes.update",
+    "indexes.delete",
+    "indexes.swap",
+    "tasks.*",
+    "tasks.cancel",
+    "tasks.delete",
+    "tasks.get",
+    "settings.*",
+    "settings.get",
+    "settings.update",
+    "stats.*",
+    "stats.get",
+    "metrics.*",
+    "metrics.get",
+    "dumps.*",
+    "dumps.create",
+    "snapshots.*",
+    "snapshots.create",
+    "version",
+    "keys.create",
+    "keys.get",
+    "keys.update",
+    "keys.delete",
+    "experimental.get",
+    "experimental.update",
+    "network.get",
+    "network.update",
+];
+
+/// The key's value: lowercase hex of HMAC-SHA256 keyed by the master key over the uid,
+/// exactly as Meilisearch derives it, so the same uid gives the same value on every node.
+pub fn key_value(master_key: &str, uid: &str) -> String {
+    // HMAC takes keys of any length.
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(master_key.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(uid.to_ascii_lowercase().as_bytes());
+    hex(&mac.finalize().into_bytes())
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A random UUID v4, lowercase and hyphenated.
+pub fn new_uid() -> String {
+    let mut bytes = [0u8; 16];
+    // The OS random source failing leaves no way to make a key: a zero uid would be
+    // guessable, so this is the one place a panic is the honest answer.
+    getrandom::fill(&mut bytes).expect("the operating system's random source");
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h = hex(&bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// Whether `uid` is a UUID (any version), hyphenated or not; returns it normalized to
+/// lowercase and hyphenated.
+pub fn parse_uid(uid: &str) -> Option<String> {
+    let digits: String = uid
+        .strip_prefix("urn:uuid:")
+        .unwrap_or(uid)
+        .chars()
+        .filter(|c| *c != '-')
+        .collect();
+    if digits.len() != 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let d = digits.to_ascii_lowercase();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &d[0..8],
+        &d[8..12],
+        &d[12..16],
+        &d[16..20],
+        &d[20..32]
+    ))
+}
+
+/// Whether holding `granted` allows `required` (`*` allows everything, `documents.*`
+/// every `documents.` action, and so on).
+pub fn action_allows(granted: &[String], required: &str) -> bool {
+    granted.iter().any(|g| {
+        g == "*"
+            || g == required
+            || g.strip_suffix(".*").is_some_and(|prefix| {
+                required
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| rest.starts_with('.'))
+            })
+    })
+}
+
+/// Whether an index pattern (`*`, `movies`, `movies_*`) matches `index`.
+pub fn index_matches(pattern: &str, index: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => index.starts_with(prefix),
+        None => pattern == index,
+    }
+}
+
+/// Whether any of `patterns` matches `index`.
+pub fn indexes_allow(patterns: &[String], index: &str) -> bool {
+    patterns.iter().any(|p| index_matches(p, index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_values_match_meilisearch() {
+        // Pinned from Python's hmac module (hmac.new(master, uid, sha256).hexdigest()).
+        let value = key_value("aSampleMasterKey", "01b4bc42-eb33-4041-b481-254d00cce834");
+        assert_eq!(
+            value,
+            "2851f7ebdf501b0b988cf5dea285f466d6806eaedc41bc2df10ef8c4a897f003"
+        );
+        assert_eq!(
+            value,
+            key_value("aSampleMasterKey", "01B4BC42-EB33-4041-B481-254D00CCE834")
+        );
+        assert_ne!(
+            value,
+            key_value("anotherMasterKey", "01b4bc42-eb33-4041-b481-254d00cce834")
+        );
+    }
+
+    #[test]
+    fn uids_are_v4_and_parse() {
+        let uid = new_uid();
+        assert_eq!(parse_uid(&uid).as_deref(), Some(uid.as_str()));
+        assert_eq!(&uid[14..15], "4");
+        assert!(parse_uid("not-a-uuid").is_none());
+        assert_eq!(
+            parse_uid("01B4BC42EB334041B481254D00CCE834").as_deref(),
+            Some("01b4bc42-eb33-4041-b481-254d00cce834")
+        );
+    }
+
+    #[test]
+    fn actions_and_patterns() {
+        let granted = vec!["documents.*".to_owned(), "search".to_owned()];
+        assert!(action_allows(&granted, "documents.add"));
+        assert!(action_allows(&granted, "search"));
+        assert!(!action_allows(&granted, "indexes.create"));
+        assert!(!action_allows(
+            &["documents.*".to_owned()],
+            "documentsx.add"
+        ));
+        assert!(action_allows(&["*".to_owned()], "keys.get"));
+        assert!(index_matches("movies_*", "movies_fr"));
+        assert!(!index_matches("movies_*", "books"));
+        assert!(index_matches("*", "anything"));
+        assert!(!index_matches("movies", "movies_fr"));
+    }
+}
