@@ -15,6 +15,7 @@ mod grpcurl;
 mod merge_oracle;
 mod node_health;
 mod sdk_python;
+mod sdk_rust;
 mod test_node;
 mod tracing_export;
 mod watch;

@@ -89,12 +89,21 @@ async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, Meili
     };
     let rf = u64::from(index.replication_factor.max(1));
     let (mut documents, mut indexing) = (0u64, false);
+    // Raw size, embeddings, embedded documents: summed over every copy, then per copy.
+    let mut sums = [0u64; 3];
     let mut fields: BTreeMap<String, u64> = BTreeMap::new();
     for id in &nodes {
         let node = live(id).expect("checked live");
         let stats = node_stats(state, node, &index.uid).await?;
         documents += stats["numberOfDocuments"].as_u64().unwrap_or(0);
         indexing |= stats["isIndexing"].as_bool().unwrap_or(false);
+        for (sum, key) in sums.iter_mut().zip([
+            "rawDocumentDbSize",
+            "numberOfEmbeddings",
+            "numberOfEmbeddedDocuments",
+        ]) {
+            *sum += stats[key].as_u64().unwrap_or(0);
+        }
         for (field, count) in stats["fieldDistribution"].as_object().into_iter().flatten() {
             if field != SHARD_FIELD {
                 *fields.entry(field.clone()).or_default() += count.as_u64().unwrap_or(0);
@@ -105,9 +114,14 @@ async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, Meili
         .into_iter()
         .map(|(f, c)| (f, json!(c / rf)))
         .collect();
+    let (documents, raw) = (documents / rf, sums[0] / rf);
     Ok(json!({
-        "numberOfDocuments": documents / rf,
+        "numberOfDocuments": documents,
+        "rawDocumentDbSize": raw,
+        "avgDocumentSize": raw.checked_div(documents).unwrap_or(0),
         "isIndexing": indexing,
+        "numberOfEmbeddings": sums[1] / rf,
+        "numberOfEmbeddedDocuments": sums[2] / rf,
         "fieldDistribution": distribution,
     }))
 }
