@@ -66,6 +66,30 @@ def main(url: str, key: str) -> None:
     assert all(t.enqueued_at <= t.started_at for t in tasks.results), tasks
     assert client.get_version()["pkgVersion"], client.get_version()
 
+    results = client.multi_search([
+        {"indexUid": "books", "q": "", "filter": "genre = poetry", "limit": 2},
+        {"indexUid": "books", "q": "book", "limit": 1},
+    ])["results"]
+    assert len(results) == 2 and len(results[0]["hits"]) == 2 and len(results[1]["hits"]) == 1, results
+    assert all(hit["genre"] == "poetry" for hit in results[0]["hits"]), results
+
+    stats = client.get_all_stats()
+    assert stats["indexes"]["books"]["numberOfDocuments"] == 29, stats
+
+    key = client.create_key({"description": "books search", "actions": ["search"], "indexes": ["books"], "expiresAt": None})
+    assert key.key and key.uid and key.indexes == ["books"], key
+    assert any(k.uid == key.uid for k in client.get_keys().results)
+    token = client.generate_tenant_token(key.uid, {"books": {"filter": "genre = poetry"}}, api_key=key.key)
+    tenant = meilisearch.Client(url, token)
+    result = tenant.index("books").search("", {"limit": 100})
+    assert result["hits"] and all(hit["genre"] == "poetry" for hit in result["hits"]), result
+    try:
+        meilisearch.Client(url, key.key).index("books").add_documents([{"id": 1000}])
+        raise AssertionError("a search key may not write")
+    except meilisearch.errors.MeilisearchApiError as error:
+        assert error.code == "invalid_api_key" and error.status_code == 403, error
+    client.delete_key(key.key)
+
     task = client.delete_index("books")
     assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
     print("python sdk: all checks passed")
