@@ -118,3 +118,81 @@ async fn a_shard_without_quorum_is_not_acknowledged() {
     assert_eq!(error["code"], "miroir_no_quorum");
     assert_eq!(error["type"], "system");
 }
+
+#[tokio::test]
+async fn csv_and_ndjson_writes_read_like_meilisearch() {
+    let (_dir, _cp, _nodes, gateway) = crate::gateway_indexes::fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    let csv = "sku;title;price:number;sold:boolean\na1;\"Chair; oak\";49.5;true\na2;Lamp;;false\n";
+    let (status, enqueued) = meili
+        .send(
+            Method::POST,
+            "/indexes/shop/documents?csvDelimiter=%3B&primaryKey=sku",
+            Some("text/csv"),
+            Some(csv.as_bytes().to_vec()),
+        )
+        .await;
+    assert_eq!(status, 202, "{enqueued}");
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(task["details"]["receivedDocuments"], 2);
+    let (_, chair) = meili.get("/indexes/shop/documents/a1").await;
+    assert_eq!(
+        chair,
+        json!({"sku": "a1", "title": "Chair; oak", "price": 49.5, "sold": true})
+    );
+    let (_, lamp) = meili.get("/indexes/shop/documents/a2").await;
+    assert_eq!(lamp["price"], serde_json::Value::Null);
+
+    let ndjson = "{\"sku\": \"a3\", \"title\": \"Desk\"}\n\n{\"sku\": \"a4\"}\n";
+    let (status, enqueued) = meili
+        .send(
+            Method::PUT,
+            "/indexes/shop/documents",
+            Some("application/x-ndjson"),
+            Some(ndjson.as_bytes().to_vec()),
+        )
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(meili.wait_task(&enqueued).await["status"], "succeeded");
+    let (_, all) = meili.get("/indexes/shop/documents?limit=10").await;
+    assert_eq!(all["total"], 4);
+
+    let (status, error) = meili
+        .send(
+            Method::POST,
+            "/indexes/shop/documents?csvDelimiter=ab",
+            Some("text/csv"),
+            Some(b"sku\nx\n".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("invalid_document_csv_delimiter"))
+    );
+    let (status, error) = meili
+        .send(
+            Method::POST,
+            "/indexes/shop/documents?csvDelimiter=%3B",
+            Some("application/json"),
+            Some(b"[]".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (415, Some("invalid_document_csv_delimiter"))
+    );
+    let (status, error) = meili
+        .send(
+            Method::POST,
+            "/indexes/shop/documents",
+            Some("text/csv"),
+            Some(b"sku,price:number\nx,cheap\n".to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (400, Some("malformed_payload")),
+        "{error}"
+    );
+}

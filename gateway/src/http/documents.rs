@@ -97,6 +97,7 @@ pub fn document_id(document: &Map<String, Value>, pk: &str) -> Result<String, Me
 fn parse_documents(
     headers: &HeaderMap,
     body: &Bytes,
+    params: &HashMap<String, String>,
 ) -> Result<Vec<Map<String, Value>>, MeiliError> {
     let accepted = "Accepted values for the Content-Type header are: `application/json`, `application/x-ndjson`, `text/csv`";
     let Some(content_type) = headers
@@ -116,6 +117,16 @@ fn parse_documents(
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
+    if params.contains_key("csvDelimiter") && mime != "text/csv" {
+        return Err(MeiliError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_document_csv_delimiter",
+            ErrorType::InvalidRequest,
+            format!(
+                "The Content-Type `{mime}` does not support the use of a csv delimiter. The csv delimiter can only be used with the Content-Type `text/csv`."
+            ),
+        ));
+    }
     let malformed = |format: &str, detail: String| {
         MeiliError::invalid(
             "malformed_payload",
@@ -171,12 +182,31 @@ fn parse_documents(
                 })
                 .collect()
         }
-        "text/csv" => Err(MeiliError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "miroir_not_implemented",
-            ErrorType::InvalidRequest,
-            "CSV document payloads are not supported by this Miroir release yet; send JSON or NDJSON",
-        )),
+        "text/csv" => {
+            if body.is_empty() {
+                return Err(MeiliError::invalid(
+                    "missing_payload",
+                    "A csv payload is missing.",
+                ));
+            }
+            let delimiter = match params.get("csvDelimiter").map(String::as_bytes) {
+                None => b',',
+                Some([d]) if d.is_ascii() => *d,
+                Some(_) => {
+                    return Err(MeiliError::invalid(
+                        "invalid_document_csv_delimiter",
+                        format!(
+                            "csv delimiter must be an ascii character. Found: `{}`",
+                            params
+                                .get("csvDelimiter")
+                                .map(String::as_str)
+                                .unwrap_or_default()
+                        ),
+                    ));
+                }
+            };
+            parse_csv(body, delimiter)
+        }
         other => Err(MeiliError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_content_type",
@@ -184,6 +214,70 @@ fn parse_documents(
             format!("The Content-Type `{other}` is invalid. {accepted}"),
         )),
     }
+}
+
+/// CSV as Meilisearch reads it: a header row whose `name:number`, `name:boolean` and
+/// `name:string` cells type their column (untyped columns are strings); empty cells are
+/// null; every row has as many cells as the header.
+fn parse_csv(body: &[u8], delimiter: u8) -> Result<Vec<Map<String, Value>>, MeiliError> {
+    let malformed = |detail: String| {
+        MeiliError::invalid(
+            "malformed_payload",
+            format!("The `csv` payload provided is malformed: `{detail}`."),
+        )
+    };
+    #[derive(Clone, Copy)]
+    enum Kind {
+        String,
+        Number,
+        Boolean,
+    }
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(body);
+    let columns: Vec<(String, Kind)> = reader
+        .headers()
+        .map_err(|e| malformed(e.to_string()))?
+        .iter()
+        .map(|header| match header.rsplit_once(':') {
+            Some((name, "string")) => (name.to_owned(), Kind::String),
+            Some((name, "number")) => (name.to_owned(), Kind::Number),
+            Some((name, "boolean")) => (name.to_owned(), Kind::Boolean),
+            _ => (header.to_owned(), Kind::String),
+        })
+        .collect();
+    let mut documents = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| malformed(e.to_string()))?;
+        let line = record.position().map_or(0, csv::Position::line);
+        let mut document = Map::with_capacity(columns.len());
+        for ((name, kind), cell) in columns.iter().zip(record.iter()) {
+            let trimmed = cell.trim();
+            let value = match kind {
+                Kind::String if cell.is_empty() => Value::Null,
+                Kind::String => Value::String(cell.to_owned()),
+                Kind::Number | Kind::Boolean if trimmed.is_empty() => Value::Null,
+                Kind::Number => match trimmed.parse::<i64>() {
+                    Ok(integer) => Value::from(integer),
+                    Err(_) => trimmed
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
+                        .ok_or_else(|| {
+                            malformed(format!("Error parsing number {cell:?} at line {line}: invalid float literal"))
+                        })?,
+                },
+                Kind::Boolean => Value::Bool(trimmed.parse::<bool>().map_err(|_| {
+                    malformed(format!(
+                        "Error parsing boolean {cell:?} at line {line}: provided string was not `true` or `false`"
+                    ))
+                })?),
+            };
+            document.insert(name.clone(), value);
+        }
+        documents.push(document);
+    }
+    Ok(documents)
 }
 
 /// A document write that failed before reaching any node: 202 and a failed task.
@@ -301,7 +395,7 @@ async fn write(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Ok(response);
     }
-    let mut documents = parse_documents(&headers, &body)?;
+    let mut documents = parse_documents(&headers, &body, &params)?;
     if let Some(field) = documents
         .iter()
         .flat_map(|d| d.keys())
@@ -488,6 +582,31 @@ async fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_reads_like_meilisearch() {
+        let documents = parse_csv(
+            b"id:number,title,price:number,sold:boolean\n1,\"Hello, \"\"world\"\"\",9.5,true\n2,,,\n",
+            b',',
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(documents[0].clone()),
+            json!({"id": 1, "title": "Hello, \"world\"", "price": 9.5, "sold": true})
+        );
+        assert_eq!(
+            Value::Object(documents[1].clone()),
+            json!({"id": 2, "title": null, "price": null, "sold": null})
+        );
+        let semicolons = parse_csv(b"id;name\n7;x\n", b';').unwrap();
+        assert_eq!(semicolons[0]["name"], "x");
+        let error = parse_csv(b"id:number\nabc\n", b',').unwrap_err();
+        assert_eq!(error.body()["code"], "malformed_payload");
+        assert!(
+            parse_csv(b"a,b\n1\n", b',').is_err(),
+            "rows keep the header's width"
+        );
+    }
 
     #[test]
     fn ids_and_inference_follow_meilisearch() {
