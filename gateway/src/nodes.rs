@@ -65,6 +65,30 @@ impl NodeClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<NodeAnswer, Unreachable> {
+        let body = body.map(|b| reqwest::Body::from(b.to_string()));
+        self.send(node, address, method, path, body).await
+    }
+
+    /// Sends a JSON body that is already encoded (or streamed) to `address` + `path`.
+    pub async fn send_json_body(
+        &self,
+        node: &str,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: reqwest::Body,
+    ) -> Result<NodeAnswer, Unreachable> {
+        self.send(node, address, method, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        node: &str,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+    ) -> Result<NodeAnswer, Unreachable> {
         let span = tracing::info_span!("node_call", node, %method, path);
         async {
             let mut request = self
@@ -75,7 +99,9 @@ impl NodeClient {
             miroir_proto::telemetry::inject_current_context(&mut headers);
             request = request.headers(headers);
             if let Some(body) = body {
-                request = request.json(body);
+                request = request
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body);
             }
             let unreachable = |detail: String| Unreachable {
                 node: node.to_owned(),

@@ -22,13 +22,16 @@ use tonic::transport::Channel;
 /// The master key every test fleet uses.
 pub const MASTER_KEY: &str = "miroir-test-master-key-0123456789";
 
-/// Path of a workspace binary, next to the test executable's `deps/` folder.
+/// Path of a workspace binary: in the profile folder that holds the running test (from
+/// its `deps/` folder) or the running binary (e.g. `target/release/miroir-bench`).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
+    let parent = exe.parent().expect("executable folder");
+    let dir = if parent.ends_with("deps") {
+        parent.parent().expect("target directory")
+    } else {
+        parent
+    };
     let path = dir.join(name);
     assert!(
         path.exists(),
@@ -516,6 +519,11 @@ impl Gateway {
             .json()
             .await
             .expect("status JSON")
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Waits until the gateway serves topology `version` or newer.

@@ -121,7 +121,7 @@ async fn a_shard_without_quorum_is_not_acknowledged() {
 
 #[tokio::test]
 async fn csv_and_ndjson_writes_read_like_meilisearch() {
-    let (_dir, _cp, _nodes, gateway) = crate::gateway_indexes::fleet(2).await;
+    let (dir, cp, _nodes, gateway) = crate::gateway_indexes::fleet(2).await;
     let meili = Meili::new(&gateway.url);
     let csv = "sku;title;price:number;sold:boolean\na1;\"Chair; oak\";49.5;true\na2;Lamp;;false\n";
     let (status, enqueued) = meili
@@ -195,4 +195,24 @@ async fn csv_and_ndjson_writes_read_like_meilisearch() {
         (400, Some("malformed_payload")),
         "{error}"
     );
+
+    // Bodies past the limit get Meilisearch's 413, declared length or not.
+    let small = miroir_integration_tests::Gateway::start(
+        dir.path(),
+        &cp.url(),
+        &["--payload-size-limit", "1024"],
+    )
+    .await;
+    let big: Vec<serde_json::Value> = (0..100)
+        .map(|i| json!({"sku": format!("b{i}"), "title": "x".repeat(20)}))
+        .collect();
+    let (status, error) = Meili::new(&small.url)
+        .post("/indexes/shop/documents", json!(big))
+        .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{error}"
+    );
+    assert_eq!(error["type"], "invalid_request");
 }

@@ -4,281 +4,22 @@
 
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
+use super::payload;
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use miroir_proto::pb::{self, GroupState, NodeState};
 use miroir_proto::placement::shard_for_key;
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// The field Miroir stamps on every document; `_miroir_*` fields are reserved.
 pub const SHARD_FIELD: &str = "_miroir_shard";
-
-fn no_candidate() -> MeiliError {
-    MeiliError::invalid(
-        "index_primary_key_no_candidate_found",
-        "The primary key inference failed as the engine did not find any field ending with `id` in its name. Please specify the primary key manually using the `primaryKey` query parameter.",
-    )
-}
-
-/// Meilisearch's primary-key inference: the first document's top-level keys ending in
-/// `id` (any case); exactly one must exist.
-pub fn infer_primary_key(first: Option<&Map<String, Value>>) -> Result<String, MeiliError> {
-    let mut candidates: Vec<&String> = first
-        .map(|d| {
-            d.keys()
-                .filter(|k| k.to_lowercase().ends_with("id"))
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.sort();
-    match candidates.as_slice() {
-        [one] => Ok((*one).clone()),
-        [] => Err(no_candidate()),
-        [a, b, ..] => Err(MeiliError::invalid(
-            "index_primary_key_multiple_candidates_found",
-            format!(
-                "The primary key inference failed as the engine found {} fields ending with `id` in their names: '{a}' and '{b}'. Please specify the primary key manually using the `primaryKey` query parameter.",
-                candidates.len()
-            ),
-        )),
-    }
-}
-
-/// The document id as Meilisearch accepts it: an integer, or 1–511 bytes of
-/// `[A-Za-z0-9_-]`. Integers are returned as their decimal string.
-pub fn document_id(document: &Map<String, Value>, pk: &str) -> Result<String, MeiliError> {
-    let mut value = document.get(pk);
-    if value.is_none() && pk.contains('.') {
-        let mut current: Option<&Value> = None;
-        for (i, part) in pk.split('.').enumerate() {
-            current = if i == 0 {
-                document.get(part)
-            } else {
-                current.and_then(|v| v.get(part))
-            };
-        }
-        value = current;
-    }
-    let Some(value) = value else {
-        return Err(MeiliError::invalid(
-            "missing_document_id",
-            format!(
-                "Document doesn't have a `{pk}` attribute: `{}`.",
-                serde_json::to_string(document).unwrap_or_default()
-            ),
-        ));
-    };
-    match value {
-        Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-        Value::String(s)
-            if !s.is_empty()
-                && s.len() <= 511
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-        {
-            Ok(s.clone())
-        }
-        other => Err(MeiliError::invalid(
-            "invalid_document_id",
-            format!(
-                "Document identifier `{other}` is invalid. A document identifier can be of type integer or string, only composed of alphanumeric characters (a-z A-Z 0-9), hyphens (-) and underscores (_), and can not be more than 511 bytes."
-            ),
-        )),
-    }
-}
-
-/// Parses a JSON or NDJSON documents payload.
-fn parse_documents(
-    headers: &HeaderMap,
-    body: &Bytes,
-    params: &HashMap<String, String>,
-) -> Result<Vec<Map<String, Value>>, MeiliError> {
-    let accepted = "Accepted values for the Content-Type header are: `application/json`, `application/x-ndjson`, `text/csv`";
-    let Some(content_type) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(MeiliError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "missing_content_type",
-            ErrorType::InvalidRequest,
-            format!("A Content-Type header is missing. {accepted}"),
-        ));
-    };
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if params.contains_key("csvDelimiter") && mime != "text/csv" {
-        return Err(MeiliError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_document_csv_delimiter",
-            ErrorType::InvalidRequest,
-            format!(
-                "The Content-Type `{mime}` does not support the use of a csv delimiter. The csv delimiter can only be used with the Content-Type `text/csv`."
-            ),
-        ));
-    }
-    let malformed = |format: &str, detail: String| {
-        MeiliError::invalid(
-            "malformed_payload",
-            format!(
-                "The `{format}` payload provided is malformed. `Couldn't serialize document value: {detail}`."
-            ),
-        )
-    };
-    match mime.as_str() {
-        "application/json" => {
-            if body.is_empty() {
-                return Err(MeiliError::invalid(
-                    "missing_payload",
-                    "A json payload is missing.",
-                ));
-            }
-            match serde_json::from_slice::<Value>(body)
-                .map_err(|e| malformed("json", e.to_string()))?
-            {
-                Value::Object(object) => Ok(vec![object]),
-                Value::Array(items) => items
-                    .into_iter()
-                    .map(|item| match item {
-                        Value::Object(object) => Ok(object),
-                        _ => Err(malformed(
-                            "json",
-                            "data are neither an object nor a list of objects".into(),
-                        )),
-                    })
-                    .collect(),
-                _ => Err(malformed(
-                    "json",
-                    "data are neither an object nor a list of objects".into(),
-                )),
-            }
-        }
-        "application/x-ndjson" => {
-            if body.is_empty() {
-                return Err(MeiliError::invalid(
-                    "missing_payload",
-                    "A ndjson payload is missing.",
-                ));
-            }
-            body.split(|b| *b == b'\n')
-                .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-                .map(|line| match serde_json::from_slice::<Value>(line) {
-                    Ok(Value::Object(object)) => Ok(object),
-                    Ok(_) => Err(malformed(
-                        "ndjson",
-                        "data are neither an object nor a list of objects".into(),
-                    )),
-                    Err(e) => Err(malformed("ndjson", e.to_string())),
-                })
-                .collect()
-        }
-        "text/csv" => {
-            if body.is_empty() {
-                return Err(MeiliError::invalid(
-                    "missing_payload",
-                    "A csv payload is missing.",
-                ));
-            }
-            let delimiter = match params.get("csvDelimiter").map(String::as_bytes) {
-                None => b',',
-                Some([d]) if d.is_ascii() => *d,
-                Some(_) => {
-                    return Err(MeiliError::invalid(
-                        "invalid_document_csv_delimiter",
-                        format!(
-                            "csv delimiter must be an ascii character. Found: `{}`",
-                            params
-                                .get("csvDelimiter")
-                                .map(String::as_str)
-                                .unwrap_or_default()
-                        ),
-                    ));
-                }
-            };
-            parse_csv(body, delimiter)
-        }
-        other => Err(MeiliError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_content_type",
-            ErrorType::InvalidRequest,
-            format!("The Content-Type `{other}` is invalid. {accepted}"),
-        )),
-    }
-}
-
-/// CSV as Meilisearch reads it: a header row whose `name:number`, `name:boolean` and
-/// `name:string` cells type their column (untyped columns are strings); empty cells are
-/// null; every row has as many cells as the header.
-fn parse_csv(body: &[u8], delimiter: u8) -> Result<Vec<Map<String, Value>>, MeiliError> {
-    let malformed = |detail: String| {
-        MeiliError::invalid(
-            "malformed_payload",
-            format!("The `csv` payload provided is malformed: `{detail}`."),
-        )
-    };
-    #[derive(Clone, Copy)]
-    enum Kind {
-        String,
-        Number,
-        Boolean,
-    }
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .from_reader(body);
-    let columns: Vec<(String, Kind)> = reader
-        .headers()
-        .map_err(|e| malformed(e.to_string()))?
-        .iter()
-        .map(|header| match header.rsplit_once(':') {
-            Some((name, "string")) => (name.to_owned(), Kind::String),
-            Some((name, "number")) => (name.to_owned(), Kind::Number),
-            Some((name, "boolean")) => (name.to_owned(), Kind::Boolean),
-            _ => (header.to_owned(), Kind::String),
-        })
-        .collect();
-    let mut documents = Vec::new();
-    for record in reader.records() {
-        let record = record.map_err(|e| malformed(e.to_string()))?;
-        let line = record.position().map_or(0, csv::Position::line);
-        let mut document = Map::with_capacity(columns.len());
-        for ((name, kind), cell) in columns.iter().zip(record.iter()) {
-            let trimmed = cell.trim();
-            let value = match kind {
-                Kind::String if cell.is_empty() => Value::Null,
-                Kind::String => Value::String(cell.to_owned()),
-                Kind::Number | Kind::Boolean if trimmed.is_empty() => Value::Null,
-                Kind::Number => match trimmed.parse::<i64>() {
-                    Ok(integer) => Value::from(integer),
-                    Err(_) => trimmed
-                        .parse::<f64>()
-                        .ok()
-                        .and_then(|f| serde_json::Number::from_f64(f).map(Value::Number))
-                        .ok_or_else(|| {
-                            malformed(format!("Error parsing number {cell:?} at line {line}: invalid float literal"))
-                        })?,
-                },
-                Kind::Boolean => Value::Bool(trimmed.parse::<bool>().map_err(|_| {
-                    malformed(format!(
-                        "Error parsing boolean {cell:?} at line {line}: provided string was not `true` or `false`"
-                    ))
-                })?),
-            };
-            document.insert(name.clone(), value);
-        }
-        documents.push(document);
-    }
-    Ok(documents)
-}
 
 /// A document write that failed before reaching any node: 202 and a failed task.
 async fn failed_task(
@@ -357,7 +98,7 @@ pub async fn replace(
     uid: Path<String>,
     params: Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, MeiliError> {
     write(state, uid, params, headers, body, Method::POST).await
 }
@@ -368,7 +109,7 @@ pub async fn update(
     uid: Path<String>,
     params: Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, MeiliError> {
     write(state, uid, params, headers, body, Method::PUT).await
 }
@@ -378,7 +119,7 @@ async fn write(
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     method: Method,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
@@ -395,18 +136,20 @@ async fn write(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Ok(response);
     }
-    let mut documents = parse_documents(&headers, &body, &params)?;
-    if let Some(field) = documents
-        .iter()
-        .flat_map(|d| d.keys())
-        .find(|k| k.starts_with("_miroir_"))
-    {
-        return Err(MeiliError::invalid(
-            "miroir_reserved_field",
-            format!(
-                "The field `{field}` is reserved by Miroir: fields starting with `_miroir_` cannot be written."
-            ),
-        ));
+    let body = payload::collect(body, &headers, state.config.payload_size_limit).await?;
+    let documents = payload::parse(&headers, &body, &params)?;
+    for document in &documents {
+        if let Some(field) = payload::fields(document)?
+            .keys()
+            .find(|k| k.starts_with("_miroir_"))
+        {
+            return Err(MeiliError::invalid(
+                "miroir_reserved_field",
+                format!(
+                    "The field `{field}` is reserved by Miroir: fields starting with `_miroir_` cannot be written."
+                ),
+            ));
+        }
     }
     let query_pk = params.get("primaryKey").map(String::as_str);
     let index = index_for_write(&state, &uid, query_pk).await?;
@@ -419,7 +162,7 @@ async fn write(
         (None, asked) => {
             let pk = match asked
                 .map(str::to_owned)
-                .map_or_else(|| infer_primary_key(documents.first()), Ok)
+                .map_or_else(|| payload::infer_primary_key(documents.first()), Ok)
             {
                 Ok(pk) => pk,
                 Err(error) => return failed_task(&state, &uid, documents.len(), error).await,
@@ -441,16 +184,16 @@ async fn write(
         }
     };
     let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (position, document) in documents.iter_mut().enumerate() {
-        let id = match document_id(document, &pk) {
+    for (position, document) in documents.iter().enumerate() {
+        let id = match payload::document_id(document, &pk) {
             Ok(id) => id,
             // All or nothing, as Meilisearch fails the whole batch.
             Err(error) => return failed_task(&state, &uid, position.max(1), error).await,
         };
         let shard = shard_for_key(&id, index.shard_count).0;
-        document.insert(SHARD_FIELD.into(), json!(shard));
         by_shard.entry(shard).or_default().push(position);
     }
+    let documents = Arc::new(documents);
     let received = documents.len();
     let topology = state.topology.current();
     let active_groups: BTreeSet<u32> = topology
@@ -459,8 +202,9 @@ async fn write(
         .filter(|g| g.state != GroupState::Draining as i32)
         .map(|g| g.id)
         .collect();
-    // node → the documents it must receive; and (group, shard) → its write nodes.
-    let mut batches: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    // node → the documents it must receive, with their shard; (group, shard) → its
+    // write nodes.
+    let mut batches: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
     let mut writers: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
     for routing in index
         .routing
@@ -472,26 +216,26 @@ async fn write(
                 continue;
             };
             for node in &route.write_nodes {
-                batches.entry(node.clone()).or_default().extend(positions);
+                batches
+                    .entry(node.clone())
+                    .or_default()
+                    .extend(positions.iter().map(|&p| (p, shard)));
             }
             writers.insert((routing.group_id, shard), route.write_nodes.clone());
         }
     }
     let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
     let mut calls = JoinSet::new();
-    for (node_id, positions) in batches {
+    for (node_id, mut picks) in batches {
         let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
             continue;
         };
         if node.state == NodeState::Failed as i32 {
             continue;
         }
-        let batch = Value::Array(
-            positions
-                .iter()
-                .map(|&p| Value::Object(documents[p].clone()))
-                .collect(),
-        );
+        // The client's order, so a document repeated in one batch ends as its last copy.
+        picks.sort_unstable();
+        let batch = payload::node_body(documents.clone(), picks);
         let (client, address, path, method) = (
             state.nodes.clone(),
             node.address.clone(),
@@ -500,7 +244,7 @@ async fn write(
         );
         calls.spawn(tracing::Instrument::in_current_span(async move {
             let answer = client
-                .call(&node_id, &address, method, &path, Some(&batch))
+                .send_json_body(&node_id, &address, method, &path, batch)
                 .await;
             (node_id, answer)
         }));
@@ -577,74 +321,4 @@ async fn write(
         response.headers_mut().insert("x-miroir-degraded", value);
     }
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_reads_like_meilisearch() {
-        let documents = parse_csv(
-            b"id:number,title,price:number,sold:boolean\n1,\"Hello, \"\"world\"\"\",9.5,true\n2,,,\n",
-            b',',
-        )
-        .unwrap();
-        assert_eq!(
-            Value::Object(documents[0].clone()),
-            json!({"id": 1, "title": "Hello, \"world\"", "price": 9.5, "sold": true})
-        );
-        assert_eq!(
-            Value::Object(documents[1].clone()),
-            json!({"id": 2, "title": null, "price": null, "sold": null})
-        );
-        let semicolons = parse_csv(b"id;name\n7;x\n", b';').unwrap();
-        assert_eq!(semicolons[0]["name"], "x");
-        let error = parse_csv(b"id:number\nabc\n", b',').unwrap_err();
-        assert_eq!(error.body()["code"], "malformed_payload");
-        assert!(
-            parse_csv(b"a,b\n1\n", b',').is_err(),
-            "rows keep the header's width"
-        );
-    }
-
-    #[test]
-    fn ids_and_inference_follow_meilisearch() {
-        let doc = |v: Value| v.as_object().unwrap().clone();
-        assert_eq!(
-            infer_primary_key(Some(&doc(json!({"movie_id": 1, "title": "x"})))).unwrap(),
-            "movie_id"
-        );
-        assert_eq!(
-            infer_primary_key(Some(&doc(json!({"id": 1, "uid": 2}))))
-                .unwrap_err()
-                .code,
-            "index_primary_key_multiple_candidates_found"
-        );
-        assert_eq!(document_id(&doc(json!({"id": 42})), "id").unwrap(), "42");
-        assert_eq!(
-            document_id(&doc(json!({"id": "a-b_c"})), "id").unwrap(),
-            "a-b_c"
-        );
-        assert_eq!(
-            document_id(&doc(json!({"id": "a b"})), "id")
-                .unwrap_err()
-                .code,
-            "invalid_document_id"
-        );
-        assert_eq!(
-            document_id(&doc(json!({"id": 1.5})), "id")
-                .unwrap_err()
-                .code,
-            "invalid_document_id"
-        );
-        assert_eq!(
-            document_id(&doc(json!({"x": 1})), "id").unwrap_err().code,
-            "missing_document_id"
-        );
-        assert_eq!(
-            document_id(&doc(json!({"a": {"b": 7}})), "a.b").unwrap(),
-            "7"
-        );
-    }
 }

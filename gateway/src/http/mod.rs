@@ -8,6 +8,7 @@ mod indexes;
 mod keys;
 mod miroir;
 mod multi_search;
+mod payload;
 mod scatter;
 mod search;
 mod settings;

@@ -1,0 +1,361 @@
+//! `miroir-bench`: the gateway's speed, measured (issue 3, point 12). Starts real
+//! processes on loopback and prints, for the same queries at the same concurrency:
+//! a direct node, a gateway in front of 1 node and one in front of 3 — p50/p99 latency,
+//! QPS and the gateway's CPU time per query; then the gateway's peak RSS while it routes
+//! one large batch to 3 nodes, and write throughput through it and directly.
+//!
+//! Build everything in release first:
+//! `cargo build --release --workspace --bins && target/release/miroir-bench`.
+//! Nodes are `MEILISEARCH_BIN` when set, else the test node.
+
+use clap::Parser;
+use miroir_integration_tests::{
+    ControlPlane, ControlPlaneOptions, Gateway, MASTER_KEY, Meili, TestNode,
+};
+use miroir_proto::pb::NodeState;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Measures a direct node against Miroir gateways on this machine.
+#[derive(Debug, Parser)]
+#[command(about)]
+struct Args {
+    /// Documents in the search dataset.
+    #[arg(long, default_value_t = 20_000)]
+    documents: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Searches per setup (after 200 warm-up searches).
+    #[arg(long, default_value_t = 4_000)]
+    requests: usize,
+    /// Size of the single large batch for the peak-RSS measurement, in MiB.
+    #[arg(long, default_value_t = 100)]
+    batch_mib: usize,
+    /// Documents written in the throughput measurement (batches of 10 000).
+    #[arg(long, default_value_t = 100_000)]
+    write_documents: usize,
+}
+
+const WORDS: &[&str] = &[
+    "river", "stone", "light", "night", "garden", "storm", "silver", "winter", "ocean", "forest",
+    "shadow", "fire", "dream", "mountain", "city", "glass", "paper", "iron",
+];
+const GENRES: &[&str] = &["drama", "comedy", "horror", "poetry", "history"];
+
+fn document(i: usize, padding: usize) -> Value {
+    let word = |k: usize| WORDS[(i * 7 + k * 13) % WORDS.len()];
+    json!({
+        "id": i,
+        "title": format!("{} {} {}", word(0), word(1), word(2)),
+        "genre": GENRES[i % GENRES.len()],
+        "year": 1950 + (i % 70),
+        "body": "x".repeat(padding),
+    })
+}
+
+/// The query mix: words, filters, facets, sort.
+fn queries() -> Vec<Value> {
+    (0..64)
+        .map(|i| {
+            let mut query = json!({"q": WORDS[i % WORDS.len()], "limit": 20});
+            if i % 2 == 0 {
+                query["filter"] = json!(format!("genre = {}", GENRES[i % GENRES.len()]));
+            }
+            if i % 3 == 0 {
+                query["facets"] = json!(["genre", "year"]);
+            }
+            if i % 4 == 0 {
+                query["sort"] = json!(["year:desc"]);
+            }
+            query
+        })
+        .collect()
+}
+
+/// Total CPU time of a process (all threads), from `/proc/<pid>/task/*/schedstat`.
+fn cpu_time(pid: u32) -> Duration {
+    let mut nanos = 0u64;
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            if let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) {
+                nanos += stat
+                    .split_whitespace()
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    Duration::from_nanos(nanos)
+}
+
+/// Peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Run {
+    p50: Duration,
+    p99: Duration,
+    qps: f64,
+    cpu_per_query: Option<Duration>,
+}
+
+/// Runs `requests` searches over `concurrency` clients.
+async fn measure(url: &str, index: &str, args: &Args, pid: Option<u32>) -> Run {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .expect("client");
+    let queries = Arc::new(queries());
+    let path = format!("{url}/indexes/{index}/search");
+    for query in queries.iter().cycle().take(200) {
+        let response = client
+            .post(&path)
+            .bearer_auth(MASTER_KEY)
+            .json(query)
+            .send()
+            .await
+            .expect("warm-up search");
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let cpu_before = pid.map(cpu_time);
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..args.concurrency {
+        let (client, queries, path) = (client.clone(), queries.clone(), path.clone());
+        let count = args.requests / args.concurrency;
+        workers.spawn(async move {
+            let mut latencies = Vec::with_capacity(count);
+            for i in 0..count {
+                let query = &queries[(worker * 31 + i) % queries.len()];
+                let sent = Instant::now();
+                let response = client
+                    .post(&path)
+                    .bearer_auth(MASTER_KEY)
+                    .json(query)
+                    .send()
+                    .await
+                    .expect("search");
+                let ok = response.status().is_success();
+                let _ = response.bytes().await;
+                assert!(ok, "search failed");
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut latencies = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        latencies.extend(done.expect("worker"));
+    }
+    let wall = started.elapsed();
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Run {
+        p50: at(0.50),
+        p99: at(0.99),
+        qps: latencies.len() as f64 / wall.as_secs_f64(),
+        cpu_per_query: pid
+            .zip(cpu_before)
+            .map(|(pid, before)| (cpu_time(pid) - before) / latencies.len() as u32),
+    }
+}
+
+/// Writes `documents` in batches and waits for every task; returns documents per second.
+async fn write(meili: &Meili, index: &str, documents: usize, padding: usize) -> f64 {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for start in (0..documents).step_by(10_000) {
+        let batch: Vec<Value> = (start..(start + 10_000).min(documents))
+            .map(|i| document(i, padding))
+            .collect();
+        let (status, task) = meili
+            .post(&format!("/indexes/{index}/documents"), json!(batch))
+            .await;
+        assert_eq!(status, 202, "{task}");
+        tasks.push(task);
+    }
+    for task in &tasks {
+        let done = meili.wait_task(task).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    documents as f64 / started.elapsed().as_secs_f64()
+}
+
+/// A control plane, `n` nodes and a gateway with the index `bench` (16 shards) loaded.
+async fn fleet(
+    dir: &std::path::Path,
+    n: usize,
+    documents: usize,
+) -> (ControlPlane, Vec<TestNode>, Gateway) {
+    std::fs::create_dir_all(dir).expect("fleet directory");
+    let store = format!("sqlite://{}/miroir-{n}.db", dir.display());
+    let cp = ControlPlane::start(dir, &store, &ControlPlaneOptions::default()).await;
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        let node = TestNode::start().await;
+        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+            .await
+            .expect("add node");
+        nodes.push(node);
+    }
+    for i in 0..n {
+        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
+            .await;
+    }
+    let gateway = Gateway::start(dir, &cp.url(), &[]).await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    prepare(&Meili::new(&gateway.url), "bench", documents, true).await;
+    (cp, nodes, gateway)
+}
+
+async fn prepare(meili: &Meili, index: &str, documents: usize, through_gateway: bool) {
+    let mut create = json!({"uid": index, "primaryKey": "id"});
+    if through_gateway {
+        create["miroirShardCount"] = json!(16);
+    }
+    meili.ok(reqwest::Method::POST, "/indexes", create).await;
+    meili
+        .ok(
+            reqwest::Method::PATCH,
+            &format!("/indexes/{index}/settings"),
+            json!({"filterableAttributes": ["genre", "year"], "sortableAttributes": ["year"]}),
+        )
+        .await;
+    write(meili, index, documents, 64).await;
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+    println!(
+        "miroir-bench: {} documents, {} clients, {} searches per setup, nodes: {}",
+        args.documents,
+        args.concurrency,
+        args.requests,
+        if std::env::var_os("MEILISEARCH_BIN").is_some() {
+            "MEILISEARCH_BIN"
+        } else {
+            "miroir-test-node"
+        }
+    );
+
+    let direct = TestNode::start().await;
+    let direct_meili = Meili::new(&direct.url);
+    prepare(&direct_meili, "bench", args.documents, false).await;
+    let (_cp1, _nodes1, gateway1) = fleet(&dir.path().join("one"), 1, args.documents).await;
+    let (_cp3, _nodes3, gateway3) = fleet(&dir.path().join("three"), 3, args.documents).await;
+
+    println!("\n| setup | p50 | p99 | QPS | gateway CPU per query |\n|---|---|---|---|---|");
+    let base = measure(&direct.url, "bench", &args, None).await;
+    println!(
+        "| direct node | {} | {} | {:.0} | – |",
+        ms(base.p50),
+        ms(base.p99),
+        base.qps
+    );
+    for (name, gateway) in [
+        ("gateway, 1 node", &gateway1),
+        ("gateway, 3 nodes", &gateway3),
+    ] {
+        let run = measure(&gateway.url, "bench", &args, gateway.pid()).await;
+        println!(
+            "| {name} | {} | {} | {:.0} | {} |",
+            ms(run.p50),
+            ms(run.p99),
+            run.qps,
+            run.cpu_per_query.map_or("–".into(), |c| format!(
+                "{:.3} ms",
+                c.as_secs_f64() * 1000.0
+            ))
+        );
+        if name.ends_with("1 node") {
+            println!(
+                "|   vs direct | +{} | | {:.0} % | |",
+                ms(run.p50.saturating_sub(base.p50)),
+                100.0 * run.qps / base.qps
+            );
+        }
+    }
+
+    // One large batch through the 3-node gateway: its peak RSS against the batch size.
+    let gateway_meili = Meili::new(&gateway3.url);
+    let target = args.batch_mib * 1024 * 1024;
+    let padding = 900;
+    let count = target / (padding + 120);
+    let batch: Vec<Value> = (0..count)
+        .map(|i| document(1_000_000 + i, padding))
+        .collect();
+    let body = serde_json::to_vec(&batch).expect("batch JSON");
+    drop(batch);
+    let pid = gateway3.pid().expect("gateway pid");
+    let before = peak_rss(pid);
+    let started = Instant::now();
+    let (status, task) = gateway_meili
+        .send(
+            reqwest::Method::POST,
+            "/indexes/bench/documents",
+            Some("application/json"),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, 202, "{task}");
+    let routed = started.elapsed();
+    let done = gateway_meili.wait_task(&task).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let peak = peak_rss(pid);
+    println!(
+        "\nlarge batch: {:.1} MiB ({count} documents) routed to 3 nodes in {:.2} s; gateway peak RSS {:.1} MiB (before: {:.1} MiB) = {:.2} × the batch",
+        body.len() as f64 / 1048576.0,
+        routed.as_secs_f64(),
+        peak as f64 / 1048576.0,
+        before as f64 / 1048576.0,
+        peak as f64 / body.len() as f64
+    );
+
+    // Write throughput until every node's task succeeded.
+    let direct_write = TestNode::start().await;
+    let direct_write_meili = Meili::new(&direct_write.url);
+    direct_write_meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes",
+            json!({"uid": "writes", "primaryKey": "id"}),
+        )
+        .await;
+    let direct_rate = write(&direct_write_meili, "writes", args.write_documents, 64).await;
+    gateway_meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes",
+            json!({"uid": "writes", "primaryKey": "id", "miroirShardCount": 16}),
+        )
+        .await;
+    let gateway_rate = write(&gateway_meili, "writes", args.write_documents, 64).await;
+    println!(
+        "\nwrites ({} documents, batches of 10 000): direct node {:.0} docs/s; gateway, 3 nodes {:.0} docs/s",
+        args.write_documents, direct_rate, gateway_rate
+    );
+}
