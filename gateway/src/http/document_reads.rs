@@ -287,7 +287,6 @@ async fn browse(
     uid: &str,
     request: Map<String, Value>,
 ) -> Result<Response, MeiliError> {
-    let index = find_index(state, uid)?;
     let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
     let mut body = request.clone();
@@ -315,7 +314,7 @@ async fn browse(
     }
     let path = format!("/indexes/{uid}/documents/fetch");
     // Turn 0: the same covering set for every page of a browse.
-    let gathered = match gather(state, &index, 0, &path, &body, request.get("filter")).await {
+    let gathered = match gather(state, uid, 0, &path, &body, request.get("filter")).await {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();

@@ -403,15 +403,17 @@ fn index_view(index: &pb::Index) -> Value {
     json!({"uid": index.uid, "createdAt": at, "updatedAt": at, "primaryKey": index.primary_key})
 }
 
-/// The index `uid` in the served topology.
+/// The index `uid` in the served topology (a copy; hot paths use [`index_in`]).
 pub fn find_index(state: &AppState, uid: &str) -> Result<pb::Index, MeiliError> {
-    state
-        .topology
-        .current()
+    index_in(&state.topology.current(), uid).cloned()
+}
+
+/// The index `uid` in `topology`.
+pub fn index_in<'a>(topology: &'a pb::Topology, uid: &str) -> Result<&'a pb::Index, MeiliError> {
+    topology
         .indexes
         .iter()
         .find(|i| i.uid == uid)
-        .cloned()
         .ok_or_else(|| {
             MeiliError::new(
                 StatusCode::NOT_FOUND,

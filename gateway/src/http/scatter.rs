@@ -72,16 +72,22 @@ pub fn covering_set_for(
             let route = groups[(turn + g) % groups.len()]
                 .shards
                 .get(shard as usize)?;
-            let replicas: Vec<&String> = route
-                .read_nodes
-                .iter()
-                .filter(|n| live.contains(n.as_str()))
-                .collect();
-            (!replicas.is_empty())
-                .then(|| replicas[(turn + shard as usize) % replicas.len()].clone())
+            let alive = || {
+                route
+                    .read_nodes
+                    .iter()
+                    .filter(|n| live.contains(n.as_str()))
+            };
+            let count = alive().count();
+            (count > 0).then(|| alive().nth((turn + shard as usize) % count))?
         });
         match chosen {
-            Some(node) => set.assignments.entry(node).or_default().push(shard),
+            Some(node) => match set.assignments.get_mut(node.as_str()) {
+                Some(assigned) => assigned.push(shard),
+                None => {
+                    set.assignments.insert(node.clone(), vec![shard]);
+                }
+            },
             None => set.missing.push(shard),
         }
     }
@@ -98,6 +104,24 @@ pub async fn scatter(
     body: &Map<String, Value>,
     filter: Option<&Value>,
 ) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
+    // One node: call it on this task, sparing a spawn and a cross-thread wake-up.
+    if let [(node_id, shards)] = plan.assignments.iter().collect::<Vec<_>>().as_slice()
+        && let Some(node) = topology.nodes.iter().find(|n| &n.id == *node_id)
+    {
+        let mut node_body = body.clone();
+        node_body.insert("filter".into(), with_shard_filter(filter, shards));
+        let answer = state
+            .nodes
+            .call(
+                node_id,
+                &node.address,
+                Method::POST,
+                path,
+                Some(&Value::Object(node_body)),
+            )
+            .await;
+        return vec![(0, answer)];
+    }
     let mut calls = JoinSet::new();
     for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
         let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
@@ -185,13 +209,14 @@ const RETRY_ROUNDS: usize = 2;
 /// the request fail with 503 `miroir_shard_unavailable` under policy `error`.
 pub async fn gather(
     state: &AppState,
-    index: &pb::Index,
+    uid: &str,
     turn: usize,
     path: &str,
     body: &Map<String, Value>,
     filter: Option<&Value>,
 ) -> Result<Gathered, SearchFailure> {
     let topology = state.topology.current();
+    let index = super::indexes::index_in(&topology, uid).map_err(SearchFailure::Miroir)?;
     let mut plan = covering_set(index, &topology, turn);
     let mut excluded: HashSet<String> = HashSet::new();
     let mut answers = Vec::new();

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::documents::SHARD_FIELD;
 use super::error::MeiliError;
-use super::indexes::{find_index, json_object};
+use super::indexes::json_object;
 pub use super::scatter::SearchFailure;
 use super::scatter::{gather, mark_degraded, next_turn};
 use crate::state::AppState;
@@ -196,7 +196,6 @@ pub async fn run_search(
     caller
         .restrict_search(uid, &mut query)
         .map_err(SearchFailure::Miroir)?;
-    let index = find_index(state, uid).map_err(SearchFailure::Miroir)?;
     let turn = next_turn();
 
     let page_mode = query.contains_key("page") || query.contains_key("hitsPerPage");
@@ -280,13 +279,18 @@ pub async fn run_search(
     }
 
     let path = format!("/indexes/{uid}/search");
-    let gathered = gather(state, &index, turn, &path, &node_query, query.get("filter")).await?;
-    let answers: Vec<(usize, Value)> = gathered.answers.into_iter().enumerate().collect();
+    let gathered = gather(state, uid, turn, &path, &node_query, query.get("filter")).await?;
+    let mut answers: Vec<(usize, Value)> = gathered.answers.into_iter().enumerate().collect();
 
+    // The hits move out of the answers: no copy.
     let mut hits: Vec<(usize, usize, Value)> = Vec::new();
-    for (position, answer) in &answers {
-        for (rank, hit) in answer["hits"].as_array().into_iter().flatten().enumerate() {
-            hits.push((*position, rank, hit.clone()));
+    for (position, answer) in &mut answers {
+        if let Some(Value::Array(list)) = answer.get_mut("hits").map(Value::take) {
+            hits.extend(
+                list.into_iter()
+                    .enumerate()
+                    .map(|(rank, hit)| (*position, rank, hit)),
+            );
         }
     }
     let score = |hit: &Value| hit["_rankingScore"].as_f64().unwrap_or(0.0);
@@ -403,11 +407,10 @@ pub async fn facet_search(
 ) -> Result<Response, MeiliError> {
     let mut query = json_object(&body)?;
     caller.restrict_search(&uid, &mut query)?;
-    let index = find_index(&state, &uid)?;
     let path = format!("/indexes/{uid}/facet-search");
     let gathered = match gather(
         &state,
-        &index,
+        &uid,
         next_turn(),
         &path,
         &query,

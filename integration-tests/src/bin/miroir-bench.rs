@@ -111,13 +111,42 @@ struct Run {
     cpu_per_query: Option<Duration>,
 }
 
-/// Runs `requests` searches over `concurrency` clients.
-async fn measure(url: &str, index: &str, args: &Args, pid: Option<u32>) -> Run {
+/// What the gateway asks a node that holds every shard of a 16-shard index for a client
+/// query (DESIGN §5): page mode for exact totals, scores, and the shard filter. Measured
+/// directly against a fleet's node, it separates the node's extra work from the gateway's.
+fn as_gateway_asks(query: &Value) -> Value {
+    let mut node = query.clone();
+    let limit = node["limit"].as_u64().unwrap_or(20);
+    let object = node.as_object_mut().expect("query object");
+    object.remove("limit");
+    object.insert("page".into(), json!(1));
+    object.insert("hitsPerPage".into(), json!(limit));
+    object.insert("showRankingScore".into(), json!(true));
+    if object.contains_key("sort") {
+        object.insert("showRankingScoreDetails".into(), json!(true));
+    }
+    let shards = "_miroir_shard IN [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]";
+    let filter = match object.remove("filter") {
+        Some(Value::String(f)) => format!("{shards} AND ({f})"),
+        _ => shards.to_owned(),
+    };
+    object.insert("filter".into(), json!(filter));
+    node
+}
+
+/// Runs `requests` searches over `concurrency` clients, each query passed through `shape`.
+async fn measure(
+    url: &str,
+    index: &str,
+    args: &Args,
+    pid: Option<u32>,
+    shape: fn(&Value) -> Value,
+) -> Run {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .expect("client");
-    let queries = Arc::new(queries());
+    let queries = Arc::new(queries().iter().map(shape).collect::<Vec<_>>());
     let path = format!("{url}/indexes/{index}/search");
     for query in queries.iter().cycle().take(200) {
         let response = client
@@ -265,22 +294,29 @@ async fn main() {
     let direct = TestNode::start().await;
     let direct_meili = Meili::new(&direct.url);
     prepare(&direct_meili, "bench", args.documents, false).await;
-    let (_cp1, _nodes1, gateway1) = fleet(&dir.path().join("one"), 1, args.documents).await;
+    let (_cp1, nodes1, gateway1) = fleet(&dir.path().join("one"), 1, args.documents).await;
     let (_cp3, _nodes3, gateway3) = fleet(&dir.path().join("three"), 3, args.documents).await;
 
     println!("\n| setup | p50 | p99 | QPS | gateway CPU per query |\n|---|---|---|---|---|");
-    let base = measure(&direct.url, "bench", &args, None).await;
+    let base = measure(&direct.url, "bench", &args, None, Value::clone).await;
     println!(
         "| direct node | {} | {} | {:.0} | – |",
         ms(base.p50),
         ms(base.p99),
         base.qps
     );
+    let asked = measure(&nodes1[0].url, "bench", &args, None, as_gateway_asks).await;
+    println!(
+        "| the 1-node fleet's node, asked what the gateway asks | {} | {} | {:.0} | – |",
+        ms(asked.p50),
+        ms(asked.p99),
+        asked.qps
+    );
     for (name, gateway) in [
         ("gateway, 1 node", &gateway1),
         ("gateway, 3 nodes", &gateway3),
     ] {
-        let run = measure(&gateway.url, "bench", &args, gateway.pid()).await;
+        let run = measure(&gateway.url, "bench", &args, gateway.pid(), Value::clone).await;
         println!(
             "| {name} | {} | {} | {:.0} | {} |",
             ms(run.p50),
