@@ -233,11 +233,7 @@ impl AdminService for AdminApi {
             steps,
         )
         .await?;
-        Ok(Response::new(pb::IndexResponse {
-            index: Some(index),
-            topology_version: topology.version,
-            task: Some(task),
-        }))
+        Ok(index_response(index, &topology, Some(task)))
     }
 
     async fn list_indexes(
@@ -257,12 +253,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::IndexResponse>, Status> {
         let uid = request.into_inner().uid;
         let topology = self.state.topology();
-        let index = topology
-            .indexes
-            .iter()
-            .find(|i| i.uid == uid)
-            .cloned()
-            .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))?;
+        let index = index_of(&topology, &uid)?;
         Ok(Response::new(pb::IndexResponse {
             index: Some(index),
             topology_version: topology.version,
@@ -292,11 +283,7 @@ impl AdminService for AdminApi {
             steps,
         )
         .await?;
-        Ok(Response::new(pb::IndexResponse {
-            index: Some(index),
-            topology_version: topology.version,
-            task: Some(task),
-        }))
+        Ok(index_response(index, &topology, Some(task)))
     }
 
     async fn update_index(
@@ -305,14 +292,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::IndexResponse>, Status> {
         let request = request.into_inner();
         let topology = self.state.topology();
-        let index = topology
-            .indexes
-            .iter()
-            .find(|i| i.uid == request.uid)
-            .cloned()
-            .ok_or_else(|| {
-                ControlPlaneError::NotFound(format!("Index `{}` not found.", request.uid))
-            })?;
+        let index = index_of(&topology, &request.uid)?;
         let details = json!({"primaryKey": request.primary_key});
         let Some(primary_key) = request.primary_key else {
             // Nothing to change: a task that succeeds, as Meilisearch's does.
@@ -325,11 +305,7 @@ impl AdminService for AdminApi {
                 Vec::new(),
             )
             .await?;
-            return Ok(Response::new(pb::IndexResponse {
-                index: Some(index),
-                topology_version: topology.version,
-                task: Some(task),
-            }));
+            return Ok(index_response(index, &topology, Some(task)));
         };
         // Meilisearch keeps a key once documents exist under it.
         if let Some(current) = index.primary_key.as_deref()
@@ -354,11 +330,7 @@ impl AdminService for AdminApi {
                     error,
                 )
                 .await?;
-                return Ok(Response::new(pb::IndexResponse {
-                    index: Some(index),
-                    topology_version: topology.version,
-                    task: Some(task),
-                }));
+                return Ok(index_response(index, &topology, Some(task)));
             }
         }
         let (index, topology) = self
@@ -385,11 +357,7 @@ impl AdminService for AdminApi {
             steps,
         )
         .await?;
-        Ok(Response::new(pb::IndexResponse {
-            index: Some(index),
-            topology_version: topology.version,
-            task: Some(task),
-        }))
+        Ok(index_response(index, &topology, Some(task)))
     }
 
     async fn set_primary_key(
@@ -523,14 +491,7 @@ impl AdminService for AdminApi {
                 }
             };
         let topology = self.state.topology();
-        let index = topology
-            .indexes
-            .iter()
-            .find(|i| i.uid == request.uid)
-            .cloned()
-            .ok_or_else(|| {
-                ControlPlaneError::NotFound(format!("Index `{}` not found.", request.uid))
-            })?;
+        let index = index_of(&topology, &request.uid)?;
         let steps = vec![(
             reqwest::Method::PATCH,
             format!("/indexes/{}/settings", index.uid),
@@ -545,11 +506,7 @@ impl AdminService for AdminApi {
             steps,
         )
         .await?;
-        Ok(Response::new(pb::IndexResponse {
-            index: Some(index),
-            topology_version: topology.version,
-            task: Some(task),
-        }))
+        Ok(index_response(index, &topology, Some(task)))
     }
 
     async fn create_key(
@@ -665,6 +622,29 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::LeaderInfo>, Status> {
         Ok(Response::new(self.state.leader_info()))
     }
+}
+
+/// An index of `topology`, or NOT_FOUND in Meilisearch's words.
+fn index_of(topology: &pb::Topology, uid: &str) -> Result<pb::Index, ControlPlaneError> {
+    topology
+        .indexes
+        .iter()
+        .find(|i| i.uid == uid)
+        .cloned()
+        .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))
+}
+
+/// The answer for an index change recorded in `topology`.
+fn index_response(
+    index: pb::Index,
+    topology: &pb::Topology,
+    task: Option<pb::Task>,
+) -> Response<pb::IndexResponse> {
+    Response::new(pb::IndexResponse {
+        index: Some(index),
+        topology_version: topology.version,
+        task,
+    })
 }
 
 /// One node request: method, path, JSON body.

@@ -40,6 +40,20 @@ fn not_found(key: &str) -> MeiliError {
     )
 }
 
+/// A control-plane refusal of a key change, in Meilisearch's words.
+fn key_error(key: &str, status: &tonic::Status) -> MeiliError {
+    match status.code() {
+        tonic::Code::NotFound => not_found(key),
+        tonic::Code::AlreadyExists => MeiliError::new(
+            StatusCode::CONFLICT,
+            "api_key_already_exists",
+            ErrorType::InvalidRequest,
+            status.message(),
+        ),
+        _ => MeiliError::from_status(status, "api_key_not_found"),
+    }
+}
+
 /// The key named by a uid or by its value.
 fn find(state: &AppState, uid_or_key: &str) -> Result<pb::ApiKey, MeiliError> {
     let topology = state.topology.current();
@@ -290,15 +304,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
         .control_plane
         .create_key(pb::CreateKeyRequest { key: Some(key) })
         .await
-        .map_err(|status| match status.code() {
-            tonic::Code::AlreadyExists => MeiliError::new(
-                StatusCode::CONFLICT,
-                "api_key_already_exists",
-                ErrorType::InvalidRequest,
-                status.message(),
-            ),
-            _ => MeiliError::from_status(&status, "api_key_not_found"),
-        })?;
+        .map_err(|status| key_error("", &status))?;
     state
         .topology
         .wait_for_version(response.topology_version, TOPOLOGY_WAIT)
@@ -353,10 +359,7 @@ pub async fn update(
         .control_plane
         .update_key(request)
         .await
-        .map_err(|status| match status.code() {
-            tonic::Code::NotFound => not_found(&key),
-            _ => MeiliError::from_status(&status, "api_key_not_found"),
-        })?;
+        .map_err(|status| key_error(&key, &status))?;
     state
         .topology
         .wait_for_version(response.topology_version, TOPOLOGY_WAIT)
@@ -374,10 +377,7 @@ pub async fn delete(
         .control_plane
         .delete_key(pb::DeleteKeyRequest { uid: existing.uid })
         .await
-        .map_err(|status| match status.code() {
-            tonic::Code::NotFound => not_found(&key),
-            _ => MeiliError::from_status(&status, "api_key_not_found"),
-        })?;
+        .map_err(|status| key_error(&key, &status))?;
     state
         .topology
         .wait_for_version(response.topology_version, TOPOLOGY_WAIT)

@@ -431,6 +431,19 @@ async fn all_matching(
     Ok(matched)
 }
 
+/// The tasks a cancelation or deletion (`action`) targets: its filters are required.
+async fn matched_by_filters(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    action: &str,
+) -> Result<Vec<(pb::Task, Value)>, MeiliError> {
+    let query = TaskQuery::parse(params, false)?;
+    if !query.filtered {
+        return Err(missing_filters(action));
+    }
+    all_matching(state, &query).await
+}
+
 /// Meilisearch's refusal of a cancelation or deletion without any filter.
 fn missing_filters(action: &str) -> MeiliError {
     MeiliError::invalid(
@@ -449,12 +462,8 @@ pub async fn cancel(
     Query(params): Query<HashMap<String, String>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, MeiliError> {
-    let query = TaskQuery::parse(&params, false)?;
-    if !query.filtered {
-        return Err(missing_filters("cancel"));
-    }
     let enqueued_at_ms = miroir_proto::time::now_ms();
-    let matched = all_matching(&state, &query).await?;
+    let matched = matched_by_filters(&state, &params, "cancel").await?;
     let targets: Vec<&pb::Task> = matched
         .iter()
         .filter(|(_, view)| matches!(view["status"].as_str(), Some("enqueued" | "processing")))
@@ -553,12 +562,8 @@ pub async fn delete(
     Query(params): Query<HashMap<String, String>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, MeiliError> {
-    let query = TaskQuery::parse(&params, false)?;
-    if !query.filtered {
-        return Err(missing_filters("delete"));
-    }
     let enqueued_at_ms = miroir_proto::time::now_ms();
-    let matched = all_matching(&state, &query).await?;
+    let matched = matched_by_filters(&state, &params, "delete").await?;
     let finished: Vec<u32> = matched
         .iter()
         .filter(|(_, view)| {
