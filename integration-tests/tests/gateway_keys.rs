@@ -382,3 +382,82 @@ async fn created_key(meili: &Meili, body: Value) -> Value {
     assert_eq!(status, 201, "{key}");
     key
 }
+
+#[tokio::test]
+async fn keys_see_only_their_indexes_tasks_and_create_only_with_the_right() {
+    let (_dir, _cp, _nodes, gateway) = crate::gateway_indexes::fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    let books_task = meili
+        .ok(Method::POST, "/indexes/books/documents", json!([{"id": 1}]))
+        .await;
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/movies/documents",
+            json!([{"id": 1}]),
+        )
+        .await;
+    let url = gateway.url.as_str();
+
+    let reader = created_key(
+        &meili,
+        json!({"actions": ["tasks.get"], "indexes": ["movies"], "expiresAt": null}),
+    )
+    .await;
+    let reader = reader["key"].as_str().unwrap();
+    let (status, tasks) = call(url, reader, Method::GET, "/tasks", None).await;
+    assert_eq!(status, 200, "{tasks}");
+    let indexes: BTreeSet<&str> = tasks["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["indexUid"].as_str())
+        .collect();
+    assert_eq!(indexes, BTreeSet::from(["movies"]), "{tasks}");
+    assert_eq!(
+        tasks["total"], 2,
+        "creation and addition of movies: {tasks}"
+    );
+    let (status, _) = call(
+        url,
+        reader,
+        Method::GET,
+        &format!("/tasks/{}", books_task["uid"]),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, none) = call(url, reader, Method::GET, "/tasks?indexUids=books", None).await;
+    assert_eq!(none["total"], 0, "{none}");
+
+    // Writing to a missing index creates it only with `indexes.create`.
+    let writer = created_key(
+        &meili,
+        json!({"actions": ["documents.add"], "indexes": ["new_*"], "expiresAt": null}),
+    )
+    .await;
+    let (status, error) = call(
+        url,
+        writer["key"].as_str().unwrap(),
+        Method::POST,
+        "/indexes/new_a/documents",
+        Some(json!([{"id": 1}])),
+    )
+    .await;
+    assert_eq!(
+        (status, error["code"].as_str()),
+        (403, Some("invalid_api_key")),
+        "{error}"
+    );
+    let creator = created_key(&meili, json!({"actions": ["documents.add", "indexes.create"], "indexes": ["new_*"], "expiresAt": null})).await;
+    let (status, task) = call(
+        url,
+        creator["key"].as_str().unwrap(),
+        Method::POST,
+        "/indexes/new_a/documents",
+        Some(json!([{"id": 1}])),
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+}

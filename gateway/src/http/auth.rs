@@ -59,6 +59,16 @@ impl Caller {
         }
     }
 
+    /// The index patterns the caller is limited to, or `None` when it sees every index.
+    pub fn index_patterns(&self) -> Option<&[String]> {
+        match self {
+            Self::Master => None,
+            Self::Key(key) | Self::Tenant { key, .. } => {
+                (!key.indexes.iter().any(|p| p == "*")).then_some(key.indexes.as_slice())
+            }
+        }
+    }
+
     /// Checks a search on `index` and ANDs a tenant token's rule filter into `query`.
     pub fn restrict_search(
         &self,

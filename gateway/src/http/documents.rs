@@ -2,12 +2,13 @@
 //! `_miroir_shard`, sent as one batch per node, and acknowledged when every shard reached
 //! quorum (`floor(RF/2)+1` of its write nodes) in at least one group.
 
+use super::auth::Caller;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
 use super::payload;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use miroir_proto::pb::{self, GroupState, NodeState};
@@ -44,11 +45,16 @@ fn primary_key_exists(current: &str) -> MeiliError {
 /// (Meilisearch creates indexes on first write).
 pub(super) async fn index_for_write(
     state: &AppState,
+    caller: &Caller,
     uid: &str,
     primary_key: Option<&str>,
 ) -> Result<pb::Index, MeiliError> {
     if let Ok(index) = find_index(state, uid) {
         return Ok(index);
+    }
+    // As in Meilisearch, creating by writing needs the right to create.
+    if !caller.allows("indexes.create", Some(uid)) {
+        return Err(super::auth::forbidden());
     }
     let request = pb::CreateIndexRequest {
         uid: uid.to_owned(),
@@ -95,27 +101,30 @@ pub(super) async fn index_for_write(
 /// `POST /indexes/{uid}/documents` (replace).
 pub async fn replace(
     state: State<AppState>,
+    caller: Extension<Caller>,
     uid: Path<String>,
     params: Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, MeiliError> {
-    write(state, uid, params, headers, body, Method::POST).await
+    write(state, caller, uid, params, headers, body, Method::POST).await
 }
 
 /// `PUT /indexes/{uid}/documents` (update: merge fields).
 pub async fn update(
     state: State<AppState>,
+    caller: Extension<Caller>,
     uid: Path<String>,
     params: Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, MeiliError> {
-    write(state, uid, params, headers, body, Method::PUT).await
+    write(state, caller, uid, params, headers, body, Method::PUT).await
 }
 
 async fn write(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -152,7 +161,7 @@ async fn write(
         }
     }
     let query_pk = params.get("primaryKey").map(String::as_str);
-    let index = index_for_write(&state, &uid, query_pk).await?;
+    let index = index_for_write(&state, &caller, &uid, query_pk).await?;
     let pk = match (index.primary_key.as_deref(), query_pk) {
         (Some(pk), Some(asked)) if asked != pk => {
             let error = primary_key_exists(pk);

@@ -2,6 +2,7 @@
 //! go through the control plane, which applies them on every node (keeping `_miroir_shard`
 //! filterable) and records the task.
 
+use super::auth::Caller;
 use super::documents::{SHARD_FIELD, index_for_write};
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{accepted, find_index, json_object};
@@ -9,7 +10,7 @@ use super::scatter::covering_set;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use miroir_proto::pb;
@@ -107,6 +108,7 @@ async fn read(state: &AppState, uid: &str) -> Result<Map<String, Value>, MeiliEr
 
 async fn write(
     state: &AppState,
+    caller: &Caller,
     uid: &str,
     settings: Map<String, Value>,
 ) -> Result<Response, MeiliError> {
@@ -123,7 +125,7 @@ async fn write(
         ));
     }
     // Meilisearch creates a missing index on a settings update.
-    index_for_write(state, uid, None).await?;
+    index_for_write(state, caller, uid, None).await?;
     let request = pb::UpdateIndexSettingsRequest {
         uid: uid.to_owned(),
         settings_json: Value::Object(settings).to_string(),
@@ -155,20 +157,23 @@ pub async fn get_all(
 /// `PATCH /indexes/{uid}/settings`.
 pub async fn patch_all(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let settings = json_object(&body)?;
-    write(&state, &uid, settings).await
+    write(&state, &caller, &uid, settings).await
 }
 
 /// `DELETE /indexes/{uid}/settings`: every setting back to its default.
 pub async fn reset_all(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
 ) -> Result<Response, MeiliError> {
     write(
         &state,
+        &caller,
         &uid,
         KEYS.iter()
             .map(|k| ((*k).to_owned(), Value::Null))
@@ -192,6 +197,7 @@ pub async fn get_one(
 /// `PUT`/`PATCH /indexes/{uid}/settings/{name}`.
 pub async fn put_one(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((uid, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
@@ -208,12 +214,19 @@ pub async fn put_one(
             )
         })?
     };
-    write(&state, &uid, Map::from_iter([(key.to_owned(), value)])).await
+    write(
+        &state,
+        &caller,
+        &uid,
+        Map::from_iter([(key.to_owned(), value)]),
+    )
+    .await
 }
 
 /// `DELETE /indexes/{uid}/settings/{name}`.
 pub async fn reset_one(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((uid, name)): Path<(String, String)>,
 ) -> Result<Response, MeiliError> {
     let Some(key) = route_key(&name) else {
@@ -221,6 +234,7 @@ pub async fn reset_one(
     };
     write(
         &state,
+        &caller,
         &uid,
         Map::from_iter([(key.to_owned(), Value::Null)]),
     )

@@ -1,14 +1,16 @@
 //! Meilisearch's task routes, answered from the control plane's task records and the node
 //! tasks behind them: `GET /tasks/{uid}`, `GET /tasks`, `POST /tasks/cancel`, `DELETE /tasks`.
 
+use super::auth::Caller;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::record_task;
 use crate::state::AppState;
 use crate::tasks;
 use axum::Json;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use miroir_proto::keys::indexes_allow;
 use miroir_proto::pb;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -74,6 +76,8 @@ struct TaskQuery {
     finished: Window,
     /// Whether any filter was given (cancelation and deletion need one).
     filtered: bool,
+    /// The caller's key sees none of the asked indexes: nothing matches.
+    nothing: bool,
 }
 
 impl TaskQuery {
@@ -193,7 +197,31 @@ impl TaskQuery {
                 date("beforeFinishedAt", "invalid_task_before_finished_at", false)?,
             ),
             filtered: params.keys().any(|k| FILTERS.contains(&k.as_str())),
+            nothing: false,
         })
+    }
+
+    /// Limits the query to the tasks of indexes the caller's key covers, as Meilisearch
+    /// does: the served indexes its patterns match, and its exact names (so tasks of a
+    /// deleted index stay visible). Tasks of no index need a key for every index.
+    fn restrict_to(&mut self, caller: &Caller, topology: &pb::Topology) {
+        let Some(patterns) = caller.index_patterns() else {
+            return;
+        };
+        let mut allowed: Vec<String> = topology
+            .indexes
+            .iter()
+            .filter(|i| indexes_allow(patterns, &i.uid))
+            .map(|i| i.uid.clone())
+            .chain(patterns.iter().filter(|p| !p.ends_with('*')).cloned())
+            .collect();
+        allowed.sort();
+        allowed.dedup();
+        if !self.index_uids.is_empty() {
+            allowed.retain(|uid| self.index_uids.contains(uid));
+        }
+        self.nothing = allowed.is_empty();
+        self.index_uids = allowed;
     }
 
     /// The part of the filter the control plane applies to its records.
@@ -318,6 +346,7 @@ async fn count_canceled(state: &AppState, task: &pb::Task, view: &mut Value) {
 /// `GET /tasks/{uid}`.
 pub async fn get_task(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, MeiliError> {
     let uid: u32 = uid.parse().map_err(|_| {
@@ -331,6 +360,19 @@ pub async fn get_task(
         .get_task(pb::GetTaskRequest { uid })
         .await
         .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let visible = match (caller.index_patterns(), &task.index_uid) {
+        (None, _) => true,
+        (Some(patterns), Some(index)) => indexes_allow(patterns, index),
+        (Some(_), None) => false,
+    };
+    if !visible {
+        return Err(MeiliError::new(
+            StatusCode::NOT_FOUND,
+            "task_not_found",
+            ErrorType::InvalidRequest,
+            format!("Task `{uid}` not found."),
+        ));
+    }
     let mut view = views(&state, std::slice::from_ref(&task)).await.remove(0);
     count_canceled(&state, &task, &mut view).await;
     Ok(Json(view))
@@ -341,9 +383,11 @@ pub async fn get_task(
 /// control plane's own filters match.
 pub async fn list_tasks(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, MeiliError> {
-    let query = TaskQuery::parse(&params, true)?;
+    let mut query = TaskQuery::parse(&params, true)?;
+    query.restrict_to(&caller, &state.topology.current());
     let number = |name: &str, code: &'static str| -> Result<Option<u32>, MeiliError> {
         params.get(name).map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid(code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))).transpose()
     };
@@ -360,6 +404,11 @@ pub async fn list_tasks(
             ));
         }
     };
+    if query.nothing {
+        return Ok(Json(
+            json!({"results": [], "total": 0, "limit": limit, "from": null, "next": null}),
+        ));
+    }
     let filters_views = query.filters_views();
     let request = pb::ListTasksRequest {
         from: number("from", "invalid_task_from")?,
@@ -434,12 +483,17 @@ async fn all_matching(
 /// The tasks a cancelation or deletion (`action`) targets: its filters are required.
 async fn matched_by_filters(
     state: &AppState,
+    caller: &Caller,
     params: &HashMap<String, String>,
     action: &str,
 ) -> Result<Vec<(pb::Task, Value)>, MeiliError> {
-    let query = TaskQuery::parse(params, false)?;
+    let mut query = TaskQuery::parse(params, false)?;
     if !query.filtered {
         return Err(missing_filters(action));
+    }
+    query.restrict_to(caller, &state.topology.current());
+    if query.nothing {
+        return Ok(Vec::new());
     }
     all_matching(state, &query).await
 }
@@ -459,11 +513,12 @@ fn missing_filters(action: &str) -> MeiliError {
 /// cancelation did.
 pub async fn cancel(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<HashMap<String, String>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
-    let matched = matched_by_filters(&state, &params, "cancel").await?;
+    let matched = matched_by_filters(&state, &caller, &params, "cancel").await?;
     let targets: Vec<&pb::Task> = matched
         .iter()
         .filter(|(_, view)| matches!(view["status"].as_str(), Some("enqueued" | "processing")))
@@ -559,11 +614,12 @@ pub async fn cancel(
 /// stay, as in Meilisearch). Nodes keep their own task history.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Query(params): Query<HashMap<String, String>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
-    let matched = matched_by_filters(&state, &params, "delete").await?;
+    let matched = matched_by_filters(&state, &caller, &params, "delete").await?;
     let finished: Vec<u32> = matched
         .iter()
         .filter(|(_, view)| {
