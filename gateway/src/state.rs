@@ -21,4 +21,10 @@ pub struct AppState {
     pub nodes: NodeClient,
     /// API key values of the served topology, for authentication.
     pub keys: Arc<crate::http::auth::KeyCache>,
+    /// Each index's `distinctAttribute` setting and when it was read.
+    pub distinct_attributes: Arc<DistinctCache>,
 }
+
+/// index uid → (read at, `distinctAttribute`).
+pub type DistinctCache =
+    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<String>)>>;

@@ -218,3 +218,44 @@ async fn reads_retry_on_another_replica_and_follow_the_shard_policy() {
         "{error}"
     );
 }
+
+/// An index's `distinctAttribute` holds across nodes, not only within each.
+#[tokio::test]
+async fn the_index_distinct_attribute_is_applied_across_nodes() {
+    let (_dir, _cp, _nodes, gateway) = fleet(3).await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "shop", "primaryKey": "id", "miroirShardCount": 16}),
+        )
+        .await;
+    meili
+        .ok(
+            Method::PATCH,
+            "/indexes/shop/settings",
+            json!({"distinctAttribute": "product", "filterableAttributes": ["product"]}),
+        )
+        .await;
+    // 60 variants of 6 products: each product's variants land on every node.
+    let documents: Vec<_> = (0..60)
+        .map(|i| json!({"id": i, "product": format!("p{}", i % 6), "title": "shirt"}))
+        .collect();
+    meili
+        .ok(Method::POST, "/indexes/shop/documents", json!(documents))
+        .await;
+    let (status, body) = meili
+        .post("/indexes/shop/search", json!({"q": "shirt", "limit": 100}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let products: Vec<&str> = body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["product"].as_str().unwrap())
+        .collect();
+    let unique: std::collections::BTreeSet<&str> = products.iter().copied().collect();
+    assert_eq!(products.len(), 6, "one hit per product: {products:?}");
+    assert_eq!(unique.len(), 6);
+}

@@ -230,10 +230,11 @@ pub async fn run_search(
                 .collect()
         })
         .unwrap_or_default();
-    let distinct = query
-        .get("distinct")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    // The query's `distinct`, else the index's setting (applied across nodes too).
+    let distinct = match query.get("distinct").and_then(Value::as_str) {
+        Some(attribute) => Some(attribute.to_owned()),
+        None => super::settings::distinct_attribute(state, uid).await,
+    };
     let requested: Option<Vec<String>> = query
         .get("attributesToRetrieve")
         .and_then(Value::as_array)

@@ -65,6 +65,33 @@ fn hide(settings: &mut Map<String, Value>) {
     }
 }
 
+/// An index's `distinctAttribute`, read from a node at most once a second per index:
+/// nodes apply it to their own hits only, so the merge applies it across nodes.
+pub async fn distinct_attribute(state: &AppState, uid: &str) -> Option<String> {
+    const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+    if let Some((at, value)) = state
+        .distinct_attributes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(uid)
+        && at.elapsed() < FRESH
+    {
+        return value.clone();
+    }
+    let value = read(state, uid)
+        .await
+        .ok()?
+        .get("distinctAttribute")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    state
+        .distinct_attributes
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(uid.to_owned(), (std::time::Instant::now(), value.clone()));
+    value
+}
+
 async fn read(state: &AppState, uid: &str) -> Result<Map<String, Value>, MeiliError> {
     let index = find_index(state, uid)?;
     let topology = state.topology.current();
