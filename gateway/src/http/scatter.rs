@@ -32,6 +32,8 @@ pub struct CoveringSet {
     pub assignments: BTreeMap<String, Vec<u32>>,
     /// Shards with no live replica in any active group.
     pub missing: Vec<u32>,
+    /// Nodes asked for every shard they hold a copy of: they need no shard filter.
+    pub unfiltered: HashSet<String>,
 }
 
 /// For each shard, one live read node: groups are tried in turn starting at `turn`, and
@@ -91,6 +93,24 @@ pub fn covering_set_for(
             None => set.missing.push(shard),
         }
     }
+    // A node asked for all the shards it holds (read or write copies, in any group) has
+    // nothing to hide: its answer is exactly those shards. This relies on the routing
+    // naming every node that still holds a shard's documents (moves keep a source in the
+    // routing until its copy is deleted; see docs/architecture.md).
+    for (node, assigned) in &set.assignments {
+        let held = (0..index.shard_count as usize)
+            .filter(|&shard| {
+                index.routing.iter().any(|group| {
+                    group.shards.get(shard).is_some_and(|route| {
+                        route.read_nodes.contains(node) || route.write_nodes.contains(node)
+                    })
+                })
+            })
+            .count();
+        if held == assigned.len() {
+            set.unfiltered.insert(node.clone());
+        }
+    }
     set
 }
 
@@ -108,17 +128,10 @@ pub async fn scatter(
     if let [(node_id, shards)] = plan.assignments.iter().collect::<Vec<_>>().as_slice()
         && let Some(node) = topology.nodes.iter().find(|n| &n.id == *node_id)
     {
-        let mut node_body = body.clone();
-        node_body.insert("filter".into(), with_shard_filter(filter, shards));
+        let node_body = node_query(body, filter, shards, plan.unfiltered.contains(*node_id));
         let answer = state
             .nodes
-            .call(
-                node_id,
-                &node.address,
-                Method::POST,
-                path,
-                Some(&Value::Object(node_body)),
-            )
+            .call(node_id, &node.address, Method::POST, path, Some(&node_body))
             .await;
         return vec![(0, answer)];
     }
@@ -127,9 +140,7 @@ pub async fn scatter(
         let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
             continue;
         };
-        let mut node_body = body.clone();
-        node_body.insert("filter".into(), with_shard_filter(filter, shards));
-        let node_body = Value::Object(node_body);
+        let node_body = node_query(body, filter, shards, plan.unfiltered.contains(node_id));
         let (client, node_id, address, path) = (
             state.nodes.clone(),
             node_id.clone(),
@@ -149,6 +160,26 @@ pub async fn scatter(
     }
     answers.sort_by_key(|(position, _)| *position);
     answers
+}
+
+/// The body a node is sent: the client's with the node's shard filter (or, for a node
+/// asked for everything it holds, the client's filter alone).
+fn node_query(
+    body: &Map<String, Value>,
+    filter: Option<&Value>,
+    shards: &[u32],
+    unfiltered: bool,
+) -> Value {
+    let mut node_body = body.clone();
+    if unfiltered {
+        match filter {
+            Some(filter) => node_body.insert("filter".into(), filter.clone()),
+            None => node_body.remove("filter"),
+        };
+    } else {
+        node_body.insert("filter".into(), with_shard_filter(filter, shards));
+    }
+    Value::Object(node_body)
 }
 
 /// The client's filter ANDed with the node's shards.
@@ -293,6 +324,70 @@ pub fn mark_degraded(response: &mut Response, degraded: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One active group of `nodes`; shard `s` held by `owners(s)`.
+    fn layout(
+        nodes: &[&str],
+        shards: u32,
+        owners: impl Fn(u32) -> Vec<&'static str>,
+    ) -> (pb::Index, pb::Topology) {
+        let topology = pb::Topology {
+            nodes: nodes
+                .iter()
+                .map(|id| pb::Node {
+                    id: (*id).into(),
+                    state: NodeState::Active as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            groups: vec![pb::Group {
+                id: 0,
+                state: GroupState::Active as i32,
+            }],
+            ..Default::default()
+        };
+        let route = |s: u32| pb::ShardRoute {
+            shard: s,
+            read_nodes: owners(s).into_iter().map(String::from).collect(),
+            write_nodes: owners(s).into_iter().map(String::from).collect(),
+            blocked: false,
+        };
+        let index = pb::Index {
+            uid: "i".into(),
+            shard_count: shards,
+            routing: vec![pb::GroupRouting {
+                group_id: 0,
+                shards: (0..shards).map(route).collect(),
+            }],
+            ..Default::default()
+        };
+        (index, topology)
+    }
+
+    #[test]
+    fn nodes_asked_for_all_they_hold_need_no_shard_filter() {
+        let (index, topology) =
+            layout(&["a", "b"], 4, |s| vec![if s % 2 == 0 { "a" } else { "b" }]);
+        let plan = covering_set(&index, &topology, 0);
+        assert_eq!(
+            plan.unfiltered.len(),
+            2,
+            "RF 1: each node holds exactly its shards"
+        );
+        let (index, topology) = layout(&["a", "b"], 4, |_| vec!["a", "b"]);
+        let plan = covering_set(&index, &topology, 0);
+        assert!(
+            plan.unfiltered.is_empty(),
+            "RF 2: each node holds shards asked of the other"
+        );
+        let excluded: HashSet<String> = ["a".to_owned()].into();
+        let retry = covering_set_for(&index, &topology, 0, &[0, 1, 2, 3], &excluded);
+        assert_eq!(retry.assignments["b"], [0, 1, 2, 3]);
+        assert!(
+            retry.unfiltered.contains("b"),
+            "b answers for every shard it holds"
+        );
+    }
 
     #[test]
     fn shard_filters_and_the_client_filter_combine() {
