@@ -84,7 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         control_plane,
         nodes,
         keys: Arc::default(),
-        distinct_attributes: Arc::default(),
+        index_settings: Arc::default(),
     });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -21,10 +21,17 @@ pub struct AppState {
     pub nodes: NodeClient,
     /// API key values of the served topology, for authentication.
     pub keys: Arc<crate::http::auth::KeyCache>,
-    /// Each index's `distinctAttribute` setting and when it was read.
-    pub distinct_attributes: Arc<DistinctCache>,
+    /// Each index's settings, as the merge needs them, and when they were read.
+    pub index_settings: Arc<SettingsCache>,
 }
 
-/// index uid → (read at, `distinctAttribute`).
-pub type DistinctCache =
-    std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<String>)>>;
+/// index uid → (read at, settings).
+pub type SettingsCache = std::sync::Mutex<
+    std::collections::HashMap<
+        String,
+        (
+            std::time::Instant,
+            Arc<serde_json::Map<String, serde_json::Value>>,
+        ),
+    >,
+>;

@@ -259,3 +259,69 @@ async fn the_index_distinct_attribute_is_applied_across_nodes() {
     assert_eq!(products.len(), 6, "one hit per product: {products:?}");
     assert_eq!(unique.len(), 6);
 }
+
+/// The index's `faceting` (maxValuesPerFacet, alphabetical order) shapes the merged
+/// distribution exactly as one node holding everything shapes its own. (By count, the
+/// merged top values are exact only once nodes keep higher limits than clients see: issue 4.)
+#[tokio::test]
+async fn facet_distributions_follow_the_index_faceting_settings() {
+    let (_dir, _cp, _nodes, gateway) = fleet(3).await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    let documents: Vec<_> = (0..50)
+        .map(|i| {
+            let color = ["red", "Blue", "green", "amber", "teal"][(i * i) % 5];
+            json!({"id": i, "color": color})
+        })
+        .collect();
+    for (meili, extra) in [
+        (Meili::new(&gateway.url), json!({"miroirShardCount": 16})),
+        (Meili::new(&single.url), json!({})),
+    ] {
+        let mut create = json!({"uid": "paint", "primaryKey": "id"});
+        create
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        meili.ok(Method::POST, "/indexes", create).await;
+        meili
+            .ok(
+                Method::PATCH,
+                "/indexes/paint/settings",
+                json!({"filterableAttributes": ["color"], "faceting": {"maxValuesPerFacet": 2}}),
+            )
+            .await;
+        meili
+            .ok(Method::POST, "/indexes/paint/documents", json!(documents))
+            .await;
+    }
+    {
+        let sort = "alpha";
+        let query = json!({"facets": ["color"], "limit": 0});
+        let (_, merged) = Meili::new(&gateway.url)
+            .post("/indexes/paint/search", query.clone())
+            .await;
+        let (_, one) = Meili::new(&single.url)
+            .post("/indexes/paint/search", query)
+            .await;
+        assert_eq!(
+            merged["facetDistribution"], one["facetDistribution"],
+            "sort {sort}"
+        );
+        assert_eq!(
+            merged["facetDistribution"]["color"]
+                .as_object()
+                .unwrap()
+                .len(),
+            2
+        );
+        let keys = |v: &serde_json::Value| {
+            v["facetDistribution"]["color"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&merged), keys(&one), "same order, sort {sort}");
+    }
+}

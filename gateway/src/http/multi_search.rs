@@ -3,7 +3,7 @@
 
 use super::error::MeiliError;
 use super::indexes::json_object;
-use super::search::{SearchFailure, merge_facets, run_search};
+use super::search::{FacetOrder, SearchFailure, merge_facets, run_search};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -190,7 +190,16 @@ pub async fn multi_search(
             .values()
             .map(|f| json!({"facetDistribution": f["distribution"], "facetStats": f["stats"]}))
             .collect();
-        let (distribution, stats) = merge_facets(answers.iter());
+        // `mergeFacets.maxValuesPerFacet` (Meilisearch's default 100), alphabetical.
+        let order = FacetOrder {
+            max_values: federation
+                .get("mergeFacets")
+                .and_then(|m| m.get("maxValuesPerFacet"))
+                .and_then(Value::as_u64)
+                .map_or(100, |n| n as usize),
+            ..FacetOrder::default()
+        };
+        let (distribution, stats) = merge_facets(answers.iter(), &order);
         response["facetDistribution"] = distribution;
         response["facetStats"] = stats;
     } else if !facets_by_index.is_empty() {

@@ -230,10 +230,15 @@ pub async fn run_search(
                 .collect()
         })
         .unwrap_or_default();
+    let settings = super::settings::cached(state, uid).await;
     // The query's `distinct`, else the index's setting (applied across nodes too).
     let distinct = match query.get("distinct").and_then(Value::as_str) {
         Some(attribute) => Some(attribute.to_owned()),
-        None => super::settings::distinct_attribute(state, uid).await,
+        None => settings
+            .as_ref()
+            .and_then(|s| s.get("distinctAttribute"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     };
     let requested: Option<Vec<String>> = query
         .get("attributesToRetrieve")
@@ -388,7 +393,8 @@ pub async fn run_search(
         response.insert("estimatedTotalHits".into(), json!(total));
     }
     if query.get("facets").is_some_and(|f| !f.is_null()) {
-        let (distribution, stats) = merge_facets(answers.iter().map(|(_, a)| a));
+        let order = FacetOrder::from_settings(settings.as_deref());
+        let (distribution, stats) = merge_facets(answers.iter().map(|(_, a)| a), &order);
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
@@ -448,8 +454,57 @@ pub async fn facet_search(
     Ok(response)
 }
 
-/// Sums facet counts per value; takes the min of mins and max of maxes.
-pub fn merge_facets<'a>(answers: impl Iterator<Item = &'a Value>) -> (Value, Value) {
+/// How an index shows facet values (its `faceting` setting): at most `max_values` per
+/// facet, alphabetically or by count.
+#[derive(Debug, Clone)]
+pub struct FacetOrder {
+    /// `maxValuesPerFacet`.
+    pub max_values: usize,
+    /// `sortFacetValuesBy`: facet (or `*`) → `alpha` or `count`.
+    pub sort_by: Map<String, Value>,
+}
+
+impl Default for FacetOrder {
+    fn default() -> Self {
+        Self {
+            max_values: 100,
+            sort_by: Map::new(),
+        }
+    }
+}
+
+impl FacetOrder {
+    /// From an index's settings (Meilisearch's defaults when unknown).
+    pub fn from_settings(settings: Option<&Map<String, Value>>) -> Self {
+        let faceting = settings.and_then(|s| s.get("faceting"));
+        Self {
+            max_values: faceting
+                .and_then(|f| f.get("maxValuesPerFacet"))
+                .and_then(Value::as_u64)
+                .map_or(100, |n| n as usize),
+            sort_by: faceting
+                .and_then(|f| f.get("sortFacetValuesBy"))
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn by_count(&self, facet: &str) -> bool {
+        self.sort_by
+            .get(facet)
+            .or_else(|| self.sort_by.get("*"))
+            .and_then(Value::as_str)
+            == Some("count")
+    }
+}
+
+/// Sums facet counts per value and keeps the index's first `maxValuesPerFacet` values in
+/// its order; takes the min of mins and max of maxes.
+pub fn merge_facets<'a>(
+    answers: impl Iterator<Item = &'a Value>,
+    order: &FacetOrder,
+) -> (Value, Value) {
     let mut distribution: Map<String, Value> = Map::new();
     let mut stats: Map<String, Value> = Map::new();
     for answer in answers {
@@ -479,11 +534,22 @@ pub fn merge_facets<'a>(answers: impl Iterator<Item = &'a Value>) -> (Value, Val
             }
         }
     }
-    // Values in Meilisearch's default (alphabetical) order.
-    for values in distribution.values_mut() {
+    // Values in the index's order (alphabetical on the normalized value by default, or
+    // most frequent first), cut at its maxValuesPerFacet.
+    for (facet, values) in distribution.iter_mut() {
         if let Value::Object(map) = values {
             let mut sorted: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(&b.0));
+            if order.by_count(facet) {
+                let count = |v: &Value| v.as_u64().unwrap_or(0);
+                sorted.sort_by(|a, b| count(&b.1).cmp(&count(&a.1)).then(a.0.cmp(&b.0)));
+            } else {
+                sorted.sort_by(|a, b| {
+                    a.0.to_lowercase()
+                        .cmp(&b.0.to_lowercase())
+                        .then(a.0.cmp(&b.0))
+                });
+            }
+            sorted.truncate(order.max_values);
             map.extend(sorted);
         }
     }
@@ -498,8 +564,14 @@ mod tests {
     fn facets_sum_and_stats_span() {
         let a = json!({"facetDistribution": {"genre": {"b": 1, "a": 2}}, "facetStats": {"year": {"min": 2000.0, "max": 2005.0}}});
         let b = json!({"facetDistribution": {"genre": {"a": 1}}, "facetStats": {"year": {"min": 1990.0, "max": 2001.0}}});
-        let (distribution, stats) = merge_facets([&a, &b].into_iter());
+        let (distribution, stats) = merge_facets([&a, &b].into_iter(), &FacetOrder::default());
         assert_eq!(distribution, json!({"genre": {"a": 3, "b": 1}}));
         assert_eq!(stats, json!({"year": {"min": 1990.0, "max": 2005.0}}));
+        let top = FacetOrder {
+            max_values: 1,
+            sort_by: json!({"*": "count"}).as_object().unwrap().clone(),
+        };
+        let (distribution, _) = merge_facets([&a, &b].into_iter(), &top);
+        assert_eq!(distribution, json!({"genre": {"a": 3}}));
     }
 }

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use miroir_proto::pb;
 use reqwest::Method;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 
 /// Every settings key of Meilisearch 1.12/1.13, in its order.
 const KEYS: &[&str] = &[
@@ -65,31 +66,30 @@ fn hide(settings: &mut Map<String, Value>) {
     }
 }
 
-/// An index's `distinctAttribute`, read from a node at most once a second per index:
-/// nodes apply it to their own hits only, so the merge applies it across nodes.
-pub async fn distinct_attribute(state: &AppState, uid: &str) -> Option<String> {
+/// An index's settings as clients see them, read from a node at most once a second per
+/// index: the merge needs some of them (`distinctAttribute`, `faceting`) because nodes
+/// apply them to their own hits only.
+pub async fn cached(state: &AppState, uid: &str) -> Option<Arc<Map<String, Value>>> {
     const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
-    if let Some((at, value)) = state
-        .distinct_attributes
+    if let Some((at, settings)) = state
+        .index_settings
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(uid)
         && at.elapsed() < FRESH
     {
-        return value.clone();
+        return Some(settings.clone());
     }
-    let value = read(state, uid)
-        .await
-        .ok()?
-        .get("distinctAttribute")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let settings = Arc::new(read(state, uid).await.ok()?);
     state
-        .distinct_attributes
+        .index_settings
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(uid.to_owned(), (std::time::Instant::now(), value.clone()));
-    value
+        .insert(
+            uid.to_owned(),
+            (std::time::Instant::now(), settings.clone()),
+        );
+    Some(settings)
 }
 
 async fn read(state: &AppState, uid: &str) -> Result<Map<String, Value>, MeiliError> {
