@@ -154,12 +154,7 @@ pub async fn create(
             topology_version,
             ..
         }) => Ok(accepted_at(&state, &task, topology_version).await),
-        Ok(_) => Err(MeiliError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            ErrorType::Internal,
-            "the control plane recorded no task",
-        )),
+        Ok(_) => Err(no_task()),
         Err(status) if status.code() == tonic::Code::AlreadyExists => {
             let error = MeiliError::new(
                 StatusCode::CONFLICT,
@@ -195,19 +190,9 @@ pub async fn delete(
             topology_version,
             ..
         }) => Ok(accepted_at(&state, &task, topology_version).await),
-        Ok(_) => Err(MeiliError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            ErrorType::Internal,
-            "the control plane recorded no task",
-        )),
+        Ok(_) => Err(no_task()),
         Err(status) if status.code() == tonic::Code::NotFound => {
-            let error = MeiliError::new(
-                StatusCode::NOT_FOUND,
-                "index_not_found",
-                ErrorType::InvalidRequest,
-                format!("Index `{uid}` not found."),
-            );
+            let error = index_not_found(&uid);
             failed_task(
                 &state,
                 &uid,
@@ -272,12 +257,7 @@ pub async fn update(
         }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(no_task()),
         Err(status) if status.code() == tonic::Code::NotFound => {
-            let error = MeiliError::new(
-                StatusCode::NOT_FOUND,
-                "index_not_found",
-                ErrorType::InvalidRequest,
-                format!("Index `{uid}` not found."),
-            );
+            let error = index_not_found(&uid);
             failed_task(&state, &uid, "indexUpdate", details, error).await
         }
         Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
@@ -408,20 +388,23 @@ pub fn find_index(state: &AppState, uid: &str) -> Result<pb::Index, MeiliError> 
     index_in(&state.topology.current(), uid).cloned()
 }
 
+/// Meilisearch's `index_not_found`.
+pub fn index_not_found(uid: &str) -> MeiliError {
+    MeiliError::new(
+        StatusCode::NOT_FOUND,
+        "index_not_found",
+        ErrorType::InvalidRequest,
+        format!("Index `{uid}` not found."),
+    )
+}
+
 /// The index `uid` in `topology`.
 pub fn index_in<'a>(topology: &'a pb::Topology, uid: &str) -> Result<&'a pb::Index, MeiliError> {
     topology
         .indexes
         .iter()
         .find(|i| i.uid == uid)
-        .ok_or_else(|| {
-            MeiliError::new(
-                StatusCode::NOT_FOUND,
-                "index_not_found",
-                ErrorType::InvalidRequest,
-                format!("Index `{uid}` not found."),
-            )
-        })
+        .ok_or_else(|| index_not_found(uid))
 }
 
 /// `GET /indexes/{uid}`.
