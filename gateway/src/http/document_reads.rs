@@ -3,8 +3,8 @@
 //! every node; browsing paged across the covering set with no duplicate and no gap.
 
 use super::documents::SHARD_FIELD;
-use super::error::{ErrorType, MeiliError};
-use super::indexes::{accepted, find_index, json_object, record_task};
+use super::error::{ErrorType, MeiliError, positive_integer};
+use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
 use super::scatter::{gather, mark_degraded};
 use super::search::{lookup, sort_value_order};
 use crate::state::AppState;
@@ -368,11 +368,7 @@ pub async fn fetch(
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
-    let request = if body.is_empty() {
-        Map::new()
-    } else {
-        json_object(&body)?
-    };
+    let request = json_object_or_empty(&body)?;
     browse(&state, &uid, request).await
 }
 
@@ -385,7 +381,15 @@ pub async fn list(
     let mut request = Map::new();
     for (key, value) in params {
         let parsed = match key.as_str() {
-            "offset" | "limit" => json!(value.parse::<u64>().map_err(|_| MeiliError::invalid(if key == "offset" { "invalid_document_offset" } else { "invalid_document_limit" }, format!("Invalid value in parameter `{key}`: could not parse `{value}` as a positive integer")))?),
+            "offset" | "limit" => json!(positive_integer::<u64>(
+                &key,
+                &value,
+                if key == "offset" {
+                    "invalid_document_offset"
+                } else {
+                    "invalid_document_limit"
+                }
+            )?),
             "fields" | "ids" | "sort" => json!(value.split(',').map(str::trim).collect::<Vec<_>>()),
             "filter" => serde_json::from_str(&value).unwrap_or(json!(value)),
             _ => json!(value),

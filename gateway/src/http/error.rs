@@ -147,3 +147,29 @@ pub fn json_kind(value: &Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// A query parameter as a positive integer, or Meilisearch's error for it under `code`.
+pub fn positive_integer<T: std::str::FromStr>(
+    name: &str,
+    value: &str,
+    code: &'static str,
+) -> Result<T, MeiliError> {
+    value.parse().map_err(|_| {
+        MeiliError::invalid(
+            code,
+            format!("Invalid value in parameter `{name}`: could not parse `{value}` as a positive integer"),
+        )
+    })
+}
+
+/// An optional query parameter as a positive integer ([`positive_integer`]).
+pub fn optional_positive_integer<T: std::str::FromStr>(
+    params: &std::collections::HashMap<String, String>,
+    name: &str,
+    code: &'static str,
+) -> Result<Option<T>, MeiliError> {
+    params
+        .get(name)
+        .map(|v| positive_integer(name, v, code))
+        .transpose()
+}

@@ -1,7 +1,7 @@
 //! Index lifecycle and tasks: index changes go through the control plane, which applies
 //! them on every node and records the client's task.
 
-use super::error::{ErrorType, MeiliError};
+use super::error::{ErrorType, MeiliError, optional_positive_integer};
 use crate::state::AppState;
 use crate::tasks;
 use axum::Json;
@@ -35,6 +35,15 @@ pub fn json_object(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
             "malformed_payload",
             format!("The json payload provided is malformed. `{e}`."),
         )),
+    }
+}
+
+/// A JSON object body that may be empty (then no fields).
+pub fn json_object_or_empty(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
+    if body.is_empty() {
+        Ok(Map::new())
+    } else {
+        json_object(body)
     }
 }
 
@@ -421,12 +430,8 @@ pub async fn list(
     axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, MeiliError> {
-    let number = |name: &str, default: usize| -> Result<usize, MeiliError> {
-        params.get(name).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| MeiliError::invalid(if name == "offset" { "invalid_index_offset" } else { "invalid_index_limit" }, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))
-        })
-    };
-    let (offset, limit) = (number("offset", 0)?, number("limit", 20)?);
+    let offset = optional_positive_integer(&params, "offset", "invalid_index_offset")?.unwrap_or(0);
+    let limit = optional_positive_integer(&params, "limit", "invalid_index_limit")?.unwrap_or(20);
     let topology = state.topology.current();
     let visible: Vec<&pb::Index> = topology
         .indexes

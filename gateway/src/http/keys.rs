@@ -2,7 +2,7 @@
 //! the control plane, which records them and creates each key on every node with the
 //! same uid (so the same value) — see `control-plane/src/reconcilers/key_sync.rs`.
 
-use super::error::{ErrorType, MeiliError, json_kind};
+use super::error::{ErrorType, MeiliError, json_kind, optional_positive_integer};
 use super::indexes::{TOPOLOGY_WAIT, json_object};
 use crate::state::AppState;
 use axum::Json;
@@ -83,18 +83,10 @@ pub async fn list(
             format!("Unknown parameter `{unknown}`: expected one of `offset`, `limit`"),
         ));
     }
-    let number = |name: &str, code: &'static str, default: usize| -> Result<usize, MeiliError> {
-        params.get(name).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| {
-                MeiliError::invalid(
-                    code,
-                    format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer"),
-                )
-            })
-        })
-    };
-    let offset = number("offset", "invalid_api_key_offset", 0)?;
-    let limit = number("limit", "invalid_api_key_limit", 20)?;
+    let offset: usize =
+        optional_positive_integer(&params, "offset", "invalid_api_key_offset")?.unwrap_or(0);
+    let limit: usize =
+        optional_positive_integer(&params, "limit", "invalid_api_key_limit")?.unwrap_or(20);
     let topology = state.topology.current();
     let results: Vec<Value> = topology
         .keys

@@ -124,38 +124,39 @@ pub async fn scatter(
     body: &Map<String, Value>,
     filter: Option<&Value>,
 ) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
+    let mut calls: Vec<_> = plan
+        .assignments
+        .iter()
+        .enumerate()
+        .filter_map(|(position, (node_id, shards))| {
+            let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
+            let node_body = node_query(body, filter, shards, plan.unfiltered.contains(node_id));
+            let (client, node_id, address, path) = (
+                state.nodes.clone(),
+                node_id.clone(),
+                node.address.clone(),
+                path.to_owned(),
+            );
+            Some(async move {
+                let answer = client
+                    .call(&node_id, &address, Method::POST, &path, Some(&node_body))
+                    .await;
+                (position, answer)
+            })
+        })
+        .collect();
     // One node: call it on this task, sparing a spawn and a cross-thread wake-up.
-    if let [(node_id, shards)] = plan.assignments.iter().collect::<Vec<_>>().as_slice()
-        && let Some(node) = topology.nodes.iter().find(|n| &n.id == *node_id)
+    if calls.len() == 1
+        && let Some(call) = calls.pop()
     {
-        let node_body = node_query(body, filter, shards, plan.unfiltered.contains(*node_id));
-        let answer = state
-            .nodes
-            .call(node_id, &node.address, Method::POST, path, Some(&node_body))
-            .await;
-        return vec![(0, answer)];
+        return vec![call.await];
     }
-    let mut calls = JoinSet::new();
-    for (position, (node_id, shards)) in plan.assignments.iter().enumerate() {
-        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
-            continue;
-        };
-        let node_body = node_query(body, filter, shards, plan.unfiltered.contains(node_id));
-        let (client, node_id, address, path) = (
-            state.nodes.clone(),
-            node_id.clone(),
-            node.address.clone(),
-            path.to_owned(),
-        );
-        calls.spawn(tracing::Instrument::in_current_span(async move {
-            let answer = client
-                .call(&node_id, &address, Method::POST, &path, Some(&node_body))
-                .await;
-            (position, answer)
-        }));
+    let mut running = JoinSet::new();
+    for call in calls {
+        running.spawn(tracing::Instrument::in_current_span(call));
     }
     let mut answers = Vec::with_capacity(plan.assignments.len());
-    while let Some(Ok(answer)) = calls.join_next().await {
+    while let Some(Ok(answer)) = running.join_next().await {
         answers.push(answer);
     }
     answers.sort_by_key(|(position, _)| *position);

@@ -3,8 +3,8 @@
 
 use super::auth::Caller;
 use super::documents::SHARD_FIELD;
-use super::error::MeiliError;
-use super::indexes::json_object;
+use super::error::{MeiliError, positive_integer};
+use super::indexes::{json_object, json_object_or_empty};
 pub use super::scatter::SearchFailure;
 use super::scatter::{gather, mark_degraded, next_turn};
 use crate::state::AppState;
@@ -92,11 +92,7 @@ pub async fn search_post(
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
-    let query = if body.is_empty() {
-        Map::new()
-    } else {
-        json_object(&body)?
-    };
+    let query = json_object_or_empty(&body)?;
     Ok(respond(run_search(&state, &caller, &uid, query).await))
 }
 
@@ -114,7 +110,7 @@ pub async fn search_get(
         let list = |v: &str| Value::Array(v.split(',').map(|s| json!(s.trim())).collect());
         let parsed = match key.as_str() {
             "offset" | "limit" | "page" | "hitsPerPage" | "cropLength" => {
-                json!(value.parse::<u64>().map_err(|_| MeiliError::invalid(get_code(&key), format!("Invalid value in parameter `{key}`: could not parse `{value}` as a positive integer")))?)
+                json!(positive_integer::<u64>(&key, &value, get_code(&key))?)
             }
             "rankingScoreThreshold" => json!(value.parse::<f64>().map_err(|_| MeiliError::invalid("invalid_search_ranking_score_threshold", format!("Invalid value in parameter `rankingScoreThreshold`: could not parse `{value}` as a float")))?),
             "showRankingScore" | "showRankingScoreDetails" | "showMatchesPosition" | "retrieveVectors" => {

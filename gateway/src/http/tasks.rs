@@ -2,7 +2,7 @@
 //! tasks behind them: `GET /tasks/{uid}`, `GET /tasks`, `POST /tasks/cancel`, `DELETE /tasks`.
 
 use super::auth::Caller;
-use super::error::{ErrorType, MeiliError};
+use super::error::{ErrorType, MeiliError, optional_positive_integer, positive_integer};
 use super::indexes::record_task;
 use crate::state::AppState;
 use crate::tasks;
@@ -118,14 +118,7 @@ impl TaskQuery {
         let numbers = |name: &str, code: &'static str| -> Result<Vec<u32>, MeiliError> {
             list(name)
                 .iter()
-                .map(|v| {
-                    v.parse::<u32>().map_err(|_| {
-                        MeiliError::invalid(
-                            code,
-                            format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer"),
-                        )
-                    })
-                })
+                .map(|v| positive_integer(name, v, code))
                 .collect()
         };
         let date = |name: &str,
@@ -389,7 +382,7 @@ pub async fn list_tasks(
     let mut query = TaskQuery::parse(&params, true)?;
     query.restrict_to(&caller, &state.topology.current());
     let number = |name: &str, code: &'static str| -> Result<Option<u32>, MeiliError> {
-        params.get(name).map(|v| v.parse::<u32>().map_err(|_| MeiliError::invalid(code, format!("Invalid value in parameter `{name}`: could not parse `{v}` as a positive integer")))).transpose()
+        optional_positive_integer(&params, name, code)
     };
     let limit = number("limit", "invalid_task_limit")?.unwrap_or(20);
     let reverse = match params.get("reverse").map(String::as_str) {
