@@ -538,6 +538,14 @@ impl Gateway {
         .await
     }
 
+    /// Waits until the gateway holds a write lease (its first heartbeat was acknowledged).
+    pub async fn wait_writable(&self) {
+        wait_for("gateway write lease", Duration::from_secs(10), || async {
+            (self.status().await["lease"]["valid"] == true).then_some(())
+        })
+        .await
+    }
+
     /// Kills the process.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

@@ -36,6 +36,7 @@ pub async fn fleet_with(
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;
+    gateway.wait_writable().await;
     (dir, cp, nodes, gateway)
 }
 

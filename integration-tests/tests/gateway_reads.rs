@@ -117,6 +117,7 @@ async fn reads_retry_on_another_replica_and_follow_the_shard_policy() {
         &["--shard-unavailable-policy", "error"],
     )
     .await;
+    partial.wait_writable().await;
     let meili = Meili::new(&partial.url);
     for (uid, rf) in [("rf2", 2), ("rf1", 1)] {
         meili.ok(Method::POST, "/indexes", json!({"uid": uid, "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": rf})).await;

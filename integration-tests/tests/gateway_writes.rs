@@ -203,6 +203,7 @@ async fn csv_and_ndjson_writes_read_like_meilisearch() {
         &["--payload-size-limit", "1024"],
     )
     .await;
+    small.wait_writable().await;
     let big: Vec<serde_json::Value> = (0..100)
         .map(|i| json!({"sku": format!("b{i}"), "title": "x".repeat(20)}))
         .collect();

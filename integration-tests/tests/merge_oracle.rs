@@ -296,6 +296,7 @@ async fn fleet(groups: &[u32]) -> (tempfile::TempDir, ControlPlane, Vec<TestNode
             .await;
     }
     let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
+    gateway.wait_writable().await;
     (dir, cp, nodes, gateway)
 }
 
