@@ -290,6 +290,20 @@ fn parse_sort(uid: &str, index: &Index, sort: &[String]) -> Result<Vec<SortKey>,
     Ok(keys)
 }
 
+/// The end of Meilisearch's "not filterable" errors: the filterable attributes, or that
+/// there are none.
+fn filterable_tail(index: &Index) -> String {
+    let filterable = index.setting_list("filterableAttributes");
+    if filterable.is_empty() {
+        "This index does not have configured filterable attributes.".to_owned()
+    } else {
+        format!(
+            "Available filterable attributes are: {}.",
+            available(&filterable)
+        )
+    }
+}
+
 fn available(list: &[String]) -> String {
     let mut list = list.to_vec();
     list.sort();
@@ -325,15 +339,7 @@ pub fn check_filterable(
 ) -> Result<(), NodeError> {
     for attribute in filter.attributes() {
         if !index.is_filterable(attribute) {
-            let filterable = index.setting_list("filterableAttributes");
-            let tail = if filterable.is_empty() {
-                "This index does not have configured filterable attributes.".to_owned()
-            } else {
-                format!(
-                    "Available filterable attributes are: {}.",
-                    available(&filterable)
-                )
-            };
+            let tail = filterable_tail(index);
             let start = raw.find(attribute).map_or(1, |i| i + 1);
             return Err(NodeError::invalid(
                 code,
@@ -605,15 +611,7 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
             .filter(|f| *f != "*" && !index.is_filterable(f))
             .collect();
         if !bad.is_empty() {
-            let filterable = index.setting_list("filterableAttributes");
-            let tail = if filterable.is_empty() {
-                "This index does not have configured filterable attributes.".to_owned()
-            } else {
-                format!(
-                    "Available filterable attributes are: {}.",
-                    available(&filterable)
-                )
-            };
+            let tail = filterable_tail(index);
             let head = if bad.len() == 1 {
                 format!("Attribute `{}` is not filterable.", bad[0])
             } else {
@@ -634,15 +632,7 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
     let distinct = match query.get("distinct") {
         Some(Value::String(d)) => {
             if !index.is_filterable(d) {
-                let filterable = index.setting_list("filterableAttributes");
-                let tail = if filterable.is_empty() {
-                    "This index does not have configured filterable attributes.".to_owned()
-                } else {
-                    format!(
-                        "Available filterable attributes are: {}.",
-                        available(&filterable)
-                    )
-                };
+                let tail = filterable_tail(index);
                 return Err(NodeError::invalid(
                     "invalid_search_distinct",
                     format!(
