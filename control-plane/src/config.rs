@@ -69,6 +69,16 @@ pub struct Config {
     #[arg(long, env = "MIROIR_KEY_SYNC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub key_sync_interval: Duration,
 
+    /// Interval between drift checks: every node's settings hash is compared with the
+    /// committed one and a node that differs is repaired.
+    #[arg(long, env = "MIROIR_SETTINGS_DRIFT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub settings_drift_interval: Duration,
+
+    /// How long a settings change may wait for a node that fails or cannot be reached
+    /// before the change fails (nodes still processing it are waited for).
+    #[arg(long, env = "MIROIR_SETTINGS_COMMIT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub settings_commit_timeout: Duration,
+
     /// How long a gateway may take writes after its last acknowledged heartbeat.
     #[arg(long, env = "MIROIR_GATEWAY_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub gateway_lease_ttl: Duration,

@@ -83,6 +83,31 @@ impl GatewayRegistry {
         })
     }
 
+    /// Gateways heard from within `ttl` that have not applied `version` yet.
+    pub fn lagging(&self, version: u64, ttl: Duration) -> Vec<String> {
+        self.with(|gateways| {
+            gateways
+                .iter()
+                .filter(|(_, r)| r.applied_version < version && r.last_heartbeat.elapsed() <= ttl)
+                .map(|(id, _)| id.clone())
+                .collect()
+        })
+    }
+
+    /// The barrier: returns once every live gateway has applied `version` or later. A
+    /// gateway that stays silent stops holding it once its `ttl` has passed; the ids of
+    /// gateways still behind at that point are returned.
+    pub async fn await_applied(&self, version: u64, ttl: Duration) -> Vec<String> {
+        let deadline = Instant::now() + ttl;
+        loop {
+            let lagging = self.lagging(version, ttl);
+            if lagging.is_empty() || Instant::now() >= deadline {
+                return lagging;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Number of known gateways.
     pub fn len(&self) -> usize {
         self.with(|gateways| gateways.len())

@@ -67,6 +67,13 @@ pub struct Metrics {
     pub watch_streams: Gauge,
     health_checks: Family<NodeResultLabels, Counter>,
     key_repairs: Family<NodeResultLabels, Counter>,
+    /// Settings changes committed by the two-phase commit.
+    pub settings_commits: Counter,
+    /// Settings changes that failed (nothing committed).
+    pub settings_failures: Counter,
+    /// Nodes whose settings the drift reconciler (or a repair on demand) brought back to
+    /// the committed ones.
+    pub settings_drift_repairs: Counter,
     /// 1 while this control plane leads.
     pub is_leader: Gauge,
 }
@@ -143,6 +150,24 @@ impl Metrics {
             "API keys created, updated or deleted on nodes to match the topology, by node and change",
             key_repairs.clone(),
         );
+        let settings_commits = Counter::default();
+        registry.register(
+            "miroir_settings_commits",
+            "Settings changes committed (proposed on every node, verified, committed)",
+            settings_commits.clone(),
+        );
+        let settings_failures = Counter::default();
+        registry.register(
+            "miroir_settings_failures",
+            "Settings changes that failed and committed nothing",
+            settings_failures.clone(),
+        );
+        let settings_drift_repairs = Counter::default();
+        registry.register(
+            "miroir_settings_drift_repairs",
+            "Nodes whose settings were repaired to the committed ones",
+            settings_drift_repairs.clone(),
+        );
         let is_leader = Gauge::default();
         registry.register(
             "miroir_control_plane_is_leader",
@@ -161,6 +186,9 @@ impl Metrics {
             watch_streams,
             health_checks,
             key_repairs,
+            settings_commits,
+            settings_failures,
+            settings_drift_repairs,
             is_leader,
         }
     }

@@ -5,30 +5,6 @@ use serde_json::{Value, json};
 use std::time::Duration;
 use tracing::Instrument;
 
-/// Settings Miroir needs on every node: `_miroir_shard` filterable, so searches can be
-/// restricted to the shards a node is asked for.
-pub fn miroir_settings() -> Value {
-    json!({ "filterableAttributes": ["_miroir_shard"] })
-}
-
-/// What nodes receive for a client's settings change: the same, except that
-/// `filterableAttributes` always keeps `_miroir_shard` (a reset leaves only it).
-pub fn settings_for_nodes(
-    client: &serde_json::Map<String, Value>,
-) -> serde_json::Map<String, Value> {
-    let mut nodes = client.clone();
-    if let Some(filterable) = nodes.get_mut("filterableAttributes") {
-        match filterable {
-            Value::Array(items) if !items.iter().any(|v| v == "_miroir_shard") => {
-                items.push(json!("_miroir_shard"));
-            }
-            Value::Null => *filterable = json!(["_miroir_shard"]),
-            _ => {}
-        }
-    }
-    nodes
-}
-
 /// An HTTP client for Meilisearch nodes.
 #[derive(Clone)]
 pub struct NodeClient {
@@ -139,24 +115,5 @@ impl NodeClient {
                 format!("unexpected answer {status}: {body}"),
             )),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn miroir_keeps_its_filterable_attribute() {
-        let patch = |v: Value| settings_for_nodes(v.as_object().unwrap());
-        assert_eq!(
-            patch(json!({"filterableAttributes": ["genre"]}))["filterableAttributes"],
-            json!(["genre", "_miroir_shard"])
-        );
-        assert_eq!(
-            patch(json!({"filterableAttributes": null}))["filterableAttributes"],
-            json!(["_miroir_shard"])
-        );
-        assert!(!patch(json!({"rankingRules": ["words"]})).contains_key("filterableAttributes"));
     }
 }

@@ -75,6 +75,11 @@ pub struct ServiceState {
     commit_lock: tokio::sync::Mutex<()>,
     /// Wakes the key sync reconciler after a key change.
     pub key_sync: tokio::sync::Notify,
+    /// Wakes the settings reconciler after a settings change is queued.
+    pub settings_wake: tokio::sync::Notify,
+    /// Held while node settings are being changed (a two-phase commit, a drift pass or a
+    /// repair on demand), so two never interleave on one node.
+    pub settings_lock: tokio::sync::Mutex<()>,
 }
 
 impl ServiceState {
@@ -102,6 +107,8 @@ impl ServiceState {
             history: Mutex::new(VecDeque::from([Arc::new(topology)])),
             commit_lock: tokio::sync::Mutex::new(()),
             key_sync: tokio::sync::Notify::new(),
+            settings_wake: tokio::sync::Notify::new(),
+            settings_lock: tokio::sync::Mutex::new(()),
         });
         if empty {
             // A new Meilisearch starts with two default keys; a new fleet does too.

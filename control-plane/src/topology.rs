@@ -347,6 +347,7 @@ pub fn create_index(
         settings_version: 0,
         created_at_ms: now_ms,
         routing,
+        ..Default::default()
     };
     topology.indexes.push(index.clone());
     sort(topology);
@@ -419,6 +420,103 @@ pub fn swap_indexes(topology: &mut pb::Topology, pairs: &[(String, String)]) -> 
             topology.indexes[j].uid = b.clone();
         }
     }
+    Ok(())
+}
+
+/// Every node that holds a copy of `index` (read or write), sorted.
+pub fn nodes_of_index(index: &pb::Index) -> Vec<String> {
+    let mut ids: Vec<String> = index
+        .routing
+        .iter()
+        .flat_map(|g| &g.shards)
+        .flat_map(|s| s.read_nodes.iter().chain(&s.write_nodes))
+        .cloned()
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Marks a settings change as between propose and commit (idempotent for the same change).
+pub fn begin_settings_change(
+    topology: &mut pb::Topology,
+    uid: &str,
+    change_id: u64,
+    task_uid: Option<u32>,
+    now_ms: u64,
+) -> Result<pb::PendingSettings> {
+    let index = find_index_mut(topology, uid)?;
+    if let Some(pending) = &index.pending_settings
+        && pending.change_id == change_id
+    {
+        return Ok(*pending);
+    }
+    let pending = pb::PendingSettings {
+        change_id,
+        task_uid,
+        target_version: index.settings_version + 1,
+        started_at_ms: now_ms,
+    };
+    index.pending_settings = Some(pending);
+    Ok(pending)
+}
+
+/// Commits a verified settings change: the next settings version, what clients read, the
+/// hash every node in `verified` was read back with.
+pub fn commit_settings(
+    topology: &mut pb::Topology,
+    uid: &str,
+    change_id: u64,
+    settings_json: String,
+    hash: String,
+    verified: &[String],
+) -> Result<u64> {
+    let index = find_index_mut(topology, uid)?;
+    let version = index
+        .pending_settings
+        .filter(|p| p.change_id == change_id)
+        .map_or(index.settings_version + 1, |p| p.target_version);
+    index.settings_version = version;
+    index.settings_json = settings_json;
+    index.settings_hash = hash;
+    index.pending_settings = None;
+    index.settings_change_id = change_id;
+    index.node_settings = verified
+        .iter()
+        .map(|node_id| pb::NodeSettingsVersion {
+            node_id: node_id.clone(),
+            version,
+        })
+        .collect();
+    Ok(version)
+}
+
+/// Ends a settings change that failed: nothing commits, and no node is known to hold the
+/// committed settings until the drift reconciler has verified or repaired it.
+pub fn fail_settings(topology: &mut pb::Topology, uid: &str, change_id: u64) -> Result<()> {
+    let index = find_index_mut(topology, uid)?;
+    index.pending_settings = None;
+    index.settings_change_id = index.settings_change_id.max(change_id);
+    index.node_settings.clear();
+    Ok(())
+}
+
+/// Records which nodes were verified at the committed settings version (the others are
+/// behind it).
+pub fn set_verified_nodes(
+    topology: &mut pb::Topology,
+    uid: &str,
+    verified: &[String],
+) -> Result<()> {
+    let index = find_index_mut(topology, uid)?;
+    let version = index.settings_version;
+    index.node_settings = verified
+        .iter()
+        .map(|node_id| pb::NodeSettingsVersion {
+            node_id: node_id.clone(),
+            version,
+        })
+        .collect();
     Ok(())
 }
 

@@ -82,6 +82,15 @@ pub enum IndexCommand {
         /// Index uid.
         uid: String,
     },
+    /// Show the committed settings version and hash, and each node's hash read now and
+    /// whether it matches.
+    Settings {
+        /// Index uid.
+        uid: String,
+        /// Repair every node whose settings differ from the committed ones, now.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 fn node_of(response: pb::NodeResponse) -> anyhow::Result<NodeView> {
@@ -241,6 +250,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         anyhow::anyhow!("the control plane answered without an index")
                     })?;
                 output::print(format, &index, output::routing_text)
+            }
+            IndexCommand::Settings { uid, repair } => {
+                let request = pb::GetIndexSettingsRequest { uid };
+                let report = if repair {
+                    admin.repair_index_settings(request).await
+                } else {
+                    admin.get_index_settings(request).await
+                }
+                .map_err(status_error)?
+                .into_inner();
+                let view = output::SettingsView::new(&report, repair);
+                output::print(format, &view, output::settings_text)
             }
         },
         Command::Dev(_) => unreachable!("handled above"),

@@ -142,6 +142,112 @@ pub struct StatusView {
     pub groups: Vec<GroupView>,
     pub gateways: Vec<GatewayView>,
     pub indexes: Vec<IndexView>,
+    pub settings: SettingsCounts,
+}
+
+/// What the settings reconcilers did since the control plane started.
+#[derive(Debug, Serialize)]
+pub struct SettingsCounts {
+    pub commits: u64,
+    pub failures: u64,
+    pub drift_repairs: u64,
+}
+
+/// One node's settings, as `miroir-ctl index settings` prints it.
+#[derive(Debug, Serialize)]
+pub struct NodeSettingsView {
+    pub node: String,
+    pub hash: String,
+    pub matches: bool,
+    pub verified_version: u64,
+    pub error: String,
+}
+
+/// An index's settings versions across nodes.
+#[derive(Debug, Serialize)]
+pub struct SettingsView {
+    pub uid: String,
+    pub settings_version: u64,
+    pub settings_hash: String,
+    pub pending_change: Option<u64>,
+    pub pending_target_version: Option<u64>,
+    pub repaired: Option<u32>,
+    pub nodes: Vec<NodeSettingsView>,
+    pub settings: serde_json::Value,
+}
+
+impl SettingsView {
+    pub fn new(report: &pb::IndexSettingsReport, repair: bool) -> Self {
+        Self {
+            uid: report.uid.clone(),
+            settings_version: report.settings_version,
+            settings_hash: report.settings_hash.clone(),
+            pending_change: report.pending.map(|p| p.change_id),
+            pending_target_version: report.pending.map(|p| p.target_version),
+            repaired: repair.then_some(report.repaired),
+            nodes: report
+                .nodes
+                .iter()
+                .map(|n| NodeSettingsView {
+                    node: n.node_id.clone(),
+                    hash: n.hash.clone(),
+                    matches: n.matches,
+                    verified_version: n.verified_version,
+                    error: n.error.clone(),
+                })
+                .collect(),
+            settings: serde_json::from_str(&report.settings_json)
+                .unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+fn short(hash: &str) -> String {
+    if hash.is_empty() {
+        "-".to_owned()
+    } else {
+        hash.chars().take(12).collect()
+    }
+}
+
+pub fn settings_text(view: &SettingsView) -> String {
+    let mut out = format!(
+        "index:     {}
+",
+        view.uid
+    );
+    out.push_str(&format!(
+        "settings:  version {}, hash {}",
+        view.settings_version,
+        short(&view.settings_hash)
+    ));
+    if let (Some(change), Some(target)) = (view.pending_change, view.pending_target_version) {
+        out.push_str(&format!(
+            " (change {change} between propose and commit, as version {target})"
+        ));
+    }
+    out.push('\n');
+    if let Some(repaired) = view.repaired {
+        out.push_str(&format!("repaired:  {repaired} node(s)\n"));
+    }
+    out.push('\n');
+    out.push_str(&table(
+        &["NODE", "HASH", "MATCHES", "VERIFIED VERSION", "ERROR"],
+        &view
+            .nodes
+            .iter()
+            .map(|n| {
+                vec![
+                    n.node.clone(),
+                    short(&n.hash),
+                    if n.matches { "yes" } else { "no" }.to_owned(),
+                    n.verified_version.to_string(),
+                    n.error.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ));
+    out
 }
 
 impl From<&pb::ClusterStatus> for StatusView {
@@ -196,6 +302,11 @@ impl From<&pb::ClusterStatus> for StatusView {
                     routing: None,
                 })
                 .collect(),
+            settings: SettingsCounts {
+                commits: status.settings_commits,
+                failures: status.settings_failures,
+                drift_repairs: status.settings_drift_repairs,
+            },
         }
     }
 }
@@ -313,6 +424,10 @@ pub fn status_text(status: &StatusView) -> String {
     ));
     out.push_str(&format!("\n\nindexes ({}):\n", status.indexes.len()));
     out.push_str(&indexes_table(&status.indexes));
+    out.push_str(&format!(
+        "\n\nsettings:  {} committed, {} failed, {} node repair(s) by the drift reconciler\n",
+        status.settings.commits, status.settings.failures, status.settings.drift_repairs
+    ));
     out
 }
 

@@ -21,15 +21,18 @@ pub struct AppState {
     pub nodes: NodeClient,
     /// API key values of the served topology, for authentication.
     pub keys: Arc<crate::http::auth::KeyCache>,
-    /// Each index's settings, as the merge needs them, and when they were read.
+    /// Each index's settings as clients read them (the merge needs some of them).
     pub index_settings: Arc<SettingsCache>,
 }
 
-/// index uid → (read at, settings).
+/// index uid → (settings version, read at, settings). Committed versions come from the
+/// topology and are kept until the version changes; version 0 (none committed yet) was
+/// read from a node and is kept a second.
 pub type SettingsCache = std::sync::Mutex<
     std::collections::HashMap<
         String,
         (
+            u64,
             std::time::Instant,
             Arc<serde_json::Map<String, serde_json::Value>>,
         ),

@@ -76,8 +76,46 @@ fn status_of(view: &Result<Value, String>) -> &str {
     }
 }
 
+/// A task whose outcome the control plane decides (a settings change: succeeded only once
+/// committed on every node).
+fn decided(task: &pb::Task, status: &str) -> Value {
+    let error: Value = serde_json::from_str(&task.error_json).unwrap_or(Value::Null);
+    let finished = matches!(status, "succeeded" | "failed");
+    let started = task.started_at_ms > 0;
+    let at = |ms: u64| {
+        if ms > 0 {
+            json!(rfc3339_ms(ms))
+        } else {
+            Value::Null
+        }
+    };
+    let duration = (finished && started).then(|| {
+        miroir_proto::time::iso_duration(std::time::Duration::from_millis(
+            task.finished_at_ms.saturating_sub(task.started_at_ms),
+        ))
+    });
+    let details: Value = serde_json::from_str(&task.details_json).unwrap_or(json!({}));
+    json!({
+        "uid": task.uid,
+        "batchUid": if started { json!(task.uid) } else { Value::Null },
+        "indexUid": task.index_uid,
+        "status": status,
+        "type": task.task_type,
+        "canceledBy": Value::Null,
+        "details": details,
+        "error": error,
+        "duration": duration,
+        "enqueuedAt": rfc3339_ms(task.enqueued_at_ms),
+        "startedAt": at(task.started_at_ms),
+        "finishedAt": if finished { at(task.finished_at_ms) } else { Value::Null },
+    })
+}
+
 /// Aggregates node task views into one Meilisearch task.
 pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]) -> Value {
+    if let Some(status) = task.status.as_deref() {
+        return decided(task, status);
+    }
     let own_error: Option<Value> = (!task.error_json.is_empty())
         .then(|| serde_json::from_str(&task.error_json).unwrap_or(Value::Null));
     let statuses: Vec<&str> = node_views.iter().map(|(_, v)| status_of(v)).collect();

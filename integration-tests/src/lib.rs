@@ -106,7 +106,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane on `store` and waits until it serves gRPC.
     pub async fn start(dir: &Path, store: &str, options: &ControlPlaneOptions) -> Self {
-        let child_and_ports = Self::spawn(dir, store, options);
+        let child_and_ports = Self::spawn(dir, store, options, None);
         let (child, grpc, metrics, log) = child_and_ports;
         let mut cp = Self {
             child,
@@ -119,14 +119,29 @@ impl ControlPlane {
         cp
     }
 
+    /// Kills the process (SIGKILL) and starts a new one on the same store and gRPC
+    /// address (so gateways find it again), waiting until it serves.
+    pub async fn restart(&mut self, dir: &Path, options: &ControlPlaneOptions) {
+        self.kill().await;
+        let (child, grpc, metrics, log) = Self::spawn(dir, &self.store, options, Some(self.grpc));
+        (self.child, self.grpc, self.metrics, self.log) = (child, grpc, metrics, log);
+        self.wait_ready().await;
+    }
+
     fn spawn(
         dir: &Path,
         store: &str,
         options: &ControlPlaneOptions,
+        grpc: Option<SocketAddr>,
     ) -> (Child, SocketAddr, SocketAddr, PathBuf) {
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc: SocketAddr =
+            grpc.unwrap_or_else(|| format!("127.0.0.1:{}", free_port()).parse().unwrap());
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.join(format!("control-plane-{}.log", grpc.port()));
+        let log = dir.join(format!(
+            "control-plane-{}-{}.log",
+            grpc.port(),
+            metrics.port()
+        ));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary("miroir-control-plane"))
             .arg("--listen")
@@ -156,7 +171,7 @@ impl ControlPlane {
         store: &str,
         options: &ControlPlaneOptions,
     ) -> (std::process::ExitStatus, String) {
-        let (mut child, _, _, log) = Self::spawn(dir, store, options);
+        let (mut child, _, _, log) = Self::spawn(dir, store, options, None);
         let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
             .await
             .expect("control plane should exit")

@@ -16,6 +16,7 @@ mod merge_oracle;
 mod node_health;
 mod sdk_python;
 mod sdk_rust;
+mod settings_commit;
 mod test_node;
 mod tracing_export;
 mod watch;

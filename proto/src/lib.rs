@@ -4,12 +4,14 @@
 //! - [`types`]: domain types (`ShardId`, `NodeId`, `TopologyVersion`, …).
 //! - [`placement`]: key → shard and shard → owners; the only place placement is computed.
 //! - [`keys`]: API key values, uids, actions and index patterns, as Meilisearch has them.
+//! - [`settings`]: Miroir's hidden settings, the client's view and the canonical hash.
 //! - [`error`]: the error codes, each mapped once to a gRPC code and an HTTP status.
 //! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
 
 pub mod error;
 pub mod keys;
 pub mod placement;
+pub mod settings;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 pub mod time;

@@ -3,3 +3,4 @@
 pub mod gateway_expiry;
 pub mod key_sync;
 pub mod node_health;
+pub mod settings;

@@ -1,7 +1,6 @@
 //! `AdminService`: nodes, groups, indexes and cluster status.
 
 use crate::error::ControlPlaneError;
-use crate::nodes::{miroir_settings, settings_for_nodes};
 use crate::state::ServiceState;
 use crate::topology::{self, IndexLayout};
 use miroir_proto::GroupId;
@@ -221,7 +220,9 @@ impl AdminService for AdminApi {
             (
                 reqwest::Method::PATCH,
                 format!("/indexes/{uid}/settings"),
-                Some(miroir_settings()),
+                Some(Value::Object(
+                    miroir_proto::settings::initial_node_settings(),
+                )),
             ),
         ];
         let task = apply_on_nodes(
@@ -233,6 +234,15 @@ impl AdminService for AdminApi {
             steps,
         )
         .await?;
+        // The hidden settings above are sent with the creation so the first write finds
+        // `_miroir_shard` filterable; this change verifies and commits them as version 1.
+        if let crate::state::LeadershipStatus::Leader { token, .. } = self.state.leadership() {
+            self.state
+                .store
+                .enqueue_settings_change(token, &uid, "{}", crate::state::now_ms())
+                .await?;
+            self.state.settings_wake.notify_one();
+        }
         Ok(index_response(index, &topology, Some(task)))
     }
 
@@ -434,12 +444,12 @@ impl AdminService for AdminApi {
             let (Some(first), Some(second)) = (find(a), find(b)) else {
                 continue;
             };
-            let nodes = nodes_of(first);
-            if nodes != nodes_of(second) {
+            let nodes = topology::nodes_of_index(first);
+            if nodes != topology::nodes_of_index(second) {
                 return Err(ControlPlaneError::FailedPrecondition(format!(
                     "indexes `{a}` and `{b}` are not held by the same nodes ({:?} and {:?}); Miroir swaps only indexes laid out on the same nodes",
                     nodes,
-                    nodes_of(second)
+                    topology::nodes_of_index(second)
                 ))
                 .into());
             }
@@ -492,21 +502,52 @@ impl AdminService for AdminApi {
             };
         let topology = self.state.topology();
         let index = index_of(&topology, &request.uid)?;
-        let steps = vec![(
-            reqwest::Method::PATCH,
-            format!("/indexes/{}/settings", index.uid),
-            Some(Value::Object(settings_for_nodes(&settings))),
-        )];
-        let task = apply_on_nodes(
+        let patch = Value::Object(settings);
+        let task = crate::services::task::record_settings_change(
             &self.state,
-            &topology,
-            &index,
-            "settingsUpdate",
-            Value::Object(settings),
-            steps,
+            pb::CreateTaskRequest {
+                index_uid: Some(index.uid.clone()),
+                task_type: "settingsUpdate".to_owned(),
+                node_tasks: Vec::new(),
+                details_json: patch.to_string(),
+                enqueued_at_ms: crate::state::now_ms(),
+                error_json: String::new(),
+                cancels: Vec::new(),
+            },
+            patch.to_string(),
         )
         .await?;
+        self.state.settings_wake.notify_one();
         Ok(index_response(index, &topology, Some(task)))
+    }
+
+    async fn get_index_settings(
+        &self,
+        request: Request<pb::GetIndexSettingsRequest>,
+    ) -> Result<Response<pb::IndexSettingsReport>, Status> {
+        let uid = request.into_inner().uid;
+        Ok(Response::new(
+            crate::reconcilers::settings::check_index(&self.state, &uid, false).await?,
+        ))
+    }
+
+    async fn repair_index_settings(
+        &self,
+        request: Request<pb::GetIndexSettingsRequest>,
+    ) -> Result<Response<pb::IndexSettingsReport>, Status> {
+        let uid = request.into_inner().uid;
+        if !matches!(
+            self.state.leadership(),
+            crate::state::LeadershipStatus::Leader { .. }
+        ) {
+            return Err(
+                ControlPlaneError::NotLeader("repairs are run by the leader".into()).into(),
+            );
+        }
+        let _serialized = self.state.settings_lock.lock().await;
+        Ok(Response::new(
+            crate::reconcilers::settings::check_index(&self.state, &uid, true).await?,
+        ))
     }
 
     async fn create_key(
@@ -611,8 +652,20 @@ impl AdminService for AdminApi {
                     replication_factor: i.replication_factor,
                     settings_version: i.settings_version,
                     primary_key: i.primary_key.clone(),
+                    settings_pending: i.pending_settings.is_some(),
+                    settings_nodes_behind: topology::nodes_of_index(i)
+                        .iter()
+                        .filter(|n| {
+                            !i.node_settings
+                                .iter()
+                                .any(|v| &v.node_id == *n && v.version >= i.settings_version)
+                        })
+                        .count() as u32,
                 })
                 .collect(),
+            settings_drift_repairs: self.state.metrics.settings_drift_repairs.get(),
+            settings_commits: self.state.metrics.settings_commits.get(),
+            settings_failures: self.state.metrics.settings_failures.get(),
         }))
     }
 
@@ -650,20 +703,6 @@ fn index_response(
 /// One node request: method, path, JSON body.
 type Step = (reqwest::Method, String, Option<Value>);
 
-/// Every node that holds a copy of `index` (read or write), sorted.
-fn nodes_of(index: &pb::Index) -> Vec<String> {
-    let mut ids: Vec<String> = index
-        .routing
-        .iter()
-        .flat_map(|g| &g.shards)
-        .flat_map(|s| s.read_nodes.iter().chain(&s.write_nodes))
-        .cloned()
-        .collect();
-    ids.sort();
-    ids.dedup();
-    ids
-}
-
 /// Runs `steps` in order on every node holding `index`, all nodes in parallel, and records
 /// the client task whose outcome is the nodes' tasks.
 async fn apply_on_nodes(
@@ -674,7 +713,7 @@ async fn apply_on_nodes(
     details: Value,
     steps: Vec<Step>,
 ) -> Result<pb::Task, ControlPlaneError> {
-    let plan = nodes_of(index)
+    let plan = topology::nodes_of_index(index)
         .into_iter()
         .map(|node| (node, steps.clone()))
         .collect();
@@ -784,7 +823,7 @@ async fn stored_documents(
     index: &pb::Index,
 ) -> Result<u64, Value> {
     let mut calls = tokio::task::JoinSet::new();
-    for id in nodes_of(index) {
+    for id in topology::nodes_of_index(index) {
         let Some(node) = topology.nodes.iter().find(|n| n.id == id) else {
             continue;
         };

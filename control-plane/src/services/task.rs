@@ -110,6 +110,24 @@ pub async fn record(
     state: &ServiceState,
     request: pb::CreateTaskRequest,
 ) -> Result<pb::Task, ControlPlaneError> {
+    record_with(state, request, None).await
+}
+
+/// Records `request` as a settings change's task and queues `patch` (a settings object,
+/// JSON) for the two-phase commit, in one transaction.
+pub async fn record_settings_change(
+    state: &ServiceState,
+    request: pb::CreateTaskRequest,
+    patch: String,
+) -> Result<pb::Task, ControlPlaneError> {
+    record_with(state, request, Some(patch)).await
+}
+
+async fn record_with(
+    state: &ServiceState,
+    request: pb::CreateTaskRequest,
+    settings_patch: Option<String>,
+) -> Result<pb::Task, ControlPlaneError> {
     if request.task_type.trim().is_empty() {
         return Err(ControlPlaneError::InvalidArgument(
             "task_type is required".into(),
@@ -149,6 +167,7 @@ pub async fn record(
                 enqueued_at_ms: request.enqueued_at_ms,
                 error_json: request.error_json,
                 cancels: request.cancels,
+                settings_patch,
             },
         )
         .await?;

@@ -7,7 +7,8 @@
 mod persistence;
 
 pub use persistence::{
-    LeaderLeasePersistence, NodeTaskPersistence, TaskPersistence, TopologyVersionPersistence,
+    LeaderLeasePersistence, NodeTaskPersistence, SettingsChangePersistence, TaskPersistence,
+    TopologyVersionPersistence,
 };
 
 use crate::error::{ControlPlaneError, Result};
@@ -25,6 +26,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The columns a [`TaskPersistence`] is read from.
+const TASK_COLUMNS: &str = "uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, \
+     error, canceled_by, status, started_at_ms, finished_at_ms";
 
 /// Name of the leader lease row.
 const LEADER_LEASE: &str = "leader";
@@ -55,6 +60,11 @@ fn sqlite_migrator() -> Migrator {
             3,
             "task cancelation",
             include_str!("../../../migrations/sqlite/0003_task_cancelation.sql"),
+        ),
+        migration(
+            4,
+            "settings changes",
+            include_str!("../../../migrations/sqlite/0004_settings_changes.sql"),
         ),
     ];
     Migrator {
@@ -109,6 +119,22 @@ pub struct NewTask {
     pub error_json: String,
     /// Tasks this one (a `taskCancelation`) cancels.
     pub cancels: Vec<u32>,
+    /// For a settings change: the client's settings object (JSON), queued for the
+    /// two-phase commit in the same transaction; the task starts `enqueued`.
+    pub settings_patch: Option<String>,
+}
+
+/// The outcome of a task the control plane decides.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskStatusUpdate<'a> {
+    /// "processing", "succeeded" or "failed".
+    pub status: &'a str,
+    /// When it started (ms since the Unix epoch), 0 if not yet.
+    pub started_at_ms: u64,
+    /// When it finished, 0 if not yet.
+    pub finished_at_ms: u64,
+    /// A Meilisearch error object as JSON, or empty.
+    pub error_json: &'a str,
 }
 
 /// Handle to the control plane's database.
@@ -352,11 +378,11 @@ impl Store {
                     "task uids are exhausted (they stay below 2^31)".into(),
                 ));
             }
-            let row = sqlx::query_as::<_, TaskPersistence>(
-                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)
-                 RETURNING uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, canceled_by",
-            )
+            let row = sqlx::query_as::<_, TaskPersistence>(&format!(
+                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, status)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 RETURNING {TASK_COLUMNS}"
+            ))
             .bind(uid)
             .bind(&task.index_uid)
             .bind(&task.task_type)
@@ -364,9 +390,23 @@ impl Store {
             .bind(&task.details_json)
             .bind(task.enqueued_at_ms as i64)
             .bind(&task.error_json)
+            .bind(task.settings_patch.as_ref().map(|_| "enqueued"))
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;
+            if let Some(patch) = &task.settings_patch {
+                sqlx::query(
+                    "INSERT INTO settings_changes (index_uid, task_uid, patch, created_at_ms)
+                     VALUES (?, ?, ?, ?)",
+                )
+                .bind(&task.index_uid)
+                .bind(uid)
+                .bind(patch)
+                .bind(task.enqueued_at_ms as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            }
             for target in &task.cancels {
                 sqlx::query("UPDATE tasks SET canceled_by = ? WHERE uid = ?")
                     .bind(uid)
@@ -386,10 +426,9 @@ impl Store {
     /// One task by uid.
     pub async fn get_task(&self, uid: u32) -> Result<Option<TaskPersistence>> {
         self.measured("get_task", async {
-            sqlx::query_as::<_, TaskPersistence>(
-                "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, canceled_by
-                 FROM tasks WHERE uid = ?",
-            )
+            sqlx::query_as::<_, TaskPersistence>(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE uid = ?"
+            ))
             .bind(i64::from(uid))
             .fetch_optional(&self.pool)
             .await
@@ -452,9 +491,7 @@ impl Store {
         filter: &TaskFilter,
     ) -> Result<(Vec<TaskPersistence>, bool, u64)> {
         let (conditions, binds) = Self::task_conditions(filter);
-        let mut sql = String::from(
-            "SELECT uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, canceled_by FROM tasks WHERE 1 = 1",
-        );
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
         if filter.from.is_some() {
             sql.push_str(if filter.reverse {
                 " AND uid >= ?"
@@ -529,6 +566,110 @@ impl Store {
         }
         .await;
         self.observe("delete_tasks", started, result.is_ok());
+        result
+    }
+
+    /// Sets the outcome of a task the control plane decides, if `token` still leads.
+    pub async fn set_task_status(
+        &self,
+        token: FencingToken,
+        uid: u32,
+        status: TaskStatusUpdate<'_>,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("set_task_status").await?;
+            Self::check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "set_task_status",
+                source,
+            };
+            sqlx::query(
+                "UPDATE tasks SET status = ?, started_at_ms = ?, finished_at_ms = ?, error = ?
+                 WHERE uid = ?",
+            )
+            .bind(status.status)
+            .bind(status.started_at_ms as i64)
+            .bind(status.finished_at_ms as i64)
+            .bind(status.error_json)
+            .bind(i64::from(uid))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            tx.commit().await.map_err(map)
+        }
+        .await;
+        self.observe("set_task_status", started, result.is_ok());
+        result
+    }
+
+    /// Queues a settings change with no client task (Miroir's own), if `token` still
+    /// leads; returns its id.
+    pub async fn enqueue_settings_change(
+        &self,
+        token: FencingToken,
+        index_uid: &str,
+        patch: &str,
+        now_ms: u64,
+    ) -> Result<i64> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("enqueue_settings_change").await?;
+            Self::check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "enqueue_settings_change",
+                source,
+            };
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO settings_changes (index_uid, task_uid, patch, created_at_ms)
+                 VALUES (?, NULL, ?, ?) RETURNING id",
+            )
+            .bind(index_uid)
+            .bind(patch)
+            .bind(now_ms as i64)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map)?;
+            tx.commit().await.map_err(map)?;
+            Ok(id)
+        }
+        .await;
+        self.observe("enqueue_settings_change", started, result.is_ok());
+        result
+    }
+
+    /// Queued settings changes, oldest first.
+    pub async fn settings_changes(&self) -> Result<Vec<SettingsChangePersistence>> {
+        self.measured("settings_changes", async {
+            sqlx::query_as::<_, SettingsChangePersistence>(
+                "SELECT id, index_uid, task_uid, patch, created_at_ms FROM settings_changes
+                 ORDER BY id",
+            )
+            .fetch_all(&self.pool)
+            .await
+        })
+        .await
+    }
+
+    /// Forgets a settings change that committed or failed, if `token` still leads.
+    pub async fn delete_settings_change(&self, token: FencingToken, id: i64) -> Result<()> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("delete_settings_change").await?;
+            Self::check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "delete_settings_change",
+                source,
+            };
+            sqlx::query("DELETE FROM settings_changes WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            tx.commit().await.map_err(map)
+        }
+        .await;
+        self.observe("delete_settings_change", started, result.is_ok());
         result
     }
 

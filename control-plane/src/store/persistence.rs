@@ -65,6 +65,27 @@ pub struct TaskPersistence {
     pub error: String,
     /// The `taskCancelation` task that targeted it.
     pub canceled_by: Option<i64>,
+    /// Status set by the control plane (settings changes); `None`: the node tasks decide.
+    pub status: Option<String>,
+    /// When the control plane started it (0: not yet).
+    pub started_at_ms: i64,
+    /// When the control plane finished it (0: not yet).
+    pub finished_at_ms: i64,
+}
+
+/// A settings change queued for the two-phase commit (`settings_changes`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SettingsChangePersistence {
+    /// Sequence number: changes run in this order.
+    pub id: i64,
+    /// The index it changes.
+    pub index_uid: String,
+    /// The client's task, `None` for Miroir's own change at index creation.
+    pub task_uid: Option<i64>,
+    /// The client's settings object (JSON, PATCH semantics).
+    pub patch: String,
+    /// When it was queued.
+    pub created_at_ms: i64,
 }
 
 /// A node task as stored in `tasks.node_tasks`.
@@ -98,6 +119,9 @@ impl TaskPersistence {
             enqueued_at_ms: self.enqueued_at_ms as u64,
             error_json: self.error,
             canceled_by: self.canceled_by.map(|u| u as u32),
+            status: self.status,
+            started_at_ms: self.started_at_ms as u64,
+            finished_at_ms: self.finished_at_ms as u64,
         })
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// The field Miroir stamps on every document; `_miroir_*` fields are reserved.
-pub const SHARD_FIELD: &str = "_miroir_shard";
+pub use miroir_proto::settings::SHARD_FIELD;
 
 /// A document write that failed before reaching any node: 202 and a failed task.
 async fn failed_task(

@@ -1,6 +1,7 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
 pub mod auth;
+mod consistency;
 mod document_reads;
 mod documents;
 pub mod error;
@@ -94,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         .route("/indexes/{uid}/stats", get(stats::one))
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
         // unknown route is a 404 even without them.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency::settings_headers,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,

@@ -249,8 +249,15 @@ pub async fn gather(
 ) -> Result<Gathered, SearchFailure> {
     let topology = state.topology.current();
     let index = super::indexes::index_in(&topology, uid).map_err(SearchFailure::Miroir)?;
-    let mut plan = covering_set(index, &topology, turn);
-    let mut excluded: HashSet<String> = HashSet::new();
+    let floor = super::consistency::min_settings_version();
+    let mut excluded = super::consistency::nodes_behind(index, floor);
+    let mut plan = covering_set_for(
+        index,
+        &topology,
+        turn,
+        &(0..index.shard_count).collect::<Vec<_>>(),
+        &excluded,
+    );
     let mut answers = Vec::new();
     let mut lost: Vec<u32> = Vec::new();
     let mut last_error: Option<String> = None;
@@ -292,6 +299,17 @@ pub async fn gather(
     }
     lost.sort_unstable();
     lost.dedup();
+    if !lost.is_empty() && floor > 0 {
+        return Err(SearchFailure::Miroir(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_settings_version_stale",
+            ErrorType::System,
+            format!(
+                "Index `{}`: no live nodes verified at settings version {floor} or later can serve shards {lost:?} (committed version: {}).",
+                index.uid, index.settings_version
+            ),
+        )));
+    }
     if !lost.is_empty() && state.config.shard_unavailable_policy == ShardPolicy::Error {
         let mut message = format!(
             "Index `{}`: no live replica could serve shards {lost:?}.",

@@ -236,6 +236,13 @@ pub async fn run_search(
             .and_then(Value::as_str)
             .map(str::to_owned),
     };
+    // The index's `pagination.maxTotalHits` bounds what can be paged through and the total.
+    let max_total = settings
+        .as_ref()
+        .and_then(|s| s.get("pagination"))
+        .and_then(|p| p.get("maxTotalHits"))
+        .and_then(Value::as_u64)
+        .unwrap_or(1000) as usize;
     let requested: Option<Vec<String>> = query
         .get("attributesToRetrieve")
         .and_then(Value::as_array)
@@ -320,8 +327,8 @@ pub async fn run_search(
     }
     let page_hits: Vec<Value> = hits
         .into_iter()
-        .skip(from)
-        .take(count)
+        .skip(from.min(max_total))
+        .take(count.min(max_total.saturating_sub(from)))
         .map(|(_, _, mut hit)| {
             if let Some(object) = hit.as_object_mut() {
                 object.remove(SHARD_FIELD);
@@ -345,12 +352,12 @@ pub async fn run_search(
         })
         .collect();
 
-    // Nodes cap their totals at maxTotalHits (default 1000); capping the sum again is exact.
+    // Nodes cap their totals at maxTotalHits; capping the sum again is exact.
     let total = answers
         .iter()
         .map(|(_, a)| a["totalHits"].as_u64().unwrap_or(0))
         .sum::<u64>()
-        .min(1000);
+        .min(max_total as u64);
     let mut response = Map::new();
     response.insert("hits".into(), Value::Array(page_hits));
     response.insert(
@@ -385,7 +392,7 @@ pub async fn run_search(
         response.insert("totalHits".into(), json!(total));
     } else {
         response.insert("limit".into(), json!(limit));
-        response.insert("offset".into(), json!(offset));
+        response.insert("offset".into(), json!(offset.min(max_total)));
         response.insert("estimatedTotalHits".into(), json!(total));
     }
     if query.get("facets").is_some_and(|f| !f.is_null()) {

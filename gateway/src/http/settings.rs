@@ -3,9 +3,9 @@
 //! filterable) and records the task.
 
 use super::auth::Caller;
-use super::documents::{SHARD_FIELD, index_for_write};
+use super::documents::index_for_write;
 use super::error::{ErrorType, MeiliError};
-use super::indexes::{accepted, find_index, json_object};
+use super::indexes::{accepted, json_object};
 use super::scatter::covering_set;
 use crate::state::AppState;
 use axum::Json;
@@ -18,29 +18,7 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// Every settings key of Meilisearch 1.12/1.13, in its order.
-const KEYS: &[&str] = &[
-    "displayedAttributes",
-    "searchableAttributes",
-    "filterableAttributes",
-    "sortableAttributes",
-    "rankingRules",
-    "stopWords",
-    "nonSeparatorTokens",
-    "separatorTokens",
-    "dictionary",
-    "synonyms",
-    "distinctAttribute",
-    "proximityPrecision",
-    "typoTolerance",
-    "faceting",
-    "pagination",
-    "embedders",
-    "searchCutoffMs",
-    "localizedAttributes",
-    "facetSearch",
-    "prefixSearch",
-];
+use miroir_proto::settings::KEYS;
 
 /// `filterable-attributes` → `filterableAttributes`, if it is a settings route.
 fn route_key(name: &str) -> Option<&'static str> {
@@ -59,43 +37,51 @@ fn route_key(name: &str) -> Option<&'static str> {
     KEYS.iter().find(|k| **k == key).copied()
 }
 
-/// Removes what Miroir adds, so clients read what one Meilisearch would answer.
-fn hide(settings: &mut Map<String, Value>) {
-    if let Some(Value::Array(items)) = settings.get_mut("filterableAttributes") {
-        items.retain(|v| v != SHARD_FIELD);
-    }
+/// An index's settings as clients read them: the committed ones from the topology (parsed
+/// once per settings version), or, before the first commit, read from a node with Miroir's
+/// hidden settings removed (at most once a second).
+pub async fn cached(state: &AppState, uid: &str) -> Option<Arc<Map<String, Value>>> {
+    read(state, uid).await.ok()
 }
 
-/// An index's settings as clients see them, read from a node at most once a second per
-/// index: the merge needs some of them (`distinctAttribute`, `faceting`) because nodes
-/// apply them to their own hits only.
-pub async fn cached(state: &AppState, uid: &str) -> Option<Arc<Map<String, Value>>> {
+async fn read(state: &AppState, uid: &str) -> Result<Arc<Map<String, Value>>, MeiliError> {
     const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
-    if let Some((at, settings)) = state
+    let topology = state.topology.current();
+    let index = super::indexes::index_in(&topology, uid)?;
+    let version = index.settings_version;
+    if let Some((cached_version, at, settings)) = state
         .index_settings
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get(uid)
-        && at.elapsed() < FRESH
+        && *cached_version == version
+        && (version > 0 || at.elapsed() < FRESH)
     {
-        return Some(settings.clone());
+        return Ok(settings.clone());
     }
-    let settings = Arc::new(read(state, uid).await.ok()?);
+    let settings = Arc::new(if version > 0 {
+        serde_json::from_str(&index.settings_json).unwrap_or_default()
+    } else {
+        read_from_node(state, index, &topology).await?
+    });
     state
         .index_settings
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(
             uid.to_owned(),
-            (std::time::Instant::now(), settings.clone()),
+            (version, std::time::Instant::now(), settings.clone()),
         );
-    Some(settings)
+    Ok(settings)
 }
 
-async fn read(state: &AppState, uid: &str) -> Result<Map<String, Value>, MeiliError> {
-    let index = find_index(state, uid)?;
-    let topology = state.topology.current();
-    let plan = covering_set(&index, &topology, 0);
+async fn read_from_node(
+    state: &AppState,
+    index: &pb::Index,
+    topology: &pb::Topology,
+) -> Result<Map<String, Value>, MeiliError> {
+    let uid = &index.uid;
+    let plan = covering_set(index, topology, 0);
     for node_id in plan.assignments.keys() {
         let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
             continue;
@@ -112,10 +98,9 @@ async fn read(state: &AppState, uid: &str) -> Result<Map<String, Value>, MeiliEr
             .await
         {
             return match answer.body {
-                Value::Object(mut settings) if answer.status == 200 => {
-                    hide(&mut settings);
-                    Ok(settings)
-                }
+                Value::Object(settings) if answer.status == 200 => Ok(
+                    miroir_proto::settings::client_view(&settings, None, &Map::new()),
+                ),
                 other => Err(MeiliError::new(
                     StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
                     "internal",
@@ -178,7 +163,7 @@ pub async fn get_all(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, MeiliError> {
-    Ok(Json(Value::Object(read(&state, &uid).await?)))
+    Ok(Json(Value::Object((*read(&state, &uid).await?).clone())))
 }
 
 /// `PATCH /indexes/{uid}/settings`.
@@ -217,8 +202,8 @@ pub async fn get_one(
     let Some(key) = route_key(&name) else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
-    let mut settings = read(&state, &uid).await?;
-    Ok(Json(settings.remove(key).unwrap_or(Value::Null)).into_response())
+    let settings = read(&state, &uid).await?;
+    Ok(Json(settings.get(key).cloned().unwrap_or(Value::Null)).into_response())
 }
 
 /// `PUT`/`PATCH /indexes/{uid}/settings/{name}`.
@@ -273,21 +258,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_map_to_keys_and_miroir_is_hidden() {
+    fn routes_map_to_keys() {
         assert_eq!(
             route_key("filterable-attributes"),
             Some("filterableAttributes")
         );
         assert_eq!(route_key("search-cutoff-ms"), Some("searchCutoffMs"));
         assert_eq!(route_key("nope"), None);
-        let mut settings = serde_json::json!({"filterableAttributes": ["genre", "_miroir_shard"]})
-            .as_object()
-            .unwrap()
-            .clone();
-        hide(&mut settings);
-        assert_eq!(
-            settings["filterableAttributes"],
-            serde_json::json!(["genre"])
-        );
     }
 }

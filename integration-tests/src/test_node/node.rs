@@ -128,6 +128,8 @@ pub struct Node {
     queue: mpsc::UnboundedSender<u64>,
     /// Injected delay before each task is processed.
     pub task_delay: Arc<Mutex<Duration>>,
+    /// Injected fault: every settings update task fails.
+    pub fail_settings: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Node {
@@ -138,6 +140,7 @@ impl Node {
             state: Arc::default(),
             queue,
             task_delay: Arc::default(),
+            fail_settings: Arc::default(),
         };
         let worker = node.clone();
         tokio::spawn(async move {
@@ -229,7 +232,18 @@ impl Node {
         task.started_at = Some(time::now());
         let op = task.op.clone();
         let index_uid = task.index_uid.clone().unwrap_or_default();
-        let result = apply(&mut state, &index_uid, op);
+        let result = if task.kind == "settingsUpdate"
+            && self
+                .fail_settings
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            Err(NodeError::invalid(
+                "invalid_settings_ranking_rules",
+                "The settings update was refused (injected fault).",
+            ))
+        } else {
+            apply(&mut state, &index_uid, op)
+        };
         let now = time::rfc3339(SystemTime::now());
         let task = state.tasks.get_mut(&uid).expect("task exists");
         match result {

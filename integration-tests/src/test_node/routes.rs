@@ -29,6 +29,10 @@ pub struct Faults {
     pub error_rate: f64,
     /// Delay before each task is processed (keeps tasks `enqueued` for a while).
     pub task_delay_ms: u64,
+    /// Fail every settings update task (the node refuses the change).
+    pub fail_settings: bool,
+    /// Delay the settings routes (`/indexes/{uid}/settings…`) only by this much.
+    pub settings_latency_ms: u64,
 }
 
 #[derive(Clone)]
@@ -98,6 +102,9 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
     if faults.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(faults.latency_ms)).await;
     }
+    if faults.settings_latency_ms > 0 && path.contains("/settings") {
+        tokio::time::sleep(Duration::from_millis(faults.settings_latency_ms)).await;
+    }
     if faults.down {
         let error = NodeError {
             status: StatusCode::SERVICE_UNAVAILABLE,
@@ -156,6 +163,9 @@ async fn set_faults(State(app): State<App>, Json(faults): Json<Faults>) -> Json<
         .task_delay
         .lock()
         .unwrap_or_else(|e| e.into_inner()) = Duration::from_millis(faults.task_delay_ms);
+    app.node
+        .fail_settings
+        .store(faults.fail_settings, std::sync::atomic::Ordering::Relaxed);
     *app.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults.clone();
     Json(faults)
 }
