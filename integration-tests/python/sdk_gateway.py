@@ -26,6 +26,12 @@ def main(url: str, key: str) -> None:
     task = index.update_settings({"filterableAttributes": ["genre", "year"], "sortableAttributes": ["year"]})
     assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
     assert index.get_filterable_attributes() == ["genre", "year"], index.get_filterable_attributes()
+    settings = index.get_settings()
+    assert settings["faceting"]["maxValuesPerFacet"] == 100, settings
+    assert "_miroir_shard" not in settings["filterableAttributes"], settings
+    task = index.update_faceting_settings({"maxValuesPerFacet": 2})
+    assert client.wait_for_task(task.task_uid, timeout_in_ms=20000).status == "succeeded"
+    assert index.get_faceting_settings().max_values_per_facet == 2, index.get_faceting_settings()
 
     task = index.add_documents(documents)
     task = client.wait_for_task(task.task_uid, timeout_in_ms=20000)
@@ -62,7 +68,7 @@ def main(url: str, key: str) -> None:
         assert error.code == "index_not_found" and error.status_code == 404, error
 
     tasks = client.get_tasks({"indexUids": ["books"], "limit": 3})
-    assert len(tasks.results) == 3 and tasks.total == 4, tasks
+    assert len(tasks.results) == 3 and tasks.total == 5, tasks
     assert all(t.enqueued_at <= t.started_at for t in tasks.results), tasks
     assert client.get_version()["pkgVersion"], client.get_version()
 

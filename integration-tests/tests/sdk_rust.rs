@@ -7,6 +7,7 @@ use meilisearch_sdk::client::Client;
 use meilisearch_sdk::errors::{Error, ErrorCode};
 use meilisearch_sdk::key::{Action, KeyBuilder};
 use meilisearch_sdk::search::{SearchQuery, Selectors};
+use meilisearch_sdk::settings::FacetingSettings;
 use meilisearch_sdk::tasks::Task;
 use miroir_integration_tests::MASTER_KEY;
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,36 @@ async fn the_rust_sdk_works_unchanged() {
         .unwrap();
     assert_eq!(multi.results[0].estimated_total_hits, Some(10));
     assert_eq!(multi.results[1].hits.len(), 10);
+
+    // Settings through the SDK: its own values read back, Miroir's hidden ones never.
+    assert_eq!(
+        index.get_filterable_attributes().await.unwrap(),
+        ["genre", "year"]
+    );
+    assert_eq!(index.get_faceting().await.unwrap().max_values_per_facet, 100);
+    let faceting = FacetingSettings {
+        max_values_per_facet: 1,
+        sort_facet_values_by: None,
+    };
+    succeeded(
+        &index
+            .set_faceting(&faceting)
+            .await
+            .unwrap()
+            .wait_for_completion(&client, None, None)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(index.get_faceting().await.unwrap().max_values_per_facet, 1);
+    let results = index
+        .search()
+        .with_facets(Selectors::Some(&["genre"]))
+        .execute::<Movie>()
+        .await
+        .unwrap();
+    assert_eq!(results.facet_distribution.unwrap()["genre"].len(), 1);
+    let settings = index.get_settings().await.unwrap();
+    assert_eq!(settings.faceting.map(|f| f.max_values_per_facet), Some(1));
 
     let deleted = index.delete_document(7).await.unwrap();
     succeeded(
