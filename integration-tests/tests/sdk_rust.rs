@@ -98,7 +98,10 @@ async fn the_rust_sdk_works_unchanged() {
         index.get_filterable_attributes().await.unwrap(),
         ["genre", "year"]
     );
-    assert_eq!(index.get_faceting().await.unwrap().max_values_per_facet, 100);
+    assert_eq!(
+        index.get_faceting().await.unwrap().max_values_per_facet,
+        100
+    );
     let faceting = FacetingSettings {
         max_values_per_facet: 1,
         sort_facet_values_by: None,
