@@ -481,14 +481,26 @@ pub fn commit_settings(
     index.settings_hash = hash;
     index.pending_settings = None;
     index.settings_change_id = change_id;
-    index.node_settings = verified
-        .iter()
-        .map(|node_id| pb::NodeSettingsVersion {
+    record_verified(index, verified);
+    Ok(version)
+}
+
+/// Records `verified` at the index's committed version; other nodes keep the version they
+/// were last verified at.
+fn record_verified(index: &mut pb::Index, verified: &[String]) {
+    let version = index.settings_version;
+    index
+        .node_settings
+        .retain(|n| !verified.contains(&n.node_id) && n.version < version);
+    index
+        .node_settings
+        .extend(verified.iter().map(|node_id| pb::NodeSettingsVersion {
             node_id: node_id.clone(),
             version,
-        })
-        .collect();
-    Ok(version)
+        }));
+    index
+        .node_settings
+        .sort_by(|a, b| a.node_id.cmp(&b.node_id));
 }
 
 /// Ends a settings change that failed: nothing commits, and no node is known to hold the
@@ -501,22 +513,15 @@ pub fn fail_settings(topology: &mut pb::Topology, uid: &str, change_id: u64) -> 
     Ok(())
 }
 
-/// Records which nodes were verified at the committed settings version (the others are
-/// behind it).
+/// Records which nodes were verified at the committed settings version; the others keep
+/// an older version, if they had one (they are behind).
 pub fn set_verified_nodes(
     topology: &mut pb::Topology,
     uid: &str,
     verified: &[String],
 ) -> Result<()> {
     let index = find_index_mut(topology, uid)?;
-    let version = index.settings_version;
-    index.node_settings = verified
-        .iter()
-        .map(|node_id| pb::NodeSettingsVersion {
-            node_id: node_id.clone(),
-            version,
-        })
-        .collect();
+    record_verified(index, verified);
     Ok(())
 }
 
@@ -653,6 +658,46 @@ mod tests {
             shard_count: s,
             replication_factor: rf,
         }
+    }
+
+    #[test]
+    fn settings_versions_move_only_on_commit() {
+        let mut t = fleet(&[("a", 0), ("b", 0)]);
+        create_index(&mut t, "movies", None, layout(4, 2), 0).unwrap();
+        let nodes = ["a".to_owned(), "b".to_owned()];
+        let index = |t: &pb::Topology| t.indexes[0].clone();
+
+        let pending = begin_settings_change(&mut t, "movies", 1, None, 5).unwrap();
+        assert_eq!((pending.target_version, index(&t).settings_version), (1, 0));
+        // Resuming the same change keeps its mark.
+        assert_eq!(
+            begin_settings_change(&mut t, "movies", 1, None, 9).unwrap(),
+            pending
+        );
+        commit_settings(&mut t, "movies", 1, "{}".into(), "h1".into(), &nodes).unwrap();
+        let committed = index(&t);
+        assert_eq!(committed.settings_version, 1);
+        assert!(committed.pending_settings.is_none());
+        assert_eq!(committed.node_settings.len(), 2);
+
+        // Version 2 commits with b failed: b stays recorded at 1.
+        begin_settings_change(&mut t, "movies", 2, Some(7), 10).unwrap();
+        commit_settings(&mut t, "movies", 2, "{}".into(), "h2".into(), &nodes[..1]).unwrap();
+        let versions: Vec<(String, u64)> = index(&t)
+            .node_settings
+            .iter()
+            .map(|n| (n.node_id.clone(), n.version))
+            .collect();
+        assert_eq!(versions, [("a".to_owned(), 2), ("b".to_owned(), 1)]);
+        set_verified_nodes(&mut t, "movies", &nodes).unwrap();
+        assert!(index(&t).node_settings.iter().all(|n| n.version == 2));
+
+        // A failed change leaves the version and forgets what nodes hold.
+        begin_settings_change(&mut t, "movies", 3, Some(8), 11).unwrap();
+        fail_settings(&mut t, "movies", 3).unwrap();
+        let failed = index(&t);
+        assert_eq!((failed.settings_version, failed.settings_change_id), (2, 3));
+        assert!(failed.pending_settings.is_none() && failed.node_settings.is_empty());
     }
 
     #[test]
