@@ -290,8 +290,15 @@ async fn a_node_that_refuses_or_times_out_fails_the_change_and_nothing_commits()
         )
         .await;
     wait_committed_everywhere(&cp, "movies", 2).await;
-    let status = cp.status().await;
-    assert!(status.settings_failures >= 2 && status.settings_drift_repairs >= 1);
+    wait_for(
+        "the failures and repairs counted",
+        Duration::from_secs(10),
+        || async {
+            let status = cp.status().await;
+            (status.settings_failures >= 2 && status.settings_drift_repairs >= 1).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -386,18 +393,24 @@ async fn the_drift_reconciler_repairs_within_one_interval() {
         .then_some(())
     })
     .await;
-    let metrics = reqwest::get(format!("http://{}/metrics", cp.metrics))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(
-        metrics
-            .lines()
-            .any(|l| l.starts_with("miroir_settings_drift_repairs_total") && !l.ends_with(" 0")),
-        "{metrics}"
-    );
+    // The counter moves once the pass has verified the repaired node.
+    wait_for(
+        "the repair to be counted",
+        Duration::from_secs(10),
+        || async {
+            let metrics = reqwest::get(format!("http://{}/metrics", cp.metrics))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            metrics
+                .lines()
+                .any(|l| l.starts_with("miroir_settings_drift_repairs_total") && !l.ends_with(" 0"))
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

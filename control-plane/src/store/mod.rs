@@ -350,9 +350,12 @@ impl Store {
         result
     }
 
+    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock up front: a
+    /// deferred transaction that reads (the fencing check) and then writes fails at once
+    /// with "database is locked" when another writer got in between, instead of waiting.
     async fn begin(&self, operation: &'static str) -> Result<Transaction<'static, Sqlite>> {
         self.pool
-            .begin()
+            .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|source| ControlPlaneError::Store { operation, source })
     }

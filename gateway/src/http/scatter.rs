@@ -36,8 +36,9 @@ pub struct CoveringSet {
     pub unfiltered: HashSet<String>,
 }
 
-/// For each shard, one live read node: groups are tried in turn starting at `turn`, and
-/// within a group the replicas rotate with the shard so load spreads.
+/// For each shard, one live read node: one node for all of them when a live node holds
+/// them all (chosen in turn among such nodes), else groups are tried in turn starting at
+/// `turn`, and within a group the replicas rotate with the shard so load spreads.
 pub fn covering_set(index: &pb::Index, topology: &pb::Topology, turn: usize) -> CoveringSet {
     let shards: Vec<u32> = (0..index.shard_count).collect();
     covering_set_for(index, topology, turn, &shards, &HashSet::new())
@@ -69,7 +70,36 @@ pub fn covering_set_for(
         .filter(|r| active.contains(&r.group_id))
         .collect();
     let mut set = CoveringSet::default();
-    for &shard in shards {
+    // A live node that can serve every shard asked for answers alone (rotating among such
+    // nodes by turn): one call, and nothing to merge when it holds only these shards.
+    let mut whole: Vec<&String> = groups
+        .iter()
+        .flat_map(|g| {
+            g.shards
+                .first()
+                .map(|r| &r.read_nodes)
+                .into_iter()
+                .flatten()
+        })
+        .filter(|node| live.contains(node.as_str()))
+        .filter(|node| {
+            shards.iter().all(|&shard| {
+                groups.iter().any(|g| {
+                    g.shards
+                        .get(shard as usize)
+                        .is_some_and(|r| r.read_nodes.contains(node))
+                })
+            })
+        })
+        .collect();
+    whole.sort();
+    whole.dedup();
+    if !whole.is_empty() && !shards.is_empty() {
+        let node = whole[turn % whole.len()];
+        set.assignments.insert(node.clone(), shards.to_vec());
+    }
+    let spread = set.assignments.is_empty();
+    for &shard in shards.iter().filter(|_| spread) {
         let chosen = (0..groups.len()).find_map(|g| {
             let route = groups[(turn + g) % groups.len()]
                 .shards
@@ -395,9 +425,17 @@ mod tests {
         );
         let (index, topology) = layout(&["a", "b"], 4, |_| vec!["a", "b"]);
         let plan = covering_set(&index, &topology, 0);
-        assert!(
-            plan.unfiltered.is_empty(),
-            "RF 2: each node holds shards asked of the other"
+        assert_eq!(
+            plan.assignments["a"],
+            [0, 1, 2, 3],
+            "RF 2 of 2: one node answers"
+        );
+        assert!(plan.unfiltered.contains("a"));
+        let next = covering_set(&index, &topology, 1);
+        assert_eq!(
+            next.assignments["b"],
+            [0, 1, 2, 3],
+            "the next turn asks the other"
         );
         let excluded: HashSet<String> = ["a".to_owned()].into();
         let retry = covering_set_for(&index, &topology, 0, &[0, 1, 2, 3], &excluded);
@@ -405,6 +443,16 @@ mod tests {
         assert!(
             retry.unfiltered.contains("b"),
             "b answers for every shard it holds"
+        );
+        let (index, topology) = layout(&["a", "b", "c"], 3, |s| match s {
+            0 => vec!["a", "b"],
+            1 => vec!["b", "c"],
+            _ => vec!["c", "a"],
+        });
+        let plan = covering_set(&index, &topology, 0);
+        assert!(
+            plan.assignments.len() > 1,
+            "RF 2 of 3: no node holds everything, so the shards are spread"
         );
     }
 

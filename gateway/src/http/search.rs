@@ -182,6 +182,82 @@ pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
     }
 }
 
+/// Removes Miroir's field from a hit, its `_formatted` copy and its match positions.
+fn strip_miroir(hit: &mut Map<String, Value>) {
+    hit.remove(SHARD_FIELD);
+    if let Some(Value::Object(formatted)) = hit.get_mut("_formatted") {
+        formatted.remove(SHARD_FIELD);
+    }
+    if let Some(Value::Object(positions)) = hit.get_mut("_matchesPosition") {
+        positions.remove(SHARD_FIELD);
+    }
+}
+
+/// When one node holds every shard of the index and is asked for all of them, there is
+/// nothing to merge: it gets the client's own query (no page mode, no scores, no shard
+/// filter) and its answer is passed on with Miroir's field removed and facet values cut to
+/// the index's `maxValuesPerFacet` (nodes hold a higher one). `None` when this does not
+/// apply or the node failed (the scatter-gather path then retries elsewhere).
+async fn from_one_node(
+    state: &AppState,
+    uid: &str,
+    turn: usize,
+    query: &Map<String, Value>,
+    settings: Option<&Map<String, Value>>,
+) -> Option<Result<Searched, SearchFailure>> {
+    if super::consistency::min_settings_version() > 0 {
+        return None;
+    }
+    let topology = state.topology.current();
+    let index = super::indexes::index_in(&topology, uid).ok()?;
+    let plan = super::scatter::covering_set(index, &topology, turn);
+    let (node_id, _) = plan.assignments.iter().next()?;
+    if plan.assignments.len() != 1 || !plan.missing.is_empty() || !plan.unfiltered.contains(node_id)
+    {
+        return None;
+    }
+    let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
+    let body = Value::Object(query.clone());
+    let path = format!("/indexes/{uid}/search");
+    let answer = state
+        .nodes
+        .call(
+            node_id,
+            &node.address,
+            reqwest::Method::POST,
+            &path,
+            Some(&body),
+        )
+        .await
+        .ok()?;
+    match answer.status {
+        200 => {}
+        status @ 400..=499 => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return Some(Err(SearchFailure::Node(status, answer.body)));
+        }
+        _ => return None,
+    }
+    let Value::Object(mut response) = answer.body else {
+        return None;
+    };
+    if let Some(Value::Array(hits)) = response.get_mut("hits") {
+        for hit in hits.iter_mut().filter_map(Value::as_object_mut) {
+            strip_miroir(hit);
+        }
+    }
+    if let Some(distribution) = response.get_mut("facetDistribution").map(Value::take) {
+        let order = FacetOrder::from_settings(settings);
+        let only = json!({ "facetDistribution": distribution });
+        let (distribution, _) = merge_facets(std::iter::once(&only), &order);
+        response.insert("facetDistribution".into(), distribution);
+    }
+    Some(Ok(Searched {
+        body: response,
+        degraded: Vec::new(),
+    }))
+}
+
 /// Scatter-gather and merge one search.
 pub async fn run_search(
     state: &AppState,
@@ -227,6 +303,9 @@ pub async fn run_search(
         })
         .unwrap_or_default();
     let settings = super::settings::cached(state, uid).await;
+    if let Some(searched) = from_one_node(state, uid, turn, &query, settings.as_deref()).await {
+        return searched;
+    }
     // The query's `distinct`, else the index's setting (applied across nodes too).
     let distinct = match query.get("distinct").and_then(Value::as_str) {
         Some(attribute) => Some(attribute.to_owned()),
@@ -331,7 +410,7 @@ pub async fn run_search(
         .take(count.min(max_total.saturating_sub(from)))
         .map(|(_, _, mut hit)| {
             if let Some(object) = hit.as_object_mut() {
-                object.remove(SHARD_FIELD);
+                strip_miroir(object);
                 for field in &injected {
                     object.remove(field);
                 }
@@ -340,12 +419,6 @@ pub async fn run_search(
                 }
                 if !show_details {
                     object.remove("_rankingScoreDetails");
-                }
-                if let Some(Value::Object(formatted)) = object.get_mut("_formatted") {
-                    formatted.remove(SHARD_FIELD);
-                }
-                if let Some(Value::Object(positions)) = object.get_mut("_matchesPosition") {
-                    positions.remove(SHARD_FIELD);
                 }
             }
             hit
