@@ -79,6 +79,12 @@ pub struct Config {
     #[arg(long, env = "MIROIR_SETTINGS_COMMIT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub settings_commit_timeout: Duration,
 
+    /// How long the leader's lease lasts without renewal (Postgres): a leader that cannot
+    /// renew for this long steps down, and another replica takes over once it expired.
+    /// Renewed every third of it.
+    #[arg(long, env = "MIROIR_LEADER_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub leader_lease_ttl: Duration,
+
     /// How long a gateway may take writes after its last acknowledged heartbeat.
     #[arg(long, env = "MIROIR_GATEWAY_LEASE_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub gateway_lease_ttl: Duration,

@@ -5,7 +5,7 @@ use crate::metrics::{GrpcMetricsLayer, Metrics};
 use crate::reconcilers;
 use crate::services::{admin::AdminApi, task::TaskApi, topology::TopologyApi};
 use crate::state::{LeadershipStatus, ServiceState, now_ms};
-use crate::store::Store;
+use crate::store::{Backend, Store};
 use anyhow::Context;
 use miroir_proto::pb::admin_service_server::AdminServiceServer;
 use miroir_proto::pb::task_service_server::TaskServiceServer;
@@ -23,20 +23,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = Store::open(&config.store, metrics.clone())
         .await
         .with_context(|| format!("cannot open store {}", config.store))?;
-    // SQLite: the process holding the file lock leads; taking the lease bumps the token so
-    // writes from any earlier process on this file are fenced off.
-    let lease = store
-        .take_leader_lease(
-            &config.id(),
-            &config.advertise_address(),
-            Duration::from_secs(u32::MAX as u64),
-            now_ms(),
-        )
-        .await?;
-    let leadership = LeadershipStatus::Leader {
-        token: FencingToken(lease.fencing_token as u64),
-        since_ms: lease.acquired_at_ms as u64,
+    let leadership = match store.backend() {
+        // SQLite: the process holding the file lock leads; taking the lease bumps the
+        // token so writes from any earlier process on this file are fenced off.
+        Backend::Sqlite => {
+            let lease = store
+                .take_leader_lease(
+                    &config.id(),
+                    &config.advertise_address(),
+                    Duration::from_secs(u32::MAX as u64),
+                    now_ms(),
+                    true,
+                )
+                .await?
+                .context("the SQLite store did not record the lease")?;
+            LeadershipStatus::Leader {
+                token: FencingToken(lease.fencing_token as u64),
+                since_ms: lease.acquired_at_ms as u64,
+            }
+        }
+        // Postgres: lead if the lease is free or expired, else follow its holder.
+        Backend::Postgres => reconcilers::leadership::contend(&store, &config).await?,
     };
+    let store_backend = store.backend();
     let state = ServiceState::load(config.clone(), store, metrics.clone(), leadership).await?;
 
     let grpc_listener = tokio::net::TcpListener::bind(config.listen)
@@ -72,6 +81,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
 
+    if store_backend == Backend::Postgres {
+        tokio::spawn(reconcilers::leadership::run(state.clone()));
+        tokio::spawn(reconcilers::leadership::follow_commits(state.clone()));
+    }
     tokio::spawn(reconcilers::node_health::run(state.clone()));
     tokio::spawn(reconcilers::gateway_expiry::run(state.clone()));
     tokio::spawn(reconcilers::key_sync::run(state.clone()));
@@ -85,9 +98,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         id = %state.id,
         store = %state.store.description(),
-        coordination = "sqlite (single replica, always leader)",
-        role = "leader",
-        fencing_token = lease.fencing_token,
+        coordination = %state.coordination(),
+        role = %state.role(),
+        fencing_token = state.leader_info().fencing_token,
         topology_version = topology.version,
         nodes = topology.nodes.len(),
         indexes = topology.indexes.len(),

@@ -110,17 +110,64 @@ impl ServiceState {
             settings_wake: tokio::sync::Notify::new(),
             settings_lock: tokio::sync::Mutex::new(()),
         });
-        if empty {
-            // A new Meilisearch starts with two default keys; a new fleet does too.
-            state
-                .commit(|t, now| {
-                    t.keys = crate::topology::default_keys(now);
-                    Ok(((), "initial topology with the default API keys".to_owned()))
-                })
-                .await?;
+        if empty && matches!(state.leadership(), LeadershipStatus::Leader { .. }) {
+            state.commit_initial().await?;
         }
         state.update_gauges(&state.topology());
         Ok(state)
+    }
+
+    /// Commits version 1 of a new store: an empty fleet with Meilisearch's two default
+    /// keys, as a new Meilisearch has.
+    pub async fn commit_initial(&self) -> Result<()> {
+        self.commit(|t, now| {
+            t.keys = crate::topology::default_keys(now);
+            Ok(((), "initial topology with the default API keys".to_owned()))
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Changes the leadership status (the leadership loop, on Postgres).
+    pub fn set_leadership(&self, status: LeadershipStatus) {
+        *self.leadership.write().unwrap_or_else(|e| e.into_inner()) = status;
+        self.metrics
+            .is_leader
+            .set(matches!(self.leadership(), LeadershipStatus::Leader { .. }) as i64);
+    }
+
+    /// Serves a version another process committed (a follower learning of the leader's
+    /// commits), if it is newer than what this process has.
+    pub fn adopt(&self, topology: pb::Topology) {
+        if topology.version <= self.topology().version {
+            return;
+        }
+        let topology = Arc::new(topology);
+        {
+            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            history.push_back(topology.clone());
+            while history.len() > HISTORY_IN_MEMORY {
+                history.pop_front();
+            }
+        }
+        self.update_gauges(&topology);
+        self.topology.send_replace(topology);
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn coordination(&self) -> &'static str {
+        match self.store.backend() {
+            crate::store::Backend::Sqlite => "sqlite",
+            crate::store::Backend::Postgres => "postgres",
+        }
+    }
+
+    /// "leader" or "follower".
+    pub fn role(&self) -> &'static str {
+        match self.leadership() {
+            LeadershipStatus::Leader { .. } => "leader",
+            LeadershipStatus::Follower { .. } => "follower",
+        }
     }
 
     /// The leadership status.
@@ -264,7 +311,7 @@ impl ServiceState {
             fencing_token: token.0,
             is_self,
             answered_by: self.id.clone(),
-            coordination: "sqlite".to_owned(),
+            coordination: self.coordination().to_owned(),
         }
     }
 }

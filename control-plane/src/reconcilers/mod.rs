@@ -2,5 +2,6 @@
 
 pub mod gateway_expiry;
 pub mod key_sync;
+pub mod leadership;
 pub mod node_health;
 pub mod settings;

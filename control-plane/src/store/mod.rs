@@ -16,14 +16,12 @@ use crate::metrics::Metrics;
 use miroir_proto::{FencingToken, TopologyVersion, pb};
 use prost::Message;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+use sqlx::{Any, Executor, Row, Transaction};
 use std::borrow::Cow;
 use std::fs::File;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,8 +29,49 @@ use std::time::{Duration, Instant};
 const TASK_COLUMNS: &str = "uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, \
      error, canceled_by, status, started_at_ms, finished_at_ms";
 
+/// The Postgres NOTIFY channel that announces each committed topology version.
+pub const TOPOLOGY_CHANNEL: &str = "miroir_topology";
+
+/// `url` without its password, for logs and status.
+fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// Name of the leader lease row.
 const LEADER_LEASE: &str = "leader";
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded, one control plane (`sqlite://PATH`).
+    Sqlite,
+    /// Shared by replicated control planes (`postgres://…`).
+    Postgres,
+}
+
+/// The Postgres schema, embedded like the SQLite one.
+fn postgres_migrator() -> Migrator {
+    let migrations = vec![Migration::new(
+        1,
+        Cow::Borrowed("initial"),
+        MigrationType::Simple,
+        Cow::Borrowed(include_str!("../../../migrations/postgres/0001_initial.sql")),
+        false,
+    )];
+    Migrator {
+        migrations: Cow::Owned(migrations),
+        ..Migrator::DEFAULT
+    }
+}
 
 /// The SQLite schema, embedded so the binary needs no files at run time.
 fn sqlite_migrator() -> Migrator {
@@ -140,7 +179,8 @@ pub struct TaskStatusUpdate<'a> {
 /// Handle to the control plane's database.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     description: String,
     metrics: Arc<Metrics>,
     /// Held for the life of the process: a second control plane cannot take it.
@@ -148,15 +188,17 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store named by `url`, takes its single-writer lock and applies the schema.
+    /// Opens the store named by `url` and applies the schema: `sqlite://PATH` (taking its
+    /// single-writer lock) or `postgres://…`.
     pub async fn open(url: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Self::open_postgres(url, metrics).await;
+        }
         let Some(rest) = url.strip_prefix("sqlite:") else {
-            if url.starts_with("postgres") {
-                anyhow::bail!(
-                    "store {url:?}: the Postgres store is not available in this build yet; use sqlite://PATH"
-                );
-            }
-            anyhow::bail!("store {url:?}: expected sqlite://PATH (e.g. sqlite://miroir.db)");
+            anyhow::bail!(
+                "store {url:?}: expected sqlite://PATH (e.g. sqlite://miroir.db) or postgres://USER@HOST/DB"
+            );
         };
         let path = rest.trim_start_matches("//");
         let in_memory = path.is_empty() || path.starts_with(":memory:");
@@ -183,24 +225,57 @@ impl Store {
             }
             Some(Arc::new(file))
         };
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // A committed topology version must survive power loss, not just a crash.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
+        let connect_url = if url.contains("mode=") {
+            url.to_owned()
+        } else {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        };
+        let pool = AnyPoolOptions::new()
             // One connection for an in-memory database, or every connection would see its own.
             .max_connections(if in_memory { 1 } else { 4 })
-            .connect_with(options)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL; a committed topology version must survive power loss, not just
+                    // a crash; writers wait for each other rather than fail.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = FULL").await?;
+                    conn.execute("PRAGMA busy_timeout = 5000").await?;
+                    Ok(())
+                })
+            })
+            .connect(&connect_url)
             .await?;
         sqlite_migrator().run(&pool).await?;
         Ok(Self {
             pool,
+            backend: Backend::Sqlite,
             description: url.to_owned(),
             metrics,
             _lock: lock,
         })
+    }
+
+    async fn open_postgres(url: &str, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        // sqlx takes an advisory lock for the run: replicas booting together apply each
+        // migration once.
+        postgres_migrator().run(&pool).await?;
+        Ok(Self {
+            pool,
+            backend: Backend::Postgres,
+            description: redact_password(url),
+            metrics,
+            _lock: None,
+        })
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// What the store is, for logs and status.
@@ -224,10 +299,20 @@ impl Store {
         result.map_err(|source| ControlPlaneError::Store { operation, source })
     }
 
-    /// Checks, inside a write transaction, that `token` is still the leader's.
-    async fn check_fencing(tx: &mut Transaction<'_, Sqlite>, token: FencingToken) -> Result<()> {
+    /// Checks, inside a write transaction, that `token` is still the leader's. On Postgres
+    /// the lease row is held (`FOR SHARE`) until the transaction ends, so a takeover either
+    /// waits for this write or fences it.
+    async fn check_fencing(
+        &self,
+        tx: &mut Transaction<'_, Any>,
+        token: FencingToken,
+    ) -> Result<()> {
+        let sql = match self.backend {
+            Backend::Sqlite => "SELECT fencing_token FROM leader_lease WHERE name = $1",
+            Backend::Postgres => "SELECT fencing_token FROM leader_lease WHERE name = $1 FOR SHARE",
+        };
         let current: Option<i64> =
-            sqlx::query_scalar("SELECT fencing_token FROM leader_lease WHERE name = ?")
+            sqlx::query_scalar(sql)
                 .bind(LEADER_LEASE)
                 .fetch_optional(&mut **tx)
                 .await
@@ -244,33 +329,79 @@ impl Store {
         }
     }
 
-    /// Takes the leader lease for `holder`, bumping the fencing token. On SQLite the one
-    /// process that holds the file lock is always the leader.
+    /// Takes the leader lease for `holder`, bumping the fencing token: always when `force`
+    /// (SQLite, where the process holding the file lock leads), otherwise only when no one
+    /// holds it or the holder's lease has expired (`None` then).
     pub async fn take_leader_lease(
         &self,
         holder: &str,
         holder_address: &str,
         ttl: Duration,
         now_ms: u64,
-    ) -> Result<LeaderLeasePersistence> {
+        force: bool,
+    ) -> Result<Option<LeaderLeasePersistence>> {
+        let condition = if force {
+            ""
+        } else {
+            " WHERE leader_lease.expires_at_ms < excluded.acquired_at_ms"
+        };
+        let sql = format!(
+            "INSERT INTO leader_lease (name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms)
+             VALUES ($1, $2, $3, 1, $4, $5)
+             ON CONFLICT (name) DO UPDATE SET
+                 holder = excluded.holder,
+                 holder_address = excluded.holder_address,
+                 fencing_token = leader_lease.fencing_token + 1,
+                 acquired_at_ms = excluded.acquired_at_ms,
+                 expires_at_ms = excluded.expires_at_ms{condition}
+             RETURNING name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms"
+        );
         self.measured("take_leader_lease", async {
+            sqlx::query_as::<_, LeaderLeasePersistence>(&sql)
+                .bind(LEADER_LEASE)
+                .bind(holder)
+                .bind(holder_address)
+                .bind(now_ms as i64)
+                .bind(now_ms.saturating_add(ttl.as_millis() as u64).min(i64::MAX as u64) as i64)
+                .fetch_optional(&self.pool)
+                .await
+        })
+        .await
+    }
+
+    /// Extends the lease held with `token`; false when it is no longer ours.
+    pub async fn renew_leader_lease(
+        &self,
+        token: FencingToken,
+        ttl: Duration,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let renewed = self
+            .measured("renew_leader_lease", async {
+                sqlx::query(
+                    "UPDATE leader_lease SET expires_at_ms = $1
+                     WHERE name = $2 AND fencing_token = $3 AND expires_at_ms >= $4",
+                )
+                .bind(now_ms.saturating_add(ttl.as_millis() as u64) as i64)
+                .bind(LEADER_LEASE)
+                .bind(token.0 as i64)
+                .bind(now_ms as i64)
+                .execute(&self.pool)
+                .await
+            })
+            .await?;
+        Ok(renewed.rows_affected() == 1)
+    }
+
+    /// The lease as stored, if anyone ever took it.
+    pub async fn leader_lease(&self) -> Result<Option<LeaderLeasePersistence>> {
+        self.measured("leader_lease", async {
             sqlx::query_as::<_, LeaderLeasePersistence>(
-                "INSERT INTO leader_lease (name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?5)
-                 ON CONFLICT (name) DO UPDATE SET
-                     holder = excluded.holder,
-                     holder_address = excluded.holder_address,
-                     fencing_token = leader_lease.fencing_token + 1,
-                     acquired_at_ms = excluded.acquired_at_ms,
-                     expires_at_ms = excluded.expires_at_ms
-                 RETURNING name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms",
+                "SELECT name, holder, holder_address, fencing_token, acquired_at_ms, expires_at_ms
+                 FROM leader_lease WHERE name = $1",
             )
             .bind(LEADER_LEASE)
-            .bind(holder)
-            .bind(holder_address)
-            .bind(now_ms as i64)
-            .bind((now_ms + ttl.as_millis() as u64) as i64)
-            .fetch_one(&self.pool)
+            .fetch_optional(&self.pool)
             .await
         })
         .await
@@ -301,7 +432,7 @@ impl Store {
             .measured("load_topology_versions", async {
                 sqlx::query_as::<_, TopologyVersionPersistence>(
                     "SELECT version, committed_at_ms, reason, snapshot FROM topology_versions
-                     WHERE version > ? AND version <= ? ORDER BY version",
+                     WHERE version > $1 AND version <= $2 ORDER BY version",
                 )
                 .bind(after.0 as i64)
                 .bind(up_to.0 as i64)
@@ -322,14 +453,14 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.begin("commit_topology").await?;
-            Self::check_fencing(&mut tx, token).await?;
+            self.check_fencing(&mut tx, token).await?;
             let map = |source| ControlPlaneError::Store {
                 operation: "commit_topology",
                 source,
             };
             sqlx::query(
                 "INSERT INTO topology_versions (version, committed_at_ms, reason, snapshot)
-                 VALUES (?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4)",
             )
             .bind(topology.version as i64)
             .bind(topology.committed_at_ms as i64)
@@ -338,11 +469,20 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(map)?;
-            sqlx::query("DELETE FROM topology_versions WHERE version <= ?")
+            sqlx::query("DELETE FROM topology_versions WHERE version <= $1")
                 .bind(topology.version as i64 - retain as i64)
                 .execute(&mut *tx)
                 .await
                 .map_err(map)?;
+            if self.backend == Backend::Postgres {
+                // Delivered at commit: followers load the new version at once.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(TOPOLOGY_CHANNEL)
+                    .bind(topology.version.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+            }
             tx.commit().await.map_err(map)
         }
         .await;
@@ -350,12 +490,15 @@ impl Store {
         result
     }
 
-    /// A write transaction. `BEGIN IMMEDIATE` takes SQLite's write lock up front: a
+    /// A write transaction. On SQLite `BEGIN IMMEDIATE` takes the write lock up front: a
     /// deferred transaction that reads (the fencing check) and then writes fails at once
     /// with "database is locked" when another writer got in between, instead of waiting.
-    async fn begin(&self, operation: &'static str) -> Result<Transaction<'static, Sqlite>> {
+    async fn begin(&self, operation: &'static str) -> Result<Transaction<'static, Any>> {
         self.pool
-            .begin_with("BEGIN IMMEDIATE")
+            .begin_with(match self.backend {
+                Backend::Sqlite => "BEGIN IMMEDIATE",
+                Backend::Postgres => "BEGIN",
+            })
             .await
             .map_err(|source| ControlPlaneError::Store { operation, source })
     }
@@ -365,7 +508,7 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.begin("create_task").await?;
-            Self::check_fencing(&mut tx, token).await?;
+            self.check_fencing(&mut tx, token).await?;
             let map = |source| ControlPlaneError::Store {
                 operation: "create_task",
                 source,
@@ -383,7 +526,7 @@ impl Store {
             }
             let row = sqlx::query_as::<_, TaskPersistence>(&format!(
                 "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, status)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                  RETURNING {TASK_COLUMNS}"
             ))
             .bind(uid)
@@ -400,7 +543,7 @@ impl Store {
             if let Some(patch) = &task.settings_patch {
                 sqlx::query(
                     "INSERT INTO settings_changes (index_uid, task_uid, patch, created_at_ms)
-                     VALUES (?, ?, ?, ?)",
+                     VALUES ($1, $2, $3, $4)",
                 )
                 .bind(&task.index_uid)
                 .bind(uid)
@@ -411,7 +554,7 @@ impl Store {
                 .map_err(map)?;
             }
             for target in &task.cancels {
-                sqlx::query("UPDATE tasks SET canceled_by = ? WHERE uid = ?")
+                sqlx::query("UPDATE tasks SET canceled_by = $1 WHERE uid = $2")
                     .bind(uid)
                     .bind(i64::from(*target))
                     .execute(&mut *tx)
@@ -430,7 +573,7 @@ impl Store {
     pub async fn get_task(&self, uid: u32) -> Result<Option<TaskPersistence>> {
         self.measured("get_task", async {
             sqlx::query_as::<_, TaskPersistence>(&format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE uid = ?"
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE uid = $1"
             ))
             .bind(i64::from(uid))
             .fetch_optional(&self.pool)
@@ -439,37 +582,38 @@ impl Store {
         .await
     }
 
-    /// `AND …` conditions for the filter's sets (not `from`), and the values to bind.
-    fn task_conditions(filter: &TaskFilter) -> (String, Vec<TaskBind<'_>>) {
-        let placeholders = |n: usize| vec!["?"; n].join(", ");
+    /// `AND …` conditions for the filter's sets (not `from`), and the values to bind; the
+    /// placeholders are numbered from `first`.
+    fn task_conditions(filter: &TaskFilter, first: usize) -> (String, Vec<TaskBind<'_>>) {
         let mut sql = String::new();
-        let mut binds = Vec::new();
+        let mut binds: Vec<TaskBind<'_>> = Vec::new();
+        let mut next = first;
+        let mut placeholders = |n: usize| {
+            let list = (next..next + n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            next += n;
+            list
+        };
         if !filter.index_uids.is_empty() {
-            sql.push_str(&format!(
-                " AND index_uid IN ({})",
-                placeholders(filter.index_uids.len())
-            ));
+            let list = placeholders(filter.index_uids.len());
+            sql.push_str(&format!(" AND index_uid IN ({list})"));
             binds.extend(filter.index_uids.iter().map(|u| TaskBind::Text(u)));
         }
         if !filter.task_types.is_empty() {
-            sql.push_str(&format!(
-                " AND task_type IN ({})",
-                placeholders(filter.task_types.len())
-            ));
+            let list = placeholders(filter.task_types.len());
+            sql.push_str(&format!(" AND task_type IN ({list})"));
             binds.extend(filter.task_types.iter().map(|t| TaskBind::Text(t)));
         }
         if !filter.uids.is_empty() {
-            sql.push_str(&format!(
-                " AND uid IN ({})",
-                placeholders(filter.uids.len())
-            ));
+            let list = placeholders(filter.uids.len());
+            sql.push_str(&format!(" AND uid IN ({list})"));
             binds.extend(filter.uids.iter().map(|u| TaskBind::Int(i64::from(*u))));
         }
         if !filter.canceled_by.is_empty() {
-            sql.push_str(&format!(
-                " AND canceled_by IN ({})",
-                placeholders(filter.canceled_by.len())
-            ));
+            let list = placeholders(filter.canceled_by.len());
+            sql.push_str(&format!(" AND canceled_by IN ({list})"));
             binds.extend(
                 filter
                     .canceled_by
@@ -478,11 +622,11 @@ impl Store {
             );
         }
         if let Some(after) = filter.after_enqueued_at_ms {
-            sql.push_str(" AND enqueued_at_ms > ?");
+            sql.push_str(&format!(" AND enqueued_at_ms > {}", placeholders(1)));
             binds.push(TaskBind::Int(after as i64));
         }
         if let Some(before) = filter.before_enqueued_at_ms {
-            sql.push_str(" AND enqueued_at_ms < ?");
+            sql.push_str(&format!(" AND enqueued_at_ms < {}", placeholders(1)));
             binds.push(TaskBind::Int(before as i64));
         }
         (sql, binds)
@@ -493,20 +637,23 @@ impl Store {
         &self,
         filter: &TaskFilter,
     ) -> Result<(Vec<TaskPersistence>, bool, u64)> {
-        let (conditions, binds) = Self::task_conditions(filter);
+        // `$1` is `from` when set; the filter's values follow, then the limit.
+        let first = 1 + usize::from(filter.from.is_some());
+        let (conditions, binds) = Self::task_conditions(filter, first);
         let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
         if filter.from.is_some() {
             sql.push_str(if filter.reverse {
-                " AND uid >= ?"
+                " AND uid >= $1"
             } else {
-                " AND uid <= ?"
+                " AND uid <= $1"
             });
         }
         sql.push_str(&conditions);
-        sql.push_str(if filter.reverse {
-            " ORDER BY uid ASC LIMIT ?"
+        let limit_at = first + binds.len();
+        sql.push_str(&if filter.reverse {
+            format!(" ORDER BY uid ASC LIMIT ${limit_at}")
         } else {
-            " ORDER BY uid DESC LIMIT ?"
+            format!(" ORDER BY uid DESC LIMIT ${limit_at}")
         });
         let limit = filter.limit.max(1);
         let rows = self
@@ -524,7 +671,8 @@ impl Store {
                 query.bind(i64::from(limit) + 1).fetch_all(&self.pool).await
             })
             .await?;
-        let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE 1 = 1{conditions}");
+        let (count_conditions, _) = Self::task_conditions(filter, 1);
+        let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE 1 = 1{count_conditions}");
         let total: i64 = self
             .measured("count_tasks", async {
                 let mut query = sqlx::query_scalar::<_, i64>(&count_sql);
@@ -550,14 +698,14 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.begin("delete_tasks").await?;
-            Self::check_fencing(&mut tx, token).await?;
+            self.check_fencing(&mut tx, token).await?;
             let map = |source| ControlPlaneError::Store {
                 operation: "delete_tasks",
                 source,
             };
             let mut deleted = 0;
             for uid in uids {
-                deleted += sqlx::query("DELETE FROM tasks WHERE uid = ?")
+                deleted += sqlx::query("DELETE FROM tasks WHERE uid = $1")
                     .bind(i64::from(*uid))
                     .execute(&mut *tx)
                     .await
@@ -582,14 +730,14 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.begin("set_task_status").await?;
-            Self::check_fencing(&mut tx, token).await?;
+            self.check_fencing(&mut tx, token).await?;
             let map = |source| ControlPlaneError::Store {
                 operation: "set_task_status",
                 source,
             };
             sqlx::query(
-                "UPDATE tasks SET status = ?, started_at_ms = ?, finished_at_ms = ?, error = ?
-                 WHERE uid = ?",
+                "UPDATE tasks SET status = $1, started_at_ms = $2, finished_at_ms = $3, error = $4
+                 WHERE uid = $5",
             )
             .bind(status.status)
             .bind(status.started_at_ms as i64)
@@ -618,14 +766,14 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.begin("enqueue_settings_change").await?;
-            Self::check_fencing(&mut tx, token).await?;
+            self.check_fencing(&mut tx, token).await?;
             let map = |source| ControlPlaneError::Store {
                 operation: "enqueue_settings_change",
                 source,
             };
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO settings_changes (index_uid, task_uid, patch, created_at_ms)
-                 VALUES (?, NULL, ?, ?) RETURNING id",
+                 VALUES ($1, NULL, $2, $3) RETURNING id",
             )
             .bind(index_uid)
             .bind(patch)
@@ -659,12 +807,12 @@ impl Store {
         let started = Instant::now();
         let result = async {
             let mut tx = self.begin("delete_settings_change").await?;
-            Self::check_fencing(&mut tx, token).await?;
+            self.check_fencing(&mut tx, token).await?;
             let map = |source| ControlPlaneError::Store {
                 operation: "delete_settings_change",
                 source,
             };
-            sqlx::query("DELETE FROM settings_changes WHERE id = ?")
+            sqlx::query("DELETE FROM settings_changes WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await
