@@ -679,3 +679,145 @@ impl Meili {
         task
     }
 }
+
+/// A real Postgres server on a loopback port, in its own temporary directory, stopped on
+/// drop. Its binaries are found on `PATH` or in Debian's `/usr/lib/postgresql/*/bin`; run
+/// as root, it runs as the `postgres` user (Postgres refuses root).
+pub struct Postgres {
+    child: Child,
+    /// `postgres://miroir@127.0.0.1:PORT/postgres`.
+    pub url: String,
+    /// Where its data and log are.
+    pub dir: tempfile::TempDir,
+}
+
+/// A Postgres server binary (`initdb`, `postgres`, `psql`).
+pub fn postgres_binary(name: &str) -> PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file());
+    if let Some(found) = on_path {
+        return found;
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("bin").join(name))
+        .filter(|candidate| candidate.is_file())
+        .collect();
+    versions.sort();
+    versions.pop().unwrap_or_else(|| {
+        panic!("`{name}` not found: install Postgres (apt-get install postgresql)")
+    })
+}
+
+/// uid and gid of the `postgres` user when this process is root (Postgres refuses to run
+/// as root).
+fn postgres_user() -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?;
+    if uid != "0" {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let fields: Vec<&str> = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))?
+        .split(':')
+        .collect();
+    Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))
+}
+
+impl Postgres {
+    /// Initializes a cluster (trust authentication, user `miroir`) and starts it.
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let user = postgres_user();
+        if user.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))
+                .expect("chmod");
+        }
+        let as_postgres = |program: PathBuf| {
+            let mut command = Command::new(program);
+            if let Some((uid, gid)) = user {
+                command.uid(uid).gid(gid);
+            }
+            command
+        };
+        let data = dir.path().join("data");
+        let init = as_postgres(postgres_binary("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "miroir", "--no-sync", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .await
+            .expect("run initdb");
+        assert!(
+            init.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log");
+        let child = as_postgres(postgres_binary("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(dir.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start postgres");
+        let mut postgres = Self {
+            child,
+            url: format!("postgres://miroir@127.0.0.1:{port}/postgres"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while postgres.psql("SELECT 1").await.is_none() {
+            if let Ok(Some(status)) = postgres.child.try_wait() {
+                panic!(
+                    "postgres exited with {status}:\n{}",
+                    std::fs::read_to_string(postgres.dir.path().join("postgres.log"))
+                        .unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "postgres did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        postgres
+    }
+
+    /// Runs one SQL statement with `psql`; its unaligned output, or `None` if it failed.
+    pub async fn psql(&self, sql: &str) -> Option<String> {
+        let output = Command::new(postgres_binary("psql"))
+            .arg(&self.url)
+            .args(["-tAX", "-c", sql])
+            .output()
+            .await
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+}

@@ -66,7 +66,9 @@ pub async fn run(state: Arc<ServiceState>) {
                     Err(error) if last_renewed.elapsed() >= ttl => {
                         step_down(&state, &format!("it could not renew its lease: {error}")).await
                     }
-                    Err(error) => tracing::warn!(%error, "could not renew the leader lease; retrying"),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not renew the leader lease; retrying")
+                    }
                 }
             }
             LeadershipStatus::Follower { .. } => {

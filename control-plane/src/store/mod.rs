@@ -15,9 +15,9 @@ use crate::error::{ControlPlaneError, Result};
 use crate::metrics::Metrics;
 use miroir_proto::{FencingToken, TopologyVersion, pb};
 use prost::Message;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, Executor, Row, Transaction};
 use std::borrow::Cow;
 use std::fs::File;
@@ -64,7 +64,9 @@ fn postgres_migrator() -> Migrator {
         1,
         Cow::Borrowed("initial"),
         MigrationType::Simple,
-        Cow::Borrowed(include_str!("../../../migrations/postgres/0001_initial.sql")),
+        Cow::Borrowed(include_str!(
+            "../../../migrations/postgres/0001_initial.sql"
+        )),
         false,
     )];
     Migrator {
@@ -311,15 +313,14 @@ impl Store {
             Backend::Sqlite => "SELECT fencing_token FROM leader_lease WHERE name = $1",
             Backend::Postgres => "SELECT fencing_token FROM leader_lease WHERE name = $1 FOR SHARE",
         };
-        let current: Option<i64> =
-            sqlx::query_scalar(sql)
-                .bind(LEADER_LEASE)
-                .fetch_optional(&mut **tx)
-                .await
-                .map_err(|source| ControlPlaneError::Store {
-                    operation: "check_fencing",
-                    source,
-                })?;
+        let current: Option<i64> = sqlx::query_scalar(sql)
+            .bind(LEADER_LEASE)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|source| ControlPlaneError::Store {
+                operation: "check_fencing",
+                source,
+            })?;
         match current {
             Some(current) if current as u64 == token.0 => Ok(()),
             current => Err(ControlPlaneError::Fenced {
@@ -362,7 +363,11 @@ impl Store {
                 .bind(holder)
                 .bind(holder_address)
                 .bind(now_ms as i64)
-                .bind(now_ms.saturating_add(ttl.as_millis() as u64).min(i64::MAX as u64) as i64)
+                .bind(
+                    now_ms
+                        .saturating_add(ttl.as_millis() as u64)
+                        .min(i64::MAX as u64) as i64,
+                )
                 .fetch_optional(&self.pool)
                 .await
         })

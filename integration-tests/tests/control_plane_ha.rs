@@ -1,0 +1,240 @@
+//! A replicated control plane on real Postgres (issue 5): boots that race, leader election,
+//! failover after `kill -9`, and fencing of a leader frozen past its lease.
+
+use miroir_integration_tests::{
+    ControlPlane, ControlPlaneOptions, Gateway, Meili, Postgres, TestNode, wait_for,
+};
+use miroir_proto::pb;
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+fn options(lease_ttl: &str) -> ControlPlaneOptions {
+    let mut options = ControlPlaneOptions::default();
+    options
+        .extra_args
+        .extend(["--replicas", "3", "--leader-lease-ttl", lease_ttl].map(String::from));
+    options
+}
+
+async fn leader_info(cp: &ControlPlane) -> Option<pb::LeaderInfo> {
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(
+        tonic::transport::Channel::from_shared(cp.url())
+            .ok()?
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .ok()?,
+    );
+    admin
+        .get_leader(pb::GetLeaderRequest {})
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+/// Index of the replica that says it leads, once exactly one does.
+async fn the_leader(cps: &[&ControlPlane]) -> (usize, pb::LeaderInfo) {
+    wait_for("exactly one leader", Duration::from_secs(30), || async {
+        let mut leaders = Vec::new();
+        for (i, cp) in cps.iter().enumerate() {
+            if let Some(info) = leader_info(cp).await
+                && info.is_self
+            {
+                leaders.push((i, info));
+            }
+        }
+        (leaders.len() == 1).then(|| leaders.remove(0))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn three_replicas_boot_together_migrate_once_and_follow_one_leader() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = options("2s");
+    let (a, b, c) = tokio::join!(
+        ControlPlane::start(dir.path(), &postgres.url, &options),
+        ControlPlane::start(dir.path(), &postgres.url, &options),
+        ControlPlane::start(dir.path(), &postgres.url, &options),
+    );
+    assert_eq!(
+        postgres
+            .psql("SELECT count(*) FROM _sqlx_migrations")
+            .await
+            .as_deref(),
+        Some("1"),
+        "the schema was applied once"
+    );
+    let cps = [&a, &b, &c];
+    let (leader, info) = the_leader(&cps).await;
+    assert_eq!(info.coordination, "postgres");
+    for cp in cps {
+        let seen = leader_info(cp).await.expect("answers");
+        assert_eq!(
+            seen.leader_id, info.leader_id,
+            "every replica names the same leader"
+        );
+        assert_eq!(seen.fencing_token, info.fencing_token);
+    }
+
+    // A commit on the leader reaches the followers (NOTIFY), which serve it.
+    cps[leader]
+        .add_node("meili-0", "http://127.0.0.1:1", 0)
+        .await
+        .expect("AddNode on the leader");
+    let version = cps[leader].current_topology().await.version;
+    for cp in cps {
+        wait_for(
+            "followers to serve the commit",
+            Duration::from_secs(10),
+            || async { (cp.current_topology().await.version == version).then_some(()) },
+        )
+        .await;
+    }
+    // A follower refuses a mutation, naming the leader.
+    let follower = cps[(leader + 1) % 3];
+    let refused = follower
+        .add_node("meili-1", "http://127.0.0.1:2", 0)
+        .await
+        .expect_err("followers do not commit");
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(refused.message().contains(&info.leader_id), "{refused:?}");
+}
+
+#[tokio::test]
+async fn a_killed_leader_is_replaced_within_the_lease_and_gateways_carry_on() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = options("2s");
+    let mut cps = Vec::new();
+    for _ in 0..3 {
+        cps.push(ControlPlane::start(dir.path(), &postgres.url, &options).await);
+    }
+    let (leader, info) = the_leader(&cps.iter().collect::<Vec<_>>()).await;
+    let node = TestNode::start().await;
+    cps[leader]
+        .add_node("meili-0", &node.url, 0)
+        .await
+        .expect("AddNode");
+    cps[leader]
+        .wait_node_state("meili-0", pb::NodeState::Active)
+        .await;
+    let addresses = cps.iter().map(|cp| cp.url()).collect::<Vec<_>>().join(",");
+    let gateway = Gateway::start(dir.path(), &addresses, &[]).await;
+    gateway
+        .wait_version(cps[leader].current_topology().await.version)
+        .await;
+    gateway.wait_writable().await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/books/documents",
+            json!([{"id": 1, "title": "Dune"}]),
+        )
+        .await;
+
+    let killed_at = Instant::now();
+    cps[leader].kill().await;
+    let survivors: Vec<&ControlPlane> = cps
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, cp)| cp)
+        .collect();
+    // Reads go on from the gateway's snapshot while no replica leads.
+    let (status, found) = meili.get("/indexes/books/documents/1").await;
+    assert_eq!((status, found["title"].as_str()), (200, Some("Dune")));
+    let (_, new_info) = the_leader(&survivors).await;
+    let took = killed_at.elapsed();
+    println!(
+        "new leader {} after {:?} (lease TTL 2 s)",
+        new_info.leader_id, took
+    );
+    assert_ne!(new_info.leader_id, info.leader_id);
+    assert!(new_info.fencing_token > info.fencing_token);
+    assert!(took < Duration::from_secs(2 * 2 + 2), "took {took:?}");
+
+    // Writes resume through the same gateway.
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/books/documents",
+            json!([{"id": 2, "title": "Emma"}]),
+        )
+        .await;
+    let (status, found) = meili.get("/indexes/books/documents/2").await;
+    assert_eq!((status, found["title"].as_str()), (200, Some("Emma")));
+}
+
+#[tokio::test]
+async fn a_leader_frozen_past_its_lease_cannot_commit() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = options("1s");
+    let a = ControlPlane::start(dir.path(), &postgres.url, &options).await;
+    let b = ControlPlane::start(dir.path(), &postgres.url, &options).await;
+    let cps = [&a, &b];
+    let (leader, info) = the_leader(&cps).await;
+    let frozen = cps[leader];
+    let pid = frozen.pid().expect("pid").to_string();
+    let signal = |name: &'static str, pid: String| async move {
+        let status = tokio::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .await
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP", pid.clone()).await;
+    let other = cps[1 - leader];
+    wait_for(
+        "the other replica to take the lease",
+        Duration::from_secs(20),
+        || async { leader_info(other).await.filter(|i| i.is_self).map(|_| ()) },
+    )
+    .await;
+    let versions_before = postgres
+        .psql("SELECT count(*) FROM topology_versions")
+        .await;
+    signal("-CONT", pid).await;
+    // Its first act after waking: a write, which must not land.
+    let attempt = frozen.add_node("fenced", "http://127.0.0.1:3", 0).await;
+    let error = attempt.expect_err("a deposed leader cannot commit");
+    println!(
+        "the deposed leader's write failed with {:?}: {}",
+        error.code(),
+        error.message()
+    );
+    assert!(
+        matches!(
+            error.code(),
+            tonic::Code::Aborted | tonic::Code::Unavailable
+        ),
+        "{error:?}"
+    );
+    assert_eq!(
+        postgres
+            .psql("SELECT count(*) FROM topology_versions")
+            .await,
+        versions_before,
+        "the database is unchanged"
+    );
+    let topology = other.current_topology().await;
+    assert!(topology.nodes.iter().all(|n| n.id != "fenced"));
+    assert!(
+        leader_info(other)
+            .await
+            .is_some_and(|i| i.fencing_token > info.fencing_token)
+    );
+}
