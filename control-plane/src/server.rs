@@ -122,6 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             span
         })
         .layer(GrpcMetricsLayer::new(metrics))
+        .layer(crate::forward::ForwardLayer::new(state.clone()))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
