@@ -143,6 +143,16 @@ pub struct StatusView {
     pub gateways: Vec<GatewayView>,
     pub indexes: Vec<IndexView>,
     pub settings: SettingsCounts,
+    pub control_planes: Vec<ControlPlaneView>,
+}
+
+/// A control-plane process as printed.
+#[derive(Debug, Serialize)]
+pub struct ControlPlaneView {
+    pub id: String,
+    pub address: String,
+    pub role: String,
+    pub last_seen_ms_ago: u64,
 }
 
 /// What the settings reconcilers did since the control plane started.
@@ -302,6 +312,16 @@ impl From<&pb::ClusterStatus> for StatusView {
                     routing: None,
                 })
                 .collect(),
+            control_planes: status
+                .control_planes
+                .iter()
+                .map(|cp| ControlPlaneView {
+                    id: cp.id.clone(),
+                    address: cp.address.clone(),
+                    role: cp.role.clone(),
+                    last_seen_ms_ago: cp.last_seen_ms_ago,
+                })
+                .collect(),
             settings: SettingsCounts {
                 commits: status.settings_commits,
                 failures: status.settings_failures,
@@ -392,6 +412,32 @@ pub fn status_text(status: &StatusView) -> String {
         None => out.push_str("leader:    unknown\n"),
     }
     out.push_str(&format!("store:     {}\n", status.store));
+    let fencing_token = status.leader.as_ref().map_or(0, |l| l.fencing_token);
+    out.push_str(&format!(
+        "\ncontrol planes ({}):\n",
+        status.control_planes.len()
+    ));
+    out.push_str(&table(
+        &["ID", "ROLE", "FENCING TOKEN", "LAST SEEN", "ADDRESS"],
+        &status
+            .control_planes
+            .iter()
+            .map(|cp| {
+                vec![
+                    cp.id.clone(),
+                    cp.role.clone(),
+                    if cp.role == "leader" {
+                        fencing_token.to_string()
+                    } else {
+                        "-".to_owned()
+                    },
+                    format!("{} ms ago", cp.last_seen_ms_ago),
+                    cp.address.clone(),
+                ]
+            })
+            .collect::<Vec<_>>(),
+    ));
+    out.push_str("\n\n");
     out.push_str(&format!("topology:  version {}\n", status.topology_version));
     out.push_str(&format!("\nnodes ({}):\n", status.nodes.len()));
     out.push_str(&nodes_table(&status.nodes));

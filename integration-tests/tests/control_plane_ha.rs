@@ -2,7 +2,7 @@
 //! failover after `kill -9`, and fencing of a leader frozen past its lease.
 
 use miroir_integration_tests::{
-    ControlPlane, ControlPlaneOptions, Gateway, Meili, Postgres, TestNode, wait_for,
+    ControlPlane, ControlPlaneOptions, Gateway, Meili, Postgres, TestNode, ctl, wait_for,
 };
 use miroir_proto::pb;
 use reqwest::Method;
@@ -62,11 +62,11 @@ async fn three_replicas_boot_together_migrate_once_and_follow_one_leader() {
     );
     assert_eq!(
         postgres
-            .psql("SELECT count(*) FROM _sqlx_migrations")
+            .psql("SELECT count(*), count(DISTINCT version) FROM _sqlx_migrations")
             .await
             .as_deref(),
-        Some("1"),
-        "the schema was applied once"
+        Some("2|2"),
+        "each migration was applied once"
     );
     let cps = [&a, &b, &c];
     let (leader, info) = the_leader(&cps).await;
@@ -79,6 +79,28 @@ async fn three_replicas_boot_together_migrate_once_and_follow_one_leader() {
         );
         assert_eq!(seen.fencing_token, info.fencing_token);
     }
+
+    // `miroir-ctl status` shows every replica, its role and the leader's token.
+    let shown = wait_for(
+        "ctl to list three control planes",
+        Duration::from_secs(10),
+        || async {
+            let out = ctl(&c.url(), &["status"]).await;
+            out.stdout
+                .contains("control planes (3)")
+                .then_some(out.stdout)
+        },
+    )
+    .await;
+    let rows: Vec<&str> = shown.lines().filter(|l| l.starts_with("cp-")).collect();
+    assert_eq!(rows.len(), 3, "{shown}");
+    let leaders: Vec<&&str> = rows.iter().filter(|l| l.contains(" leader ")).collect();
+    assert_eq!(leaders.len(), 1, "{shown}");
+    assert!(leaders[0].contains(&info.leader_id), "{shown}");
+    assert!(
+        leaders[0].contains(&format!(" {} ", info.fencing_token)),
+        "{shown}"
+    );
 
     // A commit on the leader reaches the followers (NOTIFY), which serve it.
     cps[leader]
@@ -197,6 +219,8 @@ async fn a_leader_frozen_past_its_lease_cannot_commit() {
             .expect("kill");
         assert!(status.success());
     };
+    // Connected before it freezes (a frozen process cannot finish an HTTP/2 handshake).
+    let mut admin = frozen.admin().await;
     signal("-STOP", pid.clone()).await;
     let other = cps[1 - leader];
     wait_for(
@@ -208,9 +232,24 @@ async fn a_leader_frozen_past_its_lease_cannot_commit() {
     let versions_before = postgres
         .psql("SELECT count(*) FROM topology_versions")
         .await;
+    // A write is sent to it while it is frozen, marked as already forwarded so that it
+    // must run there: it races the process's own lease renewal when it wakes, and either
+    // way must not land (fenced by the store, or refused once it knows it follows).
+    let attempt = tokio::spawn(async move {
+        let mut request = tonic::Request::new(pb::AddNodeRequest {
+            id: "fenced".into(),
+            address: "http://127.0.0.1:3".into(),
+            group_id: 0,
+        });
+        request.metadata_mut().insert(
+            "x-miroir-forwarded",
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
+        admin.add_node(request).await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
     signal("-CONT", pid).await;
-    // Its first act after waking: a write, which must not land.
-    let attempt = frozen.add_node("fenced", "http://127.0.0.1:3", 0).await;
+    let attempt = attempt.await.expect("join");
     let error = attempt.expect_err("a deposed leader cannot commit");
     println!(
         "the deposed leader's write failed with {:?}: {}",

@@ -57,6 +57,13 @@ pub async fn run(state: Arc<ServiceState>) {
     let period = (ttl / 3).max(Duration::from_millis(100));
     let mut last_renewed = Instant::now();
     loop {
+        if let Err(error) = state
+            .store
+            .record_control_plane(&state.id, &state.config.advertise_address(), now_ms())
+            .await
+        {
+            tracing::warn!(%error, "could not record this control plane on the store");
+        }
         tokio::time::sleep(period).await;
         match state.leadership() {
             LeadershipStatus::Leader { token, .. } => {

@@ -636,8 +636,39 @@ impl AdminService for AdminApi {
         _request: Request<pb::GetClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatus>, Status> {
         let topology = self.state.topology();
+        let leader = self.state.leader_info();
+        let now = crate::state::now_ms();
+        let control_planes = match self.state.store.backend() {
+            crate::store::Backend::Sqlite => vec![pb::ControlPlaneStatus {
+                id: self.state.id.clone(),
+                address: self.state.config.advertise_address(),
+                role: self.state.role().to_owned(),
+                last_seen_ms_ago: 0,
+            }],
+            crate::store::Backend::Postgres => {
+                let window = 3 * self.state.config.leader_lease_ttl.as_millis() as u64;
+                self.state
+                    .store
+                    .control_planes(now.saturating_sub(window))
+                    .await?
+                    .into_iter()
+                    .map(|cp| pb::ControlPlaneStatus {
+                        role: if cp.id == leader.leader_id {
+                            "leader"
+                        } else {
+                            "follower"
+                        }
+                        .to_owned(),
+                        last_seen_ms_ago: now.saturating_sub(cp.last_seen_ms as u64),
+                        id: cp.id,
+                        address: cp.address,
+                    })
+                    .collect()
+            }
+        };
         Ok(Response::new(pb::ClusterStatus {
-            leader: Some(self.state.leader_info()),
+            control_planes,
+            leader: Some(leader),
             topology_version: topology.version,
             store: self.state.store.description().to_owned(),
             nodes: topology.nodes.clone(),

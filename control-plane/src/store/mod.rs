@@ -7,8 +7,8 @@
 mod persistence;
 
 pub use persistence::{
-    LeaderLeasePersistence, NodeTaskPersistence, SettingsChangePersistence, TaskPersistence,
-    TopologyVersionPersistence,
+    ControlPlanePersistence, LeaderLeasePersistence, NodeTaskPersistence,
+    SettingsChangePersistence, TaskPersistence, TopologyVersionPersistence,
 };
 
 use crate::error::{ControlPlaneError, Result};
@@ -58,60 +58,72 @@ pub enum Backend {
     Postgres,
 }
 
-/// The Postgres schema, embedded like the SQLite one.
-fn postgres_migrator() -> Migrator {
-    let migrations = vec![Migration::new(
-        1,
-        Cow::Borrowed("initial"),
-        MigrationType::Simple,
-        Cow::Borrowed(include_str!(
-            "../../../migrations/postgres/0001_initial.sql"
-        )),
-        false,
-    )];
+/// A migrator over embedded `(version, description, sql)` steps, so the binary needs no
+/// files at run time.
+fn migrator(steps: &[(i64, &'static str, &'static str)]) -> Migrator {
+    let migrations = steps
+        .iter()
+        .map(|&(version, description, sql)| {
+            Migration::new(
+                version,
+                Cow::Borrowed(description),
+                MigrationType::Simple,
+                Cow::Borrowed(sql),
+                false,
+            )
+        })
+        .collect();
     Migrator {
         migrations: Cow::Owned(migrations),
         ..Migrator::DEFAULT
     }
 }
 
-/// The SQLite schema, embedded so the binary needs no files at run time.
+/// The Postgres schema (`migrations/postgres/`).
+fn postgres_migrator() -> Migrator {
+    migrator(&[
+        (
+            1,
+            "initial",
+            include_str!("../../../migrations/postgres/0001_initial.sql"),
+        ),
+        (
+            2,
+            "control planes",
+            include_str!("../../../migrations/postgres/0002_control_planes.sql"),
+        ),
+    ])
+}
+
+/// The SQLite schema (`migrations/sqlite/`).
 fn sqlite_migrator() -> Migrator {
-    let migration = |version, description, sql| {
-        Migration::new(
-            version,
-            Cow::Borrowed(description),
-            MigrationType::Simple,
-            Cow::Borrowed(sql),
-            false,
-        )
-    };
-    let migrations = vec![
-        migration(
+    migrator(&[
+        (
             1,
             "initial",
             include_str!("../../../migrations/sqlite/0001_initial.sql"),
         ),
-        migration(
+        (
             2,
             "task errors",
             include_str!("../../../migrations/sqlite/0002_task_errors.sql"),
         ),
-        migration(
+        (
             3,
             "task cancelation",
             include_str!("../../../migrations/sqlite/0003_task_cancelation.sql"),
         ),
-        migration(
+        (
             4,
             "settings changes",
             include_str!("../../../migrations/sqlite/0004_settings_changes.sql"),
         ),
-    ];
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
-    }
+        (
+            5,
+            "control planes",
+            include_str!("../../../migrations/sqlite/0005_control_planes.sql"),
+        ),
+    ])
 }
 
 /// Filters for [`Store::list_tasks`].
@@ -396,6 +408,38 @@ impl Store {
             })
             .await?;
         Ok(renewed.rows_affected() == 1)
+    }
+
+    /// Records that control plane `id` (at `address`) is alive now.
+    pub async fn record_control_plane(&self, id: &str, address: &str, now_ms: u64) -> Result<()> {
+        self.measured("record_control_plane", async {
+            sqlx::query(
+                "INSERT INTO control_planes (id, address, last_seen_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                     last_seen_ms = excluded.last_seen_ms",
+            )
+            .bind(id)
+            .bind(address)
+            .bind(now_ms as i64)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Control planes seen since `since_ms`, by id.
+    pub async fn control_planes(&self, since_ms: u64) -> Result<Vec<ControlPlanePersistence>> {
+        self.measured("control_planes", async {
+            sqlx::query_as::<_, ControlPlanePersistence>(
+                "SELECT id, address, last_seen_ms FROM control_planes
+                 WHERE last_seen_ms >= $1 ORDER BY id",
+            )
+            .bind(since_ms as i64)
+            .fetch_all(&self.pool)
+            .await
+        })
+        .await
     }
 
     /// The lease as stored, if anyone ever took it.

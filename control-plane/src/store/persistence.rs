@@ -125,3 +125,14 @@ impl TaskPersistence {
         })
     }
 }
+
+/// A control-plane process seen on the store (`control_planes`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ControlPlanePersistence {
+    /// Its id.
+    pub id: String,
+    /// Its advertised gRPC address.
+    pub address: String,
+    /// When it last recorded itself, in ms since the Unix epoch.
+    pub last_seen_ms: i64,
+}

@@ -1,0 +1,8 @@
+-- Control-plane replicas seen on this store, for `miroir-ctl status`: each records its
+-- own row when it starts and every third of the lease TTL. Which one leads is the lease's
+-- holder.
+CREATE TABLE control_planes (
+    id           TEXT   PRIMARY KEY,
+    address      TEXT   NOT NULL,
+    last_seen_ms BIGINT NOT NULL
+);
