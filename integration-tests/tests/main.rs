@@ -4,6 +4,7 @@ mod control_plane;
 mod control_plane_ha;
 mod ctl;
 mod ctl_dev;
+mod deploy_manifests;
 mod gateway_documents;
 mod gateway_indexes;
 mod gateway_keys;
