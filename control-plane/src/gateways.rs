@@ -83,29 +83,23 @@ impl GatewayRegistry {
         })
     }
 
-    /// Gateways heard from within `ttl` that have not applied `version` yet.
-    pub fn lagging(&self, version: u64, ttl: Duration) -> Vec<String> {
+    /// Every gateway heard from within `ttl`: id, address, applied version and when it was
+    /// last heard from (wall clock, ms), for the store.
+    pub fn seen_within(&self, ttl: Duration, now_ms: u64) -> Vec<crate::store::GatewayPersistence> {
         self.with(|gateways| {
             gateways
                 .iter()
-                .filter(|(_, r)| r.applied_version < version && r.last_heartbeat.elapsed() <= ttl)
-                .map(|(id, _)| id.clone())
+                .filter(|(_, r)| r.last_heartbeat.elapsed() <= ttl)
+                .map(|(id, r)| crate::store::GatewayPersistence {
+                    id: id.clone(),
+                    address: r.address.clone(),
+                    applied_version: r.applied_version as i64,
+                    last_seen_ms: now_ms
+                        .saturating_sub(r.last_heartbeat.elapsed().as_millis() as u64)
+                        as i64,
+                })
                 .collect()
         })
-    }
-
-    /// The barrier: returns once every live gateway has applied `version` or later. A
-    /// gateway that stays silent stops holding it once its `ttl` has passed; the ids of
-    /// gateways still behind at that point are returned.
-    pub async fn await_applied(&self, version: u64, ttl: Duration) -> Vec<String> {
-        let deadline = Instant::now() + ttl;
-        loop {
-            let lagging = self.lagging(version, ttl);
-            if lagging.is_empty() || Instant::now() >= deadline {
-                return lagging;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
     }
 
     /// Number of known gateways.

@@ -84,6 +84,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if store_backend == Backend::Postgres {
         tokio::spawn(reconcilers::leadership::run(state.clone()));
         tokio::spawn(reconcilers::leadership::follow_commits(state.clone()));
+        tokio::spawn(reconcilers::gateway_expiry::share(state.clone()));
     }
     tokio::spawn(reconcilers::node_health::run(state.clone()));
     tokio::spawn(reconcilers::gateway_expiry::run(state.clone()));

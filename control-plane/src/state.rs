@@ -154,6 +154,50 @@ impl ServiceState {
         self.topology.send_replace(topology);
     }
 
+    /// The barrier (DESIGN §3): returns once every live gateway — connected to this
+    /// replica or, on Postgres, to any other (through the store) — has applied `version`
+    /// or later. A gateway silent for `--gateway-ttl` stops holding it; the ids of gateways
+    /// still behind when that bound passes are returned.
+    pub async fn await_applied(&self, version: u64) -> Vec<String> {
+        let ttl = self.config.gateway_ttl;
+        let deadline = std::time::Instant::now() + ttl;
+        let shared = self.store.backend() == crate::store::Backend::Postgres;
+        loop {
+            let now = now_ms();
+            // The freshest sighting of each gateway wins.
+            let mut freshest: std::collections::HashMap<String, (i64, i64)> = self
+                .gateways
+                .seen_within(ttl, now)
+                .into_iter()
+                .map(|g| (g.id, (g.applied_version, g.last_seen_ms)))
+                .collect();
+            if shared {
+                let since = now.saturating_sub(ttl.as_millis() as u64);
+                for row in self.store.gateways_seen(since).await.unwrap_or_default() {
+                    let entry = freshest.entry(row.id).or_insert((0, 0));
+                    if row.last_seen_ms >= entry.1 {
+                        *entry = (row.applied_version, row.last_seen_ms);
+                    }
+                }
+            }
+            let mut lagging: Vec<String> = freshest
+                .into_iter()
+                .filter(|(_, (applied, _))| (*applied as u64) < version)
+                .map(|(id, _)| id)
+                .collect();
+            if lagging.is_empty() || std::time::Instant::now() >= deadline {
+                lagging.sort();
+                return lagging;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(if shared {
+                20
+            } else {
+                5
+            }))
+            .await;
+        }
+    }
+
     /// "sqlite" or "postgres".
     pub fn coordination(&self) -> &'static str {
         match self.store.backend() {

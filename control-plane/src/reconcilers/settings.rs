@@ -236,10 +236,7 @@ async fn process(
                 })
                 .await?;
             // Read-your-writes: once the task says succeeded, every gateway serves it.
-            let behind = state
-                .gateways
-                .await_applied(committed.version, state.config.gateway_ttl)
-                .await;
+            let behind = state.await_applied(committed.version).await;
             if !behind.is_empty() {
                 tracing::warn!(
                     ?behind,

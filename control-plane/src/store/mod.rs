@@ -7,7 +7,7 @@
 mod persistence;
 
 pub use persistence::{
-    ControlPlanePersistence, LeaderLeasePersistence, NodeTaskPersistence,
+    ControlPlanePersistence, GatewayPersistence, LeaderLeasePersistence, NodeTaskPersistence,
     SettingsChangePersistence, TaskPersistence, TopologyVersionPersistence,
 };
 
@@ -92,6 +92,11 @@ fn postgres_migrator() -> Migrator {
             "control planes",
             include_str!("../../../migrations/postgres/0002_control_planes.sql"),
         ),
+        (
+            3,
+            "gateways",
+            include_str!("../../../migrations/postgres/0003_gateways.sql"),
+        ),
     ])
 }
 
@@ -122,6 +127,11 @@ fn sqlite_migrator() -> Migrator {
             5,
             "control planes",
             include_str!("../../../migrations/sqlite/0005_control_planes.sql"),
+        ),
+        (
+            6,
+            "gateways",
+            include_str!("../../../migrations/sqlite/0006_gateways.sql"),
         ),
     ])
 }
@@ -433,6 +443,57 @@ impl Store {
         self.measured("control_planes", async {
             sqlx::query_as::<_, ControlPlanePersistence>(
                 "SELECT id, address, last_seen_ms FROM control_planes
+                 WHERE last_seen_ms >= $1 ORDER BY id",
+            )
+            .bind(since_ms as i64)
+            .fetch_all(&self.pool)
+            .await
+        })
+        .await
+    }
+
+    /// Records gateways as this control plane sees them; a row only moves forward in time
+    /// (another replica may have seen the same gateway more recently).
+    pub async fn record_gateways(&self, gateways: &[GatewayPersistence]) -> Result<()> {
+        if gateways.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let result = async {
+            let map = |source| ControlPlaneError::Store {
+                operation: "record_gateways",
+                source,
+            };
+            let mut tx = self.pool.begin().await.map_err(map)?;
+            for gateway in gateways {
+                sqlx::query(
+                    "INSERT INTO gateways (id, address, applied_version, last_seen_ms)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (id) DO UPDATE SET address = excluded.address,
+                         applied_version = excluded.applied_version,
+                         last_seen_ms = excluded.last_seen_ms
+                     WHERE excluded.last_seen_ms >= gateways.last_seen_ms",
+                )
+                .bind(&gateway.id)
+                .bind(&gateway.address)
+                .bind(gateway.applied_version)
+                .bind(gateway.last_seen_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(map)?;
+            }
+            tx.commit().await.map_err(map)
+        }
+        .await;
+        self.observe("record_gateways", started, result.is_ok());
+        result
+    }
+
+    /// Gateways any control plane saw since `since_ms`.
+    pub async fn gateways_seen(&self, since_ms: u64) -> Result<Vec<GatewayPersistence>> {
+        self.measured("gateways_seen", async {
+            sqlx::query_as::<_, GatewayPersistence>(
+                "SELECT id, address, applied_version, last_seen_ms FROM gateways
                  WHERE last_seen_ms >= $1 ORDER BY id",
             )
             .bind(since_ms as i64)

@@ -136,3 +136,16 @@ pub struct ControlPlanePersistence {
     /// When it last recorded itself, in ms since the Unix epoch.
     pub last_seen_ms: i64,
 }
+
+/// A gateway as a control plane last saw it (`gateways`).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct GatewayPersistence {
+    /// Gateway id.
+    pub id: String,
+    /// Its HTTP address.
+    pub address: String,
+    /// The newest topology version it applied.
+    pub applied_version: i64,
+    /// When it was last heard from, in ms since the Unix epoch.
+    pub last_seen_ms: i64,
+}

@@ -1,0 +1,8 @@
+-- Gateways as each control plane last saw them (their applied topology version and last
+-- heartbeat), so the leader's barrier also counts gateways connected to other replicas.
+CREATE TABLE gateways (
+    id              TEXT    PRIMARY KEY,
+    address         TEXT    NOT NULL,
+    applied_version INTEGER NOT NULL,
+    last_seen_ms    INTEGER NOT NULL
+);
