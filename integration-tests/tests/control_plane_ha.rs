@@ -373,3 +373,93 @@ async fn gateways_connected_to_a_follower_hold_the_leaders_barrier() {
         "applied {applied}"
     );
 }
+
+#[tokio::test]
+async fn a_settings_change_in_flight_survives_a_leader_kill() {
+    let postgres = Postgres::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut options = options("2s");
+    options
+        .extra_args
+        .extend(["--node-timeout", "2s"].map(String::from));
+    let mut cps = Vec::new();
+    for _ in 0..2 {
+        cps.push(ControlPlane::start(dir.path(), &postgres.url, &options).await);
+    }
+    let (leader, _) = the_leader(&cps.iter().collect::<Vec<_>>()).await;
+    let node = TestNode::start().await;
+    if node.real {
+        return; // needs fault injection
+    }
+    cps[leader]
+        .add_node("meili-0", &node.url, 0)
+        .await
+        .expect("AddNode");
+    cps[leader]
+        .wait_node_state("meili-0", pb::NodeState::Active)
+        .await;
+    let addresses = cps.iter().map(|cp| cp.url()).collect::<Vec<_>>().join(",");
+    let gateway = Gateway::start(dir.path(), &addresses, &[]).await;
+    gateway.wait_writable().await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+    wait_for("settings version 1", Duration::from_secs(20), || async {
+        let topology = cps[leader].current_topology().await;
+        topology
+            .indexes
+            .iter()
+            .any(|i| i.uid == "books" && i.settings_version == 1)
+            .then_some(())
+    })
+    .await;
+    // Slow settings calls keep the change between propose and commit.
+    node.set_faults(json!({"settingsLatencyMs": 700})).await;
+    let (status, enqueued) = meili
+        .json(
+            Method::PUT,
+            "/indexes/books/settings/ranking-rules",
+            json!(["words", "typo"]),
+        )
+        .await;
+    assert_eq!(status, 202, "{enqueued}");
+    wait_for(
+        "the change to be proposed",
+        Duration::from_secs(10),
+        || async {
+            let topology = cps[leader].current_topology().await;
+            topology
+                .indexes
+                .iter()
+                .find(|i| i.uid == "books")
+                .and_then(|i| i.pending_settings)
+                .map(|_| ())
+        },
+    )
+    .await;
+    cps[leader].kill().await;
+    let survivor = &cps[1 - leader];
+    the_leader(&[survivor]).await;
+    // The new leader finds the change in the store and the pending mark in the topology,
+    // proposes it again and commits it; the client's task succeeds.
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let index = survivor
+        .current_topology()
+        .await
+        .indexes
+        .into_iter()
+        .find(|i| i.uid == "books")
+        .unwrap_or_default();
+    assert_eq!(index.settings_version, 2);
+    assert!(index.pending_settings.is_none());
+    let (_, rules) = Meili::new(&node.url)
+        .get("/indexes/books/settings/ranking-rules")
+        .await;
+    assert_eq!(rules, json!(["words", "typo"]));
+}
