@@ -59,6 +59,26 @@ pub struct Config {
     #[arg(long, env = "MIROIR_SHARD_UNAVAILABLE_POLICY", value_enum, default_value_t = ShardPolicy::Partial)]
     pub shard_unavailable_policy: ShardPolicy,
 
+    /// Redis URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`) for the state gateways share:
+    /// idempotency keys, read-your-writes sessions and rate-limit counters. Without it
+    /// they are per gateway (rate limits then divided by the live gateway count).
+    #[arg(long, env = "MIROIR_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Requests per second allowed per API key across the fleet (0: no limit).
+    #[arg(long, env = "MIROIR_RATE_LIMIT_PER_KEY", default_value_t = 0)]
+    pub rate_limit_per_key: u64,
+
+    /// Requests per second allowed per client IP address (the TCP peer) across the fleet
+    /// (0: no limit).
+    #[arg(long, env = "MIROIR_RATE_LIMIT_PER_IP", default_value_t = 0)]
+    pub rate_limit_per_ip: u64,
+
+    /// How many gateways the deployment runs; with more than one and no Redis the gateway
+    /// warns at startup that idempotency keys and sessions hold per gateway only.
+    #[arg(long, env = "MIROIR_GATEWAY_REPLICAS", default_value_t = 1)]
+    pub replicas: u32,
+
     /// Log format: text or json.
     #[arg(long, env = "MIROIR_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,

@@ -144,6 +144,7 @@ rpc! {
     admin update_index(UpdateIndexRequest) -> IndexResponse;
     admin set_primary_key(SetPrimaryKeyRequest) -> IndexResponse;
     admin swap_indexes(SwapIndexesRequest) -> SwapIndexesResponse;
+    admin get_cluster_status(GetClusterStatusRequest) -> ClusterStatus;
     admin create_key(CreateKeyRequest) -> KeyResponse;
     admin update_key(UpdateKeyRequest) -> KeyResponse;
     admin delete_key(DeleteKeyRequest) -> KeyResponse;

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod control_plane;
+pub mod fleet;
 pub mod http;
 pub mod nodes;
 pub mod server;

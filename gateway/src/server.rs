@@ -63,20 +63,46 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         out
     }));
 
+    let fleet = Arc::new(
+        crate::fleet::FleetState::new(config.redis_url.as_deref(), config.node_timeout)
+            .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
+    );
+    let coordination = match &*fleet {
+        crate::fleet::FleetState::Redis(redis) => format!("redis at {}", redis.address()),
+        crate::fleet::FleetState::Memory(_) => {
+            "memory (no Redis: idempotency keys, sessions and rate-limit counters are per gateway)"
+                .to_owned()
+        }
+    };
     tracing::info!(
         id = %id,
         http = %address,
         metrics = %metrics_address,
         control_planes = %config.control_plane.join(","),
-        coordination = "in-memory (no Redis: idempotency keys, sessions and rate limits are per gateway)",
+        fleet_state = %coordination,
         "miroir gateway started"
     );
+    if config.replicas > 1 && !fleet.is_shared() {
+        tracing::warn!(
+            replicas = config.replicas,
+            "several gateways without --redis-url: an Idempotency-Key and an X-Miroir-Session \
+             hold on the gateway that saw them only, and rate limits are divided by the live \
+             gateway count; set MIROIR_REDIS_URL to share them"
+        );
+    }
     let control_plane = Arc::new(crate::control_plane::ControlPlaneClient::new(
         &config.control_plane,
         config.control_plane_connect_timeout,
         config.control_plane_timeout,
     ));
     let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout)?;
+    let live_gateways = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    if !fleet.is_shared() && (config.rate_limit_per_key > 0 || config.rate_limit_per_ip > 0) {
+        tokio::spawn(count_live_gateways(
+            control_plane.clone(),
+            live_gateways.clone(),
+        ));
+    }
     let app = crate::http::router(AppState {
         config: Arc::new(config),
         id,
@@ -85,10 +111,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         nodes,
         keys: Arc::default(),
         index_settings: Arc::default(),
+        fleet,
+        live_gateways,
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
     tracing::info!("miroir gateway stopped");
     Ok(())
+}
+
+/// Keeps `live` at the number of gateways the control plane reports (at least 1), every
+/// 5 s: without shared state each gateway allows its share of a rate limit.
+async fn count_live_gateways(
+    control_plane: Arc<crate::control_plane::ControlPlaneClient>,
+    live: Arc<std::sync::atomic::AtomicU64>,
+) {
+    loop {
+        match control_plane
+            .get_cluster_status(miroir_proto::pb::GetClusterStatusRequest {})
+            .await
+        {
+            Ok(status) => live.store(
+                (status.gateways.len() as u64).max(1),
+                std::sync::atomic::Ordering::Relaxed,
+            ),
+            Err(error) => tracing::warn!(%error, "cannot count live gateways for rate limits"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
 }

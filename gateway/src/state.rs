@@ -23,6 +23,11 @@ pub struct AppState {
     pub keys: Arc<crate::http::auth::KeyCache>,
     /// Each index's settings as clients read them (the merge needs some of them).
     pub index_settings: Arc<SettingsCache>,
+    /// Idempotency keys, sessions and rate-limit counters (Redis or memory).
+    pub fleet: Arc<crate::fleet::FleetState>,
+    /// Live gateways as the control plane last reported them (divides rate limits when
+    /// the fleet state is not shared).
+    pub live_gateways: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// index uid → (settings version, read at, settings). Committed versions come from the

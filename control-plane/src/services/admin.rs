@@ -16,6 +16,34 @@ pub struct AdminApi {
 }
 
 impl AdminApi {
+    /// Live gateways: those connected to this replica and, on Postgres, those other
+    /// replicas saw within the gateway TTL (shown as not connected here).
+    async fn gateway_statuses(
+        &self,
+        version: u64,
+        now: u64,
+    ) -> Result<Vec<pb::GatewayStatus>, ControlPlaneError> {
+        let mut statuses = self.state.gateways.statuses(version);
+        if self.state.store.backend() == crate::store::Backend::Postgres {
+            let since = now.saturating_sub(self.state.config.gateway_ttl.as_millis() as u64);
+            for row in self.state.store.gateways_seen(since).await? {
+                if statuses.iter().any(|s| s.id == row.id) {
+                    continue;
+                }
+                statuses.push(pb::GatewayStatus {
+                    lag: version.saturating_sub(row.applied_version as u64),
+                    applied_version: row.applied_version as u64,
+                    last_heartbeat_ms_ago: now.saturating_sub(row.last_seen_ms as u64),
+                    connected: false,
+                    id: row.id,
+                    address: row.address,
+                });
+            }
+            statuses.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        Ok(statuses)
+    }
+
     /// A service over `state`.
     pub fn new(state: Arc<ServiceState>) -> Self {
         Self { state }
@@ -673,7 +701,7 @@ impl AdminService for AdminApi {
             store: self.state.store.description().to_owned(),
             nodes: topology.nodes.clone(),
             groups: topology.groups.clone(),
-            gateways: self.state.gateways.statuses(topology.version),
+            gateways: self.gateway_statuses(topology.version, now).await?,
             indexes: topology
                 .indexes
                 .iter()

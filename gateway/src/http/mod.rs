@@ -5,6 +5,7 @@ mod consistency;
 mod document_reads;
 mod documents;
 pub mod error;
+mod fleet;
 mod indexes;
 mod keys;
 mod miroir;
@@ -98,6 +99,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             consistency::settings_headers,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fleet::fleet_rules,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
