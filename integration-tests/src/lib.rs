@@ -821,3 +821,56 @@ impl Postgres {
             .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 }
+
+/// A real Redis server on a loopback port, without persistence, stopped on drop.
+pub struct RedisServer {
+    _child: Child,
+    /// `redis://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl RedisServer {
+    /// Starts `redis-server` (from `PATH`, or `/usr/bin`) and waits until it answers.
+    pub async fn start() -> Self {
+        let program = ["redis-server", "/usr/bin/redis-server"]
+            .into_iter()
+            .find(|p| {
+                std::process::Command::new(p)
+                    .arg("--version")
+                    .output()
+                    .is_ok()
+            })
+            .expect("redis-server not found: install it (apt-get install redis-server)");
+        let port = free_port();
+        let child = Command::new(program)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        let address = format!("127.0.0.1:{port}");
+        wait_for("redis to answer", Duration::from_secs(20), || async {
+            let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            stream.write_all(b"PING\r\n").await.ok()?;
+            let mut answer = [0u8; 7];
+            stream.read_exact(&mut answer).await.ok()?;
+            (&answer == b"+PONG\r\n").then_some(())
+        })
+        .await;
+        Self {
+            _child: child,
+            url: format!("redis://{address}"),
+        }
+    }
+}

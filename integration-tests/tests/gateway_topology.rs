@@ -16,7 +16,7 @@ async fn the_gateway_applies_and_acknowledges_every_version() {
     let status = gateway.status().await;
     assert_eq!(status["controlPlane"]["connected"], true);
     assert_eq!(status["controlPlane"]["address"], cp.url());
-    assert_eq!(status["coordination"]["mode"], "in-memory");
+    assert_eq!(status["coordination"]["mode"], "memory");
     let id = status["gatewayId"].as_str().unwrap().to_owned();
 
     let added = cp

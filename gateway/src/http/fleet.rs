@@ -73,6 +73,11 @@ pub async fn fleet_rules(
         .get(header::AUTHORIZATION)
         .map(|v| digest(&[v.as_bytes()]))
         .unwrap_or_default();
+    // Health and Miroir's own status stay reachable for probes whatever the load.
+    let exempt = {
+        let path = request.uri().path();
+        path == "/health" || path.starts_with("/_miroir/")
+    };
     for (limit, bucket, what) in [
         (
             state.config.rate_limit_per_key,
@@ -85,7 +90,7 @@ pub async fn fleet_rules(
             "client address",
         ),
     ] {
-        if limit == 0 {
+        if limit == 0 || exempt {
             continue;
         }
         // Without shared counters each gateway allows its share, so the fleet's total

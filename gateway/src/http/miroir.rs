@@ -62,9 +62,19 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "remainingMs": state.topology.lease.remaining().map(ms),
             "ttlMs": state.topology.lease.ttl().map(ms),
         },
-        "coordination": {
-            "mode": "in-memory",
-            "detail": "no Redis configured: idempotency keys, sessions and rate limits are per gateway",
+        "coordination": match &*state.fleet {
+            crate::fleet::FleetState::Redis(redis) => json!({
+                "mode": "redis",
+                "detail": format!(
+                    "idempotency keys, sessions and rate-limit counters shared through Redis at {}",
+                    redis.address()
+                ),
+            }),
+            crate::fleet::FleetState::Memory(_) => json!({
+                "mode": "memory",
+                "detail": "no Redis configured: idempotency keys, sessions and rate-limit counters are per gateway",
+                "liveGateways": state.live_gateways.load(std::sync::atomic::Ordering::Relaxed),
+            }),
         },
         "nodes": topology.nodes.len(),
         "indexes": topology.indexes.iter().map(|i| &i.uid).collect::<Vec<_>>(),

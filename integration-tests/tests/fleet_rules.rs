@@ -1,0 +1,332 @@
+//! DESIGN §8 with many replicas: two control planes on real Postgres, three gateways, a
+//! real Redis, and a client that picks a gateway at random for every request.
+
+use miroir_integration_tests::{
+    ControlPlane, ControlPlaneOptions, Gateway, MASTER_KEY, Meili, Postgres, RedisServer, TestNode,
+    wait_for,
+};
+use miroir_proto::pb;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+struct Fleet {
+    _postgres: Postgres,
+    _redis: Option<RedisServer>,
+    _dir: tempfile::TempDir,
+    _cps: Vec<ControlPlane>,
+    nodes: Vec<TestNode>,
+    gateways: Vec<Gateway>,
+}
+
+impl Fleet {
+    /// Two control planes, two nodes, three gateways (sharing Redis when `redis`), each
+    /// with `gateway_args`.
+    async fn start(redis: bool, gateway_args: &[&str]) -> Self {
+        let postgres = Postgres::start().await;
+        let redis = if redis {
+            Some(RedisServer::start().await)
+        } else {
+            None
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut options = ControlPlaneOptions::default();
+        options
+            .extra_args
+            .extend(["--replicas", "2", "--leader-lease-ttl", "2s"].map(String::from));
+        let mut cps = Vec::new();
+        for _ in 0..2 {
+            cps.push(ControlPlane::start(dir.path(), &postgres.url, &options).await);
+        }
+        let mut nodes = Vec::new();
+        for i in 0..2 {
+            let node = TestNode::start().await;
+            // Through whichever replica: followers forward.
+            cps[i % 2]
+                .add_node(&format!("meili-{i}"), &node.url, 0)
+                .await
+                .expect("AddNode");
+            nodes.push(node);
+        }
+        for i in 0..2 {
+            cps[0]
+                .wait_node_state(&format!("meili-{i}"), pb::NodeState::Active)
+                .await;
+        }
+        let addresses = cps.iter().map(|cp| cp.url()).collect::<Vec<_>>().join(",");
+        let mut args: Vec<String> = gateway_args.iter().map(|a| a.to_string()).collect();
+        if let Some(redis) = &redis {
+            args.extend(["--redis-url".to_owned(), redis.url.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut gateways = Vec::new();
+        for _ in 0..3 {
+            let gateway = Gateway::start(dir.path(), &addresses, &args).await;
+            gateway.wait_writable().await;
+            gateways.push(gateway);
+        }
+        Self {
+            _postgres: postgres,
+            _redis: redis,
+            _dir: dir,
+            _cps: cps,
+            nodes,
+            gateways,
+        }
+    }
+
+    /// A client for a gateway chosen at random.
+    fn any(&self) -> Meili {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0) as usize;
+        Meili::new(&self.gateways[nanos % self.gateways.len()].url)
+    }
+
+    fn gateway(&self, i: usize) -> &Gateway {
+        &self.gateways[i]
+    }
+}
+
+/// A request with extra headers: status, headers' values asked for, JSON body.
+async fn send(
+    url: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{url}{path}"))
+        .bearer_auth(MASTER_KEY);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_fleet_rules_hold_whichever_gateway_answers() {
+    let fleet = Fleet::start(true, &[]).await;
+    let status = fleet.gateway(0).status().await;
+    assert_eq!(status["coordination"]["mode"], "redis", "{status}");
+
+    // A task created through one gateway is visible, with its status, on all others.
+    let (code, enqueued) = fleet
+        .any()
+        .json(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+    assert_eq!(code, 202, "{enqueued}");
+    let uid = enqueued["taskUid"].as_u64().expect("taskUid");
+    for gateway in &fleet.gateways {
+        let task = Meili::new(&gateway.url).wait_task(&enqueued).await;
+        assert_eq!(
+            (task["uid"].as_u64(), task["status"].as_str()),
+            (Some(uid), Some("succeeded"))
+        );
+    }
+
+    // An idempotency key: the same write through two gateways is one task; a different
+    // body through a third is refused.
+    let write = json!([{"id": 1, "title": "Dune"}]);
+    let key = [("Idempotency-Key", "import-1")];
+    let (first, _, a) = send(
+        &fleet.gateway(0).url,
+        Method::POST,
+        "/indexes/books/documents",
+        &key,
+        Some(write.clone()),
+    )
+    .await;
+    let (second, headers, b) = send(
+        &fleet.gateway(1).url,
+        Method::POST,
+        "/indexes/books/documents",
+        &key,
+        Some(write.clone()),
+    )
+    .await;
+    assert_eq!((first, second), (202, 202));
+    assert_eq!(a["taskUid"], b["taskUid"], "same key, same task");
+    assert_eq!(
+        headers.get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    let (third, _, error) = send(
+        &fleet.gateway(2).url,
+        Method::POST,
+        "/indexes/books/documents",
+        &key,
+        Some(json!([{"id": 2, "title": "Emma"}])),
+    )
+    .await;
+    assert_eq!(
+        (third, error["code"].as_str()),
+        (409, Some("miroir_idempotency_key_reused"))
+    );
+    Meili::new(&fleet.gateway(2).url).wait_task(&a).await;
+
+    // A read-your-writes session: nodes hold tasks for a while; a read in the session
+    // through another gateway waits for the write and sees it.
+    for node in &fleet.nodes {
+        node.set_faults(json!({"taskDelayMs": 400})).await;
+    }
+    let session = [("X-Miroir-Session", "reader-42")];
+    let (code, _, _) = send(
+        &fleet.gateway(0).url,
+        Method::POST,
+        "/indexes/books/documents",
+        &session,
+        Some(json!([{"id": 3, "title": "Ulysses"}])),
+    )
+    .await;
+    assert_eq!(code, 202);
+    let (code, _, found) = send(
+        &fleet.gateway(1).url,
+        Method::GET,
+        "/indexes/books/documents/3",
+        &session,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, found["title"].as_str()),
+        (200, Some("Ulysses")),
+        "{found}"
+    );
+    for node in &fleet.nodes {
+        node.set_faults(json!({})).await;
+    }
+
+    // A revoked key stops working on every gateway.
+    let (code, created) = fleet
+        .any()
+        .post(
+            "/keys",
+            json!({"actions": ["search"], "indexes": ["books"], "expiresAt": null}),
+        )
+        .await;
+    assert_eq!(code, 201, "{created}");
+    let value = created["key"].as_str().expect("key").to_owned();
+    let search = |url: String, value: String| async move {
+        reqwest::Client::new()
+            .post(format!("{url}/indexes/books/search"))
+            .bearer_auth(value)
+            .json(&json!({"q": ""}))
+            .send()
+            .await
+            .expect("search")
+            .status()
+            .as_u16()
+    };
+    for gateway in &fleet.gateways {
+        wait_for("the key on every gateway", Duration::from_secs(10), || {
+            let (url, value) = (gateway.url.clone(), value.clone());
+            async move { (search(url, value).await == 200).then_some(()) }
+        })
+        .await;
+    }
+    let (code, _) = fleet
+        .any()
+        .delete(&format!(
+            "/keys/{}",
+            created["uid"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(code, 204);
+    for gateway in &fleet.gateways {
+        wait_for(
+            "the revocation on every gateway",
+            Duration::from_secs(10),
+            || {
+                let (url, value) = (gateway.url.clone(), value.clone());
+                async move { (search(url, value).await == 403).then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+/// Sends `n` searches as fast as possible spread over the gateways; how many passed.
+async fn burst(fleet: &Fleet, n: usize) -> (usize, usize) {
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let url = fleet.gateways[i % fleet.gateways.len()].url.clone();
+        calls.spawn(async move {
+            send(
+                &url,
+                Method::POST,
+                "/indexes/books/search",
+                &[],
+                Some(json!({"q": ""})),
+            )
+            .await
+            .0
+        });
+    }
+    let (mut passed, mut limited) = (0, 0);
+    while let Some(Ok(code)) = calls.join_next().await {
+        match code {
+            200 => passed += 1,
+            429 => limited += 1,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    (passed, limited)
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_fleet_wide_with_and_without_redis() {
+    for redis in [true, false] {
+        let fleet = Fleet::start(redis, &["--rate-limit-per-key", "6"]).await;
+        fleet
+            .any()
+            .ok(
+                Method::POST,
+                "/indexes",
+                json!({"uid": "books", "primaryKey": "id"}),
+            )
+            .await;
+        if !redis {
+            // Each gateway learns the live gateway count from the control plane.
+            for gateway in &fleet.gateways {
+                wait_for(
+                    "the live gateway count",
+                    Duration::from_secs(15),
+                    || async {
+                        (gateway.status().await["coordination"]["liveGateways"] == 3).then_some(())
+                    },
+                )
+                .await;
+            }
+        }
+        // Let a fresh one-second window begin, then burst: the fleet lets at most 6 a
+        // second through (12 if the burst straddles two windows).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(
+            1000 - u64::from(now.subsec_millis()) + 20,
+        ))
+        .await;
+        let (passed, limited) = burst(&fleet, 30).await;
+        println!("redis {redis}: {passed} passed, {limited} limited");
+        assert!((1..=12).contains(&passed), "redis {redis}: {passed} passed");
+        assert!(limited >= 18, "redis {redis}: {limited} limited");
+    }
+}
