@@ -14,7 +14,7 @@ struct Fleet {
     _postgres: Postgres,
     _redis: Option<RedisServer>,
     _dir: tempfile::TempDir,
-    _cps: Vec<ControlPlane>,
+    cps: Vec<ControlPlane>,
     nodes: Vec<TestNode>,
     gateways: Vec<Gateway>,
 }
@@ -69,7 +69,7 @@ impl Fleet {
             _postgres: postgres,
             _redis: redis,
             _dir: dir,
-            _cps: cps,
+            cps,
             nodes,
             gateways,
         }
@@ -211,6 +211,33 @@ async fn the_fleet_rules_hold_whichever_gateway_answers() {
     );
     for node in &fleet.nodes {
         node.set_faults(json!({})).await;
+    }
+
+    // Background jobs run on the leader only: the follower checks no node's health.
+    for cp in &fleet.cps {
+        let info = cp
+            .admin()
+            .await
+            .get_leader(pb::GetLeaderRequest {})
+            .await
+            .expect("GetLeader")
+            .into_inner();
+        let metrics = reqwest::get(format!("http://{}/metrics", cp.metrics))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        let checks: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("miroir_node_health_checks_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if info.is_self {
+            assert!(checks > 0.0, "the leader checks nodes");
+        } else {
+            assert_eq!(checks, 0.0, "a follower runs no health checks");
+        }
     }
 
     // A revoked key stops working on every gateway.

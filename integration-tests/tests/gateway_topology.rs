@@ -152,3 +152,111 @@ async fn the_gateway_fails_over_and_serves_from_its_last_snapshot_when_cut_off()
         200
     );
 }
+
+/// DESIGN §3: a gateway cut off from every control plane refuses writes once its lease
+/// lapsed (503, `Retry-After`), keeps answering reads, and writes again once reconnected.
+#[tokio::test]
+async fn writes_wait_for_the_lease_while_reads_go_on() {
+    let mut options = ControlPlaneOptions::default();
+    options
+        .extra_args
+        .extend(["--gateway-lease-ttl".into(), "1s".into()]);
+    let (dir, mut cp) = fresh_control_plane_with(options.clone()).await;
+    let node = TestNode::start().await;
+    cp.add_node("meili-0", &node.url, 0).await.unwrap();
+    cp.wait_node_state("meili-0", NodeState::Active).await;
+    let gateway = Gateway::start(dir.path(), &cp.url(), &["--heartbeat-interval", "100ms"]).await;
+    gateway.wait_writable().await;
+    let meili = miroir_integration_tests::Meili::new(&gateway.url);
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes",
+            serde_json::json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes/books/documents",
+            serde_json::json!([{"id": 1, "title": "Dune"}]),
+        )
+        .await;
+
+    cp.kill().await;
+    wait_for("the lease to lapse", Duration::from_secs(10), || async {
+        (gateway.status().await["lease"]["valid"] == false).then_some(())
+    })
+    .await;
+    let refused = reqwest::Client::new()
+        .post(format!("{}/indexes/books/documents", gateway.url))
+        .bearer_auth(miroir_integration_tests::MASTER_KEY)
+        .json(&serde_json::json!([{"id": 2, "title": "Emma"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let error: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(error["code"], "miroir_lease_expired", "{error}");
+    let (status, found) = meili.get("/indexes/books/documents/1").await;
+    assert_eq!((status, found["title"].as_str()), (200, Some("Dune")));
+
+    cp.restart(dir.path(), &options).await;
+    gateway.wait_writable().await;
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes/books/documents",
+            serde_json::json!([{"id": 2, "title": "Emma"}]),
+        )
+        .await;
+}
+
+/// Production guard: several gateways without Redis are told, at startup, what holds per
+/// gateway only; with Redis the startup line names it.
+#[tokio::test]
+async fn the_startup_line_names_the_fleet_state_and_warns_without_redis() {
+    let (dir, cp) = fresh_control_plane().await;
+    let alone = Gateway::start(dir.path(), &cp.url(), &["--replicas", "3"]).await;
+    let redis = miroir_integration_tests::RedisServer::start().await;
+    let shared = Gateway::start(
+        dir.path(),
+        &cp.url(),
+        &["--replicas", "3", "--redis-url", &redis.url],
+    )
+    .await;
+    // The log without its colour codes.
+    let log = |gateway: &Gateway| {
+        let raw = std::fs::read_to_string(&gateway.log).unwrap_or_default();
+        let mut plain = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                chars.by_ref().find(|&c| c == 'm');
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    };
+    wait_for("both startup lines", Duration::from_secs(10), || async {
+        (log(&alone).contains("miroir gateway started")
+            && log(&shared).contains("miroir gateway started"))
+        .then_some(())
+    })
+    .await;
+    let alone_log = log(&alone);
+    assert!(alone_log.contains("fleet_state=memory"), "{alone_log}");
+    assert!(
+        alone_log.contains("WARN") && alone_log.contains("Idempotency-Key and an X-Miroir-Session"),
+        "{alone_log}"
+    );
+    let shared_log = log(&shared);
+    assert!(
+        shared_log.contains("fleet_state=redis at 127.0.0.1:"),
+        "{shared_log}"
+    );
+    assert!(!shared_log.contains("WARN"), "{shared_log}");
+    assert_eq!(shared.status().await["coordination"]["mode"], "redis");
+}

@@ -73,6 +73,15 @@ pub async fn run(state: Arc<ServiceState>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
+        // Only the leader checks (DESIGN §8: a background job runs on one control plane);
+        // a new leader starts its streaks afresh.
+        if !matches!(
+            state.leadership(),
+            crate::state::LeadershipStatus::Leader { .. }
+        ) {
+            streaks.clear();
+            continue;
+        }
         let topology = state.topology();
         let mut checks = JoinSet::new();
         for node in &topology.nodes {
