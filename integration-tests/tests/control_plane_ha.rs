@@ -187,7 +187,8 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_gateways_carry_on() {
     );
     assert_ne!(new_info.leader_id, info.leader_id);
     assert!(new_info.fencing_token > info.fencing_token);
-    assert!(took < Duration::from_secs(2 * 2 + 2), "took {took:?}");
+    // The lease was last renewed before the kill, so it expires within one TTL of it.
+    assert!(took < Duration::from_millis(2000 + 500), "took {took:?}");
 
     // Writes resume through the same gateway.
     meili

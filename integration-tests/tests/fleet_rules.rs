@@ -318,9 +318,13 @@ async fn burst(fleet: &Fleet, n: usize) -> (usize, usize) {
 }
 
 #[tokio::test]
-async fn a_rate_limit_holds_fleet_wide_with_and_without_redis() {
-    for redis in [true, false] {
-        let fleet = Fleet::start(redis, &["--rate-limit-per-key", "6"]).await;
+async fn rate_limits_hold_fleet_wide_with_and_without_redis() {
+    for (redis, flag) in [
+        (true, "--rate-limit-per-key"),
+        (false, "--rate-limit-per-key"),
+        (true, "--rate-limit-per-ip"),
+    ] {
+        let fleet = Fleet::start(redis, &[flag, "6"]).await;
         fleet
             .any()
             .ok(
@@ -352,8 +356,11 @@ async fn a_rate_limit_holds_fleet_wide_with_and_without_redis() {
         ))
         .await;
         let (passed, limited) = burst(&fleet, 30).await;
-        println!("redis {redis}: {passed} passed, {limited} limited");
-        assert!((1..=12).contains(&passed), "redis {redis}: {passed} passed");
-        assert!(limited >= 18, "redis {redis}: {limited} limited");
+        println!("redis {redis}, {flag}: {passed} passed, {limited} limited");
+        assert!(
+            (1..=12).contains(&passed),
+            "redis {redis}, {flag}: {passed} passed"
+        );
+        assert!(limited >= 18, "redis {redis}, {flag}: {limited} limited");
     }
 }

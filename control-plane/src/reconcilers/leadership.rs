@@ -56,6 +56,9 @@ pub async fn run(state: Arc<ServiceState>) {
     let ttl = state.config.leader_lease_ttl;
     let period = (ttl / 3).max(Duration::from_millis(100));
     let mut last_renewed = Instant::now();
+    // When the current lease expires, as a follower last read it: it tries again right
+    // then, so a dead leader is replaced within one TTL of its last renewal.
+    let mut lease_expires_ms: Option<u64> = None;
     loop {
         if let Err(error) = state
             .store
@@ -64,7 +67,14 @@ pub async fn run(state: Arc<ServiceState>) {
         {
             tracing::warn!(%error, "could not record this control plane on the store");
         }
-        tokio::time::sleep(period).await;
+        let pause = match (state.leadership(), lease_expires_ms) {
+            (LeadershipStatus::Follower { .. }, Some(expires)) => {
+                let until_expiry = Duration::from_millis(expires.saturating_sub(now_ms()) + 5);
+                until_expiry.min(period)
+            }
+            _ => period,
+        };
+        tokio::time::sleep(pause).await;
         match state.leadership() {
             LeadershipStatus::Leader { token, .. } => {
                 match state.store.renew_leader_lease(token, ttl, now_ms()).await {
@@ -96,6 +106,7 @@ pub async fn run(state: Arc<ServiceState>) {
                     }
                     Ok(None) => {
                         if let Ok(lease) = state.store.leader_lease().await {
+                            lease_expires_ms = lease.as_ref().map(|l| l.expires_at_ms as u64);
                             state.set_leadership(follower(lease));
                         }
                     }
