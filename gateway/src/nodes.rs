@@ -89,6 +89,27 @@ impl NodeClient {
         path: &str,
         body: Option<reqwest::Body>,
     ) -> Result<NodeAnswer, Unreachable> {
+        let (status, bytes) = self.send_raw(node, address, method, path, body).await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| Unreachable {
+                node: node.to_owned(),
+                detail: format!("answer is not JSON: {e}"),
+            })?
+        };
+        Ok(NodeAnswer { status, body })
+    }
+
+    /// Sends one request; the node's status and body as it sent them (not parsed).
+    pub async fn send_raw(
+        &self,
+        node: &str,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<reqwest::Body>,
+    ) -> Result<(u16, axum::body::Bytes), Unreachable> {
         let span = tracing::info_span!("node_call", node, %method, path);
         async {
             let mut request = self
@@ -116,13 +137,7 @@ impl NodeClient {
                 .bytes()
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| unreachable(format!("answer is not JSON: {e}")))?
-            };
-            Ok(NodeAnswer { status, body })
+            Ok((status, bytes))
         }
         .instrument(span)
         .await

@@ -15,6 +15,7 @@ mod scatter;
 mod search;
 mod settings;
 mod stats;
+mod strip;
 mod tasks;
 
 use crate::state::AppState;

@@ -92,7 +92,7 @@ pub async fn multi_search(
     let Some(federation) = federation else {
         let mut results = Vec::with_capacity(prepared.len());
         for (position, (uid, query, _)) in prepared.into_iter().enumerate() {
-            match run_search(&state, &caller, &uid, query).await {
+            match run_search(&state, &caller, &uid, query, false).await {
                 Ok(searched) => {
                     let mut result = Map::new();
                     result.insert("indexUid".into(), json!(uid));
@@ -141,7 +141,7 @@ pub async fn multi_search(
         {
             query.insert("facets".into(), facets.clone());
         }
-        let searched = match run_search(&state, &caller, &uid, query).await {
+        let searched = match run_search(&state, &caller, &uid, query, false).await {
             Ok(searched) => searched,
             Err(failure) => return Ok(inside(position, failure)),
         };

@@ -93,7 +93,9 @@ pub async fn search_post(
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let query = json_object_or_empty(&body)?;
-    Ok(respond(run_search(&state, &caller, &uid, query).await))
+    Ok(respond(
+        run_search(&state, &caller, &uid, query, true).await,
+    ))
 }
 
 /// `GET /indexes/{uid}/search`: the query string in the POST body's shape (numbers,
@@ -142,7 +144,9 @@ pub async fn search_get(
         };
         query.insert(key, parsed);
     }
-    Ok(respond(run_search(&state, &caller, &uid, query).await))
+    Ok(respond(
+        run_search(&state, &caller, &uid, query, true).await,
+    ))
 }
 
 fn get_code(key: &str) -> &'static str {
@@ -163,6 +167,9 @@ fn get_code(key: &str) -> &'static str {
 pub struct Searched {
     /// The response body, in Meilisearch's key order.
     pub body: Map<String, Value>,
+    /// The response as a node sent it, Miroir's field removed (then `body` is empty): a
+    /// one-node answer passed through without a parse (see [`from_one_node`]).
+    pub raw: Option<Vec<u8>>,
     /// Shards left out (partial results).
     pub degraded: Vec<String>,
 }
@@ -171,7 +178,15 @@ pub struct Searched {
 pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
     match result {
         Ok(searched) => {
-            let mut response = (StatusCode::OK, Json(Value::Object(searched.body))).into_response();
+            let mut response = match searched.raw {
+                Some(raw) => (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    raw,
+                )
+                    .into_response(),
+                None => (StatusCode::OK, Json(Value::Object(searched.body))).into_response(),
+            };
             mark_degraded(&mut response, &searched.degraded);
             response
         }
@@ -204,6 +219,7 @@ async fn from_one_node(
     turn: usize,
     query: &Map<String, Value>,
     settings: Option<&Map<String, Value>>,
+    raw_ok: bool,
 ) -> Option<Result<Searched, SearchFailure>> {
     if super::consistency::min_settings_version() > 0 {
         return None;
@@ -219,6 +235,35 @@ async fn from_one_node(
     let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
     let body = Value::Object(query.clone());
     let path = format!("/indexes/{uid}/search");
+    // Without facets nothing in the answer needs changing but Miroir's field: pass the
+    // node's bytes through with it cut out, sparing a parse and a re-serialization.
+    let facets = query.get("facets").is_some_and(|f| !f.is_null());
+    if raw_ok && !facets {
+        let (status, bytes) = state
+            .nodes
+            .send_raw(
+                node_id,
+                &node.address,
+                reqwest::Method::POST,
+                &path,
+                Some(reqwest::Body::from(body.to_string())),
+            )
+            .await
+            .ok()?;
+        return match status {
+            200 => Some(Ok(Searched {
+                body: Map::new(),
+                raw: Some(super::strip::strip_member(&bytes, SHARD_FIELD)),
+                degraded: Vec::new(),
+            })),
+            400..=499 => {
+                let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                Some(Err(SearchFailure::Node(status, error)))
+            }
+            _ => None,
+        };
+    }
     let answer = state
         .nodes
         .call(
@@ -254,16 +299,20 @@ async fn from_one_node(
     }
     Some(Ok(Searched {
         body: response,
+        raw: None,
         degraded: Vec::new(),
     }))
 }
 
-/// Scatter-gather and merge one search.
+/// Scatter-gather and merge one search. With `raw_ok` (a single search, answered as is) a
+/// one-node answer may come back as the node's bytes; multi-search merges answers and
+/// needs them parsed.
 pub async fn run_search(
     state: &AppState,
     caller: &Caller,
     uid: &str,
     mut query: Map<String, Value>,
+    raw_ok: bool,
 ) -> Result<Searched, SearchFailure> {
     caller
         .restrict_search(uid, &mut query)
@@ -303,7 +352,9 @@ pub async fn run_search(
         })
         .unwrap_or_default();
     let settings = super::settings::cached(state, uid).await;
-    if let Some(searched) = from_one_node(state, uid, turn, &query, settings.as_deref()).await {
+    if let Some(searched) =
+        from_one_node(state, uid, turn, &query, settings.as_deref(), raw_ok).await
+    {
         return searched;
     }
     // The query's `distinct`, else the index's setting (applied across nodes too).
@@ -476,6 +527,7 @@ pub async fn run_search(
     }
     Ok(Searched {
         body: response,
+        raw: None,
         degraded: gathered.degraded,
     })
 }

@@ -1,0 +1,202 @@
+//! Removes one member (`"key": value`) from every object of a JSON text without parsing it
+//! into values: a node's answer then passes through with Miroir's `_miroir_shard` taken
+//! out, at the cost of one scan instead of a parse and a re-serialization.
+//!
+//! The scan tracks whether it is inside a string (with escapes), so a key can only match
+//! where JSON allows a key: after `{` or `,` outside strings. Malformed input is returned
+//! unchanged from the point where it stops making sense.
+
+/// `json` without any member named `key` (compared as the raw, unescaped key text).
+pub fn strip_member(json: &[u8], key: &str) -> Vec<u8> {
+    let needle = format!("\"{key}\"");
+    let needle = needle.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(json.len());
+    let mut i = 0;
+    // Whether the next string outside a string is in key position.
+    let mut key_position = false;
+    while i < json.len() {
+        let byte = json[i];
+        match byte {
+            b'"' => {
+                if key_position && json[i..].starts_with(needle) {
+                    let after_key = skip_whitespace(json, i + needle.len());
+                    if json.get(after_key) == Some(&b':') {
+                        let value_start = skip_whitespace(json, after_key + 1);
+                        if let Some(value_end) = skip_value(json, value_start) {
+                            let next = skip_whitespace(json, value_end);
+                            match json.get(next) {
+                                // `{"k":1,"a":…}` or `,"k":1,"a":…`: drop the member and its
+                                // following comma.
+                                Some(b',') => {
+                                    i = skip_whitespace(json, next + 1);
+                                    continue;
+                                }
+                                // Last member: drop the comma written before it, if any.
+                                Some(b'}') => {
+                                    while out.last().is_some_and(|b: &u8| b.is_ascii_whitespace()) {
+                                        out.pop();
+                                    }
+                                    if out.last() == Some(&b',') {
+                                        out.pop();
+                                    }
+                                    i = next;
+                                    continue;
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                let end = skip_string(json, i).unwrap_or(json.len());
+                out.extend_from_slice(&json[i..end]);
+                i = end;
+                key_position = false;
+                continue;
+            }
+            b'{' | b',' => key_position = true,
+            b if b.is_ascii_whitespace() => {}
+            _ => key_position = false,
+        }
+        out.push(byte);
+        i += 1;
+    }
+    out
+}
+
+fn skip_whitespace(json: &[u8], mut i: usize) -> usize {
+    while json.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
+        i += 1;
+    }
+    i
+}
+
+/// The index just past the string starting at `start` (a `"`).
+fn skip_string(json: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < json.len() {
+        match json[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The index just past the value starting at `start`.
+fn skip_value(json: &[u8], start: usize) -> Option<usize> {
+    match json.get(start)? {
+        b'"' => skip_string(json, start),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut i = start;
+            while i < json.len() {
+                match json[i] {
+                    b'"' => {
+                        i = skip_string(json, i)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(i + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                i += 1;
+            }
+            None
+        }
+        _ => {
+            let mut i = start;
+            while i < json.len()
+                && !matches!(json[i], b',' | b'}' | b']')
+                && !json[i].is_ascii_whitespace()
+            {
+                i += 1;
+            }
+            (i > start).then_some(i)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn strip(value: &str) -> Value {
+        let out = strip_member(value.as_bytes(), "_miroir_shard");
+        serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)))
+    }
+
+    #[test]
+    fn members_go_wherever_they_are() {
+        assert_eq!(
+            strip(
+                r#"{"hits":[{"_miroir_shard":3,"id":1},{"id":2,"_miroir_shard":4},{"id":3, "_miroir_shard" : 5 , "t":"x"}],"q":"a"}"#
+            ),
+            json!({"hits": [{"id": 1}, {"id": 2}, {"id": 3, "t": "x"}], "q": "a"})
+        );
+        assert_eq!(
+            strip(
+                r#"{"_formatted":{"_miroir_shard":"3"},"_matchesPosition":{"_miroir_shard":[{"start":0,"length":1}],"t":[]}}"#
+            ),
+            json!({"_formatted": {}, "_matchesPosition": {"t": []}})
+        );
+        assert_eq!(strip(r#"{"_miroir_shard":{"a":[1,{"b":"}"}]}}"#), json!({}));
+    }
+
+    #[test]
+    fn strings_that_look_like_the_key_are_left_alone() {
+        let text = r#"{"title":"\"_miroir_shard\":1","note":"a, \"_miroir_shard\": 2}","list":["_miroir_shard"],"_miroir_shard":7}"#;
+        assert_eq!(
+            strip(text),
+            json!({"title": "\"_miroir_shard\":1", "note": "a, \"_miroir_shard\": 2}", "list": ["_miroir_shard"]})
+        );
+        assert_eq!(
+            strip(r#"{"q":"x\\","_miroir_shard":1}"#),
+            json!({"q": "x\\"})
+        );
+        assert_eq!(
+            strip(r#"{"_miroir_shardx":1}"#),
+            json!({"_miroir_shardx": 1})
+        );
+    }
+
+    #[test]
+    fn matches_a_parse_and_remove_on_generated_answers() {
+        for i in 0..50u32 {
+            let hits: Vec<Value> = (0..(i % 7))
+                .map(|h| {
+                    json!({
+                        "id": h,
+                        "title": format!("t{i} \"q\" {{}} ,"),
+                        "_miroir_shard": h * i,
+                        "nested": {"a": [h, {"b": "_miroir_shard"}]},
+                        "_formatted": {"_miroir_shard": (h * i).to_string(), "title": "x"},
+                    })
+                })
+                .collect();
+            let answer = json!({"hits": hits, "query": "_miroir_shard", "estimatedTotalHits": i});
+            let mut expected = answer.clone();
+            for hit in expected["hits"].as_array_mut().into_iter().flatten() {
+                let object = hit.as_object_mut().unwrap();
+                object.remove("_miroir_shard");
+                object["_formatted"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("_miroir_shard");
+            }
+            for text in [
+                answer.to_string(),
+                serde_json::to_string_pretty(&answer).unwrap(),
+            ] {
+                assert_eq!(strip(&text), expected);
+            }
+        }
+    }
+}
