@@ -142,7 +142,12 @@ impl ServiceState {
         if topology.version <= self.topology().version {
             return;
         }
-        let topology = Arc::new(topology);
+        self.publish(Arc::new(topology));
+    }
+
+    /// Serves `topology` (newer than the current one): kept in the short history for
+    /// resuming watchers, counted in the gauges, sent to every watcher.
+    fn publish(&self, topology: Arc<pb::Topology>) {
         {
             let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
             history.push_back(topology.clone());
@@ -269,16 +274,8 @@ impl ServiceState {
             .commit_topology(token, &next, self.config.topology_history.max(1))
             .await?;
         let next = Arc::new(next);
-        {
-            let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-            history.push_back(next.clone());
-            while history.len() > HISTORY_IN_MEMORY {
-                history.pop_front();
-            }
-        }
         tracing::info!(version = next.version, reason = %next.reason, "topology committed");
-        self.update_gauges(&next);
-        self.topology.send_replace(next.clone());
+        self.publish(next.clone());
         Ok((answer, next))
     }
 

@@ -404,14 +404,32 @@ async fn propose_on_node(
     proposal: &Arc<Proposal>,
 ) -> Result<Map<String, Value>, NodeFailure> {
     if let Some((committed_hash, full)) = &proposal.repair_to {
-        let current = read_settings(state, node, &proposal.uid).await?;
-        if &hash(&current) != committed_hash {
-            tracing::info!(node = %node.id, "node drifted from the committed settings; repairing before the change");
-            apply(state, node, &proposal.uid, &Value::Object(full.clone())).await?;
+        let (_, repaired) =
+            hash_repairing(state, node, &proposal.uid, committed_hash, Some(full)).await?;
+        if repaired {
+            tracing::info!(node = %node.id, "node drifted from the committed settings; repaired before the change");
         }
     }
     apply(state, node, &proposal.uid, &proposal.body).await?;
     read_settings(state, node, &proposal.uid).await
+}
+
+/// A node's settings hash. When it differs from `expected` and `full` is given, the node
+/// is first brought to `full` (the committed settings, hidden ones included): then the
+/// hash is read anew and `true` says it was repaired.
+async fn hash_repairing(
+    state: &ServiceState,
+    node: &pb::Node,
+    uid: &str,
+    expected: &str,
+    full: Option<&Map<String, Value>>,
+) -> Result<(String, bool), NodeFailure> {
+    let current = hash(&read_settings(state, node, uid).await?);
+    let Some(full) = full.filter(|_| current != expected) else {
+        return Ok((current, false));
+    };
+    apply(state, node, uid, &Value::Object(full.clone())).await?;
+    Ok((hash(&read_settings(state, node, uid).await?), true))
 }
 
 /// Proposes on every node holding `index` and verifies: the node settings every node
@@ -574,18 +592,14 @@ pub async fn check_index(
         );
         let active = node.state == NodeState::Active as i32;
         checks.spawn(async move {
-            let mut repaired = false;
-            let mut current = read_settings(&state, &node, &uid).await.map(|s| hash(&s));
-            if let (true, true, Some(full), Ok(h)) = (repair, active, &full, &current)
-                && *h != expected
-            {
-                current = match apply(&state, &node, &uid, &Value::Object(full.clone())).await {
-                    Ok(()) => read_settings(&state, &node, &uid).await.map(|s| hash(&s)),
-                    Err(failure) => Err(failure),
-                };
-                repaired = current.as_ref().is_ok_and(|h| *h == expected);
-            }
-            (node.id, current.map_err(|f| f.describe()), repaired)
+            let repair_to = full.as_ref().filter(|_| repair && active);
+            let result = hash_repairing(&state, &node, &uid, &expected, repair_to).await;
+            let repaired = matches!(&result, Ok((h, true)) if *h == expected);
+            (
+                node.id,
+                result.map(|(h, _)| h).map_err(|f| f.describe()),
+                repaired,
+            )
         });
     }
     let mut nodes = Vec::new();
