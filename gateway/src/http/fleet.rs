@@ -68,6 +68,24 @@ pub async fn fleet_rules(
     request: Request,
     next: Next,
 ) -> Response {
+    let header_text = |request: &Request, name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let session = header_text(&request, SESSION);
+    let idempotency_key = header_text(&request, IDEMPOTENCY_KEY);
+    let (per_key, per_ip) = (
+        state.config.rate_limit_per_key,
+        state.config.rate_limit_per_ip,
+    );
+    // Most requests carry none of this: nothing to look up.
+    if per_key == 0 && per_ip == 0 && session.is_none() && idempotency_key.is_none() {
+        return next.run(request).await;
+    }
+    // Sessions, keys and per-key counters belong to the credential that made them.
     let credential = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -78,21 +96,15 @@ pub async fn fleet_rules(
         let path = request.uri().path();
         path == "/health" || path.starts_with("/_miroir/")
     };
-    for (limit, bucket, what) in [
-        (
-            state.config.rate_limit_per_key,
-            format!("key:{credential}"),
-            "API key",
-        ),
-        (
-            state.config.rate_limit_per_ip,
-            format!("ip:{}", peer.ip()),
-            "client address",
-        ),
-    ] {
+    for (limit, what) in [(per_key, "API key"), (per_ip, "client address")] {
         if limit == 0 || exempt {
             continue;
         }
+        let bucket = if what == "API key" {
+            format!("key:{credential}")
+        } else {
+            format!("ip:{}", peer.ip())
+        };
         // Without shared counters each gateway allows its share, so the fleet's total
         // stays within the limit.
         let allowed = if state.fleet.is_shared() {
@@ -111,11 +123,7 @@ pub async fn fleet_rules(
         }
     }
 
-    let session = request
-        .headers()
-        .get(SESSION)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| format!("{credential}:{s}"));
+    let session = session.map(|s| format!("{credential}:{s}"));
     let read = is_read(request.method(), request.uri().path());
     if read {
         if let Some(session) = &session {
@@ -124,12 +132,7 @@ pub async fn fleet_rules(
         return next.run(request).await;
     }
 
-    let idempotency_key = request
-        .headers()
-        .get(IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(|k| format!("{credential}:{k}"));
-    let Some(key) = idempotency_key else {
+    let Some(key) = idempotency_key.map(|k| format!("{credential}:{k}")) else {
         let response = next.run(request).await;
         return after_write(&state, session.as_deref(), response).await;
     };
@@ -202,7 +205,12 @@ pub async fn fleet_rules(
     if let Err(error) = recorded {
         tracing::warn!(%error, "Idempotency-Key answer not recorded");
     }
-    after_write(&state, session.as_deref(), response).await
+    if let (Some(session), Some(answer)) = (&session, &answer)
+        && response.status() == StatusCode::ACCEPTED
+    {
+        record_session(&state, session, answer).await;
+    }
+    response
 }
 
 /// The answer of a write, with its body read (writes answer small JSON documents).
@@ -226,15 +234,22 @@ async fn after_write(state: &AppState, session: Option<&str>, response: Response
         return response;
     }
     let (response, answer) = buffered(response).await;
-    let task_uid = answer
-        .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+    if let Some(answer) = answer {
+        record_session(state, session, &answer).await;
+    }
+    response
+}
+
+/// Remembers the task of a session's write, from its `202` answer.
+async fn record_session(state: &AppState, session: &str, answer: &str) {
+    let task_uid = serde_json::from_str::<serde_json::Value>(answer)
+        .ok()
         .and_then(|a| a["taskUid"].as_u64());
     if let Some(uid) = task_uid
         && let Err(error) = state.fleet.session_wrote(session, uid as u32).await
     {
         tracing::warn!(%error, "session write not recorded");
     }
-    response
 }
 
 /// Waits until the session's last write task finished (bounded by `--node-timeout`).

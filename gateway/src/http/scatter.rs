@@ -14,6 +14,7 @@ use miroir_proto::pb::{self, GroupState, NodeState};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::task::JoinSet;
 
@@ -277,17 +278,76 @@ pub async fn gather(
     body: &Map<String, Value>,
     filter: Option<&Value>,
 ) -> Result<Gathered, SearchFailure> {
-    let topology = state.topology.current();
-    let index = super::indexes::index_in(&topology, uid).map_err(SearchFailure::Miroir)?;
-    let floor = super::consistency::min_settings_version();
-    let mut excluded = super::consistency::nodes_behind(index, floor);
-    let mut plan = covering_set_for(
-        index,
-        &topology,
+    gather_from(state, ReadPlan::new(state, uid, turn)?, path, body, filter).await
+}
+
+/// The first covering set of a read of one index, under the request's settings floor,
+/// with the topology snapshot it was made from: made once per request, and looked at
+/// before the scatter-gather (a node holding everything answers alone).
+pub struct ReadPlan {
+    /// The snapshot every step of the read uses.
+    pub topology: Arc<pb::Topology>,
+    index: usize,
+    /// The request's `X-Miroir-Min-Settings-Version` (0: none).
+    pub floor: u64,
+    excluded: HashSet<String>,
+    turn: usize,
+    /// The covering set the read starts from.
+    pub plan: CoveringSet,
+}
+
+impl ReadPlan {
+    /// Plans a read of `uid` for this `turn`, avoiding nodes behind the settings floor.
+    pub fn new(state: &AppState, uid: &str, turn: usize) -> Result<Self, SearchFailure> {
+        let topology = state.topology.current();
+        let index = topology
+            .indexes
+            .iter()
+            .position(|i| i.uid == uid)
+            .ok_or_else(|| SearchFailure::Miroir(super::indexes::index_not_found(uid)))?;
+        let floor = super::consistency::min_settings_version();
+        let excluded = super::consistency::nodes_behind(&topology.indexes[index], floor);
+        let shards: Vec<u32> = (0..topology.indexes[index].shard_count).collect();
+        let plan = covering_set_for(
+            &topology.indexes[index],
+            &topology,
+            turn,
+            &shards,
+            &excluded,
+        );
+        Ok(Self {
+            topology,
+            index,
+            floor,
+            excluded,
+            turn,
+            plan,
+        })
+    }
+
+    /// The index read.
+    pub fn index(&self) -> &pb::Index {
+        &self.topology.indexes[self.index]
+    }
+}
+
+/// [`gather`] from a plan already made.
+pub async fn gather_from(
+    state: &AppState,
+    read: ReadPlan,
+    path: &str,
+    body: &Map<String, Value>,
+    filter: Option<&Value>,
+) -> Result<Gathered, SearchFailure> {
+    let ReadPlan {
+        topology,
+        index: position,
+        floor,
+        mut excluded,
         turn,
-        &(0..index.shard_count).collect::<Vec<_>>(),
-        &excluded,
-    );
+        mut plan,
+    } = read;
+    let index = &topology.indexes[position];
     let mut answers = Vec::new();
     let mut lost: Vec<u32> = Vec::new();
     let mut last_error: Option<String> = None;

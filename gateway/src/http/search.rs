@@ -6,7 +6,7 @@ use super::documents::SHARD_FIELD;
 use super::error::{MeiliError, positive_integer};
 use super::indexes::{json_object, json_object_or_empty};
 pub use super::scatter::SearchFailure;
-use super::scatter::{gather, mark_degraded, next_turn};
+use super::scatter::{ReadPlan, gather, gather_from, mark_degraded, next_turn};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -215,18 +215,16 @@ fn strip_miroir(hit: &mut Map<String, Value>) {
 /// apply or the node failed (the scatter-gather path then retries elsewhere).
 async fn from_one_node(
     state: &AppState,
-    uid: &str,
-    turn: usize,
+    read: &ReadPlan,
     query: &Map<String, Value>,
     settings: Option<&Map<String, Value>>,
     raw_ok: bool,
 ) -> Option<Result<Searched, SearchFailure>> {
-    if super::consistency::min_settings_version() > 0 {
+    // Under a settings floor the scatter-gather path reports what the floor left out.
+    if read.floor > 0 {
         return None;
     }
-    let topology = state.topology.current();
-    let index = super::indexes::index_in(&topology, uid).ok()?;
-    let plan = super::scatter::covering_set(index, &topology, turn);
+    let (topology, plan, uid) = (&read.topology, &read.plan, &read.index().uid);
     let (node_id, _) = plan.assignments.iter().next()?;
     if plan.assignments.len() != 1 || !plan.missing.is_empty() || !plan.unfiltered.contains(node_id)
     {
@@ -352,9 +350,8 @@ pub async fn run_search(
         })
         .unwrap_or_default();
     let settings = super::settings::cached(state, uid).await;
-    if let Some(searched) =
-        from_one_node(state, uid, turn, &query, settings.as_deref(), raw_ok).await
-    {
+    let read = ReadPlan::new(state, uid, turn)?;
+    if let Some(searched) = from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
         return searched;
     }
     // The query's `distinct`, else the index's setting (applied across nodes too).
@@ -418,7 +415,7 @@ pub async fn run_search(
     }
 
     let path = format!("/indexes/{uid}/search");
-    let gathered = gather(state, uid, turn, &path, &node_query, query.get("filter")).await?;
+    let gathered = gather_from(state, read, &path, &node_query, query.get("filter")).await?;
     let mut answers: Vec<(usize, Value)> = gathered.answers.into_iter().enumerate().collect();
 
     // The hits move out of the answers: no copy.
