@@ -318,6 +318,37 @@ impl ControlPlane {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Index `uid` in the newest topology; a default (empty) index when there is none.
+    pub async fn index(&self, uid: &str) -> pb::Index {
+        self.current_topology()
+            .await
+            .indexes
+            .into_iter()
+            .find(|i| i.uid == uid)
+            .unwrap_or_default()
+    }
+}
+
+/// Runs one of `integration-tests/python/`'s check scripts with `args` (with `$PYTHON`,
+/// else `python3`) and asserts that it succeeded and printed "all checks passed".
+pub async fn run_python_check(script: &str, args: &[&std::ffi::OsStr]) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("python")
+        .join(script);
+    let output = Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg(&path)
+        .args(args)
+        .output()
+        .await
+        .expect("python3 on PATH");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"), "{script}: {stdout}");
 }
 
 /// A running Meilisearch node: the real binary named by `MEILISEARCH_BIN`, or else

@@ -336,14 +336,7 @@ async fn gateways_connected_to_a_follower_hold_the_leaders_barrier() {
             json!(["the"]),
         )
         .await;
-    let version = cps[leader]
-        .current_topology()
-        .await
-        .indexes
-        .iter()
-        .find(|i| i.uid == "books")
-        .map(|i| i.settings_version)
-        .unwrap_or_default();
+    let version = cps[leader].index("books").await.settings_version;
     assert!(version >= 2, "version {version}");
     let response = reqwest::Client::new()
         .get(format!("{}/indexes/books/settings/stop-words", gateway.url))
@@ -411,12 +404,7 @@ async fn a_settings_change_in_flight_survives_a_leader_kill() {
         )
         .await;
     wait_for("settings version 1", Duration::from_secs(20), || async {
-        let topology = cps[leader].current_topology().await;
-        topology
-            .indexes
-            .iter()
-            .any(|i| i.uid == "books" && i.settings_version == 1)
-            .then_some(())
+        (cps[leader].index("books").await.settings_version == 1).then_some(())
     })
     .await;
     // Slow settings calls keep the change between propose and commit.
@@ -433,12 +421,10 @@ async fn a_settings_change_in_flight_survives_a_leader_kill() {
         "the change to be proposed",
         Duration::from_secs(10),
         || async {
-            let topology = cps[leader].current_topology().await;
-            topology
-                .indexes
-                .iter()
-                .find(|i| i.uid == "books")
-                .and_then(|i| i.pending_settings)
+            cps[leader]
+                .index("books")
+                .await
+                .pending_settings
                 .map(|_| ())
         },
     )
@@ -450,13 +436,7 @@ async fn a_settings_change_in_flight_survives_a_leader_kill() {
     // proposes it again and commits it; the client's task succeeds.
     let task = meili.wait_task(&enqueued).await;
     assert_eq!(task["status"], "succeeded", "{task}");
-    let index = survivor
-        .current_topology()
-        .await
-        .indexes
-        .into_iter()
-        .find(|i| i.uid == "books")
-        .unwrap_or_default();
+    let index = survivor.index("books").await;
     assert_eq!(index.settings_version, 2);
     assert!(index.pending_settings.is_none());
     let (_, rules) = Meili::new(&node.url)

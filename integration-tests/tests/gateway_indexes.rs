@@ -300,13 +300,7 @@ async fn primary_keys_are_recorded_changed_and_indexes_swapped() {
     meili
         .ok(Method::POST, "/indexes/c/documents", json!([{"cid": 7}]))
         .await;
-    let c = cp
-        .current_topology()
-        .await
-        .indexes
-        .into_iter()
-        .find(|i| i.uid == "c")
-        .unwrap();
+    let c = cp.index("c").await;
     assert_eq!(c.primary_key.as_deref(), Some("cid"));
 
     let (status, error) = meili

@@ -60,14 +60,7 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
         .unwrap()
         .to_owned();
     assert!(degraded.starts_with("shards=rf1/"), "{degraded}");
-    let lost = cp
-        .current_topology()
-        .await
-        .indexes
-        .iter()
-        .find(|i| i.uid == "rf1")
-        .unwrap()
-        .routing[0]
+    let lost = cp.index("rf1").await.routing[0]
         .shards
         .iter()
         .filter(|s| s.read_nodes == ["meili-2"])

@@ -7,20 +7,9 @@ use miroir_integration_tests::MASTER_KEY;
 #[tokio::test]
 async fn the_python_sdk_works_unchanged() {
     let (_dir, _cp, _nodes, gateway) = fleet(3).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/sdk_gateway.py");
-    let output =
-        tokio::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
-            .arg(script)
-            .arg(&gateway.url)
-            .arg(MASTER_KEY)
-            .output()
-            .await
-            .expect("python3 on PATH");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "python SDK check failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("all checks passed"), "{stdout}");
+    miroir_integration_tests::run_python_check(
+        "sdk_gateway.py",
+        &[gateway.url.as_ref(), MASTER_KEY.as_ref()],
+    )
+    .await;
 }

@@ -510,15 +510,7 @@ async fn a_control_plane_killed_between_propose_and_commit_resumes_the_change() 
     wait_for(
         "the change to be proposed",
         Duration::from_secs(10),
-        || async {
-            let topology = cp.current_topology().await;
-            topology
-                .indexes
-                .iter()
-                .find(|i| i.uid == "movies")
-                .and_then(|i| i.pending_settings)
-                .map(|_| ())
-        },
+        || async { cp.index("movies").await.pending_settings.map(|_| ()) },
     )
     .await;
     wait_for(
@@ -532,13 +524,7 @@ async fn a_control_plane_killed_between_propose_and_commit_resumes_the_change() 
     )
     .await;
     cp.restart(dir.path(), &options).await;
-    let topology = cp.current_topology().await;
-    let index = topology
-        .indexes
-        .iter()
-        .find(|i| i.uid == "movies")
-        .cloned()
-        .unwrap_or_default();
+    let index = cp.index("movies").await;
     assert_eq!(
         index.settings_version, 1,
         "nothing committed before the kill"

@@ -111,6 +111,17 @@ struct Run {
     cpu_per_query: Option<Duration>,
 }
 
+/// One search, as every setup is sent it.
+async fn search(client: &reqwest::Client, path: &str, query: &Value) -> reqwest::Response {
+    client
+        .post(path)
+        .bearer_auth(MASTER_KEY)
+        .json(query)
+        .send()
+        .await
+        .expect("search")
+}
+
 /// Runs `requests` searches over `concurrency` clients, each query passed through `shape`.
 async fn measure(
     url: &str,
@@ -126,13 +137,7 @@ async fn measure(
     let queries = Arc::new(queries().iter().map(shape).collect::<Vec<_>>());
     let path = format!("{url}/indexes/{index}/search");
     for query in queries.iter().cycle().take(200) {
-        let response = client
-            .post(&path)
-            .bearer_auth(MASTER_KEY)
-            .json(query)
-            .send()
-            .await
-            .expect("warm-up search");
+        let response = search(&client, &path, query).await;
         assert!(
             response.status().is_success(),
             "{}",
@@ -150,13 +155,7 @@ async fn measure(
             for i in 0..count {
                 let query = &queries[(worker * 31 + i) % queries.len()];
                 let sent = Instant::now();
-                let response = client
-                    .post(&path)
-                    .bearer_auth(MASTER_KEY)
-                    .json(query)
-                    .send()
-                    .await
-                    .expect("search");
+                let response = search(&client, &path, query).await;
                 let ok = response.status().is_success();
                 let _ = response.bytes().await;
                 assert!(ok, "search failed");
