@@ -79,6 +79,10 @@ pub struct Config {
     #[arg(long, env = "MIROIR_SETTINGS_COMMIT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub settings_commit_timeout: Duration,
 
+    /// Shard moves the leader runs at once (each copies one shard of one index).
+    #[arg(long, env = "MIROIR_MOVE_CONCURRENCY", default_value_t = 4)]
+    pub move_concurrency: usize,
+
     /// How long the leader's lease lasts without renewal (Postgres): a leader that cannot
     /// renew for this long steps down, and another replica takes over once it expired.
     /// Renewed every third of it.

@@ -76,6 +76,12 @@ pub struct Metrics {
     pub settings_drift_repairs: Counter,
     /// 1 while this control plane leads.
     pub is_leader: Gauge,
+    /// How long each finished shard move held writes in cutover.
+    pub move_blocked_seconds: Histogram,
+    /// Shard moves finished (done or rolled back).
+    pub moves_finished: Counter,
+    /// Documents copied by shard moves.
+    pub documents_copied: Counter,
 }
 
 impl Default for Metrics {
@@ -174,6 +180,24 @@ impl Metrics {
             "1 while this control plane is the leader",
             is_leader.clone(),
         );
+        let move_blocked_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "miroir_shard_move_blocked_seconds",
+            "Time each shard move held writes to its shard in cutover",
+            move_blocked_seconds.clone(),
+        );
+        let moves_finished = Counter::default();
+        registry.register(
+            "miroir_shard_moves_finished",
+            "Shard moves finished (done or rolled back)",
+            moves_finished.clone(),
+        );
+        let documents_copied = Counter::default();
+        registry.register(
+            "miroir_shard_move_documents_copied",
+            "Documents copied by shard moves",
+            documents_copied.clone(),
+        );
         Self {
             registry,
             store_duration,
@@ -190,6 +214,9 @@ impl Metrics {
             settings_failures,
             settings_drift_repairs,
             is_leader,
+            move_blocked_seconds,
+            moves_finished,
+            documents_copied,
         }
     }
 

@@ -116,4 +116,26 @@ impl NodeClient {
             )),
         }
     }
+
+    /// Polls `base/tasks/{uid}` until the task finished; its final JSON (status
+    /// `succeeded`, `failed` or `canceled`).
+    pub async fn wait_task(
+        &self,
+        node: &str,
+        base: &str,
+        uid: u64,
+    ) -> Result<Value, NodeCallError> {
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let task = self.get(node, format!("{base}/tasks/{uid}")).await?;
+            if matches!(
+                task["status"].as_str(),
+                Some("succeeded" | "failed" | "canceled")
+            ) {
+                return Ok(task);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
 }

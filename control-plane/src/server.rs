@@ -90,6 +90,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(reconcilers::gateway_expiry::run(state.clone()));
     tokio::spawn(reconcilers::key_sync::run(state.clone()));
     tokio::spawn(reconcilers::settings::run(state.clone()));
+    tokio::spawn(reconcilers::shard_moves::run(state.clone()));
     let metrics_server = tokio::spawn(serve_metrics(metrics_listener, {
         let metrics = metrics.clone();
         move || metrics.encode()

@@ -80,6 +80,10 @@ pub struct ServiceState {
     /// Held while node settings are being changed (a two-phase commit, a drift pass or a
     /// repair on demand), so two never interleave on one node.
     pub settings_lock: tokio::sync::Mutex<()>,
+    /// Wakes the shard-move reconciler after an operation is planned or controlled.
+    pub moves_wake: tokio::sync::Notify,
+    /// Live progress of the shard moves this leader drives.
+    pub move_progress: crate::reconcilers::shard_moves::MoveProgress,
 }
 
 impl ServiceState {
@@ -109,6 +113,8 @@ impl ServiceState {
             key_sync: tokio::sync::Notify::new(),
             settings_wake: tokio::sync::Notify::new(),
             settings_lock: tokio::sync::Mutex::new(()),
+            moves_wake: tokio::sync::Notify::new(),
+            move_progress: Default::default(),
         });
         if empty && matches!(state.leadership(), LeadershipStatus::Leader { .. }) {
             state.commit_initial().await?;

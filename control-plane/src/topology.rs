@@ -101,17 +101,6 @@ fn describe_copies(held: &[(String, usize)]) -> String {
         .join(", ")
 }
 
-const MOVES_NOT_YET: &str = "moving shard copies is not supported by this release yet";
-
-fn index_uids(topology: &pb::Topology) -> String {
-    topology
-        .indexes
-        .iter()
-        .map(|i| format!("{:?}", i.uid))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn sort(topology: &mut pb::Topology) {
     topology
         .nodes
@@ -143,12 +132,10 @@ pub fn add_node(
             other.id
         )));
     }
-    if !topology.indexes.is_empty() {
+    let group_exists = topology.groups.iter().any(|g| g.id == group.0);
+    if !topology.indexes.is_empty() && !group_exists {
         return Err(ControlPlaneError::FailedPrecondition(format!(
-            "adding node {:?} to group {} would move shard copies of indexes {}; {MOVES_NOT_YET}",
-            id.0,
-            group,
-            index_uids(topology)
+            "group {group} does not exist; while indexes exist a new group is added with all its nodes at once (`miroir-ctl group add --node ID=URL …`) so every shard gets its copies there"
         )));
     }
     let created_group = !topology.groups.iter().any(|g| g.id == group.0);
@@ -170,14 +157,12 @@ pub fn add_node(
     Ok((node, created_group))
 }
 
-/// Marks a node `draining`. Refused while it holds shard copies (moves come later).
+/// Marks a node `draining` (the caller plans the moves of its copies).
 pub fn drain_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<pb::Node> {
-    let held = copies_held(topology, id);
     let node = find_node(topology, id)?;
-    if !held.is_empty() {
+    if node.state == NodeState::Failed as i32 {
         return Err(ControlPlaneError::FailedPrecondition(format!(
-            "draining node {id:?} would move the shard copies it holds ({}); {MOVES_NOT_YET}",
-            describe_copies(&held)
+            "node {id:?} has failed: its copies cannot be read from it; repair it instead (`miroir-ctl node repair {id}`)"
         )));
     }
     if node.state != NodeState::Draining as i32 {
@@ -193,7 +178,7 @@ pub fn remove_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result
     find_node(topology, id)?;
     if !held.is_empty() {
         return Err(ControlPlaneError::FailedPrecondition(format!(
-            "node {id:?} holds shard copies ({}); removing it would need them moved first, and {MOVES_NOT_YET}",
+            "node {id:?} holds shard copies ({}); drain it first (`miroir-ctl node drain {id}`), or repair it if it failed",
             describe_copies(&held)
         )));
     }
@@ -208,26 +193,38 @@ pub fn remove_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result
     Ok(node)
 }
 
-/// Adds an empty, active group. Refused while indexes exist (a new group must be filled
-/// by copying every shard, which comes with shard moves).
-pub fn add_group(topology: &mut pb::Topology, id: Option<u32>) -> Result<pb::Group> {
+/// Adds a group with `nodes` (id, address). Without indexes it is active at once; with
+/// indexes it is `syncing` (no reads) until the caller's operation has filled it.
+pub fn add_group(
+    topology: &mut pb::Topology,
+    id: Option<u32>,
+    nodes: &[(String, String)],
+    now_ms: u64,
+) -> Result<pb::Group> {
     let id = id.unwrap_or_else(|| topology.groups.iter().map(|g| g.id + 1).max().unwrap_or(0));
     if topology.groups.iter().any(|g| g.id == id) {
         return Err(ControlPlaneError::AlreadyExists(format!(
             "group {id} already exists"
         )));
     }
-    if !topology.indexes.is_empty() {
-        return Err(ControlPlaneError::FailedPrecondition(format!(
-            "a new group {id} would need a copy of every shard of indexes {}; {MOVES_NOT_YET}",
-            index_uids(topology)
-        )));
+    if !topology.indexes.is_empty() && nodes.is_empty() {
+        return Err(ControlPlaneError::InvalidArgument(
+            "while indexes exist a new group comes with its nodes (every shard needs its copies there): pass --node ID=URL for each".into(),
+        ));
     }
+    let state = if topology.indexes.is_empty() {
+        GroupState::Active
+    } else {
+        GroupState::Syncing
+    };
     let group = pb::Group {
         id,
-        state: GroupState::Active as i32,
+        state: state as i32,
     };
     topology.groups.push(group);
+    for (node_id, address) in nodes {
+        add_node(topology, node_id, address, GroupId(id), now_ms)?;
+    }
     sort(topology);
     Ok(group)
 }
@@ -322,7 +319,10 @@ pub fn create_index(
         let members: Vec<NodeId> = topology
             .nodes
             .iter()
-            .filter(|n| n.group_id == group.id && n.state != NodeState::Draining as i32)
+            .filter(|n| {
+                n.group_id == group.id
+                    && matches!(n.state(), NodeState::Active | NodeState::Joining)
+            })
             .map(|n| NodeId(n.id.clone()))
             .collect();
         if members.len() < replication_factor as usize {
@@ -409,6 +409,16 @@ pub fn swap_indexes(topology: &mut pb::Topology, pairs: &[(String, String)]) -> 
         return Err(ControlPlaneError::NotFound(format!(
             "{noun} {} not found.",
             missing.join(", ")
+        )));
+    }
+    if let Some(m) = topology.moves.iter().find(|m| {
+        pairs
+            .iter()
+            .any(|(a, b)| &m.index_uid == a || &m.index_uid == b)
+    }) {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "index `{}` has shards being moved (operation {}); swap it once the operation finished",
+            m.index_uid, m.operation_id
         )));
     }
     for (a, b) in pairs {
@@ -753,7 +763,7 @@ mod tests {
     }
 
     #[test]
-    fn changes_that_move_copies_are_refused_while_an_index_exists() {
+    fn with_an_index_copies_are_drained_before_removal_and_groups_come_with_nodes() {
         let mut t = fleet(&[("a", 0), ("b", 0), ("c", 1), ("d", 1)]);
         let index = create_index(&mut t, "movies", None, layout(16, 2), 0).unwrap();
         assert_eq!(index.routing.len(), 2);
@@ -764,16 +774,28 @@ mod tests {
                 .all(|g| g.shards.len() == 16 && g.shards.iter().all(|s| s.read_nodes.len() == 2))
         );
         for result in [
-            add_node(&mut t, "e", "http://127.0.0.1:8000", GroupId(0), 0).map(|_| ()),
-            drain_node(&mut t, "a", 0).map(|_| ()),
+            add_node(&mut t, "e", "http://127.0.0.1:8000", GroupId(5), 0).map(|_| ()),
             remove_node(&mut t, "a", 0).map(|_| ()),
-            add_group(&mut t, None).map(|_| ()),
         ] {
             assert!(
                 matches!(result, Err(ControlPlaneError::FailedPrecondition(_))),
                 "{result:?}"
             );
         }
+        assert!(matches!(
+            add_group(&mut t, None, &[], 0),
+            Err(ControlPlaneError::InvalidArgument(_))
+        ));
+        let syncing = add_group(
+            &mut t,
+            Some(7),
+            &[("x".into(), "http://127.0.0.1:8001".into())],
+            0,
+        )
+        .unwrap();
+        assert_eq!(syncing.state, GroupState::Syncing as i32);
+        t.groups.retain(|g| g.id != 7);
+        t.nodes.retain(|n| n.id != "x");
         // Group 1 covers every shard, so group 0 can go, with its nodes.
         let (group, nodes) = remove_group(&mut t, 0).unwrap();
         assert_eq!(group.id, 0);

@@ -2,6 +2,7 @@
 
 use crate::Cli;
 use crate::client::{connect, status_error};
+use crate::moves;
 use crate::output::{self, GroupView, IndexView, NodeView, StatusView};
 use miroir_proto::pb::{self, admin_service_client::AdminServiceClient};
 use std::time::Duration;
@@ -19,13 +20,20 @@ pub enum Command {
     /// List indexes or show one with its routing table.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Operations moving shard copies (node add, drain, repair, group add, replication
+    /// change): list, follow, pause, resume, cancel.
+    Moves {
+        #[command(subcommand)]
+        command: Option<crate::moves::MovesCommand>,
+    },
     /// Run a local fleet: a control plane, N nodes and a gateway, until Ctrl-C.
     Dev(crate::dev::DevArgs),
 }
 
 #[derive(Debug, clap::Subcommand)]
 pub enum NodeCommand {
-    /// Add a node to a replica group (the group is created if needed).
+    /// Add a node to a replica group (created if needed while no index exists). With
+    /// indexes, the node takes its share of shard copies through an operation.
     Add {
         /// Stable node id, e.g. meili-0.
         #[arg(long)]
@@ -36,6 +44,9 @@ pub enum NodeCommand {
         /// Replica group to join.
         #[arg(long, default_value_t = 0)]
         group: u32,
+        /// Follow the operation until every shard moved.
+        #[arg(long)]
+        wait: bool,
     },
     /// List every node.
     List,
@@ -44,10 +55,22 @@ pub enum NodeCommand {
         /// Node id.
         id: String,
     },
-    /// Start emptying a node so it can be removed.
+    /// Move every shard copy off a node (an operation); then it can be removed.
     Drain {
         /// Node id.
         id: String,
+        /// Follow the operation until every shard moved.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Restore the copies a failed node held from surviving replicas (an operation);
+    /// the node is removed from the fleet at the end.
+    Repair {
+        /// Node id (state failed).
+        id: String,
+        /// Follow the operation until every shard moved.
+        #[arg(long)]
+        wait: bool,
     },
     /// Take a node out of the fleet.
     Remove {
@@ -58,11 +81,18 @@ pub enum NodeCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum GroupCommand {
-    /// Add an empty replica group.
+    /// Add a replica group with its nodes. With indexes, the group is filled from a live
+    /// group (an operation) and serves reads once every shard is copied.
     Add {
         /// Group number; the next free one when omitted.
         #[arg(long)]
         id: Option<u32>,
+        /// A node of the group as ID=URL, e.g. meili-9=http://10.0.0.9:7700; repeat.
+        #[arg(long = "node", value_parser = parse_node_spec)]
+        nodes: Vec<pb::NodeSpec>,
+        /// Follow the operation until the group is filled.
+        #[arg(long)]
+        wait: bool,
     },
     /// List every group with its nodes.
     List,
@@ -82,6 +112,16 @@ pub enum IndexCommand {
         /// Index uid.
         uid: String,
     },
+    /// Change an index's replication factor in every group (an operation).
+    Replication {
+        /// Index uid.
+        uid: String,
+        /// Copies of each shard inside each group.
+        replication_factor: u32,
+        /// Follow the operation until every shard moved.
+        #[arg(long)]
+        wait: bool,
+    },
     /// Show the committed settings version and hash, and each node's hash read now and
     /// whether it matches.
     Settings {
@@ -91,6 +131,16 @@ pub enum IndexCommand {
         #[arg(long)]
         repair: bool,
     },
+}
+
+fn parse_node_spec(spec: &str) -> Result<pb::NodeSpec, String> {
+    let (id, address) = spec
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=URL, got {spec:?}"))?;
+    Ok(pb::NodeSpec {
+        id: id.to_owned(),
+        address: address.to_owned(),
+    })
 }
 
 fn node_of(response: pb::NodeResponse) -> anyhow::Result<NodeView> {
@@ -128,7 +178,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             output::print(format, &StatusView::from(&status), output::status_text)
         }
         Command::Node(command) => match command {
-            NodeCommand::Add { id, address, group } => {
+            NodeCommand::Add {
+                id,
+                address,
+                group,
+                wait,
+            } => {
                 let response = admin
                     .add_node(pb::AddNodeRequest {
                         id,
@@ -138,7 +193,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .map_err(status_error)?
                     .into_inner();
-                output::print(format, &node_of(response)?, one_node_text("added"))
+                let operation = response.operation_id;
+                output::print(format, &node_of(response)?, one_node_text("added"))?;
+                moves::started(&mut admin, operation, wait, format).await
             }
             NodeCommand::List => {
                 let response = admin
@@ -157,13 +214,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .into_inner();
                 output::print(format, &node_of(response)?, one_node_text("is in"))
             }
-            NodeCommand::Drain { id } => {
+            NodeCommand::Drain { id, wait } => {
                 let response = admin
                     .drain_node(pb::DrainNodeRequest { id })
                     .await
                     .map_err(status_error)?
                     .into_inner();
-                output::print(format, &node_of(response)?, one_node_text("draining"))
+                let operation = response.operation_id;
+                output::print(format, &node_of(response)?, one_node_text("draining"))?;
+                moves::started(&mut admin, operation, wait, format).await
+            }
+            NodeCommand::Repair { id, wait } => {
+                let response = admin
+                    .repair_node(pb::RepairNodeRequest { id })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let operation = response.operation_id;
+                output::print(format, &node_of(response)?, one_node_text("being repaired"))?;
+                moves::started(&mut admin, operation, wait, format).await
             }
             NodeCommand::Remove { id } => {
                 let response = admin
@@ -175,16 +244,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Group(command) => match command {
-            GroupCommand::Add { id } => {
+            GroupCommand::Add { id, nodes, wait } => {
                 let response = admin
-                    .add_group(pb::AddGroupRequest { id })
+                    .add_group(pb::AddGroupRequest { id, nodes })
                     .await
                     .map_err(status_error)?
                     .into_inner();
                 let group = group_view(&response)?;
                 output::print(format, &group, |g| {
-                    format!("group {} added ({})", g.id, g.state)
-                })
+                    format!(
+                        "group {} added ({}) with node(s) {}",
+                        g.id,
+                        g.state,
+                        g.nodes.join(", ")
+                    )
+                })?;
+                moves::started(&mut admin, response.operation_id, wait, format).await
             }
             GroupCommand::List => {
                 let response = admin
@@ -251,6 +326,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     })?;
                 output::print(format, &index, output::routing_text)
             }
+            IndexCommand::Replication {
+                uid,
+                replication_factor,
+                wait,
+            } => {
+                let response = admin
+                    .set_replication_factor(pb::SetReplicationFactorRequest {
+                        uid: uid.clone(),
+                        replication_factor,
+                    })
+                    .await
+                    .map_err(status_error)?
+                    .into_inner();
+                let operation = response
+                    .operation
+                    .filter(|op| {
+                        op.moves_total > 0 || op.state != pb::OperationState::Succeeded as i32
+                    })
+                    .map(|op| op.id);
+                if format == output::Format::Text {
+                    println!("index {uid}: replication factor {replication_factor}");
+                }
+                moves::started(&mut admin, operation, wait, format).await
+            }
             IndexCommand::Settings { uid, repair } => {
                 let request = pb::GetIndexSettingsRequest { uid };
                 let report = if repair {
@@ -264,6 +363,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 output::print(format, &view, output::settings_text)
             }
         },
+        Command::Moves { command } => {
+            moves::run(
+                &mut admin,
+                command.unwrap_or(moves::MovesCommand::List),
+                format,
+            )
+            .await
+        }
         Command::Dev(_) => unreachable!("handled above"),
     }
 }

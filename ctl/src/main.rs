@@ -4,6 +4,7 @@
 mod client;
 mod commands;
 mod dev;
+mod moves;
 mod output;
 
 use clap::Parser;

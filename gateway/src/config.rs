@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_PAYLOAD_SIZE_LIMIT", default_value_t = 100 * 1024 * 1024)]
     pub payload_size_limit: usize,
 
+    /// How long a write to a shard in a move's cutover waits for the cutover to end
+    /// before it is answered 503 `miroir_shard_moving` (with `Retry-After`).
+    #[arg(long, env = "MIROIR_CUTOVER_WRITE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub cutover_write_wait: Duration,
+
     /// Timeout of one call to a Meilisearch node.
     #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,

@@ -37,6 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             control_planes: config.control_plane.clone(),
             connect_timeout: config.control_plane_connect_timeout,
             heartbeat_interval: config.heartbeat_interval,
+            write_drain_bound: config.node_timeout + std::time::Duration::from_secs(1),
         },
     ));
 

@@ -88,34 +88,35 @@ async fn fleet_changes_that_would_move_copies_are_refused_while_an_index_exists(
         }
     }
 
-    let refused = [
-        add_node(&cp, "meili-9", 7799, 0).await.map(|_| ()),
-        admin
-            .drain_node(pb::DrainNodeRequest {
-                id: "meili-0".into(),
-            })
-            .await
-            .map(|_| ()),
-        admin
-            .remove_node(pb::RemoveNodeRequest {
-                id: "meili-0".into(),
-            })
-            .await
-            .map(|_| ()),
-        admin
-            .add_group(pb::AddGroupRequest { id: None })
-            .await
-            .map(|_| ()),
-    ];
-    for result in refused {
-        let status = result.unwrap_err();
-        assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
-        assert!(
-            status.message().contains("not supported"),
-            "{}",
-            status.message()
-        );
-    }
+    // With an index, a node holding copies must be drained first, a new group comes
+    // with its nodes, and a node joins only an existing group.
+    let status = admin
+        .remove_node(pb::RemoveNodeRequest {
+            id: "meili-0".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("drain it first"),
+        "{}",
+        status.message()
+    );
+    let status = admin
+        .add_group(pb::AddGroupRequest {
+            id: None,
+            nodes: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let status = add_node(&cp, "meili-9", 7799, 7).await.unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status.message().contains("does not exist"),
+        "{}",
+        status.message()
+    );
     let version_before = cp.status().await.topology_version;
 
     // Group 1 holds every shard too, so group 0 can go, with its nodes.

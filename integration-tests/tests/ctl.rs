@@ -89,11 +89,11 @@ async fn ctl_manages_nodes_groups_and_shows_status() {
     assert!(out.stdout.contains("routing, group 0:"), "{}", out.stdout);
     assert!(out.stdout.contains("SHARD  READ"), "{}", out.stdout);
 
-    let out = ctl(&url, &["node", "drain", "meili-0"]).await;
+    let out = ctl(&url, &["node", "repair", "meili-0"]).await;
     assert_eq!(out.code, 1);
     assert!(
         out.stderr
-            .starts_with("error: FAILED_PRECONDITION: draining node \"meili-0\""),
+            .starts_with("error: FAILED_PRECONDITION: node \"meili-0\" has not failed"),
         "{}",
         out.stderr
     );

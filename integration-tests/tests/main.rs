@@ -20,6 +20,7 @@ mod node_health;
 mod sdk_python;
 mod sdk_rust;
 mod settings_commit;
+mod shard_moves;
 mod test_node;
 mod tracing_export;
 mod watch;

@@ -22,6 +22,14 @@ pub mod types;
 pub mod pb {
     tonic::include_proto!("miroir.v1");
 
+    impl Node {
+        /// Whether the node answers reads for the copies the routing gives it: active, or
+        /// draining (its copies serve until their moves cut over).
+        pub fn serves(&self) -> bool {
+            matches!(self.state(), NodeState::Active | NodeState::Draining)
+        }
+    }
+
     /// Encoded `FileDescriptorSet` of every Miroir proto, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/miroir_descriptor.bin"));

@@ -5,3 +5,4 @@ pub mod key_sync;
 pub mod leadership;
 pub mod node_health;
 pub mod settings;
+pub mod shard_moves;

@@ -37,8 +37,6 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-/// How often a node's task is polled while it runs.
-const TASK_POLL: Duration = Duration::from_millis(50);
 /// Pause before asking a failing node again.
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
 
@@ -378,22 +376,17 @@ async fn apply(
             ));
         }
     };
-    loop {
-        let task = state
-            .nodes
-            .get(&node.id, format!("{base}/tasks/{task_uid}"))
-            .await
-            .map_err(|e| NodeFailure::Unavailable(e.error.to_string()))?;
-        match task["status"].as_str() {
-            Some("succeeded") => return Ok(()),
-            Some("failed") => return Err(NodeFailure::Rejected(task["error"].clone())),
-            Some("canceled") => {
-                return Err(NodeFailure::Unavailable(format!(
-                    "its task {task_uid} was canceled"
-                )));
-            }
-            _ => tokio::time::sleep(TASK_POLL).await,
-        }
+    let task = state
+        .nodes
+        .wait_task(&node.id, base, task_uid)
+        .await
+        .map_err(|e| NodeFailure::Unavailable(e.error.to_string()))?;
+    match task["status"].as_str() {
+        Some("succeeded") => Ok(()),
+        Some("failed") => Err(NodeFailure::Rejected(task["error"].clone())),
+        _ => Err(NodeFailure::Unavailable(format!(
+            "its task {task_uid} was canceled"
+        ))),
     }
 }
 
@@ -560,6 +553,105 @@ async fn propose_on_nodes(
         }
     }
     results
+}
+
+/// Makes `node` ready to receive a copy of `index` (a shard move's target): the index
+/// exists on it with the primary key, and it holds the committed settings (Miroir's
+/// hidden ones included), verified by hash. Once verified, the node is recorded as
+/// holding the committed version, so reads with a settings floor may use it.
+pub async fn prepare_node(
+    state: &Arc<ServiceState>,
+    node: &pb::Node,
+    index: &pb::Index,
+) -> Result<(), String> {
+    let base = node.address.trim_end_matches('/');
+    let mut create = json!({"uid": index.uid});
+    if let Some(pk) = &index.primary_key {
+        create["primaryKey"] = json!(pk);
+    }
+    let exists = state
+        .nodes
+        .get(&node.id, format!("{base}/indexes/{}", index.uid))
+        .await
+        .is_ok();
+    if !exists {
+        let uid = state
+            .nodes
+            .enqueue(
+                &node.id,
+                Method::POST,
+                format!("{base}/indexes"),
+                Some(create),
+            )
+            .await
+            .map_err(|e| e.error.to_string())?;
+        let task = state
+            .nodes
+            .wait_task(&node.id, base, uid)
+            .await
+            .map_err(|e| e.error.to_string())?;
+        if task["status"] != "succeeded" && task["error"]["code"] != "index_already_exists" {
+            return Err(format!("creating index `{}`: {}", index.uid, task["error"]));
+        }
+    }
+    let _serialized = state.settings_lock.lock().await;
+    let topology = state.topology();
+    let Some(index) = topology.indexes.iter().find(|i| i.uid == index.uid) else {
+        return Err(format!("index `{}` no longer exists", index.uid));
+    };
+    let full = if index.settings_version > 0 {
+        let committed: Map<String, Value> =
+            serde_json::from_str(&index.settings_json).unwrap_or_default();
+        hidden::node_settings(&committed)
+    } else {
+        hidden::initial_node_settings()
+    };
+    let expected = if index.settings_version > 0 {
+        index.settings_hash.clone()
+    } else {
+        String::new()
+    };
+    let (current, _) = hash_repairing(state, node, &index.uid, &expected, Some(&full))
+        .await
+        .map_err(|f| f.describe())?;
+    if index.settings_version == 0 {
+        return Ok(());
+    }
+    if current != index.settings_hash {
+        return Err(format!(
+            "node `{}` holds settings {} after repair, not the committed {}",
+            node.id,
+            &current[..12.min(current.len())],
+            &index.settings_hash[..12.min(index.settings_hash.len())]
+        ));
+    }
+    let already = index
+        .node_settings
+        .iter()
+        .any(|n| n.node_id == node.id && n.version == index.settings_version);
+    if !already && index.pending_settings.is_none() {
+        let mut verified: Vec<String> = index
+            .node_settings
+            .iter()
+            .filter(|n| n.version == index.settings_version)
+            .map(|n| n.node_id.clone())
+            .collect();
+        verified.push(node.id.clone());
+        verified.sort();
+        verified.dedup();
+        let uid = index.uid.clone();
+        state
+            .commit(|t, _| {
+                topology::set_verified_nodes(t, &uid, &verified)?;
+                Ok((
+                    (),
+                    format!("settings of index {uid}: node {} verified", node.id),
+                ))
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Compares every node of `index` with the committed settings and, with `repair`, repairs

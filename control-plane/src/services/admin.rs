@@ -1,7 +1,8 @@
 //! `AdminService`: nodes, groups, indexes and cluster status.
 
 use crate::error::ControlPlaneError;
-use crate::state::ServiceState;
+use crate::operations;
+use crate::state::{LeadershipStatus, ServiceState};
 use crate::topology::{self, IndexLayout};
 use miroir_proto::GroupId;
 use miroir_proto::pb;
@@ -49,6 +50,78 @@ impl AdminApi {
         Self { state }
     }
 
+    /// Drain (or, with `repair`, repair a failed node): plan moving every copy it holds.
+    async fn move_off(
+        &self,
+        id: String,
+        repair: bool,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let ((node, operation_id), topology) = self
+            .state
+            .commit(|t, now| {
+                operations::ensure_no_open_operation(t)?;
+                let node = if repair {
+                    let node = t
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == id)
+                        .cloned()
+                        .ok_or_else(|| {
+                            ControlPlaneError::NotFound(format!("node {id:?} does not exist"))
+                        })?;
+                    if node.state() != pb::NodeState::Failed {
+                        return Err(ControlPlaneError::FailedPrecondition(format!(
+                            "node {id:?} has not failed; drain it instead (`miroir-ctl node drain {id}`)"
+                        )));
+                    }
+                    node
+                } else {
+                    topology::drain_node(t, &id, now)?
+                };
+                let operation_id = operations::plan_drain(t, &id, repair, now)?;
+                let verb = if repair { "repair of failed" } else { "drain of" };
+                let reason = match operation_id {
+                    Some(op) => format!("{verb} node {id}: operation {op} moves its copies"),
+                    None => format!("{verb} node {id}: it holds no copy"),
+                };
+                Ok(((node, operation_id), reason))
+            })
+            .await?;
+        self.state.moves_wake.notify_one();
+        Ok(Response::new(pb::NodeResponse {
+            node: Some(node),
+            topology_version: topology.version,
+            operation_id,
+        }))
+    }
+
+    async fn control(
+        &self,
+        id: u64,
+        to: pb::OperationState,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let (_, topology) = self
+            .state
+            .commit(|t, now| {
+                let op = operations::control(t, id, to, now)?;
+                Ok((
+                    (),
+                    format!(
+                        "operation {id} ({}) now {}",
+                        op.description,
+                        operations::state_name(op.state())
+                    ),
+                ))
+            })
+            .await?;
+        self.state.moves_wake.notify_one();
+        Ok(Response::new(operation_response(
+            &self.state,
+            &topology,
+            id,
+        )))
+    }
+
     fn node_response(&self, id: &str) -> Result<pb::NodeResponse, ControlPlaneError> {
         let topology = self.state.topology();
         let node = topology
@@ -60,6 +133,7 @@ impl AdminApi {
         Ok(pb::NodeResponse {
             node: Some(node),
             topology_version: topology.version,
+            operation_id: None,
         })
     }
 }
@@ -71,9 +145,10 @@ impl AdminService for AdminApi {
         request: Request<pb::AddNodeRequest>,
     ) -> Result<Response<pb::NodeResponse>, Status> {
         let request = request.into_inner();
-        let ((node, _), topology) = self
+        let ((node, operation_id), topology) = self
             .state
             .commit(|t, now| {
+                operations::ensure_no_open_operation(t)?;
                 let (node, created_group) = topology::add_node(
                     t,
                     &request.id,
@@ -81,17 +156,23 @@ impl AdminService for AdminApi {
                     GroupId(request.group_id),
                     now,
                 )?;
-                let reason = if created_group {
+                let operation_id = operations::plan_add_node(t, &node.id, node.group_id, now)?;
+                let mut reason = if created_group {
                     format!("node {} added to new group {}", node.id, node.group_id)
                 } else {
                     format!("node {} added to group {}", node.id, node.group_id)
                 };
-                Ok(((node, created_group), reason))
+                if let Some(id) = operation_id {
+                    reason.push_str(&format!("; operation {id} moves its share of shards to it"));
+                }
+                Ok(((node, operation_id), reason))
             })
             .await?;
+        self.state.moves_wake.notify_one();
         Ok(Response::new(pb::NodeResponse {
             node: Some(node),
             topology_version: topology.version,
+            operation_id,
         }))
     }
 
@@ -118,17 +199,15 @@ impl AdminService for AdminApi {
         request: Request<pb::DrainNodeRequest>,
     ) -> Result<Response<pb::NodeResponse>, Status> {
         let id = request.into_inner().id;
-        let (node, topology) = self
-            .state
-            .commit(|t, now| {
-                let node = topology::drain_node(t, &id, now)?;
-                Ok((node, format!("node {id} draining")))
-            })
-            .await?;
-        Ok(Response::new(pb::NodeResponse {
-            node: Some(node),
-            topology_version: topology.version,
-        }))
+        self.move_off(id, false).await
+    }
+
+    async fn repair_node(
+        &self,
+        request: Request<pb::RepairNodeRequest>,
+    ) -> Result<Response<pb::NodeResponse>, Status> {
+        let id = request.into_inner().id;
+        self.move_off(id, true).await
     }
 
     async fn remove_node(
@@ -146,6 +225,7 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::NodeResponse {
             node: Some(node),
             topology_version: topology.version,
+            operation_id: None,
         }))
     }
 
@@ -153,18 +233,40 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::AddGroupRequest>,
     ) -> Result<Response<pb::GroupResponse>, Status> {
-        let id = request.into_inner().id;
-        let (group, topology) = self
+        let request = request.into_inner();
+        let nodes: Vec<(String, String)> = request
+            .nodes
+            .into_iter()
+            .map(|n| (n.id, n.address))
+            .collect();
+        let ((group, operation_id), topology) = self
             .state
-            .commit(|t, _| {
-                let group = topology::add_group(t, id)?;
-                Ok((group, format!("group {} added", group.id)))
+            .commit(|t, now| {
+                operations::ensure_no_open_operation(t)?;
+                let group = topology::add_group(t, request.id, &nodes, now)?;
+                let operation_id = if t.indexes.is_empty() {
+                    None
+                } else {
+                    operations::plan_fill_group(t, group.id, now)?
+                };
+                let mut reason = format!("group {} added with {} node(s)", group.id, nodes.len());
+                if let Some(id) = operation_id {
+                    reason.push_str(&format!("; operation {id} fills it"));
+                }
+                Ok(((group, operation_id), reason))
             })
             .await?;
+        self.state.moves_wake.notify_one();
         Ok(Response::new(pb::GroupResponse {
             group: Some(group),
-            nodes: Vec::new(),
+            nodes: topology
+                .nodes
+                .iter()
+                .filter(|n| n.group_id == group.id)
+                .cloned()
+                .collect(),
             topology_version: topology.version,
+            operation_id,
         }))
     }
 
@@ -209,6 +311,7 @@ impl AdminService for AdminApi {
             group: Some(group),
             nodes,
             topology_version: topology.version,
+            operation_id: None,
         }))
     }
 
@@ -304,21 +407,33 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteIndexRequest>,
     ) -> Result<Response<pb::IndexResponse>, Status> {
         let uid = request.into_inner().uid;
-        let (index, topology) = self
+        let ((index, moving), topology) = self
             .state
-            .commit(|t, _| {
+            .commit(|t, now| {
+                // Nodes a move is copying to or still cleaning hold documents too.
+                let moving: Vec<String> = t
+                    .moves
+                    .iter()
+                    .filter(|m| m.index_uid == uid)
+                    .flat_map(|m| m.old_owners.iter().chain(&m.new_owners).cloned())
+                    .collect();
                 let index = topology::delete_index(t, &uid)?;
-                Ok((index, format!("index {uid} deleted")))
+                operations::forget_index(t, &uid, now);
+                Ok(((index, moving), format!("index {uid} deleted")))
             })
             .await?;
         let steps = vec![(reqwest::Method::DELETE, format!("/indexes/{uid}"), None)];
-        let task = apply_on_nodes(
+        let mut nodes = topology::nodes_of_index(&index);
+        nodes.extend(moving);
+        nodes.sort();
+        nodes.dedup();
+        let task = apply_plan(
             &self.state,
             &topology,
-            &index,
+            Some(uid.clone()),
             "indexDeletion",
             json!({"deletedDocuments": null}),
-            steps,
+            nodes.into_iter().map(|n| (n, steps.clone())).collect(),
         )
         .await?;
         Ok(index_response(index, &topology, Some(task)))
@@ -659,6 +774,91 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn set_replication_factor(
+        &self,
+        request: Request<pb::SetReplicationFactorRequest>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let request = request.into_inner();
+        let (operation_id, topology) = self
+            .state
+            .commit(|t, now| {
+                operations::ensure_no_open_operation(t)?;
+                let id =
+                    operations::plan_replication(t, &request.uid, request.replication_factor, now)?;
+                Ok((
+                    id,
+                    format!(
+                        "replication factor of index {} set to {}",
+                        request.uid, request.replication_factor
+                    ),
+                ))
+            })
+            .await?;
+        self.state.moves_wake.notify_one();
+        Ok(Response::new(operation_response(
+            &self.state,
+            &topology,
+            operation_id.unwrap_or(topology.version),
+        )))
+    }
+
+    async fn list_operations(
+        &self,
+        _request: Request<pb::ListOperationsRequest>,
+    ) -> Result<Response<pb::ListOperationsResponse>, Status> {
+        let topology = self.state.topology();
+        let mut operations = topology.operations.clone();
+        operations.sort_by_key(|op| (!operations::is_open(op), std::cmp::Reverse(op.id)));
+        Ok(Response::new(pb::ListOperationsResponse {
+            operations,
+            moves: self.state.move_progress.overlay(&topology.moves),
+            topology_version: topology.version,
+            live: matches!(self.state.leadership(), LeadershipStatus::Leader { .. }),
+        }))
+    }
+
+    async fn get_operation(
+        &self,
+        request: Request<pb::OperationRequest>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        let id = request.into_inner().id;
+        let topology = self.state.topology();
+        if !topology.operations.iter().any(|o| o.id == id) {
+            return Err(
+                ControlPlaneError::NotFound(format!("operation {id} does not exist")).into(),
+            );
+        }
+        Ok(Response::new(operation_response(
+            &self.state,
+            &topology,
+            id,
+        )))
+    }
+
+    async fn pause_operation(
+        &self,
+        request: Request<pb::OperationRequest>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        self.control(request.into_inner().id, pb::OperationState::Paused)
+            .await
+    }
+
+    async fn resume_operation(
+        &self,
+        request: Request<pb::OperationRequest>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        self.control(request.into_inner().id, pb::OperationState::Running)
+            .await
+    }
+
+    async fn cancel_operation(
+        &self,
+        request: Request<pb::OperationRequest>,
+    ) -> Result<Response<pb::OperationResponse>, Status> {
+        self.control(request.into_inner().id, pb::OperationState::Cancelling)
+            .await
+    }
+
     async fn get_cluster_status(
         &self,
         _request: Request<pb::GetClusterStatusRequest>,
@@ -737,6 +937,25 @@ impl AdminService for AdminApi {
 }
 
 /// An index of `topology`, or NOT_FOUND in Meilisearch's words.
+/// Operation `id` with its moves (live progress overlaid on the leader).
+fn operation_response(
+    state: &ServiceState,
+    topology: &pb::Topology,
+    id: u64,
+) -> pb::OperationResponse {
+    let moves: Vec<pb::ShardMove> = topology
+        .moves
+        .iter()
+        .filter(|m| m.operation_id == id)
+        .cloned()
+        .collect();
+    pb::OperationResponse {
+        operation: topology.operations.iter().find(|o| o.id == id).cloned(),
+        moves: state.move_progress.overlay(&moves),
+        topology_version: topology.version,
+    }
+}
+
 fn index_of(topology: &pb::Topology, uid: &str) -> Result<pb::Index, ControlPlaneError> {
     topology
         .indexes

@@ -2,6 +2,7 @@
 //! deletes by id routed to their shard's write nodes; deletes by filter and clears sent to
 //! every node; browsing paged across the covering set with no duplicate and no gap.
 
+use super::cutover::{Touches, hold_for_cutover};
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
@@ -13,11 +14,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::pb::{self, GroupState};
 use miroir_proto::placement::shard_for_key;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tokio::task::JoinSet;
 
 fn strip(mut document: Value) -> Value {
@@ -47,11 +48,7 @@ pub async fn get_one(
         .flat_map(|s| s.read_nodes.iter());
     let mut last_error = None;
     for owner in owners {
-        let Some(node) = topology
-            .nodes
-            .iter()
-            .find(|n| &n.id == owner && n.state == NodeState::Active as i32)
-        else {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == owner && n.serves()) else {
             continue;
         };
         match state
@@ -168,6 +165,12 @@ fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
 
 /// Deletes `ids`, each sent to the write nodes of its shard.
 async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Response, MeiliError> {
+    let shard_count = find_index(state, uid)?.shard_count;
+    let shards: BTreeSet<u32> = ids
+        .iter()
+        .map(|id| shard_for_key(id, shard_count).0)
+        .collect();
+    let _in_flight = hold_for_cutover(state, uid, Touches::Shards(&shards)).await?;
     let index = find_index(state, uid)?;
     let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in &ids {
@@ -240,6 +243,7 @@ pub async fn delete_by_filter(
             "Missing field `filter`",
         ));
     };
+    let _in_flight = hold_for_cutover(&state, &uid, Touches::All).await?;
     let index = find_index(&state, &uid)?;
     let topology = state.topology.current();
     let calls = all_nodes(&index, &topology)
@@ -265,6 +269,7 @@ pub async fn clear(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Response, MeiliError> {
+    let _in_flight = hold_for_cutover(&state, &uid, Touches::All).await?;
     let index = find_index(&state, &uid)?;
     let topology = state.topology.current();
     let calls = all_nodes(&index, &topology)

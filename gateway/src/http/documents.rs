@@ -1,8 +1,9 @@
 //! Shard-routed writes (DESIGN §5): documents are grouped by shard, stamped with
 //! `_miroir_shard`, sent as one batch per node, and acknowledged when every shard reached
-//! quorum (`floor(RF/2)+1` of its write nodes) in at least one group.
+//! quorum (a majority of its owners) in at least one group.
 
 use super::auth::Caller;
+use super::cutover::{Touches, hold_for_cutover};
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
 use super::payload;
@@ -204,15 +205,19 @@ async fn write(
     }
     let documents = Arc::new(documents);
     let received = documents.len();
+    let shards: BTreeSet<u32> = by_shard.keys().copied().collect();
+    let _in_flight = hold_for_cutover(&state, &uid, Touches::Shards(&shards)).await?;
     let topology = state.topology.current();
+    let index = super::indexes::index_in(&topology, &uid)?.clone();
     let active_groups: BTreeSet<u32> = topology
         .groups
         .iter()
         .filter(|g| g.state != GroupState::Draining as i32)
         .map(|g| g.id)
         .collect();
-    // node → the documents it must receive, with their shard; (group, shard) → its
-    // write nodes.
+    // node → the documents it must receive, with their shard; (group, shard) → the
+    // owners whose acknowledgements count (the read nodes: during a move the targets get
+    // every write too, but only the current owners make it durable).
     let mut batches: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
     let mut writers: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
     for routing in index
@@ -230,7 +235,10 @@ async fn write(
                     .or_default()
                     .extend(positions.iter().map(|&p| (p, shard)));
             }
-            writers.insert((routing.group_id, shard), route.write_nodes.clone());
+            // A group being filled has no owners yet; it takes writes but no part in quorum.
+            if !route.read_nodes.is_empty() {
+                writers.insert((routing.group_id, shard), route.read_nodes.clone());
+            }
         }
     }
     let path = format!("/indexes/{uid}/documents?primaryKey={pk}");

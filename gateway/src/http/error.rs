@@ -79,7 +79,16 @@ impl MeiliError {
 
 impl IntoResponse for MeiliError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        // Every 503 here is transient (no quorum, a cutover, a lapsed lease): say when to
+        // come back, as load balancers and clients expect.
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

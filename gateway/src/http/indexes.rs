@@ -452,11 +452,7 @@ pub async fn list(
 /// `GET /version`: the version of a live node (every node runs the same Meilisearch).
 pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, MeiliError> {
     let topology = state.topology.current();
-    for node in topology
-        .nodes
-        .iter()
-        .filter(|n| n.state == pb::NodeState::Active as i32)
-    {
+    for node in topology.nodes.iter().filter(|n| n.serves()) {
         if let Ok(answer) = state
             .nodes
             .call(

@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod consistency;
+mod cutover;
 mod document_reads;
 mod documents;
 pub mod error;

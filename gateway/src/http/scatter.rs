@@ -10,7 +10,7 @@ use crate::nodes::{NodeAnswer, Unreachable};
 use crate::state::AppState;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::pb::{self, GroupState};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -56,7 +56,7 @@ pub fn covering_set_for(
     let live: HashSet<&str> = topology
         .nodes
         .iter()
-        .filter(|n| n.state == NodeState::Active as i32 && !excluded.contains(&n.id))
+        .filter(|n| n.serves() && !excluded.contains(&n.id))
         .map(|n| n.id.as_str())
         .collect();
     let active: HashSet<u32> = topology
@@ -127,7 +127,8 @@ pub fn covering_set_for(
     // A node asked for all the shards it holds (read or write copies, in any group) has
     // nothing to hide: its answer is exactly those shards. This relies on the routing
     // naming every node that still holds a shard's documents (moves keep a source in the
-    // routing until its copy is deleted; see docs/architecture.md).
+    // routing or in the move's record until its copy is deleted; see
+    // docs/architecture.md).
     for (node, assigned) in &set.assignments {
         let held = (0..index.shard_count as usize)
             .filter(|&shard| {
@@ -135,6 +136,10 @@ pub fn covering_set_for(
                     group.shards.get(shard).is_some_and(|route| {
                         route.read_nodes.contains(node) || route.write_nodes.contains(node)
                     })
+                }) || topology.moves.iter().any(|m| {
+                    m.index_uid == index.uid
+                        && m.shard as usize == shard
+                        && (m.old_owners.contains(node) || m.new_owners.contains(node))
                 })
             })
             .count();
@@ -433,6 +438,7 @@ pub fn mark_degraded(response: &mut Response, degraded: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use miroir_proto::pb::NodeState;
 
     /// One active group of `nodes`; shard `s` held by `owners(s)`.
     fn layout(

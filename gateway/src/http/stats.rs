@@ -9,7 +9,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::pb::{self, GroupState};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -48,12 +48,7 @@ async fn node_stats(state: &AppState, node: &pb::Node, uid: &str) -> Result<Valu
 /// One index's stats, as one Meilisearch would report them.
 async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, MeiliError> {
     let topology = state.topology.current();
-    let live = |id: &str| {
-        topology
-            .nodes
-            .iter()
-            .find(|n| n.id == id && n.state == NodeState::Active as i32)
-    };
+    let live = |id: &str| topology.nodes.iter().find(|n| n.id == id && n.serves());
     let active: Vec<u32> = topology
         .groups
         .iter()
@@ -146,11 +141,7 @@ pub async fn all(
         indexes.insert(index.uid.clone(), index_stats(&state, index).await?);
     }
     let (mut size, mut used, mut last_update): (u64, u64, Option<String>) = (0, 0, None);
-    for node in topology
-        .nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Active as i32)
-    {
+    for node in topology.nodes.iter().filter(|n| n.serves()) {
         if let Ok(answer) = state
             .nodes
             .call(&node.id, &node.address, Method::GET, "/stats", None)

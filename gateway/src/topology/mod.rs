@@ -5,7 +5,7 @@ pub mod lease;
 pub mod watcher;
 
 use lease::Lease;
-use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::pb::{self, GroupState};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -30,6 +30,8 @@ pub struct TopologyHandle {
     /// The write lease.
     pub lease: Lease,
     connection: Mutex<Connection>,
+    writes: Arc<InflightWrites>,
+    acknowledged: std::sync::atomic::AtomicU64,
 }
 
 impl Default for TopologyHandle {
@@ -38,7 +40,43 @@ impl Default for TopologyHandle {
             current: watch::Sender::new(Arc::new(pb::Topology::default())),
             lease: Lease::default(),
             connection: Mutex::new(Connection::default()),
+            writes: Arc::default(),
+            acknowledged: Default::default(),
         }
+    }
+}
+
+/// Writes in flight, counted by the topology version they started under. A version is
+/// acknowledged to the control plane only once no write started under an older one is
+/// still sending to nodes: the barrier (`await_applied`) then means no node will receive
+/// a write routed by an older table, which is what makes a shard move's phases safe.
+#[derive(Default)]
+struct InflightWrites {
+    by_version: Mutex<std::collections::BTreeMap<u64, usize>>,
+    finished: tokio::sync::Notify,
+}
+
+/// Held by a write while it sends to nodes; see [`TopologyHandle::start_write`].
+pub struct WriteGuard {
+    writes: Arc<InflightWrites>,
+    version: u64,
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        let mut by_version = self
+            .writes
+            .by_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = by_version.get_mut(&self.version) {
+            *count -= 1;
+            if *count == 0 {
+                by_version.remove(&self.version);
+            }
+        }
+        drop(by_version);
+        self.writes.finished.notify_waiters();
     }
 }
 
@@ -77,6 +115,68 @@ impl TopologyHandle {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Registers a write under the version served now; the snapshot it should route by
+    /// (read after registering, so it is that version or newer).
+    pub fn start_write(&self) -> (WriteGuard, Arc<pb::Topology>) {
+        let version = self.current().version;
+        *self
+            .writes
+            .by_version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(version)
+            .or_default() += 1;
+        let guard = WriteGuard {
+            writes: self.writes.clone(),
+            version,
+        };
+        (guard, self.current())
+    }
+
+    /// Waits (at most `bound`) until no write started under a version older than
+    /// `version` is in flight; returns whether none is.
+    pub async fn writes_before_finished(&self, version: u64, bound: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let finished = self.writes.finished.notified();
+            let oldest = self
+                .writes
+                .by_version
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .keys()
+                .next()
+                .copied();
+            if oldest.is_none_or(|v| v >= version) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, finished).await.is_err() {
+                return false;
+            }
+        }
+    }
+
+    /// The newest version acknowledged to the control plane.
+    pub fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records `version` as acknowledged (never going back).
+    pub fn acknowledge(&self, version: u64) -> u64 {
+        self.acknowledged
+            .fetch_max(version, std::sync::atomic::Ordering::Relaxed)
+            .max(version)
+    }
+
+    /// Waits, at most until `deadline`, for a snapshot newer than `version`; whether one
+    /// arrived.
+    pub async fn wait_for_newer(&self, version: u64, deadline: tokio::time::Instant) -> bool {
+        let mut receiver = self.subscribe();
+        tokio::time::timeout_at(deadline, receiver.wait_for(|t| t.version > version))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// The connection state.
     pub fn connection(&self) -> Connection {
         self.connection
@@ -102,7 +202,7 @@ pub fn covering_gaps(topology: &pb::Topology) -> Vec<String> {
     let live_nodes: HashSet<&str> = topology
         .nodes
         .iter()
-        .filter(|n| n.state == NodeState::Active as i32)
+        .filter(|n| n.serves())
         .map(|n| n.id.as_str())
         .collect();
     let mut gaps = Vec::new();
@@ -130,6 +230,7 @@ pub fn covering_gaps(topology: &pb::Topology) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use miroir_proto::pb::NodeState;
 
     fn topology(node_state: NodeState) -> pb::Topology {
         pb::Topology {
@@ -170,6 +271,30 @@ mod tests {
             covering_gaps(&topology(NodeState::Failed)),
             vec!["movies/0", "movies/1"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_version_waits_for_writes_started_under_older_ones() {
+        let handle = TopologyHandle::default();
+        handle.apply(topology(NodeState::Active));
+        let (guard, snapshot) = handle.start_write();
+        assert_eq!(snapshot.version, 3);
+        let mut newer = topology(NodeState::Active);
+        newer.version = 4;
+        handle.apply(newer);
+        let short = std::time::Duration::from_millis(20);
+        assert!(
+            handle.writes_before_finished(3, short).await,
+            "same version"
+        );
+        assert!(
+            !handle.writes_before_finished(4, short).await,
+            "a v3 write is in flight"
+        );
+        let (later, _) = handle.start_write();
+        drop(guard);
+        assert!(handle.writes_before_finished(4, short).await);
+        drop(later);
     }
 
     #[test]

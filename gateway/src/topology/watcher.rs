@@ -25,6 +25,9 @@ pub struct WatcherConfig {
     pub connect_timeout: Duration,
     /// Heartbeat interval (bounded by a third of the lease TTL once known).
     pub heartbeat_interval: Duration,
+    /// Longest wait for writes started under older versions before a version is
+    /// acknowledged anyway (a node call's timeout bounds them).
+    pub write_drain_bound: Duration,
 }
 
 fn normalize(address: &str) -> String {
@@ -76,7 +79,7 @@ pub async fn run(handle: Arc<TopologyHandle>, config: WatcherConfig) {
 
 /// One Watch stream to one control plane; returns why it ended.
 async fn session(
-    handle: &TopologyHandle,
+    handle: &Arc<TopologyHandle>,
     config: &WatcherConfig,
     address: &str,
 ) -> Result<(), String> {
@@ -138,7 +141,18 @@ async fn session(
                         if handle.apply(snapshot) {
                             tracing::info!(version, "topology applied");
                         }
-                        send(watch_request::Request::Applied(pb::Applied { version: handle.current().version })).await?;
+                        // Acknowledged once writes routed by older versions are done; in
+                        // the background, so heartbeats go on meanwhile.
+                        let (handle, requests, bound) = (handle.clone(), requests.clone(), config.write_drain_bound);
+                        let version = handle.current().version;
+                        tokio::spawn(async move {
+                            if !handle.writes_before_finished(version, bound).await {
+                                tracing::warn!(version, "writes under older versions still running after {bound:?}; acknowledging anyway");
+                            }
+                            let acknowledged = handle.acknowledge(version);
+                            let applied = pb::WatchRequest { request: Some(watch_request::Request::Applied(pb::Applied { version: acknowledged })) };
+                            let _ = requests.send(applied).await;
+                        });
                     }
                     Some(watch_response::Response::HeartbeatAck(ack)) => {
                         let ttl = Duration::from_millis(ack.lease_ttl_ms);
@@ -158,7 +172,7 @@ async fn session(
                     return Err("control plane stopped answering heartbeats".into());
                 }
                 handle.lease.heartbeat_sent();
-                send(watch_request::Request::Heartbeat(pb::Heartbeat { applied_version: handle.current().version })).await?;
+                send(watch_request::Request::Heartbeat(pb::Heartbeat { applied_version: handle.acknowledged() })).await?;
             }
         }
     }

@@ -1,0 +1,462 @@
+//! Drives every shard move of the topology through its phases (DESIGN §6), on the
+//! leader only. The phase is the intent: it is committed (with the routing it implies)
+//! before the phase's work, and each phase's work is idempotent, so a new leader simply
+//! runs the current phase of every move again.
+//!
+//! ```text
+//! pending ──prepare targets──► copying ──copy──► verifying ──repair until small──►
+//! cutover (writes held) ──final repair──► cleanup ──delete leavers' copies──► done
+//!        ╰── cancel before cutover: rollback (routing restored, targets' copies deleted)
+//! ```
+//!
+//! Every phase change is followed by `await_applied`, so no gateway still routes by the
+//! previous phase when the next one's work begins; gateways acknowledge a version only
+//! once writes they started under older versions have finished.
+
+use crate::error::ControlPlaneError;
+use crate::operations::{self, MoveKey};
+use crate::reconcilers::settings::prepare_node;
+use crate::shard_copy;
+use crate::state::{LeadershipStatus, ServiceState};
+use miroir_proto::pb::{self, GroupState, MovePhase, NodeState, OperationState};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+/// Verification passes before cutover stop once a pass repairs at most this many.
+const SMALL_ENOUGH: u64 = 100;
+/// At most this many verification passes before cutover.
+const MAX_PASSES: usize = 4;
+
+/// Live progress of the moves this leader drives (not persisted: a new leader starts
+/// the current phase again).
+#[derive(Default)]
+pub struct MoveProgress {
+    live: Mutex<HashMap<MoveKey, Live>>,
+}
+
+#[derive(Clone, Default)]
+struct Live {
+    copied: u64,
+    total: u64,
+    rate: f64,
+    last_error: String,
+}
+
+impl MoveProgress {
+    fn update(&self, key: &MoveKey, f: impl FnOnce(&mut Live)) {
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        f(live.entry(key.clone()).or_default());
+    }
+
+    fn forget(&self, key: &MoveKey) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// `moves` with the live figures of those this process drives.
+    pub fn overlay(&self, moves: &[pb::ShardMove]) -> Vec<pb::ShardMove> {
+        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        moves
+            .iter()
+            .map(|m| {
+                let mut m = m.clone();
+                if let Some(l) = live.get(&MoveKey::of(&m)) {
+                    m.documents_copied = m.documents_copied.max(l.copied);
+                    m.documents_total = l.total;
+                    m.documents_per_second = l.rate;
+                    m.last_error = l.last_error.clone();
+                }
+                m
+            })
+            .collect()
+    }
+}
+
+/// Runs until the process stops.
+pub async fn run(state: Arc<ServiceState>) {
+    let mut running: HashMap<MoveKey, JoinHandle<()>> = HashMap::new();
+    loop {
+        running.retain(|_, handle| !handle.is_finished());
+        if matches!(state.leadership(), LeadershipStatus::Leader { .. }) {
+            let topology = state.topology();
+            for m in &topology.moves {
+                if running.len() >= state.config.move_concurrency.max(1) {
+                    break;
+                }
+                let key = MoveKey::of(m);
+                if running.contains_key(&key) || !may_advance(&topology, m) {
+                    continue;
+                }
+                let span = tracing::info_span!("shard_move", %key, operation = m.operation_id);
+                let handle = tokio::spawn(drive(state.clone(), key.clone()).instrument(span));
+                running.insert(key, handle);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = state.moves_wake.notified() => {}
+        }
+    }
+}
+
+/// Whether `m` may start or continue its phase: a paused operation's moves wait, except
+/// those past the point of no return (cutover, cleanup).
+fn may_advance(topology: &pb::Topology, m: &pb::ShardMove) -> bool {
+    let paused = topology
+        .operations
+        .iter()
+        .find(|o| o.id == m.operation_id)
+        .is_some_and(|o| o.state() == OperationState::Paused);
+    !paused || matches!(m.phase(), MovePhase::Cutover | MovePhase::Cleanup)
+}
+
+/// Runs `key`'s phases until it is done, paused, or this process stops leading; a failing
+/// step is retried with backoff and its error shown in the progress.
+async fn drive(state: Arc<ServiceState>, key: MoveKey) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let topology = state.topology();
+        let Some(m) = topology
+            .moves
+            .iter()
+            .find(|m| MoveKey::of(m) == key)
+            .cloned()
+        else {
+            state.move_progress.forget(&key);
+            return;
+        };
+        if !matches!(state.leadership(), LeadershipStatus::Leader { .. })
+            || !may_advance(&topology, &m)
+        {
+            return;
+        }
+        match step(&state, &topology, &m, &key).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(200);
+                state.move_progress.update(&key, |l| l.last_error.clear());
+            }
+            Err(StepError::NotLeader) => return,
+            Err(StepError::Failed(error)) => {
+                tracing::warn!(%key, phase = operations::phase_name(m.phase()), %error, "shard move step failed; retrying");
+                state.move_progress.update(&key, |l| l.last_error = error);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+enum StepError {
+    NotLeader,
+    Failed(String),
+}
+
+impl From<ControlPlaneError> for StepError {
+    fn from(error: ControlPlaneError) -> Self {
+        match error {
+            ControlPlaneError::NotLeader(_) => Self::NotLeader,
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(error: String) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// Commits `key` into `phase` and waits until every live gateway routes by it.
+async fn enter(
+    state: &Arc<ServiceState>,
+    key: &MoveKey,
+    phase: MovePhase,
+    copied: u64,
+) -> Result<(), StepError> {
+    let (_, committed) = state
+        .commit(|t, now| {
+            operations::set_phase(t, key, phase, copied, now)?;
+            Ok((
+                (),
+                format!("shard move {key}: {}", operations::phase_name(phase)),
+            ))
+        })
+        .await?;
+    barrier(state, committed.version).await;
+    Ok(())
+}
+
+/// `await_applied`, logging the gateways it gave up on (their lease has lapsed by then,
+/// so they take no writes).
+async fn barrier(state: &Arc<ServiceState>, version: u64) {
+    let lagging = state.await_applied(version).await;
+    if !lagging.is_empty() {
+        tracing::warn!(
+            version,
+            ?lagging,
+            "gateways did not acknowledge within their TTL; going on without them"
+        );
+    }
+}
+
+async fn finish(
+    state: &Arc<ServiceState>,
+    key: &MoveKey,
+    m: &pb::ShardMove,
+    blocked_ms: Option<u64>,
+) -> Result<(), StepError> {
+    state
+        .commit(|t, now| {
+            operations::finish_move(t, key, blocked_ms, m.documents_copied, now)?;
+            Ok(((), format!("shard move {key}: done")))
+        })
+        .await?;
+    if let Some(ms) = blocked_ms {
+        state
+            .metrics
+            .move_blocked_seconds
+            .observe(ms as f64 / 1000.0);
+    }
+    state.metrics.moves_finished.inc();
+    state.move_progress.forget(key);
+    Ok(())
+}
+
+fn nodes<'a>(topology: &'a pb::Topology, ids: impl Iterator<Item = &'a String>) -> Vec<pb::Node> {
+    ids.filter_map(|id| topology.nodes.iter().find(|n| &n.id == id).cloned())
+        .collect()
+}
+
+/// New owners that do not hold the shard yet.
+fn targets(topology: &pb::Topology, m: &pb::ShardMove) -> Vec<pb::Node> {
+    nodes(
+        topology,
+        m.new_owners.iter().filter(|n| !m.old_owners.contains(n)),
+    )
+}
+
+/// Old owners that do not keep the shard.
+fn leavers(topology: &pb::Topology, m: &pb::ShardMove) -> Vec<pb::Node> {
+    nodes(
+        topology,
+        m.old_owners.iter().filter(|n| !m.new_owners.contains(n)),
+    )
+}
+
+/// Where the shard's documents are read from: a live old owner, else (a group being
+/// filled, or a failed node that held its group's only copy) a live reader in another
+/// active group.
+fn source(topology: &pb::Topology, m: &pb::ShardMove) -> Result<pb::Node, String> {
+    let live = |id: &String| {
+        topology
+            .nodes
+            .iter()
+            .find(|n| &n.id == id && n.serves())
+            .cloned()
+    };
+    if let Some(node) = m.old_owners.iter().find_map(live) {
+        return Ok(node);
+    }
+    let index = topology
+        .indexes
+        .iter()
+        .find(|i| i.uid == m.index_uid)
+        .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
+    index
+        .routing
+        .iter()
+        .filter(|r| r.group_id != m.group_id)
+        .filter(|r| {
+            topology
+                .groups
+                .iter()
+                .any(|g| g.id == r.group_id && g.state() == GroupState::Active)
+        })
+        .filter_map(|r| r.shards.get(m.shard as usize))
+        .flat_map(|s| &s.read_nodes)
+        .find_map(live)
+        .ok_or_else(|| {
+            format!(
+                "no live copy of shard {} of index {} to read from; waiting for one to come back",
+                m.shard, m.index_uid
+            )
+        })
+}
+
+fn primary_key(topology: &pb::Topology, m: &pb::ShardMove) -> Option<String> {
+    topology
+        .indexes
+        .iter()
+        .find(|i| i.uid == m.index_uid)
+        .and_then(|i| i.primary_key.clone())
+}
+
+fn cancelling(topology: &pb::Topology, m: &pb::ShardMove) -> bool {
+    topology
+        .operations
+        .iter()
+        .any(|o| o.id == m.operation_id && o.state() == OperationState::Cancelling)
+}
+
+/// Does the work of `m`'s current phase and commits the next one.
+async fn step(
+    state: &Arc<ServiceState>,
+    topology: &pb::Topology,
+    m: &pb::ShardMove,
+    key: &MoveKey,
+) -> Result<(), StepError> {
+    let client = &state.nodes;
+    let phase = m.phase();
+    if cancelling(topology, m) && matches!(phase, MovePhase::Copying | MovePhase::Verifying) {
+        return enter(state, key, MovePhase::Rollback, m.documents_copied).await;
+    }
+    match phase {
+        MovePhase::Pending | MovePhase::Unspecified => {
+            if cancelling(topology, m) {
+                return finish(state, key, m, None).await;
+            }
+            let targets = targets(topology, m);
+            for target in &targets {
+                if target.state() != NodeState::Active {
+                    return Err(StepError::Failed(format!(
+                        "waiting for node {} to pass its health checks (now {})",
+                        target.id,
+                        target.state().as_str_name()
+                    )));
+                }
+            }
+            let index = topology
+                .indexes
+                .iter()
+                .find(|i| i.uid == m.index_uid)
+                .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
+            for target in &targets {
+                prepare_node(state, target, index).await?;
+            }
+            let next = if targets.is_empty() {
+                MovePhase::Cleanup
+            } else {
+                MovePhase::Copying
+            };
+            enter(state, key, next, 0).await
+        }
+        MovePhase::Copying => {
+            barrier(state, topology.version).await;
+            let Some(pk) = primary_key(topology, m) else {
+                // No primary key yet means no document was ever written.
+                return enter(state, key, MovePhase::Verifying, 0).await;
+            };
+            let source = source(topology, m)?;
+            let targets = targets(topology, m);
+            let started = Instant::now();
+            let progress = &state.move_progress;
+            let copied = shard_copy::copy(
+                client,
+                &source,
+                &targets,
+                &m.index_uid,
+                &pk,
+                m.shard,
+                |copied, total| {
+                    let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    progress.update(key, |l| {
+                        l.copied = copied;
+                        l.total = total;
+                        l.rate = rate;
+                    });
+                },
+            )
+            .await?;
+            state.metrics.documents_copied.inc_by(copied);
+            progress.update(key, |l| l.rate = 0.0);
+            tracing::info!(%key, copied, elapsed_ms = started.elapsed().as_millis() as u64, "shard copied");
+            enter(state, key, MovePhase::Verifying, copied).await
+        }
+        MovePhase::Verifying => {
+            barrier(state, topology.version).await;
+            if let Some(pk) = primary_key(topology, m) {
+                let source = source(topology, m)?;
+                let targets = targets(topology, m);
+                let mut last = u64::MAX;
+                for pass in 1..=MAX_PASSES {
+                    let repaired = shard_copy::verify_and_repair(
+                        client,
+                        &source,
+                        &targets,
+                        &m.index_uid,
+                        &pk,
+                        m.shard,
+                    )
+                    .await?;
+                    tracing::info!(%key, pass, repaired, "shard verified");
+                    if repaired <= SMALL_ENOUGH || repaired >= last {
+                        break;
+                    }
+                    last = repaired;
+                }
+            }
+            enter(state, key, MovePhase::Cutover, m.documents_copied).await
+        }
+        MovePhase::Cutover => {
+            // Every gateway holds writes to the shard and has finished the ones it started
+            // before: after both queues ran, the shard is still on the source and targets.
+            barrier(state, topology.version).await;
+            let targets = targets(topology, m);
+            let index = topology
+                .indexes
+                .iter()
+                .find(|i| i.uid == m.index_uid)
+                .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
+            for target in &targets {
+                prepare_node(state, target, index).await?;
+            }
+            if let Some(pk) = primary_key(topology, m) {
+                let source = source(topology, m)?;
+                shard_copy::drain_queue(client, &source).await?;
+                for target in &targets {
+                    shard_copy::drain_queue(client, target).await?;
+                }
+                let repaired = shard_copy::verify_and_repair(
+                    client,
+                    &source,
+                    &targets,
+                    &m.index_uid,
+                    &pk,
+                    m.shard,
+                )
+                .await?;
+                tracing::info!(%key, repaired, "final verification under held writes");
+            }
+            enter(state, key, MovePhase::Cleanup, m.documents_copied).await
+        }
+        MovePhase::Cleanup => {
+            barrier(state, topology.version).await;
+            for leaver in leavers(topology, m) {
+                // A failed node cannot be cleaned; a repair removes it from the fleet.
+                if leaver.state() == NodeState::Failed {
+                    continue;
+                }
+                shard_copy::delete_shard(client, &leaver, &m.index_uid, m.shard).await?;
+            }
+            let blocked = (!targets(topology, m).is_empty()).then_some(m.blocked_ms);
+            finish(state, key, m, blocked).await
+        }
+        MovePhase::Rollback => {
+            barrier(state, topology.version).await;
+            for target in targets(topology, m) {
+                if target.state() == NodeState::Failed {
+                    continue;
+                }
+                shard_copy::delete_shard(client, &target, &m.index_uid, m.shard).await?;
+            }
+            let mut rolled_back = m.clone();
+            rolled_back.documents_copied = 0;
+            finish(state, key, &rolled_back, None).await
+        }
+    }
+}

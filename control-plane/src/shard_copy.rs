@@ -1,0 +1,261 @@
+//! Reading, copying and comparing one shard's documents between nodes: the data work of a
+//! shard move. Every call goes through [`NodeClient`] (timeout, master key, span).
+//!
+//! A shard's documents are found on a node with the filter `_miroir_shard = X`, paged
+//! with offset and limit. Offset paging is not stable under concurrent writes (a delete
+//! shifts later pages), so the copy may miss or repeat documents; that is fine because
+//! verification compares the whole shard afterwards and repairs, and the last
+//! verification runs while writes to the shard are held.
+
+use crate::nodes::NodeClient;
+use miroir_proto::pb;
+use miroir_proto::settings::SHARD_FIELD;
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// Documents per page read from a node, and per batch written to one.
+pub const PAGE: usize = 1000;
+
+fn base(node: &pb::Node) -> &str {
+    node.address.trim_end_matches('/')
+}
+
+fn describe(node: &pb::Node, error: &crate::nodes::NodeCallError) -> String {
+    let message = error.error["message"].as_str().unwrap_or("failed");
+    format!("node {}: {message}", node.id)
+}
+
+/// The id of `document` under primary key `pk`, as Meilisearch compares ids.
+fn document_id(document: &Value, pk: &str) -> Option<String> {
+    match document.get(pk)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// One page of `shard`'s documents on `node`, and the shard's document count there.
+async fn fetch_page(
+    client: &NodeClient,
+    node: &pb::Node,
+    uid: &str,
+    shard: u32,
+    offset: usize,
+) -> Result<(Vec<Value>, u64), String> {
+    let body = json!({
+        "filter": format!("{SHARD_FIELD} = {shard}"),
+        "offset": offset,
+        "limit": PAGE,
+    });
+    let url = format!("{}/indexes/{uid}/documents/fetch", base(node));
+    match client.send(&node.id, Method::POST, url, Some(body)).await {
+        Ok((200, answer)) => {
+            let total = answer["total"].as_u64().unwrap_or(0);
+            let results = answer["results"].as_array().cloned().unwrap_or_default();
+            Ok((results, total))
+        }
+        Ok((status, answer)) => Err(format!(
+            "node {}: reading shard {shard} answered {status}: {answer}",
+            node.id
+        )),
+        Err(error) => Err(describe(node, &error)),
+    }
+}
+
+/// Every document of `shard` on `node`, by id.
+pub async fn read_shard(
+    client: &NodeClient,
+    node: &pb::Node,
+    uid: &str,
+    pk: &str,
+    shard: u32,
+) -> Result<HashMap<String, Value>, String> {
+    let mut documents = HashMap::new();
+    let mut offset = 0;
+    loop {
+        let (page, _) = fetch_page(client, node, uid, shard, offset).await?;
+        if page.is_empty() {
+            return Ok(documents);
+        }
+        offset += page.len();
+        for document in page {
+            if let Some(id) = document_id(&document, pk) {
+                documents.insert(id, document);
+            }
+        }
+    }
+}
+
+/// Enqueues `method path body` on `node`; its task uid.
+async fn enqueue(
+    client: &NodeClient,
+    node: &pb::Node,
+    method: Method,
+    path: String,
+    body: Value,
+) -> Result<u64, String> {
+    client
+        .enqueue(
+            &node.id,
+            method,
+            format!("{}{path}", base(node)),
+            Some(body),
+        )
+        .await
+        .map_err(|e| describe(node, &e))
+}
+
+/// Waits for `uid` on `node` and fails unless it succeeded.
+async fn succeeded(client: &NodeClient, node: &pb::Node, uid: u64) -> Result<(), String> {
+    let task = client
+        .wait_task(&node.id, base(node), uid)
+        .await
+        .map_err(|e| describe(node, &e))?;
+    if task["status"] == "succeeded" {
+        Ok(())
+    } else {
+        Err(format!(
+            "node {}: task {uid} {}: {}",
+            node.id, task["status"], task["error"]
+        ))
+    }
+}
+
+/// Copies every document of `shard` from `source` to each of `targets`, page by page,
+/// reporting `(copied, total)` after each page; the number of documents read.
+pub async fn copy(
+    client: &NodeClient,
+    source: &pb::Node,
+    targets: &[pb::Node],
+    uid: &str,
+    pk: &str,
+    shard: u32,
+    progress: impl Fn(u64, u64),
+) -> Result<u64, String> {
+    let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+    let mut offset = 0;
+    let mut last: Vec<Option<u64>> = vec![None; targets.len()];
+    loop {
+        let (page, total) = fetch_page(client, source, uid, shard, offset).await?;
+        if page.is_empty() {
+            break;
+        }
+        offset += page.len();
+        let body = Value::Array(page);
+        for (target, last) in targets.iter().zip(&mut last) {
+            *last = Some(enqueue(client, target, Method::POST, path.clone(), body.clone()).await?);
+        }
+        progress(offset as u64, total.max(offset as u64));
+    }
+    // A node runs its tasks in order: the last one done means all are.
+    for (target, last) in targets.iter().zip(last) {
+        if let Some(uid) = last {
+            succeeded(client, target, uid).await?;
+        }
+    }
+    Ok(offset as u64)
+}
+
+/// Waits until `node` has run every task enqueued on it before this call.
+pub async fn drain_queue(client: &NodeClient, node: &pb::Node) -> Result<(), String> {
+    let newest = client
+        .get(&node.id, format!("{}/tasks?limit=1", base(node)))
+        .await
+        .map_err(|e| describe(node, &e))?;
+    let Some(newest) = newest["results"][0]["uid"].as_u64() else {
+        return Ok(());
+    };
+    let mut pause = std::time::Duration::from_millis(2);
+    loop {
+        let open = client
+            .get(
+                &node.id,
+                format!(
+                    "{}/tasks?statuses=enqueued,processing&from={newest}&limit=1",
+                    base(node)
+                ),
+            )
+            .await
+            .map_err(|e| describe(node, &e))?;
+        if open["results"].as_array().is_none_or(Vec::is_empty) {
+            return Ok(());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Compares `shard` on `source` with each target and makes every target equal to the
+/// source: documents missing or different are written again, documents the source does
+/// not have are deleted. The number of documents repaired, over all targets.
+///
+/// The source is authoritative: a write is acknowledged only once the shard's current
+/// owners (the source among them) took it, so anything a target has that the source
+/// lacks was never acknowledged, or was deleted since it was copied.
+pub async fn verify_and_repair(
+    client: &NodeClient,
+    source: &pb::Node,
+    targets: &[pb::Node],
+    uid: &str,
+    pk: &str,
+    shard: u32,
+) -> Result<u64, String> {
+    let expected = read_shard(client, source, uid, pk, shard).await?;
+    let mut repaired = 0;
+    for target in targets {
+        let held = read_shard(client, target, uid, pk, shard).await?;
+        let stale: Vec<Value> = expected
+            .iter()
+            .filter(|(id, document)| held.get(*id) != Some(*document))
+            .map(|(_, document)| document.clone())
+            .collect();
+        let extra: Vec<&String> = held
+            .keys()
+            .filter(|id| !expected.contains_key(*id))
+            .collect();
+        repaired += (stale.len() + extra.len()) as u64;
+        let mut tasks = Vec::new();
+        for chunk in stale.chunks(PAGE) {
+            let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+            tasks.push(enqueue(client, target, Method::POST, path, json!(chunk)).await?);
+        }
+        for chunk in extra.chunks(PAGE) {
+            let path = format!("/indexes/{uid}/documents/delete-batch");
+            tasks.push(enqueue(client, target, Method::POST, path, json!(chunk)).await?);
+        }
+        for uid in tasks {
+            succeeded(client, target, uid).await?;
+        }
+    }
+    Ok(repaired)
+}
+
+/// Deletes every document of `shard` from `node` (a copy that is no longer an owner's).
+pub async fn delete_shard(
+    client: &NodeClient,
+    node: &pb::Node,
+    uid: &str,
+    shard: u32,
+) -> Result<(), String> {
+    let path = format!("/indexes/{uid}/documents/delete");
+    let body = json!({"filter": format!("{SHARD_FIELD} = {shard}")});
+    let task = client
+        .send(
+            &node.id,
+            Method::POST,
+            format!("{}{path}", base(node)),
+            Some(body),
+        )
+        .await
+        .map_err(|e| describe(node, &e))?;
+    match task {
+        (202, answer) => match answer["taskUid"].as_u64() {
+            Some(uid) => succeeded(client, node, uid).await,
+            None => Err(format!("node {}: no task in {answer}", node.id)),
+        },
+        // The index is gone from the node: nothing left to delete.
+        (404, answer) if answer["code"] == "index_not_found" => Ok(()),
+        (status, answer) => Err(format!("node {}: {status} {answer}", node.id)),
+    }
+}
