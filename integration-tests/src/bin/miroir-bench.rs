@@ -4,6 +4,9 @@
 //! QPS and the gateway's CPU time per query; then the gateway's peak RSS while it routes
 //! one large batch to 3 nodes, and write throughput through it and directly.
 //!
+//! With `--moves`, it measures shard moves instead: how long each move holds writes to
+//! its shard in cutover, what clients writing meanwhile see, and the copy rate.
+//!
 //! Build everything in release first:
 //! `cargo build --release --workspace --bins && target/release/miroir-bench`.
 //! Nodes are `MEILISEARCH_BIN` when set, else the test node.
@@ -12,7 +15,7 @@ use clap::Parser;
 use miroir_integration_tests::{
     ControlPlane, ControlPlaneOptions, Gateway, MASTER_KEY, Meili, TestNode,
 };
-use miroir_proto::pb::NodeState;
+use miroir_proto::pb::{self, NodeState};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +39,16 @@ struct Args {
     /// Documents written in the throughput measurement (batches of 10 000).
     #[arg(long, default_value_t = 100_000)]
     write_documents: usize,
+    /// Measure shard moves instead (node add, drain, add again on a loaded index while a
+    /// client writes).
+    #[arg(long)]
+    moves: bool,
+    /// With `--moves`: documents per shard.
+    #[arg(long, default_value_t = 10_000)]
+    shard_documents: usize,
+    /// With `--moves`: shards of the index (on 3 nodes; a fourth takes a quarter).
+    #[arg(long, default_value_t = 12)]
+    move_shards: u32,
 }
 
 const WORDS: &[&str] = &[
@@ -251,10 +264,165 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// Polls operation `id` until it finishes; its record and the fastest copy rate seen.
+async fn follow(cp: &ControlPlane, id: u64) -> (pb::Operation, f64) {
+    let mut fastest: f64 = 0.0;
+    loop {
+        let response = cp
+            .admin()
+            .await
+            .get_operation(pb::OperationRequest { id })
+            .await
+            .expect("operation")
+            .into_inner();
+        for m in &response.moves {
+            fastest = fastest.max(m.documents_per_second);
+        }
+        let op = response.operation.expect("operation");
+        if matches!(
+            op.state(),
+            pb::OperationState::Succeeded | pb::OperationState::Cancelled
+        ) {
+            return (op, fastest);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `--moves`: three operations on a loaded index while one client writes.
+async fn moves(args: &Args, dir: &std::path::Path) {
+    let shards = args.move_shards;
+    let total = args.shard_documents * shards as usize;
+    println!(
+        "miroir-bench --moves: {shards} shards of about {} documents ({total} in all) on 3 nodes",
+        args.shard_documents
+    );
+    let store = format!("sqlite://{}/moves.db", dir.display());
+    let cp = ControlPlane::start(dir, &store, &ControlPlaneOptions::default()).await;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let node = TestNode::start().await;
+        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+            .await
+            .expect("add node");
+        nodes.push(node);
+    }
+    for i in 0..3 {
+        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
+            .await;
+    }
+    let gateway = Gateway::start(dir, &cp.url(), &[]).await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes",
+            json!({"uid": "moves", "primaryKey": "id", "miroirShardCount": shards}),
+        )
+        .await;
+    write(&meili, "moves", total, 64).await;
+    // One client writing 10-document batches throughout; its slowest answers show the
+    // cutover holds as clients see them.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, url) = (stop.clone(), gateway.url.clone());
+        tokio::spawn(async move {
+            let meili = Meili::new(&url);
+            let mut latencies = Vec::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let batch: Vec<Value> = (0..10)
+                    .map(|k| document((i * 10 + k) % total, 64))
+                    .collect();
+                let started = Instant::now();
+                let (status, _) = meili.post("/indexes/moves/documents", json!(batch)).await;
+                latencies.push((started.elapsed(), status));
+                i += 1;
+            }
+            latencies
+        })
+    };
+    let mut blocked: Vec<u64> = Vec::new();
+    println!(
+        "\n| operation | moves | documents copied | time | fastest copy | write hold per move (ms) |\n|---|---|---|---|---|---|"
+    );
+    let extra = TestNode::start().await;
+    let mut admin = cp.admin().await;
+    for step in 0..3 {
+        let started = Instant::now();
+        let id = match step {
+            0 | 2 => {
+                let id = format!("meili-{}", 3 + step / 2);
+                if step == 2 {
+                    cp.admin()
+                        .await
+                        .remove_node(pb::RemoveNodeRequest {
+                            id: "meili-3".into(),
+                        })
+                        .await
+                        .expect("remove drained node");
+                }
+                let response = cp.add_node(&id, &extra.url, 0).await.expect("add node");
+                cp.wait_node_state(&id, NodeState::Active).await;
+                response.operation_id.expect("operation")
+            }
+            _ => admin
+                .drain_node(pb::DrainNodeRequest {
+                    id: "meili-3".into(),
+                })
+                .await
+                .expect("drain")
+                .into_inner()
+                .operation_id
+                .expect("operation"),
+        };
+        let (op, fastest) = follow(&cp, id).await;
+        blocked.extend(&op.blocked_ms);
+        println!(
+            "| {} | {} | {} | {:.2} s | {:.0} docs/s | {:?} |",
+            op.description,
+            op.moves_done,
+            op.documents_copied,
+            started.elapsed().as_secs_f64(),
+            fastest,
+            op.blocked_ms
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut latencies = writer.await.expect("writer");
+    let refused = latencies.iter().filter(|(_, s)| *s != 202).count();
+    latencies.sort();
+    blocked.sort_unstable();
+    let percentile = |p: f64| blocked[((blocked.len() as f64 - 1.0) * p).round() as usize];
+    println!(
+        "\nwrite hold per move: p50 {} ms, p99 {} ms, max {} ms over {} moves of about {} documents",
+        percentile(0.5),
+        percentile(0.99),
+        blocked.last().copied().unwrap_or(0),
+        blocked.len(),
+        args.shard_documents
+    );
+    let lat = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].0;
+    println!(
+        "client writes during the operations: {} batches, {refused} refused, p50 {}, p99 {}, max {}",
+        latencies.len(),
+        ms(lat(0.5)),
+        ms(lat(0.99)),
+        ms(lat(1.0))
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("temp dir");
+    if args.moves {
+        moves(&args, dir.path()).await;
+        return;
+    }
     println!(
         "miroir-bench: {} documents, {} clients, {} searches per setup, nodes: {}",
         args.documents,
