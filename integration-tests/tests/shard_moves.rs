@@ -809,3 +809,142 @@ async fn a_leader_killed_mid_move_is_resumed_by_the_next() {
     .await;
     let _ = &dir;
 }
+
+#[tokio::test]
+async fn the_replication_factor_grows_and_shrinks_under_writes() {
+    let fleet = Fleet::start(&[3]).await;
+    seed(&Meili::new(&fleet.gateways[0].url), 8, 1, 300).await;
+    let cp = &fleet.cp;
+    let workload = Workload::start(fleet.gateway_urls(), 400, 300, 4);
+    for rf in [2, 1] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let response = cp
+            .admin()
+            .await
+            .set_replication_factor(pb::SetReplicationFactorRequest {
+                uid: INDEX.into(),
+                replication_factor: rf,
+            })
+            .await
+            .expect("set replication factor")
+            .into_inner();
+        let id = response.operation.expect("an operation").id;
+        let op = wait_operation(cp, id, Duration::from_secs(120)).await;
+        assert_eq!(op.state(), pb::OperationState::Succeeded);
+        let index = cp.index(INDEX).await;
+        assert_eq!(index.replication_factor, rf);
+        assert!(
+            index.routing[0]
+                .shards
+                .iter()
+                .all(|s| s.read_nodes.len() == rf as usize)
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (expected, acknowledged, refused) = workload.finish().await;
+    println!("workload: {acknowledged} writes acknowledged, {refused} refused");
+    let gateway = Meili::new(&fleet.gateways[0].url);
+    check_against_model(cp, &fleet.node_map(), &gateway, &expected).await;
+}
+
+#[tokio::test]
+async fn operations_pause_resume_and_cancel_from_miroir_ctl() {
+    let mut fleet = Fleet::start(&[3]).await;
+    let gateway = Meili::new(&fleet.gateways[0].url);
+    seed(&gateway, 8, 1, 300).await;
+    let url = fleet.cp.url();
+    // A slow new node keeps the moves in flight long enough to steer them.
+    let new = TestNode::start().await;
+    let slow = !new.real;
+    if slow {
+        new.set_faults(json!({"latencyMs": 150})).await;
+    }
+    let out = miroir_integration_tests::ctl(
+        &url,
+        &[
+            "node",
+            "add",
+            "--id",
+            "g0n3",
+            "--address",
+            &new.url,
+            "--group",
+            "0",
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let id: u64 = out
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "operation")
+        .nth(1)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("an operation id in {}", out.stdout));
+    fleet.nodes.push(("g0n3".into(), new));
+
+    let out = miroir_integration_tests::ctl(&url, &["moves", "pause", &id.to_string()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(": paused"), "{}", out.stdout);
+    let listed = miroir_integration_tests::ctl(&url, &["moves"]).await;
+    assert!(
+        listed.stdout.contains(&format!(
+            "operation {id} (add node g0n3 to group 0): paused"
+        )),
+        "{}",
+        listed.stdout
+    );
+    // Paused: no move gets past cutover, and after a while the phases stand still.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let phases = |t: &pb::Topology| {
+        t.moves
+            .iter()
+            .map(|m| (m.shard, m.phase))
+            .collect::<Vec<_>>()
+    };
+    let before = phases(&fleet.cp.current_topology().await);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = phases(&fleet.cp.current_topology().await);
+    assert_eq!(before, after, "a paused operation's moves stand still");
+    assert!(!after.is_empty(), "moves are still planned while paused");
+
+    let out = miroir_integration_tests::ctl(&url, &["moves", "resume", &id.to_string()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = miroir_integration_tests::ctl(&url, &["moves", "wait", &id.to_string()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains(": succeeded"), "{}", out.stdout);
+
+    // A drain cancelled at once: every move rolls back, the node keeps its shards.
+    let before = fleet.cp.index(INDEX).await.routing;
+    let drain = fleet
+        .cp
+        .admin()
+        .await
+        .drain_node(pb::DrainNodeRequest { id: "g0n3".into() })
+        .await
+        .expect("drain")
+        .into_inner()
+        .operation_id
+        .expect("an operation");
+    let out = miroir_integration_tests::ctl(&url, &["moves", "cancel", &drain.to_string()]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let op = wait_operation(&fleet.cp, drain, Duration::from_secs(60)).await;
+    assert_eq!(op.state(), pb::OperationState::Cancelled);
+    let out = miroir_integration_tests::ctl(&url, &["moves", "wait", &drain.to_string()]).await;
+    assert_eq!(
+        out.code, 1,
+        "waiting on a cancelled operation fails: {}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("was cancelled"), "{}", out.stderr);
+    let index = fleet.cp.index(INDEX).await;
+    assert_eq!(index.routing, before, "the routing is as before the drain");
+    let nodes = fleet.node_map();
+    if slow {
+        nodes["g0n3"].set_faults(json!({"latencyMs": 0})).await;
+    }
+    let expected: Vec<Expected> = (0..300)
+        .map(|i| Expected::Present(initial_doc(i)))
+        .collect();
+    check_against_model(&fleet.cp, &nodes, &gateway, &expected).await;
+}
