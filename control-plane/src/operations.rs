@@ -69,35 +69,10 @@ pub fn ensure_no_open_operation(topology: &pb::Topology) -> Result<()> {
             "operation {} ({}) is still {}; wait for it (`miroir-ctl moves --wait {}`) or cancel it first",
             op.id,
             op.description,
-            state_name(op.state()),
+            op.state().name(),
             op.id
         ))),
         None => Ok(()),
-    }
-}
-
-/// Lower-case name of an operation state.
-pub fn state_name(state: OperationState) -> &'static str {
-    match state {
-        OperationState::Running => "running",
-        OperationState::Paused => "paused",
-        OperationState::Cancelling => "cancelling",
-        OperationState::Succeeded => "succeeded",
-        OperationState::Cancelled => "cancelled",
-        OperationState::Unspecified => "unknown",
-    }
-}
-
-/// Lower-case name of a move phase.
-pub fn phase_name(phase: MovePhase) -> &'static str {
-    match phase {
-        MovePhase::Pending => "pending",
-        MovePhase::Copying => "copying",
-        MovePhase::Verifying => "verifying",
-        MovePhase::Cutover => "cutover",
-        MovePhase::Cleanup => "cleanup",
-        MovePhase::Rollback => "rollback",
-        MovePhase::Unspecified => "unknown",
     }
 }
 
@@ -597,8 +572,8 @@ pub fn control(
     if !allowed {
         return Err(ControlPlaneError::FailedPrecondition(format!(
             "operation {id} is {}; it cannot become {}",
-            state_name(from),
-            state_name(to)
+            from.name(),
+            to.name()
         )));
     }
     op.state = to as i32;

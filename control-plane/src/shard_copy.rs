@@ -122,17 +122,34 @@ async fn succeeded(client: &NodeClient, node: &pb::Node, uid: u64) -> Result<(),
     }
 }
 
+/// One shard's documents going from a source node to target nodes.
+#[derive(Clone, Copy)]
+pub struct Transfer<'a> {
+    /// The client for node calls.
+    pub client: &'a NodeClient,
+    /// Where the documents are read (authoritative).
+    pub source: &'a pb::Node,
+    /// Where they go.
+    pub targets: &'a [pb::Node],
+    /// Index uid.
+    pub uid: &'a str,
+    /// The index's primary key.
+    pub pk: &'a str,
+    /// The shard.
+    pub shard: u32,
+}
+
 /// Copies every document of `shard` from `source` to each of `targets`, page by page,
 /// reporting `(copied, total)` after each page; the number of documents read.
-pub async fn copy(
-    client: &NodeClient,
-    source: &pb::Node,
-    targets: &[pb::Node],
-    uid: &str,
-    pk: &str,
-    shard: u32,
-    progress: impl Fn(u64, u64),
-) -> Result<u64, String> {
+pub async fn copy(t: &Transfer<'_>, progress: impl Fn(u64, u64)) -> Result<u64, String> {
+    let Transfer {
+        client,
+        source,
+        targets,
+        uid,
+        pk,
+        shard,
+    } = *t;
     let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
     let mut offset = 0;
     let mut last: Vec<Option<u64>> = vec![None; targets.len()];
@@ -193,14 +210,15 @@ pub async fn drain_queue(client: &NodeClient, node: &pb::Node) -> Result<(), Str
 /// The source is authoritative: a write is acknowledged only once the shard's current
 /// owners (the source among them) took it, so anything a target has that the source
 /// lacks was never acknowledged, or was deleted since it was copied.
-pub async fn verify_and_repair(
-    client: &NodeClient,
-    source: &pb::Node,
-    targets: &[pb::Node],
-    uid: &str,
-    pk: &str,
-    shard: u32,
-) -> Result<u64, String> {
+pub async fn verify_and_repair(t: &Transfer<'_>) -> Result<u64, String> {
+    let Transfer {
+        client,
+        source,
+        targets,
+        uid,
+        pk,
+        shard,
+    } = *t;
     let expected = read_shard(client, source, uid, pk, shard).await?;
     let mut repaired = 0;
     for target in targets {

@@ -4,7 +4,7 @@
 
 use crate::client::status_error;
 use crate::output::{self, Format};
-use miroir_proto::pb::{self, MovePhase, OperationState, admin_service_client::AdminServiceClient};
+use miroir_proto::pb::{self, MovePhase, admin_service_client::AdminServiceClient};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -65,29 +65,6 @@ pub struct MoveView {
     last_error: String,
 }
 
-fn state_name(state: OperationState) -> &'static str {
-    match state {
-        OperationState::Running => "running",
-        OperationState::Paused => "paused",
-        OperationState::Cancelling => "cancelling",
-        OperationState::Succeeded => "succeeded",
-        OperationState::Cancelled => "cancelled",
-        OperationState::Unspecified => "unknown",
-    }
-}
-
-fn phase_name(phase: MovePhase) -> &'static str {
-    match phase {
-        MovePhase::Pending => "pending",
-        MovePhase::Copying => "copying",
-        MovePhase::Verifying => "verifying",
-        MovePhase::Cutover => "cutover",
-        MovePhase::Cleanup => "cleanup",
-        MovePhase::Rollback => "rollback",
-        MovePhase::Unspecified => "unknown",
-    }
-}
-
 impl From<&pb::ShardMove> for MoveView {
     fn from(m: &pb::ShardMove) -> Self {
         let left = m.documents_total.saturating_sub(m.documents_copied);
@@ -99,7 +76,7 @@ impl From<&pb::ShardMove> for MoveView {
             shard: m.shard,
             from: m.old_owners.clone(),
             to: m.new_owners.clone(),
-            phase: phase_name(m.phase()),
+            phase: m.phase().name(),
             documents_copied: m.documents_copied,
             documents_total: m.documents_total,
             documents_per_second: m.documents_per_second,
@@ -114,7 +91,7 @@ impl OperationView {
         Self {
             id: op.id,
             description: op.description.clone(),
-            state: state_name(op.state()),
+            state: op.state().name(),
             moves_done: op.moves_done,
             moves_total: op.moves_total,
             documents_copied: op.documents_copied,

@@ -495,6 +495,8 @@ where
         acknowledged > 100,
         "too few writes to mean anything: {acknowledged}"
     );
+    // Writes to a shard in cutover wait for it rather than fail.
+    assert_eq!(refused, 0, "writes refused during the operation");
     let gateway = Meili::new(&fleet.gateways[0].url);
     check_against_model(&fleet.cp, &fleet.node_map(), &gateway, &expected).await;
 }

@@ -22,6 +22,35 @@ pub mod types;
 pub mod pb {
     tonic::include_proto!("miroir.v1");
 
+    impl MovePhase {
+        /// Lower-case name, as operators read it.
+        pub fn name(self) -> &'static str {
+            match self {
+                Self::Pending => "pending",
+                Self::Copying => "copying",
+                Self::Verifying => "verifying",
+                Self::Cutover => "cutover",
+                Self::Cleanup => "cleanup",
+                Self::Rollback => "rollback",
+                Self::Unspecified => "unknown",
+            }
+        }
+    }
+
+    impl OperationState {
+        /// Lower-case name, as operators read it.
+        pub fn name(self) -> &'static str {
+            match self {
+                Self::Running => "running",
+                Self::Paused => "paused",
+                Self::Cancelling => "cancelling",
+                Self::Succeeded => "succeeded",
+                Self::Cancelled => "cancelled",
+                Self::Unspecified => "unknown",
+            }
+        }
+    }
+
     impl Node {
         /// Whether the node answers reads for the copies the routing gives it: active, or
         /// draining (its copies serve until their moves cut over).

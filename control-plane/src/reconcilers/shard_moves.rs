@@ -14,9 +14,10 @@
 //! once writes they started under older versions have finished.
 
 use crate::error::ControlPlaneError;
+use crate::nodes::NodeClient;
 use crate::operations::{self, MoveKey};
 use crate::reconcilers::settings::prepare_node;
-use crate::shard_copy;
+use crate::shard_copy::{self, Transfer};
 use crate::state::{LeadershipStatus, ServiceState};
 use miroir_proto::pb::{self, GroupState, MovePhase, NodeState, OperationState};
 use std::collections::HashMap;
@@ -142,7 +143,7 @@ async fn drive(state: Arc<ServiceState>, key: MoveKey) {
             }
             Err(StepError::NotLeader) => return,
             Err(StepError::Failed(error)) => {
-                tracing::warn!(%key, phase = operations::phase_name(m.phase()), %error, "shard move step failed; retrying");
+                tracing::warn!(%key, phase = m.phase().name(), %error, "shard move step failed; retrying");
                 state.move_progress.update(&key, |l| l.last_error = error);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -181,10 +182,7 @@ async fn enter(
     let (_, committed) = state
         .commit(|t, now| {
             operations::set_phase(t, key, phase, copied, now)?;
-            Ok((
-                (),
-                format!("shard move {key}: {}", operations::phase_name(phase)),
-            ))
+            Ok(((), format!("shard move {key}: {}", phase.name())))
         })
         .await?;
     barrier(state, committed.version).await;
@@ -288,12 +286,60 @@ fn source(topology: &pb::Topology, m: &pb::ShardMove) -> Result<pb::Node, String
         })
 }
 
-fn primary_key(topology: &pb::Topology, m: &pb::ShardMove) -> Option<String> {
-    topology
+/// Where `m`'s documents come from and go to.
+struct Endpoints {
+    source: pb::Node,
+    targets: Vec<pb::Node>,
+    pk: String,
+}
+
+impl Endpoints {
+    /// `m`'s; `None` while the index has no primary key (then no document was ever
+    /// written: nothing to copy).
+    fn of(topology: &pb::Topology, m: &pb::ShardMove) -> Result<Option<Self>, String> {
+        let pk = topology
+            .indexes
+            .iter()
+            .find(|i| i.uid == m.index_uid)
+            .and_then(|i| i.primary_key.clone());
+        match pk {
+            Some(pk) => Ok(Some(Self {
+                source: source(topology, m)?,
+                targets: targets(topology, m),
+                pk,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    fn transfer<'a>(&'a self, client: &'a NodeClient, m: &'a pb::ShardMove) -> Transfer<'a> {
+        Transfer {
+            client,
+            source: &self.source,
+            targets: &self.targets,
+            uid: &m.index_uid,
+            pk: &self.pk,
+            shard: m.shard,
+        }
+    }
+}
+
+/// Brings every target of `m` to the index and its committed settings.
+async fn prepare_targets(
+    state: &Arc<ServiceState>,
+    topology: &pb::Topology,
+    m: &pb::ShardMove,
+) -> Result<Vec<pb::Node>, StepError> {
+    let targets = targets(topology, m);
+    let index = topology
         .indexes
         .iter()
         .find(|i| i.uid == m.index_uid)
-        .and_then(|i| i.primary_key.clone())
+        .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
+    for target in &targets {
+        prepare_node(state, target, index).await?;
+    }
+    Ok(targets)
 }
 
 fn cancelling(topology: &pb::Topology, m: &pb::ShardMove) -> bool {
@@ -330,14 +376,7 @@ async fn step(
                     )));
                 }
             }
-            let index = topology
-                .indexes
-                .iter()
-                .find(|i| i.uid == m.index_uid)
-                .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
-            for target in &targets {
-                prepare_node(state, target, index).await?;
-            }
+            prepare_targets(state, topology, m).await?;
             let next = if targets.is_empty() {
                 MovePhase::Cleanup
             } else {
@@ -347,30 +386,20 @@ async fn step(
         }
         MovePhase::Copying => {
             barrier(state, topology.version).await;
-            let Some(pk) = primary_key(topology, m) else {
-                // No primary key yet means no document was ever written.
+            let Some(ends) = Endpoints::of(topology, m)? else {
                 return enter(state, key, MovePhase::Verifying, 0).await;
             };
-            let source = source(topology, m)?;
-            let targets = targets(topology, m);
+            let transfer = ends.transfer(client, m);
             let started = Instant::now();
             let progress = &state.move_progress;
-            let copied = shard_copy::copy(
-                client,
-                &source,
-                &targets,
-                &m.index_uid,
-                &pk,
-                m.shard,
-                |copied, total| {
-                    let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                    progress.update(key, |l| {
-                        l.copied = copied;
-                        l.total = total;
-                        l.rate = rate;
-                    });
-                },
-            )
+            let copied = shard_copy::copy(&transfer, |copied, total| {
+                let rate = copied as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                progress.update(key, |l| {
+                    l.copied = copied;
+                    l.total = total;
+                    l.rate = rate;
+                });
+            })
             .await?;
             state.metrics.documents_copied.inc_by(copied);
             progress.update(key, |l| l.rate = 0.0);
@@ -379,20 +408,11 @@ async fn step(
         }
         MovePhase::Verifying => {
             barrier(state, topology.version).await;
-            if let Some(pk) = primary_key(topology, m) {
-                let source = source(topology, m)?;
-                let targets = targets(topology, m);
+            if let Some(ends) = Endpoints::of(topology, m)? {
+                let transfer = ends.transfer(client, m);
                 let mut last = u64::MAX;
                 for pass in 1..=MAX_PASSES {
-                    let repaired = shard_copy::verify_and_repair(
-                        client,
-                        &source,
-                        &targets,
-                        &m.index_uid,
-                        &pk,
-                        m.shard,
-                    )
-                    .await?;
+                    let repaired = shard_copy::verify_and_repair(&transfer).await?;
                     tracing::info!(%key, pass, repaired, "shard verified");
                     if repaired <= SMALL_ENOUGH || repaired >= last {
                         break;
@@ -404,32 +424,15 @@ async fn step(
         }
         MovePhase::Cutover => {
             // Every gateway holds writes to the shard and has finished the ones it started
-            // before: after both queues ran, the shard is still on the source and targets.
+            // before: after both queues ran, the shard changes only by the repair below.
             barrier(state, topology.version).await;
-            let targets = targets(topology, m);
-            let index = topology
-                .indexes
-                .iter()
-                .find(|i| i.uid == m.index_uid)
-                .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
-            for target in &targets {
-                prepare_node(state, target, index).await?;
-            }
-            if let Some(pk) = primary_key(topology, m) {
-                let source = source(topology, m)?;
-                shard_copy::drain_queue(client, &source).await?;
-                for target in &targets {
-                    shard_copy::drain_queue(client, target).await?;
+            prepare_targets(state, topology, m).await?;
+            if let Some(ends) = Endpoints::of(topology, m)? {
+                for node in std::iter::once(&ends.source).chain(&ends.targets) {
+                    shard_copy::drain_queue(client, node).await?;
                 }
-                let repaired = shard_copy::verify_and_repair(
-                    client,
-                    &source,
-                    &targets,
-                    &m.index_uid,
-                    &pk,
-                    m.shard,
-                )
-                .await?;
+                let transfer = ends.transfer(client, m);
+                let repaired = shard_copy::verify_and_repair(&transfer).await?;
                 tracing::info!(%key, repaired, "final verification under held writes");
             }
             enter(state, key, MovePhase::Cleanup, m.documents_copied).await

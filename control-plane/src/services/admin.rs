@@ -109,7 +109,7 @@ impl AdminApi {
                     format!(
                         "operation {id} ({}) now {}",
                         op.description,
-                        operations::state_name(op.state())
+                        op.state().name()
                     ),
                 ))
             })
