@@ -83,6 +83,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_MOVE_CONCURRENCY", default_value_t = 4)]
     pub move_concurrency: usize,
 
+    /// Longest a shard move may hold writes in cutover: past it, the writes are released
+    /// and the move verifies again before another cutover.
+    #[arg(long, env = "MIROIR_CUTOVER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub cutover_timeout: Duration,
+
     /// How long the leader's lease lasts without renewal (Postgres): a leader that cannot
     /// renew for this long steps down, and another replica takes over once it expired.
     /// Renewed every third of it.

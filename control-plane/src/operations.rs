@@ -76,6 +76,28 @@ pub fn ensure_no_open_operation(topology: &pb::Topology) -> Result<()> {
     }
 }
 
+/// Whether `node` is the failed node an open repair operation rebuilds (it stays failed,
+/// is never read or copied from, and is removed when the repair ends).
+pub fn under_repair(topology: &pb::Topology, node: &str) -> bool {
+    let action = repair_action(node);
+    topology
+        .operations
+        .iter()
+        .any(|op| is_open(op) && op.on_success == action)
+}
+
+fn repair_action(node: &str) -> String {
+    format!("node:{node}:remove")
+}
+
+/// Whether a planned move names `node` (as an old or a new owner).
+pub fn moves_name_node(topology: &pb::Topology, node: &str) -> bool {
+    topology
+        .moves
+        .iter()
+        .any(|m| m.old_owners.iter().chain(&m.new_owners).any(|n| n == node))
+}
+
 /// The owners of every shard of `index` in `group` (its read nodes: outside a move, the
 /// read and write nodes are the same).
 fn current_owners(index: &pb::Index, group: u32) -> Option<Vec<Vec<NodeId>>> {
@@ -244,7 +266,7 @@ pub fn plan_drain(
         moves.extend(planned);
     }
     let (verb, on_success) = if repair {
-        ("repair failed node", format!("node:{node}:remove"))
+        ("repair failed node", repair_action(node))
     } else {
         ("drain node", String::new())
     };
@@ -704,6 +726,41 @@ mod tests {
         let op = control(&mut t, id, OperationState::Cancelling, 2).unwrap();
         assert!(t.moves.is_empty());
         assert_eq!(op.state(), OperationState::Cancelled);
+    }
+
+    #[test]
+    fn a_node_or_group_a_move_names_cannot_be_removed() {
+        let mut t = fleet(&["a", "b", "c"], 8, 1);
+        t.nodes.push(pb::Node {
+            id: "d".into(),
+            state: NodeState::Joining as i32,
+            ..Default::default()
+        });
+        plan_add_node(&mut t, "d", 0, 1).unwrap();
+        // d holds nothing yet, but the moves will give it copies.
+        assert!(matches!(
+            crate::topology::remove_node(&mut t, "d", 2),
+            Err(ControlPlaneError::FailedPrecondition(_))
+        ));
+        assert!(matches!(
+            crate::topology::remove_group(&mut t, 0),
+            Err(ControlPlaneError::FailedPrecondition(_))
+        ));
+    }
+
+    #[test]
+    fn lowering_replication_drops_a_failed_owner_first() {
+        let mut t = fleet(&["a", "b", "c"], 8, 2);
+        t.nodes[0].state = NodeState::Failed as i32;
+        plan_replication(&mut t, "movies", 1, 1).unwrap();
+        for m in &t.moves {
+            assert!(m.new_owners.iter().all(|n| n != "a"), "{m:?}");
+        }
+        assert!(
+            t.moves
+                .iter()
+                .any(|m| m.old_owners.contains(&"a".to_string()))
+        );
     }
 
     #[test]

@@ -137,6 +137,19 @@ pub struct Transfer<'a> {
     pub pk: &'a str,
     /// The shard.
     pub shard: u32,
+    /// Checked before every write to a node: whether this process may still act (a
+    /// deposed leader must not write to nodes the new leader has moved on from).
+    pub may_write: &'a (dyn Fn() -> bool + Sync),
+}
+
+impl Transfer<'_> {
+    fn fenced(&self) -> Result<(), String> {
+        if (self.may_write)() {
+            Ok(())
+        } else {
+            Err("this control plane no longer leads; the move is left to the new leader".into())
+        }
+    }
 }
 
 /// Copies every document of `shard` from `source` to each of `targets`, page by page,
@@ -149,6 +162,7 @@ pub async fn copy(t: &Transfer<'_>, progress: impl Fn(u64, u64)) -> Result<u64, 
         uid,
         pk,
         shard,
+        ..
     } = *t;
     let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
     let mut offset = 0;
@@ -160,6 +174,7 @@ pub async fn copy(t: &Transfer<'_>, progress: impl Fn(u64, u64)) -> Result<u64, 
         }
         offset += page.len();
         let body = Value::Array(page);
+        t.fenced()?;
         for (target, last) in targets.iter().zip(&mut last) {
             *last = Some(enqueue(client, target, Method::POST, path.clone(), body.clone()).await?);
         }
@@ -174,8 +189,9 @@ pub async fn copy(t: &Transfer<'_>, progress: impl Fn(u64, u64)) -> Result<u64, 
     Ok(offset as u64)
 }
 
-/// Waits until `node` has run every task enqueued on it before this call.
-pub async fn drain_queue(client: &NodeClient, node: &pb::Node) -> Result<(), String> {
+/// Waits until `node` has run every task of index `uid` enqueued on it before this call
+/// (tasks of other indexes do not hold it).
+pub async fn drain_queue(client: &NodeClient, node: &pb::Node, uid: &str) -> Result<(), String> {
     let newest = client
         .get(&node.id, format!("{}/tasks?limit=1", base(node)))
         .await
@@ -189,7 +205,7 @@ pub async fn drain_queue(client: &NodeClient, node: &pb::Node) -> Result<(), Str
             .get(
                 &node.id,
                 format!(
-                    "{}/tasks?statuses=enqueued,processing&from={newest}&limit=1",
+                    "{}/tasks?statuses=enqueued,processing&indexUids={uid}&from={newest}&limit=1",
                     base(node)
                 ),
             )
@@ -218,6 +234,7 @@ pub async fn verify_and_repair(t: &Transfer<'_>) -> Result<u64, String> {
         uid,
         pk,
         shard,
+        ..
     } = *t;
     let expected = read_shard(client, source, uid, pk, shard).await?;
     let mut repaired = 0;
@@ -234,6 +251,9 @@ pub async fn verify_and_repair(t: &Transfer<'_>) -> Result<u64, String> {
             .collect();
         repaired += (stale.len() + extra.len()) as u64;
         let mut tasks = Vec::new();
+        if !stale.is_empty() || !extra.is_empty() {
+            t.fenced()?;
+        }
         for chunk in stale.chunks(PAGE) {
             let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
             tasks.push(enqueue(client, target, Method::POST, path, json!(chunk)).await?);

@@ -84,6 +84,8 @@ pub struct ServiceState {
     pub moves_wake: tokio::sync::Notify,
     /// Live progress of the shard moves this leader drives.
     pub move_progress: crate::reconcilers::shard_moves::MoveProgress,
+    /// When the leader lease was last taken or renewed (Postgres), on this process's clock.
+    lease_renewed_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl ServiceState {
@@ -115,6 +117,7 @@ impl ServiceState {
             settings_lock: tokio::sync::Mutex::new(()),
             moves_wake: tokio::sync::Notify::new(),
             move_progress: Default::default(),
+            lease_renewed_at: Mutex::new(None),
         });
         if empty && matches!(state.leadership(), LeadershipStatus::Leader { .. }) {
             state.commit_initial().await?;
@@ -207,6 +210,33 @@ impl ServiceState {
             }))
             .await;
         }
+    }
+
+    /// Records a successful take or renewal of the leader lease.
+    pub fn lease_renewed(&self, at: std::time::Instant) {
+        *self
+            .lease_renewed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(at);
+    }
+
+    /// Whether this process may act on nodes as the leader right now: it leads and, on
+    /// Postgres, renewed its lease within two thirds of the TTL, so no other process can
+    /// have taken it (that needs a whole TTL without renewal). Work that writes to nodes
+    /// outside a commit (a shard move's copy and repairs) checks this before each write,
+    /// the way commits check the fencing token.
+    pub fn may_act_as_leader(&self) -> bool {
+        if !matches!(self.leadership(), LeadershipStatus::Leader { .. }) {
+            return false;
+        }
+        if self.store.backend() == crate::store::Backend::Sqlite {
+            return true;
+        }
+        let margin = self.config.leader_lease_ttl * 2 / 3;
+        self.lease_renewed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() < margin)
     }
 
     /// "sqlite" or "postgres".

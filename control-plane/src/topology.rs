@@ -172,10 +172,16 @@ pub fn drain_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<
     Ok(node.clone())
 }
 
-/// Takes a node out of the topology. Refused while it holds shard copies.
+/// Takes a node out of the topology. Refused while it holds shard copies or a planned
+/// move names it (a target waiting for its copy holds none yet, but will).
 pub fn remove_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<pb::Node> {
     let held = copies_held(topology, id);
     find_node(topology, id)?;
+    if crate::operations::moves_name_node(topology, id) {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "node {id:?} takes part in a shard move in progress; cancel the operation (`miroir-ctl moves cancel ID`) or wait for it first"
+        )));
+    }
     if !held.is_empty() {
         return Err(ControlPlaneError::FailedPrecondition(format!(
             "node {id:?} holds shard copies ({}); drain it first (`miroir-ctl node drain {id}`), or repair it if it failed",
@@ -237,6 +243,12 @@ pub fn remove_group(topology: &mut pb::Topology, id: u32) -> Result<(pb::Group, 
             "group {id} does not exist"
         )));
     };
+    if let Some(m) = topology.moves.iter().find(|m| m.group_id == id) {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "group {id} has shard moves in progress (operation {}); cancel it or wait for it first",
+            m.operation_id
+        )));
+    }
     for index in &topology.indexes {
         let covered = index.routing.iter().any(|routing| {
             routing.group_id != id

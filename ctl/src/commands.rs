@@ -194,7 +194,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(status_error)?
                     .into_inner();
                 let operation = response.operation_id;
-                output::print(format, &node_of(response)?, one_node_text("added"))?;
+                if !(wait && format == output::Format::Json) {
+                    output::print(format, &node_of(response)?, one_node_text("added"))?;
+                }
                 moves::started(&mut admin, operation, wait, format).await
             }
             NodeCommand::List => {
@@ -221,7 +223,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(status_error)?
                     .into_inner();
                 let operation = response.operation_id;
-                output::print(format, &node_of(response)?, one_node_text("draining"))?;
+                if !(wait && format == output::Format::Json) {
+                    output::print(format, &node_of(response)?, one_node_text("draining"))?;
+                }
                 moves::started(&mut admin, operation, wait, format).await
             }
             NodeCommand::Repair { id, wait } => {
@@ -231,7 +235,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(status_error)?
                     .into_inner();
                 let operation = response.operation_id;
-                output::print(format, &node_of(response)?, one_node_text("being repaired"))?;
+                if !(wait && format == output::Format::Json) {
+                    output::print(format, &node_of(response)?, one_node_text("being repaired"))?;
+                }
                 moves::started(&mut admin, operation, wait, format).await
             }
             NodeCommand::Remove { id } => {
@@ -251,14 +257,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(status_error)?
                     .into_inner();
                 let group = group_view(&response)?;
-                output::print(format, &group, |g| {
-                    format!(
-                        "group {} added ({}) with node(s) {}",
-                        g.id,
-                        g.state,
-                        g.nodes.join(", ")
-                    )
-                })?;
+                if !(wait && format == output::Format::Json) {
+                    output::print(format, &group, |g| {
+                        format!(
+                            "group {} added ({}) with node(s) {}",
+                            g.id,
+                            g.state,
+                            g.nodes.join(", ")
+                        )
+                    })?;
+                }
                 moves::started(&mut admin, response.operation_id, wait, format).await
             }
             GroupCommand::List => {

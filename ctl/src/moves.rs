@@ -188,8 +188,23 @@ pub async fn wait(
     let terminal = format == Format::Text && std::io::stdout().is_terminal();
     let mut last_text = String::new();
     let mut drawn_lines = 0;
+    let mut failing_since: Option<std::time::Instant> = None;
     let view = loop {
-        let view = get(admin, id).await?;
+        // A control-plane failover interrupts answers for a few seconds: keep asking.
+        let view = match get(admin, id).await {
+            Ok(view) => {
+                failing_since = None;
+                view
+            }
+            Err(error) => {
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(30) {
+                    return Err(error);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
         if format == Format::Text {
             let text = operation_text(&view, terminal);
             if terminal {

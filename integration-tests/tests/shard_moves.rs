@@ -386,9 +386,18 @@ async fn check_against_model(
 /// Control-plane flags: quick health checks and a short gateway TTL.
 fn options() -> ControlPlaneOptions {
     let mut options = ControlPlaneOptions::default();
-    options
-        .extra_args
-        .extend(["--node-timeout", "2s", "--gateway-ttl", "3s"].map(String::from));
+    options.extra_args.extend(
+        [
+            "--node-timeout",
+            "2s",
+            "--gateway-ttl",
+            "3s",
+            // A new leader waits one gateway lease before moving anything.
+            "--gateway-lease-ttl",
+            "2s",
+        ]
+        .map(String::from),
+    );
     options
 }
 
@@ -949,4 +958,64 @@ async fn operations_pause_resume_and_cancel_from_miroir_ctl() {
         .map(|i| Expected::Present(initial_doc(i)))
         .collect();
     check_against_model(&fleet.cp, &nodes, &gateway, &expected).await;
+}
+
+#[tokio::test]
+async fn a_write_held_longer_than_the_cutover_wait_gets_503_shard_moving() {
+    let fleet = Fleet::start(&[2]).await;
+    let meili = Meili::new(&fleet.gateways[0].url);
+    // 4 shards on 2 nodes: a third node takes one.
+    seed(&meili, 4, 1, 200).await;
+    if fleet.nodes.iter().any(|(_, n)| n.real) {
+        return; // needs fault injection to make the cutover slow
+    }
+    // A gateway that waits only 50 ms for a cutover; slow old owners make it last longer.
+    let impatient = Gateway::start(
+        fleet._dir.path(),
+        &fleet.cp.url(),
+        &["--cutover-write-wait", "50ms"],
+    )
+    .await;
+    impatient
+        .wait_version(fleet.cp.current_topology().await.version)
+        .await;
+    impatient.wait_writable().await;
+    for (_, node) in &fleet.nodes {
+        node.set_faults(json!({"latencyMs": 150})).await;
+    }
+    let new = TestNode::start().await;
+    let id = fleet
+        .cp
+        .add_node("g0n2", &new.url, 0)
+        .await
+        .expect("add")
+        .operation_id
+        .expect("an operation");
+    let client = reqwest::Client::new();
+    let refused = wait_for(
+        "a write refused by a cutover",
+        Duration::from_secs(60),
+        || async {
+            let batch: Vec<Value> = (0..200).map(|i| json!({"id": doc_id(i), "x": 1})).collect();
+            let response = client
+                .post(format!("{}/indexes/{INDEX}/documents", impatient.url))
+                .bearer_auth(miroir_integration_tests::MASTER_KEY)
+                .json(&batch)
+                .send()
+                .await
+                .ok()?;
+            let retry_after = response.headers().get("retry-after").cloned();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.ok()?;
+            (status == 503).then_some((body, retry_after))
+        },
+    )
+    .await;
+    assert_eq!(refused.0["code"], "miroir_shard_moving", "{}", refused.0);
+    assert_eq!(refused.1.as_ref().and_then(|v| v.to_str().ok()), Some("1"));
+    for (_, node) in &fleet.nodes {
+        node.set_faults(json!({"latencyMs": 0})).await;
+    }
+    let op = wait_operation(&fleet.cp, id, Duration::from_secs(120)).await;
+    assert_eq!(op.state(), pb::OperationState::Succeeded);
 }

@@ -78,7 +78,10 @@ pub async fn run(state: Arc<ServiceState>) {
         match state.leadership() {
             LeadershipStatus::Leader { token, .. } => {
                 match state.store.renew_leader_lease(token, ttl, now_ms()).await {
-                    Ok(true) => last_renewed = Instant::now(),
+                    Ok(true) => {
+                        last_renewed = Instant::now();
+                        state.lease_renewed(last_renewed);
+                    }
                     Ok(false) => step_down(&state, "its lease was taken or expired").await,
                     Err(error) if last_renewed.elapsed() >= ttl => {
                         step_down(&state, &format!("it could not renew its lease: {error}")).await
@@ -101,8 +104,9 @@ pub async fn run(state: Arc<ServiceState>) {
                     .await;
                 match taken {
                     Ok(Some(lease)) => {
-                        take_over(&state, &lease).await;
                         last_renewed = Instant::now();
+                        state.lease_renewed(last_renewed);
+                        take_over(&state, &lease).await;
                     }
                     Ok(None) => {
                         if let Ok(lease) = state.store.leader_lease().await {

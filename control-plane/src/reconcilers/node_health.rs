@@ -39,7 +39,11 @@ pub fn next_state(
     successes: u32,
 ) -> Option<NodeState> {
     match current {
-        NodeState::Active if streak.failures >= failures => Some(NodeState::Failed),
+        // A draining node that dies fails like any other, so its drain can be cancelled
+        // and the node repaired from surviving copies.
+        NodeState::Active | NodeState::Draining if streak.failures >= failures => {
+            Some(NodeState::Failed)
+        }
         NodeState::Joining | NodeState::Failed if streak.successes >= successes => {
             Some(NodeState::Active)
         }
@@ -100,12 +104,17 @@ pub async fn run(state: Arc<ServiceState>) {
                 .find(|n| n.id == id)
                 .and_then(|n| NodeState::try_from(n.state).ok())
                 .unwrap_or(NodeState::Unspecified);
+            // A node under repair stays failed until the repair removes it: it missed
+            // writes while down, and its copies are being rebuilt elsewhere.
+            let under_repair = crate::operations::under_repair(&topology, &id);
             if let Some(next) = next_state(
                 current,
                 *streak,
                 config.health_failures,
                 config.health_successes,
-            ) {
+            )
+            .filter(|_| !under_repair)
+            {
                 changes.push((id, current, next));
             }
         }
@@ -187,5 +196,13 @@ mod tests {
             Some(NodeState::Active)
         );
         assert_eq!(next_state(NodeState::Draining, streak, 3, 2), None);
+        let dead = HealthStreak {
+            failures: 3,
+            successes: 0,
+        };
+        assert_eq!(
+            next_state(NodeState::Draining, dead, 3, 2),
+            Some(NodeState::Failed)
+        );
     }
 }

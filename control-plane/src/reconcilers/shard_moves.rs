@@ -18,7 +18,7 @@ use crate::nodes::NodeClient;
 use crate::operations::{self, MoveKey};
 use crate::reconcilers::settings::prepare_node;
 use crate::shard_copy::{self, Transfer};
-use crate::state::{LeadershipStatus, ServiceState};
+use crate::state::{LeadershipStatus, ServiceState, now_ms};
 use miroir_proto::pb::{self, GroupState, MovePhase, NodeState, OperationState};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -83,7 +83,17 @@ pub async fn run(state: Arc<ServiceState>) {
     let mut running: HashMap<MoveKey, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, handle| !handle.is_finished());
-        if matches!(state.leadership(), LeadershipStatus::Leader { .. }) {
+        // A new leader (or a restarted process) first lets every gateway's write lease run
+        // out or be renewed by it: a gateway that has not reconnected yet, and so is not
+        // in the barrier, can then take no write routed by a table older than the moves'.
+        let settled = match state.leadership() {
+            LeadershipStatus::Leader { since_ms, .. } => {
+                now_ms().saturating_sub(since_ms)
+                    >= state.config.gateway_lease_ttl.as_millis() as u64
+            }
+            LeadershipStatus::Follower { .. } => false,
+        };
+        if settled {
             let topology = state.topology();
             for m in &topology.moves {
                 if running.len() >= state.config.move_concurrency.max(1) {
@@ -185,20 +195,20 @@ async fn enter(
             Ok(((), format!("shard move {key}: {}", phase.name())))
         })
         .await?;
-    barrier(state, committed.version).await;
-    Ok(())
+    barrier(state, committed.version).await
 }
 
-/// `await_applied`, logging the gateways it gave up on (their lease has lapsed by then,
-/// so they take no writes).
-async fn barrier(state: &Arc<ServiceState>, version: u64) {
+/// `await_applied`; fails (the step is retried) while a gateway still heartbeating has not
+/// acknowledged `version`: its lease is still renewed, so it could still write by an older
+/// table. A gateway silent past the gateway TTL no longer counts (its lease has lapsed).
+async fn barrier(state: &Arc<ServiceState>, version: u64) -> Result<(), StepError> {
     let lagging = state.await_applied(version).await;
-    if !lagging.is_empty() {
-        tracing::warn!(
-            version,
-            ?lagging,
-            "gateways did not acknowledge within their TTL; going on without them"
-        );
+    if lagging.is_empty() {
+        Ok(())
+    } else {
+        Err(StepError::Failed(format!(
+            "gateways {lagging:?} have not acknowledged topology version {version}"
+        )))
     }
 }
 
@@ -312,7 +322,12 @@ impl Endpoints {
         }
     }
 
-    fn transfer<'a>(&'a self, client: &'a NodeClient, m: &'a pb::ShardMove) -> Transfer<'a> {
+    fn transfer<'a>(
+        &'a self,
+        client: &'a NodeClient,
+        m: &'a pb::ShardMove,
+        may_write: &'a (dyn Fn() -> bool + Sync),
+    ) -> Transfer<'a> {
         Transfer {
             client,
             source: &self.source,
@@ -320,6 +335,7 @@ impl Endpoints {
             uid: &m.index_uid,
             pk: &self.pk,
             shard: m.shard,
+            may_write,
         }
     }
 }
@@ -357,8 +373,16 @@ async fn step(
     key: &MoveKey,
 ) -> Result<(), StepError> {
     let client = &state.nodes;
+    let may_write = || state.may_act_as_leader();
     let phase = m.phase();
-    if cancelling(topology, m) && matches!(phase, MovePhase::Copying | MovePhase::Verifying) {
+    // Until cleanup the old owners hold every acknowledged write, so a move can still be
+    // rolled back in cutover.
+    if cancelling(topology, m)
+        && matches!(
+            phase,
+            MovePhase::Copying | MovePhase::Verifying | MovePhase::Cutover
+        )
+    {
         return enter(state, key, MovePhase::Rollback, m.documents_copied).await;
     }
     match phase {
@@ -385,11 +409,11 @@ async fn step(
             enter(state, key, next, 0).await
         }
         MovePhase::Copying => {
-            barrier(state, topology.version).await;
+            barrier(state, topology.version).await?;
             let Some(ends) = Endpoints::of(topology, m)? else {
                 return enter(state, key, MovePhase::Verifying, 0).await;
             };
-            let transfer = ends.transfer(client, m);
+            let transfer = ends.transfer(client, m, &may_write);
             let started = Instant::now();
             let progress = &state.move_progress;
             let copied = shard_copy::copy(&transfer, |copied, total| {
@@ -407,9 +431,9 @@ async fn step(
             enter(state, key, MovePhase::Verifying, copied).await
         }
         MovePhase::Verifying => {
-            barrier(state, topology.version).await;
+            barrier(state, topology.version).await?;
             if let Some(ends) = Endpoints::of(topology, m)? {
-                let transfer = ends.transfer(client, m);
+                let transfer = ends.transfer(client, m, &may_write);
                 let mut last = u64::MAX;
                 for pass in 1..=MAX_PASSES {
                     let repaired = shard_copy::verify_and_repair(&transfer).await?;
@@ -424,25 +448,43 @@ async fn step(
         }
         MovePhase::Cutover => {
             // Every gateway holds writes to the shard and has finished the ones it started
-            // before: after both queues ran, the shard changes only by the repair below.
-            barrier(state, topology.version).await;
-            prepare_targets(state, topology, m).await?;
-            if let Some(ends) = Endpoints::of(topology, m)? {
-                for node in std::iter::once(&ends.source).chain(&ends.targets) {
-                    shard_copy::drain_queue(client, node).await?;
+            // before: after the queues ran, the shard changes only by the repair below.
+            barrier(state, topology.version).await?;
+            let limit = state.config.cutover_timeout;
+            let work = async {
+                prepare_targets(state, topology, m).await?;
+                if let Some(ends) = Endpoints::of(topology, m)? {
+                    for node in std::iter::once(&ends.source).chain(&ends.targets) {
+                        shard_copy::drain_queue(client, node, &m.index_uid).await?;
+                    }
+                    let transfer = ends.transfer(client, m, &may_write);
+                    let repaired = shard_copy::verify_and_repair(&transfer).await?;
+                    tracing::info!(%key, repaired, "final verification under held writes");
                 }
-                let transfer = ends.transfer(client, m);
-                let repaired = shard_copy::verify_and_repair(&transfer).await?;
-                tracing::info!(%key, repaired, "final verification under held writes");
+                Ok::<(), StepError>(())
+            };
+            match tokio::time::timeout(limit, work).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    // Release the writes; the move goes back to verifying and tries again.
+                    enter(state, key, MovePhase::Verifying, m.documents_copied).await?;
+                    return Err(StepError::Failed(format!(
+                        "cutover took longer than {}; writes released, verifying again",
+                        humantime::format_duration(limit)
+                    )));
+                }
             }
             enter(state, key, MovePhase::Cleanup, m.documents_copied).await
         }
         MovePhase::Cleanup => {
-            barrier(state, topology.version).await;
+            barrier(state, topology.version).await?;
             for leaver in leavers(topology, m) {
                 // A failed node cannot be cleaned; a repair removes it from the fleet.
                 if leaver.state() == NodeState::Failed {
                     continue;
+                }
+                if !may_write() {
+                    return Err(StepError::NotLeader);
                 }
                 shard_copy::delete_shard(client, &leaver, &m.index_uid, m.shard).await?;
             }
@@ -450,10 +492,13 @@ async fn step(
             finish(state, key, m, blocked).await
         }
         MovePhase::Rollback => {
-            barrier(state, topology.version).await;
+            barrier(state, topology.version).await?;
             for target in targets(topology, m) {
                 if target.state() == NodeState::Failed {
                     continue;
+                }
+                if !may_write() {
+                    return Err(StepError::NotLeader);
                 }
                 shard_copy::delete_shard(client, &target, &m.index_uid, m.shard).await?;
             }

@@ -2,12 +2,12 @@
 //! deletes by id routed to their shard's write nodes; deletes by filter and clears sent to
 //! every node; browsing paged across the covering set with no duplicate and no gap.
 
-use super::cutover::{Touches, hold_for_cutover};
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
 use super::scatter::{gather, mark_degraded};
 use super::search::{lookup, sort_value_order};
+use super::write_gate::{Owners, Quorum, Touches, admit, no_quorum};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -85,6 +85,7 @@ async fn fan_out(
     index: &pb::Index,
     calls: BTreeMap<String, (Method, String, Option<Value>)>,
     details: Value,
+    owners: Option<&Owners>,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
     let topology = state.topology.current();
@@ -126,6 +127,22 @@ async fn fan_out(
         };
         return Ok((status, Json(error)).into_response());
     }
+    // Deletes by id count like writes: a delete the owners did not take could come back
+    // from them (a shard move copies from an owner).
+    let mut missed = Vec::new();
+    if let Some(owners) = owners {
+        let acked: BTreeSet<String> = node_tasks.iter().map(|t| t.node_id.clone()).collect();
+        match owners.quorum(&acked) {
+            Quorum::Reached { missed: m } => missed = m,
+            Quorum::Lost { shards } => {
+                let detail = errors
+                    .first()
+                    .and_then(|e| e["message"].as_str())
+                    .unwrap_or("no owner answered");
+                return Err(no_quorum(&index.uid, &shards, detail));
+            }
+        }
+    }
     node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
     let error_json = errors.first().map(|e| e.to_string()).unwrap_or_default();
     let task = record_task(
@@ -141,7 +158,13 @@ async fn fan_out(
         },
     )
     .await?;
-    Ok(accepted(&task))
+    let mut response = accepted(&task);
+    if !missed.is_empty()
+        && let Ok(value) = axum::http::HeaderValue::from_str(&missed.join(","))
+    {
+        response.headers_mut().insert("x-miroir-degraded", value);
+    }
+    Ok(response)
 }
 
 /// Every node that holds a copy of `index` in a group taking writes.
@@ -170,7 +193,7 @@ async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Res
         .iter()
         .map(|id| shard_for_key(id, shard_count).0)
         .collect();
-    let _in_flight = hold_for_cutover(state, uid, Touches::Shards(&shards)).await?;
+    let _in_flight = admit(state, uid, Touches::Shards(&shards)).await?;
     let index = find_index(state, uid)?;
     let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in &ids {
@@ -196,7 +219,8 @@ async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Res
         .collect();
     let details =
         json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
-    fan_out(state, &index, calls, details).await
+    let owners = Owners::of(&index, &state.topology.current(), &shards);
+    fan_out(state, &index, calls, details, Some(&owners)).await
 }
 
 /// `DELETE /indexes/{uid}/documents/{id}`.
@@ -243,7 +267,7 @@ pub async fn delete_by_filter(
             "Missing field `filter`",
         ));
     };
-    let _in_flight = hold_for_cutover(&state, &uid, Touches::All).await?;
+    let _in_flight = admit(&state, &uid, Touches::All).await?;
     let index = find_index(&state, &uid)?;
     let topology = state.topology.current();
     let calls = all_nodes(&index, &topology)
@@ -261,7 +285,7 @@ pub async fn delete_by_filter(
         .collect();
     let details =
         json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
-    fan_out(&state, &index, calls, details).await
+    fan_out(&state, &index, calls, details, None).await
 }
 
 /// `DELETE /indexes/{uid}/documents`: every node.
@@ -269,7 +293,7 @@ pub async fn clear(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Response, MeiliError> {
-    let _in_flight = hold_for_cutover(&state, &uid, Touches::All).await?;
+    let _in_flight = admit(&state, &uid, Touches::All).await?;
     let index = find_index(&state, &uid)?;
     let topology = state.topology.current();
     let calls = all_nodes(&index, &topology)
@@ -281,7 +305,14 @@ pub async fn clear(
             )
         })
         .collect();
-    fan_out(&state, &index, calls, json!({"deletedDocuments": null})).await
+    fan_out(
+        &state,
+        &index,
+        calls,
+        json!({"deletedDocuments": null}),
+        None,
+    )
+    .await
 }
 
 /// `POST /indexes/{uid}/documents/fetch` and `GET …/documents`: each covering node returns

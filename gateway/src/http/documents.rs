@@ -1,17 +1,17 @@
 //! Shard-routed writes (DESIGN §5): documents are grouped by shard, stamped with
 //! `_miroir_shard`, sent as one batch per node, and acknowledged when every shard reached
-//! quorum (a majority of its owners) in at least one group.
+//! quorum (a majority of its owners) in at least one group (`write_gate.rs`).
 
 use super::auth::Caller;
-use super::cutover::{Touches, hold_for_cutover};
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
 use super::payload;
+use super::write_gate::{Owners, Quorum, Touches, admit, lease_expired, no_quorum};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
 use miroir_proto::pb::{self, GroupState, NodeState};
 use miroir_proto::placement::shard_for_key;
 use reqwest::Method;
@@ -133,18 +133,10 @@ async fn write(
     method: Method,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
+    // Checked before the body is read (a lapsed lease answers at once), and again with
+    // the cutover hold once the shards are known.
     if !state.topology.lease.is_valid() {
-        let mut response = MeiliError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "miroir_lease_expired",
-            ErrorType::System,
-            "this gateway has lost contact with the control plane and accepts no writes until it reconnects; retry, possibly on another gateway",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Ok(response);
+        return Err(lease_expired());
     }
     let body = payload::collect(body, &headers, state.config.payload_size_limit).await?;
     let documents = payload::parse(&headers, &body, &params)?;
@@ -206,24 +198,22 @@ async fn write(
     let documents = Arc::new(documents);
     let received = documents.len();
     let shards: BTreeSet<u32> = by_shard.keys().copied().collect();
-    let _in_flight = hold_for_cutover(&state, &uid, Touches::Shards(&shards)).await?;
+    let _in_flight = admit(&state, &uid, Touches::Shards(&shards)).await?;
     let topology = state.topology.current();
     let index = super::indexes::index_in(&topology, &uid)?.clone();
-    let active_groups: BTreeSet<u32> = topology
+    let owners = Owners::of(&index, &topology, &shards);
+    let writable: BTreeSet<u32> = topology
         .groups
         .iter()
         .filter(|g| g.state != GroupState::Draining as i32)
         .map(|g| g.id)
         .collect();
-    // node → the documents it must receive, with their shard; (group, shard) → the
-    // owners whose acknowledgements count (the read nodes: during a move the targets get
-    // every write too, but only the current owners make it durable).
+    // node → the documents it must receive, with their shard.
     let mut batches: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
-    let mut writers: BTreeMap<(u32, u32), Vec<String>> = BTreeMap::new();
     for routing in index
         .routing
         .iter()
-        .filter(|r| active_groups.contains(&r.group_id))
+        .filter(|r| writable.contains(&r.group_id))
     {
         for (&shard, positions) in &by_shard {
             let Some(route) = routing.shards.get(shard as usize) else {
@@ -234,10 +224,6 @@ async fn write(
                     .entry(node.clone())
                     .or_default()
                     .extend(positions.iter().map(|&p| (p, shard)));
-            }
-            // A group being filled has no owners yet; it takes writes but no part in quorum.
-            if !route.read_nodes.is_empty() {
-                writers.insert((routing.group_id, shard), route.read_nodes.clone());
             }
         }
     }
@@ -285,41 +271,16 @@ async fn write(
             Err(unreachable) => node_errors.push(unreachable.error()),
         }
     }
-    // Quorum per group and shard; each shard needs one group at quorum.
-    let quorum = |writers: &Vec<String>| {
-        // floor(RF/2) + 1 acknowledgements.
-        writers.iter().filter(|n| acked.contains(*n)).count() > writers.len() / 2
-    };
-    let mut missed: Vec<String> = Vec::new();
-    let mut unwritten: Vec<u32> = Vec::new();
-    for &shard in by_shard.keys() {
-        let groups: Vec<(&(u32, u32), &Vec<String>)> =
-            writers.iter().filter(|((_, s), _)| *s == shard).collect();
-        let ok_groups = groups.iter().filter(|(_, w)| quorum(w)).count();
-        if ok_groups == 0 {
-            unwritten.push(shard);
+    let missed = match owners.quorum(&acked) {
+        Quorum::Reached { missed } => missed,
+        Quorum::Lost { shards } => {
+            let detail = node_errors
+                .first()
+                .and_then(|e| e["message"].as_str())
+                .unwrap_or("no write node answered");
+            return Err(no_quorum(&uid, &shards, detail));
         }
-        missed.extend(
-            groups
-                .iter()
-                .filter(|(_, w)| !quorum(w))
-                .map(|((g, s), _)| format!("group{g}/shard{s}")),
-        );
-    }
-    if !unwritten.is_empty() {
-        let detail = node_errors
-            .first()
-            .and_then(|e| e["message"].as_str())
-            .unwrap_or("no write node answered");
-        return Err(MeiliError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "miroir_no_quorum",
-            ErrorType::System,
-            format!(
-                "shards {unwritten:?} of index `{uid}` reached no write quorum in any group ({detail}); the write was not acknowledged, retry it"
-            ),
-        ));
-    }
+    };
     node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
     let request = pb::CreateTaskRequest {
         index_uid: Some(uid.clone()),

@@ -2,7 +2,6 @@
 
 pub mod auth;
 mod consistency;
-mod cutover;
 mod document_reads;
 mod documents;
 pub mod error;
@@ -18,6 +17,7 @@ mod settings;
 mod stats;
 mod strip;
 mod tasks;
+mod write_gate;
 
 use crate::state::AppState;
 use axum::Router;

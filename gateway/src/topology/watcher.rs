@@ -104,7 +104,9 @@ async fn session(
     };
     send(watch_request::Request::Subscribe(pb::Subscribe {
         gateway_id: config.gateway_id.clone(),
-        known_version: handle.current().version,
+        // What this gateway acknowledged, not what it serves: the control plane records
+        // it as applied, and a version is applied only once older writes finished.
+        known_version: handle.acknowledged(),
         address: config.advertise.clone(),
     }))
     .await?;

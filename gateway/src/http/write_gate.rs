@@ -1,0 +1,192 @@
+//! What every write (documents added or updated, deletes) passes before and after it
+//! reaches nodes:
+//!
+//! - the gateway's write lease must be fresh (DESIGN §3), else 503 `miroir_lease_expired`;
+//! - the write registers with the topology handle before it routes, so the control
+//!   plane's barrier waits for it, and a write to a shard whose move is in cutover waits
+//!   (bounded by `--cutover-write-wait`) until the cutover ends (DESIGN §6);
+//! - it is acknowledged when, for every shard it touches, a majority of the shard's
+//!   owners in at least one group took it ([`Owners::quorum`]).
+
+use super::error::{ErrorType, MeiliError};
+use super::indexes::index_in;
+use crate::state::AppState;
+use crate::topology::WriteGuard;
+use axum::http::StatusCode;
+use miroir_proto::pb::{self, GroupState};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Which shards of the index a write touches.
+pub enum Touches<'a> {
+    /// These shards (shard-routed writes).
+    Shards(&'a BTreeSet<u32>),
+    /// Every shard (deletes by filter, delete all).
+    All,
+}
+
+/// 503 `miroir_lease_expired`: the gateway may not take writes (DESIGN §3).
+pub fn lease_expired() -> MeiliError {
+    MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_lease_expired",
+        ErrorType::System,
+        "this gateway has lost contact with the control plane and accepts no writes until it reconnects; retry, possibly on another gateway",
+    )
+}
+
+/// Admits a write to index `uid`: the lease is fresh, and no shard it touches is held by
+/// a cutover. The guard must live until every node answered.
+pub async fn admit(
+    state: &AppState,
+    uid: &str,
+    touches: Touches<'_>,
+) -> Result<WriteGuard, MeiliError> {
+    if !state.topology.lease.is_valid() {
+        return Err(lease_expired());
+    }
+    let deadline = tokio::time::Instant::now() + state.config.cutover_write_wait;
+    loop {
+        let (guard, topology) = state.topology.start_write();
+        let index = index_in(&topology, uid)?;
+        let mut held = index.routing.iter().flat_map(|r| &r.shards).filter(|s| {
+            s.blocked
+                && match &touches {
+                    Touches::Shards(shards) => shards.contains(&s.shard),
+                    Touches::All => true,
+                }
+        });
+        let Some(blocked) = held.next().map(|s| s.shard) else {
+            return Ok(guard);
+        };
+        // The barrier waits for this write's guard: let go while waiting.
+        drop(guard);
+        if !state
+            .topology
+            .wait_for_newer(topology.version, deadline)
+            .await
+        {
+            return Err(MeiliError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_shard_moving",
+                ErrorType::System,
+                format!(
+                    "shard {blocked} of index `{uid}` is in the cutover of a move and took longer than {} to finish it; retry",
+                    humantime::format_duration(state.config.cutover_write_wait)
+                ),
+            ));
+        }
+    }
+}
+
+/// The owners whose acknowledgements make a write durable, per (group, shard): the read
+/// nodes (during a move the targets receive every write too but do not count, so the
+/// move's source holds every acknowledged write). Groups with no owner yet (being
+/// filled) take no part.
+#[derive(Debug, Default)]
+pub struct Owners(BTreeMap<(u32, u32), Vec<String>>);
+
+/// Why a write is not acknowledged, or which groups missed quorum.
+pub enum Quorum {
+    /// Every shard reached quorum in some group; `missed` names `group{g}/shard{s}` that
+    /// did not.
+    Reached { missed: Vec<String> },
+    /// These shards reached quorum nowhere.
+    Lost { shards: Vec<u32> },
+}
+
+impl Owners {
+    /// The owners of `shards` of `index` in every group that takes writes.
+    pub fn of(index: &pb::Index, topology: &pb::Topology, shards: &BTreeSet<u32>) -> Self {
+        let writable: BTreeSet<u32> = topology
+            .groups
+            .iter()
+            .filter(|g| g.state != GroupState::Draining as i32)
+            .map(|g| g.id)
+            .collect();
+        let mut owners = BTreeMap::new();
+        for routing in index
+            .routing
+            .iter()
+            .filter(|r| writable.contains(&r.group_id))
+        {
+            for &shard in shards {
+                if let Some(route) = routing.shards.get(shard as usize)
+                    && !route.read_nodes.is_empty()
+                {
+                    owners.insert((routing.group_id, shard), route.read_nodes.clone());
+                }
+            }
+        }
+        Self(owners)
+    }
+
+    /// Whether the nodes in `acked` make the write durable: a majority of a shard's
+    /// owners in at least one group, for every shard.
+    pub fn quorum(&self, acked: &BTreeSet<String>) -> Quorum {
+        let reached = |owners: &Vec<String>| {
+            owners.iter().filter(|n| acked.contains(*n)).count() > owners.len() / 2
+        };
+        let mut per_shard: BTreeMap<u32, bool> = BTreeMap::new();
+        let mut missed = Vec::new();
+        for ((group, shard), owners) in &self.0 {
+            let ok = reached(owners);
+            *per_shard.entry(*shard).or_default() |= ok;
+            if !ok {
+                missed.push(format!("group{group}/shard{shard}"));
+            }
+        }
+        let lost: Vec<u32> = per_shard
+            .into_iter()
+            .filter(|(_, ok)| !ok)
+            .map(|(shard, _)| shard)
+            .collect();
+        if lost.is_empty() {
+            Quorum::Reached { missed }
+        } else {
+            Quorum::Lost { shards: lost }
+        }
+    }
+}
+
+/// 503 `miroir_no_quorum` for `shards` of `uid`, with the first node error as detail.
+pub fn no_quorum(uid: &str, shards: &[u32], detail: &str) -> MeiliError {
+    MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_no_quorum",
+        ErrorType::System,
+        format!(
+            "shards {shards:?} of index `{uid}` reached no write quorum in any group ({detail}); the write was not acknowledged, retry it"
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acked(nodes: &[&str]) -> BTreeSet<String> {
+        nodes.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_majority_of_owners_in_one_group_acknowledges() {
+        let owners = Owners(BTreeMap::from([
+            ((0, 1), vec!["a".into(), "b".into()]),
+            ((1, 1), vec!["c".into()]),
+            ((0, 2), vec!["a".into()]),
+        ]));
+        // Shard 1: group 0 needs both a and b; group 1 has c.
+        match owners.quorum(&acked(&["a", "c"])) {
+            Quorum::Reached { missed } => assert_eq!(missed, vec!["group0/shard1"]),
+            Quorum::Lost { shards } => panic!("lost {shards:?}"),
+        }
+        match owners.quorum(&acked(&["a", "b"])) {
+            Quorum::Reached { missed } => assert_eq!(missed, vec!["group1/shard1"]),
+            Quorum::Lost { shards } => panic!("lost {shards:?}"),
+        }
+        assert!(matches!(
+            owners.quorum(&acked(&["b", "x"])),
+            Quorum::Lost { shards } if shards == vec![1, 2]
+        ));
+    }
+}
