@@ -14,8 +14,11 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-/// Documents per page read from a node, and per batch written to one.
-pub const PAGE: usize = 1000;
+/// Documents per page read from a node, and per batch written to one: large pages keep the
+/// number of filtered reads (each a scan of the shard's filter on the node) low.
+pub const PAGE: usize = 5000;
+/// Pages of one shard read at once from one node.
+const PARALLEL_PAGES: usize = 4;
 
 fn base(node: &pb::Node) -> &str {
     node.address.trim_end_matches('/')
@@ -72,18 +75,41 @@ pub async fn read_shard(
     shard: u32,
 ) -> Result<HashMap<String, Value>, String> {
     let mut documents = HashMap::new();
-    let mut offset = 0;
+    let keep = |page: Vec<Value>, documents: &mut HashMap<String, Value>| {
+        for document in page {
+            if let Some(id) = document_id(&document, pk) {
+                documents.insert(id, document);
+            }
+        }
+    };
+    // The first page tells the count; the pages it announces are read a few at a time
+    // (a cutover waits on this), then on until a page comes back empty.
+    let (first, total) = fetch_page(client, node, uid, shard, 0).await?;
+    if first.is_empty() {
+        return Ok(documents);
+    }
+    let mut offset = first.len();
+    keep(first, &mut documents);
+    let announced: Vec<usize> = (offset..total as usize).step_by(PAGE).collect();
+    for batch in announced.chunks(PARALLEL_PAGES) {
+        let mut pages = tokio::task::JoinSet::new();
+        for &at in batch {
+            let (client, node, uid) = (client.clone(), node.clone(), uid.to_owned());
+            pages.spawn(async move { fetch_page(&client, &node, &uid, shard, at).await });
+        }
+        while let Some(joined) = pages.join_next().await {
+            let (page, _) = joined.map_err(|e| format!("page read panicked: {e}"))??;
+            offset += page.len();
+            keep(page, &mut documents);
+        }
+    }
     loop {
         let (page, _) = fetch_page(client, node, uid, shard, offset).await?;
         if page.is_empty() {
             return Ok(documents);
         }
         offset += page.len();
-        for document in page {
-            if let Some(id) = document_id(&document, pk) {
-                documents.insert(id, document);
-            }
-        }
+        keep(page, &mut documents);
     }
 }
 
@@ -236,10 +262,14 @@ pub async fn verify_and_repair(t: &Transfer<'_>) -> Result<u64, String> {
         shard,
         ..
     } = *t;
-    let expected = read_shard(client, source, uid, pk, shard).await?;
+    // Source and targets are read at the same time.
+    let reads = targets
+        .iter()
+        .map(|target| read_shard(client, target, uid, pk, shard));
+    let (expected, helds) =
+        tokio::try_join!(read_shard(client, source, uid, pk, shard), try_all(reads))?;
     let mut repaired = 0;
-    for target in targets {
-        let held = read_shard(client, target, uid, pk, shard).await?;
+    for (target, held) in targets.iter().zip(helds) {
         let stale: Vec<Value> = expected
             .iter()
             .filter(|(id, document)| held.get(*id) != Some(*document))
@@ -267,6 +297,18 @@ pub async fn verify_and_repair(t: &Transfer<'_>) -> Result<u64, String> {
         }
     }
     Ok(repaired)
+}
+
+/// Runs `futures` one after the other (targets are few); all their values or the first
+/// error.
+async fn try_all<T>(
+    futures: impl Iterator<Item = impl std::future::Future<Output = Result<T, String>>>,
+) -> Result<Vec<T>, String> {
+    let mut values = Vec::new();
+    for future in futures {
+        values.push(future.await?);
+    }
+    Ok(values)
 }
 
 /// Deletes every document of `shard` from `node` (a copy that is no longer an owner's).

@@ -449,17 +449,29 @@ async fn step(
         MovePhase::Cutover => {
             // Every gateway holds writes to the shard and has finished the ones it started
             // before: after the queues ran, the shard changes only by the repair below.
+            let started = Instant::now();
             barrier(state, topology.version).await?;
             let limit = state.config.cutover_timeout;
             let work = async {
+                let barrier_ms = started.elapsed().as_millis() as u64;
                 prepare_targets(state, topology, m).await?;
+                let prepared_ms = started.elapsed().as_millis() as u64;
                 if let Some(ends) = Endpoints::of(topology, m)? {
                     for node in std::iter::once(&ends.source).chain(&ends.targets) {
                         shard_copy::drain_queue(client, node, &m.index_uid).await?;
                     }
+                    let drained_ms = started.elapsed().as_millis() as u64;
                     let transfer = ends.transfer(client, m, &may_write);
                     let repaired = shard_copy::verify_and_repair(&transfer).await?;
-                    tracing::info!(%key, repaired, "final verification under held writes");
+                    tracing::info!(
+                        %key,
+                        repaired,
+                        barrier_ms,
+                        prepared_ms,
+                        drained_ms,
+                        verified_ms = started.elapsed().as_millis() as u64,
+                        "final verification under held writes"
+                    );
                 }
                 Ok::<(), StepError>(())
             };

@@ -405,6 +405,39 @@ async fn moves(args: &Args, dir: &std::path::Path) {
         blocked.len(),
         args.shard_documents
     );
+    // Where each cutover's time went, as the control plane logged it.
+    let log = std::fs::read_to_string(&cp.log).unwrap_or_default();
+    for line in log.lines().filter(|l| l.contains("final verification")) {
+        // Without the terminal colours the log may carry.
+        let mut plain = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        let fields: Vec<&str> = plain
+            .split_whitespace()
+            .filter(|w| {
+                [
+                    "repaired=",
+                    "barrier_ms=",
+                    "prepared_ms=",
+                    "drained_ms=",
+                    "verified_ms=",
+                ]
+                .iter()
+                .any(|k| w.starts_with(k))
+            })
+            .collect();
+        println!("cutover: {}", fields.join(" "));
+    }
     let lat = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize].0;
     println!(
         "client writes during the operations: {} batches, {refused} refused, p50 {}, p99 {}, max {}",
