@@ -54,6 +54,26 @@ struct Workload {
     acknowledged: Arc<AtomicU64>,
     refused: Arc<AtomicU64>,
     clients: Vec<tokio::task::JoinHandle<()>>,
+    hot: Arc<std::sync::Mutex<Vec<HotWrite>>>,
+}
+
+/// One write to a hot document: hot documents take concurrent replacements from every
+/// client at once (no per-document order), so only the final state's legality is known.
+#[derive(Clone, Debug)]
+struct HotWrite {
+    id: String,
+    value: serde_json::Map<String, Value>,
+    started: Instant,
+    ended: Instant,
+    acked: bool,
+}
+
+/// What the clients did.
+struct History {
+    expected: Vec<Expected>,
+    hot: Vec<HotWrite>,
+    acknowledged: u64,
+    refused: u64,
 }
 
 fn doc_id(i: usize) -> String {
@@ -62,8 +82,16 @@ fn doc_id(i: usize) -> String {
 
 impl Workload {
     /// `pool` documents, the first `initial` of them present (already written and
-    /// acknowledged), then `clients` clients writing through `gateways`.
-    fn start(gateways: Vec<String>, pool: usize, initial: usize, clients: usize) -> Self {
+    /// acknowledged), then `clients` clients writing through `gateways`; with `hot` > 0,
+    /// a quarter of the operations are concurrent replacements of `hot` shared documents.
+    fn start(
+        gateways: Vec<String>,
+        pool: usize,
+        initial: usize,
+        clients: usize,
+        hot: usize,
+    ) -> Self {
+        let hot_writes: Arc<std::sync::Mutex<Vec<HotWrite>>> = Arc::default();
         let docs: Arc<Vec<Mutex<Expected>>> = Arc::new(
             (0..pool)
                 .map(|i| {
@@ -81,20 +109,41 @@ impl Workload {
         let gateways: Arc<Vec<Meili>> = Arc::new(gateways.iter().map(|g| Meili::new(g)).collect());
         let clients = (0..clients)
             .map(|c| {
-                let (docs, stop, acknowledged, refused, gateways) = (
+                let (docs, stop, acknowledged, refused, gateways, hot_writes) = (
                     docs.clone(),
                     stop.clone(),
                     acknowledged.clone(),
                     refused.clone(),
                     gateways.clone(),
+                    hot_writes.clone(),
                 );
                 tokio::spawn(async move {
                     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((c as u64 + 1) * 0x1000_0001));
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
-                        let i = rng.below(docs.len());
                         let gateway = &gateways[rng.below(gateways.len())];
+                        if hot > 0 && rng.below(4) == 0 {
+                            let id = format!("h{}", rng.below(hot));
+                            let value = json!({"id": id, "title": format!("hot {c}x{n}"), "n": n, "client": c});
+                            let started = Instant::now();
+                            let (status, _) = gateway
+                                .post(&format!("/indexes/{INDEX}/documents"), json!([value]))
+                                .await;
+                            let write = HotWrite {
+                                id,
+                                value: value.as_object().cloned().unwrap_or_default(),
+                                started,
+                                ended: Instant::now(),
+                                acked: status == 202,
+                            };
+                            if write.acked {
+                                acknowledged.fetch_add(1, Ordering::Relaxed);
+                            }
+                            hot_writes.lock().unwrap_or_else(|e| e.into_inner()).push(write);
+                            continue;
+                        }
+                        let i = rng.below(docs.len());
                         let mut doc = docs[i].lock().await;
                         let id = doc_id(i);
                         let op = rng.below(4);
@@ -146,11 +195,12 @@ impl Workload {
             acknowledged,
             refused,
             clients,
+            hot: hot_writes,
         }
     }
 
-    /// Stops the clients; the expected state of every document.
-    async fn finish(self) -> (Vec<Expected>, u64, u64) {
+    /// Stops the clients; what they did.
+    async fn finish(self) -> History {
         self.stop.store(true, Ordering::Relaxed);
         for client in self.clients {
             client.await.expect("client");
@@ -159,12 +209,31 @@ impl Workload {
         for doc in self.docs.iter() {
             expected.push(doc.lock().await.clone());
         }
-        (
+        let hot = self.hot.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        History {
             expected,
-            self.acknowledged.load(Ordering::Relaxed),
-            self.refused.load(Ordering::Relaxed),
-        )
+            hot,
+            acknowledged: self.acknowledged.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
     }
+}
+
+/// Whether `held` can be a hot document's final state: the value of a write that was not
+/// acknowledged (it may apply at any time) or of an acknowledged one that no later
+/// acknowledged write (started after it was acknowledged) overwrote; absent only if no
+/// write was acknowledged.
+fn legal_final(writes: &[&HotWrite], held: Option<&serde_json::Map<String, Value>>) -> bool {
+    let Some(held) = held else {
+        return !writes.iter().any(|w| w.acked);
+    };
+    writes.iter().any(|w| {
+        &w.value == held
+            && (!w.acked
+                || !writes
+                    .iter()
+                    .any(|later| later.acked && later.started > w.ended))
+    })
 }
 
 fn initial_doc(i: usize) -> serde_json::Map<String, Value> {
@@ -246,8 +315,9 @@ async fn check_against_model(
     cp: &ControlPlane,
     nodes: &BTreeMap<String, &TestNode>,
     gateway: &Meili,
-    expected: &[Expected],
+    history: &History,
 ) {
+    let expected = &history.expected;
     let all: Vec<&TestNode> = nodes.values().copied().collect();
     quiesce(&all).await;
     let topology = cp.current_topology().await;
@@ -315,6 +385,17 @@ async fn check_against_model(
                     replay.insert(id, doc.clone());
                 }
             }
+        }
+    }
+    let mut hot_ids: BTreeSet<&String> = history.hot.iter().map(|w| &w.id).collect();
+    for id in std::mem::take(&mut hot_ids) {
+        let writes: Vec<&HotWrite> = history.hot.iter().filter(|w| &w.id == id).collect();
+        let held = agreed.get(&shard_of(id)).and_then(|s| s.get(id));
+        if !legal_final(&writes, held) {
+            lost.push(format!("hot {id}: held {held:?} is no legal final state"));
+        }
+        if let Some(doc) = held {
+            replay.insert(id.clone(), doc.clone());
         }
     }
     assert!(
@@ -485,21 +566,27 @@ pub async fn wait_operation(cp: &ControlPlane, id: u64, timeout: Duration) -> pb
 }
 
 /// Runs the workload around `change` (which starts an operation and returns its id),
-/// waits for the operation and checks the model.
-async fn under_writes<F, Fut>(fleet: &Fleet, change: F)
+/// waits for the operation and checks the model. `hot` documents take concurrent writes:
+/// only where each shard has one copy, as replicas that receive concurrent writes to one
+/// document in different orders keep different outcomes (docs/shard-moves.md).
+async fn under_writes<F, Fut>(fleet: &Fleet, hot: usize, change: F)
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = u64>,
 {
-    let workload = Workload::start(fleet.gateway_urls(), 400, 300, 4);
+    let workload = Workload::start(fleet.gateway_urls(), 400, 300, 4, hot);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let id = change().await;
     let op = wait_operation(&fleet.cp, id, Duration::from_secs(120)).await;
     assert_eq!(op.state(), pb::OperationState::Succeeded);
     // Keep writing a little on the new layout.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (expected, acknowledged, refused) = workload.finish().await;
-    println!("workload: {acknowledged} writes acknowledged, {refused} refused");
+    let history = workload.finish().await;
+    let (acknowledged, refused) = (history.acknowledged, history.refused);
+    println!(
+        "workload: {acknowledged} writes acknowledged ({} to hot documents), {refused} refused",
+        history.hot.iter().filter(|w| w.acked).count()
+    );
     assert!(
         acknowledged > 100,
         "too few writes to mean anything: {acknowledged}"
@@ -507,7 +594,7 @@ where
     // Writes to a shard in cutover wait for it rather than fail.
     assert_eq!(refused, 0, "writes refused during the operation");
     let gateway = Meili::new(&fleet.gateways[0].url);
-    check_against_model(&fleet.cp, &fleet.node_map(), &gateway, &expected).await;
+    check_against_model(&fleet.cp, &fleet.node_map(), &gateway, &history).await;
 }
 
 #[tokio::test]
@@ -518,7 +605,7 @@ async fn adding_a_node_under_concurrent_writes_loses_nothing() {
     let url = new.url.clone();
     fleet.nodes.push(("g0n3".into(), new));
     let cp = &fleet.cp;
-    under_writes(&fleet, || async {
+    under_writes(&fleet, 5, || async {
         let response = cp.add_node("g0n3", &url, 0).await.expect("add node");
         response.operation_id.expect("an operation")
     })
@@ -538,7 +625,7 @@ async fn draining_a_node_under_concurrent_writes_loses_nothing() {
     let fleet = Fleet::start(&[3]).await;
     seed(&Meili::new(&fleet.gateways[0].url), 8, 1, 300).await;
     let cp = &fleet.cp;
-    under_writes(&fleet, || async {
+    under_writes(&fleet, 5, || async {
         let response = cp
             .admin()
             .await
@@ -577,7 +664,7 @@ async fn adding_a_group_under_concurrent_writes_fills_it() {
     fleet.nodes.push(("g1n0".into(), a));
     fleet.nodes.push(("g1n1".into(), b));
     let cp = &fleet.cp;
-    under_writes(&fleet, || async {
+    under_writes(&fleet, 0, || async {
         let response = cp
             .admin()
             .await
@@ -609,7 +696,7 @@ async fn a_failed_node_is_repaired_from_the_other_group() {
     dead.kill().await;
     fleet.cp.wait_node_state("g0n1", NodeState::Failed).await;
     let cp = &fleet.cp;
-    under_writes(&fleet, || async {
+    under_writes(&fleet, 0, || async {
         let response = cp
             .admin()
             .await
@@ -761,7 +848,7 @@ async fn a_leader_killed_mid_move_is_resumed_by_the_next() {
     }
     seed(&Meili::new(&gateways[0].url), 8, 1, 300).await;
     let urls: Vec<String> = gateways.iter().map(|g| g.url.clone()).collect();
-    let workload = Workload::start(urls, 400, 300, 4);
+    let workload = Workload::start(urls, 400, 300, 4, 5);
     // Slow the new node so the move is still copying when the leader dies.
     let new = TestNode::start().await;
     if !new.real {
@@ -807,17 +894,16 @@ async fn a_leader_killed_mid_move_is_resumed_by_the_next() {
     if !nodes[3].1.real {
         nodes[3].1.set_faults(json!({"latencyMs": 0})).await;
     }
-    let (expected, acknowledged, refused) = workload.finish().await;
-    println!("workload: {acknowledged} writes acknowledged, {refused} refused");
+    let history = workload.finish().await;
+    println!(
+        "workload: {} writes acknowledged ({} to hot documents), {} refused",
+        history.acknowledged,
+        history.hot.iter().filter(|w| w.acked).count(),
+        history.refused
+    );
     let node_map: BTreeMap<String, &TestNode> =
         nodes.iter().map(|(id, n)| (id.clone(), n)).collect();
-    check_against_model(
-        survivor,
-        &node_map,
-        &Meili::new(&gateways[0].url),
-        &expected,
-    )
-    .await;
+    check_against_model(survivor, &node_map, &Meili::new(&gateways[0].url), &history).await;
     let _ = &dir;
 }
 
@@ -826,7 +912,7 @@ async fn the_replication_factor_grows_and_shrinks_under_writes() {
     let fleet = Fleet::start(&[3]).await;
     seed(&Meili::new(&fleet.gateways[0].url), 8, 1, 300).await;
     let cp = &fleet.cp;
-    let workload = Workload::start(fleet.gateway_urls(), 400, 300, 4);
+    let workload = Workload::start(fleet.gateway_urls(), 400, 300, 4, 0);
     for rf in [2, 1] {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let response = cp
@@ -852,10 +938,14 @@ async fn the_replication_factor_grows_and_shrinks_under_writes() {
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (expected, acknowledged, refused) = workload.finish().await;
-    println!("workload: {acknowledged} writes acknowledged, {refused} refused");
+    let history = workload.finish().await;
+    println!(
+        "workload: {} writes acknowledged, {} refused",
+        history.acknowledged, history.refused
+    );
+    assert_eq!(history.refused, 0, "writes refused during the operations");
     let gateway = Meili::new(&fleet.gateways[0].url);
-    check_against_model(cp, &fleet.node_map(), &gateway, &expected).await;
+    check_against_model(cp, &fleet.node_map(), &gateway, &history).await;
 }
 
 #[tokio::test]
@@ -954,10 +1044,15 @@ async fn operations_pause_resume_and_cancel_from_miroir_ctl() {
     if slow {
         nodes["g0n3"].set_faults(json!({"latencyMs": 0})).await;
     }
-    let expected: Vec<Expected> = (0..300)
-        .map(|i| Expected::Present(initial_doc(i)))
-        .collect();
-    check_against_model(&fleet.cp, &nodes, &gateway, &expected).await;
+    let history = History {
+        expected: (0..300)
+            .map(|i| Expected::Present(initial_doc(i)))
+            .collect(),
+        hot: Vec::new(),
+        acknowledged: 0,
+        refused: 0,
+    };
+    check_against_model(&fleet.cp, &nodes, &gateway, &history).await;
 }
 
 #[tokio::test]
