@@ -299,47 +299,55 @@ pub fn owners_with_replication(
             added.push((index, heir));
         }
     }
-    // Greedy choices can corner the last shards: even loads out by trading a kept copy on
-    // the most loaded usable node for a dropped one on the least loaded (the shard keeps
-    // a copy it had), or by handing an added copy from the most to the least loaded.
-    // Either way only copies being dropped or added change.
+    // Greedy choices can corner the last shards: even loads out, as long as some pair of
+    // usable nodes two or more copies apart can trade, by keeping a dropped copy on the
+    // lighter node instead of the heavier one's (the shard keeps a copy it had), or by
+    // handing an added copy from the heavier to the lighter. Only copies being dropped or
+    // added change; every trade lowers the sum of squared loads, so this ends.
+    let usable = |n: &NodeId| nodes.contains(n);
     loop {
-        let usable = |n: &&NodeId| nodes.contains(n);
-        let (Some(max), Some(min)) = (
-            load.keys().filter(usable).max_by_key(|n| load[*n]).cloned(),
-            load.keys().filter(usable).min_by_key(|n| load[*n]).cloned(),
-        ) else {
-            break;
-        };
-        if load[&max] < load[&min] + 2 {
-            break;
-        }
-        if let Some(slot) = dropped
-            .iter()
-            .position(|(shard, node)| *node == min && owners[*shard].contains(&max))
-        {
-            let shard = dropped[slot].0;
-            for owner in owners[shard].iter_mut().filter(|o| **o == max) {
-                *owner = min.clone();
+        let mut traded = false;
+        for entry in dropped.iter_mut() {
+            let (shard, light) = entry.clone();
+            if !usable(&light) || owners[shard].contains(&light) {
+                continue;
             }
-            dropped[slot].1 = max.clone();
-            *load.get_mut(&max)? -= 1;
-            *load.get_mut(&min)? += 1;
-            continue;
+            let heavy = owners[shard]
+                .iter()
+                .filter(|k| usable(k) && load[*k] >= load[&light] + 2)
+                .max_by_key(|k| load[*k])
+                .cloned();
+            if let Some(heavy) = heavy {
+                for owner in owners[shard].iter_mut().filter(|o| **o == heavy) {
+                    *owner = light.clone();
+                }
+                entry.1 = heavy.clone();
+                *load.get_mut(&heavy)? -= 1;
+                *load.get_mut(&light)? += 1;
+                traded = true;
+            }
         }
-        let Some(slot) = added
-            .iter()
-            .position(|(shard, node)| *node == max && !owners[*shard].contains(&min))
-        else {
+        for entry in added.iter_mut() {
+            let (shard, heavy) = entry.clone();
+            let light = load
+                .keys()
+                .filter(|m| usable(m) && !owners[shard].contains(m))
+                .filter(|m| load[*m] + 2 <= load[&heavy])
+                .min_by_key(|m| load[*m])
+                .cloned();
+            if let Some(light) = light {
+                for owner in owners[shard].iter_mut().filter(|o| **o == heavy) {
+                    *owner = light.clone();
+                }
+                entry.1 = light.clone();
+                *load.get_mut(&heavy)? -= 1;
+                *load.get_mut(&light)? += 1;
+                traded = true;
+            }
+        }
+        if !traded {
             break;
-        };
-        let shard = added[slot].0;
-        for owner in owners[shard].iter_mut().filter(|o| **o == max) {
-            *owner = min.clone();
         }
-        added[slot].1 = min.clone();
-        *load.get_mut(&max)? -= 1;
-        *load.get_mut(&min)? += 1;
     }
     Some(owners)
 }
