@@ -115,6 +115,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         fleet,
         live_gateways,
     });
+    // No Nagle delay on the client hop: a proxy's small answers must leave at once.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

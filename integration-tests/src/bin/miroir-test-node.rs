@@ -29,6 +29,11 @@ async fn main() -> anyhow::Result<()> {
     let app = miroir_integration_tests::test_node::routes::router(args.master_key);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
+    // Small answers leave at once instead of waiting for an ACK (Nagle), as a latency-minded
+    // server sends them.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await?;
     Ok(())
 }
