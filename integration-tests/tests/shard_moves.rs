@@ -720,7 +720,7 @@ async fn only_the_shards_that_must_move_move_and_reads_stay_whole() {
     let gateway = Meili::new(&fleet.gateways[0].url);
     let total = 4000;
     seed(&gateway, 16, 1, total).await;
-    // Readers during the move: totals always complete, never a document twice.
+    // Readers during the move: totals and stats always complete, never a document twice.
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (stop, url) = (stop.clone(), fleet.gateways[1].url.clone());
@@ -746,6 +746,12 @@ async fn only_the_shards_that_must_move_move_and_reads_stay_whole() {
                     "browse during a move"
                 );
                 assert_eq!(page["total"], json!(total), "browse total during a move");
+                let (_, stats) = meili.get(&format!("/indexes/{INDEX}/stats")).await;
+                assert_eq!(
+                    stats["numberOfDocuments"],
+                    json!(total),
+                    "stats during a move: {stats}"
+                );
                 reads += 1;
             }
             reads

@@ -34,8 +34,8 @@ pub async fn get_one(
     Path((uid, id)): Path<(String, String)>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
-    let index = find_index(&state, &uid)?;
-    let topology = state.topology.current();
+    let (_pin, topology) = state.topology.pin();
+    let index = super::indexes::index_in(&topology, &uid)?;
     let shard = shard_for_key(&id, index.shard_count).0 as usize;
     let mut path = format!("/indexes/{uid}/documents/{id}");
     if let Some(fields) = params.get("fields") {

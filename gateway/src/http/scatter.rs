@@ -292,6 +292,9 @@ pub async fn gather(
 pub struct ReadPlan {
     /// The snapshot every step of the read uses.
     pub topology: Arc<pb::Topology>,
+    /// Keeps this gateway from acknowledging a newer version while the read still uses
+    /// this one (a shard move deletes a leaver's copy only after that acknowledgement).
+    _pin: crate::topology::VersionPin,
     index: usize,
     /// The request's `X-Miroir-Min-Settings-Version` (0: none).
     pub floor: u64,
@@ -304,7 +307,7 @@ pub struct ReadPlan {
 impl ReadPlan {
     /// Plans a read of `uid` for this `turn`, avoiding nodes behind the settings floor.
     pub fn new(state: &AppState, uid: &str, turn: usize) -> Result<Self, SearchFailure> {
-        let topology = state.topology.current();
+        let (pin, topology) = state.topology.pin();
         let index = topology
             .indexes
             .iter()
@@ -322,6 +325,7 @@ impl ReadPlan {
         );
         Ok(Self {
             topology,
+            _pin: pin,
             index,
             floor,
             excluded,
@@ -346,6 +350,7 @@ pub async fn gather_from(
 ) -> Result<Gathered, SearchFailure> {
     let ReadPlan {
         topology,
+        _pin,
         index: position,
         floor,
         mut excluded,

@@ -1,6 +1,9 @@
-//! `GET /stats` and `GET /indexes/{uid}/stats`, counting each document once: inside one
-//! group every document is on exactly RF nodes, so a fully live group's node counts summed
-//! and divided by RF are exact.
+//! `GET /stats` and `GET /indexes/{uid}/stats`, counting each document once: the number
+//! of documents is counted shard by shard on a covering set (each node asked for its
+//! shards only, with the shard filter), so it stays exact during a shard move, when a
+//! target already holds part of a shard and a leaver still holds its old copy. Sizes and
+//! field counts are summed over a fully live group's nodes and scaled by the same ratio
+//! (every document held RF times outside moves).
 
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
@@ -45,9 +48,59 @@ async fn node_stats(state: &AppState, node: &pb::Node, uid: &str) -> Result<Valu
     }
 }
 
+/// The index's documents, each counted once: per covering node, the documents of the
+/// shards it is asked for (`POST …/documents/fetch` with the shard filter, `limit: 0`).
+async fn exact_documents(
+    state: &AppState,
+    index: &pb::Index,
+    topology: &pb::Topology,
+) -> Result<u64, MeiliError> {
+    let plan = super::scatter::covering_set(index, topology, 0);
+    if !plan.missing.is_empty() {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_shard_unavailable",
+            ErrorType::System,
+            format!(
+                "index `{}`: shards {:?} have no live replica, so documents cannot be counted",
+                index.uid, plan.missing
+            ),
+        ));
+    }
+    let mut total = 0;
+    for (node_id, shards) in &plan.assignments {
+        let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
+            continue;
+        };
+        let body = json!({"filter": super::scatter::with_shard_filter(None, shards), "limit": 0});
+        let answer = state
+            .nodes
+            .call(
+                &node.id,
+                &node.address,
+                Method::POST,
+                &format!("/indexes/{}/documents/fetch", index.uid),
+                Some(&body),
+            )
+            .await
+            .map_err(|e| {
+                MeiliError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "miroir_node_unavailable",
+                    ErrorType::System,
+                    e.error()["message"].as_str().unwrap_or_default().to_owned(),
+                )
+            })?;
+        total += answer.body["total"].as_u64().unwrap_or(0);
+    }
+    Ok(total)
+}
+
 /// One index's stats, as one Meilisearch would report them.
 async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, MeiliError> {
-    let topology = state.topology.current();
+    // Pinned, like every read: the copies it counts are not deleted under it.
+    let (_pin, topology) = state.topology.pin();
+    let index = super::indexes::index_in(&topology, &index.uid)?;
     let live = |id: &str| topology.nodes.iter().find(|n| n.id == id && n.serves());
     let active: Vec<u32> = topology
         .groups
@@ -105,18 +158,25 @@ async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, Meili
             }
         }
     }
+    let exact = exact_documents(state, index, &topology).await?;
+    // Copies held per document: RF outside moves; during a move partial and leftover
+    // copies count too, so sums are scaled by what the group holds per document.
+    let per_document = |sum: u64| match documents {
+        0 => sum / rf,
+        copies => (u128::from(sum) * u128::from(exact) / u128::from(copies)) as u64,
+    };
     let distribution: Map<String, Value> = fields
         .into_iter()
-        .map(|(f, c)| (f, json!(c / rf)))
+        .map(|(f, c)| (f, json!(per_document(c))))
         .collect();
-    let (documents, raw) = (documents / rf, sums[0] / rf);
+    let raw = per_document(sums[0]);
     Ok(json!({
-        "numberOfDocuments": documents,
+        "numberOfDocuments": exact,
         "rawDocumentDbSize": raw,
-        "avgDocumentSize": raw.checked_div(documents).unwrap_or(0),
+        "avgDocumentSize": raw.checked_div(exact).unwrap_or(0),
         "isIndexing": indexing,
-        "numberOfEmbeddings": sums[1] / rf,
-        "numberOfEmbeddedDocuments": sums[2] / rf,
+        "numberOfEmbeddings": per_document(sums[1]),
+        "numberOfEmbeddedDocuments": per_document(sums[2]),
         "fieldDistribution": distribution,
     }))
 }

@@ -11,7 +11,7 @@
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_in;
 use crate::state::AppState;
-use crate::topology::WriteGuard;
+use crate::topology::VersionPin;
 use axum::http::StatusCode;
 use miroir_proto::pb::{self, GroupState};
 use std::collections::{BTreeMap, BTreeSet};
@@ -40,13 +40,13 @@ pub async fn admit(
     state: &AppState,
     uid: &str,
     touches: Touches<'_>,
-) -> Result<WriteGuard, MeiliError> {
+) -> Result<VersionPin, MeiliError> {
     if !state.topology.lease.is_valid() {
         return Err(lease_expired());
     }
     let deadline = tokio::time::Instant::now() + state.config.cutover_write_wait;
     loop {
-        let (guard, topology) = state.topology.start_write();
+        let (guard, topology) = state.topology.pin();
         let index = index_in(&topology, uid)?;
         let mut held = index.routing.iter().flat_map(|r| &r.shards).filter(|s| {
             s.blocked

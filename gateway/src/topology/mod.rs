@@ -30,7 +30,7 @@ pub struct TopologyHandle {
     /// The write lease.
     pub lease: Lease,
     connection: Mutex<Connection>,
-    writes: Arc<InflightWrites>,
+    pinned: Arc<Pinned>,
     acknowledged: std::sync::atomic::AtomicU64,
 }
 
@@ -40,32 +40,33 @@ impl Default for TopologyHandle {
             current: watch::Sender::new(Arc::new(pb::Topology::default())),
             lease: Lease::default(),
             connection: Mutex::new(Connection::default()),
-            writes: Arc::default(),
+            pinned: Arc::default(),
             acknowledged: Default::default(),
         }
     }
 }
 
-/// Writes in flight, counted by the topology version they started under. A version is
-/// acknowledged to the control plane only once no write started under an older one is
-/// still sending to nodes: the barrier (`await_applied`) then means no node will receive
-/// a write routed by an older table, which is what makes a shard move's phases safe.
+/// Requests in flight (writes and reads), counted by the topology version they route by.
+/// A version is acknowledged to the control plane only once no request that started
+/// under an older one is still talking to nodes: the barrier (`await_applied`) then means
+/// no node receives a write routed by an older table, and no read is still reading a
+/// copy a shard move is about to delete. This is what makes a move's phases safe.
 #[derive(Default)]
-struct InflightWrites {
+struct Pinned {
     by_version: Mutex<std::collections::BTreeMap<u64, usize>>,
     finished: tokio::sync::Notify,
 }
 
-/// Held by a write while it sends to nodes; see [`TopologyHandle::start_write`].
-pub struct WriteGuard {
-    writes: Arc<InflightWrites>,
+/// Held by a request while it routes by a snapshot; see [`TopologyHandle::pin`].
+pub struct VersionPin {
+    pinned: Arc<Pinned>,
     version: u64,
 }
 
-impl Drop for WriteGuard {
+impl Drop for VersionPin {
     fn drop(&mut self) {
         let mut by_version = self
-            .writes
+            .pinned
             .by_version
             .lock()
             .unwrap_or_else(|e| e.into_inner());
@@ -76,7 +77,7 @@ impl Drop for WriteGuard {
             }
         }
         drop(by_version);
-        self.writes.finished.notify_waiters();
+        self.pinned.finished.notify_waiters();
     }
 }
 
@@ -115,32 +116,33 @@ impl TopologyHandle {
             .is_ok_and(|r| r.is_ok())
     }
 
-    /// Registers a write under the version served now; the snapshot it should route by
-    /// (read after registering, so it is that version or newer).
-    pub fn start_write(&self) -> (WriteGuard, Arc<pb::Topology>) {
+    /// Pins the version served now for a request (read or write) and returns the snapshot
+    /// it should route by (read after pinning, so that version or newer). Hold the pin
+    /// until the request is done with nodes.
+    pub fn pin(&self) -> (VersionPin, Arc<pb::Topology>) {
         let version = self.current().version;
         *self
-            .writes
+            .pinned
             .by_version
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .entry(version)
             .or_default() += 1;
-        let guard = WriteGuard {
-            writes: self.writes.clone(),
+        let pin = VersionPin {
+            pinned: self.pinned.clone(),
             version,
         };
-        (guard, self.current())
+        (pin, self.current())
     }
 
-    /// Waits (at most `bound`) until no write started under a version older than
-    /// `version` is in flight; returns whether none is.
-    pub async fn writes_before_finished(&self, version: u64, bound: std::time::Duration) -> bool {
+    /// Waits (at most `bound`) until no request pinned to a version older than `version`
+    /// is in flight; returns whether none is.
+    pub async fn pins_before_released(&self, version: u64, bound: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + bound;
         loop {
-            let finished = self.writes.finished.notified();
+            let finished = self.pinned.finished.notified();
             let oldest = self
-                .writes
+                .pinned
                 .by_version
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -274,26 +276,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_version_waits_for_writes_started_under_older_ones() {
+    async fn a_version_waits_for_requests_pinned_to_older_ones() {
         let handle = TopologyHandle::default();
         handle.apply(topology(NodeState::Active));
-        let (guard, snapshot) = handle.start_write();
+        let (guard, snapshot) = handle.pin();
         assert_eq!(snapshot.version, 3);
         let mut newer = topology(NodeState::Active);
         newer.version = 4;
         handle.apply(newer);
         let short = std::time::Duration::from_millis(20);
+        assert!(handle.pins_before_released(3, short).await, "same version");
         assert!(
-            handle.writes_before_finished(3, short).await,
-            "same version"
-        );
-        assert!(
-            !handle.writes_before_finished(4, short).await,
+            !handle.pins_before_released(4, short).await,
             "a v3 write is in flight"
         );
-        let (later, _) = handle.start_write();
+        let (later, _) = handle.pin();
         drop(guard);
-        assert!(handle.writes_before_finished(4, short).await);
+        assert!(handle.pins_before_released(4, short).await);
         drop(later);
     }
 

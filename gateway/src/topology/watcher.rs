@@ -25,7 +25,7 @@ pub struct WatcherConfig {
     pub connect_timeout: Duration,
     /// Heartbeat interval (bounded by a third of the lease TTL once known).
     pub heartbeat_interval: Duration,
-    /// Longest wait for writes started under older versions before a version is
+    /// Longest wait for requests started under older versions before a version is
     /// acknowledged anyway (a node call's timeout bounds them).
     pub write_drain_bound: Duration,
 }
@@ -143,13 +143,13 @@ async fn session(
                         if handle.apply(snapshot) {
                             tracing::info!(version, "topology applied");
                         }
-                        // Acknowledged once writes routed by older versions are done; in
+                        // Acknowledged once requests routed by older versions are done; in
                         // the background, so heartbeats go on meanwhile.
                         let (handle, requests, bound) = (handle.clone(), requests.clone(), config.write_drain_bound);
                         let version = handle.current().version;
                         tokio::spawn(async move {
-                            if !handle.writes_before_finished(version, bound).await {
-                                tracing::warn!(version, "writes under older versions still running after {bound:?}; acknowledging anyway");
+                            if !handle.pins_before_released(version, bound).await {
+                                tracing::warn!(version, "requests under older versions still running after {bound:?}; acknowledging anyway");
                             }
                             let acknowledged = handle.acknowledge(version);
                             let applied = pb::WatchRequest { request: Some(watch_request::Request::Applied(pb::Applied { version: acknowledged })) };
