@@ -55,6 +55,9 @@ impl Default for TopologyHandle {
 struct Pinned {
     by_version: Mutex<std::collections::BTreeMap<u64, usize>>,
     finished: tokio::sync::Notify,
+    /// Acknowledgements waiting for pins to go: releases wake them only then, sparing the
+    /// hot path a second lock.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// Held by a request while it routes by a snapshot; see [`TopologyHandle::pin`].
@@ -77,7 +80,14 @@ impl Drop for VersionPin {
             }
         }
         drop(by_version);
-        self.pinned.finished.notify_waiters();
+        if self
+            .pinned
+            .waiting
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            self.pinned.finished.notify_waiters();
+        }
     }
 }
 
@@ -139,8 +149,24 @@ impl TopologyHandle {
     /// is in flight; returns whether none is.
     pub async fn pins_before_released(&self, version: u64, bound: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + bound;
+        let pinned = &self.pinned;
+        pinned
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        struct Waiting<'a>(&'a Pinned);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0
+                    .waiting
+                    .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _waiting = Waiting(pinned);
         loop {
+            // Registered before the count is read, so a release in between still wakes us.
             let finished = self.pinned.finished.notified();
+            tokio::pin!(finished);
+            finished.as_mut().enable();
             let oldest = self
                 .pinned
                 .by_version
