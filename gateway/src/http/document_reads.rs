@@ -14,7 +14,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use miroir_proto::pb::{self, GroupState};
+use miroir_proto::pb;
 use miroir_proto::placement::shard_for_key;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -169,12 +169,7 @@ async fn fan_out(
 
 /// Every node that holds a copy of `index` in a group taking writes.
 fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
-    let writable: Vec<u32> = topology
-        .groups
-        .iter()
-        .filter(|g| g.state != GroupState::Draining as i32)
-        .map(|g| g.id)
-        .collect();
+    let writable = super::write_gate::writable_groups(topology);
     let mut nodes: Vec<String> = index
         .routing
         .iter()

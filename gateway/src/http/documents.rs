@@ -6,13 +6,15 @@ use super::auth::Caller;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
 use super::payload;
-use super::write_gate::{Owners, Quorum, Touches, admit, lease_expired, no_quorum};
+use super::write_gate::{
+    Owners, Quorum, Touches, admit, lease_expired, no_quorum, writable_groups,
+};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use miroir_proto::pb::{self, GroupState, NodeState};
+use miroir_proto::pb::{self, NodeState};
 use miroir_proto::placement::shard_for_key;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -202,12 +204,7 @@ async fn write(
     let topology = state.topology.current();
     let index = super::indexes::index_in(&topology, &uid)?.clone();
     let owners = Owners::of(&index, &topology, &shards);
-    let writable: BTreeSet<u32> = topology
-        .groups
-        .iter()
-        .filter(|g| g.state != GroupState::Draining as i32)
-        .map(|g| g.id)
-        .collect();
+    let writable = writable_groups(&topology);
     // node → the documents it must receive, with their shard.
     let mut batches: BTreeMap<String, Vec<(usize, u32)>> = BTreeMap::new();
     for routing in index

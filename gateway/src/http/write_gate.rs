@@ -94,15 +94,21 @@ pub enum Quorum {
     Lost { shards: Vec<u32> },
 }
 
+/// The groups that take writes: every group but one being removed (a group being filled
+/// takes them too).
+pub fn writable_groups(topology: &pb::Topology) -> BTreeSet<u32> {
+    topology
+        .groups
+        .iter()
+        .filter(|g| g.state != GroupState::Draining as i32)
+        .map(|g| g.id)
+        .collect()
+}
+
 impl Owners {
     /// The owners of `shards` of `index` in every group that takes writes.
     pub fn of(index: &pb::Index, topology: &pb::Topology, shards: &BTreeSet<u32>) -> Self {
-        let writable: BTreeSet<u32> = topology
-            .groups
-            .iter()
-            .filter(|g| g.state != GroupState::Draining as i32)
-            .map(|g| g.id)
-            .collect();
+        let writable = writable_groups(topology);
         let mut owners = BTreeMap::new();
         for routing in index
             .routing
