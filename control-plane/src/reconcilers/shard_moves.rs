@@ -212,15 +212,17 @@ async fn barrier(state: &Arc<ServiceState>, version: u64) -> Result<(), StepErro
     }
 }
 
+/// Ends `key`, counting `documents_copied` (0 for a move that did not land) and how long
+/// it held writes, if it cut over.
 async fn finish(
     state: &Arc<ServiceState>,
     key: &MoveKey,
-    m: &pb::ShardMove,
+    documents_copied: u64,
     blocked_ms: Option<u64>,
 ) -> Result<(), StepError> {
     state
         .commit(|t, now| {
-            operations::finish_move(t, key, blocked_ms, m.documents_copied, now)?;
+            operations::finish_move(t, key, blocked_ms, documents_copied, now)?;
             Ok(((), format!("shard move {key}: done")))
         })
         .await?;
@@ -294,6 +296,23 @@ fn source(topology: &pb::Topology, m: &pb::ShardMove) -> Result<pb::Node, String
                 m.shard, m.index_uid
             )
         })
+}
+
+/// Deletes `m`'s shard from `nodes` (leavers after cleanup, targets after a rollback). A
+/// failed node cannot be cleaned (a repair removes it from the fleet); a process that may
+/// no longer act as leader stops before touching a node.
+async fn delete_copies(
+    state: &Arc<ServiceState>,
+    nodes: &[pb::Node],
+    m: &pb::ShardMove,
+) -> Result<(), StepError> {
+    for node in nodes.iter().filter(|n| n.state() != NodeState::Failed) {
+        if !state.may_act_as_leader() {
+            return Err(StepError::NotLeader);
+        }
+        shard_copy::delete_shard(&state.nodes, node, &m.index_uid, m.shard).await?;
+    }
+    Ok(())
 }
 
 /// Where `m`'s documents come from and go to.
@@ -388,7 +407,7 @@ async fn step(
     match phase {
         MovePhase::Pending | MovePhase::Unspecified => {
             if cancelling(topology, m) {
-                return finish(state, key, m, None).await;
+                return finish(state, key, 0, None).await;
             }
             let targets = targets(topology, m);
             for target in &targets {
@@ -490,33 +509,14 @@ async fn step(
         }
         MovePhase::Cleanup => {
             barrier(state, topology.version).await?;
-            for leaver in leavers(topology, m) {
-                // A failed node cannot be cleaned; a repair removes it from the fleet.
-                if leaver.state() == NodeState::Failed {
-                    continue;
-                }
-                if !may_write() {
-                    return Err(StepError::NotLeader);
-                }
-                shard_copy::delete_shard(client, &leaver, &m.index_uid, m.shard).await?;
-            }
+            delete_copies(state, &leavers(topology, m), m).await?;
             let blocked = (!targets(topology, m).is_empty()).then_some(m.blocked_ms);
-            finish(state, key, m, blocked).await
+            finish(state, key, m.documents_copied, blocked).await
         }
         MovePhase::Rollback => {
             barrier(state, topology.version).await?;
-            for target in targets(topology, m) {
-                if target.state() == NodeState::Failed {
-                    continue;
-                }
-                if !may_write() {
-                    return Err(StepError::NotLeader);
-                }
-                shard_copy::delete_shard(client, &target, &m.index_uid, m.shard).await?;
-            }
-            let mut rolled_back = m.clone();
-            rolled_back.documents_copied = 0;
-            finish(state, key, &rolled_back, None).await
+            delete_copies(state, &targets(topology, m), m).await?;
+            finish(state, key, 0, None).await
         }
     }
 }
