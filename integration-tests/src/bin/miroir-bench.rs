@@ -221,6 +221,14 @@ async fn fleet(
     n: usize,
     documents: usize,
 ) -> (ControlPlane, Vec<TestNode>, Gateway) {
+    let (cp, nodes, gateway) = start_fleet(dir, n).await;
+    prepare(&Meili::new(&gateway.url), "bench", documents, true).await;
+    (cp, nodes, gateway)
+}
+
+/// A control plane (SQLite, in `dir`), `n` active nodes in group 0 and a gateway serving
+/// the newest topology; no index yet.
+async fn start_fleet(dir: &std::path::Path, n: usize) -> (ControlPlane, Vec<TestNode>, Gateway) {
     std::fs::create_dir_all(dir).expect("fleet directory");
     let store = format!("sqlite://{}/miroir-{n}.db", dir.display());
     let cp = ControlPlane::start(dir, &store, &ControlPlaneOptions::default()).await;
@@ -240,7 +248,6 @@ async fn fleet(
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;
-    prepare(&Meili::new(&gateway.url), "bench", documents, true).await;
     (cp, nodes, gateway)
 }
 
@@ -297,24 +304,7 @@ async fn moves(args: &Args, dir: &std::path::Path) {
         "miroir-bench --moves: {shards} shards of about {} documents ({total} in all) on 3 nodes",
         args.shard_documents
     );
-    let store = format!("sqlite://{}/moves.db", dir.display());
-    let cp = ControlPlane::start(dir, &store, &ControlPlaneOptions::default()).await;
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let node = TestNode::start().await;
-        cp.add_node(&format!("meili-{i}"), &node.url, 0)
-            .await
-            .expect("add node");
-        nodes.push(node);
-    }
-    for i in 0..3 {
-        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
-            .await;
-    }
-    let gateway = Gateway::start(dir, &cp.url(), &[]).await;
-    gateway
-        .wait_version(cp.current_topology().await.version)
-        .await;
+    let (cp, _nodes, gateway) = start_fleet(&dir.join("moves"), 3).await;
     let meili = Meili::new(&gateway.url);
     meili
         .ok(
