@@ -17,15 +17,17 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
+/// 503 `miroir_node_unavailable`: a node the figures need did not answer.
+fn unavailable(detail: String) -> MeiliError {
+    MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_node_unavailable",
+        ErrorType::System,
+        detail,
+    )
+}
+
 async fn node_stats(state: &AppState, node: &pb::Node, uid: &str) -> Result<Value, MeiliError> {
-    let unavailable = |detail: String| {
-        MeiliError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "miroir_node_unavailable",
-            ErrorType::System,
-            detail,
-        )
-    };
     match state
         .nodes
         .call(
@@ -84,14 +86,18 @@ async fn exact_documents(
             )
             .await
             .map_err(|e| {
-                MeiliError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "miroir_node_unavailable",
-                    ErrorType::System,
-                    e.error()["message"].as_str().unwrap_or_default().to_owned(),
-                )
+                unavailable(e.error()["message"].as_str().unwrap_or_default().to_owned())
             })?;
-        total += answer.body["total"].as_u64().unwrap_or(0);
+        // A node that cannot count its shards must not make the total silently short.
+        match answer.body["total"].as_u64() {
+            Some(count) if answer.status == 200 => total += count,
+            _ => {
+                return Err(unavailable(format!(
+                    "node `{}` answered {}: {}",
+                    node.id, answer.status, answer.body
+                )));
+            }
+        }
     }
     Ok(total)
 }
