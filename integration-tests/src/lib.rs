@@ -41,6 +41,14 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// Times a process is started on fresh ports when one it was given was taken meanwhile.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Whether a process's log says it could not bind a port.
+fn port_taken(log: &str) -> bool {
+    log.contains("Address already in use")
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -106,8 +114,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts a control plane on `store` and waits until it serves gRPC.
     pub async fn start(dir: &Path, store: &str, options: &ControlPlaneOptions) -> Self {
-        let child_and_ports = Self::spawn(dir, store, options, None);
-        let (child, grpc, metrics, log) = child_and_ports;
+        let (child, grpc, metrics, log) = Self::spawn(dir, store, options, None);
         let mut cp = Self {
             child,
             grpc,
@@ -115,7 +122,7 @@ impl ControlPlane {
             store: store.to_owned(),
             log,
         };
-        cp.wait_ready().await;
+        cp.serve(dir, options, false).await;
         cp
     }
 
@@ -123,9 +130,28 @@ impl ControlPlane {
     /// address (so gateways find it again), waiting until it serves.
     pub async fn restart(&mut self, dir: &Path, options: &ControlPlaneOptions) {
         self.kill().await;
-        let (child, grpc, metrics, log) = Self::spawn(dir, &self.store, options, Some(self.grpc));
+        self.respawn(dir, options, true);
+        self.serve(dir, options, true).await;
+    }
+
+    fn respawn(&mut self, dir: &Path, options: &ControlPlaneOptions, same_grpc: bool) {
+        let grpc = same_grpc.then_some(self.grpc);
+        let (child, grpc, metrics, log) = Self::spawn(dir, &self.store, options, grpc);
         (self.child, self.grpc, self.metrics, self.log) = (child, grpc, metrics, log);
-        self.wait_ready().await;
+    }
+
+    /// Waits until the process serves. A port [`free_port`] handed out can be taken by a
+    /// parallel test before the process binds it: then it starts again on fresh ports
+    /// (keeping the gRPC address with `same_grpc`).
+    async fn serve(&mut self, dir: &Path, options: &ControlPlaneOptions, same_grpc: bool) {
+        for _ in 0..PORT_ATTEMPTS {
+            match self.wait_ready().await {
+                Ok(()) => return,
+                Err(log) if port_taken(&log) => self.respawn(dir, options, same_grpc),
+                Err(log) => panic!("control plane exited before serving:\n{log}"),
+            }
+        }
+        panic!("control plane found no free port in {PORT_ATTEMPTS} attempts");
     }
 
     fn spawn(
@@ -179,15 +205,16 @@ impl ControlPlane {
         (status, std::fs::read_to_string(log).unwrap_or_default())
     }
 
-    async fn wait_ready(&mut self) {
+    /// Waits until the process serves gRPC; its log when it exited first.
+    async fn wait_ready(&mut self) -> Result<(), String> {
         let url = self.url();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "control plane exited with {status} before serving:\n{}",
+                return Err(format!(
+                    "exit {status}\n{}",
                     std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                ));
             }
             if let Ok(channel) = Channel::from_shared(url.clone()).unwrap().connect().await {
                 let mut admin = AdminServiceClient::new(channel);
@@ -196,7 +223,7 @@ impl ControlPlane {
                     .await
                     .is_ok()
                 {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(Instant::now() < deadline, "control plane did not start");
@@ -508,53 +535,58 @@ impl Gateway {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
-        let port = free_port();
-        let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = dir.join(format!("gateway-{port}.log"));
-        let log_file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new(binary("miroir-gateway"))
-            .arg("--listen")
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("--metrics-listen")
-            .arg(metrics.to_string())
-            .arg("--control-plane")
-            .arg(control_planes)
-            .arg("--master-key")
-            .arg(MASTER_KEY)
-            .args(extra_args)
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start miroir-gateway");
-        let url = format!("http://127.0.0.1:{port}");
-        let health = format!("{url}/health");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "gateway exited with {status}:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+        // A port free_port handed out can be taken by a parallel test before the gateway
+        // binds it: then it starts again on fresh ports.
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+            let log = dir.join(format!("gateway-{port}.log"));
+            let log_file = std::fs::File::create(&log).expect("log file");
+            let mut child = Command::new(binary("miroir-gateway"))
+                .arg("--listen")
+                .arg(format!("127.0.0.1:{port}"))
+                .arg("--metrics-listen")
+                .arg(metrics.to_string())
+                .arg("--control-plane")
+                .arg(control_planes)
+                .arg("--master-key")
+                .arg(MASTER_KEY)
+                .args(extra_args)
+                .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(log_file)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start miroir-gateway");
+            let url = format!("http://127.0.0.1:{port}");
+            let health = format!("{url}/health");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let output = std::fs::read_to_string(&log).unwrap_or_default();
+                    if port_taken(&output) {
+                        break;
+                    }
+                    panic!("gateway exited with {status}:\n{output}");
+                }
+                if reqwest::get(&health)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return Self {
+                        child,
+                        url,
+                        metrics,
+                        log,
+                    };
+                }
+                assert!(Instant::now() < deadline, "gateway did not start");
+                tokio::time::sleep(Duration::from_millis(25)).await;
             }
-            if reqwest::get(&health)
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "gateway did not start");
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        Self {
-            child,
-            url,
-            metrics,
-            log,
-        }
+        panic!("gateway found no free port in {PORT_ATTEMPTS} attempts");
     }
 
     /// `GET /_miroir/status` as JSON.
