@@ -46,6 +46,12 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CUTOVER_WRITE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub cutover_write_wait: Duration,
 
+    /// Threads serving the HTTP API (default: one per CPU). Each runs its own event loop
+    /// and listening socket (SO_REUSEPORT), so a request is handled, its node calls made
+    /// and its answer written on one thread, with no hand-off between threads.
+    #[arg(long, env = "MIROIR_THREADS")]
+    pub threads: Option<usize>,
+
     /// Timeout of one call to a Meilisearch node.
     #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,
@@ -114,10 +120,20 @@ impl Config {
         })
     }
 
+    /// Threads serving the HTTP API: `--threads`, else one per CPU.
+    pub fn http_threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
+    }
+
     /// Rejects configurations that cannot work.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.control_plane.iter().all(|a| a.trim().is_empty()) {
             anyhow::bail!("--control-plane needs at least one address");
+        }
+        if self.threads == Some(0) {
+            anyhow::bail!("--threads must be at least 1");
         }
         if self.master_key.len() < 16 {
             anyhow::bail!(

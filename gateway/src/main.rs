@@ -6,7 +6,9 @@ use miroir_gateway::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+// The HTTP API runs on threads of its own (`http_threads`); this runtime accepts
+// connections and runs the topology watcher and the metrics endpoint.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
     let _telemetry = match miroir_proto::telemetry::init("miroir-gateway", config.log_format) {

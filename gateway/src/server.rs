@@ -1,7 +1,7 @@
 //! Starts the gateway: topology watcher, HTTP API and metrics.
 
 use crate::config::Config;
-use crate::state::AppState;
+use crate::state::GatewayState;
 use crate::topology::TopologyHandle;
 use crate::topology::watcher::{self, WatcherConfig};
 use anyhow::Context;
@@ -81,6 +81,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics = %metrics_address,
         control_planes = %config.control_plane.join(","),
         fleet_state = %coordination,
+        http_threads = config.http_threads(),
         "miroir gateway started"
     );
     if config.replicas > 1 && !fleet.is_shared() {
@@ -96,7 +97,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.control_plane_connect_timeout,
         config.control_plane_timeout,
     ));
-    let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout)?;
+    let threads = config.http_threads();
+    let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout, threads)?;
     let live_gateways = Arc::new(std::sync::atomic::AtomicU64::new(1));
     if !fleet.is_shared() && (config.rate_limit_per_key > 0 || config.rate_limit_per_ip > 0) {
         tokio::spawn(count_live_gateways(
@@ -104,7 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             live_gateways.clone(),
         ));
     }
-    let app = crate::http::router(AppState {
+    let app = crate::http::router(Arc::new(GatewayState {
         config: Arc::new(config),
         id,
         topology,
@@ -114,19 +116,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         index_settings: Arc::default(),
         fleet,
         live_gateways,
-    });
-    // No Nagle delay on the client hop: a proxy's small answers must leave at once.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    }));
+    crate::http_threads::serve(listener, app, threads, shutdown_signal()).await?;
     tracing::info!("miroir gateway stopped");
     Ok(())
 }

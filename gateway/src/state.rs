@@ -6,9 +6,12 @@ use crate::nodes::NodeClient;
 use crate::topology::TopologyHandle;
 use std::sync::Arc;
 
-/// Shared, cheaply cloned state of the gateway.
-#[derive(Clone)]
-pub struct AppState {
+/// What every handler shares: one allocation, so the per-request clones that axum's
+/// middleware makes cost one atomic increment each.
+pub type AppState = Arc<GatewayState>;
+
+/// The gateway's shared state.
+pub struct GatewayState {
     /// Flags the process started with.
     pub config: Arc<Config>,
     /// This gateway's id.

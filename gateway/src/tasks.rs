@@ -3,9 +3,9 @@
 //! succeeded when all did; details count each logical document once.
 
 use crate::nodes::NodeClient;
+use http::Method;
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
-use reqwest::Method;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
 

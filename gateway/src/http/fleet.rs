@@ -19,7 +19,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// The header naming a read-your-writes session.
@@ -64,7 +63,7 @@ fn rate_limited(what: &str) -> Response {
 /// Runs the request under the fleet rules.
 pub async fn fleet_rules(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(crate::http_threads::Peer(peer)): ConnectInfo<crate::http_threads::Peer>,
     request: Request,
     next: Next,
 ) -> Response {

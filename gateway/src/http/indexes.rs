@@ -455,13 +455,7 @@ pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, Meili
     for node in topology.nodes.iter().filter(|n| n.serves()) {
         if let Ok(answer) = state
             .nodes
-            .call(
-                &node.id,
-                &node.address,
-                reqwest::Method::GET,
-                "/version",
-                None,
-            )
+            .call(&node.id, &node.address, http::Method::GET, "/version", None)
             .await
             && answer.status == 200
         {

@@ -233,27 +233,31 @@ async fn from_one_node(
     let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
     let body = Value::Object(query.clone());
     let path = format!("/indexes/{uid}/search");
-    // Without facets nothing in the answer needs changing but Miroir's field: pass the
-    // node's bytes through with it cut out, sparing a parse and a re-serialization.
-    let facets = query.get("facets").is_some_and(|f| !f.is_null());
-    if raw_ok && !facets {
+    // When no facet has more values than the index shows, nothing in the answer needs
+    // changing but Miroir's field: pass the node's bytes through with it cut out, sparing
+    // a parse and a re-serialization.
+    if raw_ok {
         let (status, bytes) = state
             .nodes
             .send_raw(
                 node_id,
                 &node.address,
-                reqwest::Method::POST,
+                http::Method::POST,
                 &path,
-                Some(reqwest::Body::from(body.to_string())),
+                Some(crate::nodes::NodeBody::from(body.to_string())),
             )
             .await
             .ok()?;
+        let max_values = || FacetOrder::from_settings(settings).max_values;
         return match status {
-            200 => Some(Ok(Searched {
-                body: Map::new(),
-                raw: Some(super::strip::strip_member(&bytes, SHARD_FIELD)),
-                degraded: Vec::new(),
-            })),
+            200 if super::strip::most_facet_values(&bytes).is_some_and(|n| n <= max_values()) => {
+                Some(Ok(Searched {
+                    body: Map::new(),
+                    raw: Some(super::strip::strip_member(&bytes, SHARD_FIELD)),
+                    degraded: Vec::new(),
+                }))
+            }
+            200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
             400..=499 => {
                 let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -267,7 +271,7 @@ async fn from_one_node(
         .call(
             node_id,
             &node.address,
-            reqwest::Method::POST,
+            http::Method::POST,
             &path,
             Some(&body),
         )
@@ -281,7 +285,13 @@ async fn from_one_node(
         }
         _ => return None,
     }
-    let Value::Object(mut response) = answer.body else {
+    one_node_answer(answer.body, settings).map(Ok)
+}
+
+/// A one-node answer as the client gets it: without Miroir's field (in hits and facets)
+/// and with facet values cut to the index's `maxValuesPerFacet`.
+fn one_node_answer(body: Value, settings: Option<&Map<String, Value>>) -> Option<Searched> {
+    let Value::Object(mut response) = body else {
         return None;
     };
     if let Some(Value::Array(hits)) = response.get_mut("hits") {
@@ -289,17 +299,20 @@ async fn from_one_node(
             strip_miroir(hit);
         }
     }
+    if let Some(Value::Object(stats)) = response.get_mut("facetStats") {
+        stats.remove(SHARD_FIELD);
+    }
     if let Some(distribution) = response.get_mut("facetDistribution").map(Value::take) {
         let order = FacetOrder::from_settings(settings);
         let only = json!({ "facetDistribution": distribution });
         let (distribution, _) = merge_facets(std::iter::once(&only), &order);
         response.insert("facetDistribution".into(), distribution);
     }
-    Some(Ok(Searched {
+    Some(Searched {
         body: response,
         raw: None,
         degraded: Vec::new(),
-    }))
+    })
 }
 
 /// Scatter-gather and merge one search. With `raw_ok` (a single search, answered as is) a
@@ -633,10 +646,12 @@ pub fn merge_facets<'a>(
     let mut distribution: Map<String, Value> = Map::new();
     let mut stats: Map<String, Value> = Map::new();
     for answer in answers {
+        // `facets: ["*"]` asks nodes for every filterable attribute, Miroir's included.
         for (facet, values) in answer["facetDistribution"]
             .as_object()
             .into_iter()
             .flatten()
+            .filter(|(facet, _)| *facet != SHARD_FIELD)
         {
             let merged = distribution
                 .entry(facet.clone())
@@ -646,7 +661,12 @@ pub fn merge_facets<'a>(
                 merged[value] = json!(total);
             }
         }
-        for (facet, range) in answer["facetStats"].as_object().into_iter().flatten() {
+        for (facet, range) in answer["facetStats"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(facet, _)| *facet != SHARD_FIELD)
+        {
             let (min, max) = (range["min"].as_f64(), range["max"].as_f64());
             let entry = stats
                 .entry(facet.clone())
@@ -684,6 +704,18 @@ pub fn merge_facets<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facets_never_show_miroirs_field() {
+        // `facets: ["*"]` makes nodes count every filterable attribute, Miroir's included.
+        let a = json!({"facetDistribution": {"genre": {"a": 1}, "_miroir_shard": {"3": 1}}, "facetStats": {"_miroir_shard": {"min": 3.0, "max": 3.0}}});
+        let (distribution, stats) = merge_facets(std::iter::once(&a), &FacetOrder::default());
+        assert_eq!(distribution, json!({"genre": {"a": 1}}));
+        assert_eq!(stats, json!({}));
+        let answer = one_node_answer(a, None).expect("an object");
+        assert_eq!(answer.body["facetDistribution"], json!({"genre": {"a": 1}}));
+        assert_eq!(answer.body["facetStats"], json!({}));
+    }
 
     #[test]
     fn facets_sum_and_stats_span() {

@@ -13,8 +13,8 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use http::Method;
 use miroir_proto::pb;
-use reqwest::Method;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 

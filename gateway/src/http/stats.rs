@@ -12,8 +12,8 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use http::Method;
 use miroir_proto::pb::{self, GroupState};
-use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 

@@ -63,6 +63,78 @@ pub fn strip_member(json: &[u8], key: &str) -> Vec<u8> {
     out
 }
 
+/// The most values any facet has in a search answer's `facetDistribution` (0 without
+/// one), read without building values; `None` when `json` is not a JSON object. A
+/// one-node answer whose facets are within the index's `maxValuesPerFacet` then passes
+/// through as bytes.
+pub fn most_facet_values(json: &[u8]) -> Option<usize> {
+    use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    /// Counts the members of a map (a facet's values), skipping them.
+    struct Members(usize);
+    impl<'de> serde::Deserialize<'de> for Members {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Members;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a map of facet values")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                    let mut n = 0;
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+                        n += 1;
+                    }
+                    Ok(Members(n))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    /// The largest member count among a map's values (a distribution's facets).
+    struct Largest(usize);
+    impl<'de> serde::Deserialize<'de> for Largest {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Largest;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a facet distribution")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Largest, A::Error> {
+                    let mut most = 0;
+                    while let Some((IgnoredAny, Members(n))) = map.next_entry()? {
+                        most = most.max(n);
+                    }
+                    Ok(Largest(most))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    struct Answer;
+    impl<'de> Visitor<'de> for Answer {
+        type Value = usize;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a search answer")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
+            let mut most = 0;
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if key == "facetDistribution" {
+                    most = map.next_value::<Largest>()?.0;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(most)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    deserializer.deserialize_map(Answer).ok()
+}
+
 fn skip_whitespace(json: &[u8], mut i: usize) -> usize {
     while json.get(i).is_some_and(|b| b.is_ascii_whitespace()) {
         i += 1;
@@ -126,6 +198,21 @@ fn skip_value(json: &[u8], start: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use serde_json::{Value, json};
+
+    #[test]
+    fn most_facet_values_counts_the_largest_facet() {
+        let answer = json!({
+            "hits": [{"facetDistribution": {"x": {"a": 1, "b": 2, "c": 3, "d": 4}}}],
+            "facetDistribution": {"genre": {"a": 1, "b": 2}, "year": {"1": 1, "2": 1, "3": 1}},
+            "facetStats": {"year": {"min": 1.0, "max": 3.0}},
+        });
+        let bytes = serde_json::to_vec(&answer).unwrap();
+        assert_eq!(most_facet_values(&bytes), Some(3));
+        assert_eq!(most_facet_values(br#"{"hits":[]}"#), Some(0));
+        assert_eq!(most_facet_values(br#"{"facetDistribution":{}}"#), Some(0));
+        assert_eq!(most_facet_values(br#"[1]"#), None);
+        assert_eq!(most_facet_values(br#"{"facetDistribution":"#), None);
+    }
 
     fn strip(value: &str) -> Value {
         let out = strip_member(value.as_bytes(), "_miroir_shard");

@@ -1,0 +1,137 @@
+//! The HTTP API's threads: one accept loop hands each connection to one of `--threads`
+//! threads, each running its own single-threaded event loop. A request is then parsed,
+//! routed, sent to its nodes and answered on one thread: no wake-up crosses threads on
+//! the hot path (on a multi-threaded runtime a query paid several, measured in
+//! docs/benchmarks.md). Connections, not requests, are spread over the threads.
+//!
+//! A single listening socket (not one `SO_REUSEPORT` socket per thread) keeps a port
+//! taken by another process an error at startup instead of a silently shared port.
+
+use axum::Router;
+use std::net::SocketAddr;
+use tokio::sync::{mpsc, watch};
+
+/// A connection accepted by the accept loop, on its way to a thread.
+type Accepted = (std::net::TcpStream, SocketAddr);
+
+/// Serves `router` on `listener` with `threads` threads until `shutdown` resolves, then
+/// lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    threads: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    let mut inboxes = Vec::with_capacity(threads);
+    let mut workers = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (inbox, connections) = mpsc::unbounded_channel::<Accepted>();
+        inboxes.push(inbox);
+        let (router, mut stopped) = (router.clone(), stopped.clone());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("miroir-http-{index}"))
+                .spawn(move || {
+                    crate::nodes::set_http_thread(index + 1);
+                    runtime.block_on(async move {
+                        let listener = Handoff { connections, local };
+                        let served = axum::serve(
+                            listener,
+                            router.into_make_service_with_connect_info::<Peer>(),
+                        )
+                        .with_graceful_shutdown(async move {
+                            let _ = stopped.wait_for(|stop| *stop).await;
+                        })
+                        .await;
+                        if let Err(error) = served {
+                            tracing::error!(%error, thread = index, "HTTP thread failed");
+                        }
+                    });
+                })?,
+        );
+    }
+    tokio::pin!(shutdown);
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: wait rather than spin.
+                        tracing::warn!(%error, "cannot accept a connection");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                // No Nagle delay on the client hop: a proxy's small answers must leave
+                // at once.
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, "TCP_NODELAY not set");
+                }
+                match stream.into_std() {
+                    Ok(stream) => {
+                        // A closed inbox means its thread ended (it logged why).
+                        let _ = inboxes[next % threads].send((stream, peer));
+                        next = next.wrapping_add(1);
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot hand a connection over"),
+                }
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    tokio::task::spawn_blocking(move || {
+        for worker in workers {
+            let _ = worker.join();
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// The client's address, for handlers (`ConnectInfo<Peer>`).
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Handoff>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Handoff>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// A thread's side of the hand-off, as axum's listener.
+pub struct Handoff {
+    connections: mpsc::UnboundedReceiver<Accepted>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for Handoff {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.connections.recv().await {
+                // Registers the socket with this thread's event loop.
+                Some((stream, peer)) => match tokio::net::TcpStream::from_std(stream) {
+                    Ok(stream) => return (stream, peer),
+                    Err(error) => tracing::warn!(%error, "cannot take a connection over"),
+                },
+                // The accept loop stopped: shutdown ends this thread's serve.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
