@@ -54,6 +54,10 @@ pub struct Index {
     pub documents: BTreeMap<u64, Value>,
     /// External id → internal id.
     pub ids: HashMap<String, u64>,
+    /// Each document's words per top-level attribute, taken when it is written (as an
+    /// engine indexes at write time): a search then does not tokenize every document
+    /// again, and its time does not grow with fields it never matches on.
+    pub words: HashMap<u64, HashMap<String, Vec<String>>>,
     next_internal: u64,
     /// Current settings.
     pub settings: Map<String, Value>,
@@ -68,6 +72,7 @@ impl Index {
             updated_at: now.to_owned(),
             documents: BTreeMap::new(),
             ids: HashMap::new(),
+            words: HashMap::new(),
             next_internal: 0,
             settings: default_settings(),
         }
@@ -160,19 +165,39 @@ impl Index {
                             existing.insert(k, v);
                         }
                     }
+                    self.index_words(internal);
                 }
                 Some(&internal) => {
                     self.documents.insert(internal, Value::Object(object));
+                    self.index_words(internal);
                 }
                 None => {
                     let internal = self.next_internal;
                     self.next_internal += 1;
                     self.ids.insert(id, internal);
                     self.documents.insert(internal, Value::Object(object));
+                    self.index_words(internal);
                 }
             }
         }
         Ok(indexed)
+    }
+
+    /// Records the words of a stored document's top-level attributes.
+    fn index_words(&mut self, internal: u64) {
+        let Some(Value::Object(document)) = self.documents.get(&internal) else {
+            return;
+        };
+        let words = document
+            .iter()
+            .map(|(attribute, value)| {
+                let mut strings = Vec::new();
+                super::search::strings_in(value, &mut strings);
+                let words = strings.iter().flat_map(|s| super::search::tokenize(s));
+                (attribute.clone(), words.collect())
+            })
+            .collect();
+        self.words.insert(internal, words);
     }
 
     /// Deletes documents by external id; returns how many existed.
@@ -181,6 +206,7 @@ impl Index {
         for id in ids {
             if let Some(internal) = self.ids.remove(id) {
                 self.documents.remove(&internal);
+                self.words.remove(&internal);
                 deleted += 1;
             }
         }

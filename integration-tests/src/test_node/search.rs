@@ -16,8 +16,9 @@ use super::error::NodeError;
 use super::filter::{self, Filter, geo_point, haversine_m, leaves, lookup};
 use super::index::{Index, covers};
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 const SEARCH_PARAMETERS: &[&str] = &[
     "q",
@@ -126,7 +127,7 @@ pub fn tokenize(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn strings_in(value: &Value, out: &mut Vec<String>) {
+pub(crate) fn strings_in(value: &Value, out: &mut Vec<String>) {
     match value {
         Value::String(s) => out.push(s.clone()),
         Value::Number(n) => out.push(n.to_string()),
@@ -138,19 +139,18 @@ fn strings_in(value: &Value, out: &mut Vec<String>) {
 }
 
 /// Attributes a document is searched on, in rank order.
-fn searchable_attributes(
-    index: &Index,
-    document: &Value,
+fn searchable_attributes<'a>(
+    configured: &'a [String],
+    document: &'a Value,
     restrict: Option<&[String]>,
-) -> Vec<String> {
-    let configured = index.setting_list("searchableAttributes");
-    let mut attributes: Vec<String> = if configured.iter().any(|a| a == "*") {
+) -> Vec<&'a str> {
+    let mut attributes: Vec<&str> = if configured.iter().any(|a| a == "*") {
         document
             .as_object()
-            .map(|o| o.keys().cloned().collect())
+            .map(|o| o.keys().map(String::as_str).collect())
             .unwrap_or_default()
     } else {
-        configured
+        configured.iter().map(String::as_str).collect()
     };
     if let Some(restrict) = restrict {
         attributes.retain(|a| restrict.iter().any(|r| covers(r, a) || covers(a, r)));
@@ -171,15 +171,23 @@ struct Match {
     exact: usize,
 }
 
+/// The document searched: its value and the words its top-level attributes were
+/// indexed with.
+struct Searched<'a> {
+    document: &'a Value,
+    words: Option<&'a HashMap<String, Vec<String>>>,
+}
+
 fn match_document(
-    index: &Index,
-    document: &Value,
+    searchable: &[String],
+    searched: Searched<'_>,
     words: &[String],
     last_is_prefix: bool,
     all: bool,
     restrict: Option<&[String]>,
 ) -> Option<Match> {
-    let attributes = searchable_attributes(index, document, restrict);
+    let document = searched.document;
+    let attributes = searchable_attributes(searchable, document, restrict);
     if words.is_empty() {
         return Some(Match {
             words: 0,
@@ -188,14 +196,21 @@ fn match_document(
             exact: 0,
         });
     }
-    let tokens: Vec<Vec<String>> = attributes
+    let tokens: Vec<Cow<'_, [String]>> = attributes
         .iter()
         .map(|a| {
+            if !a.contains('.')
+                && let Some(indexed) = searched.words
+            {
+                return indexed
+                    .get(*a)
+                    .map_or(Cow::Borrowed(&[][..]), |w| Cow::Borrowed(&w[..]));
+            }
             let mut strings = Vec::new();
             if let Some(v) = lookup(document, a) {
                 strings_in(v, &mut strings);
             }
-            strings.iter().flat_map(|s| tokenize(s)).collect()
+            Cow::Owned(strings.iter().flat_map(|s| tokenize(s)).collect())
         })
         .collect();
     // For each query word: (earliest attribute, exact?) where it matches.
@@ -666,14 +681,18 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
         SortKey::Field(..) => None,
     });
 
+    let searchable = index.setting_list("searchableAttributes");
     let mut candidates: Vec<Candidate> = index
         .documents
         .iter()
         .filter(|(_, doc)| filter.as_ref().is_none_or(|f| f.matches(doc)))
         .filter_map(|(internal, doc)| {
             let matched = match_document(
-                index,
-                doc,
+                &searchable,
+                Searched {
+                    document: doc,
+                    words: index.words.get(internal),
+                },
                 &words,
                 last_is_prefix,
                 all,
