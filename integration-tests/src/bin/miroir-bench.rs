@@ -33,6 +33,10 @@ struct Args {
     /// Searches per setup (after 200 warm-up searches).
     #[arg(long, default_value_t = 4_000)]
     requests: usize,
+    /// The searches of each setup are run in this many rounds, the setups taking turns,
+    /// so that the machine's drift (other load, CPU frequency) reaches every setup alike.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
     /// Size of the single large batch for the peak-RSS measurement, in MiB.
     #[arg(long, default_value_t = 100)]
     batch_mib: usize,
@@ -135,63 +139,88 @@ async fn search(client: &reqwest::Client, path: &str, query: &Value) -> reqwest:
         .expect("search")
 }
 
-/// Runs `requests` searches over `concurrency` clients, each query passed through `shape`.
-async fn measure(
-    url: &str,
-    index: &str,
-    args: &Args,
+/// A setup searched: its URL and, for a gateway, its process (for its CPU time).
+struct Setup {
+    url: String,
     pid: Option<u32>,
-    shape: fn(&Value) -> Value,
-) -> Run {
+}
+
+/// Runs `requests` searches per setup over `concurrency` clients, in `rounds` rounds in
+/// which the setups take turns.
+async fn measure(setups: &[Setup], index: &str, args: &Args) -> Vec<Run> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .expect("client");
-    let queries = Arc::new(queries().iter().map(shape).collect::<Vec<_>>());
-    let path = format!("{url}/indexes/{index}/search");
-    for query in queries.iter().cycle().take(200) {
-        let response = search(&client, &path, query).await;
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap_or_default()
-        );
+    let queries = Arc::new(queries());
+    let paths: Vec<String> = setups
+        .iter()
+        .map(|s| format!("{}/indexes/{index}/search", s.url))
+        .collect();
+    for path in &paths {
+        for query in queries.iter().cycle().take(200) {
+            let response = search(&client, path, query).await;
+            assert!(
+                response.status().is_success(),
+                "{}",
+                response.text().await.unwrap_or_default()
+            );
+        }
     }
-    let cpu_before = pid.map(cpu_time);
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for worker in 0..args.concurrency {
-        let (client, queries, path) = (client.clone(), queries.clone(), path.clone());
-        let count = args.requests / args.concurrency;
-        workers.spawn(async move {
-            let mut latencies = Vec::with_capacity(count);
-            for i in 0..count {
-                let query = &queries[(worker * 31 + i) % queries.len()];
-                let sent = Instant::now();
-                let response = search(&client, &path, query).await;
-                let ok = response.status().is_success();
-                let _ = response.bytes().await;
-                assert!(ok, "search failed");
-                latencies.push(sent.elapsed());
+    let rounds = args.rounds.max(1);
+    let per_worker = (args.requests / args.concurrency / rounds).max(1);
+    let mut latencies = vec![Vec::new(); setups.len()];
+    let mut wall = vec![Duration::ZERO; setups.len()];
+    let mut cpu = vec![Duration::ZERO; setups.len()];
+    for round in 0..rounds {
+        for (i, setup) in setups.iter().enumerate() {
+            let cpu_before = setup.pid.map(cpu_time);
+            let started = Instant::now();
+            let mut workers = tokio::task::JoinSet::new();
+            for worker in 0..args.concurrency {
+                let (client, queries, path) = (client.clone(), queries.clone(), paths[i].clone());
+                let first = round * per_worker;
+                workers.spawn(async move {
+                    let mut latencies = Vec::with_capacity(per_worker);
+                    for n in first..first + per_worker {
+                        let query = &queries[(worker * 31 + n) % queries.len()];
+                        let sent = Instant::now();
+                        let response = search(&client, &path, query).await;
+                        let ok = response.status().is_success();
+                        let _ = response.bytes().await;
+                        assert!(ok, "search failed");
+                        latencies.push(sent.elapsed());
+                    }
+                    latencies
+                });
             }
-            latencies
-        });
+            while let Some(done) = workers.join_next().await {
+                latencies[i].extend(done.expect("worker"));
+            }
+            wall[i] += started.elapsed();
+            if let (Some(pid), Some(before)) = (setup.pid, cpu_before) {
+                cpu[i] += cpu_time(pid) - before;
+            }
+        }
     }
-    let mut latencies = Vec::new();
-    while let Some(done) = workers.join_next().await {
-        latencies.extend(done.expect("worker"));
-    }
-    let wall = started.elapsed();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Run {
-        p50: at(0.50),
-        p99: at(0.99),
-        qps: latencies.len() as f64 / wall.as_secs_f64(),
-        cpu_per_query: pid
-            .zip(cpu_before)
-            .map(|(pid, before)| (cpu_time(pid) - before) / latencies.len() as u32),
-    }
+    latencies
+        .into_iter()
+        .zip(wall)
+        .zip(cpu)
+        .zip(setups)
+        .map(|(((mut latencies, wall), cpu), setup)| {
+            latencies.sort();
+            let at = |q: f64| {
+                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
+            };
+            Run {
+                p50: at(0.50),
+                p99: at(0.99),
+                qps: latencies.len() as f64 / wall.as_secs_f64(),
+                cpu_per_query: setup.pid.map(|_| cpu / latencies.len() as u32),
+            }
+        })
+        .collect()
 }
 
 /// Writes `documents` in batches and waits for every task; returns documents per second.
@@ -465,27 +494,35 @@ async fn main() {
     let (_cp3, _nodes3, gateway3) = fleet(&dir.path().join("three"), 3, args.documents).await;
 
     println!("\n| setup | p50 | p99 | QPS | gateway CPU per query |\n|---|---|---|---|---|");
-    let base = measure(&direct.url, "bench", &args, None, Value::clone).await;
-    println!(
-        "| direct node | {} | {} | {:.0} | – |",
-        ms(base.p50),
-        ms(base.p99),
-        base.qps
-    );
     // The gateway sends a node that holds every shard the client's own query (nothing to
-    // merge): measured directly, this row separates the node's time from the gateway's.
-    let asked = measure(&nodes1[0].url, "bench", &args, None, Value::clone).await;
-    println!(
-        "| the 1-node fleet's node, asked directly (what the gateway sends it) | {} | {} | {:.0} | – |",
-        ms(asked.p50),
-        ms(asked.p99),
-        asked.qps
-    );
-    for (name, gateway) in [
-        ("gateway, 1 node", &gateway1),
-        ("gateway, 3 nodes", &gateway3),
-    ] {
-        let run = measure(&gateway.url, "bench", &args, gateway.pid(), Value::clone).await;
+    // merge): measured directly, the second row separates the node's time from the
+    // gateway's.
+    let setups = [
+        Setup {
+            url: direct.url.clone(),
+            pid: None,
+        },
+        Setup {
+            url: nodes1[0].url.clone(),
+            pid: None,
+        },
+        Setup {
+            url: gateway1.url.clone(),
+            pid: gateway1.pid(),
+        },
+        Setup {
+            url: gateway3.url.clone(),
+            pid: gateway3.pid(),
+        },
+    ];
+    let runs = measure(&setups, "bench", &args).await;
+    let names = [
+        "direct node",
+        "the 1-node fleet's node, asked directly (what the gateway sends it)",
+        "gateway, 1 node",
+        "gateway, 3 nodes",
+    ];
+    for (name, run) in names.iter().zip(&runs) {
         println!(
             "| {name} | {} | {} | {:.0} | {} |",
             ms(run.p50),
@@ -496,14 +533,14 @@ async fn main() {
                 c.as_secs_f64() * 1000.0
             ))
         );
-        if name.ends_with("1 node") {
-            println!(
-                "|   vs direct | +{} | | {:.0} % | |",
-                ms(run.p50.saturating_sub(base.p50)),
-                100.0 * run.qps / base.qps
-            );
-        }
     }
+    let (base, gateway) = (&runs[0], &runs[2]);
+    println!(
+        "\ngateway on 1 node vs direct: p50 +{}, QPS {:.0} % of direct ({} rounds, setups taking turns)",
+        ms(gateway.p50.saturating_sub(base.p50)),
+        100.0 * gateway.qps / base.qps,
+        args.rounds.max(1)
+    );
 
     // One large batch through the 3-node gateway: its peak RSS against the batch size.
     let gateway_meili = Meili::new(&gateway3.url);
