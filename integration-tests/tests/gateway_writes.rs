@@ -93,6 +93,24 @@ async fn documents_land_on_their_shard_owners_once_per_replica() {
         meili.wait_task(&enqueued).await["error"]["code"],
         "index_primary_key_no_candidate_found"
     );
+    // An empty batch has nothing to infer from: it succeeds and the key stays unset, as
+    // on Meilisearch; the next batch's first document then names it.
+    let (_, enqueued) = meili.post("/indexes/empty/documents", json!([])).await;
+    let done = meili.wait_task(&enqueued).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["details"]["receivedDocuments"], 0, "{done}");
+    assert_eq!(done["details"]["indexedDocuments"], 0, "{done}");
+    let (_, index) = meili.get("/indexes/empty").await;
+    assert!(index["primaryKey"].is_null(), "{index}");
+    meili
+        .ok(
+            Method::POST,
+            "/indexes/empty/documents",
+            json!([{"ref_id": 7, "title": "x"}]),
+        )
+        .await;
+    let (_, index) = meili.get("/indexes/empty").await;
+    assert_eq!(index["primaryKey"], "ref_id", "{index}");
 }
 
 #[tokio::test]

@@ -163,6 +163,9 @@ async fn write(
             return failed_task(&state, &uid, documents.len(), error).await;
         }
         (Some(pk), _) => pk.to_owned(),
+        // Nothing to route and nothing to infer from: Meilisearch accepts an empty batch
+        // and leaves the index without a primary key.
+        (None, None) if documents.is_empty() => String::new(),
         (None, asked) => {
             let pk = match asked
                 .map(str::to_owned)

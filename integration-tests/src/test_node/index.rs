@@ -140,6 +140,8 @@ impl Index {
             }
             (Some(existing), _) => existing.clone(),
             (None, Some(given)) => given.to_owned(),
+            // An empty batch succeeds and leaves the key unset (Meilisearch ≥ 1.12).
+            (None, None) if documents.is_empty() => return Ok(0),
             (None, None) => infer_primary_key(documents.first())?,
         };
         // Validate the whole batch before changing anything: a task is all or nothing.
@@ -319,6 +321,13 @@ pub fn document_id(object: &Map<String, Value>, pk: &str) -> Result<String, Node
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_batch_leaves_the_primary_key_unset() {
+        let mut index = Index::new(None, "now");
+        assert_eq!(index.add_documents(&[], None, false).expect("accepted"), 0);
+        assert_eq!(index.primary_key, None);
+    }
 
     #[test]
     fn infers_and_validates_primary_keys() {
