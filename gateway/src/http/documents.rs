@@ -125,6 +125,29 @@ pub async fn update(
     write(state, caller, uid, params, headers, body, Method::PUT).await
 }
 
+/// Batches at least this large are parsed and routed on the blocking pool.
+const OFF_THREAD_BYTES: usize = 1 << 20;
+
+/// Runs `work` here for a small batch, or on the blocking pool for one of `size` bytes at
+/// least [`OFF_THREAD_BYTES`]: an HTTP thread serves many connections, and parsing a
+/// 100 MiB batch must not hold up their searches.
+async fn off_thread<T: Send + 'static>(
+    size: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, MeiliError> {
+    if size < OFF_THREAD_BYTES {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work).await.map_err(|error| {
+        MeiliError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            ErrorType::Internal,
+            format!("parsing the batch failed: {error}"),
+        )
+    })
+}
+
 async fn write(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -141,20 +164,28 @@ async fn write(
         return Err(lease_expired());
     }
     let body = payload::collect(body, &headers, state.config.payload_size_limit).await?;
-    let documents = payload::parse(&headers, &body, &params)?;
-    for document in &documents {
-        if let Some(field) = payload::fields(document)?
-            .keys()
-            .find(|k| k.starts_with("_miroir_"))
-        {
-            return Err(MeiliError::invalid(
-                "miroir_reserved_field",
-                format!(
-                    "The field `{field}` is reserved by Miroir: fields starting with `_miroir_` cannot be written."
-                ),
-            ));
-        }
-    }
+    let size = body.len();
+    let documents = {
+        let (headers, params) = (headers.clone(), params.clone());
+        off_thread(size, move || {
+            let documents = payload::parse(&headers, &body, &params)?;
+            for document in &documents {
+                if let Some(field) = payload::fields(document)?
+                    .keys()
+                    .find(|k| k.starts_with("_miroir_"))
+                {
+                    return Err(MeiliError::invalid(
+                        "miroir_reserved_field",
+                        format!(
+                            "The field `{field}` is reserved by Miroir: fields starting with `_miroir_` cannot be written."
+                        ),
+                    ));
+                }
+            }
+            Ok(documents)
+        })
+        .await??
+    };
     let query_pk = params.get("primaryKey").map(String::as_str);
     let index = index_for_write(&state, &caller, &uid, query_pk).await?;
     let pk = match (index.primary_key.as_deref(), query_pk) {
@@ -190,17 +221,27 @@ async fn write(
             }
         }
     };
-    let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (position, document) in documents.iter().enumerate() {
-        let id = match payload::document_id(document, &pk) {
-            Ok(id) => id,
-            // All or nothing, as Meilisearch fails the whole batch.
-            Err(error) => return failed_task(&state, &uid, position.max(1), error).await,
-        };
-        let shard = shard_for_key(&id, index.shard_count).0;
-        by_shard.entry(shard).or_default().push(position);
-    }
     let documents = Arc::new(documents);
+    let routed = {
+        let (documents, pk, shard_count) = (documents.clone(), pk.clone(), index.shard_count);
+        off_thread(size, move || {
+            let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+            for (position, document) in documents.iter().enumerate() {
+                let id = payload::document_id(document, &pk).map_err(|e| (position, e))?;
+                let shard = shard_for_key(&id, shard_count).0;
+                by_shard.entry(shard).or_default().push(position);
+            }
+            Ok::<_, (usize, MeiliError)>(by_shard)
+        })
+        .await?
+    };
+    let by_shard = match routed {
+        Ok(by_shard) => by_shard,
+        // All or nothing, as Meilisearch fails the whole batch.
+        Err((position, error)) => {
+            return failed_task(&state, &uid, position.max(1), error).await;
+        }
+    };
     let received = documents.len();
     let shards: BTreeSet<u32> = by_shard.keys().copied().collect();
     let _in_flight = admit(&state, &uid, Touches::Shards(&shards)).await?;
