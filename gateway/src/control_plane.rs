@@ -121,7 +121,7 @@ macro_rules! rpc {
             $(
                 #[doc = concat!("`", stringify!($name), "` with failover.")]
                 pub async fn $name(&self, request: pb::$request) -> Result<pb::$response, tonic::Status> {
-                    let span = tracing::info_span!("control_plane_call", rpc = stringify!($name));
+                    let span = tracing::info_span!(target: miroir_proto::telemetry::REQUEST_TARGET, "control_plane_call", rpc = stringify!($name));
                     tracing::Instrument::instrument(
                         self.call(|channel| {
                             let request = with_trace_context(request.clone());

@@ -146,7 +146,7 @@ impl NodeClient {
         path: &str,
         body: Option<NodeBody>,
     ) -> Result<(u16, axum::body::Bytes), Unreachable> {
-        let span = tracing::info_span!("node_call", node, %method, path);
+        let span = tracing::info_span!(target: miroir_proto::telemetry::REQUEST_TARGET, "node_call", node, %method, path);
         let unreachable = |detail: String| Unreachable {
             node: node.to_owned(),
             detail,

@@ -131,15 +131,16 @@ async fn trace_request(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use tracing::Instrument;
+    // The fields are only formatted when the span is enabled (OTLP on, or logged).
     let route = request
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_default();
-    let method = request.method().clone();
+        .map_or("", |p| p.as_str());
+    let method = request.method();
     let span = tracing::info_span!(
+        target: miroir_proto::telemetry::REQUEST_TARGET,
         "http_request",
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format_args!("{method} {route}"),
         otel.kind = "server",
         http.method = %method,
         http.route = %route,
