@@ -19,16 +19,25 @@ pub async fn fleet_with(
     n: usize,
     options: ControlPlaneOptions,
 ) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    fleet_in_groups(&vec![0; n], options).await
+}
+
+/// A control plane, node `meili-{i}` in replica group `groups[i]`, and a gateway that
+/// follows the fleet and takes writes.
+pub async fn fleet_in_groups(
+    groups: &[u32],
+    options: ControlPlaneOptions,
+) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
     let (dir, cp) = crate::fresh_control_plane_with(options).await;
     let mut nodes = Vec::new();
-    for i in 0..n {
+    for (i, group) in groups.iter().enumerate() {
         let node = TestNode::start().await;
-        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+        cp.add_node(&format!("meili-{i}"), &node.url, *group)
             .await
             .unwrap();
         nodes.push(node);
     }
-    for i in 0..n {
+    for i in 0..groups.len() {
         cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
             .await;
     }

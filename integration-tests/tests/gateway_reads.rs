@@ -68,6 +68,30 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
     assert_eq!(degraded.matches("rf1/").count(), lost);
     let body: serde_json::Value = response.json().await.unwrap();
     assert!(body["estimatedTotalHits"].as_u64().unwrap() < 50);
+
+    // Multi-search, plain and federated, names the same shards (rf2 is whole).
+    for federation in [serde_json::Value::Null, json!({})] {
+        let mut request = json!({"queries": [
+            {"indexUid": "rf2", "q": ""},
+            {"indexUid": "rf1", "q": ""},
+        ]});
+        if !federation.is_null() {
+            request["federation"] = federation;
+        }
+        let response = reqwest::Client::new()
+            .post(format!("{}/multi-search", gateway.url))
+            .bearer_auth(miroir_integration_tests::MASTER_KEY)
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let header = response
+            .headers()
+            .get("x-miroir-degraded")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(header.as_deref(), Some(degraded.as_str()), "{request}");
+    }
 }
 
 /// A node that dies before the control plane notices: reads ask another replica for its

@@ -2,6 +2,7 @@
 
 use crate::gateway_indexes::fleet;
 use miroir_integration_tests::Meili;
+use miroir_proto::pb::NodeState;
 use miroir_proto::placement::shard_for_key;
 use reqwest::Method;
 use serde_json::json;
@@ -234,4 +235,134 @@ async fn csv_and_ndjson_writes_read_like_meilisearch() {
         "{error}"
     );
     assert_eq!(error["type"], "invalid_request");
+}
+
+/// Two groups, RF 1, one node of group 1 failed: writes and deletes of every kind reach
+/// quorum in group 0, are acknowledged with the shards group 1 missed named in
+/// `X-Miroir-Degraded`, and their tasks succeed; reads of those shards come from group 0.
+#[tokio::test]
+async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_other() {
+    let (_dir, cp, mut nodes, gateway) = crate::gateway_indexes::fleet_in_groups(
+        &[0, 0, 1, 1],
+        miroir_integration_tests::ControlPlaneOptions::default(),
+    )
+    .await;
+    let meili = Meili::new(&gateway.url);
+    meili.ok(Method::POST, "/indexes", json!({"uid": "books", "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": 1})).await;
+    meili
+        .ok(
+            Method::PATCH,
+            "/indexes/books/settings",
+            json!({"filterableAttributes": ["year"]}),
+        )
+        .await;
+    nodes[3].kill().await;
+    let failed_at = cp.wait_node_state("meili-3", NodeState::Failed).await;
+    gateway.wait_version(failed_at).await;
+    let routing = cp.index("books").await.routing;
+    let lost: Vec<u32> = routing
+        .iter()
+        .find(|r| r.group_id == 1)
+        .unwrap()
+        .shards
+        .iter()
+        .filter(|s| s.read_nodes == ["meili-3"])
+        .map(|s| s.shard)
+        .collect();
+    assert!(!lost.is_empty(), "meili-3 owns shards in group 1");
+    let expected = |shards: &[u32]| {
+        let named: Vec<String> = shards
+            .iter()
+            .map(|s| format!("books/group1/shard{s}"))
+            .collect();
+        format!("quorum={}", named.join(","))
+    };
+
+    let client = reqwest::Client::new();
+    let send = |method: Method, path: &str, body: Option<serde_json::Value>| {
+        let mut request = client
+            .request(method, format!("{}{path}", gateway.url))
+            .bearer_auth(miroir_integration_tests::MASTER_KEY);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let header = response
+                .headers()
+                .get("x-miroir-degraded")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: serde_json::Value = response.json().await.unwrap();
+            (status, header, body)
+        }
+    };
+
+    let documents: Vec<_> = (0..60)
+        .map(|i| json!({"id": i, "year": 2000 + i % 3}))
+        .collect();
+    let (status, header, task) = send(
+        Method::POST,
+        "/indexes/books/documents",
+        Some(json!(documents)),
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(
+        header,
+        Some(expected(&lost)),
+        "the write names what group 1 missed"
+    );
+    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+
+    // Every document is read, from group 0 where group 1 lost its owner.
+    for _ in 0..4 {
+        let (status, header, body) = send(
+            Method::POST,
+            "/indexes/books/search",
+            Some(json!({"limit": 100})),
+        )
+        .await;
+        assert_eq!((status, header), (200, None), "{body}");
+        assert_eq!(body["estimatedTotalHits"], 60);
+    }
+
+    let lost_id = (0..60)
+        .find(|i| lost.contains(&shard_for_key(&i.to_string(), 8).0))
+        .unwrap();
+    let (status, header, task) = send(
+        Method::DELETE,
+        &format!("/indexes/books/documents/{lost_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    let shard = shard_for_key(&lost_id.to_string(), 8).0;
+    assert_eq!(header, Some(expected(&[shard])));
+    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+
+    let (status, header, task) = send(
+        Method::POST,
+        "/indexes/books/documents/delete",
+        Some(json!({"filter": "year = 2000"})),
+    )
+    .await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(header, Some(expected(&lost)), "a delete by filter too");
+    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+    let (_, _, body) = send(
+        Method::POST,
+        "/indexes/books/search",
+        Some(json!({"limit": 100})),
+    )
+    .await;
+    let remaining = (0..60)
+        .filter(|i| *i != lost_id && 2000 + i % 3 != 2000)
+        .count();
+    assert_eq!(body["estimatedTotalHits"], remaining);
+
+    let (status, header, task) = send(Method::DELETE, "/indexes/books/documents", None).await;
+    assert_eq!(status, 202, "{task}");
+    assert_eq!(header, Some(expected(&lost)), "and a delete of all");
+    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
 }

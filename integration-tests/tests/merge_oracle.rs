@@ -2,9 +2,7 @@
 //! dataset and generated queries. Hits must match as sets within each run of equal
 //! ranking key (in order otherwise); totals and facets must be equal.
 
-use crate::fresh_control_plane;
 use miroir_integration_tests::{ControlPlane, Gateway, Meili, TestNode};
-use miroir_proto::pb::NodeState;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -282,22 +280,7 @@ async fn compare_multi(reference: &Meili, fleet: &Meili, queries: &[Value], labe
 }
 
 async fn fleet(groups: &[u32]) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
-    let (dir, cp) = fresh_control_plane().await;
-    let mut nodes = Vec::new();
-    for (i, group) in groups.iter().enumerate() {
-        let node = TestNode::start().await;
-        cp.add_node(&format!("meili-{i}"), &node.url, *group)
-            .await
-            .unwrap();
-        nodes.push(node);
-    }
-    for i in 0..groups.len() {
-        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
-            .await;
-    }
-    let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
-    gateway.wait_writable().await;
-    (dir, cp, nodes, gateway)
+    crate::gateway_indexes::fleet_in_groups(groups, Default::default()).await
 }
 
 async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {

@@ -7,7 +7,7 @@ use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
 use super::scatter::{gather, mark_degraded};
 use super::search::{lookup, sort_value_order};
-use super::write_gate::{Owners, Quorum, Touches, admit, no_quorum};
+use super::write_gate::{Owners, Quorum, Touches, admit, mark_missed, no_quorum};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -79,13 +79,14 @@ pub async fn get_one(
     ))
 }
 
-/// Sends `(method, path, body)` per node and records one client task over the node tasks.
+/// Sends `(method, path, body)` per node (but those marked failed, as writes do) and
+/// records one client task over the node tasks, once a majority of `owners` took it.
 async fn fan_out(
     state: &AppState,
     index: &pb::Index,
     calls: BTreeMap<String, (Method, String, Option<Value>)>,
     details: Value,
-    owners: Option<&Owners>,
+    owners: &Owners,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
     let topology = state.topology.current();
@@ -94,6 +95,9 @@ async fn fan_out(
         let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
             continue;
         };
+        if node.state == pb::NodeState::Failed as i32 {
+            continue;
+        }
         let (client, address) = (state.nodes.clone(), node.address.clone());
         running.spawn(tracing::Instrument::in_current_span(async move {
             let answer = client
@@ -127,24 +131,22 @@ async fn fan_out(
         };
         return Ok((status, Json(error)).into_response());
     }
-    // Deletes by id count like writes: a delete the owners did not take could come back
-    // from them (a shard move copies from an owner).
-    let mut missed = Vec::new();
-    if let Some(owners) = owners {
-        let acked: BTreeSet<String> = node_tasks.iter().map(|t| t.node_id.clone()).collect();
-        match owners.quorum(&acked) {
-            Quorum::Reached { missed: m } => missed = m,
-            Quorum::Lost { shards } => {
-                let detail = errors
-                    .first()
-                    .and_then(|e| e["message"].as_str())
-                    .unwrap_or("no owner answered");
-                return Err(no_quorum(&index.uid, &shards, detail));
-            }
+    // Deletes count like writes: a delete the owners did not take could come back from
+    // them (a shard move copies from an owner).
+    let acked: BTreeSet<String> = node_tasks.iter().map(|t| t.node_id.clone()).collect();
+    let missed = match owners.quorum(&acked) {
+        Quorum::Reached { missed } => missed,
+        Quorum::Lost { shards } => {
+            let detail = errors
+                .first()
+                .and_then(|e| e["message"].as_str())
+                .unwrap_or("no owner answered");
+            return Err(no_quorum(&index.uid, &shards, detail));
         }
-    }
+    };
     node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
-    let error_json = errors.first().map(|e| e.to_string()).unwrap_or_default();
+    // Quorum was reached: a replica that missed the delete is named in the header and
+    // does not fail the task, as with writes.
     let task = record_task(
         state,
         pb::CreateTaskRequest {
@@ -153,17 +155,13 @@ async fn fan_out(
             node_tasks,
             details_json: details.to_string(),
             enqueued_at_ms,
-            error_json,
+            error_json: String::new(),
             cancels: Vec::new(),
         },
     )
     .await?;
     let mut response = accepted(&task);
-    if !missed.is_empty()
-        && let Ok(value) = axum::http::HeaderValue::from_str(&missed.join(","))
-    {
-        response.headers_mut().insert("x-miroir-degraded", value);
-    }
+    mark_missed(&mut response, &index.uid, &missed);
     Ok(response)
 }
 
@@ -215,7 +213,7 @@ async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Res
     let details =
         json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
     let owners = Owners::of(&index, &state.topology.current(), &shards);
-    fan_out(state, &index, calls, details, Some(&owners)).await
+    fan_out(state, &index, calls, details, &owners).await
 }
 
 /// `DELETE /indexes/{uid}/documents/{id}`.
@@ -280,7 +278,8 @@ pub async fn delete_by_filter(
         .collect();
     let details =
         json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
-    fan_out(&state, &index, calls, details, None).await
+    let owners = Owners::all(&index, &topology);
+    fan_out(&state, &index, calls, details, &owners).await
 }
 
 /// `DELETE /indexes/{uid}/documents`: every node.
@@ -300,14 +299,9 @@ pub async fn clear(
             )
         })
         .collect();
-    fan_out(
-        &state,
-        &index,
-        calls,
-        json!({"deletedDocuments": null}),
-        None,
-    )
-    .await
+    let owners = Owners::all(&index, &topology);
+    let details = json!({"deletedDocuments": null});
+    fan_out(&state, &index, calls, details, &owners).await
 }
 
 /// `POST /indexes/{uid}/documents/fetch` and `GET …/documents`: each covering node returns

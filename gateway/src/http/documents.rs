@@ -3,7 +3,7 @@
 //! quorum (a majority of its owners) in at least one group (`write_gate.rs`).
 
 use super::auth::Caller;
-use super::error::{ErrorType, MeiliError};
+use super::error::MeiliError;
 use super::indexes::find_index;
 use super::payload;
 use super::write_gate::{
@@ -12,7 +12,7 @@ use super::write_gate::{
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use http::Method;
 use miroir_proto::pb::{self, NodeState};
@@ -72,14 +72,9 @@ pub(super) async fn index_for_write(
                 .topology
                 .wait_for_version(response.topology_version, super::indexes::TOPOLOGY_WAIT)
                 .await;
-            response.index.ok_or_else(|| {
-                MeiliError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    ErrorType::Internal,
-                    "no index in the answer",
-                )
-            })
+            response
+                .index
+                .ok_or_else(|| MeiliError::internal("no index in the answer"))
         }
         // Another gateway created it meanwhile.
         Err(status) if status.code() == tonic::Code::AlreadyExists => {
@@ -138,14 +133,9 @@ async fn off_thread<T: Send + 'static>(
     if size < OFF_THREAD_BYTES {
         return Ok(work());
     }
-    tokio::task::spawn_blocking(work).await.map_err(|error| {
-        MeiliError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            ErrorType::Internal,
-            format!("parsing the batch failed: {error}"),
-        )
-    })
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| MeiliError::internal(format!("parsing the batch failed: {error}")))
 }
 
 async fn write(
@@ -334,10 +324,6 @@ async fn write(
     };
     let task = super::indexes::record_task(&state, request).await?;
     let mut response = super::indexes::accepted(&task);
-    if !missed.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&missed.join(","))
-    {
-        response.headers_mut().insert("x-miroir-degraded", value);
-    }
+    super::write_gate::mark_missed(&mut response, &uid, &missed);
     Ok(response)
 }

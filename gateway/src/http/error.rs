@@ -58,6 +58,16 @@ impl MeiliError {
         }
     }
 
+    /// Miroir's own failure (500 `internal`).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            ErrorType::Internal,
+            message,
+        )
+    }
+
     /// The body as JSON.
     pub fn body(&self) -> serde_json::Value {
         let link = if self.code.starts_with("miroir_") {
@@ -133,12 +143,7 @@ impl MeiliError {
                 ErrorType::System,
                 format!("the control plane is unavailable: {message}"),
             ),
-            _ => Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                ErrorType::Internal,
-                message,
-            ),
+            _ => Self::internal(message),
         }
     }
 }

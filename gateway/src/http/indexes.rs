@@ -62,13 +62,8 @@ pub async fn accepted_at(state: &AppState, task: &pb::Task, version: u64) -> Res
 }
 
 /// The error for an answer without the task the control plane should have recorded.
-fn no_task() -> MeiliError {
-    MeiliError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        ErrorType::Internal,
-        "the control plane recorded no task",
-    )
+pub(super) fn no_task() -> MeiliError {
+    MeiliError::internal("the control plane recorded no task")
 }
 
 /// Records a client task through the control plane.

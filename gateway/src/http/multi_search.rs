@@ -3,7 +3,8 @@
 
 use super::error::MeiliError;
 use super::indexes::json_object;
-use super::search::{FacetOrder, SearchFailure, merge_facets, run_search};
+use super::scatter::mark_degraded;
+use super::search::{FacetOrder, SearchFailure, Searched, merge_facets, run_search};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -19,6 +20,42 @@ fn inside(position: usize, failure: SearchFailure) -> Response {
         body["message"] = json!(format!("Inside `.queries[{position}]`: {message}"));
     }
     (status, Json(body)).into_response()
+}
+
+/// Runs the queries at once (each is a scatter-gather of its own); the answers in the
+/// queries' order.
+async fn run_all(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    queries: Vec<(String, Map<String, Value>)>,
+) -> Vec<Result<Searched, SearchFailure>> {
+    let count = queries.len();
+    let mut running = tokio::task::JoinSet::new();
+    for (position, (uid, query)) in queries.into_iter().enumerate() {
+        let (state, caller) = (state.clone(), caller.clone());
+        running.spawn(async move {
+            let searched = run_search(&state, &caller, &uid, query, false).await;
+            (position, searched)
+        });
+    }
+    let mut answers: Vec<Option<Result<Searched, SearchFailure>>> =
+        (0..count).map(|_| None).collect();
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok((position, searched)) => answers[position] = Some(searched),
+            Err(error) => tracing::error!(%error, "a multi-search query panicked"),
+        }
+    }
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| {
+                Err(SearchFailure::Miroir(MeiliError::internal(
+                    "the query could not be run",
+                )))
+            })
+        })
+        .collect()
 }
 
 /// `POST /multi-search`.
@@ -90,19 +127,29 @@ pub async fn multi_search(
     }
 
     let Some(federation) = federation else {
-        let mut results = Vec::with_capacity(prepared.len());
-        for (position, (uid, query, _)) in prepared.into_iter().enumerate() {
-            match run_search(&state, &caller, &uid, query, false).await {
+        let queries = prepared.into_iter().map(|(uid, query, _)| (uid, query));
+        let mut results = Vec::with_capacity(queries.len());
+        let mut degraded = Vec::new();
+        let uids: Vec<String> = queries.clone().map(|(uid, _)| uid).collect();
+        for (position, (uid, searched)) in uids
+            .into_iter()
+            .zip(run_all(&state, &caller, queries.collect()).await)
+            .enumerate()
+        {
+            match searched {
                 Ok(searched) => {
                     let mut result = Map::new();
                     result.insert("indexUid".into(), json!(uid));
                     result.extend(searched.body);
                     results.push(Value::Object(result));
+                    degraded.extend(searched.degraded);
                 }
                 Err(failure) => return Ok(inside(position, failure)),
             }
         }
-        return Ok((StatusCode::OK, Json(json!({"results": results}))).into_response());
+        let mut response = (StatusCode::OK, Json(json!({"results": results}))).into_response();
+        mark_degraded(&mut response, &degraded);
+        return Ok(response);
     };
 
     let offset = federation
@@ -127,7 +174,10 @@ pub async fn multi_search(
     let mut processing = 0;
     let mut facet_answers: Map<String, Value> = Map::new();
     let mut with_facets: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for (position, (uid, mut query, weight)) in prepared.into_iter().enumerate() {
+    let mut degraded = Vec::new();
+    let mut queries = Vec::with_capacity(prepared.len());
+    let mut shown = Vec::with_capacity(prepared.len());
+    for (uid, mut query, weight) in prepared {
         let show_score = query
             .get("showRankingScore")
             .and_then(Value::as_bool)
@@ -141,10 +191,18 @@ pub async fn multi_search(
         {
             query.insert("facets".into(), facets.clone());
         }
-        let searched = match run_search(&state, &caller, &uid, query, false).await {
+        shown.push((uid.clone(), weight, show_score));
+        queries.push((uid, query));
+    }
+    let answers = run_all(&state, &caller, queries).await;
+    for (position, ((uid, weight, show_score), searched)) in
+        shown.into_iter().zip(answers).enumerate()
+    {
+        let searched = match searched {
             Ok(searched) => searched,
             Err(failure) => return Ok(inside(position, failure)),
         };
+        degraded.extend(searched.degraded);
         total += searched.body["estimatedTotalHits"].as_u64().unwrap_or(0);
         processing = processing.max(searched.body["processingTimeMs"].as_u64().unwrap_or(0));
         if searched.body.contains_key("facetDistribution") {
@@ -205,5 +263,7 @@ pub async fn multi_search(
     } else if !facets_by_index.is_empty() {
         response["facetsByIndex"] = Value::Object(facet_answers);
     }
-    Ok((StatusCode::OK, Json(response)).into_response())
+    let mut response = (StatusCode::OK, Json(response)).into_response();
+    mark_degraded(&mut response, &degraded);
+    Ok(response)
 }

@@ -149,12 +149,7 @@ async fn write(
         .map_err(|s| MeiliError::from_status(&s, "index_not_found"))?;
     match response.task {
         Some(task) => Ok(accepted(&task)),
-        None => Err(MeiliError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            ErrorType::Internal,
-            "the control plane recorded no task",
-        )),
+        None => Err(super::indexes::no_task()),
     }
 }
 

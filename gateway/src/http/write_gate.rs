@@ -126,6 +126,11 @@ impl Owners {
         Self(owners)
     }
 
+    /// The owners of every shard of `index` (deletes by filter, delete all).
+    pub fn all(index: &pb::Index, topology: &pb::Topology) -> Self {
+        Self::of(index, topology, &(0..index.shard_count).collect())
+    }
+
     /// Whether the nodes in `acked` make the write durable: a majority of a shard's
     /// owners in at least one group, for every shard.
     pub fn quorum(&self, acked: &BTreeSet<String>) -> Quorum {
@@ -151,6 +156,18 @@ impl Owners {
         } else {
             Quorum::Lost { shards: lost }
         }
+    }
+}
+
+/// Names in `X-Miroir-Degraded: quorum=index/group{g}/shard{s},…` the groups of `uid`
+/// whose owners of a shard missed a write's quorum (another group reached it).
+pub fn mark_missed(response: &mut axum::response::Response, uid: &str, missed: &[String]) {
+    if missed.is_empty() {
+        return;
+    }
+    let named: Vec<String> = missed.iter().map(|m| format!("{uid}/{m}")).collect();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&format!("quorum={}", named.join(","))) {
+        response.headers_mut().insert("x-miroir-degraded", value);
     }
 }
 
