@@ -417,6 +417,10 @@ pub async fn list(
             )?),
             "fields" | "ids" | "sort" => json!(value.split(',').map(str::trim).collect::<Vec<_>>()),
             "filter" => serde_json::from_str(&value).unwrap_or(json!(value)),
+            "retrieveVectors" => json!(value.parse::<bool>().map_err(|_| MeiliError::invalid(
+                "invalid_document_retrieve_vectors",
+                format!("Invalid value in parameter `retrieveVectors`: could not parse `{value}` as a boolean, expected either `true` or `false`")
+            ))?),
             _ => json!(value),
         };
         request.insert(key, parsed);

@@ -108,6 +108,7 @@ pub async fn search_get(
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
     let mut query = Map::new();
+    let mut hybrid = std::collections::HashMap::new();
     for (key, value) in params {
         let list = |v: &str| Value::Array(v.split(',').map(|s| json!(s.trim())).collect());
         let parsed = match key.as_str() {
@@ -140,13 +141,64 @@ pub async fn search_get(
                 Value::Array(items)
             }
             "filter" => serde_json::from_str(&value).unwrap_or(json!(value)),
+            "vector" => {
+                let numbers: Result<Vec<f32>, _> =
+                    value.split(',').map(|n| n.trim().parse::<f32>()).collect();
+                json!(numbers.map_err(|_| MeiliError::invalid(
+                    "invalid_search_vector",
+                    format!("Invalid value in parameter `vector`: could not parse `{value}` as a list of floats")
+                ))?)
+            }
+            // Folded into `hybrid` below, as Meilisearch does.
+            "hybridEmbedder" | "hybridSemanticRatio" => {
+                hybrid.insert(key, value);
+                continue;
+            }
             _ => json!(value),
         };
         query.insert(key, parsed);
     }
+    if let Some(hybrid) = hybrid_from_query_string(&hybrid)? {
+        query.insert("hybrid".into(), hybrid);
+    }
+    if query.contains_key("vector") && !query.contains_key("hybrid") {
+        return Err(MeiliError::invalid(
+            "missing_search_hybrid",
+            "`hybridEmbedder` is mandatory when `vector` is present",
+        ));
+    }
     Ok(respond(
         run_search(&state, &caller, &uid, query, true).await,
     ))
+}
+
+/// `hybrid` from `hybridEmbedder` and `hybridSemanticRatio` (default 0.5), as Meilisearch
+/// builds it for a GET search.
+fn hybrid_from_query_string(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<Option<Value>, MeiliError> {
+    let ratio = match params.get("hybridSemanticRatio") {
+        None => 0.5,
+        Some(value) => match value.parse::<f32>() {
+            Ok(ratio) if (0.0..=1.0).contains(&ratio) => ratio,
+            _ => {
+                return Err(MeiliError::invalid(
+                    "invalid_search_semantic_ratio",
+                    format!(
+                        "Invalid value in parameter `hybridSemanticRatio`: `{value}` is not a float between `0.0` and `1.0`"
+                    ),
+                ));
+            }
+        },
+    };
+    match params.get("hybridEmbedder") {
+        Some(embedder) => Ok(Some(json!({"embedder": embedder, "semanticRatio": ratio}))),
+        None if params.contains_key("hybridSemanticRatio") => Err(MeiliError::invalid(
+            "invalid_search_hybrid_query",
+            "`hybridEmbedder` is mandatory when `hybridSemanticRatio` is present",
+        )),
+        None => Ok(None),
+    }
 }
 
 fn get_code(key: &str) -> &'static str {
@@ -704,6 +756,42 @@ pub fn merge_facets<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_get_search_builds_hybrid_as_meilisearch_does() {
+        let params = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        assert_eq!(hybrid_from_query_string(&params(&[])).unwrap(), None);
+        assert_eq!(
+            hybrid_from_query_string(&params(&[("hybridEmbedder", "default")])).unwrap(),
+            Some(json!({"embedder": "default", "semanticRatio": 0.5}))
+        );
+        assert_eq!(
+            hybrid_from_query_string(&params(&[
+                ("hybridEmbedder", "default"),
+                ("hybridSemanticRatio", "0.3")
+            ]))
+            .unwrap(),
+            Some(json!({"embedder": "default", "semanticRatio": 0.3f32}))
+        );
+        let code =
+            |pairs: &[(&str, &str)]| hybrid_from_query_string(&params(pairs)).unwrap_err().code;
+        assert_eq!(
+            code(&[("hybridSemanticRatio", "0.3")]),
+            "invalid_search_hybrid_query"
+        );
+        assert_eq!(
+            code(&[
+                ("hybridEmbedder", "default"),
+                ("hybridSemanticRatio", "1.5")
+            ]),
+            "invalid_search_semantic_ratio"
+        );
+    }
 
     #[test]
     fn facets_never_show_miroirs_field() {
