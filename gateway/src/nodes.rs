@@ -189,6 +189,36 @@ impl NodeClient {
     }
 }
 
+/// Tries `candidates` in turn until one gives an answer: the first within its own call's
+/// timeout, the others sharing one more `node_timeout`, so a read that fails over never
+/// lasts past twice the node timeout, however many nodes are slow.
+pub async fn in_turn<C, T, F, Fut>(
+    node_timeout: Duration,
+    candidates: impl IntoIterator<Item = C>,
+    mut try_one: F,
+) -> Option<T>
+where
+    F: FnMut(C) -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let mut candidates = candidates.into_iter();
+    if let Some(answer) = try_one(candidates.next()?).await {
+        return Some(answer);
+    }
+    let others = async {
+        for candidate in candidates {
+            if let Some(answer) = try_one(candidate).await {
+                return Some(answer);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(node_timeout, others)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// An error and its sources on one line ("client error (Connect): connection refused").
 fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
@@ -199,4 +229,36 @@ fn error_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failing_over_takes_at_most_two_node_timeouts() {
+        let timeout = Duration::from_millis(100);
+        let started = tokio::time::Instant::now();
+        // Every node hangs (a minute): the first is cut by its own call's timeout (here,
+        // by hand), the others by the one they share.
+        let answer: Option<()> = in_turn(timeout, 0..5, |i| async move {
+            let wait = if i == 0 {
+                timeout
+            } else {
+                Duration::from_secs(60)
+            };
+            tokio::time::sleep(wait).await;
+            None
+        })
+        .await;
+        assert_eq!(answer, None);
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed >= 2 * timeout && elapsed < Duration::from_secs(30),
+            "{elapsed:?}: not one minute per node"
+        );
+        // The second answers at once after the first failed.
+        let answer = in_turn(timeout, 0..5, |i| async move { (i == 1).then_some(i) }).await;
+        assert_eq!(answer, Some(1));
+    }
 }

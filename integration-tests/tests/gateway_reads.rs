@@ -44,6 +44,11 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
         "RF 2 covers the failed node"
     );
     assert_eq!(body["hits"].as_array().unwrap().len(), 50);
+    // Stats too: no group is whole, the count is still exact.
+    let (status, stats) = meili.get("/indexes/rf2/stats").await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["numberOfDocuments"], 50);
+    assert_eq!(stats["fieldDistribution"]["title"], 50);
 
     let response = reqwest::Client::new()
         .post(format!("{}/indexes/rf1/search", gateway.url))
@@ -421,4 +426,75 @@ async fn a_node_holding_every_shard_answers_like_one_meilisearch() {
         (status, error["code"].as_str()),
         (400, Some("invalid_search_filter"))
     );
+}
+
+/// A node that answers too slowly holds no read past the node timeout: searches, reads
+/// by id and `GET /version` fail over to another replica and the answers are whole.
+#[tokio::test]
+async fn a_slow_node_holds_no_read_past_the_node_timeout() {
+    // The control plane never marks the slow node failed: only the gateway's own
+    // timeout and failover can cover for it.
+    let options = miroir_integration_tests::ControlPlaneOptions {
+        extra_args: [
+            "--health-interval",
+            "200ms",
+            "--health-timeout",
+            "500ms",
+            "--health-failures",
+            "1000000",
+        ]
+        .map(String::from)
+        .to_vec(),
+        env: Vec::new(),
+    };
+    let (dir, cp, nodes, _) = crate::gateway_indexes::fleet_with(3, options).await;
+    let gateway =
+        miroir_integration_tests::Gateway::start(dir.path(), &cp.url(), &["--node-timeout", "1s"])
+            .await;
+    gateway.wait_writable().await;
+    let meili = Meili::new(&gateway.url);
+    meili.ok(Method::POST, "/indexes", json!({"uid": "rf2", "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": 2})).await;
+    let documents: Vec<_> = (0..40).map(|i| json!({"id": i})).collect();
+    meili
+        .ok(Method::POST, "/indexes/rf2/documents", json!(documents))
+        .await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+
+    // Far longer than any bound below: waiting for this node would show.
+    nodes[1].set_faults(json!({"latencyMs": 30000})).await;
+    let bound = std::time::Duration::from_secs(8);
+    for round in 0..4 {
+        let started = std::time::Instant::now();
+        let (status, body) = meili
+            .post("/indexes/rf2/search", json!({"limit": 100}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["estimatedTotalHits"], 40, "search {round}");
+        assert!(
+            started.elapsed() < bound,
+            "search {round}: {:?}",
+            started.elapsed()
+        );
+    }
+    for id in 0..8 {
+        let started = std::time::Instant::now();
+        let (status, body) = meili.get(&format!("/indexes/rf2/documents/{id}")).await;
+        assert_eq!((status, &body["id"]), (200, &json!(id)), "{body}");
+        assert!(
+            started.elapsed() < bound,
+            "document {id}: {:?}",
+            started.elapsed()
+        );
+    }
+    let started = std::time::Instant::now();
+    let (status, body) = meili.get("/version").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        started.elapsed() < bound,
+        "version: {:?}",
+        started.elapsed()
+    );
+    nodes[1].set_faults(json!({})).await;
 }

@@ -447,15 +447,29 @@ pub async fn list(
 /// `GET /version`: the version of a live node (every node runs the same Meilisearch).
 pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, MeiliError> {
     let topology = state.topology.current();
-    for node in topology.nodes.iter().filter(|n| n.serves()) {
-        if let Ok(answer) = state
-            .nodes
-            .call(&node.id, &node.address, http::Method::GET, "/version", None)
-            .await
-            && answer.status == 200
-        {
-            return Ok(Json(answer.body));
-        }
+    // Owned, so no iterator's closure lives across an await (the handler must be Send).
+    let live: Vec<(String, String)> = topology
+        .nodes
+        .iter()
+        .filter(|n| n.serves())
+        .map(|n| (n.id.clone(), n.address.clone()))
+        .collect();
+    let state = &state;
+    let asked = crate::nodes::in_turn(
+        state.config.node_timeout,
+        live,
+        |(id, address)| async move {
+            let answer = state
+                .nodes
+                .call(&id, &address, http::Method::GET, "/version", None)
+                .await
+                .ok()?;
+            (answer.status == 200).then_some(answer.body)
+        },
+    )
+    .await;
+    if let Some(version) = asked {
+        return Ok(Json(version));
     }
     Err(MeiliError::new(
         StatusCode::SERVICE_UNAVAILABLE,

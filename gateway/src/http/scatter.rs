@@ -151,7 +151,8 @@ pub fn covering_set_for(
 }
 
 /// Sends `body` to every node of `plan` at `path` (POST), each with its own shard filter
-/// ANDed with the client's `filter`, inside the current span; answers in plan order.
+/// ANDed with the client's `filter`, inside the current span; answers in plan order. A
+/// call not answered by `deadline` (besides its own timeout) counts as unreachable.
 pub async fn scatter(
     state: &AppState,
     topology: &pb::Topology,
@@ -159,6 +160,7 @@ pub async fn scatter(
     path: &str,
     body: &Map<String, Value>,
     filter: Option<&Value>,
+    deadline: Option<tokio::time::Instant>,
 ) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
     let mut calls: Vec<_> = plan
         .assignments
@@ -174,9 +176,20 @@ pub async fn scatter(
                 path.to_owned(),
             );
             Some(async move {
-                let answer = client
-                    .call(&node_id, &address, Method::POST, &path, Some(&node_body))
-                    .await;
+                let call = client.call(&node_id, &address, Method::POST, &path, Some(&node_body));
+                let answer = match deadline {
+                    None => call.await,
+                    Some(deadline) => tokio::time::timeout_at(deadline, call)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Unreachable {
+                                detail: format!(
+                                    "node `{node_id}` did not answer within the time left to retries"
+                                ),
+                                node: node_id.clone(),
+                            })
+                        }),
+                };
                 (position, answer)
             })
         })
@@ -361,11 +374,19 @@ pub async fn gather_from(
     let mut answers = Vec::new();
     let mut lost: Vec<u32> = Vec::new();
     let mut last_error: Option<String> = None;
+    // Each call of the first round is bounded by the node timeout; the calls of every
+    // retry round share one more: a read never lasts past twice `--node-timeout`,
+    // however many replicas are slow.
+    let mut deadline = None;
     for round in 0..=RETRY_ROUNDS {
+        if round == 1 {
+            deadline = Some(tokio::time::Instant::now() + state.config.node_timeout);
+        }
         lost.extend(plan.missing.iter().copied());
         let nodes: Vec<(&String, &Vec<u32>)> = plan.assignments.iter().collect();
         let mut failed: Vec<u32> = Vec::new();
-        for (position, answer) in scatter(state, &topology, &plan, path, body, filter).await {
+        let round_answers = scatter(state, &topology, &plan, path, body, filter, deadline).await;
+        for (position, answer) in round_answers {
             let (node, shards) = nodes[position];
             match answer {
                 Ok(answer) if answer.status == 200 => answers.push(answer.body),

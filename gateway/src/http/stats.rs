@@ -2,8 +2,9 @@
 //! of documents is counted shard by shard on a covering set (each node asked for its
 //! shards only, with the shard filter), so it stays exact during a shard move, when a
 //! target already holds part of a shard and a leaver still holds its old copy. Sizes and
-//! field counts are summed over a fully live group's nodes and scaled by the same ratio
-//! (every document held RF times outside moves).
+//! field counts are summed over a fully live group's nodes (else the live nodes of the
+//! group with the most) and scaled by documents over copies seen (every document held RF
+//! times outside moves). Everything within one node timeout.
 
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
@@ -124,23 +125,34 @@ async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, Meili
         ids.dedup();
         ids
     };
-    let Some(nodes) = index
+    // Sizes from a group whose nodes are all live; else from the live nodes of the group
+    // with the most, scaled below by documents counted against copies seen (an estimate,
+    // as during a move). The document count is exact either way.
+    let groups: Vec<Vec<String>> = index
         .routing
         .iter()
         .filter(|r| active.contains(&r.group_id))
         .map(group_nodes)
+        .collect();
+    let nodes: Vec<String> = match groups
+        .iter()
         .find(|ids| ids.iter().all(|id| live(id).is_some()))
-    else {
+    {
+        Some(whole) => whole.clone(),
+        None => groups
+            .into_iter()
+            .map(|ids| ids.into_iter().filter(|id| live(id).is_some()).collect())
+            .max_by_key(|ids: &Vec<String>| ids.len())
+            .unwrap_or_default(),
+    };
+    if nodes.is_empty() {
         return Err(MeiliError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "miroir_shard_unavailable",
             ErrorType::System,
-            format!(
-                "index `{}`: no group has every node live, so documents cannot be counted once",
-                index.uid
-            ),
+            format!("index `{}`: no live node holds it", index.uid),
         ));
-    };
+    }
     let rf = u64::from(index.replication_factor.max(1));
     let (mut documents, mut indexing) = (0u64, false);
     // Raw size, embeddings, embedded documents: summed over every copy, then per copy.
@@ -187,13 +199,28 @@ async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, Meili
     }))
 }
 
+/// The figures within one node timeout: a slow node makes the request fail with 503,
+/// not wait once per node.
+async fn within_node_timeout(
+    state: &AppState,
+    figures: impl Future<Output = Result<Value, MeiliError>>,
+) -> Result<Json<Value>, MeiliError> {
+    match tokio::time::timeout(state.config.node_timeout, figures).await {
+        Ok(figures) => figures.map(Json),
+        Err(_) => Err(unavailable(format!(
+            "the nodes did not all answer within {} (--node-timeout)",
+            humantime::format_duration(state.config.node_timeout)
+        ))),
+    }
+}
+
 /// `GET /indexes/{uid}/stats`.
 pub async fn one(
     State(state): State<AppState>,
     Path(uid): Path<String>,
 ) -> Result<Json<Value>, MeiliError> {
     let index = find_index(&state, &uid)?;
-    Ok(Json(index_stats(&state, &index).await?))
+    within_node_timeout(&state, index_stats(&state, &index)).await
 }
 
 /// `GET /stats`.
@@ -201,6 +228,11 @@ pub async fn all(
     State(state): State<AppState>,
     axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
 ) -> Result<Json<Value>, MeiliError> {
+    within_node_timeout(&state, all_stats(&state, &caller)).await
+}
+
+async fn all_stats(state: &AppState, caller: &super::auth::Caller) -> Result<Value, MeiliError> {
+    let state = state.clone();
     let topology = state.topology.current();
     let mut indexes = Map::new();
     for index in topology.indexes.iter().filter(|i| caller.sees(&i.uid)) {
@@ -224,7 +256,7 @@ pub async fn all(
             }
         }
     }
-    Ok(Json(
+    Ok(
         json!({"databaseSize": size, "usedDatabaseSize": used, "lastUpdate": last_update, "indexes": indexes}),
-    ))
+    )
 }
