@@ -372,8 +372,9 @@ pub async fn get_task(
 }
 
 /// `GET /tasks` with Meilisearch's filters and paging. Filters on aggregated fields
-/// (statuses, batches, start and finish dates) run here over the newest 1000 tasks the
-/// control plane's own filters match.
+/// (statuses, batches, start and finish dates) run here over the next 1000 tasks the
+/// control plane's own filters match; `next` then continues past them, and `total`
+/// counts the matches among them only.
 pub async fn list_tasks(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -421,10 +422,13 @@ pub async fn list_tasks(
     let (results, total, next) = if filters_views {
         let matching: Vec<Value> = all.into_iter().filter(|v| query.matches(v)).collect();
         let total = matching.len() as u64;
+        // Past the scanned tasks the control plane holds more: paging goes on from there
+        // (a page may then come back short), never stops early.
         let next = matching
             .get(limit as usize)
             .and_then(|v| v["uid"].as_u64())
-            .map(|u| u as u32);
+            .map(|u| u as u32)
+            .or(page.next);
         (
             matching.into_iter().take(limit as usize).collect(),
             total,
