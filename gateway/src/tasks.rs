@@ -66,7 +66,56 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
         node_views.push(result);
     }
     node_views.sort_by(|a, b| a.0.cmp(&b.0));
-    aggregate(task, &node_views)
+    let mut view = aggregate(task, &node_views);
+    count_deleted(&mut view, task, topology, &node_views);
+    view
+}
+
+/// A finished deletion's `deletedDocuments`, each document once: every node counts the
+/// copies it deleted, so per group the sum over its nodes is divided by the copies each
+/// shard has there (RF), and the group that saw the most is taken (a group may have
+/// missed the delete on a failed node). 0 when the task failed, as in Meilisearch.
+fn count_deleted(
+    view: &mut Value,
+    task: &pb::Task,
+    topology: &pb::Topology,
+    node_views: &[(String, Result<Value, String>)],
+) {
+    let status = view["status"].as_str().unwrap_or_default().to_owned();
+    let Some(details) = view["details"].as_object_mut() else {
+        return;
+    };
+    if !details.contains_key("deletedDocuments")
+        || !matches!(status.as_str(), "succeeded" | "failed")
+    {
+        return;
+    }
+    if status == "failed" {
+        details.insert("deletedDocuments".into(), json!(0));
+        return;
+    }
+    let rf = topology
+        .indexes
+        .iter()
+        .find(|i| Some(&i.uid) == task.index_uid.as_ref())
+        .map_or(1, |i| u64::from(i.replication_factor.max(1)));
+    let mut per_group: std::collections::BTreeMap<u32, u64> = Default::default();
+    for (node, view) in node_views {
+        let (Some(group), Ok(view)) = (
+            topology
+                .nodes
+                .iter()
+                .find(|n| &n.id == node)
+                .map(|n| n.group_id),
+            view,
+        ) else {
+            continue;
+        };
+        *per_group.entry(group).or_default() +=
+            view["details"]["deletedDocuments"].as_u64().unwrap_or(0);
+    }
+    let deleted = per_group.values().map(|sum| sum / rf).max().unwrap_or(0);
+    details.insert("deletedDocuments".into(), json!(deleted));
 }
 
 fn status_of(view: &Result<Value, String>) -> &str {
@@ -266,6 +315,39 @@ mod tests {
         assert_eq!(ok["duration"], "PT1S");
         let unreachable = vec![("n0".to_owned(), Err("down".to_owned()))];
         assert_eq!(aggregate(&task(), &unreachable)["status"], "processing");
+    }
+
+    #[test]
+    fn a_deletion_counts_each_document_once() {
+        let node = |id: &str, group: u32| pb::Node {
+            id: id.into(),
+            group_id: group,
+            ..Default::default()
+        };
+        let topology = pb::Topology {
+            nodes: vec![node("a", 0), node("b", 0), node("c", 1), node("d", 1)],
+            indexes: vec![pb::Index {
+                uid: "movies".into(),
+                replication_factor: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut task = task();
+        task.task_type = "documentDeletion".into();
+        task.details_json = r#"{"providedIds": 5, "deletedDocuments": null}"#.into();
+        let deleted =
+            |n: u64| Ok(json!({"status": "succeeded", "details": {"deletedDocuments": n}}));
+        // Group 0 deleted 4 documents twice (RF 2); group 1's `d` missed it.
+        let views = vec![
+            ("a".to_owned(), deleted(3)),
+            ("b".to_owned(), deleted(5)),
+            ("c".to_owned(), deleted(4)),
+        ];
+        let mut view = aggregate(&task, &views);
+        count_deleted(&mut view, &task, &topology, &views);
+        assert_eq!(view["details"]["deletedDocuments"], 4);
+        assert_eq!(view["details"]["providedIds"], 5);
     }
 
     #[tokio::test]

@@ -339,7 +339,9 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
     assert_eq!(status, 202, "{task}");
     let shard = shard_for_key(&lost_id.to_string(), 8).0;
     assert_eq!(header, Some(expected(&[shard])));
-    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+    let done = meili.wait_task(&task).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["details"]["deletedDocuments"], 1, "{done}");
 
     let (status, header, task) = send(
         Method::POST,
@@ -349,7 +351,12 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
     .await;
     assert_eq!(status, 202, "{task}");
     assert_eq!(header, Some(expected(&lost)), "a delete by filter too");
-    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+    let done = meili.wait_task(&task).await;
+    assert_eq!(done["status"], "succeeded");
+    let by_filter = (0..60)
+        .filter(|i| *i != lost_id && 2000 + i % 3 == 2000)
+        .count();
+    assert_eq!(done["details"]["deletedDocuments"], by_filter, "{done}");
     let (_, _, body) = send(
         Method::POST,
         "/indexes/books/search",
@@ -364,5 +371,7 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
     let (status, header, task) = send(Method::DELETE, "/indexes/books/documents", None).await;
     assert_eq!(status, 202, "{task}");
     assert_eq!(header, Some(expected(&lost)), "and a delete of all");
-    assert_eq!(meili.wait_task(&task).await["status"], "succeeded");
+    let done = meili.wait_task(&task).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["details"]["deletedDocuments"], remaining, "{done}");
 }
