@@ -464,6 +464,26 @@ pub async fn run_search(
     if !sort.is_empty() {
         node_query.insert("showRankingScoreDetails".into(), json!(true));
     }
+    // With a distinct attribute a node's total counts each value once among its own
+    // shards, but one value can live on several nodes: the nodes' values of that
+    // attribute (as a facet) let the merge count each once across nodes.
+    let distinct_facet = distinct
+        .as_ref()
+        .filter(|a| query.contains_key("distinct") || is_filterable(settings.as_deref(), a))
+        .cloned();
+    let mut facet_injected = false;
+    if let Some(attribute) = &distinct_facet {
+        let mut facets: Vec<Value> = node_query
+            .get("facets")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if !facets.iter().any(|f| f == attribute.as_str() || f == "*") {
+            facets.push(json!(attribute));
+            facet_injected = true;
+        }
+        node_query.insert("facets".into(), Value::Array(facets));
+    }
     let mut injected: Vec<String> = Vec::new();
     if let Some(requested) = &requested
         && !requested.iter().any(|a| a == "*")
@@ -539,10 +559,15 @@ pub async fn run_search(
         .collect();
 
     // Nodes cap their totals at maxTotalHits; capping the sum again is exact.
-    let total = answers
-        .iter()
-        .map(|(_, a)| a["totalHits"].as_u64().unwrap_or(0))
-        .sum::<u64>()
+    let total = distinct_facet
+        .as_deref()
+        .and_then(|attribute| distinct_total(answers.iter().map(|(_, a)| a), attribute))
+        .unwrap_or_else(|| {
+            answers
+                .iter()
+                .map(|(_, a)| a["totalHits"].as_u64().unwrap_or(0))
+                .sum::<u64>()
+        })
         .min(max_total as u64);
     let mut response = Map::new();
     response.insert("hits".into(), Value::Array(page_hits));
@@ -583,7 +608,14 @@ pub async fn run_search(
     }
     if query.get("facets").is_some_and(|f| !f.is_null()) {
         let order = FacetOrder::from_settings(settings.as_deref());
-        let (distribution, stats) = merge_facets(answers.iter().map(|(_, a)| a), &order);
+        let (mut distribution, mut stats) = merge_facets(answers.iter().map(|(_, a)| a), &order);
+        if let (true, Some(attribute)) = (facet_injected, &distinct_facet) {
+            for merged in [&mut distribution, &mut stats] {
+                if let Some(object) = merged.as_object_mut() {
+                    object.remove(attribute);
+                }
+            }
+        }
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
@@ -592,6 +624,48 @@ pub async fn run_search(
         raw: None,
         degraded: gathered.degraded,
     })
+}
+
+/// Whether the index's settings make `attribute` filterable (so it can be a facet).
+fn is_filterable(settings: Option<&Map<String, Value>>, attribute: &str) -> bool {
+    let Some(Value::Array(rules)) = settings.and_then(|s| s.get("filterableAttributes")) else {
+        return false;
+    };
+    rules.iter().any(|rule| match rule {
+        Value::String(name) => name == attribute || name == "*",
+        // Granular form: `{"attributePatterns": [...], "features": {...}}`.
+        Value::Object(rule) => rule
+            .get("attributePatterns")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().any(|p| p == attribute || p == "*")),
+        _ => false,
+    })
+}
+
+/// The number of hits once distinct is applied across nodes: the distinct values seen on
+/// any node, each once, plus the hits without a value (each is its own). `None` when a
+/// node's answer lacks the attribute's values or may have cut them
+/// ([`NODE_MAX_VALUES_PER_FACET`]), and the sum is all that is known.
+fn distinct_total<'a>(answers: impl Iterator<Item = &'a Value>, attribute: &str) -> Option<u64> {
+    let mut values: HashSet<String> = HashSet::new();
+    let mut without = 0;
+    for answer in answers {
+        let node_total = answer["totalHits"].as_u64()?;
+        // No entry: none of the node's hits has a value.
+        let node_values = match answer["facetDistribution"].get(attribute) {
+            None => 0,
+            Some(Value::Object(node_values)) => {
+                if node_values.len() as u64 >= miroir_proto::settings::NODE_MAX_VALUES_PER_FACET {
+                    return None;
+                }
+                values.extend(node_values.keys().map(|v| v.to_lowercase()));
+                node_values.len() as u64
+            }
+            Some(_) => return None,
+        };
+        without += node_total.saturating_sub(node_values);
+    }
+    Some(values.len() as u64 + without)
 }
 
 /// `POST /indexes/{uid}/facet-search`: each covering node searches the facet values of its
@@ -756,6 +830,29 @@ pub fn merge_facets<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_counts_each_value_once_across_nodes() {
+        let answers = [
+            json!({"totalHits": 3, "facetDistribution": {"color": {"Red": 2, "blue": 1}}}),
+            // "red" again (another case), "green", and one hit without a colour.
+            json!({"totalHits": 3, "facetDistribution": {"color": {"red": 1, "green": 4}}}),
+            json!({"totalHits": 0, "facetDistribution": {}}),
+        ];
+        assert_eq!(distinct_total(answers.iter(), "color"), Some(3 + 1 + 1));
+        let without_values = [json!({"totalHits": 2})];
+        assert_eq!(distinct_total(without_values.iter(), "color"), Some(2));
+        let capped = serde_json::Map::from_iter(
+            (0..miroir_proto::settings::NODE_MAX_VALUES_PER_FACET)
+                .map(|v| (v.to_string(), json!(1))),
+        );
+        let cut = [json!({"totalHits": 20_000, "facetDistribution": {"color": capped}})];
+        assert_eq!(
+            distinct_total(cut.iter(), "color"),
+            None,
+            "a cut list is not counted"
+        );
+    }
 
     #[test]
     fn a_get_search_builds_hybrid_as_meilisearch_does() {
