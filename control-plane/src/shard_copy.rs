@@ -1,7 +1,7 @@
 //! Reading, copying and comparing one shard's documents between nodes: the data work of a
 //! shard move. Every call goes through [`NodeClient`] (timeout, master key, span).
 //!
-//! A shard's documents are found on a node with the filter `_miroir_shard = X`, paged
+//! A shard's documents are found on a node with the filter `_miroir_shard IN ["<tag>"]`, paged
 //! with offset and limit. Offset paging is not stable under concurrent writes (a delete
 //! shifts later pages), so the copy may miss or repeat documents; that is fine because
 //! verification compares the whole shard afterwards and repairs, and the last
@@ -9,7 +9,7 @@
 
 use crate::nodes::NodeClient;
 use miroir_proto::pb;
-use miroir_proto::settings::SHARD_FIELD;
+use miroir_proto::settings::shard_filter;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -47,7 +47,7 @@ async fn fetch_page(
     offset: usize,
 ) -> Result<(Vec<Value>, u64), String> {
     let body = json!({
-        "filter": format!("{SHARD_FIELD} = {shard}"),
+        "filter": shard_filter(&[shard]),
         "offset": offset,
         "limit": PAGE,
     });
@@ -319,7 +319,7 @@ pub async fn delete_shard(
     shard: u32,
 ) -> Result<(), String> {
     let path = format!("/indexes/{uid}/documents/delete");
-    let body = json!({"filter": format!("{SHARD_FIELD} = {shard}")});
+    let body = json!({"filter": shard_filter(&[shard])});
     let task = client
         .send(
             &node.id,

@@ -41,7 +41,11 @@ async fn documents_land_on_their_shard_owners_once_per_replica() {
         for document in page["results"].as_array().unwrap() {
             let id = document["id"].to_string();
             let shard = shard_for_key(&id, 8).0;
-            assert_eq!(document["_miroir_shard"], shard, "stamped with its shard");
+            assert_eq!(
+                document["_miroir_shard"],
+                miroir_proto::settings::shard_tag(shard),
+                "stamped with its shard"
+            );
             let owners = &index.routing[0].shards[shard as usize].write_nodes;
             assert!(
                 owners.contains(node_id),

@@ -121,8 +121,9 @@ fn queries(count: usize) -> Vec<Value> {
         .collect()
 }
 
-// Explicit searchable attributes: with `["*"]` the nodes would also search Miroir's
-// `_miroir_shard` (hiding it from search is the settings issue's work), so scores would differ.
+// Explicit searchable attributes: with `["*"]` the nodes count Miroir's `_miroir_shard` as
+// one more searchable attribute (no query matches it, see the test below), and scores,
+// which depend on that count, would differ slightly from one node's.
 const SETTINGS: &str = r#"{"searchableAttributes": ["title", "genre", "tags"], "filterableAttributes": ["genre", "year", "rating", "tags"], "sortableAttributes": ["year", "rating"]}"#;
 
 /// The ranking key of a hit: its sort values, then its score.
@@ -453,4 +454,53 @@ async fn merge_oracle_4_nodes_two_groups_rf1() {
 #[tokio::test]
 async fn merge_oracle_4_nodes_one_group_rf2() {
     run_oracle("4 nodes, RG=1, RF=2", &[0, 0, 0, 0], 2).await;
+}
+
+/// Under Meilisearch's default `searchableAttributes: ["*"]` the nodes search every
+/// attribute, Miroir's `_miroir_shard` too: no query word may match it, so numbers in
+/// queries find what one node holding everything finds.
+#[tokio::test]
+async fn query_words_never_match_miroirs_shard_field() {
+    let reference_node = TestNode::start().await;
+    let reference = Meili::new(&reference_node.url);
+    let (_dir, cp, _nodes, gateway) = fleet(&[0, 0, 0]).await;
+    let meili = Meili::new(&gateway.url);
+    let documents: Vec<Value> = (0..60)
+        .map(|id| json!({"id": id, "title": format!("part {}", id % 7), "note": "- _ : /"}))
+        .collect();
+    for (target, create) in [
+        (&reference, json!({"uid": "plain", "primaryKey": "id"})),
+        (
+            &meili,
+            json!({"uid": "plain", "primaryKey": "id", "miroirShardCount": 16}),
+        ),
+    ] {
+        target.ok(Method::POST, "/indexes", create).await;
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    for target in [&reference, &meili] {
+        target
+            .ok(Method::POST, "/indexes/plain/documents", json!(documents))
+            .await;
+    }
+    for q in ["0", "1", "3", "6", "12", "15", "-", "_:", "part 3"] {
+        let query = json!({"q": q, "limit": 100});
+        let (_, r) = reference.post("/indexes/plain/search", query.clone()).await;
+        let (_, f) = meili.post("/indexes/plain/search", query).await;
+        let ids = |answer: &Value| {
+            answer["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["id"].as_u64().unwrap())
+                .collect::<BTreeSet<_>>()
+        };
+        assert_eq!(
+            (r["estimatedTotalHits"].clone(), ids(&r)),
+            (f["estimatedTotalHits"].clone(), ids(&f)),
+            "q={q:?}"
+        );
+    }
 }

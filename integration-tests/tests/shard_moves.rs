@@ -288,7 +288,7 @@ async fn shard_on(node: &Meili, shard: u32) -> BTreeMap<String, serde_json::Map<
     let (status, answer) = node
         .post(
             &format!("/indexes/{INDEX}/documents/fetch"),
-            json!({"filter": format!("_miroir_shard = {shard}"), "limit": 100000}),
+            json!({"filter": miroir_proto::settings::shard_filter(&[shard]), "limit": 100000}),
         )
         .await;
     if status == 404 {

@@ -16,8 +16,39 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-/// The attribute every document carries: its shard number.
+/// The attribute every document carries on the nodes: its shard, as [`shard_tag`].
 pub const SHARD_FIELD: &str = "_miroir_shard";
+
+/// The digits of a shard tag: characters Meilisearch's tokenizer (charabia) always
+/// treats as separators.
+const TAG_DIGITS: [char; 4] = ['-', '_', ':', '/'];
+
+/// What a document of `shard` holds in [`SHARD_FIELD`]: the shard number in base 4
+/// written with separator characters only (shard 0 is `-`, 6 is `_:`). Nodes index every
+/// searchable attribute, `_miroir_shard` too while `searchableAttributes` is `["*"]`, and
+/// a number would be a word a query can match ("3" would find every document of shard 3);
+/// a string of separators yields no word at all, yet filters by equality like any string.
+pub fn shard_tag(shard: u32) -> String {
+    let mut digits = Vec::new();
+    let mut rest = shard;
+    loop {
+        digits.push(TAG_DIGITS[(rest % 4) as usize]);
+        rest /= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
+}
+
+/// The filter that selects the documents of `shards`: `_miroir_shard IN ["-", "_:"]`.
+pub fn shard_filter(shards: &[u32]) -> String {
+    let tags: Vec<String> = shards
+        .iter()
+        .map(|shard| format!("\"{}\"", shard_tag(*shard)))
+        .collect();
+    format!("{SHARD_FIELD} IN [{}]", tags.join(", "))
+}
 
 /// `faceting.maxValuesPerFacet` on nodes: facets with more distinct values on one node
 /// than this are merged from each node's top values only.
@@ -185,6 +216,17 @@ fn write_canonical(out: &mut String, value: &Value) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn shard_tags_are_distinct_and_hold_no_word() {
+        assert_eq!(shard_tag(0), "-");
+        assert_eq!(shard_tag(6), "_:");
+        let tags: std::collections::HashSet<String> = (0..5000).map(shard_tag).collect();
+        assert_eq!(tags.len(), 5000, "one tag per shard");
+        assert!(tags.iter().all(|t| !t.chars().any(char::is_alphanumeric)));
+        assert_eq!(shard_filter(&[0, 6]), r#"_miroir_shard IN ["-", "_:"]"#);
+    }
+
     use super::*;
 
     fn map(v: Value) -> Map<String, Value> {

@@ -348,7 +348,7 @@ pub fn node_body(documents: Arc<Vec<Bytes>>, picks: Vec<(usize, u32)>) -> crate:
 }
 
 /// The chunks of a node's batch: a JSON array of the picked documents, each with
-/// `"_miroir_shard": N` appended before its closing brace (every document has at least
+/// `"_miroir_shard": "<shard tag>"` appended before its closing brace (every document has at least
 /// its primary key, so the comma is always right).
 pub fn node_chunks(
     documents: Arc<Vec<Bytes>>,
@@ -370,8 +370,9 @@ pub fn node_chunks(
             }
             let document = &documents[position];
             chunk.extend_from_slice(&document[..document.len() - 1]);
-            let mut tail = String::with_capacity(24);
-            let _ = write!(tail, ",\"{SHARD_FIELD}\":{shard}}}");
+            let mut tail = String::with_capacity(32);
+            let tag = miroir_proto::settings::shard_tag(shard);
+            let _ = write!(tail, ",\"{SHARD_FIELD}\":\"{tag}\"}}");
             chunk.extend_from_slice(tail.as_bytes());
             next += 1;
         }
@@ -444,7 +445,7 @@ mod tests {
         assert_eq!(parsed.len(), 2500);
         assert_eq!(
             parsed[3],
-            json!({"id": 6, "text": "y".repeat(100), SHARD_FIELD: 6})
+            json!({"id": 6, "text": "y".repeat(100), SHARD_FIELD: miroir_proto::settings::shard_tag(6)})
         );
     }
 

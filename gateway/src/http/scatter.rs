@@ -3,7 +3,6 @@
 //! counted twice with RF > 1); shards whose node fails are asked again of another live
 //! replica; what no replica can serve follows the shard-unavailable policy.
 
-use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use crate::config::ShardPolicy;
 use crate::nodes::{NodeAnswer, Unreachable};
@@ -234,12 +233,7 @@ fn node_query(
 
 /// The client's filter ANDed with the node's shards.
 pub fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
-    let list = shards
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let own = format!("{SHARD_FIELD} IN [{list}]");
+    let own = miroir_proto::settings::shard_filter(shards);
     match client {
         None | Some(Value::Null) => json!(own),
         Some(Value::String(s)) if s.trim().is_empty() => json!(own),
@@ -552,15 +546,15 @@ mod tests {
     fn shard_filters_and_the_client_filter_combine() {
         assert_eq!(
             with_shard_filter(None, &[1, 3]),
-            json!("_miroir_shard IN [1, 3]")
+            json!(r#"_miroir_shard IN ["_", ":"]"#)
         );
         assert_eq!(
             with_shard_filter(Some(&json!("a = 1 OR b = 2")), &[0]),
-            json!("_miroir_shard IN [0] AND (a = 1 OR b = 2)")
+            json!(r#"_miroir_shard IN ["-"] AND (a = 1 OR b = 2)"#)
         );
         assert_eq!(
             with_shard_filter(Some(&json!(["a = 1", ["b = 2", "c = 3"]])), &[2]),
-            json!(["_miroir_shard IN [2]", "a = 1", ["b = 2", "c = 3"]])
+            json!([r#"_miroir_shard IN [":"]"#, "a = 1", ["b = 2", "c = 3"]])
         );
     }
 }
