@@ -546,7 +546,7 @@ mod tests {
     fn shard_filters_and_the_client_filter_combine() {
         assert_eq!(
             with_shard_filter(None, &[1, 3]),
-            json!(r#"_miroir_shard IN ["_", ":"]"#)
+            json!(r#"_miroir_shard IN ["_", "/"]"#)
         );
         assert_eq!(
             with_shard_filter(Some(&json!("a = 1 OR b = 2")), &[0]),
