@@ -40,9 +40,14 @@ pub async fn serve(
                     crate::nodes::set_http_thread(index + 1);
                     runtime.block_on(async move {
                         let listener = Handoff { connections, local };
+                        // Paths are normalized before routing, as in Meilisearch.
+                        let service = tower::util::MapRequest::new(
+                            router,
+                            crate::http::normalize_path as fn(_) -> _,
+                        );
                         let served = axum::serve(
                             listener,
-                            router.into_make_service_with_connect_info::<Peer>(),
+                            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<Peer>(service),
                         )
                         .with_graceful_shutdown(async move {
                             let _ = stopped.wait_for(|stop| *stop).await;

@@ -391,3 +391,40 @@ async fn primary_keys_are_recorded_changed_and_indexes_swapped() {
         (Some("index_not_found"), Some("Index `nope` not found."))
     );
 }
+
+/// `GET /indexes` pages by `offset`/`limit` in uid order, and paths are normalized as in
+/// Meilisearch (a trailing slash trimmed, repeated slashes merged).
+#[tokio::test]
+async fn indexes_are_paged_and_paths_normalized_like_meilisearch() {
+    let (_dir, cp, _nodes, gateway) = fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    for uid in ["c", "a", "b"] {
+        meili
+            .ok(Method::POST, "/indexes", json!({"uid": uid}))
+            .await;
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let (status, page) = meili.get("/indexes?offset=1&limit=1").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(
+        (
+            &page["results"][0]["uid"],
+            &page["offset"],
+            &page["limit"],
+            &page["total"]
+        ),
+        (&json!("b"), &json!(1), &json!(1), &json!(3)),
+        "{page}"
+    );
+    assert_eq!(page["results"].as_array().map(Vec::len), Some(1));
+    let (status, all) = meili.get("/indexes/").await;
+    assert_eq!((status, &all["total"]), (200, &json!(3)), "{all}");
+    let (status, index) = meili.get("//indexes//b/").await;
+    assert_eq!((status, &index["uid"]), (200, &json!("b")), "{index}");
+    let (status, answer) = meili.post("/indexes/b/search/", json!({"q": ""})).await;
+    assert_eq!((status, &answer["hits"]), (200, &json!([])), "{answer}");
+    let (status, _) = meili.get("/nothing/here/").await;
+    assert_eq!(status, 404);
+}

@@ -119,6 +119,36 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The request with its path normalized as Meilisearch does before routing (actix's
+/// `NormalizePath` with `TrailingSlash::Trim`): repeated slashes merged, a trailing slash
+/// removed, so `/indexes/` is `/indexes`.
+pub fn normalize_path(mut request: axum::extract::Request) -> axum::extract::Request {
+    let path = request.uri().path();
+    if !(path.contains("//") || (path.len() > 1 && path.ends_with('/'))) {
+        return request;
+    }
+    let mut normalized = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        normalized.push('/');
+        normalized.push_str(segment);
+    }
+    if normalized.is_empty() {
+        normalized.push('/');
+    }
+    if let Some(query) = request.uri().query() {
+        normalized.push('?');
+        normalized.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = normalized.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
 /// Meilisearch's `GET /health`: the gateway process is up.
 async fn health() -> axum::Json<serde_json::Value> {
     axum::Json(serde_json::json!({ "status": "available" }))
@@ -150,4 +180,28 @@ async fn trace_request(
     let response = next.run(request).instrument(span.clone()).await;
     span.record("http.status", response.status().as_u16());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_normalized_like_meilisearch() {
+        let path = |uri: &str| {
+            let request = axum::http::Request::builder()
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            normalize_path(request).uri().to_string()
+        };
+        assert_eq!(path("/indexes/"), "/indexes");
+        assert_eq!(
+            path("/indexes//movies/search/?q=a/"),
+            "/indexes/movies/search?q=a/"
+        );
+        assert_eq!(path("/"), "/");
+        assert_eq!(path("//"), "/");
+        assert_eq!(path("/indexes?limit=2"), "/indexes?limit=2");
+    }
 }
