@@ -99,14 +99,10 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
     }
 }
 
-/// A node that dies before the control plane notices: reads ask another replica for its
-/// shards at once; with RF 1 the `partial` policy names the lost shards and the `error`
-/// policy answers 503.
-#[tokio::test]
-async fn reads_retry_on_another_replica_and_follow_the_shard_policy() {
-    // Health checks that never give up on a node: the topology keeps the dead node
-    // active, so only the gateway's own retry can cover for it.
-    let options = miroir_integration_tests::ControlPlaneOptions {
+/// Quick health checks that never mark a node failed: the topology keeps a dead or slow
+/// node active, so only the gateway's own retries and timeouts can cover for it.
+fn never_failing_nodes() -> miroir_integration_tests::ControlPlaneOptions {
+    miroir_integration_tests::ControlPlaneOptions {
         extra_args: [
             "--health-interval",
             "200ms",
@@ -118,7 +114,17 @@ async fn reads_retry_on_another_replica_and_follow_the_shard_policy() {
         .map(String::from)
         .to_vec(),
         env: Vec::new(),
-    };
+    }
+}
+
+/// A node that dies before the control plane notices: reads ask another replica for its
+/// shards at once; with RF 1 the `partial` policy names the lost shards and the `error`
+/// policy answers 503.
+#[tokio::test]
+async fn reads_retry_on_another_replica_and_follow_the_shard_policy() {
+    // Health checks that never give up on a node: the topology keeps the dead node
+    // active, so only the gateway's own retry can cover for it.
+    let options = never_failing_nodes();
     let (dir, cp) = crate::fresh_control_plane_with(options).await;
     let mut nodes = Vec::new();
     for i in 0..3 {
@@ -434,19 +440,7 @@ async fn a_node_holding_every_shard_answers_like_one_meilisearch() {
 async fn a_slow_node_holds_no_read_past_the_node_timeout() {
     // The control plane never marks the slow node failed: only the gateway's own
     // timeout and failover can cover for it.
-    let options = miroir_integration_tests::ControlPlaneOptions {
-        extra_args: [
-            "--health-interval",
-            "200ms",
-            "--health-timeout",
-            "500ms",
-            "--health-failures",
-            "1000000",
-        ]
-        .map(String::from)
-        .to_vec(),
-        env: Vec::new(),
-    };
+    let options = never_failing_nodes();
     let (dir, cp, nodes, _) = crate::gateway_indexes::fleet_with(3, options).await;
     let gateway =
         miroir_integration_tests::Gateway::start(dir.path(), &cp.url(), &["--node-timeout", "1s"])

@@ -7,7 +7,7 @@ use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
 use super::scatter::{gather, mark_degraded};
 use super::search::{lookup, sort_value_order};
-use super::write_gate::{Owners, Quorum, Touches, admit, mark_missed, no_quorum};
+use super::write_gate::{Owners, Touches, admit, mark_missed};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -151,16 +151,7 @@ async fn fan_out(
     // Deletes count like writes: a delete the owners did not take could come back from
     // them (a shard move copies from an owner).
     let acked: BTreeSet<String> = node_tasks.iter().map(|t| t.node_id.clone()).collect();
-    let missed = match owners.quorum(&acked) {
-        Quorum::Reached { missed } => missed,
-        Quorum::Lost { shards } => {
-            let detail = errors
-                .first()
-                .and_then(|e| e["message"].as_str())
-                .unwrap_or("no owner answered");
-            return Err(no_quorum(&index.uid, &shards, detail));
-        }
-    };
+    let missed = owners.require_quorum(&index.uid, &acked, &errors)?;
     node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
     // Quorum was reached: a replica that missed the delete is named in the header and
     // does not fail the task, as with writes.

@@ -6,9 +6,7 @@ use super::auth::Caller;
 use super::error::MeiliError;
 use super::indexes::find_index;
 use super::payload;
-use super::write_gate::{
-    Owners, Quorum, Touches, admit, lease_expired, no_quorum, writable_groups,
-};
+use super::write_gate::{Owners, Touches, admit, lease_expired, writable_groups};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
@@ -302,16 +300,7 @@ async fn write(
             Err(unreachable) => node_errors.push(unreachable.error()),
         }
     }
-    let missed = match owners.quorum(&acked) {
-        Quorum::Reached { missed } => missed,
-        Quorum::Lost { shards } => {
-            let detail = node_errors
-                .first()
-                .and_then(|e| e["message"].as_str())
-                .unwrap_or("no write node answered");
-            return Err(no_quorum(&uid, &shards, detail));
-        }
-    };
+    let missed = owners.require_quorum(&uid, &acked, &node_errors)?;
     node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
     let request = pb::CreateTaskRequest {
         index_uid: Some(uid.clone()),

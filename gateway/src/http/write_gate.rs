@@ -126,6 +126,26 @@ impl Owners {
         Self(owners)
     }
 
+    /// The groups that missed quorum when `acked` made the write durable; else 503
+    /// `miroir_no_quorum` for index `uid`, with the first node error as detail.
+    pub fn require_quorum(
+        &self,
+        uid: &str,
+        acked: &BTreeSet<String>,
+        node_errors: &[serde_json::Value],
+    ) -> Result<Vec<String>, MeiliError> {
+        match self.quorum(acked) {
+            Quorum::Reached { missed } => Ok(missed),
+            Quorum::Lost { shards } => {
+                let detail = node_errors
+                    .first()
+                    .and_then(|e| e["message"].as_str())
+                    .unwrap_or("no owner answered");
+                Err(no_quorum(uid, &shards, detail))
+            }
+        }
+    }
+
     /// The owners of every shard of `index` (deletes by filter, delete all).
     pub fn all(index: &pb::Index, topology: &pb::Topology) -> Self {
         Self::of(index, topology, &(0..index.shard_count).collect())
