@@ -191,32 +191,36 @@ impl NodeClient {
 
 /// Tries `candidates` in turn until one gives an answer: the first within its own call's
 /// timeout, the others sharing one more `node_timeout`, so a read that fails over never
-/// lasts past twice the node timeout, however many nodes are slow.
-pub async fn in_turn<C, T, F, Fut>(
+/// lasts past twice the node timeout, however many nodes are slow. Without an answer, the
+/// last error seen (`None`: no candidate, or none failed before the shared timeout).
+pub async fn in_turn<C, T, E, F, Fut>(
     node_timeout: Duration,
     candidates: impl IntoIterator<Item = C>,
     mut try_one: F,
-) -> Option<T>
+) -> Result<T, Option<E>>
 where
     F: FnMut(C) -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let mut candidates = candidates.into_iter();
-    if let Some(answer) = try_one(candidates.next()?).await {
-        return Some(answer);
-    }
+    let Some(first) = candidates.next() else {
+        return Err(None);
+    };
+    let mut last = match try_one(first).await {
+        Ok(answer) => return Ok(answer),
+        Err(error) => Some(error),
+    };
     let others = async {
         for candidate in candidates {
-            if let Some(answer) = try_one(candidate).await {
-                return Some(answer);
+            match try_one(candidate).await {
+                Ok(answer) => return Some(answer),
+                Err(error) => last = Some(error),
             }
         }
         None
     };
-    tokio::time::timeout(node_timeout, others)
-        .await
-        .ok()
-        .flatten()
+    let answered = tokio::time::timeout(node_timeout, others).await;
+    answered.ok().flatten().ok_or(last)
 }
 
 /// An error and its sources on one line ("client error (Connect): connection refused").
@@ -241,24 +245,31 @@ mod tests {
         let started = tokio::time::Instant::now();
         // Every node hangs (a minute): the first is cut by its own call's timeout (here,
         // by hand), the others by the one they share.
-        let answer: Option<()> = in_turn(timeout, 0..5, |i| async move {
+        let answer: Result<(), Option<usize>> = in_turn(timeout, 0..5, |i| async move {
             let wait = if i == 0 {
                 timeout
             } else {
                 Duration::from_secs(60)
             };
             tokio::time::sleep(wait).await;
-            None
+            Err(i)
         })
         .await;
-        assert_eq!(answer, None);
+        assert_eq!(
+            answer,
+            Err(Some(0)),
+            "the last error seen is the first node's"
+        );
         let elapsed = started.elapsed();
         assert!(
             elapsed >= 2 * timeout && elapsed < Duration::from_secs(30),
             "{elapsed:?}: not one minute per node"
         );
         // The second answers at once after the first failed.
-        let answer = in_turn(timeout, 0..5, |i| async move { (i == 1).then_some(i) }).await;
-        assert_eq!(answer, Some(1));
+        let answer = in_turn(timeout, 0..5, |i| async move {
+            if i == 1 { Ok(i) } else { Err(i) }
+        })
+        .await;
+        assert_eq!(answer, Ok(1));
     }
 }

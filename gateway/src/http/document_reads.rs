@@ -46,47 +46,37 @@ pub async fn get_one(
         .iter()
         .filter_map(|r| r.shards.get(shard))
         .flat_map(|s| s.read_nodes.iter());
-    let last_error = std::sync::Mutex::new(None);
     // Owned, so no iterator's closure lives across an await (the handler must be Send).
     let live: Vec<(String, String)> = owners
         .filter_map(|owner| topology.nodes.iter().find(|n| &n.id == owner && n.serves()))
         .map(|n| (n.id.clone(), n.address.clone()))
         .collect();
-    let (state, path, last) = (&state, &path, &last_error);
+    let (state, path) = (&state, &path);
     let asked = crate::nodes::in_turn(
         state.config.node_timeout,
         live,
         |(id, address)| async move {
-            match state
+            let answer = state
                 .nodes
                 .call(&id, &address, Method::GET, path, None)
                 .await
-            {
-                Ok(answer) => {
-                    let status =
-                        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
-                    let body = if status.is_success() {
-                        strip(answer.body)
-                    } else {
-                        answer.body
-                    };
-                    Some((status, Json(body)).into_response())
-                }
-                Err(unreachable) => {
-                    *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(unreachable.error());
-                    None
-                }
-            }
+                .map_err(|unreachable| unreachable.error())?;
+            let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let body = if status.is_success() {
+                strip(answer.body)
+            } else {
+                answer.body
+            };
+            Ok((status, Json(body)).into_response())
         },
     )
     .await;
-    if let Some(response) = asked {
-        return Ok(response);
-    }
+    let last_error = match asked {
+        Ok(response) => return Ok(response),
+        Err(last_error) => last_error,
+    };
     let message = last_error
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .and_then(|e| e["message"].as_str().map(str::to_owned))
+        .and_then(|e: Value| e["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("no live replica holds shard {shard} of index `{uid}`"));
     Err(MeiliError::new(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -459,16 +459,18 @@ pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, Meili
         state.config.node_timeout,
         live,
         |(id, address)| async move {
-            let answer = state
+            match state
                 .nodes
                 .call(&id, &address, http::Method::GET, "/version", None)
                 .await
-                .ok()?;
-            (answer.status == 200).then_some(answer.body)
+            {
+                Ok(answer) if answer.status == 200 => Ok(answer.body),
+                _ => Err(()),
+            }
         },
     )
     .await;
-    if let Some(version) = asked {
+    if let Ok(version) = asked {
         return Ok(Json(version));
     }
     Err(MeiliError::new(

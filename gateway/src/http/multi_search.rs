@@ -127,15 +127,12 @@ pub async fn multi_search(
     }
 
     let Some(federation) = federation else {
+        let uids: Vec<String> = prepared.iter().map(|(uid, _, _)| uid.clone()).collect();
         let queries = prepared.into_iter().map(|(uid, query, _)| (uid, query));
-        let mut results = Vec::with_capacity(queries.len());
+        let answers = run_all(&state, &caller, queries.collect()).await;
+        let mut results = Vec::with_capacity(uids.len());
         let mut degraded = Vec::new();
-        let uids: Vec<String> = queries.clone().map(|(uid, _)| uid).collect();
-        for (position, (uid, searched)) in uids
-            .into_iter()
-            .zip(run_all(&state, &caller, queries.collect()).await)
-            .enumerate()
-        {
+        for (position, (uid, searched)) in uids.into_iter().zip(answers).enumerate() {
             match searched {
                 Ok(searched) => {
                     let mut result = Map::new();

@@ -232,11 +232,10 @@ pub async fn all(
 }
 
 async fn all_stats(state: &AppState, caller: &super::auth::Caller) -> Result<Value, MeiliError> {
-    let state = state.clone();
     let topology = state.topology.current();
     let mut indexes = Map::new();
     for index in topology.indexes.iter().filter(|i| caller.sees(&i.uid)) {
-        indexes.insert(index.uid.clone(), index_stats(&state, index).await?);
+        indexes.insert(index.uid.clone(), index_stats(state, index).await?);
     }
     let (mut size, mut used, mut last_update): (u64, u64, Option<String>) = (0, 0, None);
     for node in topology.nodes.iter().filter(|n| n.serves()) {
