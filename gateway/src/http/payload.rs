@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use tokio_stream::StreamExt;
 
@@ -355,6 +354,9 @@ pub fn node_chunks(
     picks: Vec<(usize, u32)>,
 ) -> impl Iterator<Item = Bytes> + Send + 'static {
     let mut next = 0usize;
+    // Each shard's tail (`,"_miroir_shard":"<tag>"}`) is built once per batch, not once
+    // per document.
+    let mut tails: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
     std::iter::from_fn(move || {
         if next > picks.len() {
             return None;
@@ -370,10 +372,11 @@ pub fn node_chunks(
             }
             let document = &documents[position];
             chunk.extend_from_slice(&document[..document.len() - 1]);
-            let mut tail = String::with_capacity(32);
-            let tag = miroir_proto::settings::shard_tag(shard);
-            let _ = write!(tail, ",\"{SHARD_FIELD}\":\"{tag}\"}}");
-            chunk.extend_from_slice(tail.as_bytes());
+            let tail = tails.entry(shard).or_insert_with(|| {
+                let tag = miroir_proto::settings::shard_tag(shard);
+                format!(",\"{SHARD_FIELD}\":\"{tag}\"}}").into_bytes()
+            });
+            chunk.extend_from_slice(tail);
             next += 1;
         }
         if next == picks.len() {
