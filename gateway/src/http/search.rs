@@ -469,7 +469,11 @@ pub async fn run_search(
     // attribute (as a facet) let the merge count each once across nodes.
     let distinct_facet = distinct
         .as_ref()
-        .filter(|a| query.contains_key("distinct") || is_filterable(settings.as_deref(), a))
+        // A query's own `distinct` must be filterable (the nodes refuse it otherwise).
+        .filter(|a| {
+            query.get("distinct").is_some_and(Value::is_string)
+                || is_filterable(settings.as_deref(), a)
+        })
         .cloned();
     let mut facet_injected = false;
     if let Some(attribute) = &distinct_facet {
