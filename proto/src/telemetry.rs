@@ -20,13 +20,18 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// The target of the spans opened per request and per node call.
 pub const REQUEST_TARGET: &str = "miroir::request";
 
+/// `RUST_LOG`'s directives, `info` when unset or empty.
+fn directives(rust_log: Option<&str>) -> &str {
+    match rust_log.map(str::trim) {
+        Some(directives) if !directives.is_empty() => directives,
+        _ => "info",
+    }
+}
+
 /// The log filter: `RUST_LOG` (default `info`), without the request spans unless it
 /// names them.
 fn log_filter(rust_log: Option<&str>) -> EnvFilter {
-    let directives = match rust_log.map(str::trim) {
-        Some(directives) if !directives.is_empty() => directives,
-        _ => "info",
-    };
+    let directives = directives(rust_log);
     let mut filter = EnvFilter::builder().parse_lossy(directives);
     if !directives.contains(REQUEST_TARGET)
         && let Ok(off) = format!("{REQUEST_TARGET}=off").parse()
@@ -116,7 +121,7 @@ pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<Tel
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let otel_layer = provider.as_ref().map(|provider| {
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter = EnvFilter::builder().parse_lossy(directives(rust_log.as_deref()));
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer(service_name))
             .with_filter(filter)
