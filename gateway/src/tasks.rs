@@ -74,24 +74,21 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
 /// A finished deletion's `deletedDocuments`, each document once: every node counts the
 /// copies it deleted, so per group the sum over its nodes is divided by the copies each
 /// shard has there (RF), and the group that saw the most is taken (a group may have
-/// missed the delete on a failed node). 0 when the task failed, as in Meilisearch.
+/// missed the delete on a failed node). A failed one is 0 ([`aggregate`]), as in
+/// Meilisearch.
 fn count_deleted(
     view: &mut Value,
     task: &pb::Task,
     topology: &pb::Topology,
     node_views: &[(String, Result<Value, String>)],
 ) {
-    let status = view["status"].as_str().unwrap_or_default().to_owned();
+    if view["status"] != "succeeded" {
+        return;
+    }
     let Some(details) = view["details"].as_object_mut() else {
         return;
     };
-    if !details.contains_key("deletedDocuments")
-        || !matches!(status.as_str(), "succeeded" | "failed")
-    {
-        return;
-    }
-    if status == "failed" {
-        details.insert("deletedDocuments".into(), json!(0));
+    if !details.contains_key("deletedDocuments") {
         return;
     }
     let rf = topology
@@ -219,6 +216,11 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
         serde_json::from_str(&task.details_json).unwrap_or_default();
     if finished {
         let succeeded = status == "succeeded";
+        // A failed deletion deleted nothing; a succeeded one is counted over the nodes
+        // in `count_deleted`.
+        if status == "failed" && details.contains_key("deletedDocuments") {
+            details.insert("deletedDocuments".into(), json!(0));
+        }
         if details.contains_key("indexedDocuments") {
             let received = details
                 .get("receivedDocuments")
@@ -348,6 +350,10 @@ mod tests {
         count_deleted(&mut view, &task, &topology, &views);
         assert_eq!(view["details"]["deletedDocuments"], 4);
         assert_eq!(view["details"]["providedIds"], 5);
+        let failed = vec![("a".to_owned(), super::tests::node("failed"))];
+        let mut view = aggregate(&task, &failed);
+        count_deleted(&mut view, &task, &topology, &failed);
+        assert_eq!(view["details"]["deletedDocuments"], 0, "a failed deletion");
     }
 
     #[tokio::test]
