@@ -655,6 +655,44 @@ impl Meili {
         content_type: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> (u16, serde_json::Value) {
+        let (status, _, body) = self
+            .send_for_headers(method, path, content_type, body)
+            .await;
+        (status, body)
+    }
+
+    /// A request with an optional JSON body; returns the status, the
+    /// `X-Miroir-Degraded` header if any, and the JSON body.
+    pub async fn degraded(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, Option<String>, serde_json::Value) {
+        let (content_type, body) = match body {
+            Some(body) => (
+                Some("application/json"),
+                Some(body.to_string().into_bytes()),
+            ),
+            None => (None, None),
+        };
+        let (status, headers, body) = self
+            .send_for_headers(method, path, content_type, body)
+            .await;
+        let degraded = headers
+            .get("x-miroir-degraded")
+            .map(|v| v.to_str().expect("ASCII header").to_owned());
+        (status, degraded, body)
+    }
+
+    /// [`Meili::send`], with the answer's headers.
+    async fn send_for_headers(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.url))
@@ -668,13 +706,14 @@ impl Meili {
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
+        let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("body");
         let value = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
             serde_json::from_slice(&bytes).expect("JSON body")
         };
-        (status, value)
+        (status, headers, value)
     }
 
     /// GET.

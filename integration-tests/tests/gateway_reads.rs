@@ -83,18 +83,10 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
         if !federation.is_null() {
             request["federation"] = federation;
         }
-        let response = reqwest::Client::new()
-            .post(format!("{}/multi-search", gateway.url))
-            .bearer_auth(miroir_integration_tests::MASTER_KEY)
-            .json(&request)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let header = response
-            .headers()
-            .get("x-miroir-degraded")
-            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, header, _) = meili
+            .degraded(Method::POST, "/multi-search", Some(request.clone()))
+            .await;
+        assert_eq!(status, 200);
         assert_eq!(header.as_deref(), Some(degraded.as_str()), "{request}");
     }
 }

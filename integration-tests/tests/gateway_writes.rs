@@ -282,35 +282,16 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
         format!("quorum={}", named.join(","))
     };
 
-    let client = reqwest::Client::new();
-    let send = |method: Method, path: &str, body: Option<serde_json::Value>| {
-        let mut request = client
-            .request(method, format!("{}{path}", gateway.url))
-            .bearer_auth(miroir_integration_tests::MASTER_KEY);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            let header = response
-                .headers()
-                .get("x-miroir-degraded")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body: serde_json::Value = response.json().await.unwrap();
-            (status, header, body)
-        }
-    };
-
     let documents: Vec<_> = (0..60)
         .map(|i| json!({"id": i, "year": 2000 + i % 3}))
         .collect();
-    let (status, header, task) = send(
-        Method::POST,
-        "/indexes/books/documents",
-        Some(json!(documents)),
-    )
-    .await;
+    let (status, header, task) = meili
+        .degraded(
+            Method::POST,
+            "/indexes/books/documents",
+            Some(json!(documents)),
+        )
+        .await;
     assert_eq!(status, 202, "{task}");
     assert_eq!(
         header,
@@ -321,12 +302,13 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
 
     // Every document is read, from group 0 where group 1 lost its owner.
     for _ in 0..4 {
-        let (status, header, body) = send(
-            Method::POST,
-            "/indexes/books/search",
-            Some(json!({"limit": 100})),
-        )
-        .await;
+        let (status, header, body) = meili
+            .degraded(
+                Method::POST,
+                "/indexes/books/search",
+                Some(json!({"limit": 100})),
+            )
+            .await;
         assert_eq!((status, header), (200, None), "{body}");
         assert_eq!(body["estimatedTotalHits"], 60);
     }
@@ -334,12 +316,13 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
     let lost_id = (0..60)
         .find(|i| lost.contains(&shard_for_key(&i.to_string(), 8).0))
         .unwrap();
-    let (status, header, task) = send(
-        Method::DELETE,
-        &format!("/indexes/books/documents/{lost_id}"),
-        None,
-    )
-    .await;
+    let (status, header, task) = meili
+        .degraded(
+            Method::DELETE,
+            &format!("/indexes/books/documents/{lost_id}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 202, "{task}");
     let shard = shard_for_key(&lost_id.to_string(), 8).0;
     assert_eq!(header, Some(expected(&[shard])));
@@ -347,12 +330,13 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["details"]["deletedDocuments"], 1, "{done}");
 
-    let (status, header, task) = send(
-        Method::POST,
-        "/indexes/books/documents/delete",
-        Some(json!({"filter": "year = 2000"})),
-    )
-    .await;
+    let (status, header, task) = meili
+        .degraded(
+            Method::POST,
+            "/indexes/books/documents/delete",
+            Some(json!({"filter": "year = 2000"})),
+        )
+        .await;
     assert_eq!(status, 202, "{task}");
     assert_eq!(header, Some(expected(&lost)), "a delete by filter too");
     let done = meili.wait_task(&task).await;
@@ -361,18 +345,21 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
         .filter(|i| *i != lost_id && 2000 + i % 3 == 2000)
         .count();
     assert_eq!(done["details"]["deletedDocuments"], by_filter, "{done}");
-    let (_, _, body) = send(
-        Method::POST,
-        "/indexes/books/search",
-        Some(json!({"limit": 100})),
-    )
-    .await;
+    let (_, _, body) = meili
+        .degraded(
+            Method::POST,
+            "/indexes/books/search",
+            Some(json!({"limit": 100})),
+        )
+        .await;
     let remaining = (0..60)
         .filter(|i| *i != lost_id && 2000 + i % 3 != 2000)
         .count();
     assert_eq!(body["estimatedTotalHits"], remaining);
 
-    let (status, header, task) = send(Method::DELETE, "/indexes/books/documents", None).await;
+    let (status, header, task) = meili
+        .degraded(Method::DELETE, "/indexes/books/documents", None)
+        .await;
     assert_eq!(status, 202, "{task}");
     assert_eq!(header, Some(expected(&lost)), "and a delete of all");
     let done = meili.wait_task(&task).await;
