@@ -53,6 +53,11 @@ struct Args {
     /// With `--moves`: shards of the index (on 3 nodes; a fourth takes a quarter).
     #[arg(long, default_value_t = 12)]
     move_shards: u32,
+    /// An nginx binary to measure as a plain reverse proxy in front of the direct node
+    /// (keep-alive to the node, no logging): the floor any HTTP proxy pays on this machine
+    /// for the extra hop. Skipped when not given.
+    #[arg(long, env = "MIROIR_BENCH_NGINX")]
+    reference_proxy: Option<std::path::PathBuf>,
 }
 
 const WORDS: &[&str] = &[
@@ -221,6 +226,60 @@ async fn measure(setups: &[Setup], index: &str, args: &Args) -> Vec<Run> {
             }
         })
         .collect()
+}
+
+/// nginx as a plain reverse proxy to one node: one worker (no master process, so its pid
+/// is the worker's and its CPU time is measured like the gateway's), HTTP/1.1 keep-alive
+/// to the node, no access log. Stopped on drop.
+struct ReferenceProxy {
+    url: String,
+    child: std::process::Child,
+}
+
+impl ReferenceProxy {
+    async fn start(nginx: &std::path::Path, dir: &std::path::Path, upstream: &str) -> Self {
+        let port = miroir_integration_tests::free_port();
+        let upstream = upstream.trim_start_matches("http://");
+        std::fs::create_dir_all(dir.join("logs")).expect("nginx dir");
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\npid {dir}/nginx.pid;\n\
+             error_log {dir}/logs/error.log warn;\nevents {{ worker_connections 256; }}\n\
+             http {{\n access_log off;\n client_body_temp_path {dir}/body;\n\
+             proxy_temp_path {dir}/proxy;\n client_max_body_size 0;\n\
+             upstream node {{ server {upstream}; keepalive 32; }}\n\
+             server {{\n  listen 127.0.0.1:{port};\n  location / {{\n\
+             proxy_pass http://node;\n   proxy_http_version 1.1;\n\
+             proxy_set_header Connection \"\";\n   proxy_buffering off;\n  }}\n }}\n}}\n",
+            dir = dir.display()
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, config).expect("nginx config");
+        let child = std::process::Command::new(nginx)
+            .arg("-p")
+            .arg(dir)
+            .arg("-c")
+            .arg(&path)
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start nginx");
+        let url = format!("http://127.0.0.1:{port}");
+        let health = format!("{url}/health");
+        miroir_integration_tests::wait_for("nginx", Duration::from_secs(10), || async {
+            reqwest::get(&health)
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+        })
+        .await;
+        ReferenceProxy { url, child }
+    }
+}
+
+impl Drop for ReferenceProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Writes `documents` in batches and waits for every task; returns documents per second.
@@ -497,7 +556,13 @@ async fn main() {
     // The gateway sends a node that holds every shard the client's own query (nothing to
     // merge): measured directly, the second row separates the node's time from the
     // gateway's.
-    let setups = [
+    let proxy = match &args.reference_proxy {
+        Some(nginx) => {
+            Some(ReferenceProxy::start(nginx, &dir.path().join("nginx"), &direct.url).await)
+        }
+        None => None,
+    };
+    let mut setups = vec![
         Setup {
             url: direct.url.clone(),
             pid: None,
@@ -515,13 +580,20 @@ async fn main() {
             pid: gateway3.pid(),
         },
     ];
-    let runs = measure(&setups, "bench", &args).await;
-    let names = [
+    let mut names = vec![
         "direct node",
         "the 1-node fleet's node, asked directly (what the gateway sends it)",
         "gateway, 1 node",
         "gateway, 3 nodes",
     ];
+    if let Some(proxy) = &proxy {
+        setups.push(Setup {
+            url: proxy.url.clone(),
+            pid: Some(proxy.child.id()),
+        });
+        names.push("nginx in front of the direct node (reference proxy; CPU column: nginx's)");
+    }
+    let runs = measure(&setups, "bench", &args).await;
     for (name, run) in names.iter().zip(&runs) {
         println!(
             "| {name} | {} | {} | {:.0} | {} |",
@@ -541,6 +613,13 @@ async fn main() {
         100.0 * gateway.qps / base.qps,
         args.rounds.max(1)
     );
+    if let Some(nginx) = runs.get(4) {
+        println!(
+            "nginx on the direct node vs direct: p50 +{}, QPS {:.0} % of direct",
+            ms(nginx.p50.saturating_sub(base.p50)),
+            100.0 * nginx.qps / base.qps
+        );
+    }
 
     // One large batch through the 3-node gateway: its peak RSS against the batch size.
     let gateway_meili = Meili::new(&gateway3.url);
