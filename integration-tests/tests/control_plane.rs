@@ -203,7 +203,22 @@ async fn the_store_survives_restarts_and_admits_one_control_plane() {
             .unwrap();
     }
     cp.create_index("books", 8, 1).await.unwrap();
-    let before = cp.current_topology().await;
+    // Creating an index queues its hidden settings, which the leader proposes a moment
+    // later in a version of its own (it stays pending: these nodes never answer). The
+    // state to compare across the restart is the one after that.
+    let before = miroir_integration_tests::wait_for(
+        "the index's hidden settings to be proposed",
+        std::time::Duration::from_secs(10),
+        || async {
+            let topology = cp.current_topology().await;
+            topology
+                .indexes
+                .iter()
+                .any(|i| i.uid == "books" && i.pending_settings.is_some())
+                .then_some(topology)
+        },
+    )
+    .await;
     let token_before = cp
         .admin()
         .await
