@@ -75,6 +75,20 @@ where
     }
 }
 
+/// Waits until `GET {url}/health` answers with a success, or panics after `timeout`
+/// naming `what`.
+pub async fn wait_healthy(what: &str, url: &str, timeout: Duration) {
+    let health = format!("{url}/health");
+    wait_for(what, timeout, || async {
+        reqwest::get(&health)
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| ())
+    })
+    .await;
+}
+
 /// Flags for a control plane under test.
 #[derive(Clone, Debug)]
 pub struct ControlPlaneOptions {
@@ -417,15 +431,7 @@ impl TestNode {
             .spawn()
             .expect("start MEILISEARCH_BIN");
         let url = format!("http://127.0.0.1:{port}");
-        let health = format!("{url}/health");
-        wait_for("meilisearch to start", Duration::from_secs(60), || async {
-            reqwest::get(&health)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await;
+        wait_healthy("meilisearch to start", &url, Duration::from_secs(60)).await;
         Self {
             child,
             url,

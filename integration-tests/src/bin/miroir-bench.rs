@@ -230,10 +230,10 @@ async fn measure(setups: &[Setup], index: &str, args: &Args) -> Vec<Run> {
 
 /// nginx as a plain reverse proxy to one node: one worker (no master process, so its pid
 /// is the worker's and its CPU time is measured like the gateway's), HTTP/1.1 keep-alive
-/// to the node, no access log. Stopped on drop.
+/// to the node, no access log. Killed on drop.
 struct ReferenceProxy {
     url: String,
-    child: std::process::Child,
+    child: tokio::process::Child,
 }
 
 impl ReferenceProxy {
@@ -254,31 +254,18 @@ impl ReferenceProxy {
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, config).expect("nginx config");
-        let child = std::process::Command::new(nginx)
+        let child = tokio::process::Command::new(nginx)
             .arg("-p")
             .arg(dir)
             .arg("-c")
             .arg(&path)
             .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
             .spawn()
             .expect("start nginx");
         let url = format!("http://127.0.0.1:{port}");
-        let health = format!("{url}/health");
-        miroir_integration_tests::wait_for("nginx", Duration::from_secs(10), || async {
-            reqwest::get(&health)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        })
-        .await;
+        miroir_integration_tests::wait_healthy("nginx", &url, Duration::from_secs(10)).await;
         ReferenceProxy { url, child }
-    }
-}
-
-impl Drop for ReferenceProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -589,7 +576,7 @@ async fn main() {
     if let Some(proxy) = &proxy {
         setups.push(Setup {
             url: proxy.url.clone(),
-            pid: Some(proxy.child.id()),
+            pid: proxy.child.id(),
         });
         names.push("nginx in front of the direct node (reference proxy; CPU column: nginx's)");
     }
@@ -613,7 +600,8 @@ async fn main() {
         100.0 * gateway.qps / base.qps,
         args.rounds.max(1)
     );
-    if let Some(nginx) = runs.get(4) {
+    // The reference proxy is the last setup, when there is one.
+    if let Some(nginx) = runs.last().filter(|_| proxy.is_some()) {
         println!(
             "nginx on the direct node vs direct: p50 +{}, QPS {:.0} % of direct",
             ms(nginx.p50.saturating_sub(base.p50)),
