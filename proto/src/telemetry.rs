@@ -15,7 +15,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// The target of the spans opened per request and per node call.
 pub const REQUEST_TARGET: &str = "miroir::request";
@@ -88,17 +88,6 @@ impl Drop for TelemetryGuard {
 /// Installs the global subscriber: log lines, and OTLP export when configured.
 pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     let rust_log = std::env::var("RUST_LOG").ok();
-    let fmt_layer = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(log_filter(rust_log.as_deref()))
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .with_writer(std::io::stderr)
-            .with_filter(log_filter(rust_log.as_deref()))
-            .boxed(),
-    };
     let endpoint_set = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .map(|v| !v.trim().is_empty())
         .unwrap_or(false);
@@ -120,17 +109,46 @@ pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<Tel
         None
     };
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    let otel_layer = provider.as_ref().map(|provider| {
-        let filter = EnvFilter::builder().parse_lossy(directives(rust_log.as_deref()));
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service_name))
-            .with_filter(filter)
-    });
+    let tracer = provider
+        .as_ref()
+        .map(|provider| provider.tracer(service_name));
     tracing_subscriber::registry()
-        .with(fmt_layer)
-        .with(otel_layer)
+        .with(layers(rust_log.as_deref(), format, tracer))
         .try_init()?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The subscriber's layers: log lines, and spans to `tracer` when OTLP is configured.
+/// Without a tracer there is no OpenTelemetry layer at all (not an absent `Option` layer,
+/// which tracing-subscriber counts as interested in every span): the request spans are
+/// then disabled, never created.
+fn layers(
+    rust_log: Option<&str>,
+    format: LogFormat,
+    tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+) -> Vec<Box<dyn Layer<Registry> + Send + Sync>> {
+    let fmt_layer = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter(rust_log))
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_filter(log_filter(rust_log))
+            .boxed(),
+    };
+    let mut layers = vec![fmt_layer];
+    if let Some(tracer) = tracer {
+        let filter = EnvFilter::builder().parse_lossy(directives(rust_log));
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(filter)
+                .boxed(),
+        );
+    }
+    layers
 }
 
 struct HeaderExtractor<'a>(&'a http::HeaderMap);
@@ -235,11 +253,18 @@ pub async fn serve_metrics(
 mod tests {
     use super::*;
 
+    /// Whether a request span and another span are enabled under the subscriber `init`
+    /// builds (without OTLP) for `rust_log`.
     fn request_span_logged(rust_log: Option<&str>) -> (bool, bool) {
-        let layer = tracing_subscriber::fmt::layer()
-            .with_writer(std::io::sink)
-            .with_filter(log_filter(rust_log));
-        let subscriber = tracing_subscriber::registry().with(layer);
+        spans_enabled(rust_log, None)
+    }
+
+    fn spans_enabled(
+        rust_log: Option<&str>,
+        tracer: Option<opentelemetry_sdk::trace::SdkTracer>,
+    ) -> (bool, bool) {
+        let subscriber =
+            tracing_subscriber::registry().with(layers(rust_log, LogFormat::Text, tracer));
         tracing::subscriber::with_default(subscriber, || {
             let request = tracing::info_span!(target: REQUEST_TARGET, "http_request");
             let other = tracing::info_span!("watch_session");
@@ -256,5 +281,12 @@ mod tests {
             request_span_logged(Some("info,miroir::request=info")),
             (true, true)
         );
+    }
+
+    #[test]
+    fn request_spans_exist_only_for_otlp() {
+        let tracer = SdkTracerProvider::builder().build().tracer("test");
+        assert_eq!(spans_enabled(None, Some(tracer)), (true, true));
+        assert_eq!(spans_enabled(None, None), (false, true));
     }
 }
