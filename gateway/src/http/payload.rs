@@ -342,8 +342,7 @@ pub fn document_id(document: &[u8], pk: &str) -> Result<String, MeiliError> {
 
 /// One node's batch as a JSON array streamed in chunks (see [`node_chunks`]).
 pub fn node_body(documents: Arc<Vec<Bytes>>, picks: Vec<(usize, u32)>) -> crate::nodes::NodeBody {
-    let chunks = node_chunks(documents, picks).map(Ok::<_, std::convert::Infallible>);
-    crate::nodes::NodeBody::from_stream(tokio_stream::iter(chunks))
+    crate::nodes::NodeBody::Chunks(Box::new(node_chunks(documents, picks)))
 }
 
 /// The chunks of a node's batch: a JSON array of the picked documents, each with

@@ -296,7 +296,7 @@ async fn from_one_node(
                 &node.address,
                 http::Method::POST,
                 &path,
-                Some(crate::nodes::NodeBody::from(body.to_string())),
+                Some(crate::nodes::NodeBody::json(&body)),
             )
             .await
             .ok()?;
