@@ -276,7 +276,7 @@ async fn write(
         );
         calls.spawn(tracing::Instrument::in_current_span(async move {
             let answer = client
-                .send_json_body(&node_id, &address, method, &path, batch)
+                .send(&node_id, &address, method, &path, Some(batch))
                 .await;
             (node_id, answer)
         }));

@@ -112,19 +112,9 @@ impl NodeClient {
         self.send(node, address, method, path, body).await
     }
 
-    /// Sends a JSON body that is already encoded (or streamed) to `address` + `path`.
-    pub async fn send_json_body(
-        &self,
-        node: &str,
-        address: &str,
-        method: Method,
-        path: &str,
-        body: NodeBody,
-    ) -> Result<NodeAnswer, Unreachable> {
-        self.send(node, address, method, path, Some(body)).await
-    }
-
-    async fn send(
+    /// Sends a body that is already encoded (or streamed) to `address` + `path`; the
+    /// answer parsed as JSON.
+    pub async fn send(
         &self,
         node: &str,
         address: &str,
