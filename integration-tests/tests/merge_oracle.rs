@@ -228,8 +228,16 @@ async fn compare(reference: &Meili, fleet: &Meili, query: &Value, label: &str) {
     }
 }
 
-/// Multi-search, plain and federated, compared the same way.
-async fn compare_multi(reference: &Meili, fleet: &Meili, queries: &[Value], label: &str) {
+/// Multi-search, plain and federated, compared the same way. Both federated queries are on
+/// one index, so the union rules apply: a document both match appears once, and the total
+/// and `facetsByIndex` (`variant` 1) or `mergeFacets` (`variant` 2) count the union.
+async fn compare_multi(
+    reference: &Meili,
+    fleet: &Meili,
+    queries: &[Value],
+    label: &str,
+    variant: usize,
+) {
     let strip = |q: &Value| {
         let mut q = q.as_object().unwrap().clone();
         q.insert("indexUid".into(), json!("movies"));
@@ -266,12 +274,29 @@ async fn compare_multi(reference: &Meili, fleet: &Meili, queries: &[Value], labe
     }
     let mut first = strip(&queries[0]);
     let mut second = strip(&queries[1]);
+    // Without `distinct`: each node would keep one document per value of its own shards,
+    // and the union of the queries' matches is counted per node (known difference).
     for q in [&mut first, &mut second] {
         q.remove("showRankingScore");
         q.remove("sort");
+        q.remove("distinct");
     }
-    second.insert("federationOptions".into(), json!({"weight": 0.5}));
-    let federated = json!({"queries": [first, second], "federation": {"offset": 3, "limit": 10}});
+    // Equal weights put a document both queries match next to itself; a lower one for
+    // the second query lets the first's hits lead.
+    let weight = if variant == 0 { 0.5 } else { 1.0 };
+    second.insert("federationOptions".into(), json!({ "weight": weight }));
+    let mut federation = if variant == 0 {
+        json!({"offset": 3, "limit": 10})
+    } else {
+        json!({"offset": 0, "limit": 40})
+    };
+    if variant > 0 {
+        federation["facetsByIndex"] = json!({"movies": ["genre", "tags", "rating"]});
+    }
+    if variant == 2 {
+        federation["mergeFacets"] = json!({});
+    }
+    let federated = json!({"queries": [first, second], "federation": federation});
     let (status_r, r) = reference.post("/multi-search", federated.clone()).await;
     let (status_f, f) = fleet.post("/multi-search", federated.clone()).await;
     assert_eq!(
@@ -302,6 +327,36 @@ async fn compare_multi(reference: &Meili, fleet: &Meili, queries: &[Value], labe
         scores(&f),
         "{label} federated order for {federated}"
     );
+    // Which of several equal-score documents fill the page's edge can differ (as in a
+    // search); no document may come twice.
+    for answer in [&r, &f] {
+        let ids: Vec<String> = answer["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].to_string())
+            .collect();
+        let unique: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            unique.len(),
+            ids.len(),
+            "{label}: a document twice in {answer}"
+        );
+    }
+    for field in ["facetsByIndex", "facetDistribution", "facetStats"] {
+        assert_eq!(r.get(field), f.get(field), "{label} {field} of {federated}");
+    }
+    match variant {
+        1 => assert!(
+            r["facetsByIndex"]["movies"]["distribution"]["genre"].is_object(),
+            "{r}"
+        ),
+        2 => assert!(
+            r["facetDistribution"]["genre"].is_object() && r.get("facetsByIndex").is_none(),
+            "{r}"
+        ),
+        _ => assert!(r.get("facetsByIndex").is_none(), "{r}"),
+    }
 }
 
 async fn fleet(groups: &[u32]) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
@@ -432,8 +487,8 @@ async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {
         non_empty >= 5,
         "{label}: only {non_empty} facet searches found values"
     );
-    for pair in queries.chunks(2).take(40) {
-        compare_multi(&reference, &meili, pair, label).await;
+    for (variant, pair) in queries.chunks(2).take(40).enumerate() {
+        compare_multi(&reference, &meili, pair, label, variant % 3).await;
     }
     println!(
         "merge oracle {label}: {} queries and 40 multi-searches (plain and federated) matched",

@@ -5,7 +5,7 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
-use super::scatter::{gather, mark_degraded};
+use super::scatter::{NodeRequest, gather, mark_degraded};
 use super::search::{lookup, sort_value_order};
 use super::write_gate::{Owners, Touches, admit, mark_missed};
 use crate::state::AppState;
@@ -337,7 +337,11 @@ async fn browse(
     }
     let path = format!("/indexes/{uid}/documents/fetch");
     // Turn 0: the same covering set for every page of a browse.
-    let gathered = match gather(state, uid, 0, &path, &body, request.get("filter")).await {
+    let node_request = NodeRequest::One {
+        body: &body,
+        filter: request.get("filter"),
+    };
+    let gathered = match gather(state, uid, 0, &path, node_request).await {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();

@@ -13,6 +13,80 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+
+/// Where a hit keeps the primary key added only to tell documents apart.
+const PK_SEEN: &str = "_miroir_pk_seen";
+
+/// What the queries of one index match together: the union's size, and its facets
+/// (`{"distribution", "stats"}`) when `facetsByIndex` asks for them.
+struct Union {
+    total: u64,
+    facets: Option<Value>,
+    degraded: Vec<String>,
+}
+
+/// Each covering node runs the index's queries as one federated search over its own shards
+/// (every query's filter ANDed with them) and counts their union there; the shards hold
+/// disjoint documents, so the nodes' counts and facet counts add up to the index's.
+async fn union_of(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    uid: &str,
+    queries: Vec<Map<String, Value>>,
+    facets: Option<&Value>,
+) -> Result<Union, SearchFailure> {
+    let mut node_queries = Vec::new();
+    for mut query in queries {
+        caller
+            .restrict_search(uid, &mut query)
+            .map_err(SearchFailure::Miroir)?;
+        query.insert("indexUid".into(), json!(uid));
+        node_queries.push(Value::Object(query));
+    }
+    let mut federation = json!({"limit": 0, "offset": 0});
+    if let Some(facets) = facets {
+        federation["facetsByIndex"] = json!({ uid: facets });
+    }
+    let mut body = Map::new();
+    body.insert("queries".into(), Value::Array(node_queries));
+    body.insert("federation".into(), federation);
+    let read = super::scatter::ReadPlan::new(state, uid, super::scatter::next_turn())?;
+    let gathered = super::scatter::gather_from(
+        state,
+        read,
+        "/multi-search",
+        super::scatter::NodeRequest::Federated(&body),
+    )
+    .await?;
+    let total = gathered
+        .answers
+        .iter()
+        .map(|a| a["estimatedTotalHits"].as_u64().unwrap_or(0))
+        .sum();
+    let facets = match facets {
+        None => None,
+        Some(_) => {
+            let answers: Vec<Value> = gathered
+                .answers
+                .iter()
+                .map(|a| {
+                    let own = &a["facetsByIndex"][uid];
+                    json!({"facetDistribution": own["distribution"], "facetStats": own["stats"]})
+                })
+                .collect();
+            let settings = super::settings::cached(state, uid).await;
+            let order = FacetOrder::from_settings(settings.as_deref());
+            let (distribution, stats) = merge_facets(answers.iter(), &order);
+            Some(json!({"distribution": distribution, "stats": stats}))
+        }
+    };
+    Ok(Union {
+        total,
+        facets,
+        degraded: gathered.degraded,
+    })
+}
 
 fn inside(position: usize, failure: SearchFailure) -> Response {
     let (status, mut body) = failure.parts();
@@ -165,13 +239,46 @@ pub async fn multi_search(
     let merge = federation
         .get("mergeFacets")
         .filter(|m| !m.is_null())
-        .is_some();
-    let mut hits: Vec<(f64, usize, usize, Value)> = Vec::new();
-    let mut total = 0;
-    let mut processing = 0;
-    let mut facet_answers: Map<String, Value> = Map::new();
-    let mut with_facets: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut degraded = Vec::new();
+        .cloned();
+    let topology = state.topology.current();
+    // Meilisearch checks the indexes of `facetsByIndex` that no query uses, too (a used
+    // one that does not exist fails its query).
+    for uid in facets_by_index.keys() {
+        if prepared.iter().all(|(used, _, _)| used != uid)
+            && let Err(mut error) = super::indexes::index_in(&topology, uid)
+        {
+            error.status = StatusCode::BAD_REQUEST;
+            error.message = format!(
+                "Inside `.federation.facetsByIndex.{uid}`: {}\n - Note: index `{uid}` is not used in queries",
+                error.message
+            );
+            return Err(error);
+        }
+    }
+    // As in Meilisearch, the queries of one index form one result list: a document that
+    // several of them match appears once, where it ranks best, and the index counts (and
+    // facets) the union of what its queries match.
+    let mut queries_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (position, (uid, _, _)) in prepared.iter().enumerate() {
+        queries_of.entry(uid.clone()).or_default().push(position);
+    }
+    let primary_keys: BTreeMap<String, Option<String>> = queries_of
+        .keys()
+        .map(|uid| {
+            let pk = super::indexes::index_in(&topology, uid)
+                .ok()
+                .and_then(|index| index.primary_key.clone());
+            (uid.clone(), pk)
+        })
+        .collect();
+    let mut unions = Vec::new();
+    for (uid, positions) in &queries_of {
+        if positions.len() > 1 {
+            let queries = positions.iter().map(|&p| prepared[p].1.clone()).collect();
+            let facets = facets_by_index.get(uid).filter(|f| !f.is_null());
+            unions.push((uid.clone(), union_of(&state, &caller, uid, queries, facets)));
+        }
+    }
     let mut queries = Vec::with_capacity(prepared.len());
     let mut shown = Vec::with_capacity(prepared.len());
     for (uid, mut query, weight) in prepared {
@@ -181,18 +288,52 @@ pub async fn multi_search(
             .unwrap_or(false);
         query.insert("limit".into(), json!(offset + limit));
         query.insert("showRankingScore".into(), json!(true));
-        // Facets of an index are computed once, on its first query.
-        let facets = facets_by_index.get(&uid).filter(|f| !f.is_null()).cloned();
-        if let Some(facets) = &facets
-            && with_facets.insert(uid.clone())
-        {
+        let alone = queries_of[&uid].len() == 1;
+        if alone && let Some(facets) = facets_by_index.get(&uid).filter(|f| !f.is_null()) {
             query.insert("facets".into(), facets.clone());
         }
-        shown.push((uid.clone(), weight, show_score));
+        // The primary key tells a document matched by two queries of one index.
+        let mut pk_injected = None;
+        if !alone
+            && let Some(pk) = &primary_keys[&uid]
+            && let Some(Value::Array(attributes)) = query.get_mut("attributesToRetrieve")
+            && !attributes.iter().any(|a| a == "*" || a == pk.as_str())
+        {
+            attributes.push(json!(pk));
+            pk_injected = Some(pk.clone());
+        }
+        shown.push((uid.clone(), weight, show_score, pk_injected));
         queries.push((uid, query));
     }
-    let answers = run_all(&state, &caller, queries).await;
-    for (position, ((uid, weight, show_score), searched)) in
+    let unions = async {
+        let mut done = Vec::with_capacity(unions.len());
+        for (uid, union) in unions {
+            done.push((uid, union.await));
+        }
+        done
+    };
+    let (answers, unions) = tokio::join!(run_all(&state, &caller, queries), unions);
+    let mut total = 0;
+    let mut facet_answers: Map<String, Value> = Map::new();
+    let mut degraded = Vec::new();
+    for (uid, union) in unions {
+        match union {
+            Ok(union) => {
+                total += union.total;
+                degraded.extend(union.degraded);
+                if let Some(facets) = union.facets {
+                    facet_answers.insert(uid, facets);
+                }
+            }
+            Err(failure) => {
+                let position = queries_of[&uid][0];
+                return Ok(inside(position, failure));
+            }
+        }
+    }
+    let mut hits: Vec<(f64, usize, usize, Value)> = Vec::new();
+    let mut processing = 0;
+    for (position, ((uid, weight, show_score, pk_injected), searched)) in
         shown.into_iter().zip(answers).enumerate()
     {
         let searched = match searched {
@@ -200,11 +341,13 @@ pub async fn multi_search(
             Err(failure) => return Ok(inside(position, failure)),
         };
         degraded.extend(searched.degraded);
-        total += searched.body["estimatedTotalHits"].as_u64().unwrap_or(0);
-        processing = processing.max(searched.body["processingTimeMs"].as_u64().unwrap_or(0));
-        if searched.body.contains_key("facetDistribution") {
-            facet_answers.insert(uid.clone(), json!({"distribution": searched.body["facetDistribution"], "stats": searched.body["facetStats"]}));
+        if queries_of[&uid].len() == 1 {
+            total += searched.body["estimatedTotalHits"].as_u64().unwrap_or(0);
+            if searched.body.contains_key("facetDistribution") {
+                facet_answers.insert(uid.clone(), json!({"distribution": searched.body["facetDistribution"], "stats": searched.body["facetStats"]}));
+            }
         }
+        processing = processing.max(searched.body["processingTimeMs"].as_u64().unwrap_or(0));
         for (rank, hit) in searched.body["hits"]
             .as_array()
             .into_iter()
@@ -218,6 +361,12 @@ pub async fn multi_search(
                     object.remove("_rankingScore");
                 }
                 object.insert("_federation".into(), json!({"indexUid": uid, "queriesPosition": position, "weightedRankingScore": score}));
+                if let Some(pk) = &pk_injected {
+                    // Kept aside for the identity check below, then removed.
+                    if let Some(value) = object.remove(pk) {
+                        object.insert(PK_SEEN.into(), value);
+                    }
+                }
             }
             hits.push((score, position, rank, hit));
         }
@@ -228,36 +377,54 @@ pub async fn multi_search(
             .then(a.1.cmp(&b.1))
             .then(a.2.cmp(&b.2))
     });
+    let mut seen: HashSet<(String, String)> = HashSet::new();
     let page: Vec<Value> = hits
         .into_iter()
+        .map(|(_, _, _, mut hit)| {
+            let uid = hit["_federation"]["indexUid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let injected = hit.as_object_mut().and_then(|h| h.remove(PK_SEEN));
+            let identity = injected.or_else(|| {
+                primary_keys
+                    .get(&uid)
+                    .and_then(Option::as_ref)
+                    .and_then(|pk| hit.get(pk).cloned())
+            });
+            (uid, identity, hit)
+        })
+        // Without its primary key (not displayed) a hit cannot be matched: kept.
+        .filter(|(uid, identity, _)| {
+            identity
+                .as_ref()
+                .is_none_or(|id| seen.insert((uid.clone(), id.to_string())))
+        })
         .skip(offset)
         .take(limit)
-        .map(|h| h.3)
+        .map(|(_, _, hit)| hit)
         .collect();
     let mut response = json!({"hits": page, "processingTimeMs": processing, "limit": limit, "offset": offset, "estimatedTotalHits": total});
-    for uid in facets_by_index.keys() {
-        facet_answers
-            .entry(uid.clone())
-            .or_insert_with(|| json!({"distribution": {}, "stats": {}}));
-    }
-    if merge {
-        let answers: Vec<Value> = facet_answers
-            .values()
-            .map(|f| json!({"facetDistribution": f["distribution"], "facetStats": f["stats"]}))
-            .collect();
-        // `mergeFacets.maxValuesPerFacet` (Meilisearch's default 100), alphabetical.
-        let order = FacetOrder {
-            max_values: federation
-                .get("mergeFacets")
-                .and_then(|m| m.get("maxValuesPerFacet"))
-                .and_then(Value::as_u64)
-                .map_or(100, |n| n as usize),
-            ..FacetOrder::default()
-        };
-        let (distribution, stats) = merge_facets(answers.iter(), &order);
-        response["facetDistribution"] = distribution;
-        response["facetStats"] = stats;
-    } else if !facets_by_index.is_empty() {
+    if let Some(merge) = merge {
+        // Across indexes, alphabetical; cut only at `mergeFacets.maxValuesPerFacet` (each
+        // index's list is already cut at its own `maxValuesPerFacet`).
+        if !facet_answers.is_empty() {
+            let answers: Vec<Value> = facet_answers
+                .values()
+                .map(|f| json!({"facetDistribution": f["distribution"], "facetStats": f["stats"]}))
+                .collect();
+            let order = FacetOrder {
+                max_values: merge
+                    .get("maxValuesPerFacet")
+                    .and_then(Value::as_u64)
+                    .map_or(usize::MAX, |n| n as usize),
+                ..FacetOrder::default()
+            };
+            let (distribution, stats) = merge_facets(answers.iter(), &order);
+            response["facetDistribution"] = distribution;
+            response["facetStats"] = stats;
+        }
+    } else if !facet_answers.is_empty() {
         response["facetsByIndex"] = Value::Object(facet_answers);
     }
     let mut response = (StatusCode::OK, Json(response)).into_response();

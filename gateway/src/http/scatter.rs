@@ -157,8 +157,7 @@ pub async fn scatter(
     topology: &pb::Topology,
     plan: &CoveringSet,
     path: &str,
-    body: &Map<String, Value>,
-    filter: Option<&Value>,
+    request: NodeRequest<'_>,
     deadline: Option<tokio::time::Instant>,
 ) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
     let mut calls: Vec<_> = plan
@@ -167,7 +166,7 @@ pub async fn scatter(
         .enumerate()
         .filter_map(|(position, (node_id, shards))| {
             let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
-            let node_body = node_query(body, filter, shards, plan.unfiltered.contains(node_id));
+            let node_body = request.for_node(shards, plan.unfiltered.contains(node_id));
             let (client, node_id, address, path) = (
                 state.nodes.clone(),
                 node_id.clone(),
@@ -209,6 +208,41 @@ pub async fn scatter(
     }
     answers.sort_by_key(|(position, _)| *position);
     answers
+}
+
+/// What a scatter asks of each node, made for the shards the node serves.
+#[derive(Clone, Copy)]
+pub enum NodeRequest<'a> {
+    /// One body (a search, a document fetch, a facet search) and the client's filter.
+    One {
+        /// The body, without the node's shards.
+        body: &'a Map<String, Value>,
+        /// The client's filter.
+        filter: Option<&'a Value>,
+    },
+    /// A federated multi-search body (`queries`, `federation`): every query gets the
+    /// node's shards, ANDed with its own filter.
+    Federated(&'a Map<String, Value>),
+}
+
+impl NodeRequest<'_> {
+    fn for_node(&self, shards: &[u32], unfiltered: bool) -> Value {
+        match self {
+            Self::One { body, filter } => node_query(body, *filter, shards, unfiltered),
+            Self::Federated(body) => {
+                let mut node_body = (*body).clone();
+                if let Some(Value::Array(queries)) = node_body.get_mut("queries") {
+                    for query in queries.iter_mut() {
+                        if let Value::Object(own) = query {
+                            let filter = own.get("filter").cloned();
+                            *query = node_query(own, filter.as_ref(), shards, unfiltered);
+                        }
+                    }
+                }
+                Value::Object(node_body)
+            }
+        }
+    }
 }
 
 /// The body a node is sent: the client's with the node's shard filter (or, for a node
@@ -287,10 +321,9 @@ pub async fn gather(
     uid: &str,
     turn: usize,
     path: &str,
-    body: &Map<String, Value>,
-    filter: Option<&Value>,
+    request: NodeRequest<'_>,
 ) -> Result<Gathered, SearchFailure> {
-    gather_from(state, ReadPlan::new(state, uid, turn)?, path, body, filter).await
+    gather_from(state, ReadPlan::new(state, uid, turn)?, path, request).await
 }
 
 /// The first covering set of a read of one index, under the request's settings floor,
@@ -352,8 +385,7 @@ pub async fn gather_from(
     state: &AppState,
     read: ReadPlan,
     path: &str,
-    body: &Map<String, Value>,
-    filter: Option<&Value>,
+    request: NodeRequest<'_>,
 ) -> Result<Gathered, SearchFailure> {
     let ReadPlan {
         topology,
@@ -379,7 +411,7 @@ pub async fn gather_from(
         lost.extend(plan.missing.iter().copied());
         let nodes: Vec<(&String, &Vec<u32>)> = plan.assignments.iter().collect();
         let mut failed: Vec<u32> = Vec::new();
-        let round_answers = scatter(state, &topology, &plan, path, body, filter, deadline).await;
+        let round_answers = scatter(state, &topology, &plan, path, request, deadline).await;
         for (position, answer) in round_answers {
             let (node, shards) = nodes[position];
             match answer {

@@ -6,7 +6,7 @@ use super::documents::SHARD_FIELD;
 use super::error::{MeiliError, positive_integer};
 use super::indexes::{json_object, json_object_or_empty};
 pub use super::scatter::SearchFailure;
-use super::scatter::{ReadPlan, gather, gather_from, mark_degraded, next_turn};
+use super::scatter::{NodeRequest, ReadPlan, gather, gather_from, mark_degraded, next_turn};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -504,7 +504,16 @@ pub async fn run_search(
     }
 
     let path = format!("/indexes/{uid}/search");
-    let gathered = gather_from(state, read, &path, &node_query, query.get("filter")).await?;
+    let gathered = gather_from(
+        state,
+        read,
+        &path,
+        NodeRequest::One {
+            body: &node_query,
+            filter: query.get("filter"),
+        },
+    )
+    .await?;
     let mut answers: Vec<(usize, Value)> = gathered.answers.into_iter().enumerate().collect();
 
     // The hits move out of the answers: no copy.
@@ -683,16 +692,11 @@ pub async fn facet_search(
     let mut query = json_object(&body)?;
     caller.restrict_search(&uid, &mut query)?;
     let path = format!("/indexes/{uid}/facet-search");
-    let gathered = match gather(
-        &state,
-        &uid,
-        next_turn(),
-        &path,
-        &query,
-        query.get("filter"),
-    )
-    .await
-    {
+    let request = NodeRequest::One {
+        body: &query,
+        filter: query.get("filter"),
+    };
+    let gathered = match gather(&state, &uid, next_turn(), &path, request).await {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();

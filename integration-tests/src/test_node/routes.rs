@@ -3,7 +3,7 @@
 use super::error::NodeError;
 use super::index::Index;
 use super::node::{Node, TaskOp};
-use super::search::{facet_distribution, parse_filter, project, search, tokenize};
+use super::search::{facet_distribution, parse_filter, project, search, search_ranked, tokenize};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -992,6 +992,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         return Err(NodeError::invalid("bad_request", "Missing field `queries`"));
     };
     let federation = body.get("federation").filter(|f| !f.is_null());
+    // (position, index, weight, answer, matching documents in rank order)
     let mut results = Vec::new();
     for (position, query) in queries.iter().enumerate() {
         let Some(mut query) = query.as_object().cloned() else {
@@ -1021,6 +1022,14 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
                     ));
                 }
             }
+            if query.contains_key("facets") {
+                return Err(NodeError::invalid(
+                    "invalid_multi_search_query_facets",
+                    format!(
+                        "Inside `.queries[{position}]`: Using facet options is not allowed in federated queries.\n - Hint: remove `facets` from query #{position} or remove `federation` from the request"
+                    ),
+                ));
+            }
             query.insert("limit".into(), json!(usize::MAX >> 12));
             query.insert("showRankingScore".into(), json!(true));
         } else if options.is_some() {
@@ -1031,11 +1040,13 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
                 ),
             ));
         }
-        let mut result =
-            with_index(&app, &uid, |index| search(&uid, index, &query)).map_err(|e| NodeError {
-                message: format!("Inside `.queries[{position}]`: {}", e.message),
-                ..e
-            })?;
+        let (mut result, matching) = with_index(&app, &uid, |index| {
+            search_ranked(&uid, index, &query)
+        })
+        .map_err(|e| NodeError {
+            message: format!("Inside `.queries[{position}]`: {}", e.message),
+            ..e
+        })?;
         let weight = options
             .as_ref()
             .and_then(|o| o.get("weight"))
@@ -1044,12 +1055,12 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         result
             .as_object_mut()
             .map(|r| r.insert("indexUid".into(), json!(uid)));
-        results.push((position, uid, weight, result));
+        results.push((position, uid, weight, result, matching));
     }
     let Some(federation) = federation else {
         let results: Vec<Value> = results
             .into_iter()
-            .map(|(_, uid, _, result)| {
+            .map(|(_, uid, _, result, _)| {
                 let mut out = Map::new();
                 out.insert("indexUid".into(), json!(uid));
                 if let Value::Object(map) = result {
@@ -1060,6 +1071,18 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
             .collect();
         return Ok(Json(json!({"results": results})));
     };
+    federated(&app, federation, results).map(Json)
+}
+
+/// A federated multi-search as Meilisearch answers it: the queries of one index form one
+/// list in which a document appears once (where it ranks best); each index counts, and
+/// facets with `facetsByIndex`, the union of what its queries match; `mergeFacets` sums
+/// the indexes' facets.
+fn federated(
+    app: &App,
+    federation: &Value,
+    results: Vec<(usize, String, f64, Value, Vec<u64>)>,
+) -> Result<Value> {
     let offset = federation
         .get("offset")
         .and_then(Value::as_u64)
@@ -1068,18 +1091,38 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         .get("limit")
         .and_then(Value::as_u64)
         .unwrap_or(20) as usize;
-    let mut hits: Vec<(f64, usize, usize, Value)> = Vec::new();
-    let mut total = 0;
-    for (position, uid, weight, result) in &results {
-        total += result["estimatedTotalHits"].as_u64().unwrap_or(0);
-        for (rank, hit) in result["hits"].as_array().into_iter().flatten().enumerate() {
+    let facets_by_index = match federation.get("facetsByIndex") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map.clone(),
+        Some(other) => {
+            return Err(NodeError::invalid(
+                "invalid_multi_search_facets_by_index",
+                format!(
+                    "Invalid value type at `.federation.facetsByIndex`: expected an object, but found {}: `{other}`",
+                    kind_of(other)
+                ),
+            ));
+        }
+    };
+    let mut unions: BTreeMap<String, HashSet<u64>> = BTreeMap::new();
+    let mut hits: Vec<(f64, usize, usize, String, u64, Value)> = Vec::new();
+    for (position, uid, weight, result, matching) in results {
+        let union = unions.entry(uid.clone()).or_default();
+        union.extend(matching.iter().copied());
+        for (rank, (hit, internal)) in result["hits"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(matching)
+            .enumerate()
+        {
             let score = hit["_rankingScore"].as_f64().unwrap_or(0.0) * weight;
             let mut hit = hit.clone();
             if let Some(map) = hit.as_object_mut() {
                 map.remove("_rankingScore");
                 map.insert("_federation".into(), json!({"indexUid": uid, "queriesPosition": position, "weightedRankingScore": score}));
             }
-            hits.push((score, *position, rank, hit));
+            hits.push((score, position, rank, uid.clone(), internal, hit));
         }
     }
     hits.sort_by(|a, b| {
@@ -1088,15 +1131,123 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
             .then(a.1.cmp(&b.1))
             .then(a.2.cmp(&b.2))
     });
+    let mut seen = HashSet::new();
     let page: Vec<Value> = hits
         .into_iter()
+        .filter(|(_, _, _, uid, internal, _)| seen.insert((uid.clone(), *internal)))
         .skip(offset)
         .take(limit)
-        .map(|h| h.3)
+        .map(|h| h.5)
         .collect();
-    Ok(Json(
-        json!({"hits": page, "processingTimeMs": 0, "limit": limit, "offset": offset, "estimatedTotalHits": total}),
-    ))
+    let total: usize = unions.values().map(HashSet::len).sum();
+    let mut facets = Map::new();
+    for (uid, wanted) in &facets_by_index {
+        let wanted: Vec<String> = match wanted {
+            Value::Null => Vec::new(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect(),
+            other => {
+                return Err(NodeError::invalid(
+                    "invalid_multi_search_facets_by_index",
+                    format!(
+                        "Invalid value type at `.federation.facetsByIndex.{uid}`: expected an array, but found {}: `{other}`",
+                        kind_of(other)
+                    ),
+                ));
+            }
+        };
+        let union = unions.get(uid);
+        let computed = with_index(app, uid, |index| {
+            let documents = union
+                .into_iter()
+                .flatten()
+                .filter_map(|internal| index.documents.get(internal));
+            Ok(facet_distribution(index, documents, &wanted))
+        })
+        .map_err(|e| {
+            let note = if union.is_some() {
+                String::new()
+            } else {
+                format!("\n - Note: index `{uid}` is not used in queries")
+            };
+            NodeError {
+                message: format!(
+                    "Inside `.federation.facetsByIndex.{uid}`: {}{note}",
+                    e.message
+                ),
+                ..e
+            }
+            .with_status(StatusCode::BAD_REQUEST)
+        })?;
+        if union.is_some() && !federation["facetsByIndex"][uid].is_null() {
+            facets.insert(
+                uid.clone(),
+                json!({"distribution": computed.0, "stats": computed.1}),
+            );
+        }
+    }
+    let mut response = json!({"hits": page, "processingTimeMs": 0, "limit": limit, "offset": offset, "estimatedTotalHits": total});
+    let merge = federation.get("mergeFacets").filter(|m| !m.is_null());
+    match merge {
+        _ if facets.is_empty() => {}
+        Some(merge) => {
+            let max_values = merge
+                .get("maxValuesPerFacet")
+                .and_then(Value::as_u64)
+                .map_or(usize::MAX, |n| n as usize);
+            let (distribution, stats) = merge_facet_maps(facets.values(), max_values);
+            response["facetDistribution"] = distribution;
+            response["facetStats"] = stats;
+        }
+        None => response["facetsByIndex"] = Value::Object(facets),
+    }
+    Ok(response)
+}
+
+/// Several indexes' `{"distribution", "stats"}` summed: counts added per value (values in
+/// alphabetical order, at most `max_values` per facet), stats as the overall min and max.
+fn merge_facet_maps<'a>(
+    facets: impl Iterator<Item = &'a Value>,
+    max_values: usize,
+) -> (Value, Value) {
+    let mut distribution: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut stats: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for computed in facets {
+        for (facet, values) in computed["distribution"].as_object().into_iter().flatten() {
+            let merged = distribution.entry(facet.clone()).or_default();
+            for (value, count) in values.as_object().into_iter().flatten() {
+                *merged.entry(value.clone()).or_default() += count.as_u64().unwrap_or(0);
+            }
+        }
+        for (facet, own) in computed["stats"].as_object().into_iter().flatten() {
+            let (min, max) = (
+                own["min"].as_f64().unwrap_or(f64::INFINITY),
+                own["max"].as_f64().unwrap_or(f64::NEG_INFINITY),
+            );
+            let merged = stats
+                .entry(facet.clone())
+                .or_insert((f64::INFINITY, f64::NEG_INFINITY));
+            *merged = (merged.0.min(min), merged.1.max(max));
+        }
+    }
+    let distribution: Map<String, Value> = distribution
+        .into_iter()
+        .map(|(facet, values)| {
+            let values: Map<String, Value> = values
+                .into_iter()
+                .take(max_values)
+                .map(|(v, c)| (v, json!(c)))
+                .collect();
+            (facet, Value::Object(values))
+        })
+        .collect();
+    let stats: Map<String, Value> = stats
+        .into_iter()
+        .map(|(facet, (min, max))| (facet, json!({"min": min, "max": max})))
+        .collect();
+    (Value::Object(distribution), Value::Object(stats))
 }
 
 async fn get_settings(State(app): State<App>, Path(uid): Path<String>) -> Result<Json<Value>> {

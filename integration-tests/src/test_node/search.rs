@@ -480,6 +480,16 @@ fn global_score(ranks: &[(&'static str, u64, u64)]) -> f64 {
 
 /// Runs a search on `index`; `query` is the request body.
 pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Value, NodeError> {
+    search_ranked(uid, index, query).map(|(response, _)| response)
+}
+
+/// [`search`], with every matching document's internal id in rank order (the hits are a
+/// slice of it): a federated search counts and facets the union of its queries' matches.
+pub fn search_ranked(
+    uid: &str,
+    index: &Index,
+    query: &Map<String, Value>,
+) -> Result<(Value, Vec<u64>), NodeError> {
     if let Some(unknown) = query
         .keys()
         .find(|k| !SEARCH_PARAMETERS.contains(&k.as_str()))
@@ -898,7 +908,8 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
-    Ok(Value::Object(response))
+    let ids = ranked.iter().map(|(c, _, _)| c.internal).collect();
+    Ok((Value::Object(response), ids))
 }
 
 fn normalize(value: &Value) -> String {
