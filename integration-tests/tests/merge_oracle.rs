@@ -285,10 +285,10 @@ async fn compare_multi(
     // the second query lets the first's hits lead.
     let weight = if variant == 0 { 0.5 } else { 1.0 };
     second.insert("federationOptions".into(), json!({ "weight": weight }));
-    let mut federation = if variant == 0 {
-        json!({"offset": 3, "limit": 10})
-    } else {
-        json!({"offset": 0, "limit": 40})
+    let mut federation = match variant {
+        0 => json!({"offset": 3, "limit": 10}),
+        1 => json!({"page": 2, "hitsPerPage": 8}),
+        _ => json!({"offset": 0, "limit": 40}),
     };
     if variant > 0 {
         federation["facetsByIndex"] = json!({"movies": ["genre", "tags", "rating"]});
@@ -304,10 +304,17 @@ async fn compare_multi(
         (200, 200),
         "{label} {federated}: {r} / {f}"
     );
-    assert_eq!(
-        r["estimatedTotalHits"], f["estimatedTotalHits"],
-        "{label} {federated}"
-    );
+    for field in [
+        "estimatedTotalHits",
+        "offset",
+        "limit",
+        "totalHits",
+        "totalPages",
+        "page",
+        "hitsPerPage",
+    ] {
+        assert_eq!(r.get(field), f.get(field), "{label} {field} of {federated}");
+    }
     let scores = |v: &Value| -> Vec<String> {
         v["hits"]
             .as_array()
@@ -348,7 +355,8 @@ async fn compare_multi(
     }
     match variant {
         1 => assert!(
-            r["facetsByIndex"]["movies"]["distribution"]["genre"].is_object(),
+            r["facetsByIndex"]["movies"]["distribution"]["genre"].is_object()
+                && r["totalHits"].is_u64(),
             "{r}"
         ),
         2 => assert!(
@@ -490,6 +498,26 @@ async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {
     for (variant, pair) in queries.chunks(2).take(40).enumerate() {
         compare_multi(&reference, &meili, pair, label, variant % 3).await;
     }
+    // An index named in `facetsByIndex` but not queried must exist: the same error.
+    let missing = json!({"queries": [{"indexUid": "movies", "q": ""}],
+        "federation": {"facetsByIndex": {"nowhere": ["genre"]}}});
+    let (status_r, r) = reference.post("/multi-search", missing.clone()).await;
+    let (status_f, f) = meili.post("/multi-search", missing.clone()).await;
+    assert_eq!(status_r, 400, "{r}");
+    assert_eq!(
+        (status_r, &r["code"], &r["message"]),
+        (status_f, &f["code"], &f["message"]),
+        "{label}"
+    );
+    // Federation's own `distinct` is refused rather than ignored.
+    let distinct = json!({"queries": [{"indexUid": "movies", "q": ""}],
+        "federation": {"distinct": "genre"}});
+    let (status, answer) = meili.post("/multi-search", distinct).await;
+    assert_eq!(
+        (status, &answer["code"]),
+        (501, &json!("miroir_not_supported")),
+        "{answer}"
+    );
     println!(
         "merge oracle {label}: {} queries and 40 multi-searches (plain and federated) matched",
         queries.len()

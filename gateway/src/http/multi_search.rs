@@ -15,6 +15,73 @@ use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
 
+/// Which merged hits a federated search shows: Meilisearch's `offset`/`limit` or
+/// `page`/`hitsPerPage` of `federation`.
+struct FederationPaging {
+    skip: usize,
+    take: usize,
+    /// Hits each query must bring for that.
+    required: usize,
+    /// `(page, hitsPerPage)` in page mode.
+    pages: Option<(usize, usize)>,
+}
+
+impl FederationPaging {
+    fn of(federation: &Value) -> Self {
+        let number = |name: &str| {
+            federation
+                .get(name)
+                .and_then(Value::as_u64)
+                .map(|n| n as usize)
+        };
+        const DEFAULT: usize = 20;
+        let (offset, limit) = (
+            number("offset").unwrap_or(0),
+            number("limit").unwrap_or(DEFAULT),
+        );
+        let (page, hits_per_page) = (number("page"), number("hitsPerPage"));
+        let (skip, take, required) = match (page, hits_per_page) {
+            (None, None) => (offset, limit, offset.saturating_add(limit)),
+            (None, Some(per_page)) => (0, per_page, per_page),
+            (Some(0), _) => (0, 0, 0),
+            (Some(page), per_page) => {
+                let per_page = per_page.unwrap_or(DEFAULT);
+                (
+                    (page - 1).saturating_mul(per_page),
+                    per_page,
+                    page.saturating_mul(per_page),
+                )
+            }
+        };
+        let pages = (page.is_some() || hits_per_page.is_some())
+            .then(|| (page.unwrap_or(1), hits_per_page.unwrap_or(DEFAULT)));
+        Self {
+            skip,
+            take,
+            required,
+            pages,
+        }
+    }
+
+    /// The paging fields of the answer.
+    fn describe(&self, response: &mut Value, total: u64) {
+        match self.pages {
+            None => {
+                response["limit"] = json!(self.take);
+                response["offset"] = json!(self.skip);
+                response["estimatedTotalHits"] = json!(total);
+            }
+            Some((page, per_page)) => {
+                response["hitsPerPage"] = json!(per_page);
+                response["page"] = json!(page);
+                response["totalPages"] =
+                    json!(total.div_ceil(per_page.max(1) as u64) * u64::from(per_page > 0));
+                response["totalHits"] = json!(total);
+            }
+        }
+    }
+}
+
 /// Where a hit keeps the primary key added only to tell documents apart.
 const PK_SEEN: &str = "_miroir_pk_seen";
 
@@ -223,14 +290,20 @@ pub async fn multi_search(
         return Ok(response);
     };
 
-    let offset = federation
-        .get("offset")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as usize;
-    let limit = federation
-        .get("limit")
-        .and_then(Value::as_u64)
-        .unwrap_or(20) as usize;
+    for field in ["distinct", "showPerformanceDetails"] {
+        if federation
+            .get(field)
+            .is_some_and(|v| !v.is_null() && *v != json!(false))
+        {
+            return Err(MeiliError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "miroir_not_supported",
+                super::error::ErrorType::InvalidRequest,
+                format!("`.federation.{field}` is not supported by Miroir yet."),
+            ));
+        }
+    }
+    let paging = FederationPaging::of(&federation);
     let facets_by_index = federation
         .get("facetsByIndex")
         .and_then(Value::as_object)
@@ -286,7 +359,7 @@ pub async fn multi_search(
             .get("showRankingScore")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        query.insert("limit".into(), json!(offset + limit));
+        query.insert("limit".into(), json!(paging.required));
         query.insert("showRankingScore".into(), json!(true));
         let alone = queries_of[&uid].len() == 1;
         if alone && let Some(facets) = facets_by_index.get(&uid).filter(|f| !f.is_null()) {
@@ -400,11 +473,12 @@ pub async fn multi_search(
                 .as_ref()
                 .is_none_or(|id| seen.insert((uid.clone(), id.to_string())))
         })
-        .skip(offset)
-        .take(limit)
+        .skip(paging.skip)
+        .take(paging.take)
         .map(|(_, _, hit)| hit)
         .collect();
-    let mut response = json!({"hits": page, "processingTimeMs": processing, "limit": limit, "offset": offset, "estimatedTotalHits": total});
+    let mut response = json!({"hits": page, "processingTimeMs": processing});
+    paging.describe(&mut response, total);
     if let Some(merge) = merge {
         // Across indexes, alphabetical; cut only at `mergeFacets.maxValuesPerFacet` (each
         // index's list is already cut at its own `maxValuesPerFacet`).

@@ -1083,14 +1083,23 @@ fn federated(
     federation: &Value,
     results: Vec<(usize, String, f64, Value, Vec<u64>)>,
 ) -> Result<Value> {
-    let offset = federation
-        .get("offset")
-        .and_then(Value::as_u64)
-        .unwrap_or(0) as usize;
-    let limit = federation
-        .get("limit")
-        .and_then(Value::as_u64)
-        .unwrap_or(20) as usize;
+    let number = |name: &str| {
+        federation
+            .get(name)
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+    };
+    let (page, hits_per_page) = (number("page"), number("hitsPerPage"));
+    let page_mode = page.is_some() || hits_per_page.is_some();
+    let (page, hits_per_page) = (page.unwrap_or(1), hits_per_page.unwrap_or(20));
+    let (skip, take) = if page_mode {
+        (
+            page.saturating_sub(1) * hits_per_page,
+            if page == 0 { 0 } else { hits_per_page },
+        )
+    } else {
+        (number("offset").unwrap_or(0), number("limit").unwrap_or(20))
+    };
     let facets_by_index = match federation.get("facetsByIndex") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map.clone(),
@@ -1132,11 +1141,11 @@ fn federated(
             .then(a.2.cmp(&b.2))
     });
     let mut seen = HashSet::new();
-    let page: Vec<Value> = hits
+    let hits: Vec<Value> = hits
         .into_iter()
         .filter(|(_, _, _, uid, internal, _)| seen.insert((uid.clone(), *internal)))
-        .skip(offset)
-        .take(limit)
+        .skip(skip)
+        .take(take)
         .map(|h| h.5)
         .collect();
     let total: usize = unions.values().map(HashSet::len).sum();
@@ -1188,7 +1197,16 @@ fn federated(
             );
         }
     }
-    let mut response = json!({"hits": page, "processingTimeMs": 0, "limit": limit, "offset": offset, "estimatedTotalHits": total});
+    let mut response = if page_mode {
+        let pages = if hits_per_page == 0 {
+            0
+        } else {
+            total.div_ceil(hits_per_page)
+        };
+        json!({"hits": hits, "processingTimeMs": 0, "hitsPerPage": hits_per_page, "page": page, "totalPages": pages, "totalHits": total})
+    } else {
+        json!({"hits": hits, "processingTimeMs": 0, "limit": take, "offset": skip, "estimatedTotalHits": total})
+    };
     let merge = federation.get("mergeFacets").filter(|m| !m.is_null());
     match merge {
         _ if facets.is_empty() => {}
