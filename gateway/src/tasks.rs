@@ -20,6 +20,47 @@ pub fn summary(task: &pb::Task) -> Value {
     })
 }
 
+/// Whether the part of `task` that failed node `failed` took is also held by the task's
+/// node tasks on live nodes: every shard of the index that `failed` receives writes for
+/// has another write node, not failed, with a node task in `task` (another replica in its
+/// group, or the shard's node in another group). Those copies got the same documents; the
+/// failed node is repaired from them.
+fn covered_elsewhere(task: &pb::Task, topology: &pb::Topology, failed: &str) -> bool {
+    let Some(index) = topology
+        .indexes
+        .iter()
+        .find(|i| Some(&i.uid) == task.index_uid.as_ref())
+    else {
+        return false;
+    };
+    let live_with_task = |node: &String| {
+        node != failed
+            && task.node_tasks.iter().any(|t| &t.node_id == node)
+            && topology
+                .nodes
+                .iter()
+                .any(|n| &n.id == node && n.state != pb::NodeState::Failed as i32)
+    };
+    let shards_of_failed = index
+        .routing
+        .iter()
+        .flat_map(|g| &g.shards)
+        .filter(|route| route.write_nodes.iter().any(|n| n == failed))
+        .map(|route| route.shard);
+    let mut shards_of_failed = shards_of_failed.peekable();
+    // A node that no longer holds any shard of the index: its part moved to others.
+    if shards_of_failed.peek().is_none() {
+        return true;
+    }
+    shards_of_failed.all(|shard| {
+        index
+            .routing
+            .iter()
+            .flat_map(|g| g.shards.iter().filter(|r| r.shard == shard))
+            .any(|route| route.write_nodes.iter().any(live_with_task))
+    })
+}
+
 /// The full task view, fetching every node task.
 pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) -> Value {
     let mut fetches = JoinSet::new();
@@ -28,14 +69,17 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
         // off (a move's cutover waits for it): its part is in the copies, and the other
         // node tasks tell the outcome. Waiting on it would keep the task processing
         // forever.
-        let Some(address) = topology
-            .nodes
-            .iter()
-            .find(|n| n.id == node_task.node_id)
-            .map(|n| n.address.clone())
-        else {
+        let Some(node) = topology.nodes.iter().find(|n| n.id == node_task.node_id) else {
             continue;
         };
+        // Likewise a failed node whose part other live nodes also hold: the task is what
+        // they did (the node is repaired from them). A part no live node holds keeps the
+        // task processing until the node answers again.
+        if node.state == pb::NodeState::Failed as i32 && covered_elsewhere(task, topology, &node.id)
+        {
+            continue;
+        }
+        let address = node.address.clone();
         let (client, node_id, uid) = (
             nodes.clone(),
             node_task.node_id.clone(),
@@ -283,6 +327,69 @@ mod tests {
             json!({"status": status, "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:02Z", "duration": "PT1S",
                   "error": if status == "failed" { json!({"message": "boom", "code": "internal", "type": "internal", "link": "x"}) } else { Value::Null }}),
         )
+    }
+
+    /// Shards 0 and 1 of `movies`: group 0 puts both on `a`, group 1 shard 0 on `b` and
+    /// shard 1 on `c`. The task has node tasks on `nodes_with_tasks`.
+    fn failed_a(nodes_with_tasks: &[&str], failed: &[&str]) -> (pb::Task, pb::Topology) {
+        let route = |shard: u32, node: &str| pb::ShardRoute {
+            shard,
+            read_nodes: vec![node.into()],
+            write_nodes: vec![node.into()],
+            blocked: false,
+        };
+        let topology = pb::Topology {
+            nodes: ["a", "b", "c"]
+                .iter()
+                .map(|id| pb::Node {
+                    id: (*id).into(),
+                    state: if failed.contains(id) {
+                        pb::NodeState::Failed
+                    } else {
+                        pb::NodeState::Active
+                    } as i32,
+                    ..Default::default()
+                })
+                .collect(),
+            indexes: vec![pb::Index {
+                uid: "movies".into(),
+                routing: vec![
+                    pb::GroupRouting {
+                        group_id: 0,
+                        shards: vec![route(0, "a"), route(1, "a")],
+                    },
+                    pb::GroupRouting {
+                        group_id: 1,
+                        shards: vec![route(0, "b"), route(1, "c")],
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut task = task();
+        task.node_tasks = nodes_with_tasks
+            .iter()
+            .map(|n| pb::NodeTask {
+                node_id: (*n).into(),
+                node_task_uid: 1,
+            })
+            .collect();
+        (task, topology)
+    }
+
+    #[test]
+    fn a_failed_nodes_part_is_covered_only_by_live_copies_with_the_write() {
+        let (task, topology) = failed_a(&["a", "b", "c"], &["a"]);
+        assert!(covered_elsewhere(&task, &topology, "a"));
+        // Shard 1's other copy did not get this write.
+        let (task, topology) = failed_a(&["a", "b"], &["a"]);
+        assert!(!covered_elsewhere(&task, &topology, "a"));
+        // Shard 1's other copy is failed too.
+        let (task, topology) = failed_a(&["a", "b", "c"], &["a", "c"]);
+        assert!(!covered_elsewhere(&task, &topology, "a"));
+        // `c`'s shard 1 has its other copy on `a`, failed too.
+        assert!(!covered_elsewhere(&task, &topology, "c"));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::gateway_indexes::fleet;
 use miroir_integration_tests::Meili;
+use miroir_proto::pb::NodeState;
 use reqwest::Method;
 use serde_json::json;
 
@@ -133,4 +134,61 @@ async fn tasks_are_canceled_deleted_and_filtered() {
         (status, error["code"].as_str()),
         (400, Some("missing_task_filters"))
     );
+}
+
+/// A node that fails after taking its part of a write does not hold the client's task
+/// when live nodes of the other group did the same write (the failed node is repaired from
+/// them); where no other copy exists, the task waits for the node.
+#[tokio::test]
+async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
+    for (groups, covered) in [(&[0, 1][..], true), (&[0, 0][..], false)] {
+        let (_dir, cp, nodes, gateway) =
+            crate::gateway_indexes::fleet_in_groups(groups, Default::default()).await;
+        let meili = Meili::new(&gateway.url);
+        meili
+            .ok(
+                Method::POST,
+                "/indexes",
+                json!({"uid": "f", "primaryKey": "id"}),
+            )
+            .await;
+        // meili-0 takes its part of the next write and sits on it, then fails.
+        nodes[0].set_faults(json!({"taskDelayMs": 600_000})).await;
+        let documents: Vec<_> = (0..40).map(|id| json!({ "id": id })).collect();
+        let (status, pending) = meili.post("/indexes/f/documents", json!(documents)).await;
+        assert_eq!(status, 202, "{pending}");
+        let uid = pending["taskUid"].as_u64().unwrap();
+        nodes[0].set_faults(json!({"down": true})).await;
+        cp.wait_node_state("meili-0", NodeState::Failed).await;
+        gateway
+            .wait_version(cp.current_topology().await.version)
+            .await;
+        if covered {
+            let done = meili.wait_task(&pending).await;
+            assert_eq!(done["status"], "succeeded", "{groups:?}: {done}");
+            assert_eq!(done["details"]["indexedDocuments"], 40, "{done}");
+        } else {
+            // meili-1 finishes its own part; meili-0's shards have no other copy.
+            let node = Meili::new(&nodes[1].url);
+            miroir_integration_tests::wait_for(
+                "meili-1 to index its part",
+                std::time::Duration::from_secs(30),
+                || async {
+                    let (_, done) = node
+                        .get("/tasks?types=documentAdditionOrUpdate&statuses=succeeded")
+                        .await;
+                    (done["total"].as_u64() == Some(1)).then_some(())
+                },
+            )
+            .await;
+            gateway
+                .wait_version(cp.current_topology().await.version)
+                .await;
+            let (_, task) = meili.get(&format!("/tasks/{uid}")).await;
+            assert!(
+                matches!(task["status"].as_str(), Some("enqueued" | "processing")),
+                "{groups:?}: {task}"
+            );
+        }
+    }
 }
