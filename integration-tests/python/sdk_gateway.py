@@ -79,6 +79,19 @@ def main(url: str, key: str) -> None:
     assert len(results) == 2 and len(results[0]["hits"]) == 2 and len(results[1]["hits"]) == 1, results
     assert all(hit["genre"] == "poetry" for hit in results[0]["hits"]), results
 
+    # Federated, two queries on one index: each document once, the union counted and faceted.
+    union = index.search("", {"filter": "genre IN [poetry, history]", "facets": ["genre"], "limit": 1000})
+    federated = client.multi_search(
+        [
+            {"indexUid": "books", "q": "", "filter": "genre = poetry"},
+            {"indexUid": "books", "q": "", "filter": "genre IN [poetry, history]"},
+        ],
+        federation={"limit": 100, "facetsByIndex": {"books": ["genre"]}},
+    )
+    ids = [hit["id"] for hit in federated["hits"]]
+    assert len(ids) == len(set(ids)) == union["estimatedTotalHits"] == federated["estimatedTotalHits"], federated
+    assert federated["facetsByIndex"]["books"]["distribution"] == union["facetDistribution"], federated
+
     stats = client.get_all_stats()
     assert stats["indexes"]["books"]["numberOfDocuments"] == 29, stats
 
