@@ -246,9 +246,9 @@ async fn exchange(
     let written = write_request(stream, head, body).await;
     if let Err(error) = written {
         // The node may have answered before it stopped reading (a body over its limit):
-        // its answer beats the write error.
+        // its answer beats the write error. The connection is left mid-request: not reused.
         return match read_answer(stream, no_body).await {
-            Ok(answered) => Ok(answered),
+            Ok((answer, _)) => Ok((answer, false)),
             Err(_) => Err(Failure {
                 retry: !matches!(body, Some(NodeBody::Chunks(_))),
                 error,
@@ -734,6 +734,41 @@ mod tests {
             requests[2],
             format!("DELETE /indexes/a HTTP/1.1\r\nhost: {host}\r\ncontent-length: 0\r\n\r\n")
         );
+    }
+
+    #[tokio::test]
+    async fn an_answer_sent_before_the_body_was_read_is_returned_and_not_reused() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            // The head only, then the refusal (a body over the node's limit), then close.
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                stream.read_exact(&mut byte).await.unwrap();
+                head.push(byte[0]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\n{}")
+                .await
+                .unwrap();
+        });
+        let pool = pool();
+        let chunks = (0..256).map(|_| Bytes::from(vec![b' '; 64 * 1024]));
+        let answer = pool
+            .send(
+                &address,
+                &http::Method::POST,
+                "/indexes/a/documents",
+                b"",
+                Some(NodeBody::Chunks(Box::new(chunks))),
+            )
+            .await
+            .unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (413, &b"{}"[..]));
+        let idle: usize = pool.idle.lock().unwrap().values().map(Vec::len).sum();
+        assert_eq!(idle, 0, "a connection left mid-request was kept");
     }
 
     #[tokio::test]
