@@ -509,6 +509,26 @@ async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {
         (status_f, &f["code"], &f["message"]),
         "{label}"
     );
+    // A query on a missing index: 400 (not the URL's resource), plain or federated.
+    for federation in [Value::Null, json!({})] {
+        let mut request = json!({"queries": [{"indexUid": "movies", "q": ""},
+            {"indexUid": "nowhere", "q": ""}]});
+        if !federation.is_null() {
+            request["federation"] = federation;
+        }
+        let (status_r, r) = reference.post("/multi-search", request.clone()).await;
+        let (status_f, f) = meili.post("/multi-search", request.clone()).await;
+        assert_eq!(
+            (status_r, &r["code"]),
+            (400, &json!("index_not_found")),
+            "{r}"
+        );
+        assert_eq!(
+            (status_r, &r["code"], &r["message"]),
+            (status_f, &f["code"], &f["message"]),
+            "{label} {request}"
+        );
+    }
     // Federation's own `distinct` is refused rather than ignored.
     let distinct = json!({"queries": [{"indexUid": "movies", "q": ""}],
         "federation": {"distinct": "genre"}});

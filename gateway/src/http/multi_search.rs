@@ -156,7 +156,11 @@ async fn union_of(
 }
 
 fn inside(position: usize, failure: SearchFailure) -> Response {
-    let (status, mut body) = failure.parts();
+    let (mut status, mut body) = failure.parts();
+    // As in Meilisearch: a missing index is not the request's URL, so not a 404.
+    if body["code"] == "index_not_found" {
+        status = StatusCode::BAD_REQUEST;
+    }
     if let Some(message) = body.get("message").and_then(Value::as_str) {
         body["message"] = json!(format!("Inside `.queries[{position}]`: {message}"));
     }

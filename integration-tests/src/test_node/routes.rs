@@ -1045,6 +1045,12 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         })
         .map_err(|e| NodeError {
             message: format!("Inside `.queries[{position}]`: {}", e.message),
+            // A missing index is not the request's URL: 400, not 404.
+            status: if e.code == "index_not_found" {
+                StatusCode::BAD_REQUEST
+            } else {
+                e.status
+            },
             ..e
         })?;
         let weight = options
