@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// An idle connection older than this is closed instead of reused: below the keep-alive
-/// of actix-web (5 s), Meilisearch's server, so a node never closes a connection at the
-/// moment the gateway sends on it.
+/// An idle connection older than this is closed instead of reused. Meilisearch itself
+/// keeps connections open (actix-web with `KeepAlive::Os`), but what may stand in front of
+/// a node (a proxy, a sidecar, actix-web's default) can close idle ones after 5 s: below
+/// that, a node's side never closes a connection at the moment the gateway sends on it.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(4);
 /// Idle connections kept per node, per pool.
 const MAX_IDLE: usize = 64;
