@@ -82,8 +82,18 @@ impl FederationPaging {
     }
 }
 
-/// Where a hit keeps the primary key added only to tell documents apart.
-const PK_SEEN: &str = "_miroir_pk_seen";
+/// One hit of a federated search, before the merge.
+struct FederatedHit {
+    /// `_rankingScore` × the query's weight.
+    score: f64,
+    /// The query's position.
+    position: usize,
+    /// Its rank in the query's list.
+    rank: usize,
+    /// Index and primary key value: a document several queries of one index match.
+    identity: Option<(String, String)>,
+    hit: Value,
+}
 
 /// What the queries of one index match together: the union's size, and its facets
 /// (`{"distribution", "stats"}`) when `facetsByIndex` asks for them.
@@ -370,16 +380,17 @@ pub async fn multi_search(
             query.insert("facets".into(), facets.clone());
         }
         // The primary key tells a document matched by two queries of one index.
-        let mut pk_injected = None;
+        let mut pk_injected = false;
         if !alone
             && let Some(pk) = &primary_keys[&uid]
             && let Some(Value::Array(attributes)) = query.get_mut("attributesToRetrieve")
             && !attributes.iter().any(|a| a == "*" || a == pk.as_str())
         {
             attributes.push(json!(pk));
-            pk_injected = Some(pk.clone());
+            pk_injected = true;
         }
-        shown.push((uid.clone(), weight, show_score, pk_injected));
+        let pk = primary_keys[&uid].clone();
+        shown.push((uid.clone(), weight, show_score, alone, pk, pk_injected));
         queries.push((uid, query));
     }
     let unions = async {
@@ -408,9 +419,9 @@ pub async fn multi_search(
             }
         }
     }
-    let mut hits: Vec<(f64, usize, usize, Value)> = Vec::new();
+    let mut hits: Vec<FederatedHit> = Vec::new();
     let mut processing = 0;
-    for (position, ((uid, weight, show_score, pk_injected), searched)) in
+    for (position, ((uid, weight, show_score, alone, pk, pk_injected), searched)) in
         shown.into_iter().zip(answers).enumerate()
     {
         let searched = match searched {
@@ -418,7 +429,7 @@ pub async fn multi_search(
             Err(failure) => return Ok(inside(position, failure)),
         };
         degraded.extend(searched.degraded);
-        if queries_of[&uid].len() == 1 {
+        if alone {
             total += searched.body["estimatedTotalHits"].as_u64().unwrap_or(0);
             if searched.body.contains_key("facetDistribution") {
                 facet_answers.insert(uid.clone(), json!({"distribution": searched.body["facetDistribution"], "stats": searched.body["facetStats"]}));
@@ -433,53 +444,50 @@ pub async fn multi_search(
         {
             let score = hit["_rankingScore"].as_f64().unwrap_or(0.0) * weight;
             let mut hit = hit.clone();
+            let mut identity = None;
             if let Some(object) = hit.as_object_mut() {
                 if !show_score {
                     object.remove("_rankingScore");
                 }
                 object.insert("_federation".into(), json!({"indexUid": uid, "queriesPosition": position, "weightedRankingScore": score}));
-                if let Some(pk) = &pk_injected {
-                    // Kept aside for the identity check below, then removed.
-                    if let Some(value) = object.remove(pk) {
-                        object.insert(PK_SEEN.into(), value);
+                // A primary key added only to tell documents apart is taken back out.
+                let value = pk.as_ref().and_then(|pk| {
+                    if pk_injected {
+                        object.remove(pk)
+                    } else {
+                        object.get(pk).cloned()
                     }
-                }
+                });
+                identity = value.map(|value| (uid.clone(), value.to_string()));
             }
-            hits.push((score, position, rank, hit));
+            hits.push(FederatedHit {
+                score,
+                position,
+                rank,
+                identity,
+                hit,
+            });
         }
     }
     hits.sort_by(|a, b| {
-        b.0.partial_cmp(&a.0)
+        b.score
+            .partial_cmp(&a.score)
             .unwrap_or(Ordering::Equal)
-            .then(a.1.cmp(&b.1))
-            .then(a.2.cmp(&b.2))
+            .then(a.position.cmp(&b.position))
+            .then(a.rank.cmp(&b.rank))
     });
     let mut seen: HashSet<(String, String)> = HashSet::new();
     let page: Vec<Value> = hits
         .into_iter()
-        .map(|(_, _, _, mut hit)| {
-            let uid = hit["_federation"]["indexUid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let injected = hit.as_object_mut().and_then(|h| h.remove(PK_SEEN));
-            let identity = injected.or_else(|| {
-                primary_keys
-                    .get(&uid)
-                    .and_then(Option::as_ref)
-                    .and_then(|pk| hit.get(pk).cloned())
-            });
-            (uid, identity, hit)
-        })
         // Without its primary key (not displayed) a hit cannot be matched: kept.
-        .filter(|(uid, identity, _)| {
-            identity
+        .filter(|h| {
+            h.identity
                 .as_ref()
-                .is_none_or(|id| seen.insert((uid.clone(), id.to_string())))
+                .is_none_or(|identity| seen.insert(identity.clone()))
         })
         .skip(paging.skip)
         .take(paging.take)
-        .map(|(_, _, hit)| hit)
+        .map(|h| h.hit)
         .collect();
     let mut response = json!({"hits": page, "processingTimeMs": processing});
     paging.describe(&mut response, total);
