@@ -1156,8 +1156,8 @@ fn federated(
         .collect();
     let total: usize = unions.values().map(HashSet::len).sum();
     let mut facets = Map::new();
-    for (uid, wanted) in &facets_by_index {
-        let wanted: Vec<String> = match wanted {
+    for (uid, asked) in &facets_by_index {
+        let wanted: Vec<String> = match asked {
             Value::Null => Vec::new(),
             Value::Array(items) => items
                 .iter()
@@ -1196,7 +1196,7 @@ fn federated(
             }
             .with_status(StatusCode::BAD_REQUEST)
         })?;
-        if union.is_some() && !federation["facetsByIndex"][uid].is_null() {
+        if union.is_some() && !asked.is_null() {
             facets.insert(
                 uid.clone(),
                 json!({"distribution": computed.0, "stats": computed.1}),
