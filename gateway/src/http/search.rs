@@ -300,15 +300,21 @@ async fn from_one_node(
             )
             .await
             .ok()?;
-        let max_values = || FacetOrder::from_settings(settings).max_values;
+        // Without facets asked for, the answer has none to cut.
+        let facets_within_limit = || {
+            let asked = query
+                .get("facets")
+                .is_some_and(|f| f.as_array().is_none_or(|f| !f.is_empty()));
+            !asked
+                || super::strip::most_facet_values(&bytes)
+                    .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values)
+        };
         return match status {
-            200 if super::strip::most_facet_values(&bytes).is_some_and(|n| n <= max_values()) => {
-                Some(Ok(Searched {
-                    body: Map::new(),
-                    raw: Some(super::strip::strip_member(&bytes, SHARD_FIELD)),
-                    degraded: Vec::new(),
-                }))
-            }
+            200 if facets_within_limit() => Some(Ok(Searched {
+                body: Map::new(),
+                raw: Some(super::strip::strip_member(&bytes, SHARD_FIELD)),
+                degraded: Vec::new(),
+            })),
             200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
             400..=499 => {
                 let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);

@@ -2,64 +2,57 @@
 //! into values: a node's answer then passes through with Miroir's `_miroir_shard` taken
 //! out, at the cost of one scan instead of a parse and a re-serialization.
 //!
-//! The scan tracks whether it is inside a string (with escapes), so a key can only match
-//! where JSON allows a key: after `{` or `,` outside strings. Malformed input is returned
-//! unchanged from the point where it stops making sense.
+//! A key only matches where it is a key, never inside a string. Malformed input is
+//! returned unchanged from the point where it stops making sense.
 
 /// `json` without any member named `key` (compared as the raw, unescaped key text).
+///
+/// The key's quoted text is found with a vectorized substring search; the bytes between
+/// matches are copied whole. In valid JSON a `"` that no backslash escapes opens or
+/// closes a string, and a closing one is never followed by a letter, so an unescaped
+/// match is a whole string token; followed by `:`, it is a key.
 pub fn strip_member(json: &[u8], key: &str) -> Vec<u8> {
     let needle = format!("\"{key}\"");
-    let needle = needle.as_bytes();
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
     let mut out: Vec<u8> = Vec::with_capacity(json.len());
-    let mut i = 0;
-    // Whether the next string outside a string is in key position.
-    let mut key_position = false;
-    while i < json.len() {
-        let byte = json[i];
-        match byte {
-            b'"' => {
-                if key_position && json[i..].starts_with(needle) {
-                    let after_key = skip_whitespace(json, i + needle.len());
-                    if json.get(after_key) == Some(&b':') {
-                        let value_start = skip_whitespace(json, after_key + 1);
-                        if let Some(value_end) = skip_value(json, value_start) {
-                            let next = skip_whitespace(json, value_end);
-                            match json.get(next) {
-                                // `{"k":1,"a":…}` or `,"k":1,"a":…`: drop the member and its
-                                // following comma.
-                                Some(b',') => {
-                                    i = skip_whitespace(json, next + 1);
-                                    continue;
-                                }
-                                // Last member: drop the comma written before it, if any.
-                                Some(b'}') => {
-                                    while out.last().is_some_and(|b: &u8| b.is_ascii_whitespace()) {
-                                        out.pop();
-                                    }
-                                    if out.last() == Some(&b',') {
-                                        out.pop();
-                                    }
-                                    i = next;
-                                    continue;
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-                let end = skip_string(json, i).unwrap_or(json.len());
-                out.extend_from_slice(&json[i..end]);
-                i = end;
-                key_position = false;
-                continue;
-            }
-            b'{' | b',' => key_position = true,
-            b if b.is_ascii_whitespace() => {}
-            _ => key_position = false,
+    // Everything before `copied` is in `out` or dropped.
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = finder.find(&json[from..]) {
+        let at = from + found;
+        from = at + 1;
+        let escapes = json[..at].iter().rev().take_while(|b| **b == b'\\').count();
+        let after_key = skip_whitespace(json, at + needle.len());
+        if escapes % 2 == 1 || json.get(after_key) != Some(&b':') {
+            continue;
         }
-        out.push(byte);
-        i += 1;
+        let value_start = skip_whitespace(json, after_key + 1);
+        let Some(value_end) = skip_value(json, value_start) else {
+            continue;
+        };
+        let next = skip_whitespace(json, value_end);
+        match json.get(next) {
+            // `{"k":1,"a":…}` or `,"k":1,"a":…`: drop the member and its following comma.
+            Some(b',') => {
+                out.extend_from_slice(&json[copied..at]);
+                copied = skip_whitespace(json, next + 1);
+            }
+            // Last member: drop the comma written before it, if any.
+            Some(b'}') => {
+                out.extend_from_slice(&json[copied..at]);
+                while out.last().is_some_and(|b: &u8| b.is_ascii_whitespace()) {
+                    out.pop();
+                }
+                if out.last() == Some(&b',') {
+                    out.pop();
+                }
+                copied = next;
+            }
+            _ => continue,
+        }
+        from = copied;
     }
+    out.extend_from_slice(&json[copied..]);
     out
 }
 
@@ -68,6 +61,7 @@ pub fn strip_member(json: &[u8], key: &str) -> Vec<u8> {
 /// one-node answer whose facets are within the index's `maxValuesPerFacet` then passes
 /// through as bytes.
 pub fn most_facet_values(json: &[u8]) -> Option<usize> {
+    use serde::Deserialize;
     use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
     use std::fmt;
 
@@ -113,26 +107,40 @@ pub fn most_facet_values(json: &[u8]) -> Option<usize> {
             d.deserialize_map(V)
         }
     }
-    struct Answer;
-    impl<'de> Visitor<'de> for Answer {
-        type Value = usize;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a search answer")
+    // The answer's members are skipped as text; only `facetDistribution` is read.
+    let member_after = |i: usize| {
+        let i = skip_whitespace(json, i);
+        (json.get(i) == Some(&b'"')).then_some(i)
+    };
+    let mut i = skip_whitespace(json, 0);
+    if json.get(i) != Some(&b'{') {
+        return None;
+    }
+    if json.get(skip_whitespace(json, i + 1)) == Some(&b'}') {
+        return Some(0);
+    }
+    i += 1;
+    loop {
+        let key_start = member_after(i)?;
+        let key_end = skip_string(json, key_start)?;
+        let colon = skip_whitespace(json, key_end);
+        if json.get(colon) != Some(&b':') {
+            return None;
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<usize, A::Error> {
-            let mut most = 0;
-            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                if key == "facetDistribution" {
-                    most = map.next_value::<Largest>()?.0;
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(most)
+        let value_start = skip_whitespace(json, colon + 1);
+        let value_end = skip_value(json, value_start)?;
+        if &json[key_start..key_end] == b"\"facetDistribution\"" {
+            let mut deserializer =
+                serde_json::Deserializer::from_slice(&json[value_start..value_end]);
+            return Largest::deserialize(&mut deserializer).ok().map(|l| l.0);
+        }
+        i = skip_whitespace(json, value_end);
+        match json.get(i) {
+            Some(b',') => i += 1,
+            Some(b'}') => return Some(0),
+            _ => return None,
         }
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    deserializer.deserialize_map(Answer).ok()
 }
 
 fn skip_whitespace(json: &[u8], mut i: usize) -> usize {
@@ -142,14 +150,15 @@ fn skip_whitespace(json: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index just past the string starting at `start` (a `"`).
+/// The index just past the string starting at `start` (a `"`), jumping to each quote or
+/// backslash.
 fn skip_string(json: &[u8], start: usize) -> Option<usize> {
     let mut i = start + 1;
     while i < json.len() {
+        i += memchr::memchr2(b'"', b'\\', &json[i..])?;
         match json[i] {
             b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+            _ => return Some(i + 1),
         }
     }
     None
@@ -209,6 +218,14 @@ mod tests {
         let bytes = serde_json::to_vec(&answer).unwrap();
         assert_eq!(most_facet_values(&bytes), Some(3));
         assert_eq!(most_facet_values(br#"{"hits":[]}"#), Some(0));
+        assert_eq!(
+            most_facet_values(
+                br#" { "hits" : [ {"t":"}{\"","n":[1.5e3,null,true]} ] , "facetDistribution" : {"a":{"x":1}} } "#
+            ),
+            Some(1)
+        );
+        assert_eq!(most_facet_values(br#"{"hits":[],}"#), None);
+        assert_eq!(most_facet_values(br#"{}"#), Some(0));
         assert_eq!(most_facet_values(br#"{"facetDistribution":{}}"#), Some(0));
         assert_eq!(most_facet_values(br#"[1]"#), None);
         assert_eq!(most_facet_values(br#"{"facetDistribution":"#), None);
@@ -247,6 +264,10 @@ mod tests {
         assert_eq!(
             strip(r#"{"q":"x\\","_miroir_shard":1}"#),
             json!({"q": "x\\"})
+        );
+        assert_eq!(
+            strip(r#"{"x\"_miroir_shard":1,"y\\\"_miroir_shard":2}"#),
+            json!({"x\"_miroir_shard": 1, "y\\\"_miroir_shard": 2})
         );
         assert_eq!(
             strip(r#"{"_miroir_shardx":1}"#),
