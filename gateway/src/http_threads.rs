@@ -2,7 +2,8 @@
 //! threads, each running its own single-threaded event loop. A request is then parsed,
 //! routed, sent to its nodes and answered on one thread: no wake-up crosses threads on
 //! the hot path (on a multi-threaded runtime a query paid several, measured in
-//! docs/benchmarks.md). Connections, not requests, are spread over the threads.
+//! docs/benchmarks.md). Connections, not requests, are spread over the threads; each
+//! connection is served by [`crate::http_connection`].
 //!
 //! A single listening socket (not one `SO_REUSEPORT` socket per thread) keeps a port
 //! taken by another process an error at startup instead of a silently shared port.
@@ -22,14 +23,13 @@ pub async fn serve(
     threads: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let local = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
     let mut inboxes = Vec::with_capacity(threads);
     let mut workers = Vec::with_capacity(threads);
     for index in 0..threads {
-        let (inbox, connections) = mpsc::unbounded_channel::<Accepted>();
+        let (inbox, mut connections) = mpsc::unbounded_channel::<Accepted>();
         inboxes.push(inbox);
-        let (router, mut stopped) = (router.clone(), stopped.clone());
+        let (router, stopped) = (router.clone(), stopped.clone());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -40,23 +40,36 @@ pub async fn serve(
                     crate::nodes::set_http_thread(index + 1);
                     runtime.block_on(async move {
                         tokio::spawn(keep_timer_floor());
-                        let listener = Handoff { connections, local };
                         // Paths are normalized before routing, as in Meilisearch.
                         let service = tower::util::MapRequest::new(
                             router,
                             crate::http::normalize_path as fn(_) -> _,
                         );
-                        let served = axum::serve(
-                            listener,
-                            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<Peer>(service),
-                        )
-                        .with_graceful_shutdown(async move {
-                            let _ = stopped.wait_for(|stop| *stop).await;
-                        })
-                        .await;
-                        if let Err(error) = served {
-                            tracing::error!(%error, thread = index, "HTTP thread failed");
+                        let mut open = tokio::task::JoinSet::new();
+                        let mut stopping = stopped.clone();
+                        loop {
+                            tokio::select! {
+                                accepted = connections.recv() => {
+                                    let Some((stream, peer)) = accepted else { break };
+                                    // Registers the socket with this thread's event loop.
+                                    match tokio::net::TcpStream::from_std(stream) {
+                                        Ok(stream) => {
+                                            open.spawn(crate::http_connection::serve(
+                                                stream,
+                                                peer,
+                                                service.clone(),
+                                                stopped.clone(),
+                                            ));
+                                        }
+                                        Err(error) => tracing::warn!(%error, thread = index, "cannot take a connection over"),
+                                    }
+                                }
+                                _ = stopping.wait_for(|stop| *stop) => break,
+                                Some(_) = open.join_next(), if !open.is_empty() => {}
+                            }
                         }
+                        // Requests in flight finish; idle connections close.
+                        while open.join_next().await.is_some() {}
                     });
                 })?,
         );
@@ -120,38 +133,3 @@ async fn keep_timer_floor() {
 /// The client's address, for handlers (`ConnectInfo<Peer>`).
 #[derive(Clone, Copy, Debug)]
 pub struct Peer(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Handoff>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, Handoff>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-/// A thread's side of the hand-off, as axum's listener.
-pub struct Handoff {
-    connections: mpsc::UnboundedReceiver<Accepted>,
-    local: SocketAddr,
-}
-
-impl axum::serve::Listener for Handoff {
-    type Io = tokio::net::TcpStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.connections.recv().await {
-                // Registers the socket with this thread's event loop.
-                Some((stream, peer)) => match tokio::net::TcpStream::from_std(stream) {
-                    Ok(stream) => return (stream, peer),
-                    Err(error) => tracing::warn!(%error, "cannot take a connection over"),
-                },
-                // The accept loop stopped: shutdown ends this thread's serve.
-                None => std::future::pending::<()>().await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}

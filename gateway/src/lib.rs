@@ -5,6 +5,7 @@ pub mod config;
 pub mod control_plane;
 pub mod fleet;
 pub mod http;
+pub mod http_connection;
 pub mod http_threads;
 pub mod nodes;
 pub mod server;
