@@ -53,9 +53,9 @@ struct Args {
     /// With `--moves`: shards of the index (on 3 nodes; a fourth takes a quarter).
     #[arg(long, default_value_t = 12)]
     move_shards: u32,
-    /// An nginx binary to measure as a plain reverse proxy in front of the direct node
-    /// (keep-alive to the node, no logging): the floor any HTTP proxy pays on this machine
-    /// for the extra hop. Skipped when not given.
+    /// An nginx binary to measure as a plain reverse proxy in front of the direct node and
+    /// in front of the 1-node fleet's node (keep-alive to the node, no logging): the floor
+    /// any HTTP proxy pays on this machine for the extra hop. Skipped when not given.
     #[arg(long, env = "MIROIR_BENCH_NGINX")]
     reference_proxy: Option<std::path::PathBuf>,
 }
@@ -543,10 +543,14 @@ async fn main() {
     // The gateway sends a node that holds every shard the client's own query (nothing to
     // merge): measured directly, the second row separates the node's time from the
     // gateway's.
-    let proxy = match &args.reference_proxy {
-        Some(nginx) => {
-            Some(ReferenceProxy::start(nginx, &dir.path().join("nginx"), &direct.url).await)
-        }
+    // nginx in front of the direct node, and in front of the 1-node fleet's node: the
+    // second is what any proxy gets on Miroir's node layout (`_miroir_shard` in every
+    // document), so it separates the gateway's own cost from the layout's.
+    let proxies = match &args.reference_proxy {
+        Some(nginx) => Some((
+            ReferenceProxy::start(nginx, &dir.path().join("nginx"), &direct.url).await,
+            ReferenceProxy::start(nginx, &dir.path().join("nginx-fleet"), &nodes1[0].url).await,
+        )),
         None => None,
     };
     let mut setups = vec![
@@ -573,12 +577,17 @@ async fn main() {
         "gateway, 1 node",
         "gateway, 3 nodes",
     ];
-    if let Some(proxy) = &proxy {
+    if let Some((proxy, fleet_proxy)) = &proxies {
         setups.push(Setup {
             url: proxy.url.clone(),
             pid: proxy.child.id(),
         });
         names.push("nginx in front of the direct node (reference proxy; CPU column: nginx's)");
+        setups.push(Setup {
+            url: fleet_proxy.url.clone(),
+            pid: fleet_proxy.child.id(),
+        });
+        names.push("nginx in front of the 1-node fleet's node (CPU column: nginx's)");
     }
     let runs = measure(&setups, "bench", &args).await;
     for (name, run) in names.iter().zip(&runs) {
@@ -600,12 +609,22 @@ async fn main() {
         100.0 * gateway.qps / base.qps,
         args.rounds.max(1)
     );
-    // The reference proxy is the last setup, when there is one.
-    if let Some(nginx) = runs.last().filter(|_| proxy.is_some()) {
+    println!(
+        "gateway on 1 node vs the fleet's node asked directly: QPS {:.0} %",
+        100.0 * gateway.qps / runs[1].qps
+    );
+    // The reference proxies are the last two setups, when there are.
+    if proxies.is_some() {
+        let (nginx, nginx_fleet) = (&runs[4], &runs[5]);
         println!(
             "nginx on the direct node vs direct: p50 +{}, QPS {:.0} % of direct",
             ms(nginx.p50.saturating_sub(base.p50)),
             100.0 * nginx.qps / base.qps
+        );
+        println!(
+            "nginx on the fleet's node vs direct: p50 +{}, QPS {:.0} % of direct",
+            ms(nginx_fleet.p50.saturating_sub(base.p50)),
+            100.0 * nginx_fleet.qps / base.qps
         );
     }
 
