@@ -538,10 +538,85 @@ async fn run_oracle(label: &str, groups: &[u32], replication_factor: u32) {
         (501, &json!("miroir_not_supported")),
         "{answer}"
     );
+    compare_performance_details(&reference, &meili, label).await;
     println!(
         "merge oracle {label}: {} queries and 40 multi-searches (plain and federated) matched",
         queries.len()
     );
+}
+
+/// `showPerformanceDetails` (Meilisearch ≥ 1.35): the same answer plus a
+/// `performanceDetails` object of stage durations, for a search (POST and GET) and a
+/// federated multi-search; the fleet adds its wait for the nodes; a value that is not a
+/// boolean is the same error on both.
+async fn compare_performance_details(reference: &Meili, fleet: &Meili, label: &str) {
+    let query = json!({"q": "", "facets": ["genre"], "limit": 5, "showPerformanceDetails": true});
+    compare(reference, fleet, &query, label).await;
+    let federated = json!({"federation": {"showPerformanceDetails": true, "limit": 5},
+        "queries": [{"indexUid": "movies", "q": ""}, {"indexUid": "movies", "filter": "year > 1990"}]});
+    for (meili, is_fleet) in [(reference, false), (fleet, true)] {
+        let (status, answer) = meili.post("/indexes/movies/search", query.clone()).await;
+        assert_eq!(status, 200, "{label}: {answer}");
+        let stages = stage_durations(&answer["performanceDetails"], label);
+        assert!(stages.contains(&"search".to_owned()), "{label}: {stages:?}");
+        assert_eq!(
+            stages.contains(&"federating results > wait for remote results".to_owned()),
+            is_fleet,
+            "{label}: {stages:?}"
+        );
+        let (status, answer) = meili
+            .get("/indexes/movies/search?q=&limit=2&showPerformanceDetails=true")
+            .await;
+        assert_eq!(status, 200, "{label}: {answer}");
+        stage_durations(&answer["performanceDetails"], label);
+        let (_, answer) = meili
+            .post("/indexes/movies/search", json!({"q": "", "limit": 2}))
+            .await;
+        assert!(
+            answer.get("performanceDetails").is_none(),
+            "{label}: {answer}"
+        );
+        let (status, answer) = meili
+            .post(
+                "/indexes/movies/search",
+                json!({"q": "", "showPerformanceDetails": "yes"}),
+            )
+            .await;
+        assert_eq!(
+            (status, &answer["code"]),
+            (400, &json!("invalid_search_show_performance_details")),
+            "{label}: {answer}"
+        );
+        let (status, answer) = meili.post("/multi-search", federated.clone()).await;
+        assert_eq!(status, 200, "{label}: {answer}");
+        let stages = stage_durations(&answer["performanceDetails"], label);
+        assert!(
+            stages.contains(&"federating results > merge results".to_owned()),
+            "{label}: {stages:?}"
+        );
+    }
+    let (_, r) = reference.post("/multi-search", federated.clone()).await;
+    let (_, f) = fleet.post("/multi-search", federated).await;
+    assert_eq!(r["estimatedTotalHits"], f["estimatedTotalHits"], "{label}");
+}
+
+/// The stage names of a `performanceDetails` object, each value checked to be a duration
+/// as Meilisearch writes it (`"436.67µs"`, `"3.56ms"`).
+fn stage_durations(details: &Value, label: &str) -> Vec<String> {
+    let stages = details
+        .as_object()
+        .unwrap_or_else(|| panic!("{label}: no performanceDetails object: {details}"));
+    assert!(!stages.is_empty(), "{label}: empty performanceDetails");
+    for (stage, duration) in stages {
+        let text = duration.as_str().unwrap_or_default();
+        let number = text.trim_end_matches(|c: char| c.is_alphabetic() || c == 'µ');
+        let unit = &text[number.len()..];
+        assert!(
+            number.parse::<f64>().is_ok() && ["s", "ms", "µs", "ns"].contains(&unit),
+            "{label}: {stage} = {duration}"
+        );
+    }
+    stages.keys().cloned().collect()
 }
 
 #[tokio::test]

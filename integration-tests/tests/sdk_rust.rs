@@ -6,7 +6,7 @@ use crate::gateway_indexes::fleet;
 use meilisearch_sdk::client::Client;
 use meilisearch_sdk::errors::{Error, ErrorCode};
 use meilisearch_sdk::key::{Action, KeyBuilder};
-use meilisearch_sdk::search::{SearchQuery, Selectors};
+use meilisearch_sdk::search::{FederationOptions, SearchQuery, Selectors};
 use meilisearch_sdk::settings::FacetingSettings;
 use meilisearch_sdk::tasks::Task;
 use miroir_integration_tests::MASTER_KEY;
@@ -92,6 +92,33 @@ async fn the_rust_sdk_works_unchanged() {
         .unwrap();
     assert_eq!(multi.results[0].estimated_total_hits, Some(10));
     assert_eq!(multi.results[1].hits.len(), 10);
+
+    // `showPerformanceDetails` (Meilisearch ≥ 1.35), on a search and on a federation.
+    let timed = index
+        .search()
+        .with_query("movie")
+        .with_show_performance_details(true)
+        .execute::<Movie>()
+        .await
+        .unwrap();
+    let details = timed.performance_details.expect("performanceDetails");
+    assert!(
+        details.get("search").is_some_and(|d| d.is_string()),
+        "{details}"
+    );
+    let mut alone = SearchQuery::new(&index);
+    alone.with_query("movie");
+    let mut query = client.multi_search();
+    query.with_search_query(alone);
+    let federated = query
+        .with_federation(FederationOptions {
+            show_performance_details: Some(true),
+            ..Default::default()
+        })
+        .execute::<Movie>()
+        .await
+        .unwrap();
+    assert!(federated.performance_details.is_some());
 
     // Settings through the SDK: its own values read back, Miroir's hidden ones never.
     assert_eq!(

@@ -11,6 +11,7 @@ mod keys;
 mod miroir;
 mod multi_search;
 mod payload;
+mod performance;
 mod scatter;
 mod search;
 mod settings;

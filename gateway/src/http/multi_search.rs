@@ -3,6 +3,7 @@
 
 use super::error::MeiliError;
 use super::indexes::json_object;
+use super::performance::PerformanceDetails;
 use super::scatter::mark_degraded;
 use super::search::{FacetOrder, SearchFailure, Searched, merge_facets, run_search};
 use crate::state::AppState;
@@ -304,19 +305,31 @@ pub async fn multi_search(
         return Ok(response);
     };
 
-    for field in ["distinct", "showPerformanceDetails"] {
-        if federation
-            .get(field)
-            .is_some_and(|v| !v.is_null() && *v != json!(false))
-        {
-            return Err(MeiliError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "miroir_not_supported",
-                super::error::ErrorType::InvalidRequest,
-                format!("`.federation.{field}` is not supported by Miroir yet."),
+    if federation
+        .get("distinct")
+        .is_some_and(|v| !v.is_null() && *v != json!(false))
+    {
+        return Err(MeiliError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "miroir_not_supported",
+            super::error::ErrorType::InvalidRequest,
+            "`.federation.distinct` is not supported by Miroir yet.",
+        ));
+    }
+    let show_performance = match federation.get("showPerformanceDetails") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(show)) => *show,
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_search_show_performance_details",
+                format!(
+                    "Invalid value type at `.federation.showPerformanceDetails`: expected a boolean, but found {}: `{other}`",
+                    super::error::json_kind(other)
+                ),
             ));
         }
-    }
+    };
+    let partitioned = std::time::Instant::now();
     let paging = FederationPaging::of(&federation);
     let facets_by_index = federation
         .get("facetsByIndex")
@@ -375,6 +388,9 @@ pub async fn multi_search(
             .unwrap_or(false);
         query.insert("limit".into(), json!(paging.required));
         query.insert("showRankingScore".into(), json!(true));
+        if show_performance {
+            query.insert("showPerformanceDetails".into(), json!(true));
+        }
         let alone = queries_of[&uid].len() == 1;
         if alone && let Some(facets) = facets_by_index.get(&uid).filter(|f| !f.is_null()) {
             query.insert("facets".into(), facets.clone());
@@ -400,7 +416,18 @@ pub async fn multi_search(
         }
         done
     };
+    let mut details = PerformanceDetails::default();
+    details.add(
+        "federating results > partition queries",
+        partitioned.elapsed(),
+    );
+    let waited = std::time::Instant::now();
     let (answers, unions) = tokio::join!(run_all(&state, &caller, queries), unions);
+    details.add(
+        "federating results > wait for remote results",
+        waited.elapsed(),
+    );
+    let merged = std::time::Instant::now();
     let mut total = 0;
     let mut facet_answers: Map<String, Value> = Map::new();
     let mut degraded = Vec::new();
@@ -429,6 +456,7 @@ pub async fn multi_search(
             Err(failure) => return Ok(inside(position, failure)),
         };
         degraded.extend(searched.degraded);
+        details.add_answer(searched.body.get("performanceDetails"));
         if alone {
             total += searched.body["estimatedTotalHits"].as_u64().unwrap_or(0);
             if searched.body.contains_key("facetDistribution") {
@@ -491,6 +519,8 @@ pub async fn multi_search(
         .collect();
     let mut response = json!({"hits": page, "processingTimeMs": processing});
     paging.describe(&mut response, total);
+    details.add("federating results > merge results", merged.elapsed());
+    let facets_merged = std::time::Instant::now();
     if let Some(merge) = merge {
         // Across indexes, alphabetical; cut only at `mergeFacets.maxValuesPerFacet` (each
         // index's list is already cut at its own `maxValuesPerFacet`).
@@ -512,6 +542,10 @@ pub async fn multi_search(
         }
     } else if !facet_answers.is_empty() {
         response["facetsByIndex"] = Value::Object(facet_answers);
+    }
+    if show_performance {
+        details.add("federating results > merge facets", facets_merged.elapsed());
+        response["performanceDetails"] = details.into_value();
     }
     let mut response = (StatusCode::OK, Json(response)).into_response();
     mark_degraded(&mut response, &degraded);

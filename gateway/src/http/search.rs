@@ -116,7 +116,7 @@ pub async fn search_get(
                 json!(positive_integer::<u64>(&key, &value, get_code(&key))?)
             }
             "rankingScoreThreshold" => json!(value.parse::<f64>().map_err(|_| MeiliError::invalid("invalid_search_ranking_score_threshold", format!("Invalid value in parameter `rankingScoreThreshold`: could not parse `{value}` as a float")))?),
-            "showRankingScore" | "showRankingScoreDetails" | "showMatchesPosition" | "retrieveVectors" => {
+            "showRankingScore" | "showRankingScoreDetails" | "showMatchesPosition" | "showPerformanceDetails" | "retrieveVectors" => {
                 json!(value.parse::<bool>().map_err(|_| MeiliError::invalid(get_code(&key), format!("Invalid value in parameter `{key}`: could not parse `{value}` as a boolean, expected either `true` or `false`")))?)
             }
             "attributesToRetrieve" | "attributesToCrop" | "attributesToHighlight" | "facets" | "attributesToSearchOn" | "locales" => list(&value),
@@ -211,6 +211,7 @@ fn get_code(key: &str) -> &'static str {
         "showRankingScore" => "invalid_search_show_ranking_score",
         "showRankingScoreDetails" => "invalid_search_show_ranking_score_details",
         "showMatchesPosition" => "invalid_search_show_matches_position",
+        "showPerformanceDetails" => "invalid_search_show_performance_details",
         _ => "invalid_search_retrieve_vectors",
     }
 }
@@ -510,6 +511,7 @@ pub async fn run_search(
     }
 
     let path = format!("/indexes/{uid}/search");
+    let waited = std::time::Instant::now();
     let gathered = gather_from(
         state,
         read,
@@ -520,6 +522,7 @@ pub async fn run_search(
         },
     )
     .await?;
+    let (waited, merged) = (waited.elapsed(), std::time::Instant::now());
     let mut answers: Vec<(usize, Value)> = gathered.answers.into_iter().enumerate().collect();
 
     // The hits move out of the answers: no copy.
@@ -637,6 +640,15 @@ pub async fn run_search(
         }
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
+    }
+    if super::performance::asked(&query) {
+        let mut details = super::performance::PerformanceDetails::default();
+        for (_, answer) in &answers {
+            details.add_answer(answer.get("performanceDetails"));
+        }
+        details.add("federating results > wait for remote results", waited);
+        details.add("federating results > merge results", merged.elapsed());
+        response.insert("performanceDetails".into(), details.into_value());
     }
     Ok(Searched {
         body: response,

@@ -3,7 +3,9 @@
 use super::error::NodeError;
 use super::index::Index;
 use super::node::{Node, TaskOp};
-use super::search::{facet_distribution, parse_filter, project, search, search_ranked, tokenize};
+use super::search::{
+    Stages, facet_distribution, parse_filter, project, search, search_ranked, tokenize,
+};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -865,6 +867,7 @@ fn search_params(params: &HashMap<String, String>) -> Map<String, Value> {
             "showRankingScore"
             | "showRankingScoreDetails"
             | "showMatchesPosition"
+            | "showPerformanceDetails"
             | "retrieveVectors" => value
                 .parse::<bool>()
                 .map(Value::from)
@@ -992,8 +995,10 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         return Err(NodeError::invalid("bad_request", "Missing field `queries`"));
     };
     let federation = body.get("federation").filter(|f| !f.is_null());
+    let started = std::time::Instant::now();
     // (position, index, weight, answer, matching documents in rank order)
     let mut results = Vec::new();
+    let mut stages = Stages::default();
     for (position, query) in queries.iter().enumerate() {
         let Some(mut query) = query.as_object().cloned() else {
             return Err(NodeError::invalid(
@@ -1040,7 +1045,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
                 ),
             ));
         }
-        let (mut result, matching) = with_index(&app, &uid, |index| {
+        let (mut result, matching, spent) = with_index(&app, &uid, |index| {
             search_ranked(&uid, index, &query)
         })
         .map_err(|e| NodeError {
@@ -1061,8 +1066,13 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         result
             .as_object_mut()
             .map(|r| r.insert("indexUid".into(), json!(uid)));
+        stages.extend(&spent);
         results.push((position, uid, weight, result, matching));
     }
+    stages.add(
+        "federating results > execute local search",
+        started.elapsed(),
+    );
     let Some(federation) = federation else {
         let results: Vec<Value> = results
             .into_iter()
@@ -1077,7 +1087,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
             .collect();
         return Ok(Json(json!({"results": results})));
     };
-    federated(&app, federation, results).map(Json)
+    federated(&app, federation, results, stages).map(Json)
 }
 
 /// A federated multi-search as Meilisearch answers it: the queries of one index form one
@@ -1088,7 +1098,22 @@ fn federated(
     app: &App,
     federation: &Value,
     results: Vec<(usize, String, f64, Value, Vec<u64>)>,
+    mut stages: Stages,
 ) -> Result<Value> {
+    let show_performance = match federation.get("showPerformanceDetails") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(show)) => *show,
+        Some(other) => {
+            return Err(NodeError::invalid(
+                "invalid_search_show_performance_details",
+                format!(
+                    "Invalid value type at `.federation.showPerformanceDetails`: expected a boolean, but found {}: `{other}`",
+                    kind_of(other)
+                ),
+            ));
+        }
+    };
+    let merging = std::time::Instant::now();
     let number = |name: &str| {
         federation
             .get(name)
@@ -1155,6 +1180,8 @@ fn federated(
         .map(|h| h.5)
         .collect();
     let total: usize = unions.values().map(HashSet::len).sum();
+    stages.add("federating results > merge results", merging.elapsed());
+    let merging = std::time::Instant::now();
     let mut facets = Map::new();
     for (uid, asked) in &facets_by_index {
         let wanted: Vec<String> = match asked {
@@ -1226,6 +1253,10 @@ fn federated(
             response["facetStats"] = stats;
         }
         None => response["facetsByIndex"] = Value::Object(facets),
+    }
+    if show_performance {
+        stages.add("federating results > merge facets", merging.elapsed());
+        response["performanceDetails"] = stages.to_value();
     }
     Ok(response)
 }

@@ -35,6 +35,7 @@ const SEARCH_PARAMETERS: &[&str] = &[
     "showMatchesPosition",
     "showRankingScore",
     "showRankingScoreDetails",
+    "showPerformanceDetails",
     "filter",
     "sort",
     "distinct",
@@ -480,16 +481,47 @@ fn global_score(ranks: &[(&'static str, u64, u64)]) -> f64 {
 
 /// Runs a search on `index`; `query` is the request body.
 pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Value, NodeError> {
-    search_ranked(uid, index, query).map(|(response, _)| response)
+    search_ranked(uid, index, query).map(|(response, _, _)| response)
+}
+
+/// Time spent per stage of a request, for `performanceDetails` (Meilisearch ≥ 1.35):
+/// stage names as Meilisearch's (`search > keyword search`), a stage met again adds up,
+/// durations written as Rust's `{:.2?}`, as Meilisearch writes them.
+#[derive(Debug, Default)]
+pub struct Stages(Vec<(String, std::time::Duration)>);
+
+impl Stages {
+    pub fn add(&mut self, stage: &str, duration: std::time::Duration) {
+        match self.0.iter_mut().find(|(name, _)| name == stage) {
+            Some((_, total)) => *total += duration,
+            None => self.0.push((stage.to_owned(), duration)),
+        }
+    }
+
+    pub fn extend(&mut self, other: &Stages) {
+        for (stage, duration) in &other.0 {
+            self.add(stage, *duration);
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        Value::Object(
+            self.0
+                .iter()
+                .map(|(stage, duration)| (stage.clone(), json!(format!("{duration:.2?}"))))
+                .collect(),
+        )
+    }
 }
 
 /// [`search`], with every matching document's internal id in rank order (the hits are a
-/// slice of it): a federated search counts and facets the union of its queries' matches.
+/// slice of it): a federated search counts and facets the union of its queries' matches;
+/// and the time of each stage.
 pub fn search_ranked(
     uid: &str,
     index: &Index,
     query: &Map<String, Value>,
-) -> Result<(Value, Vec<u64>), NodeError> {
+) -> Result<(Value, Vec<u64>, Stages), NodeError> {
     if let Some(unknown) = query
         .keys()
         .find(|k| !SEARCH_PARAMETERS.contains(&k.as_str()))
@@ -552,6 +584,11 @@ pub fn search_ranked(
         query,
         "showMatchesPosition",
         "invalid_search_show_matches_position",
+    )?;
+    let show_performance = flag(
+        query,
+        "showPerformanceDetails",
+        "invalid_search_show_performance_details",
     )?;
     let pre_tag = text(
         query,
@@ -682,7 +719,15 @@ pub fn search_ranked(
         }
     };
 
+    let mut stages = Stages::default();
+    let mut stage = std::time::Instant::now();
+    let mut lap = |stages: &mut Stages, name: &str| {
+        let now = std::time::Instant::now();
+        stages.add(name, now - stage);
+        stage = now;
+    };
     let words = tokenize(&q);
+    lap(&mut stages, "search > tokenize");
     let last_is_prefix = !q.ends_with(char::is_whitespace);
     let all = strategy == "all";
     let rules = index.setting_list("rankingRules");
@@ -692,10 +737,14 @@ pub fn search_ranked(
     });
 
     let searchable = index.setting_list("searchableAttributes");
-    let mut candidates: Vec<Candidate> = index
+    let universe: Vec<(&u64, &Value)> = index
         .documents
         .iter()
         .filter(|(_, doc)| filter.as_ref().is_none_or(|f| f.matches(doc)))
+        .collect();
+    lap(&mut stages, "search > resolve universe");
+    let mut candidates: Vec<Candidate> = universe
+        .into_iter()
         .filter_map(|(internal, doc)| {
             let matched = match_document(
                 &searchable,
@@ -810,6 +859,14 @@ pub fn search_ranked(
         })
         .collect();
 
+    lap(
+        &mut stages,
+        if words.is_empty() {
+            "search > placeholder search"
+        } else {
+            "search > keyword search"
+        },
+    );
     let max_total_hits = index
         .settings
         .get("pagination")
@@ -881,6 +938,7 @@ pub fn search_ranked(
         })
         .collect();
 
+    lap(&mut stages, "search > format");
     let mut response = Map::new();
     response.insert("hits".into(), Value::Array(hits));
     response.insert("query".into(), json!(q));
@@ -907,9 +965,14 @@ pub fn search_ranked(
             facet_distribution(index, ranked.iter().map(|(c, _, _)| c.document), &facets);
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
+        lap(&mut stages, "search > facet distribution");
+    }
+    stages.add("search", started.elapsed());
+    if show_performance {
+        response.insert("performanceDetails".into(), stages.to_value());
     }
     let ids = ranked.iter().map(|(c, _, _)| c.internal).collect();
-    Ok((Value::Object(response), ids))
+    Ok((Value::Object(response), ids, stages))
 }
 
 fn normalize(value: &Value) -> String {
