@@ -41,6 +41,7 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.AdminService/DeleteKey",
     "/miroir.v1.TaskService/CreateTask",
     "/miroir.v1.TaskService/DeleteTasks",
+    "/miroir.v1.TaskService/RecordTaskOutcome",
 ];
 
 /// Where a call should go: `Some(leader address)` when this process follows and the call

@@ -152,4 +152,5 @@ rpc! {
     tasks get_task(GetTaskRequest) -> Task;
     tasks list_tasks(ListTasksRequest) -> ListTasksResponse;
     tasks delete_tasks(DeleteTasksRequest) -> DeleteTasksResponse;
+    tasks record_task_outcome(RecordTaskOutcomeRequest) -> RecordTaskOutcomeResponse;
 }

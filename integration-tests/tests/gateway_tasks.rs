@@ -192,3 +192,72 @@ async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
         }
     }
 }
+
+/// A task seen finished has its outcome recorded by the control plane: later reads are
+/// answered from it, the same, even while a node that ran part of it cannot be reached
+/// (asking the nodes would then say `processing`).
+#[tokio::test]
+async fn a_finished_task_is_answered_from_its_recorded_outcome() {
+    let (_dir, cp, nodes, gateway) = fleet(2).await;
+    let meili = Meili::new(&gateway.url);
+    meili
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "o", "primaryKey": "id"}),
+        )
+        .await;
+    let documents: Vec<_> = (0..40).map(|id| json!({ "id": id })).collect();
+    let (status, pending) = meili.post("/indexes/o/documents", json!(documents)).await;
+    assert_eq!(status, 202, "{pending}");
+    let done = meili.wait_task(&pending).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let uid = pending["taskUid"].as_u64().unwrap() as u32;
+    let mut tasks = cp.tasks().await;
+    let recorded = miroir_integration_tests::wait_for(
+        "the task's outcome to be recorded",
+        std::time::Duration::from_secs(10),
+        || {
+            let mut tasks = tasks.clone();
+            async move {
+                let task = tasks
+                    .get_task(miroir_proto::pb::GetTaskRequest { uid })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (!task.outcome_json.is_empty()).then_some(task.outcome_json)
+            }
+        },
+    )
+    .await;
+    let recorded: serde_json::Value = serde_json::from_str(&recorded).unwrap();
+    assert_eq!(recorded, done);
+    // A second outcome never replaces the first.
+    let again = tasks
+        .record_task_outcome(miroir_proto::pb::RecordTaskOutcomeRequest {
+            uid,
+            outcome_json: json!({"uid": uid, "status": "failed"}).to_string(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!again.recorded);
+    // Only a finished view is an outcome.
+    let refused = tasks
+        .record_task_outcome(miroir_proto::pb::RecordTaskOutcomeRequest {
+            uid,
+            outcome_json: json!({"uid": uid, "status": "processing"}).to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+
+    nodes[0].set_faults(json!({"down": true})).await;
+    let (status, read) = meili.get(&format!("/tasks/{uid}")).await;
+    assert_eq!(status, 200, "{read}");
+    assert_eq!(read, done);
+    let (_, listed) = meili
+        .get("/tasks?statuses=succeeded&types=documentAdditionOrUpdate")
+        .await;
+    assert_eq!(listed["results"][0], done, "{listed}");
+}

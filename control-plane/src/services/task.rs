@@ -103,6 +103,45 @@ impl TaskService for TaskApi {
             .await?;
         Ok(Response::new(pb::DeleteTasksResponse { deleted }))
     }
+
+    async fn record_task_outcome(
+        &self,
+        request: Request<pb::RecordTaskOutcomeRequest>,
+    ) -> Result<Response<pb::RecordTaskOutcomeResponse>, Status> {
+        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
+            return Err(ControlPlaneError::NotLeader(
+                "task outcomes are recorded by the leader".into(),
+            )
+            .into());
+        };
+        let request = request.into_inner();
+        check_outcome(request.uid, &request.outcome_json)?;
+        let recorded = self
+            .state
+            .store
+            .record_task_outcome(token, request.uid, &request.outcome_json)
+            .await?;
+        Ok(Response::new(pb::RecordTaskOutcomeResponse { recorded }))
+    }
+}
+
+/// An outcome is the view of task `uid` in a final status; anything else would freeze a
+/// wrong answer.
+fn check_outcome(uid: u32, outcome: &str) -> Result<(), ControlPlaneError> {
+    let view: serde_json::Value = serde_json::from_str(outcome).map_err(|e| {
+        ControlPlaneError::InvalidArgument(format!("outcome_json is not JSON: {e}"))
+    })?;
+    if view["uid"].as_u64() != Some(u64::from(uid)) {
+        return Err(ControlPlaneError::InvalidArgument(format!(
+            "outcome_json is not the view of task {uid}"
+        )));
+    }
+    match view["status"].as_str() {
+        Some("succeeded" | "failed" | "canceled") => Ok(()),
+        other => Err(ControlPlaneError::InvalidArgument(format!(
+            "outcome_json has status {other:?}: only a finished task's outcome is recorded"
+        ))),
+    }
 }
 
 /// Allocates a task uid and records `request` (the leader only).
@@ -172,4 +211,26 @@ async fn record_with(
         )
         .await?;
     task.into_proto()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_finished_view_of_the_same_task_is_an_outcome() {
+        for status in ["succeeded", "failed", "canceled"] {
+            let view = format!(r#"{{"uid": 4, "status": "{status}"}}"#);
+            assert!(check_outcome(4, &view).is_ok(), "{status}");
+        }
+        for (uid, view) in [
+            (4, r#"{"uid": 4, "status": "processing"}"#),
+            (4, r#"{"uid": 4, "status": "enqueued"}"#),
+            (4, r#"{"uid": 4}"#),
+            (4, r#"{"uid": 5, "status": "succeeded"}"#),
+            (4, "not json"),
+        ] {
+            assert!(check_outcome(uid, view).is_err(), "{view}");
+        }
+    }
 }

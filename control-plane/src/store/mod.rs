@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// The columns a [`TaskPersistence`] is read from.
 const TASK_COLUMNS: &str = "uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, \
-     error, canceled_by, status, started_at_ms, finished_at_ms";
+     error, canceled_by, status, started_at_ms, finished_at_ms, outcome";
 
 /// The Postgres NOTIFY channel that announces each committed topology version.
 pub const TOPOLOGY_CHANNEL: &str = "miroir_topology";
@@ -97,6 +97,11 @@ fn postgres_migrator() -> Migrator {
             "gateways",
             include_str!("../../../migrations/postgres/0003_gateways.sql"),
         ),
+        (
+            4,
+            "task outcomes",
+            include_str!("../../../migrations/postgres/0004_task_outcomes.sql"),
+        ),
     ])
 }
 
@@ -132,6 +137,11 @@ fn sqlite_migrator() -> Migrator {
             6,
             "gateways",
             include_str!("../../../migrations/sqlite/0006_gateways.sql"),
+        ),
+        (
+            7,
+            "task outcomes",
+            include_str!("../../../migrations/sqlite/0007_task_outcomes.sql"),
         ),
     ])
 }
@@ -827,6 +837,38 @@ impl Store {
         }
         .await;
         self.observe("delete_tasks", started, result.is_ok());
+        result
+    }
+
+    /// Records a finished task's view `outcome` (JSON) unless one is recorded, if `token`
+    /// still leads; whether it was recorded now.
+    pub async fn record_task_outcome(
+        &self,
+        token: FencingToken,
+        uid: u32,
+        outcome: &str,
+    ) -> Result<bool> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("record_task_outcome").await?;
+            self.check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "record_task_outcome",
+                source,
+            };
+            let recorded =
+                sqlx::query("UPDATE tasks SET outcome = $1 WHERE uid = $2 AND outcome IS NULL")
+                    .bind(outcome)
+                    .bind(i64::from(uid))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?
+                    .rows_affected();
+            tx.commit().await.map_err(map)?;
+            Ok(recorded == 1)
+        }
+        .await;
+        self.observe("record_task_outcome", started, result.is_ok());
         result
     }
 

@@ -71,6 +71,8 @@ pub struct TaskPersistence {
     pub started_at_ms: i64,
     /// When the control plane finished it (0: not yet).
     pub finished_at_ms: i64,
+    /// Its view (JSON) once it finished, recorded by a gateway.
+    pub outcome: Option<String>,
 }
 
 /// A settings change queued for the two-phase commit (`settings_changes`).
@@ -122,6 +124,7 @@ impl TaskPersistence {
             status: self.status,
             started_at_ms: self.started_at_ms as u64,
             finished_at_ms: self.finished_at_ms as u64,
+            outcome_json: self.outcome.unwrap_or_default(),
         })
     }
 }

@@ -290,18 +290,31 @@ pub fn parse_task_date(value: &str, after: bool) -> Option<u64> {
     u64::try_from(utc - sign * shift).ok()
 }
 
-/// Aggregated views of `tasks`, fetched in parallel, in the same order.
+/// Aggregated views of `tasks`, in the same order: a finished task's from its recorded
+/// outcome, the others fetched from the nodes in parallel. A task first seen finished
+/// here gets its outcome recorded, so no later read needs its nodes (whose own tasks may
+/// be gone by then: pruned by Meilisearch, or the node replaced).
 async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
     let topology = state.topology.current();
+    let mut out = vec![Value::Null; list.len()];
     let mut fetches = tokio::task::JoinSet::new();
     for (position, task) in list.iter().enumerate() {
+        if let Some(outcome) = recorded_outcome(task) {
+            out[position] = outcome;
+            continue;
+        }
         let (task, topology, nodes) = (task.clone(), topology.clone(), state.nodes.clone());
         fetches.spawn(tracing::Instrument::in_current_span(async move {
             (position, tasks::view(&task, &topology, &nodes).await)
         }));
     }
-    let mut out = vec![Value::Null; list.len()];
     while let Some(Ok((position, view))) = fetches.join_next().await {
+        if matches!(
+            view["status"].as_str(),
+            Some("succeeded" | "failed" | "canceled")
+        ) {
+            record_outcome(state, list[position].uid, &view);
+        }
         out[position] = view;
     }
     for (view, task) in out.iter_mut().zip(list) {
@@ -312,6 +325,35 @@ async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
         }
     }
     out
+}
+
+/// A task's recorded outcome, when it has one that reads back.
+fn recorded_outcome(task: &pb::Task) -> Option<Value> {
+    if task.outcome_json.is_empty() {
+        return None;
+    }
+    match serde_json::from_str(&task.outcome_json) {
+        Ok(view) => Some(view),
+        Err(error) => {
+            tracing::warn!(task = task.uid, %error, "recorded task outcome is not JSON; asking the nodes");
+            None
+        }
+    }
+}
+
+/// Records a finished task's outcome in the background: the client's answer does not
+/// wait for it, and a failure only means the next read asks the nodes again.
+fn record_outcome(state: &AppState, uid: u32, view: &Value) {
+    let request = pb::RecordTaskOutcomeRequest {
+        uid,
+        outcome_json: view.to_string(),
+    };
+    let control_plane = state.control_plane.clone();
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
+        if let Err(status) = control_plane.record_task_outcome(request).await {
+            tracing::debug!(task = uid, %status, "task outcome not recorded");
+        }
+    }));
 }
 
 /// Fills a finished cancelation's `canceledTasks`: its targets that ended canceled.
