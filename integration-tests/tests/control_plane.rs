@@ -347,6 +347,47 @@ async fn tasks_get_fleet_wide_uids() {
     );
     assert_eq!(movies.next, None);
 
+    // Recorded outcomes: a status filter keeps the finished tasks in that status and the
+    // tasks with no outcome yet, and counts the latter apart.
+    for (uid, status) in [(1, "succeeded"), (2, "failed"), (3, "succeeded")] {
+        let recorded = tasks
+            .record_task_outcome(pb::RecordTaskOutcomeRequest {
+                uid,
+                outcome_json: serde_json::json!({"uid": uid, "status": status}).to_string(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(recorded.recorded);
+    }
+    let succeeded = tasks
+        .list_tasks(pb::ListTasksRequest {
+            statuses: vec!["succeeded".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        succeeded.tasks.iter().map(|t| t.uid).collect::<Vec<_>>(),
+        vec![4, 3, 1, 0]
+    );
+    assert_eq!((succeeded.total, succeeded.unrecorded), (4, 2));
+    assert!(succeeded.tasks[1].outcome_json.contains("succeeded"));
+    let unrecorded = tasks
+        .list_tasks(pb::ListTasksRequest {
+            statuses: vec!["failed".into(), "canceled".into()],
+            unrecorded_only: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        unrecorded.tasks.iter().map(|t| t.uid).collect::<Vec<_>>(),
+        vec![4, 0]
+    );
+
     let bad = tasks
         .create_task(pb::CreateTaskRequest {
             task_type: "x".into(),

@@ -252,6 +252,24 @@ async fn a_finished_task_is_answered_from_its_recorded_outcome() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
 
+    // A status filter counts finished tasks from their outcomes and the others from
+    // their nodes: here a write meili-1 sits on.
+    nodes[1].set_faults(json!({"taskDelayMs": 600_000})).await;
+    let (status, held) = meili.post("/indexes/o/documents", json!(documents)).await;
+    assert_eq!(status, 202, "{held}");
+    let (_, succeeded) = meili.get("/tasks?statuses=succeeded").await;
+    assert_eq!(succeeded["total"], 2, "{succeeded}");
+    let uids: Vec<_> = succeeded["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(uids, [u64::from(uid), u64::from(uid) - 1], "{succeeded}");
+    let (_, pending) = meili.get("/tasks?statuses=enqueued,processing").await;
+    assert_eq!(pending["total"], 1, "{pending}");
+    assert_eq!(pending["results"][0]["uid"], held["taskUid"], "{pending}");
+
     nodes[0].set_faults(json!({"down": true})).await;
     let (status, read) = meili.get(&format!("/tasks/{uid}")).await;
     assert_eq!(status, 200, "{read}");

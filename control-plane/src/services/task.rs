@@ -67,9 +67,13 @@ impl TaskService for TaskApi {
             canceled_by: request.canceled_by,
             after_enqueued_at_ms: request.after_enqueued_at_ms,
             before_enqueued_at_ms: request.before_enqueued_at_ms,
+            statuses: request.statuses,
+            unrecorded_only: request.unrecorded_only,
         };
-        let (rows, more, total) = self.state.store.list_tasks(&filter).await?;
-        let tasks = rows
+        let page = self.state.store.list_tasks(&filter).await?;
+        let more = page.more;
+        let tasks = page
+            .rows
             .into_iter()
             .map(|row| row.into_proto())
             .collect::<Result<Vec<_>, _>>()?;
@@ -84,7 +88,12 @@ impl TaskService for TaskApi {
         } else {
             None
         };
-        Ok(Response::new(pb::ListTasksResponse { tasks, next, total }))
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks,
+            next,
+            total: page.total,
+            unrecorded: page.unrecorded,
+        }))
     }
 
     async fn delete_tasks(
@@ -115,19 +124,19 @@ impl TaskService for TaskApi {
             .into());
         };
         let request = request.into_inner();
-        check_outcome(request.uid, &request.outcome_json)?;
+        let status = check_outcome(request.uid, &request.outcome_json)?;
         let recorded = self
             .state
             .store
-            .record_task_outcome(token, request.uid, &request.outcome_json)
+            .record_task_outcome(token, request.uid, &request.outcome_json, status)
             .await?;
         Ok(Response::new(pb::RecordTaskOutcomeResponse { recorded }))
     }
 }
 
-/// An outcome is the view of task `uid` in a final status; anything else would freeze a
-/// wrong answer.
-fn check_outcome(uid: u32, outcome: &str) -> Result<(), ControlPlaneError> {
+/// An outcome is the view of task `uid` in a final status (returned); anything else would
+/// freeze a wrong answer.
+fn check_outcome(uid: u32, outcome: &str) -> Result<&'static str, ControlPlaneError> {
     let view: serde_json::Value = serde_json::from_str(outcome).map_err(|e| {
         ControlPlaneError::InvalidArgument(format!("outcome_json is not JSON: {e}"))
     })?;
@@ -137,7 +146,9 @@ fn check_outcome(uid: u32, outcome: &str) -> Result<(), ControlPlaneError> {
         )));
     }
     match view["status"].as_str() {
-        Some("succeeded" | "failed" | "canceled") => Ok(()),
+        Some("succeeded") => Ok("succeeded"),
+        Some("failed") => Ok("failed"),
+        Some("canceled") => Ok("canceled"),
         other => Err(ControlPlaneError::InvalidArgument(format!(
             "outcome_json has status {other:?}: only a finished task's outcome is recorded"
         ))),
@@ -221,7 +232,7 @@ mod tests {
     fn only_a_finished_view_of_the_same_task_is_an_outcome() {
         for status in ["succeeded", "failed", "canceled"] {
             let view = format!(r#"{{"uid": 4, "status": "{status}"}}"#);
-            assert!(check_outcome(4, &view).is_ok(), "{status}");
+            assert_eq!(check_outcome(4, &view).ok(), Some(status));
         }
         for (uid, view) in [
             (4, r#"{"uid": 4, "status": "processing"}"#),

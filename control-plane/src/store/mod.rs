@@ -102,6 +102,11 @@ fn postgres_migrator() -> Migrator {
             "task outcomes",
             include_str!("../../../migrations/postgres/0004_task_outcomes.sql"),
         ),
+        (
+            5,
+            "task outcome status",
+            include_str!("../../../migrations/postgres/0005_task_outcome_status.sql"),
+        ),
     ])
 }
 
@@ -143,6 +148,11 @@ fn sqlite_migrator() -> Migrator {
             "task outcomes",
             include_str!("../../../migrations/sqlite/0007_task_outcomes.sql"),
         ),
+        (
+            8,
+            "task outcome status",
+            include_str!("../../../migrations/sqlite/0008_task_outcome_status.sql"),
+        ),
     ])
 }
 
@@ -167,6 +177,23 @@ pub struct TaskFilter {
     pub after_enqueued_at_ms: Option<u64>,
     /// Only tasks enqueued strictly before this time.
     pub before_enqueued_at_ms: Option<u64>,
+    /// When not empty: tasks whose recorded outcome has one of these statuses, and tasks
+    /// with none recorded.
+    pub statuses: Vec<String>,
+    /// Only tasks with no recorded outcome.
+    pub unrecorded_only: bool,
+}
+
+/// A page of [`Store::list_tasks`].
+#[derive(Debug)]
+pub struct TaskPage {
+    pub rows: Vec<TaskPersistence>,
+    /// More tasks follow.
+    pub more: bool,
+    /// Tasks matching the filter in all.
+    pub total: u64,
+    /// Of those, tasks with no recorded outcome (counted when `statuses` is set).
+    pub unrecorded: u64,
 }
 
 /// A value bound into a task query.
@@ -749,14 +776,21 @@ impl Store {
             sql.push_str(&format!(" AND enqueued_at_ms < {}", placeholders(1)));
             binds.push(TaskBind::Int(before as i64));
         }
+        if !filter.statuses.is_empty() {
+            let list = placeholders(filter.statuses.len());
+            sql.push_str(&format!(
+                " AND (outcome_status IS NULL OR outcome_status IN ({list}))"
+            ));
+            binds.extend(filter.statuses.iter().map(|s| TaskBind::Text(s)));
+        }
+        if filter.unrecorded_only {
+            sql.push_str(" AND outcome_status IS NULL");
+        }
         (sql, binds)
     }
 
     /// A page of tasks matching `filter`, whether more follow, and how many match in all.
-    pub async fn list_tasks(
-        &self,
-        filter: &TaskFilter,
-    ) -> Result<(Vec<TaskPersistence>, bool, u64)> {
+    pub async fn list_tasks(&self, filter: &TaskFilter) -> Result<TaskPage> {
         // `$1` is `from` when set; the filter's values follow, then the limit.
         let first = 1 + usize::from(filter.from.is_some());
         let (conditions, binds) = Self::task_conditions(filter, first);
@@ -805,12 +839,29 @@ impl Store {
                 query.fetch_one(&self.pool).await
             })
             .await?;
+        let unrecorded: i64 = if filter.statuses.is_empty() {
+            0
+        } else {
+            let sql = format!("{count_sql} AND outcome_status IS NULL");
+            self.measured("count_unrecorded_tasks", async {
+                let mut query = sqlx::query_scalar::<_, i64>(&sql);
+                for bind in &binds {
+                    query = match bind {
+                        TaskBind::Text(t) => query.bind(*t),
+                        TaskBind::Int(i) => query.bind(*i),
+                    };
+                }
+                query.fetch_one(&self.pool).await
+            })
+            .await?
+        };
         let more = rows.len() > limit as usize;
-        Ok((
-            rows.into_iter().take(limit as usize).collect(),
+        Ok(TaskPage {
+            rows: rows.into_iter().take(limit as usize).collect(),
             more,
-            total as u64,
-        ))
+            total: total as u64,
+            unrecorded: unrecorded as u64,
+        })
     }
 
     /// Deletes the tasks `uids`, if `token` still leads; returns how many existed.
@@ -847,6 +898,7 @@ impl Store {
         token: FencingToken,
         uid: u32,
         outcome: &str,
+        status: &str,
     ) -> Result<bool> {
         let started = Instant::now();
         let result = async {
@@ -856,14 +908,17 @@ impl Store {
                 operation: "record_task_outcome",
                 source,
             };
-            let recorded =
-                sqlx::query("UPDATE tasks SET outcome = $1 WHERE uid = $2 AND outcome IS NULL")
-                    .bind(outcome)
-                    .bind(i64::from(uid))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map)?
-                    .rows_affected();
+            let recorded = sqlx::query(
+                "UPDATE tasks SET outcome = $1, outcome_status = $2
+                 WHERE uid = $3 AND outcome IS NULL",
+            )
+            .bind(outcome)
+            .bind(status)
+            .bind(i64::from(uid))
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
             tx.commit().await.map_err(map)?;
             Ok(recorded == 1)
         }

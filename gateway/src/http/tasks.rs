@@ -226,8 +226,22 @@ impl TaskQuery {
             canceled_by: self.canceled_by.clone(),
             after_enqueued_at_ms: self.enqueued.0,
             before_enqueued_at_ms: self.enqueued.1,
+            // Finished tasks are filtered on their recorded status there; the others
+            // come back and are checked here.
+            statuses: self.statuses.clone(),
             ..Default::default()
         }
+    }
+
+    /// Whether `statuses` is the only filter on aggregated fields: the control plane then
+    /// filters every finished task, and only tasks without a recorded outcome are left
+    /// to check here.
+    fn filters_status_only(&self) -> bool {
+        !self.statuses.is_empty()
+            && self.batch_uids.is_empty()
+            && self.canceled_by.is_empty()
+            && self.started == (None, None)
+            && self.finished == (None, None)
     }
 
     /// Whether some filters need the aggregated task (status, batch, start and finish).
@@ -413,10 +427,12 @@ pub async fn get_task(
     Ok(Json(view))
 }
 
-/// `GET /tasks` with Meilisearch's filters and paging. Filters on aggregated fields
-/// (statuses, batches, start and finish dates) run here over the next 1000 tasks the
-/// control plane's own filters match; `next` then continues past them, and `total`
-/// counts the matches among them only.
+/// `GET /tasks` with Meilisearch's filters and paging. `statuses` alone is filtered by the
+/// control plane on finished tasks' recorded outcomes; the tasks not yet recorded are
+/// checked here, and counted exactly while at most 1000 of them match the other filters.
+/// Other filters on aggregated fields (batches, start and finish dates, `canceledBy`)
+/// run here over the next 1000 tasks the control plane's filters match; `next` then
+/// continues past them, and `total` counts the matches among them only.
 pub async fn list_tasks(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -445,7 +461,8 @@ pub async fn list_tasks(
             json!({"results": [], "total": 0, "limit": limit, "from": null, "next": null}),
         ));
     }
-    let filters_views = query.filters_views();
+    let status_only = query.filters_status_only();
+    let filters_views = query.filters_views() && !status_only;
     let request = pb::ListTasksRequest {
         from: number("from", "invalid_task_from")?,
         limit: if filters_views { 1000 } else { limit },
@@ -461,7 +478,13 @@ pub async fn list_tasks(
     for (view, task) in all.iter_mut().zip(&page.tasks) {
         count_canceled(&state, task, view).await;
     }
-    let (results, total, next) = if filters_views {
+    let (results, total, next) = if status_only {
+        // A page may come back short (unrecorded tasks in it that do not match); `next`
+        // goes on from where the control plane stopped.
+        let total = exact_status_total(&state, &query, page.total, page.unrecorded).await?;
+        let results = all.into_iter().filter(|v| query.matches(v)).collect();
+        (results, total, page.next)
+    } else if filters_views {
         let matching: Vec<Value> = all.into_iter().filter(|v| query.matches(v)).collect();
         let total = matching.len() as u64;
         // Past the scanned tasks the control plane holds more: paging goes on from there
@@ -483,6 +506,36 @@ pub async fn list_tasks(
     Ok(Json(
         json!({"results": results, "total": total, "limit": limit, "from": from, "next": next}),
     ))
+}
+
+/// The number of tasks matching a `statuses` filter: the control plane's `total` counts
+/// every unrecorded task (`unrecorded`) as matching; those are read from the nodes and
+/// counted for what they are, when there are at most 1000 (else `total` is kept).
+async fn exact_status_total(
+    state: &AppState,
+    query: &TaskQuery,
+    total: u64,
+    unrecorded: u64,
+) -> Result<u64, MeiliError> {
+    if unrecorded == 0 || unrecorded > 1000 {
+        return Ok(total);
+    }
+    let request = pb::ListTasksRequest {
+        limit: 1000,
+        unrecorded_only: true,
+        ..query.store_request()
+    };
+    let page = state
+        .control_plane
+        .list_tasks(request)
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let matching = views(state, &page.tasks)
+        .await
+        .iter()
+        .filter(|v| query.matches(v))
+        .count() as u64;
+    Ok(total.saturating_sub(unrecorded) + matching)
 }
 
 /// Every task the filters match (at most [`MAX_MATCHED`]), with its aggregated view.
