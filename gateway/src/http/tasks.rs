@@ -370,6 +370,18 @@ fn record_outcome(state: &AppState, uid: u32, view: &Value) {
     }));
 }
 
+/// A page of the control plane's task list.
+async fn list_page(
+    state: &AppState,
+    request: pb::ListTasksRequest,
+) -> Result<pb::ListTasksResponse, MeiliError> {
+    state
+        .control_plane
+        .list_tasks(request)
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
+}
+
 /// Fills a finished cancelation's `canceledTasks`: its targets that ended canceled.
 async fn count_canceled(state: &AppState, task: &pb::Task, view: &mut Value) {
     if task.task_type != "taskCancelation"
@@ -469,11 +481,7 @@ pub async fn list_tasks(
         reverse,
         ..query.store_request()
     };
-    let page = state
-        .control_plane
-        .list_tasks(request)
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let page = list_page(&state, request).await?;
     let mut all = views(&state, &page.tasks).await;
     for (view, task) in all.iter_mut().zip(&page.tasks) {
         count_canceled(&state, task, view).await;
@@ -525,11 +533,7 @@ async fn exact_status_total(
         unrecorded_only: true,
         ..query.store_request()
     };
-    let page = state
-        .control_plane
-        .list_tasks(request)
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    let page = list_page(state, request).await?;
     let matching = views(state, &page.tasks)
         .await
         .iter()
@@ -551,11 +555,7 @@ async fn all_matching(
             limit: 1000,
             ..query.store_request()
         };
-        let page = state
-            .control_plane
-            .list_tasks(request)
-            .await
-            .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+        let page = list_page(state, request).await?;
         let page_views = views(state, &page.tasks).await;
         matched.extend(
             page.tasks
