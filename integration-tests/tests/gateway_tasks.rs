@@ -270,6 +270,36 @@ async fn a_finished_task_is_answered_from_its_recorded_outcome() {
     assert_eq!(pending["total"], 1, "{pending}");
     assert_eq!(pending["results"][0]["uid"], held["taskUid"], "{pending}");
 
+    // Each started task is a batch of its own, with the task's uid.
+    let (status, batches) = meili.get("/batches?statuses=succeeded").await;
+    assert_eq!(status, 200, "{batches}");
+    assert_eq!(batches["total"], 2, "{batches}");
+    let batch = &batches["results"][0];
+    assert_eq!(batch["uid"], uid, "{batches}");
+    assert_eq!(
+        batch["stats"],
+        json!({"totalNbTasks": 1, "status": {"succeeded": 1},
+            "types": {"documentAdditionOrUpdate": 1}, "indexUids": {"o": 1}}),
+        "{batch}"
+    );
+    assert_eq!(batch["details"], done["details"], "{batch}");
+    assert_eq!(batch["finishedAt"], done["finishedAt"], "{batch}");
+    let (status, one) = meili.get(&format!("/batches/{uid}")).await;
+    assert_eq!((status, &one), (200, batch));
+    let (_, none) = meili.get("/batches?statuses=enqueued").await;
+    assert_eq!(none["results"], json!([]), "{none}");
+    for (path, code, status) in [
+        ("/batches/x", "invalid_batch_uids", 400),
+        ("/batches/4000", "batch_not_found", 404),
+    ] {
+        let (got, error) = meili.get(path).await;
+        assert_eq!(
+            (got, &error["code"]),
+            (status, &json!(code)),
+            "{path}: {error}"
+        );
+    }
+
     nodes[0].set_faults(json!({"down": true})).await;
     let (status, read) = meili.get(&format!("/tasks/{uid}")).await;
     assert_eq!(status, 200, "{read}");

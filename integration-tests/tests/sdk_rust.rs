@@ -93,6 +93,14 @@ async fn the_rust_sdk_works_unchanged() {
     assert_eq!(multi.results[0].estimated_total_hits, Some(10));
     assert_eq!(multi.results[1].hits.len(), 10);
 
+    // Batches: each started task is one.
+    let batches = client.get_batches().await.unwrap();
+    assert!(batches.total >= 2, "{batches:?}");
+    let newest = &batches.results[0];
+    assert!(newest.started_at.is_some(), "{newest:?}");
+    let batch = client.get_batch(newest.uid).await.unwrap();
+    assert_eq!(batch.uid, newest.uid);
+
     // `showPerformanceDetails` (Meilisearch ≥ 1.35), on a search and on a federation.
     let timed = index
         .search()

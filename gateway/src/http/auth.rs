@@ -180,7 +180,7 @@ pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
         ("/indexes/{uid}", "PATCH") => "indexes.update",
         ("/indexes/{uid}", "DELETE") => "indexes.delete",
         ("/swap-indexes", _) => "indexes.swap",
-        ("/tasks" | "/tasks/{uid}", "GET") => "tasks.get",
+        ("/tasks" | "/tasks/{uid}" | "/batches" | "/batches/{uid}", "GET") => "tasks.get",
         ("/tasks/cancel", _) => "tasks.cancel",
         ("/tasks", "DELETE") => "tasks.delete",
         ("/indexes/{uid}/settings" | "/indexes/{uid}/settings/{name}", "GET") => "settings.get",

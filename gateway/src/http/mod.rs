@@ -89,6 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", get(tasks::list_tasks).delete(tasks::delete))
         .route("/tasks/cancel", axum::routing::post(tasks::cancel))
         .route("/tasks/{uid}", get(tasks::get_task))
+        .route("/batches", get(tasks::list_batches))
+        .route("/batches/{uid}", get(tasks::get_batch))
         .route("/version", get(indexes::version))
         .route("/keys", get(keys::list).post(keys::create))
         .route(

@@ -404,39 +404,144 @@ async fn count_canceled(state: &AppState, task: &pb::Task, view: &mut Value) {
     }
 }
 
-/// `GET /tasks/{uid}`.
-pub async fn get_task(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Path(uid): Path<String>,
-) -> Result<Json<Value>, MeiliError> {
-    let uid: u32 = uid.parse().map_err(|_| {
-        MeiliError::invalid(
-            "invalid_task_uids",
-            format!("Task uid `{uid}` is invalid. It should only contain numeric characters."),
-        )
-    })?;
-    let task = state
+/// Task `uid`'s view, when it exists and the caller may see it (a key limited to some
+/// indexes sees only their tasks).
+async fn visible_view(
+    state: &AppState,
+    caller: &Caller,
+    uid: u32,
+) -> Result<Option<Value>, MeiliError> {
+    let task = match state
         .control_plane
         .get_task(pb::GetTaskRequest { uid })
         .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?;
+    {
+        Ok(task) => task,
+        Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+        Err(status) => return Err(MeiliError::from_status(&status, "task_not_found")),
+    };
     let visible = match (caller.index_patterns(), &task.index_uid) {
         (None, _) => true,
         (Some(patterns), Some(index)) => indexes_allow(patterns, index),
         (Some(_), None) => false,
     };
     if !visible {
-        return Err(MeiliError::new(
-            StatusCode::NOT_FOUND,
-            "task_not_found",
-            ErrorType::InvalidRequest,
-            format!("Task `{uid}` not found."),
-        ));
+        return Ok(None);
     }
-    let mut view = views(&state, std::slice::from_ref(&task)).await.remove(0);
-    count_canceled(&state, &task, &mut view).await;
-    Ok(Json(view))
+    let mut view = views(state, std::slice::from_ref(&task)).await.remove(0);
+    count_canceled(state, &task, &mut view).await;
+    Ok(Some(view))
+}
+
+/// A uid in a path, or Meilisearch's error naming what it is (`Task`, `Batch`).
+fn path_uid(uid: &str, what: &str, code: &'static str) -> Result<u32, MeiliError> {
+    uid.parse().map_err(|_| {
+        MeiliError::invalid(
+            code,
+            format!("{what} uid `{uid}` is invalid. It should only contain numeric characters."),
+        )
+    })
+}
+
+/// Meilisearch's 404 for a task or batch (`what`) that does not exist.
+fn not_found(what: &str, code: &'static str, uid: u32) -> MeiliError {
+    MeiliError::new(
+        StatusCode::NOT_FOUND,
+        code,
+        ErrorType::InvalidRequest,
+        format!("{what} `{uid}` not found."),
+    )
+}
+
+/// `GET /tasks/{uid}`.
+pub async fn get_task(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, MeiliError> {
+    let uid = path_uid(&uid, "Task", "invalid_task_uids")?;
+    visible_view(&state, &caller, uid)
+        .await?
+        .map(Json)
+        .ok_or_else(|| not_found("Task", "task_not_found", uid))
+}
+
+/// How Miroir's batches came to be, as `batchStrategy` says for Meilisearch's.
+const BATCH_STRATEGY: &str = "each Miroir task is a batch of its own";
+
+/// The batch of a started task: in Miroir each client task is one batch across the
+/// fleet (its node tasks are batched on each node as the node decides), with the task's
+/// uid; a task that never started has none.
+fn batch_of(view: &Value) -> Option<Value> {
+    if view["batchUid"].is_null() {
+        return None;
+    }
+    let count = |key: &str| {
+        let mut counts = serde_json::Map::new();
+        if let Some(value) = view[key].as_str() {
+            counts.insert(value.to_owned(), json!(1));
+        }
+        Value::Object(counts)
+    };
+    Some(json!({
+        "uid": view["batchUid"],
+        "progress": null,
+        "details": view["details"],
+        "stats": {
+            "totalNbTasks": 1,
+            "status": count("status"),
+            "types": count("type"),
+            "indexUids": count("indexUid"),
+        },
+        "duration": view["duration"],
+        "startedAt": view["startedAt"],
+        "finishedAt": view["finishedAt"],
+        "batchStrategy": BATCH_STRATEGY,
+    }))
+}
+
+/// `GET /batches/{uid}`: the batch of the started task with that uid.
+pub async fn get_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(uid): Path<String>,
+) -> Result<Json<Value>, MeiliError> {
+    let uid = path_uid(&uid, "Batch", "invalid_batch_uids")?;
+    visible_view(&state, &caller, uid)
+        .await?
+        .as_ref()
+        .and_then(batch_of)
+        .map(Json)
+        .ok_or_else(|| not_found("Batch", "batch_not_found", uid))
+}
+
+/// `GET /batches` with the filters and paging of `GET /tasks` (as in Meilisearch): the
+/// started tasks' batches, newest first. A task canceled before it started has no batch,
+/// yet `total` counts it when the filters match it.
+pub async fn list_batches(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(mut params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, MeiliError> {
+    // Checked as given first, so a bad value gets the error Meilisearch gives.
+    TaskQuery::parse(&params, true)?;
+    let started = ["processing", "succeeded", "failed", "canceled"];
+    let statuses: Vec<&str> = match params.get("statuses") {
+        None => started.to_vec(),
+        Some(asked) => started
+            .into_iter()
+            .filter(|s| asked.split(',').any(|a| a.trim() == *s || a.trim() == "*"))
+            .collect(),
+    };
+    let listed = if statuses.is_empty() {
+        // Only `enqueued` asked for: no batch.
+        Listed::empty(&params)?
+    } else {
+        params.insert("statuses".into(), statuses.join(","));
+        listed(&state, &caller, &params).await?
+    };
+    let results: Vec<Value> = listed.results.iter().filter_map(batch_of).collect();
+    Ok(Json(listed.respond(results)))
 }
 
 /// `GET /tasks` with Meilisearch's filters and paging. `statuses` alone is filtered by the
@@ -450,10 +555,48 @@ pub async fn list_tasks(
     Extension(caller): Extension<Caller>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, MeiliError> {
-    let mut query = TaskQuery::parse(&params, true)?;
-    query.restrict_to(&caller, &state.topology.current());
+    let mut listed = listed(&state, &caller, &params).await?;
+    let results = std::mem::take(&mut listed.results);
+    Ok(Json(listed.respond(results)))
+}
+
+/// A page of task views and what frames it.
+struct Listed {
+    results: Vec<Value>,
+    total: u64,
+    limit: u32,
+    next: Option<u32>,
+}
+
+impl Listed {
+    /// No result, with the asked `limit`.
+    fn empty(params: &HashMap<String, String>) -> Result<Self, MeiliError> {
+        let limit = optional_positive_integer(params, "limit", "invalid_task_limit")?;
+        Ok(Self {
+            results: Vec::new(),
+            total: 0,
+            limit: limit.unwrap_or(20),
+            next: None,
+        })
+    }
+
+    /// Meilisearch's page shape around `results` (tasks, or the batches made of them).
+    fn respond(&self, results: Vec<Value>) -> Value {
+        let from = results.first().and_then(|v| v["uid"].as_u64());
+        json!({"results": results, "total": self.total, "limit": self.limit, "from": from, "next": self.next})
+    }
+}
+
+/// The task views `params` (`GET /tasks`'s filters and paging) select for `caller`.
+async fn listed(
+    state: &AppState,
+    caller: &Caller,
+    params: &HashMap<String, String>,
+) -> Result<Listed, MeiliError> {
+    let mut query = TaskQuery::parse(params, true)?;
+    query.restrict_to(caller, &state.topology.current());
     let number = |name: &str, code: &'static str| -> Result<Option<u32>, MeiliError> {
-        optional_positive_integer(&params, name, code)
+        optional_positive_integer(params, name, code)
     };
     let limit = number("limit", "invalid_task_limit")?.unwrap_or(20);
     let reverse = match params.get("reverse").map(String::as_str) {
@@ -469,9 +612,7 @@ pub async fn list_tasks(
         }
     };
     if query.nothing {
-        return Ok(Json(
-            json!({"results": [], "total": 0, "limit": limit, "from": null, "next": null}),
-        ));
+        return Listed::empty(params);
     }
     let status_only = query.filters_status_only();
     let filters_views = query.filters_views() && !status_only;
@@ -481,15 +622,15 @@ pub async fn list_tasks(
         reverse,
         ..query.store_request()
     };
-    let page = list_page(&state, request).await?;
-    let mut all = views(&state, &page.tasks).await;
+    let page = list_page(state, request).await?;
+    let mut all = views(state, &page.tasks).await;
     for (view, task) in all.iter_mut().zip(&page.tasks) {
-        count_canceled(&state, task, view).await;
+        count_canceled(state, task, view).await;
     }
     let (results, total, next) = if status_only {
         // A page may come back short (unrecorded tasks in it that do not match); `next`
         // goes on from where the control plane stopped.
-        let total = exact_status_total(&state, &query, page.total, page.unrecorded).await?;
+        let total = exact_status_total(state, &query, page.total, page.unrecorded).await?;
         let results = all.into_iter().filter(|v| query.matches(v)).collect();
         (results, total, page.next)
     } else if filters_views {
@@ -510,10 +651,12 @@ pub async fn list_tasks(
     } else {
         (all, page.total, page.next)
     };
-    let from = results.first().and_then(|v| v["uid"].as_u64());
-    Ok(Json(
-        json!({"results": results, "total": total, "limit": limit, "from": from, "next": next}),
-    ))
+    Ok(Listed {
+        results,
+        total,
+        limit,
+        next,
+    })
 }
 
 /// The number of tasks matching a `statuses` filter: the control plane's `total` counts
