@@ -786,6 +786,16 @@ impl Meili {
         assert_eq!(task["status"], "succeeded", "{path}: {task}");
         task
     }
+
+    /// Creates index `uid` with primary key `id` and waits for it.
+    pub async fn create_index(&self, uid: &str) -> serde_json::Value {
+        self.ok(
+            reqwest::Method::POST,
+            "/indexes",
+            serde_json::json!({"uid": uid, "primaryKey": "id"}),
+        )
+        .await
+    }
 }
 
 /// A real Postgres server on a loopback port, in its own temporary directory, stopped on

@@ -153,13 +153,7 @@ async fn a_killed_leader_is_replaced_within_the_lease_and_gateways_carry_on() {
         .await;
     gateway.wait_writable().await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "books", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("books").await;
     meili
         .ok(
             Method::POST,
@@ -320,13 +314,7 @@ async fn gateways_connected_to_a_follower_hold_the_leaders_barrier() {
     )
     .await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "books", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("books").await;
     // The settings task succeeds only once every live gateway applied the commit, so the
     // very next response of this gateway shows the new version.
     meili
@@ -396,13 +384,7 @@ async fn a_settings_change_in_flight_survives_a_leader_kill() {
     let gateway = Gateway::start(dir.path(), &addresses, &[]).await;
     gateway.wait_writable().await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "books", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("books").await;
     wait_for("settings version 1", Duration::from_secs(20), || async {
         (cps[leader].index("books").await.settings_version == 1).then_some(())
     })

@@ -162,20 +162,8 @@ async fn a_node_side_failure_fails_the_task_and_names_the_node() {
 async fn tasks_are_listed_with_meilisearch_filters_and_paging() {
     let (_dir, cp, _nodes, gateway) = fleet(2).await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "movies", "primaryKey": "id"}),
-        )
-        .await;
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "books", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("movies").await;
+    meili.create_index("books").await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;

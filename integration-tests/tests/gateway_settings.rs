@@ -9,13 +9,7 @@ use serde_json::json;
 async fn settings_reach_every_node_and_miroirs_own_stay_hidden() {
     let (_dir, cp, nodes, gateway) = fleet(2).await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "movies", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("movies").await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;

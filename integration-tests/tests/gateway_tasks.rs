@@ -10,13 +10,7 @@ use serde_json::json;
 async fn tasks_are_canceled_deleted_and_filtered() {
     let (_dir, _cp, nodes, gateway) = fleet(2).await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "t", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("t").await;
     let done = meili
         .ok(Method::POST, "/indexes/t/documents", json!([{"id": 1}]))
         .await;
@@ -145,13 +139,7 @@ async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
         let (_dir, cp, nodes, gateway) =
             crate::gateway_indexes::fleet_in_groups(groups, Default::default()).await;
         let meili = Meili::new(&gateway.url);
-        meili
-            .ok(
-                Method::POST,
-                "/indexes",
-                json!({"uid": "f", "primaryKey": "id"}),
-            )
-            .await;
+        meili.create_index("f").await;
         // meili-0 takes its part of the next write and sits on it, then fails.
         nodes[0].set_faults(json!({"taskDelayMs": 600_000})).await;
         let documents: Vec<_> = (0..40).map(|id| json!({ "id": id })).collect();
@@ -200,13 +188,7 @@ async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
 async fn a_finished_task_is_answered_from_its_recorded_outcome() {
     let (_dir, cp, nodes, gateway) = fleet(2).await;
     let meili = Meili::new(&gateway.url);
-    meili
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "o", "primaryKey": "id"}),
-        )
-        .await;
+    meili.create_index("o").await;
     let documents: Vec<_> = (0..40).map(|id| json!({ "id": id })).collect();
     let (status, pending) = meili.post("/indexes/o/documents", json!(documents)).await;
     assert_eq!(status, 202, "{pending}");
