@@ -275,6 +275,17 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
                 if succeeded { received } else { json!(0) },
             );
         }
+        // Every node made its own dump: their names, by node.
+        if succeeded && task.task_type == "dumpCreation" {
+            let dumps: Map<String, Value> = node_views
+                .iter()
+                .filter_map(|(node, view)| {
+                    let uid = view.as_ref().ok()?["details"]["dumpUid"].as_str()?;
+                    Some((node.clone(), json!(uid)))
+                })
+                .collect();
+            details.insert("miroirDumpUids".into(), Value::Object(dumps));
+        }
     }
     let mut view = Map::new();
     view.insert("uid".into(), json!(task.uid));
@@ -290,7 +301,13 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
     view.insert("status".into(), json!(status));
     view.insert("type".into(), json!(task.task_type));
     view.insert("canceledBy".into(), Value::Null);
-    view.insert("details".into(), Value::Object(details));
+    // Meilisearch shows no details for a snapshot.
+    let details = if task.task_type == "snapshotCreation" {
+        Value::Null
+    } else {
+        Value::Object(details)
+    };
+    view.insert("details".into(), details);
     view.insert("error".into(), error.unwrap_or(Value::Null));
     view.insert("duration".into(), duration.unwrap_or(Value::Null));
     view.insert("enqueuedAt".into(), json!(rfc3339_ms(task.enqueued_at_ms)));
@@ -473,5 +490,41 @@ mod tests {
         let nodes = NodeClient::new("key", std::time::Duration::from_secs(1), 1).unwrap();
         let view = view(&task, &pb::Topology::default(), &nodes).await;
         assert_eq!(view["status"], "succeeded");
+    }
+
+    #[test]
+    fn a_dump_names_every_node_dump_and_a_snapshot_has_no_details() {
+        let dump = pb::Task {
+            uid: 9,
+            task_type: "dumpCreation".into(),
+            details_json: r#"{"dumpUid": null}"#.into(),
+            ..Default::default()
+        };
+        let done = |uid: &str| {
+            let mut view = node("succeeded").unwrap();
+            view["details"] = json!({ "dumpUid": uid });
+            Ok(view)
+        };
+        let view = aggregate(
+            &dump,
+            &[
+                ("a".into(), done("20261206-1")),
+                ("b".into(), done("20261206-2")),
+            ],
+        );
+        assert_eq!(view["status"], "succeeded");
+        assert_eq!(
+            view["details"],
+            json!({"dumpUid": null, "miroirDumpUids": {"a": "20261206-1", "b": "20261206-2"}})
+        );
+        let pending = aggregate(&dump, &[("a".into(), node("processing"))]);
+        assert_eq!(pending["details"], json!({"dumpUid": null}));
+        let snapshot = pb::Task {
+            task_type: "snapshotCreation".into(),
+            details_json: "{}".into(),
+            ..Default::default()
+        };
+        let view = aggregate(&snapshot, &[("a".into(), node("succeeded"))]);
+        assert_eq!(view["details"], Value::Null);
     }
 }

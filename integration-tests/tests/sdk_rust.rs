@@ -93,6 +93,29 @@ async fn the_rust_sdk_works_unchanged() {
     assert_eq!(multi.results[0].estimated_total_hits, Some(10));
     assert_eq!(multi.results[1].hits.len(), 10);
 
+    // A dump and a snapshot: every node makes its own, under one task.
+    let dump = client.create_dump().await.unwrap();
+    let dump_uid = dump.task_uid;
+    let done = dump.wait_for_completion(&client, None, None).await.unwrap();
+    succeeded(&done);
+    let meili = miroir_integration_tests::Meili::new(&gateway.url);
+    let (_, view) = meili.get(&format!("/tasks/{dump_uid}")).await;
+    assert_eq!(view["type"], "dumpCreation", "{view}");
+    assert_eq!(
+        view["details"]["miroirDumpUids"]
+            .as_object()
+            .map(|d| d.len()),
+        Some(3),
+        "{view}"
+    );
+    let snapshot = client.create_snapshot().await.unwrap();
+    succeeded(
+        &snapshot
+            .wait_for_completion(&client, None, None)
+            .await
+            .unwrap(),
+    );
+
     // Batches: each started task is one.
     let batches = client.get_batches().await.unwrap();
     assert!(batches.total >= 2, "{batches:?}");

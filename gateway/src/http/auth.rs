@@ -180,6 +180,8 @@ pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
         ("/indexes/{uid}", "PATCH") => "indexes.update",
         ("/indexes/{uid}", "DELETE") => "indexes.delete",
         ("/swap-indexes", _) => "indexes.swap",
+        ("/dumps", _) => "dumps.create",
+        ("/snapshots", _) => "snapshots.create",
         ("/tasks" | "/tasks/{uid}" | "/batches" | "/batches/{uid}", "GET") => "tasks.get",
         ("/tasks/cancel", _) => "tasks.cancel",
         ("/tasks", "DELETE") => "tasks.delete",

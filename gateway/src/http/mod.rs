@@ -1,6 +1,7 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
 pub mod auth;
+mod backups;
 mod consistency;
 mod document_reads;
 mod documents;
@@ -89,6 +90,8 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks", get(tasks::list_tasks).delete(tasks::delete))
         .route("/tasks/cancel", axum::routing::post(tasks::cancel))
         .route("/tasks/{uid}", get(tasks::get_task))
+        .route("/dumps", axum::routing::post(backups::create_dump))
+        .route("/snapshots", axum::routing::post(backups::create_snapshot))
         .route("/batches", get(tasks::list_batches))
         .route("/batches/{uid}", get(tasks::get_batch))
         .route("/version", get(indexes::version))

@@ -768,18 +768,53 @@ pub async fn cancel(
                 .push(node_task.node_task_uid);
         }
     }
+    let calls = per_node
+        .into_iter()
+        .map(|(node_id, uids)| {
+            let list: Vec<String> = uids.iter().map(u64::to_string).collect();
+            (
+                node_id.to_owned(),
+                format!("/tasks/cancel?uids={}", list.join(",")),
+            )
+        })
+        .collect();
+    let (node_tasks, error_json) = enqueue_on_nodes(&state, calls, "the cancelation").await;
+    let details = json!({
+        "matchedTasks": matched.len(),
+        "canceledTasks": null,
+        "originalFilter": format!("?{}", raw.unwrap_or_default()),
+    });
+    let request = pb::CreateTaskRequest {
+        index_uid: None,
+        task_type: "taskCancelation".into(),
+        node_tasks,
+        details_json: details.to_string(),
+        enqueued_at_ms,
+        error_json,
+        cancels: targets.iter().map(|t| t.uid).collect(),
+    };
+    let task = record_task(&state, request).await?;
+    Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
+}
+
+/// POSTs `path` to each node named in `calls` and returns the node tasks they enqueued,
+/// with, when some node did not (unreachable, gone from the fleet, or refusing), the
+/// `miroir_node_unavailable` error (JSON) that fails the client task naming them.
+pub(super) async fn enqueue_on_nodes(
+    state: &AppState,
+    calls: Vec<(String, String)>,
+    what: &str,
+) -> (Vec<pb::NodeTask>, String) {
     let topology = state.topology.current();
-    let mut calls = tokio::task::JoinSet::new();
-    for (node_id, uids) in per_node {
+    let mut running = tokio::task::JoinSet::new();
+    for (node_id, path) in calls {
         let address = topology
             .nodes
             .iter()
             .find(|n| n.id == node_id)
             .map(|n| n.address.clone());
-        let list: Vec<String> = uids.iter().map(u64::to_string).collect();
-        let (client, node_id) = (state.nodes.clone(), node_id.to_owned());
-        let path = format!("/tasks/cancel?uids={}", list.join(","));
-        calls.spawn(tracing::Instrument::in_current_span(async move {
+        let client = state.nodes.clone();
+        running.spawn(tracing::Instrument::in_current_span(async move {
             let Some(address) = address else {
                 return Err(format!("node `{node_id}` is no longer in the fleet"));
             };
@@ -806,7 +841,7 @@ pub async fn cancel(
     }
     let mut node_tasks = Vec::new();
     let mut errors = Vec::new();
-    while let Some(Ok(result)) = calls.join_next().await {
+    while let Some(Ok(result)) = running.join_next().await {
         match result {
             Ok(node_task) => node_tasks.push(node_task),
             Err(error) => errors.push(error),
@@ -819,30 +854,12 @@ pub async fn cancel(
             StatusCode::SERVICE_UNAVAILABLE,
             "miroir_node_unavailable",
             ErrorType::System,
-            format!(
-                "the cancelation could not reach every node: {}",
-                errors.join("; ")
-            ),
+            format!("{what} could not reach every node: {}", errors.join("; ")),
         )
         .body()
         .to_string()
     };
-    let details = json!({
-        "matchedTasks": matched.len(),
-        "canceledTasks": null,
-        "originalFilter": format!("?{}", raw.unwrap_or_default()),
-    });
-    let request = pb::CreateTaskRequest {
-        index_uid: None,
-        task_type: "taskCancelation".into(),
-        node_tasks,
-        details_json: details.to_string(),
-        enqueued_at_ms,
-        error_json,
-        cancels: targets.iter().map(|t| t.uid).collect(),
-    };
-    let task = record_task(&state, request).await?;
-    Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
+    (node_tasks, error_json)
 }
 
 /// `DELETE /tasks`: forgets every matching finished task (enqueued and processing ones

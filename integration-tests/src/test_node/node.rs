@@ -36,6 +36,8 @@ pub enum TaskOp {
     Settings(Map<String, Value>),
     /// `POST /swap-indexes`.
     Swap(Vec<(String, String)>),
+    /// `POST /dumps`: no file here, only the dump's uid.
+    Dump,
     /// Cancelation or deletion of other tasks (done at enqueue time here).
     Nothing,
 }
@@ -391,6 +393,14 @@ fn apply(state: &mut NodeState, uid: &str, op: TaskOp) -> Result<Map<String, Val
             }
         }
         TaskOp::Nothing => {}
+        TaskOp::Dump => {
+            // Meilisearch names a dump after its time: `20261206-050800123`.
+            let uid: String = now.chars().filter(char::is_ascii_digit).take(17).collect();
+            out.insert(
+                "dumpUid".into(),
+                json!(format!("{}-{}", &uid[..8], &uid[8..])),
+            );
+        }
     }
     Ok(out)
 }

@@ -77,6 +77,8 @@ pub fn router(master_key: Option<String>) -> Router {
         .route("/indexes/{uid}/settings/{name}", get(get_setting).put(put_setting).patch(put_setting).delete(reset_setting))
         .route("/multi-search", post(multi_search))
         .route("/swap-indexes", post(swap_indexes))
+        .route("/dumps", post(create_dump))
+        .route("/snapshots", post(create_snapshot))
         .route("/tasks", get(list_tasks).delete(delete_tasks))
         .route("/tasks/cancel", post(cancel_tasks))
         .route("/tasks/{uid}", get(get_task))
@@ -1456,6 +1458,24 @@ async fn swap_indexes(State(app): State<App>, body: Bytes) -> Result<Response> {
         Some(json!({"swaps": swaps})),
         TaskOp::Swap(pairs),
     )))
+}
+
+/// `POST /dumps`: a `dumpCreation` task whose details name the dump once it succeeded.
+async fn create_dump(State(app): State<App>) -> Response {
+    accepted(app.node.enqueue(
+        None,
+        "dumpCreation",
+        Some(json!({"dumpUid": null})),
+        TaskOp::Dump,
+    ))
+}
+
+/// `POST /snapshots`: a `snapshotCreation` task (no details, as in Meilisearch).
+async fn create_snapshot(State(app): State<App>) -> Response {
+    accepted(
+        app.node
+            .enqueue(None, "snapshotCreation", None, TaskOp::Nothing),
+    )
 }
 
 /// Task filters shared by list, cancel and delete.
