@@ -38,7 +38,7 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const LEAN_BODY_MAX: usize = 1024 * 1024;
 /// How long a request head may take once its first byte arrived (hyper's default).
 const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a read of the (at most 1 MiB) body may wait for its next bytes.
+/// How long the (at most 1 MiB) body may take to arrive once its head has.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers up to this size leave in one write with their head.
 const ONE_WRITE_MAX: usize = 64 * 1024;
@@ -57,6 +57,8 @@ pub async fn serve<S>(
     let mut buffer = BytesMut::with_capacity(8 * 1024);
     let mut out = Vec::with_capacity(8 * 1024);
     loop {
+        // A head must be whole within HEAD_TIMEOUT of its first byte, however it trickles.
+        let mut head_deadline = None;
         let head = loop {
             if !buffer.is_empty() {
                 match parse_head(&buffer) {
@@ -79,10 +81,12 @@ pub async fn serve<S>(
                     read = stream.read_buf(&mut buffer) => read,
                 }
             } else {
-                match tokio::time::timeout(HEAD_TIMEOUT, stream.read_buf(&mut buffer)).await {
-                    Ok(read) => read,
-                    Err(_) => return,
+                let deadline = *head_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + HEAD_TIMEOUT);
+                if !read_more(&mut stream, &mut buffer, deadline, &mut stopping).await {
+                    return;
                 }
+                continue;
             };
             match read {
                 Ok(0) | Err(_) => return,
@@ -90,12 +94,14 @@ pub async fn serve<S>(
             }
         };
         let whole = head.length + head.body_length;
-        while buffer.len() < whole {
-            buffer.reserve(whole - buffer.len());
+        if buffer.len() < whole {
             // A body that stops arriving does not hold the connection forever.
-            match tokio::time::timeout(BODY_TIMEOUT, stream.read_buf(&mut buffer)).await {
-                Ok(Ok(0) | Err(_)) | Err(_) => return,
-                Ok(Ok(_)) => {}
+            let body_deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+            while buffer.len() < whole {
+                buffer.reserve(whole - buffer.len());
+                if !read_more(&mut stream, &mut buffer, body_deadline, &mut stopping).await {
+                    return;
+                }
             }
         }
         let mut bytes = buffer.split_to(whole);
@@ -115,6 +121,24 @@ pub async fn serve<S>(
         // A buffer grown for a large body is not kept for the connection's life.
         if buffer.capacity() > 64 * 1024 && buffer.is_empty() {
             buffer = BytesMut::with_capacity(8 * 1024);
+        }
+    }
+}
+
+/// Reads more of a request already begun; false when the client closed the connection,
+/// `deadline` passed, or the gateway is stopping (a request not yet whole is not in
+/// flight: dropping it loses nothing acknowledged).
+async fn read_more(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+    deadline: tokio::time::Instant,
+    stopping: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        biased;
+        _ = stopping.wait_for(|stop| *stop) => false,
+        read = tokio::time::timeout_at(deadline, stream.read_buf(buffer)) => {
+            matches!(read, Ok(Ok(n)) if n > 0)
         }
     }
 }
@@ -505,8 +529,8 @@ mod tests {
         )));
     }
 
-    /// A loopback server running [`serve`] over a small router.
-    async fn server() -> SocketAddr {
+    /// A loopback server running [`serve`] over a small router, and its shutdown switch.
+    async fn server() -> (SocketAddr, watch::Sender<bool>) {
         use axum::routing::{delete, get, post};
         let router =
             axum::Router::new()
@@ -532,12 +556,31 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let (stop, stopping) = watch::channel(false);
         tokio::spawn(async move {
-            let _stop = stop;
             while let Ok((stream, peer)) = listener.accept().await {
                 tokio::spawn(serve(stream, peer, router.clone(), stopping.clone()));
             }
         });
-        address
+        (address, stop)
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_a_connection_waiting_for_the_rest_of_a_request() {
+        for partial in [
+            "GET /peer HTTP/1.1\r\nX-Slow: ",
+            "POST /echo HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc",
+        ] {
+            let (address, stop) = server().await;
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream.write_all(partial.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            stop.send(true).unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer))
+                .await
+                .expect("the connection is closed at shutdown")
+                .unwrap();
+            assert!(answer.is_empty(), "{partial}: {answer:?}");
+        }
     }
 
     /// Sends `parts` with a pause between them and returns all the server wrote until it
@@ -558,7 +601,7 @@ mod tests {
 
     #[tokio::test]
     async fn pipelined_and_split_requests_are_answered_in_order() {
-        let address = server().await;
+        let (address, _stop) = server().await;
         let answer = exchange(
             address,
             &[
@@ -582,7 +625,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_moves_to_hyper_with_the_bytes_already_read() {
-        let address = server().await;
+        let (address, _stop) = server().await;
         // A lean request, then a chunked one sent in the same write: hyper must see the
         // second from its first byte.
         let answer = exchange(
@@ -604,7 +647,7 @@ mod tests {
 
     #[tokio::test]
     async fn bodiless_and_streamed_answers_are_framed() {
-        let address = server().await;
+        let (address, _stop) = server().await;
         let answer = exchange(
             address,
             &["DELETE /gone HTTP/1.1\r\n\r\nGET /stream HTTP/1.1\r\n\r\nGET /peer HTTP/1.1\r\nConnection: close\r\n\r\n"],
@@ -624,7 +667,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_broken_request_gets_a_400_and_the_connection_closes() {
-        let address = server().await;
+        let (address, _stop) = server().await;
         let answer = exchange(address, &["POST /ec ho HTTP/1.1\r\n\r\n"]).await;
         assert!(
             answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
