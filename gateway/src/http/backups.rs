@@ -34,9 +34,17 @@ async fn on_every_node(
     details: Value,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
-    let calls = state
-        .topology
-        .current()
+    let topology = state.topology.current();
+    // Before a topology with nodes is known, "every node" would be none.
+    if topology.nodes.is_empty() {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_not_ready",
+            super::error::ErrorType::System,
+            "the gateway knows no node of the fleet yet",
+        ));
+    }
+    let calls = topology
         .nodes
         .iter()
         .map(|node| (node.id.clone(), path.to_owned()))

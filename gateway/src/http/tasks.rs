@@ -326,7 +326,8 @@ async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
         if matches!(
             view["status"].as_str(),
             Some("succeeded" | "failed" | "canceled")
-        ) {
+        ) && every_node_known(&list[position], &topology)
+        {
             record_outcome(state, list[position].uid, &view);
         }
         out[position] = view;
@@ -339,6 +340,18 @@ async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
         }
     }
     out
+}
+
+/// Whether every node behind `task` is in `topology`. A view is left out of nodes the
+/// topology does not hold (removed from the fleet), which is right for a node removed but
+/// not for one this gateway has not heard of yet (no snapshot applied yet, or an older
+/// one): such a view is shown but never recorded, so no outcome is frozen from it.
+fn every_node_known(task: &pb::Task, topology: &pb::Topology) -> bool {
+    topology.version > 0
+        && task
+            .node_tasks
+            .iter()
+            .all(|t| topology.nodes.iter().any(|n| n.id == t.node_id))
 }
 
 /// A task's recorded outcome, when it has one that reads back.
@@ -623,6 +636,13 @@ async fn listed(
         ..query.store_request()
     };
     let page = list_page(state, request).await?;
+    // Counted before this page's views, which record the outcomes of tasks they find
+    // finished and so change what the control plane counts as unrecorded.
+    let status_total = if status_only {
+        exact_status_total(state, &query, page.total, page.unrecorded).await?
+    } else {
+        page.total
+    };
     let mut all = views(state, &page.tasks).await;
     for (view, task) in all.iter_mut().zip(&page.tasks) {
         count_canceled(state, task, view).await;
@@ -630,9 +650,8 @@ async fn listed(
     let (results, total, next) = if status_only {
         // A page may come back short (unrecorded tasks in it that do not match); `next`
         // goes on from where the control plane stopped.
-        let total = exact_status_total(state, &query, page.total, page.unrecorded).await?;
         let results = all.into_iter().filter(|v| query.matches(v)).collect();
-        (results, total, page.next)
+        (results, status_total, page.next)
     } else if filters_views {
         let matching: Vec<Value> = all.into_iter().filter(|v| query.matches(v)).collect();
         let total = matching.len() as u64;
@@ -665,24 +684,37 @@ async fn listed(
 async fn exact_status_total(
     state: &AppState,
     query: &TaskQuery,
-    total: u64,
-    unrecorded: u64,
+    mut total: u64,
+    mut unrecorded: u64,
 ) -> Result<u64, MeiliError> {
-    if unrecorded == 0 || unrecorded > 1000 {
-        return Ok(total);
+    for _ in 0..3 {
+        if unrecorded == 0 || unrecorded > 1000 {
+            return Ok(total);
+        }
+        let request = pb::ListTasksRequest {
+            limit: 1000,
+            unrecorded_only: true,
+            ..query.store_request()
+        };
+        let page = list_page(state, request).await?;
+        // The same unrecorded tasks as counted: the two counts agree. Otherwise outcomes
+        // were recorded (or tasks created) in between, by any gateway: count again.
+        if page.total == unrecorded {
+            let matching = views(state, &page.tasks)
+                .await
+                .iter()
+                .filter(|v| query.matches(v))
+                .count() as u64;
+            return Ok(total.saturating_sub(unrecorded) + matching);
+        }
+        let counts = pb::ListTasksRequest {
+            limit: 1,
+            ..query.store_request()
+        };
+        let counts = list_page(state, counts).await?;
+        (total, unrecorded) = (counts.total, counts.unrecorded);
     }
-    let request = pb::ListTasksRequest {
-        limit: 1000,
-        unrecorded_only: true,
-        ..query.store_request()
-    };
-    let page = list_page(state, request).await?;
-    let matching = views(state, &page.tasks)
-        .await
-        .iter()
-        .filter(|v| query.matches(v))
-        .count() as u64;
-    Ok(total.saturating_sub(unrecorded) + matching)
+    Ok(total)
 }
 
 /// Every task the filters match (at most [`MAX_MATCHED`]), with its aggregated view.
@@ -907,6 +939,34 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_outcome_is_recorded_only_from_a_topology_holding_every_node_of_the_task() {
+        let task = pb::Task {
+            node_tasks: vec![pb::NodeTask {
+                node_id: "a".into(),
+                node_task_uid: 1,
+            }],
+            ..Default::default()
+        };
+        let topology = |version: u64, nodes: &[&str]| pb::Topology {
+            version,
+            nodes: nodes
+                .iter()
+                .map(|id| pb::Node {
+                    id: (*id).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(every_node_known(&task, &topology(3, &["a", "b"])));
+        assert!(!every_node_known(&task, &topology(3, &["b"])));
+        assert!(!every_node_known(&task, &topology(0, &[])));
+        let no_nodes = pb::Task::default();
+        assert!(every_node_known(&no_nodes, &topology(3, &["b"])));
+        assert!(!every_node_known(&no_nodes, &topology(0, &[])));
+    }
 
     #[test]
     fn task_dates_follow_meilisearch() {
