@@ -92,6 +92,17 @@ def main(url: str, key: str) -> None:
     assert len(ids) == len(set(ids)) == union["estimatedTotalHits"] == federated["estimatedTotalHits"], federated
     assert federated["facetsByIndex"]["books"]["distribution"] == union["facetDistribution"], federated
 
+    # showPerformanceDetails, batches, dumps: what newer Meilisearch versions offer.
+    timed = index.search("book", {"showPerformanceDetails": True})
+    assert isinstance(timed["performanceDetails"].get("search"), str), timed
+    batches = client.get_batches({"limit": 2})
+    assert len(batches.results) == 2 and batches.total >= 5, batches
+    newest = client.get_batch(batches.results[0].uid)
+    assert newest.uid == batches.results[0].uid and newest.stats["totalNbTasks"] == 1, newest
+    dump = client.create_dump()
+    done = client.wait_for_task(dump.task_uid, timeout_in_ms=20000)
+    assert done.status == "succeeded" and done.type == "dumpCreation", done
+
     stats = client.get_all_stats()
     assert stats["indexes"]["books"]["numberOfDocuments"] == 29, stats
 
