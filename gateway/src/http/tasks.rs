@@ -191,7 +191,22 @@ impl TaskQuery {
             ),
             filtered: params.keys().any(|k| FILTERS.contains(&k.as_str())),
             nothing: false,
-        })
+        }
+        .with_batches_as_uids())
+    }
+
+    /// A started task's batch uid is its own uid: `batchUids` narrows the uids the control
+    /// plane lists (the view's `batchUid` is still checked, for tasks not started).
+    fn with_batches_as_uids(mut self) -> Self {
+        if !self.batch_uids.is_empty() {
+            if self.uids.is_empty() {
+                self.uids = self.batch_uids.clone();
+            } else {
+                self.uids.retain(|uid| self.batch_uids.contains(uid));
+                self.nothing = self.uids.is_empty();
+            }
+        }
+        self
     }
 
     /// Limits the query to the tasks of indexes the caller's key covers, as Meilisearch
@@ -213,7 +228,7 @@ impl TaskQuery {
         if !self.index_uids.is_empty() {
             allowed.retain(|uid| self.index_uids.contains(uid));
         }
-        self.nothing = allowed.is_empty();
+        self.nothing |= allowed.is_empty();
         self.index_uids = allowed;
     }
 
@@ -939,6 +954,27 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_uids_narrow_the_uids_the_control_plane_lists() {
+        let parse = |query: &str| {
+            let params: HashMap<String, String> = query
+                .split('&')
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            TaskQuery::parse(&params, true).unwrap()
+        };
+        let batches = parse("batchUids=4,7");
+        assert_eq!(
+            (batches.store_request().uids, batches.nothing),
+            (vec![4, 7], false)
+        );
+        let both = parse("batchUids=4,7&uids=7,9");
+        assert_eq!((both.store_request().uids, both.nothing), (vec![7], false));
+        assert!(parse("batchUids=4&uids=9").nothing);
+        assert_eq!(parse("uids=9").store_request().uids, vec![9]);
+    }
 
     #[test]
     fn an_outcome_is_recorded_only_from_a_topology_holding_every_node_of_the_task() {
