@@ -20,8 +20,12 @@ pub fn rfc3339(time: SystemTime) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
     let micros = since.subsec_micros();
+    // Meilisearch leaves the fraction out of a whole second, but its timestamps carry
+    // nanoseconds, so that never happens there; here times carry milliseconds (1 task in
+    // 1000 would land on a whole second), and the Python SDK cannot parse a timestamp
+    // without a fraction. So a whole second still shows one.
     let fraction = if micros == 0 {
-        String::new()
+        ".000".to_owned()
     } else {
         format!(".{micros:06}").trim_end_matches('0').to_owned()
     };
@@ -80,8 +84,10 @@ mod tests {
         assert_eq!(rfc3339(t), "2024-08-08T17:05:55.791772Z");
         assert_eq!(
             rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)),
-            "2000-02-29T00:00:00Z"
+            "2000-02-29T00:00:00.000Z"
         );
+        assert_eq!(rfc3339_ms(1_723_136_755_000), "2024-08-08T17:05:55.000Z");
+        assert_eq!(rfc3339_ms(1_723_136_755_120), "2024-08-08T17:05:55.12Z");
         assert_eq!(iso_duration(Duration::from_micros(9_330)), "PT0.009330S");
         assert_eq!(iso_duration(Duration::from_secs(1)), "PT1S");
     }
