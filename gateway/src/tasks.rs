@@ -61,6 +61,13 @@ fn covered_elsewhere(task: &pb::Task, topology: &pb::Topology, failed: &str) -> 
     })
 }
 
+/// A node's RFC 3339 time as an instant, to compare: as strings, Meilisearch's trimmed
+/// fractions (`05.1Z` against `05.10001Z`) would not compare in time order. An unreadable
+/// one sorts first.
+fn instant(time: &str) -> Option<std::time::SystemTime> {
+    humantime::parse_rfc3339(time).ok()
+}
+
 /// The full task view, fetching every node task.
 pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) -> Value {
     let mut fetches = JoinSet::new();
@@ -242,16 +249,15 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
             .filter_map(|(_, v)| v.as_ref().ok()?.get(key)?.as_str().map(str::to_owned))
             .collect()
     };
-    // RFC 3339 UTC strings of one format compare in time order.
-    let started_at = times("startedAt").into_iter().min();
+    let started_at = times("startedAt").into_iter().min_by_key(|t| instant(t));
     let finished_at = finished
-        .then(|| times("finishedAt").into_iter().max())
+        .then(|| times("finishedAt").into_iter().max_by_key(|t| instant(t)))
         .flatten();
     let duration = if finished {
         node_views
             .iter()
             .filter_map(|(_, v)| v.as_ref().ok())
-            .max_by(|a, b| a["finishedAt"].as_str().cmp(&b["finishedAt"].as_str()))
+            .max_by_key(|v| v["finishedAt"].as_str().map(instant))
             .and_then(|v| v.get("duration").cloned())
     } else {
         None
@@ -526,5 +532,30 @@ mod tests {
         };
         let view = aggregate(&snapshot, &[("a".into(), node("succeeded"))]);
         assert_eq!(view["details"], Value::Null);
+    }
+
+    #[test]
+    fn node_times_compare_as_times_not_strings() {
+        let at = |started: &str, finished: &str| {
+            let mut view = node("succeeded").unwrap();
+            view["startedAt"] = json!(started);
+            view["finishedAt"] = json!(finished);
+            Ok(view)
+        };
+        let view = aggregate(
+            &task(),
+            &[
+                (
+                    "a".into(),
+                    at("2026-01-01T00:00:01.1Z", "2026-01-01T00:00:02.1Z"),
+                ),
+                (
+                    "b".into(),
+                    at("2026-01-01T00:00:01.10001Z", "2026-01-01T00:00:02.10001Z"),
+                ),
+            ],
+        );
+        assert_eq!(view["startedAt"], "2026-01-01T00:00:01.1Z");
+        assert_eq!(view["finishedAt"], "2026-01-01T00:00:02.10001Z");
     }
 }
