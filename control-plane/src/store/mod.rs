@@ -827,10 +827,34 @@ impl Store {
             .await?;
         let (count_conditions, _) = Self::task_conditions(filter, 1);
         let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE 1 = 1{count_conditions}");
-        let total: i64 = self
-            .measured("count_tasks", async {
-                let mut query = sqlx::query_scalar::<_, i64>(&count_sql);
-                for bind in &binds {
+        let total = self.count_tasks("count_tasks", &count_sql, &binds).await?;
+        let unrecorded = if filter.statuses.is_empty() {
+            0
+        } else {
+            let sql = format!("{count_sql} AND outcome_status IS NULL");
+            self.count_tasks("count_unrecorded_tasks", &sql, &binds)
+                .await?
+        };
+        let more = rows.len() > limit as usize;
+        Ok(TaskPage {
+            rows: rows.into_iter().take(limit as usize).collect(),
+            more,
+            total,
+            unrecorded,
+        })
+    }
+
+    /// Runs a `SELECT COUNT(*)` over tasks with `binds` in order, measured as `operation`.
+    async fn count_tasks(
+        &self,
+        operation: &'static str,
+        sql: &str,
+        binds: &[TaskBind<'_>],
+    ) -> Result<u64> {
+        let count: i64 = self
+            .measured(operation, async {
+                let mut query = sqlx::query_scalar::<_, i64>(sql);
+                for bind in binds {
                     query = match bind {
                         TaskBind::Text(t) => query.bind(*t),
                         TaskBind::Int(i) => query.bind(*i),
@@ -839,29 +863,7 @@ impl Store {
                 query.fetch_one(&self.pool).await
             })
             .await?;
-        let unrecorded: i64 = if filter.statuses.is_empty() {
-            0
-        } else {
-            let sql = format!("{count_sql} AND outcome_status IS NULL");
-            self.measured("count_unrecorded_tasks", async {
-                let mut query = sqlx::query_scalar::<_, i64>(&sql);
-                for bind in &binds {
-                    query = match bind {
-                        TaskBind::Text(t) => query.bind(*t),
-                        TaskBind::Int(i) => query.bind(*i),
-                    };
-                }
-                query.fetch_one(&self.pool).await
-            })
-            .await?
-        };
-        let more = rows.len() > limit as usize;
-        Ok(TaskPage {
-            rows: rows.into_iter().take(limit as usize).collect(),
-            more,
-            total: total as u64,
-            unrecorded: unrecorded as u64,
-        })
+        Ok(count as u64)
     }
 
     /// Deletes the tasks `uids`, if `token` still leads; returns how many existed.
