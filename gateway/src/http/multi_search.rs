@@ -3,7 +3,6 @@
 
 use super::error::MeiliError;
 use super::indexes::json_object;
-use super::performance::PerformanceDetails;
 use super::scatter::mark_degraded;
 use super::search::{FacetOrder, SearchFailure, Searched, merge_facets, run_search};
 use crate::state::AppState;
@@ -12,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use miroir_proto::time::PerformanceDetails;
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
@@ -545,7 +545,7 @@ pub async fn multi_search(
     }
     if show_performance {
         details.add("federating results > merge facets", facets_merged.elapsed());
-        response["performanceDetails"] = details.into_value();
+        response["performanceDetails"] = details.to_value();
     }
     let mut response = (StatusCode::OK, Json(response)).into_response();
     mark_degraded(&mut response, &degraded);

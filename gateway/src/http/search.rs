@@ -642,13 +642,13 @@ pub async fn run_search(
         response.insert("facetStats".into(), stats);
     }
     if super::performance::asked(&query) {
-        let mut details = super::performance::PerformanceDetails::default();
+        let mut details = miroir_proto::time::PerformanceDetails::default();
         for (_, answer) in &answers {
             details.add_answer(answer.get("performanceDetails"));
         }
         details.add("federating results > wait for remote results", waited);
         details.add("federating results > merge results", merged.elapsed());
-        response.insert("performanceDetails".into(), details.into_value());
+        response.insert("performanceDetails".into(), details.to_value());
     }
     Ok(Searched {
         body: response,

@@ -3,9 +3,7 @@
 use super::error::NodeError;
 use super::index::Index;
 use super::node::{Node, TaskOp};
-use super::search::{
-    Stages, facet_distribution, parse_filter, project, search, search_ranked, tokenize,
-};
+use super::search::{facet_distribution, parse_filter, project, search, search_ranked, tokenize};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,6 +11,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use miroir_proto::time::PerformanceDetails;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -1000,7 +999,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
     let started = std::time::Instant::now();
     // (position, index, weight, answer, matching documents in rank order)
     let mut results = Vec::new();
-    let mut stages = Stages::default();
+    let mut stages = PerformanceDetails::default();
     for (position, query) in queries.iter().enumerate() {
         let Some(mut query) = query.as_object().cloned() else {
             return Err(NodeError::invalid(
@@ -1068,7 +1067,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
         result
             .as_object_mut()
             .map(|r| r.insert("indexUid".into(), json!(uid)));
-        stages.extend(&spent);
+        stages.merge(&spent);
         results.push((position, uid, weight, result, matching));
     }
     stages.add(
@@ -1100,7 +1099,7 @@ fn federated(
     app: &App,
     federation: &Value,
     results: Vec<(usize, String, f64, Value, Vec<u64>)>,
-    mut stages: Stages,
+    mut stages: PerformanceDetails,
 ) -> Result<Value> {
     let show_performance = match federation.get("showPerformanceDetails") {
         None | Some(Value::Null) => false,

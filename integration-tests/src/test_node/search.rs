@@ -15,6 +15,7 @@
 use super::error::NodeError;
 use super::filter::{self, Filter, geo_point, haversine_m, leaves, lookup};
 use super::index::{Index, covers};
+use miroir_proto::time::PerformanceDetails;
 use serde_json::{Map, Value, json};
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -484,36 +485,6 @@ pub fn search(uid: &str, index: &Index, query: &Map<String, Value>) -> Result<Va
     search_ranked(uid, index, query).map(|(response, _, _)| response)
 }
 
-/// Time spent per stage of a request, for `performanceDetails` (Meilisearch ≥ 1.35):
-/// stage names as Meilisearch's (`search > keyword search`), a stage met again adds up,
-/// durations written as Rust's `{:.2?}`, as Meilisearch writes them.
-#[derive(Debug, Default)]
-pub struct Stages(Vec<(String, std::time::Duration)>);
-
-impl Stages {
-    pub fn add(&mut self, stage: &str, duration: std::time::Duration) {
-        match self.0.iter_mut().find(|(name, _)| name == stage) {
-            Some((_, total)) => *total += duration,
-            None => self.0.push((stage.to_owned(), duration)),
-        }
-    }
-
-    pub fn extend(&mut self, other: &Stages) {
-        for (stage, duration) in &other.0 {
-            self.add(stage, *duration);
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        Value::Object(
-            self.0
-                .iter()
-                .map(|(stage, duration)| (stage.clone(), json!(format!("{duration:.2?}"))))
-                .collect(),
-        )
-    }
-}
-
 /// [`search`], with every matching document's internal id in rank order (the hits are a
 /// slice of it): a federated search counts and facets the union of its queries' matches;
 /// and the time of each stage.
@@ -521,7 +492,7 @@ pub fn search_ranked(
     uid: &str,
     index: &Index,
     query: &Map<String, Value>,
-) -> Result<(Value, Vec<u64>, Stages), NodeError> {
+) -> Result<(Value, Vec<u64>, PerformanceDetails), NodeError> {
     if let Some(unknown) = query
         .keys()
         .find(|k| !SEARCH_PARAMETERS.contains(&k.as_str()))
@@ -719,9 +690,9 @@ pub fn search_ranked(
         }
     };
 
-    let mut stages = Stages::default();
+    let mut stages = PerformanceDetails::default();
     let mut stage = std::time::Instant::now();
-    let mut lap = |stages: &mut Stages, name: &str| {
+    let mut lap = |stages: &mut PerformanceDetails, name: &str| {
         let now = std::time::Instant::now();
         stages.add(name, now - stage);
         stage = now;
