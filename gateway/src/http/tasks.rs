@@ -252,17 +252,17 @@ impl TaskQuery {
     /// filters every finished task, and only tasks without a recorded outcome are left
     /// to check here.
     fn filters_status_only(&self) -> bool {
-        !self.statuses.is_empty()
-            && self.batch_uids.is_empty()
-            && self.canceled_by.is_empty()
-            && self.started == (None, None)
-            && self.finished == (None, None)
+        !self.statuses.is_empty() && !self.filters_views_beyond_status()
     }
 
     /// Whether some filters need the aggregated task (status, batch, start and finish).
     fn filters_views(&self) -> bool {
-        !self.statuses.is_empty()
-            || !self.batch_uids.is_empty()
+        !self.statuses.is_empty() || self.filters_views_beyond_status()
+    }
+
+    /// Whether filters other than `statuses` need the aggregated task.
+    fn filters_views_beyond_status(&self) -> bool {
+        !self.batch_uids.is_empty()
             || !self.canceled_by.is_empty()
             || self.started != (None, None)
             || self.finished != (None, None)
@@ -561,15 +561,15 @@ pub async fn list_batches(
             .filter(|s| asked.split(',').any(|a| a.trim() == *s || a.trim() == "*"))
             .collect(),
     };
-    let listed = if statuses.is_empty() {
+    let mut listed = if statuses.is_empty() {
         // Only `enqueued` asked for: no batch.
         Listed::empty(&params)?
     } else {
         params.insert("statuses".into(), statuses.join(","));
         listed(&state, &caller, &params).await?
     };
-    let results: Vec<Value> = listed.results.iter().filter_map(batch_of).collect();
-    Ok(Json(listed.respond(results)))
+    listed.results = listed.results.iter().filter_map(batch_of).collect();
+    Ok(Json(listed.respond()))
 }
 
 /// `GET /tasks` with Meilisearch's filters and paging. `statuses` alone is filtered by the
@@ -583,9 +583,7 @@ pub async fn list_tasks(
     Extension(caller): Extension<Caller>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, MeiliError> {
-    let mut listed = listed(&state, &caller, &params).await?;
-    let results = std::mem::take(&mut listed.results);
-    Ok(Json(listed.respond(results)))
+    Ok(Json(listed(&state, &caller, &params).await?.respond()))
 }
 
 /// A page of task views and what frames it.
@@ -608,10 +606,10 @@ impl Listed {
         })
     }
 
-    /// Meilisearch's page shape around `results` (tasks, or the batches made of them).
-    fn respond(&self, results: Vec<Value>) -> Value {
-        let from = results.first().and_then(|v| v["uid"].as_u64());
-        json!({"results": results, "total": self.total, "limit": self.limit, "from": from, "next": self.next})
+    /// Meilisearch's page shape around the results (tasks, or the batches made of them).
+    fn respond(self) -> Value {
+        let from = self.results.first().and_then(|v| v["uid"].as_u64());
+        json!({"results": self.results, "total": self.total, "limit": self.limit, "from": from, "next": self.next})
     }
 }
 
@@ -653,12 +651,12 @@ async fn listed(
     let page = list_page(state, request).await?;
     // Counted before this page's views, which record the outcomes of tasks they find
     // finished and so change what the control plane counts as unrecorded.
-    let status_total = if status_only {
+    let (status_total, seen) = if status_only {
         exact_status_total(state, &query, page.total, page.unrecorded).await?
     } else {
-        page.total
+        (page.total, HashMap::new())
     };
-    let mut all = views(state, &page.tasks).await;
+    let mut all = views_reusing(state, &page.tasks, seen).await;
     for (view, task) in all.iter_mut().zip(&page.tasks) {
         count_canceled(state, task, view).await;
     }
@@ -693,18 +691,40 @@ async fn listed(
     })
 }
 
+/// The views of `list`, taking those in `seen` (by uid) instead of asking again.
+async fn views_reusing(
+    state: &AppState,
+    list: &[pb::Task],
+    mut seen: HashMap<u32, Value>,
+) -> Vec<Value> {
+    if seen.is_empty() {
+        return views(state, list).await;
+    }
+    let missing: Vec<pb::Task> = list
+        .iter()
+        .filter(|t| !seen.contains_key(&t.uid))
+        .cloned()
+        .collect();
+    let fetched = views(state, &missing).await;
+    seen.extend(missing.iter().map(|t| t.uid).zip(fetched));
+    list.iter()
+        .map(|t| seen.remove(&t.uid).unwrap_or_default())
+        .collect()
+}
+
 /// The number of tasks matching a `statuses` filter: the control plane's `total` counts
 /// every unrecorded task (`unrecorded`) as matching; those are read from the nodes and
-/// counted for what they are, when there are at most 1000 (else `total` is kept).
+/// counted for what they are, when there are at most 1000 (else `total` is kept). Also
+/// the views it read, by uid, for the page to reuse.
 async fn exact_status_total(
     state: &AppState,
     query: &TaskQuery,
     mut total: u64,
     mut unrecorded: u64,
-) -> Result<u64, MeiliError> {
+) -> Result<(u64, HashMap<u32, Value>), MeiliError> {
     for _ in 0..3 {
         if unrecorded == 0 || unrecorded > 1000 {
-            return Ok(total);
+            return Ok((total, HashMap::new()));
         }
         let request = pb::ListTasksRequest {
             limit: 1000,
@@ -715,12 +735,10 @@ async fn exact_status_total(
         // The same unrecorded tasks as counted: the two counts agree. Otherwise outcomes
         // were recorded (or tasks created) in between, by any gateway: count again.
         if page.total == unrecorded {
-            let matching = views(state, &page.tasks)
-                .await
-                .iter()
-                .filter(|v| query.matches(v))
-                .count() as u64;
-            return Ok(total.saturating_sub(unrecorded) + matching);
+            let read = views(state, &page.tasks).await;
+            let matching = read.iter().filter(|v| query.matches(v)).count() as u64;
+            let seen = page.tasks.iter().map(|t| t.uid).zip(read).collect();
+            return Ok((total.saturating_sub(unrecorded) + matching, seen));
         }
         let counts = pb::ListTasksRequest {
             limit: 1,
@@ -729,7 +747,7 @@ async fn exact_status_total(
         let counts = list_page(state, counts).await?;
         (total, unrecorded) = (counts.total, counts.unrecorded);
     }
-    Ok(total)
+    Ok((total, HashMap::new()))
 }
 
 /// Every task the filters match (at most [`MAX_MATCHED`]), with its aggregated view.
