@@ -73,12 +73,15 @@ pub async fn serve<S>(
                     Err(status) => return refuse(stream, status).await,
                 }
             }
-            let read = if buffer.is_empty() {
+            if buffer.is_empty() {
                 // Between requests: shutdown closes the idle connection.
-                tokio::select! {
+                let read = tokio::select! {
                     biased;
                     _ = stopping.wait_for(|stop| *stop) => return,
                     read = stream.read_buf(&mut buffer) => read,
+                };
+                if matches!(read, Ok(0) | Err(_)) {
+                    return;
                 }
             } else {
                 let deadline = *head_deadline
@@ -86,11 +89,6 @@ pub async fn serve<S>(
                 if !read_more(&mut stream, &mut buffer, deadline, &mut stopping).await {
                     return;
                 }
-                continue;
-            };
-            match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
             }
         };
         let whole = head.length + head.body_length;
