@@ -68,6 +68,11 @@ fn instant(time: &str) -> Option<std::time::SystemTime> {
     humantime::parse_rfc3339(time).ok()
 }
 
+/// Whether a task status is final: `succeeded`, `failed` or `canceled`.
+pub fn is_final(status: &str) -> bool {
+    matches!(status, "succeeded" | "failed" | "canceled")
+}
+
 /// The full task view, fetching every node task.
 pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) -> Value {
     let mut fetches = JoinSet::new();
@@ -242,7 +247,7 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
             Some(error)
         })
     });
-    let finished = matches!(status, "succeeded" | "failed" | "canceled");
+    let finished = is_final(status);
     let times = |key: &str| -> Vec<String> {
         node_views
             .iter()

@@ -271,10 +271,7 @@ async fn wait_for_session(state: &AppState, session: &str) {
             return;
         };
         let view = crate::tasks::view(&task, &state.topology.current(), &state.nodes).await;
-        if matches!(
-            view["status"].as_str(),
-            Some("succeeded" | "failed" | "canceled")
-        ) {
+        if view["status"].as_str().is_some_and(crate::tasks::is_final) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

@@ -338,10 +338,8 @@ async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
         }));
     }
     while let Some(Ok((position, view))) = fetches.join_next().await {
-        if matches!(
-            view["status"].as_str(),
-            Some("succeeded" | "failed" | "canceled")
-        ) && every_node_known(&list[position], &topology)
+        if view["status"].as_str().is_some_and(tasks::is_final)
+            && every_node_known(&list[position], &topology)
         {
             record_outcome(state, list[position].uid, &view);
         }
@@ -939,12 +937,7 @@ pub async fn delete(
     let matched = matched_by_filters(&state, &caller, &params, "delete").await?;
     let finished: Vec<u32> = matched
         .iter()
-        .filter(|(_, view)| {
-            matches!(
-                view["status"].as_str(),
-                Some("succeeded" | "failed" | "canceled")
-            )
-        })
+        .filter(|(_, view)| view["status"].as_str().is_some_and(tasks::is_final))
         .map(|(task, _)| task.uid)
         .collect();
     let deleted = state
