@@ -426,6 +426,79 @@ async fn a_node_holding_every_shard_answers_like_one_meilisearch() {
     );
 }
 
+/// A client's bad filter or facet is refused through the gateway with the very error one
+/// Meilisearch gives: nodes asked for some of their shards get the client's filter beside
+/// Miroir's shard filter (not inside one string, which would quote and point into Miroir's
+/// text), and the `_miroir_shard` nodes list among filterable attributes is left out.
+#[tokio::test]
+async fn filter_errors_read_as_one_meilisearch() {
+    let (_dir, cp, _nodes, gateway) = fleet(3).await;
+    let meili = Meili::new(&gateway.url);
+    let single = miroir_integration_tests::TestNode::start().await;
+    let reference = Meili::new(&single.url);
+    for (target, extra) in [
+        (&meili, json!({"miroirReplicationFactor": 2})),
+        (&reference, json!({})),
+    ] {
+        for uid in ["books", "bare"] {
+            let mut create = json!({"uid": uid, "primaryKey": "id"});
+            create
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            target.ok(Method::POST, "/indexes", create).await;
+            target
+                .ok(
+                    Method::POST,
+                    &format!("/indexes/{uid}/documents"),
+                    json!([{"id": 1, "genre": "rock", "title": "a"}]),
+                )
+                .await;
+        }
+        target
+            .ok(
+                Method::PATCH,
+                "/indexes/books/settings",
+                json!({"filterableAttributes": ["genre", "Year"]}),
+            )
+            .await;
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let requests = [
+        ("/indexes/books/search", json!({"filter": "genre = "})),
+        (
+            "/indexes/books/search",
+            json!({"filter": "genre = rock AND title = a"}),
+        ),
+        (
+            "/indexes/books/search",
+            json!({"filter": ["genre = rock", ["title = a"]]}),
+        ),
+        ("/indexes/books/search", json!({"facets": ["title"]})),
+        ("/indexes/bare/search", json!({"filter": "title = a"})),
+        (
+            "/indexes/books/documents/fetch",
+            json!({"filter": "title = a"}),
+        ),
+        (
+            "/multi-search",
+            json!({"federation": {}, "queries": [{"indexUid": "books"}, {"indexUid": "books", "filter": "title = a"}]}),
+        ),
+    ];
+    for (path, body) in requests {
+        let (status, through_gateway) = meili.post(path, body.clone()).await;
+        let (direct_status, direct) = reference.post(path, body.clone()).await;
+        assert_eq!(direct_status, 400, "{path} {body}: {direct}");
+        assert_eq!(
+            (status, &through_gateway),
+            (direct_status, &direct),
+            "{path} {body}"
+        );
+    }
+}
+
 /// A node that answers too slowly holds no read past the node timeout: searches, reads
 /// by id and `GET /version` fail over to another replica and the answers are whole.
 #[tokio::test]

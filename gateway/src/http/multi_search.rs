@@ -178,6 +178,25 @@ fn inside(position: usize, failure: SearchFailure) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// A node's refusal of a union's federated search names the failing query by its place
+/// among the union's queries (`Inside `.queries[1]`: …`): the client is told its own place.
+fn inside_union(positions: &[usize], failure: SearchFailure) -> Response {
+    let (status, mut body) = failure.parts();
+    let named = body["message"].as_str().and_then(|message| {
+        let rest = message.strip_prefix("Inside `.queries[")?;
+        let (k, rest) = rest.split_once("]`: ")?;
+        Some((k.parse::<usize>().ok()?, rest.to_owned()))
+    });
+    let position = match named {
+        Some((k, rest)) if k < positions.len() => {
+            body["message"] = json!(rest);
+            positions[k]
+        }
+        _ => positions[0],
+    };
+    inside(position, SearchFailure::Node(status, body))
+}
+
 /// Runs the queries at once (each is a scatter-gather of its own); the answers in the
 /// queries' order.
 async fn run_all(
@@ -440,10 +459,7 @@ pub async fn multi_search(
                     facet_answers.insert(uid, facets);
                 }
             }
-            Err(failure) => {
-                let position = queries_of[&uid][0];
-                return Ok(inside(position, failure));
-            }
+            Err(failure) => return Ok(inside_union(&queries_of[&uid], failure)),
         }
     }
     let mut hits: Vec<FederatedHit> = Vec::new();

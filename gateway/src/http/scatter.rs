@@ -3,6 +3,7 @@
 //! counted twice with RF > 1); shards whose node fails are asked again of another live
 //! replica; what no replica can serve follows the shard-unavailable policy.
 
+use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use crate::config::ShardPolicy;
 use crate::nodes::{NodeAnswer, Unreachable};
@@ -265,14 +266,15 @@ fn node_query(
     Value::Object(node_body)
 }
 
-/// The client's filter ANDed with the node's shards.
+/// The client's filter ANDed with the node's shards, in the array form (an AND of its
+/// elements): Meilisearch parses each element on its own, so an error in the client's
+/// filter quotes it and points into it as one Meilisearch would, without Miroir's part.
 pub fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
     let own = miroir_proto::settings::shard_filter(shards);
     match client {
         None | Some(Value::Null) => json!(own),
         Some(Value::String(s)) if s.trim().is_empty() => json!(own),
-        Some(Value::String(s)) => json!(format!("{own} AND ({s})")),
-        // The array form is an AND of its elements.
+        Some(Value::String(s)) => json!([own, s]),
         Some(Value::Array(items)) => {
             let mut all = vec![json!(own)];
             all.extend(items.iter().cloned());
@@ -295,7 +297,16 @@ impl SearchFailure {
     /// The status and Meilisearch error body.
     pub fn parts(self) -> (StatusCode, Value) {
         match self {
-            Self::Node(status, body) => (status, body),
+            Self::Node(status, mut body) => {
+                // Nodes list `_miroir_shard` among the filterable attributes; clients never
+                // see it there, so not in errors either.
+                if let Some(message) = body.get("message").and_then(Value::as_str)
+                    && let Some(hidden) = super::strip::unlisted(message, SHARD_FIELD)
+                {
+                    body["message"] = Value::String(hidden);
+                }
+                (status, body)
+            }
             Self::Miroir(error) => (error.status, error.body()),
         }
     }
@@ -582,7 +593,7 @@ mod tests {
         );
         assert_eq!(
             with_shard_filter(Some(&json!("a = 1 OR b = 2")), &[0]),
-            json!(r#"_miroir_shard IN ["-"] AND (a = 1 OR b = 2)"#)
+            json!([r#"_miroir_shard IN ["-"]"#, "a = 1 OR b = 2"])
         );
         assert_eq!(
             with_shard_filter(Some(&json!(["a = 1", ["b = 2", "c = 3"]])), &[2]),

@@ -203,6 +203,29 @@ fn skip_value(json: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// A node's error message with `attribute` taken out of the attribute lists it holds
+/// (`` `a`, `_miroir_shard`, `b` ``), or `None` when it names no such attribute. A list of
+/// that attribute alone becomes Meilisearch's sentence for an index without filterable
+/// attributes (the only list a hidden attribute is in).
+pub fn unlisted(message: &str, attribute: &str) -> Option<String> {
+    let quoted = format!("`{attribute}`");
+    if !message.contains(&quoted) {
+        return None;
+    }
+    let mut out = message
+        .replace(&format!("{quoted}, "), "")
+        .replace(&format!(", {quoted}"), "");
+    while let Some(at) = out.find(&quoted) {
+        let start = out[..at].rfind(". ").map_or(0, |i| i + 2);
+        let end = out[at..].find('.').map_or(out.len(), |i| at + i + 1);
+        out.replace_range(
+            start..end,
+            "This index does not have configured filterable attributes.",
+        );
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +329,24 @@ mod tests {
                 assert_eq!(strip(&text), expected);
             }
         }
+    }
+
+    #[test]
+    fn a_hidden_attribute_leaves_error_lists() {
+        let hide = |m: &str| unlisted(m, "_miroir_shard");
+        assert_eq!(hide("Attribute `x` is not filterable."), None);
+        assert_eq!(
+            hide("Index `m`: Attribute `title` is not filterable. Available filterable attributes are: `_miroir_shard`, `genre`.\n1:6 title = x").as_deref(),
+            Some("Index `m`: Attribute `title` is not filterable. Available filterable attributes are: `genre`.\n1:6 title = x")
+        );
+        assert_eq!(
+            hide("Available filterable attribute patterns are: `Zeta`, `_miroir_shard`, `genre`.")
+                .as_deref(),
+            Some("Available filterable attribute patterns are: `Zeta`, `genre`.")
+        );
+        assert_eq!(
+            hide("Inside `.queries[1]`: Index `m`: Attribute `title` is not filterable. Available filterable attribute patterns are: `_miroir_shard`.\n1:6 title = x").as_deref(),
+            Some("Inside `.queries[1]`: Index `m`: Attribute `title` is not filterable. This index does not have configured filterable attributes.\n1:6 title = x")
+        );
     }
 }

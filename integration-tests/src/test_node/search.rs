@@ -346,17 +346,24 @@ fn not_sortable(uid: &str, index: &Index, attribute: &str) -> NodeError {
     )
 }
 
-/// Checks that every attribute `filter` names is filterable.
+/// Checks that every attribute `filter` names is filterable; an error quotes the filter
+/// string (of an array, the element) naming the attribute, as Meilisearch does.
 pub fn check_filterable(
     uid: &str,
     index: &Index,
     filter: &Filter,
-    raw: &str,
+    texts: &[&str],
     code: &'static str,
 ) -> Result<(), NodeError> {
     for attribute in filter.attributes() {
         if !index.is_filterable(attribute) {
             let tail = filterable_tail(index);
+            let raw = texts
+                .iter()
+                .find(|t| t.contains(attribute))
+                .or(texts.first())
+                .copied()
+                .unwrap_or_default();
             let start = raw.find(attribute).map_or(1, |i| i + 1);
             return Err(NodeError::invalid(
                 code,
@@ -370,6 +377,15 @@ pub fn check_filterable(
     Ok(())
 }
 
+/// The strings of a filter: itself, or an array's elements (inner arrays' too).
+fn filter_strings(raw: &Value) -> Vec<&str> {
+    match raw {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().flat_map(filter_strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Parses and checks a filter from a request.
 pub fn parse_filter(
     uid: &str,
@@ -378,22 +394,20 @@ pub fn parse_filter(
     code: &'static str,
 ) -> Result<Option<Filter>, NodeError> {
     let Some(raw) = raw else { return Ok(None) };
+    let texts = filter_strings(raw);
     let filter = filter::parse_json(raw).map_err(|message| {
-        let original = raw
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| raw.to_string());
+        // Meilisearch parses an array's strings one by one and quotes the one that fails.
+        let original = texts
+            .iter()
+            .find(|t| filter::parse(t).is_err())
+            .map_or_else(|| raw.to_string(), |t| (*t).to_owned());
         NodeError::invalid(
             code,
             format!("{message}\n1:{} {original}", original.chars().count() + 1),
         )
     })?;
     if let Some(filter) = &filter {
-        let text = raw
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| raw.to_string());
-        check_filterable(uid, index, filter, &text, code)?;
+        check_filterable(uid, index, filter, &texts, code)?;
     }
     Ok(filter)
 }
