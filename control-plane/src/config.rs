@@ -64,8 +64,9 @@ pub struct Config {
     #[arg(long, env = "MIROIR_HEALTH_SUCCESSES", default_value_t = 2)]
     pub health_successes: u32,
 
-    /// Interval between passes that make every node's API keys equal to the topology's
-    /// (also run right after each key change).
+    /// Interval between passes that make every node's API keys and experimental features
+    /// equal to the topology's (also run right after each change and when a node becomes
+    /// active).
     #[arg(long, env = "MIROIR_KEY_SYNC_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub key_sync_interval: Duration,
 

@@ -39,6 +39,7 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.AdminService/CreateKey",
     "/miroir.v1.AdminService/UpdateKey",
     "/miroir.v1.AdminService/DeleteKey",
+    "/miroir.v1.AdminService/UpdateExperimentalFeatures",
     "/miroir.v1.TaskService/CreateTask",
     "/miroir.v1.TaskService/DeleteTasks",
     "/miroir.v1.TaskService/RecordTaskOutcome",

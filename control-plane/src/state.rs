@@ -80,6 +80,8 @@ pub struct ServiceState {
     /// Held while node settings are being changed (a two-phase commit, a drift pass or a
     /// repair on demand), so two never interleave on one node.
     pub settings_lock: tokio::sync::Mutex<()>,
+    /// Serializes experimental-feature changes (each checks on a node, then records).
+    pub features_lock: tokio::sync::Mutex<()>,
     /// Wakes the shard-move reconciler after an operation is planned or controlled.
     pub moves_wake: tokio::sync::Notify,
     /// Live progress of the shard moves this leader drives.
@@ -115,6 +117,7 @@ impl ServiceState {
             key_sync: tokio::sync::Notify::new(),
             settings_wake: tokio::sync::Notify::new(),
             settings_lock: tokio::sync::Mutex::new(()),
+            features_lock: tokio::sync::Mutex::new(()),
             moves_wake: tokio::sync::Notify::new(),
             move_progress: Default::default(),
             lease_renewed_at: Mutex::new(None),

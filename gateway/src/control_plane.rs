@@ -148,6 +148,7 @@ rpc! {
     admin create_key(CreateKeyRequest) -> KeyResponse;
     admin update_key(UpdateKeyRequest) -> KeyResponse;
     admin delete_key(DeleteKeyRequest) -> KeyResponse;
+    admin update_experimental_features(UpdateExperimentalFeaturesRequest) -> ExperimentalFeaturesResponse;
     tasks create_task(CreateTaskRequest) -> Task;
     tasks get_task(GetTaskRequest) -> Task;
     tasks list_tasks(ListTasksRequest) -> ListTasksResponse;

@@ -103,6 +103,13 @@ def main(url: str, key: str) -> None:
     done = client.wait_for_task(dump.task_uid, timeout_in_ms=20000)
     assert done.status == "succeeded" and done.type == "dumpCreation", done
 
+    features = client.update_experimental_features({"containsFilter": True})
+    assert features["containsFilter"] is True, features
+    assert client.get_experimental_features()["containsFilter"] is True
+    contains = index.search("", {"filter": "genre CONTAINS oetr", "limit": 100})
+    assert contains["hits"] and all(h["genre"] == "poetry" for h in contains["hits"]), contains
+    client.update_experimental_features({"containsFilter": False})
+
     stats = client.get_all_stats()
     assert stats["indexes"]["books"]["numberOfDocuments"] == 29, stats
 

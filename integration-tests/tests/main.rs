@@ -7,6 +7,7 @@ mod ctl_dev;
 mod deploy_manifests;
 mod fleet_rules;
 mod gateway_documents;
+mod gateway_experimental_features;
 mod gateway_indexes;
 mod gateway_keys;
 mod gateway_reads;

@@ -93,6 +93,21 @@ async fn the_rust_sdk_works_unchanged() {
     assert_eq!(multi.results[0].estimated_total_hits, Some(10));
     assert_eq!(multi.results[1].hits.len(), 10);
 
+    // Experimental features: set on every node; CONTAINS then filters on all of them.
+    let mut features = meilisearch_sdk::features::ExperimentalFeatures::new(&client);
+    features.set_contains_filter(true);
+    assert!(features.update().await.unwrap().contains_filter);
+    assert!(features.get().await.unwrap().contains_filter);
+    let contains: meilisearch_sdk::search::SearchResults<Movie> = index
+        .search()
+        .with_filter("genre CONTAINS orro")
+        .with_limit(100)
+        .execute()
+        .await
+        .unwrap();
+    assert!(!contains.hits.is_empty());
+    assert!(contains.hits.iter().all(|h| h.result.genre == "horror"));
+
     // A dump and a snapshot: every node makes its own, under one task.
     let dump = client.create_dump().await.unwrap();
     let dump_uid = dump.task_uid;

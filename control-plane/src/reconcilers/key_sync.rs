@@ -151,5 +151,7 @@ pub async fn run(state: Arc<ServiceState>) {
             _ = state.key_sync.notified() => {}
         }
         sync_all(&state).await;
+        // Nodes that become active get the fleet's experimental features on this beat too.
+        crate::reconcilers::feature_sync::sync_all(&state).await;
     }
 }

@@ -774,6 +774,18 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn update_experimental_features(
+        &self,
+        request: Request<pb::UpdateExperimentalFeaturesRequest>,
+    ) -> Result<Response<pb::ExperimentalFeaturesResponse>, Status> {
+        let patch: Value = serde_json::from_str(&request.into_inner().patch_json).map_err(|e| {
+            ControlPlaneError::InvalidArgument(format!("`patch_json` is not JSON: {e}"))
+        })?;
+        Ok(Response::new(
+            crate::reconcilers::feature_sync::update(&self.state, patch).await?,
+        ))
+    }
+
     async fn set_replication_factor(
         &self,
         request: Request<pb::SetReplicationFactorRequest>,

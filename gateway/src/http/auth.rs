@@ -181,6 +181,8 @@ pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
         ("/indexes/{uid}", "DELETE") => "indexes.delete",
         ("/swap-indexes", _) => "indexes.swap",
         ("/dumps", _) => "dumps.create",
+        ("/experimental-features", "GET") => "experimental.get",
+        ("/experimental-features", _) => "experimental.update",
         ("/snapshots", _) => "snapshots.create",
         ("/tasks" | "/tasks/{uid}" | "/batches" | "/batches/{uid}", "GET") => "tasks.get",
         ("/tasks/cancel", _) => "tasks.cancel",

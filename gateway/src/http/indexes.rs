@@ -29,7 +29,10 @@ pub fn json_object(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
         Ok(Value::Object(map)) => Ok(map),
         Ok(other) => Err(MeiliError::invalid(
             "bad_request",
-            format!("Invalid value type: expected an object, but found: `{other}`"),
+            format!(
+                "Invalid value type: expected an object, but found {}: `{other}`",
+                super::error::json_kind(&other)
+            ),
         )),
         Err(e) => Err(MeiliError::invalid(
             "malformed_payload",
@@ -446,6 +449,12 @@ pub async fn list(
 
 /// `GET /version`: the version of a live node (every node runs the same Meilisearch).
 pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, MeiliError> {
+    from_a_live_node(&state, "/version").await.map(Json)
+}
+
+/// A `GET path` every node answers alike (version, experimental features), asked of the
+/// live nodes in turn until one answers.
+pub async fn from_a_live_node(state: &AppState, path: &str) -> Result<Value, MeiliError> {
     let topology = state.topology.current();
     // Owned, so no iterator's closure lives across an await (the handler must be Send).
     let live: Vec<(String, String)> = topology
@@ -454,14 +463,13 @@ pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, Meili
         .filter(|n| n.serves())
         .map(|n| (n.id.clone(), n.address.clone()))
         .collect();
-    let state = &state;
     let asked = crate::nodes::in_turn(
         state.config.node_timeout,
         live,
         |(id, address)| async move {
             match state
                 .nodes
-                .call(&id, &address, http::Method::GET, "/version", None)
+                .call(&id, &address, http::Method::GET, path, None)
                 .await
             {
                 Ok(answer) if answer.status == 200 => Ok(answer.body),
@@ -470,13 +478,12 @@ pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, Meili
         },
     )
     .await;
-    if let Ok(version) = asked {
-        return Ok(Json(version));
-    }
-    Err(MeiliError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "miroir_node_unavailable",
-        ErrorType::System,
-        "no live node answered GET /version",
-    ))
+    asked.map_err(|_| {
+        MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_node_unavailable",
+            ErrorType::System,
+            format!("no live node answered GET {path}"),
+        )
+    })
 }

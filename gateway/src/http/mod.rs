@@ -6,6 +6,7 @@ mod consistency;
 mod document_reads;
 mod documents;
 pub mod error;
+mod experimental_features;
 mod fleet;
 mod indexes;
 mod keys;
@@ -95,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         .route("/batches", get(tasks::list_batches))
         .route("/batches/{uid}", get(tasks::get_batch))
         .route("/version", get(indexes::version))
+        .route(
+            "/experimental-features",
+            get(experimental_features::get).patch(experimental_features::update),
+        )
         .route("/keys", get(keys::list).post(keys::create))
         .route(
             "/keys/{key}",

@@ -11,6 +11,7 @@
 //!           | attr value "TO" value
 //!           | attr ["NOT"] "EXISTS" | attr "IS" ["NOT"] ("NULL" | "EMPTY")
 //!           | attr ["NOT"] "IN" "[" value ("," value)* [","] "]"
+//!           | attr ["NOT"] ("CONTAINS" | "STARTS" "WITH") value
 //! geo       = "_geoRadius(" lat "," lng "," meters ")"
 //!           | "_geoBoundingBox([" lat "," lng "],[" lat "," lng "])"
 //! ```
@@ -41,6 +42,11 @@ pub enum Filter {
     IsEmpty(String),
     /// `attr IN [values]`.
     In(String, Vec<String>),
+    /// `attr CONTAINS value`: a string value holding `value` (the `containsFilter`
+    /// experimental feature).
+    Contains(String, String),
+    /// `attr STARTS WITH value` (the same feature).
+    StartsWith(String, String),
     /// `_geoRadius(lat, lng, meters)`.
     GeoRadius(f64, f64, f64),
     /// `_geoBoundingBox([top, right], [bottom, left])`.
@@ -108,6 +114,29 @@ pub fn parse_json(filter: &Value) -> Result<Option<Filter>, String> {
             "Invalid syntax for the filter parameter: `expected String, Array, found: {other}`."
         )),
     }
+}
+
+/// Where `input` uses `CONTAINS` or `STARTS WITH`, as Meilisearch reports it in its
+/// `feature_not_enabled` error: the operator's 1-based start and end columns.
+pub fn contains_operator(input: &str) -> Option<(usize, usize)> {
+    let tokens = tokenize(input).ok()?;
+    let word = |i: usize, keyword: &str| matches!(tokens.get(i), Some(Token::Word { text, quoted: false, .. }) if text.eq_ignore_ascii_case(keyword));
+    let column = |byte: usize| input[..byte].chars().count() + 1;
+    (1..tokens.len()).find_map(|i| {
+        let Some(Token::Word { start, text, .. }) = tokens.get(i) else {
+            return None;
+        };
+        if word(i, "CONTAINS") {
+            Some((column(*start), column(*start) + text.chars().count()))
+        } else if word(i, "STARTS") && word(i + 1, "WITH") {
+            let Some(Token::Word { start: with, .. }) = tokens.get(i + 1) else {
+                return None;
+            };
+            Some((column(*start), column(*with) + 4))
+        } else {
+            None
+        }
+    })
 }
 
 /// Parses a filter string.
@@ -417,6 +446,27 @@ impl Parser<'_> {
                 filter
             });
         }
+        let negate = self.keyword("NOT")
+            && (self.keyword_at(1, "CONTAINS")
+                || (self.keyword_at(1, "STARTS") && self.keyword_at(2, "WITH")));
+        if negate {
+            self.pos += 1;
+        }
+        let starts = self.keyword("STARTS") && self.keyword_at(1, "WITH");
+        if starts || self.keyword("CONTAINS") {
+            self.pos += if starts { 2 } else { 1 };
+            let value = self.word("a value")?;
+            let filter = if starts {
+                Filter::StartsWith(attribute, value)
+            } else {
+                Filter::Contains(attribute, value)
+            };
+            return Ok(if negate {
+                Filter::Not(Box::new(filter))
+            } else {
+                filter
+            });
+        }
         let negate_in = self.keyword("NOT") && self.keyword_at(1, "IN");
         if negate_in {
             self.pos += 1;
@@ -454,7 +504,7 @@ impl Parser<'_> {
                 let from = self.word("a value")?;
                 if !self.keyword("TO") {
                     return Err(format!(
-                        "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `_geoRadius`, or `_geoBoundingBox` at `{}`.",
+                        "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `CONTAINS`, `NOT CONTAINS`, `STARTS WITH`, `NOT STARTS WITH`, `_geoRadius`, or `_geoBoundingBox` at `{}`.",
                         self.input.trim()
                     ));
                 }
@@ -463,7 +513,7 @@ impl Parser<'_> {
                 Ok(Filter::Range(attribute, from, to))
             }
             _ => Err(format!(
-                "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `_geoRadius`, or `_geoBoundingBox` at `{}`.",
+                "Was expecting an operation `=`, `!=`, `>=`, `>`, `<=`, `<`, `IN`, `NOT IN`, `TO`, `EXISTS`, `NOT EXISTS`, `IS NULL`, `IS NOT NULL`, `IS EMPTY`, `IS NOT EMPTY`, `CONTAINS`, `NOT CONTAINS`, `STARTS WITH`, `NOT STARTS WITH`, `_geoRadius`, or `_geoBoundingBox` at `{}`.",
                 self.input.trim()
             )),
         }
@@ -489,7 +539,9 @@ impl Filter {
             | Filter::Exists(a)
             | Filter::IsNull(a)
             | Filter::IsEmpty(a)
-            | Filter::In(a, _) => out.push(a),
+            | Filter::In(a, _)
+            | Filter::Contains(a, _)
+            | Filter::StartsWith(a, _) => out.push(a),
             Filter::GeoRadius(..) | Filter::GeoBox(..) => out.push("_geo"),
         }
     }
@@ -521,6 +573,19 @@ impl Filter {
             Filter::In(attribute, values) => leaves(document, attribute)
                 .iter()
                 .any(|v| values.iter().any(|value| compare(v, Op::Eq, value))),
+            // Facet strings are compared lower-cased, as Meilisearch normalizes them.
+            Filter::Contains(attribute, value) | Filter::StartsWith(attribute, value) => {
+                let value = value.to_lowercase();
+                leaves(document, attribute).iter().any(|v| {
+                    v.as_str().is_some_and(|s| {
+                        let s = s.to_lowercase();
+                        match self {
+                            Filter::Contains(..) => s.contains(&value),
+                            _ => s.starts_with(&value),
+                        }
+                    })
+                })
+            }
             Filter::GeoRadius(lat, lng, meters) => geo_point(document)
                 .is_some_and(|(dlat, dlng)| haversine_m(*lat, *lng, dlat, dlng) <= *meters),
             Filter::GeoBox((top, right), (bottom, left)) => {
@@ -643,6 +708,28 @@ mod tests {
         parse(filter)
             .unwrap_or_else(|e| panic!("{filter}: {e}"))
             .matches(&document)
+    }
+
+    #[test]
+    fn contains_and_starts_with() {
+        let doc = json!({"title": "The Kefir Saga", "tags": ["alpha", "Beta"], "year": 1999});
+        assert!(check("title CONTAINS kefir", doc.clone()));
+        assert!(check("title CONTAINS 'IR SA'", doc.clone()));
+        assert!(!check("title NOT CONTAINS kefir", doc.clone()));
+        assert!(check("tags STARTS WITH be", doc.clone()));
+        assert!(!check("title STARTS WITH kefir", doc.clone()));
+        assert!(check(
+            "title NOT STARTS WITH kefir AND tags CONTAINS lph",
+            doc.clone()
+        ));
+        assert!(!check("year CONTAINS 99", doc), "numbers are not strings");
+        assert_eq!(contains_operator("doggo CONTAINS kefir"), Some((7, 15)));
+        assert_eq!(
+            contains_operator("doggo != echo AND doggo CONTAINS kefir"),
+            Some((25, 33))
+        );
+        assert_eq!(contains_operator("a STARTS WITH b"), Some((3, 14)));
+        assert_eq!(contains_operator("contains = 'CONTAINS'"), None);
     }
 
     #[test]

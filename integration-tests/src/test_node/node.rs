@@ -120,7 +120,20 @@ pub struct NodeState {
     next_task: u64,
     /// When the last task finished.
     pub last_update: Option<String>,
+    /// The experimental features turned on (`PATCH /experimental-features`).
+    pub features: std::collections::BTreeSet<String>,
 }
+
+/// Meilisearch 1.13's experimental features that `/experimental-features` toggles, in the
+/// order it lists them.
+pub const EXPERIMENTAL_FEATURES: [&str; 6] = [
+    "metrics",
+    "logsRoute",
+    "editDocumentsByFunction",
+    "containsFilter",
+    "network",
+    "getTaskDocumentsRoute",
+];
 
 /// A handle to the node, shared by the routes and the task worker.
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use super::error::NodeError;
 use super::index::Index;
-use super::node::{Node, TaskOp};
+use super::node::{EXPERIMENTAL_FEATURES, Node, NodeState, TaskOp};
 use super::search::{facet_distribution, parse_filter, project, search, search_ranked, tokenize};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -76,6 +76,7 @@ pub fn router(master_key: Option<String>) -> Router {
         .route("/indexes/{uid}/settings/{name}", get(get_setting).put(put_setting).patch(put_setting).delete(reset_setting))
         .route("/multi-search", post(multi_search))
         .route("/swap-indexes", post(swap_indexes))
+        .route("/experimental-features", get(get_features).patch(patch_features))
         .route("/dumps", post(create_dump))
         .route("/snapshots", post(create_snapshot))
         .route("/tasks", get(list_tasks).delete(delete_tasks))
@@ -205,10 +206,13 @@ fn json_object(body: &Bytes) -> Result<Map<String, Value>> {
     }
 }
 
+/// How Meilisearch (deserr) names a JSON value's kind in its type errors.
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_u64() => "a positive integer",
+        Value::Number(n) if n.is_i64() => "a negative integer",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
@@ -217,12 +221,122 @@ fn kind_of(value: &Value) -> &'static str {
 }
 
 fn with_index<T>(app: &App, uid: &str, f: impl FnOnce(&Index) -> Result<T>) -> Result<T> {
+    with_index_filtered(app, uid, None, f)
+}
+
+/// [`with_index`] for a request carrying `filter`: once the index is found, a filter using
+/// `CONTAINS` or `STARTS WITH` is refused unless the `containsFilter` experimental feature
+/// is on, as in Meilisearch.
+fn with_index_filtered<T>(
+    app: &App,
+    uid: &str,
+    filter: Option<&Value>,
+    f: impl FnOnce(&Index) -> Result<T>,
+) -> Result<T> {
     let state = app.node.lock();
     let index = state
         .indexes
         .get(uid)
         .ok_or_else(|| NodeError::index_not_found(uid))?;
+    if !state.features.contains("containsFilter") {
+        refuse_contains(filter)?;
+    }
     f(index)
+}
+
+/// Meilisearch's `feature_not_enabled` for the first filter string using `CONTAINS` or
+/// `STARTS WITH`.
+fn refuse_contains(filter: Option<&Value>) -> Result<()> {
+    fn strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::String(s) => out.push(s),
+            Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
+            _ => {}
+        }
+    }
+    let mut texts = Vec::new();
+    if let Some(filter) = filter {
+        strings(filter, &mut texts);
+    }
+    for text in texts {
+        if let Some((start, end)) = super::filter::contains_operator(text) {
+            return Err(NodeError {
+                status: StatusCode::BAD_REQUEST,
+                code: "feature_not_enabled",
+                kind: "invalid_request",
+                message: format!(
+                    "Using `CONTAINS` or `STARTS WITH` in a filter requires enabling the `contains filter` experimental feature. See https://github.com/orgs/meilisearch/discussions/763\n{start}:{end} {text}"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The experimental features as Meilisearch lists them.
+fn features_view(state: &NodeState) -> Value {
+    let features: Map<String, Value> = EXPERIMENTAL_FEATURES
+        .iter()
+        .map(|f| ((*f).to_owned(), json!(state.features.contains(*f))))
+        .collect();
+    Value::Object(features)
+}
+
+/// `GET /experimental-features`.
+async fn get_features(State(app): State<App>) -> Json<Value> {
+    Json(features_view(&app.node.lock()))
+}
+
+/// `PATCH /experimental-features`: booleans set, `null` or absent leave a feature as it
+/// is; an unknown feature or a value of another type changes nothing.
+async fn patch_features(State(app): State<App>, body: Bytes) -> Result<Json<Value>> {
+    let body = json_body(&body)?;
+    let Value::Object(patch) = body else {
+        return Err(NodeError::invalid(
+            "bad_request",
+            format!(
+                "Invalid value type: expected an object, but found {}: `{body}`",
+                kind_of(&body)
+            ),
+        ));
+    };
+    for (feature, value) in &patch {
+        if !EXPERIMENTAL_FEATURES.contains(&feature.as_str()) {
+            let expected: Vec<String> = EXPERIMENTAL_FEATURES
+                .iter()
+                .map(|f| format!("`{f}`"))
+                .collect();
+            return Err(NodeError::invalid(
+                "bad_request",
+                format!(
+                    "Unknown field `{feature}`: expected one of {}",
+                    expected.join(", ")
+                ),
+            ));
+        }
+        if !(value.is_boolean() || value.is_null()) {
+            return Err(NodeError::invalid(
+                "bad_request",
+                format!(
+                    "Invalid value type at `.{feature}`: expected a boolean, but found {}: `{value}`",
+                    kind_of(value)
+                ),
+            ));
+        }
+    }
+    let mut state = app.node.lock();
+    for (feature, value) in patch {
+        match value.as_bool() {
+            Some(true) => {
+                state.features.insert(feature);
+            }
+            Some(false) => {
+                state.features.remove(&feature);
+            }
+            None => {}
+        }
+    }
+    Ok(Json(features_view(&state)))
 }
 
 fn index_view(uid: &str, index: &Index) -> Value {
@@ -671,6 +785,9 @@ async fn delete_by_filter(
             "Missing field `filter`",
         ));
     };
+    if !app.node.lock().features.contains("containsFilter") {
+        refuse_contains(Some(&filter))?;
+    }
     if super::filter::parse_json(&filter)
         .map_err(|e| NodeError::invalid("invalid_document_filter", e))?
         .is_none()
@@ -811,7 +928,9 @@ async fn get_documents(
             serde_json::from_str(filter).unwrap_or_else(|_| json!(filter)),
         );
     }
-    with_index(&app, &uid, |index| browse(&uid, index, &request).map(Json))
+    with_index_filtered(&app, &uid, request.get("filter"), |index| {
+        browse(&uid, index, &request).map(Json)
+    })
 }
 
 async fn fetch_documents(
@@ -824,7 +943,9 @@ async fn fetch_documents(
     } else {
         json_object(&body)?
     };
-    with_index(&app, &uid, |index| browse(&uid, index, &request).map(Json))
+    with_index_filtered(&app, &uid, request.get("filter"), |index| {
+        browse(&uid, index, &request).map(Json)
+    })
 }
 
 async fn get_document(
@@ -914,7 +1035,9 @@ async fn search_get(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>> {
     let query = search_params(&params);
-    with_index(&app, &uid, |index| search(&uid, index, &query).map(Json))
+    with_index_filtered(&app, &uid, query.get("filter"), |index| {
+        search(&uid, index, &query).map(Json)
+    })
 }
 
 async fn search_post(
@@ -927,7 +1050,9 @@ async fn search_post(
     } else {
         json_object(&body)?
     };
-    with_index(&app, &uid, |index| search(&uid, index, &query).map(Json))
+    with_index_filtered(&app, &uid, query.get("filter"), |index| {
+        search(&uid, index, &query).map(Json)
+    })
 }
 
 async fn facet_search(
@@ -950,7 +1075,7 @@ async fn facet_search(
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     body.remove("exhaustiveFacetCount");
-    with_index(&app, &uid, |index| {
+    with_index_filtered(&app, &uid, body.get("filter"), |index| {
         if index.settings.get("facetSearch") == Some(&Value::Bool(false)) {
             return Err(NodeError::invalid(
                 "facet_search_disabled",
@@ -1046,19 +1171,20 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
                 ),
             ));
         }
-        let (mut result, matching, spent) = with_index(&app, &uid, |index| {
-            search_ranked(&uid, index, &query)
-        })
-        .map_err(|e| NodeError {
-            message: format!("Inside `.queries[{position}]`: {}", e.message),
-            // A missing index is not the request's URL: 400, not 404.
-            status: if e.code == "index_not_found" {
-                StatusCode::BAD_REQUEST
-            } else {
-                e.status
-            },
-            ..e
-        })?;
+        let (mut result, matching, spent) =
+            with_index_filtered(&app, &uid, query.get("filter"), |index| {
+                search_ranked(&uid, index, &query)
+            })
+            .map_err(|e| NodeError {
+                message: format!("Inside `.queries[{position}]`: {}", e.message),
+                // A missing index is not the request's URL: 400, not 404.
+                status: if e.code == "index_not_found" {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    e.status
+                },
+                ..e
+            })?;
         let weight = options
             .as_ref()
             .and_then(|o| o.get("weight"))
