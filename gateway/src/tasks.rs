@@ -297,6 +297,17 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
                 .collect();
             details.insert("miroirDumpUids".into(), Value::Object(dumps));
         }
+        // Every node compacted its own copy: its sizes, by node.
+        if succeeded && task.task_type == "indexCompaction" {
+            let sizes: Map<String, Value> = node_views
+                .iter()
+                .filter_map(|(node, view)| {
+                    let details = view.as_ref().ok()?["details"].as_object()?;
+                    Some((node.clone(), Value::Object(details.clone())))
+                })
+                .collect();
+            details.insert("miroirCompactions".into(), Value::Object(sizes));
+        }
     }
     let mut view = Map::new();
     view.insert("uid".into(), json!(task.uid));

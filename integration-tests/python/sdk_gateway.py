@@ -99,6 +99,9 @@ def main(url: str, key: str) -> None:
     assert len(batches.results) == 2 and batches.total >= 5, batches
     newest = client.get_batch(batches.results[0].uid)
     assert newest.uid == batches.results[0].uid and newest.stats["totalNbTasks"] == 1, newest
+    compaction = index.compact()
+    done = client.wait_for_task(compaction.task_uid, timeout_in_ms=20000)
+    assert done.status == "succeeded" and done.type == "indexCompaction", done
     dump = client.create_dump()
     done = client.wait_for_task(dump.task_uid, timeout_in_ms=20000)
     assert done.status == "succeeded" and done.type == "dumpCreation", done

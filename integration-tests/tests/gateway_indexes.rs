@@ -98,6 +98,36 @@ async fn indexes_are_created_and_deleted_on_every_node() {
         (400, Some("invalid_index_uid"))
     );
 
+    // Compaction: every node compacts its copy under one task.
+    let (status, enqueued) = meili.post("/indexes/movies/compact", json!(null)).await;
+    assert_eq!(
+        (
+            status,
+            enqueued["type"].as_str(),
+            enqueued["indexUid"].as_str()
+        ),
+        (202, Some("indexCompaction"), Some("movies")),
+        "{enqueued}"
+    );
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let compactions = task["details"]["miroirCompactions"].as_object().unwrap();
+    assert_eq!(compactions.len(), 3, "one per node: {task}");
+    assert!(
+        compactions
+            .values()
+            .all(|c| c["postCompactionSize"].is_string()),
+        "{task}"
+    );
+    for node in &nodes {
+        let (_, tasks) = Meili::new(&node.url)
+            .get("/tasks?types=indexCompaction")
+            .await;
+        assert_eq!(tasks["total"], 1, "{}: {tasks}", node.url);
+    }
+    let (_, listed) = meili.get("/tasks?types=indexCompaction").await;
+    assert_eq!(listed["total"], 1, "{listed}");
+
     let task = meili
         .ok(Method::DELETE, "/indexes/movies", json!(null))
         .await;
@@ -107,6 +137,12 @@ async fn indexes_are_created_and_deleted_on_every_node() {
         assert_eq!(status, 404);
     }
     let (_, enqueued) = meili.delete("/indexes/movies").await;
+    assert_eq!(
+        meili.wait_task(&enqueued).await["error"]["code"],
+        "index_not_found"
+    );
+    let (status, enqueued) = meili.post("/indexes/movies/compact", json!(null)).await;
+    assert_eq!(status, 202, "{enqueued}");
     assert_eq!(
         meili.wait_task(&enqueued).await["error"]["code"],
         "index_not_found"

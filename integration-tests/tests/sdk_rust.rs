@@ -131,6 +131,16 @@ async fn the_rust_sdk_works_unchanged() {
             .unwrap(),
     );
 
+    succeeded(
+        &index
+            .compact()
+            .await
+            .unwrap()
+            .wait_for_completion(&client, None, None)
+            .await
+            .unwrap(),
+    );
+
     // Batches: each started task is one.
     let batches = client.get_batches().await.unwrap();
     assert!(batches.total >= 2, "{batches:?}");

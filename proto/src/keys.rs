@@ -18,6 +18,7 @@ pub const ACTIONS: &[&str] = &[
     "indexes.update",
     "indexes.delete",
     "indexes.swap",
+    "indexes.compact",
     "tasks.*",
     "tasks.cancel",
     "tasks.delete",

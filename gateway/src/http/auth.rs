@@ -179,6 +179,7 @@ pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
         ("/indexes" | "/indexes/{uid}", "GET") => "indexes.get",
         ("/indexes/{uid}", "PATCH") => "indexes.update",
         ("/indexes/{uid}", "DELETE") => "indexes.delete",
+        ("/indexes/{uid}/compact", _) => "indexes.compact",
         ("/swap-indexes", _) => "indexes.swap",
         ("/dumps", _) => "dumps.create",
         ("/experimental-features", "GET") => "experimental.get",

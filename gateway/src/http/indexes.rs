@@ -395,6 +395,28 @@ pub fn find_index(state: &AppState, uid: &str) -> Result<pb::Index, MeiliError> 
     index_in(&state.topology.current(), uid).cloned()
 }
 
+/// `POST /indexes/{uid}/compact` (Meilisearch 1.23): every node compacts its copy of the
+/// index under one `indexCompaction` task; once it succeeded, `details.miroirCompactions`
+/// gives each node's sizes before and after. A missing index is a failed task, as in
+/// Meilisearch.
+pub async fn compact(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+) -> Result<Response, MeiliError> {
+    if index_in(&state.topology.current(), &uid).is_err() {
+        return failed_task(
+            &state,
+            &uid,
+            "indexCompaction",
+            json!({}),
+            index_not_found(&uid),
+        )
+        .await;
+    }
+    let path = format!("/indexes/{uid}/compact");
+    super::tasks::on_every_node(&state, Some(&uid), &path, "indexCompaction", json!({})).await
+}
+
 /// Meilisearch's `index_not_found`.
 pub fn index_not_found(uid: &str) -> MeiliError {
     MeiliError::new(

@@ -107,6 +107,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/stats", get(stats::all))
         .route("/indexes/{uid}/stats", get(stats::one))
+        .route(
+            "/indexes/{uid}/compact",
+            axum::routing::post(indexes::compact),
+        )
         // Only matched routes: Meilisearch checks credentials inside its handlers, so an
         // unknown route is a 404 even without them.
         .route_layer(axum::middleware::from_fn_with_state(

@@ -32,6 +32,7 @@ const TYPES: &[&str] = &[
     "dumpCreation",
     "snapshotCreation",
     "upgradeDatabase",
+    "indexCompaction",
 ];
 
 /// Meilisearch's task statuses.
@@ -858,6 +859,50 @@ pub async fn cancel(
     };
     let task = record_task(&state, request).await?;
     Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
+}
+
+/// Asks every node of the fleet for `POST path` and records one client task (of
+/// `index_uid`, if any) over their tasks: it succeeds when all of theirs did.
+pub(super) async fn on_every_node(
+    state: &AppState,
+    index_uid: Option<&str>,
+    path: &str,
+    task_type: &str,
+    details: Value,
+) -> Result<Response, MeiliError> {
+    let enqueued_at_ms = miroir_proto::time::now_ms();
+    let topology = state.topology.current();
+    // Before a topology with nodes is known, "every node" would be none.
+    if topology.nodes.is_empty() {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_not_ready",
+            ErrorType::System,
+            "the gateway knows no node of the fleet yet",
+        ));
+    }
+    let calls = topology
+        .nodes
+        .iter()
+        .map(|node| (node.id.clone(), path.to_owned()))
+        .collect();
+    let what = format!("`POST {path}`");
+    let (node_tasks, error_json) = enqueue_on_nodes(state, calls, &what).await;
+    let request = pb::CreateTaskRequest {
+        index_uid: index_uid.map(str::to_owned),
+        task_type: task_type.to_owned(),
+        node_tasks,
+        details_json: if details.is_null() {
+            String::new()
+        } else {
+            details.to_string()
+        },
+        enqueued_at_ms,
+        error_json,
+        cancels: Vec::new(),
+    };
+    let task = record_task(state, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(tasks::summary(&task))).into_response())
 }
 
 /// POSTs `path` to each node named in `calls` and returns the node tasks they enqueued,

@@ -65,6 +65,7 @@ pub fn router(master_key: Option<String>) -> Router {
         .route("/indexes", get(list_indexes).post(create_index))
         .route("/indexes/{uid}", get(get_index).patch(update_index).delete(delete_index))
         .route("/indexes/{uid}/stats", get(index_stats))
+        .route("/indexes/{uid}/compact", post(compact_index))
         .route(documents, get(get_documents).post(add_documents).put(update_documents).delete(clear_documents))
         .route(&format!("{documents}/fetch"), post(fetch_documents))
         .route(&format!("{documents}/delete-batch"), post(delete_batch))
@@ -1592,6 +1593,17 @@ async fn create_dump(State(app): State<App>) -> Response {
         "dumpCreation",
         Some(json!({"dumpUid": null})),
         TaskOp::Dump,
+    ))
+}
+
+/// `POST /indexes/{uid}/compact`: an `indexCompaction` task, enqueued whether or not
+/// the index exists (it then fails), as in Meilisearch.
+async fn compact_index(State(app): State<App>, Path(uid): Path<String>) -> Response {
+    accepted(app.node.enqueue(
+        Some(&uid),
+        "indexCompaction",
+        Some(json!({})),
+        TaskOp::Compact,
     ))
 }
 
