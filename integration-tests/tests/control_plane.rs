@@ -5,6 +5,8 @@ use miroir_integration_tests::{ControlPlane, ControlPlaneOptions};
 use miroir_proto::pb;
 use tonic::Code;
 
+/// Registers a node that nothing answers for: on a privileged loopback port no test
+/// listens on (not Meilisearch's 7700, where a developer's own instance may run).
 async fn add_node(
     cp: &ControlPlane,
     id: &str,
@@ -48,11 +50,11 @@ async fn errors_are_grpc_codes_with_messages() {
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 
-    add_node(&cp, "meili-0", 7700, 0).await.unwrap();
-    let duplicate = add_node(&cp, "meili-0", 7701, 0).await.unwrap_err();
+    add_node(&cp, "meili-0", 1, 0).await.unwrap();
+    let duplicate = add_node(&cp, "meili-0", 2, 0).await.unwrap_err();
     assert_eq!(duplicate.code(), Code::AlreadyExists);
     assert!(duplicate.message().contains("meili-0"));
-    let same_address = add_node(&cp, "meili-1", 7700, 0).await.unwrap_err();
+    let same_address = add_node(&cp, "meili-1", 1, 0).await.unwrap_err();
     assert_eq!(same_address.code(), Code::AlreadyExists);
 
     let no_group = admin
@@ -72,7 +74,7 @@ async fn fleet_changes_that_would_move_copies_are_refused_while_an_index_exists(
     let (_dir, cp) = fresh_control_plane().await;
     let mut admin = cp.admin().await;
     for (i, group) in [0u32, 0, 0, 1, 1, 1].iter().enumerate() {
-        add_node(&cp, &format!("meili-{i}"), 7700 + i as u16, *group)
+        add_node(&cp, &format!("meili-{i}"), 1 + i as u16, *group)
             .await
             .unwrap();
     }
@@ -198,7 +200,7 @@ async fn the_store_survives_restarts_and_admits_one_control_plane() {
     let options = ControlPlaneOptions::default();
     let mut cp = ControlPlane::start(dir.path(), &store, &options).await;
     for i in 0..3u16 {
-        add_node(&cp, &format!("meili-{i}"), 7700 + i, 0)
+        add_node(&cp, &format!("meili-{i}"), 1 + i, 0)
             .await
             .unwrap();
     }
@@ -402,7 +404,7 @@ async fn tasks_get_fleet_wide_uids() {
 #[tokio::test]
 async fn metrics_are_served_on_their_own_port() {
     let (_dir, cp) = fresh_control_plane().await;
-    add_node(&cp, "meili-0", 7700, 0).await.unwrap();
+    add_node(&cp, "meili-0", 1, 0).await.unwrap();
     let body = reqwest::get(format!("http://{}/metrics", cp.metrics))
         .await
         .unwrap()

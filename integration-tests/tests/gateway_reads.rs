@@ -486,6 +486,29 @@ async fn filter_errors_read_as_one_meilisearch() {
             "/multi-search",
             json!({"federation": {}, "queries": [{"indexUid": "books"}, {"indexUid": "books", "filter": "title = a"}]}),
         ),
+        // Malformed filters, paging Miroir consumes itself, a distinct it would facet on.
+        (
+            "/indexes/books/search",
+            json!({"filter": ["genre = rock", 5]}),
+        ),
+        (
+            "/indexes/books/search",
+            json!({"filter": ["genre = rock", ["title = a", 5]]}),
+        ),
+        ("/indexes/books/search", json!({"filter": true})),
+        ("/indexes/books/search", json!({"limit": -1})),
+        ("/indexes/books/search", json!({"offset": "x"})),
+        ("/indexes/books/search", json!({"hitsPerPage": 1.5})),
+        ("/indexes/books/search", json!({"distinct": "title"})),
+        ("/indexes/books/documents/fetch", json!({"limit": -1})),
+        (
+            "/multi-search",
+            json!({"queries": [{"indexUid": "books"}, {"indexUid": "books", "page": "2"}]}),
+        ),
+        (
+            "/multi-search",
+            json!({"queries": [{"indexUid": "books", "q": 5}]}),
+        ),
     ];
     for (path, body) in requests {
         let (status, through_gateway) = meili.post(path, body.clone()).await;
@@ -497,6 +520,27 @@ async fn filter_errors_read_as_one_meilisearch() {
             "{path} {body}"
         );
     }
+    // A node's refusal inside a task names no Miroir attribute either.
+    let (_, enqueued) = meili
+        .post(
+            "/indexes/bare/documents/delete",
+            json!({"filter": "title = a"}),
+        )
+        .await;
+    let task = meili.wait_task(&enqueued).await;
+    let (_, enqueued) = reference
+        .post(
+            "/indexes/bare/documents/delete",
+            json!({"filter": "title = a"}),
+        )
+        .await;
+    let expected = reference.wait_task(&enqueued).await;
+    assert_eq!(task["error"]["code"], expected["error"]["code"], "{task}");
+    let message = task["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(expected["error"]["message"].as_str().unwrap()),
+        "{message} / {expected}"
+    );
 }
 
 /// A node that answers too slowly holds no read past the node timeout: searches, reads

@@ -310,6 +310,13 @@ async fn browse(
     uid: &str,
     request: Map<String, Value>,
 ) -> Result<Response, MeiliError> {
+    // Nodes get paging of Miroir's making: the client's is checked here.
+    for (key, code) in [
+        ("offset", "invalid_document_offset"),
+        ("limit", "invalid_document_limit"),
+    ] {
+        super::error::check_positive_integer(request.get(key), &format!(".{key}"), code)?;
+    }
     let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
     let mut body = request.clone();

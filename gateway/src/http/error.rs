@@ -162,6 +162,35 @@ pub fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// Meilisearch's refusal of a JSON member that must be a positive integer when it is not
+/// one (absent or `null` is left to the default); `at` is its path (`.limit`,
+/// `.queries[0].limit`). Checked where Miroir consumes the member instead of passing it on.
+pub fn check_positive_integer(
+    value: Option<&Value>,
+    at: &str,
+    code: &'static str,
+) -> Result<(), MeiliError> {
+    match value {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) if v.is_u64() => Ok(()),
+        Some(other) => Err(MeiliError::invalid(
+            code,
+            format!(
+                "Invalid value type at `{at}`: expected a positive integer, but found {}: `{other}`",
+                json_kind(other)
+            ),
+        )),
+    }
+}
+
+/// The paging members of a search and their error codes.
+pub const SEARCH_PAGING: [(&str, &str); 4] = [
+    ("offset", "invalid_search_offset"),
+    ("limit", "invalid_search_limit"),
+    ("page", "invalid_search_page"),
+    ("hitsPerPage", "invalid_search_hits_per_page"),
+];
+
 /// A query parameter as a positive integer, or Meilisearch's error for it under `code`.
 pub fn positive_integer<T: std::str::FromStr>(
     name: &str,

@@ -18,7 +18,7 @@ mod scatter;
 mod search;
 mod settings;
 mod stats;
-mod strip;
+pub(crate) mod strip;
 mod tasks;
 mod write_gate;
 

@@ -167,34 +167,73 @@ async fn union_of(
 }
 
 fn inside(position: usize, failure: SearchFailure) -> Response {
-    let (mut status, mut body) = failure.parts();
-    // As in Meilisearch: a missing index is not the request's URL, so not a 404.
+    let (status, body) = failure.parts();
+    query_error(status, body, |message| at_query(position, message))
+}
+
+/// A query's refusal with its message reworded by `reword`; a missing index is not the
+/// request's URL, so (as in Meilisearch) a 400, not a 404.
+fn query_error(
+    mut status: StatusCode,
+    mut body: Value,
+    reword: impl FnOnce(&str) -> String,
+) -> Response {
     if body["code"] == "index_not_found" {
         status = StatusCode::BAD_REQUEST;
     }
     if let Some(message) = body.get("message").and_then(Value::as_str) {
-        body["message"] = json!(format!("Inside `.queries[{position}]`: {message}"));
+        body["message"] = json!(reword(message));
     }
     (status, Json(body)).into_response()
 }
 
-/// A node's refusal of a union's federated search names the failing query by its place
-/// among the union's queries (`Inside `.queries[1]`: …`): the client is told its own place.
-fn inside_union(positions: &[usize], failure: SearchFailure) -> Response {
-    let (status, mut body) = failure.parts();
-    let named = body["message"].as_str().and_then(|message| {
-        let rest = message.strip_prefix("Inside `.queries[")?;
-        let (k, rest) = rest.split_once("]`: ")?;
-        Some((k.parse::<usize>().ok()?, rest.to_owned()))
-    });
-    let position = match named {
-        Some((k, rest)) if k < positions.len() => {
-            body["message"] = json!(rest);
-            positions[k]
+/// A query's error as Meilisearch words it in a multi-search: errors about the body's
+/// shape (deserr's) carry the member's whole path, `.queries[1].limit`; the others are
+/// prefixed with `Inside `.queries[1]`: `.
+fn at_query(position: usize, message: &str) -> String {
+    let path = format!(".queries[{position}]");
+    for lead in ["Invalid value type at `.", "Invalid value at `."] {
+        if let Some(rest) = message.strip_prefix(lead) {
+            return format!("{}{path}.{rest}", &lead[..lead.len() - 1]);
         }
-        _ => positions[0],
-    };
-    inside(position, SearchFailure::Node(status, body))
+    }
+    if let Some((value, rest)) = message
+        .strip_prefix("Unknown value `")
+        .and_then(|m| m.split_once("` at `."))
+    {
+        return format!("Unknown value `{value}` at `{path}.{rest}");
+    }
+    if let Some((field, rest)) = message
+        .strip_prefix("Unknown field `")
+        .and_then(|m| m.split_once("`: "))
+    {
+        return format!("Unknown field `{field}` inside `{path}`: {rest}");
+    }
+    format!("Inside `{path}`: {message}")
+}
+
+/// A node's refusal of a union's federated search names the failing query by its place
+/// among the union's queries (`Inside `.queries[1]`: …`, or a path `.queries[1].limit`):
+/// the client is told its own place.
+fn inside_union(positions: &[usize], failure: SearchFailure) -> Response {
+    let (status, body) = failure.parts();
+    query_error(status, body, |message| {
+        let renamed = || {
+            let at = message.find("`.queries[")?;
+            let digits = at + "`.queries[".len();
+            let end = digits + message[digits..].find(']')?;
+            let position = *positions.get(message[digits..end].parse::<usize>().ok()?)?;
+            Some(match message[end..].strip_prefix("]`: ") {
+                Some(rest) if message[..at] == *"Inside " => at_query(position, rest),
+                _ => format!(
+                    "{}`.queries[{position}]{}",
+                    &message[..at],
+                    &message[end + 1..]
+                ),
+            })
+        };
+        renamed().unwrap_or_else(|| at_query(positions[0], message))
+    })
 }
 
 /// Runs the queries at once (each is a scatter-gather of its own); the answers in the
@@ -265,6 +304,14 @@ pub async fn multi_search(
             ));
         };
         let options = query.remove("federationOptions");
+        // Checked with the request's whole path, as Meilisearch checks the body at once.
+        for (key, code) in super::error::SEARCH_PAGING {
+            super::error::check_positive_integer(
+                query.get(key),
+                &format!(".queries[{position}].{key}"),
+                code,
+            )?;
+        }
         if federation.is_some() {
             if let Some(field) = ["offset", "limit", "page", "hitsPerPage"]
                 .into_iter()
@@ -566,4 +613,69 @@ pub async fn multi_search(
     let mut response = (StatusCode::OK, Json(response)).into_response();
     mark_degraded(&mut response, &degraded);
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_union_query_error_names_the_client_query() {
+        let message = |failure_message: &str| {
+            let failure = SearchFailure::Node(
+                StatusCode::BAD_REQUEST,
+                json!({"message": failure_message, "code": "x"}),
+            );
+            let response = inside_union(&[2, 5], failure);
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+            let body = response.into_body();
+            let bytes = futures_executor(axum::body::to_bytes(body, 1 << 20)).unwrap();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            message("Inside `.queries[1]`: Index `m`: Attribute `x` is not filterable."),
+            "Inside `.queries[5]`: Index `m`: Attribute `x` is not filterable."
+        );
+        assert_eq!(
+            message("Invalid value type at `.queries[1].q`: expected a string"),
+            "Invalid value type at `.queries[5].q`: expected a string"
+        );
+        assert_eq!(message("boom"), "Inside `.queries[2]`: boom");
+    }
+
+    fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    #[test]
+    fn query_errors_name_the_query_as_meilisearch_does() {
+        assert_eq!(
+            at_query(
+                1,
+                "Invalid value type at `.limit`: expected a positive integer, but found a string: `\"x\"`"
+            ),
+            "Invalid value type at `.queries[1].limit`: expected a positive integer, but found a string: `\"x\"`"
+        );
+        assert_eq!(
+            at_query(
+                0,
+                "Unknown value `foo` at `.matchingStrategy`: expected one of `last`, `all`"
+            ),
+            "Unknown value `foo` at `.queries[0].matchingStrategy`: expected one of `last`, `all`"
+        );
+        assert_eq!(
+            at_query(2, "Unknown field `nope`: expected one of `q`, `offset`"),
+            "Unknown field `nope` inside `.queries[2]`: expected one of `q`, `offset`"
+        );
+        assert_eq!(
+            at_query(0, "Index `m`: Attribute `x` is not filterable."),
+            "Inside `.queries[0]`: Index `m`: Attribute `x` is not filterable."
+        );
+    }
 }

@@ -275,12 +275,25 @@ pub fn with_shard_filter(client: Option<&Value>, shards: &[u32]) -> Value {
         None | Some(Value::Null) => json!(own),
         Some(Value::String(s)) if s.trim().is_empty() => json!(own),
         Some(Value::String(s)) => json!([own, s]),
+        // A malformed array goes on alone: nodes refuse it quoting only the client's.
+        Some(Value::Array(items)) if !items.iter().all(well_formed_element) => {
+            Value::Array(items.clone())
+        }
         Some(Value::Array(items)) => {
             let mut all = vec![json!(own)];
             all.extend(items.iter().cloned());
             Value::Array(all)
         }
         Some(other) => other.clone(),
+    }
+}
+
+/// An element of a filter array Meilisearch takes: a string, or an array of strings.
+fn well_formed_element(element: &Value) -> bool {
+    match element {
+        Value::String(_) => true,
+        Value::Array(inner) => inner.iter().all(Value::is_string),
+        _ => false,
     }
 }
 
@@ -594,6 +607,11 @@ mod tests {
         assert_eq!(
             with_shard_filter(Some(&json!("a = 1 OR b = 2")), &[0]),
             json!([r#"_miroir_shard IN ["-"]"#, "a = 1 OR b = 2"])
+        );
+        assert_eq!(
+            with_shard_filter(Some(&json!(["a = 1", 5])), &[2]),
+            json!(["a = 1", 5]),
+            "refused by the nodes anyway, and then without Miroir's part"
         );
         assert_eq!(
             with_shard_filter(Some(&json!(["a = 1", ["b = 2", "c = 3"]])), &[2]),

@@ -387,6 +387,11 @@ pub async fn run_search(
     caller
         .restrict_search(uid, &mut query)
         .map_err(SearchFailure::Miroir)?;
+    // Nodes get paging of Miroir's making: the client's is checked here.
+    for (key, code) in super::error::SEARCH_PAGING {
+        super::error::check_positive_integer(query.get(key), &format!(".{key}"), code)
+            .map_err(SearchFailure::Miroir)?;
+    }
     let turn = next_turn();
 
     let page_mode = query.contains_key("page") || query.contains_key("hitsPerPage");
@@ -476,10 +481,12 @@ pub async fn run_search(
     // attribute (as a facet) let the merge count each once across nodes.
     let distinct_facet = distinct
         .as_ref()
-        // A query's own `distinct` must be filterable (the nodes refuse it otherwise).
-        .filter(|a| {
-            query.get("distinct").is_some_and(Value::is_string)
-                || is_filterable(settings.as_deref(), a)
+        // Only a filterable attribute can be a facet; a query's own `distinct` on another
+        // is left for the nodes to refuse, with Meilisearch's `invalid_search_distinct`.
+        // (Without known settings, a query's own is taken to be filterable.)
+        .filter(|a| match settings.as_deref() {
+            Some(_) => is_filterable(settings.as_deref(), a),
+            None => query.get("distinct").is_some_and(Value::is_string),
         })
         .cloned();
     let mut facet_injected = false;

@@ -90,7 +90,7 @@ pub fn parse_json(filter: &Value) -> Result<Option<Filter>, String> {
                         for s in inner {
                             let Value::String(s) = s else {
                                 return Err(format!(
-                                    "Invalid value in the inner array: expected a string, found `{s}`."
+                                    "Invalid syntax for the filter parameter: `expected String, found: {s}`."
                                 ));
                             };
                             if !s.trim().is_empty() {
@@ -103,7 +103,7 @@ pub fn parse_json(filter: &Value) -> Result<Option<Filter>, String> {
                     }
                     other => {
                         return Err(format!(
-                            "Invalid value in the filter array: expected a string or an array, found `{other}`."
+                            "Invalid syntax for the filter parameter: `expected String, [String], found: {other}`."
                         ));
                     }
                 }

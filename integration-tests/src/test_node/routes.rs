@@ -274,6 +274,32 @@ fn refuse_contains(filter: Option<&Value>) -> Result<()> {
     Ok(())
 }
 
+/// A multi-search query's error as Meilisearch words it: deserr's errors about the
+/// body's shape carry the member's whole path (`.queries[1].limit`), the others are
+/// prefixed with `Inside `.queries[1]`: `.
+fn at_query(position: usize, message: &str) -> String {
+    let path = format!(".queries[{position}]");
+    if let Some(rest) = message.strip_prefix("Invalid value type at `.") {
+        return format!("Invalid value type at `{path}.{rest}");
+    }
+    if let Some(rest) = message.strip_prefix("Invalid value at `.") {
+        return format!("Invalid value at `{path}.{rest}");
+    }
+    if let Some((value, rest)) = message
+        .strip_prefix("Unknown value `")
+        .and_then(|m| m.split_once("` at `."))
+    {
+        return format!("Unknown value `{value}` at `{path}.{rest}");
+    }
+    if let Some((field, rest)) = message
+        .strip_prefix("Unknown field `")
+        .and_then(|m| m.split_once("`: "))
+    {
+        return format!("Unknown field `{field}` inside `{path}`: {rest}");
+    }
+    format!("Inside `{path}`: {message}")
+}
+
 /// The experimental features as Meilisearch lists them.
 fn features_view(state: &NodeState) -> Value {
     let features: Map<String, Value> = EXPERIMENTAL_FEATURES
@@ -1177,7 +1203,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
                 search_ranked(&uid, index, &query)
             })
             .map_err(|e| NodeError {
-                message: format!("Inside `.queries[{position}]`: {}", e.message),
+                message: at_query(position, &e.message),
                 // A missing index is not the request's URL: 400, not 404.
                 status: if e.code == "index_not_found" {
                     StatusCode::BAD_REQUEST

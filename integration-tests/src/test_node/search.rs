@@ -52,9 +52,12 @@ const SEARCH_PARAMETERS: &[&str] = &[
 ];
 
 fn bad_type(code: &'static str, field: &str, expected: &str, value: &Value) -> NodeError {
+    // Meilisearch's (deserr's) names of value kinds.
     let found = match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_u64() => "a positive integer",
+        Value::Number(n) if n.is_i64() => "a negative integer",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
@@ -396,6 +399,10 @@ pub fn parse_filter(
     let Some(raw) = raw else { return Ok(None) };
     let texts = filter_strings(raw);
     let filter = filter::parse_json(raw).map_err(|message| {
+        // A filter of the wrong shape is refused without a position.
+        if message.starts_with("Invalid syntax for the filter parameter") {
+            return NodeError::invalid(code, message);
+        }
         // Meilisearch parses an array's strings one by one and quotes the one that fails.
         let original = texts
             .iter()
