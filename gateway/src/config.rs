@@ -60,6 +60,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CONTROL_PLANE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub control_plane_timeout: Duration,
 
+    /// Interval between passes that record the outcome of finished tasks no client has
+    /// read yet (a page of 100 per pass, oldest first); 0 turns the passes off.
+    #[arg(long, env = "MIROIR_TASK_SWEEP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub task_sweep_interval: Duration,
+
     /// Heartbeat interval on the Watch stream (also bounded by a third of the lease TTL).
     #[arg(long, env = "MIROIR_HEARTBEAT_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub heartbeat_interval: Duration,

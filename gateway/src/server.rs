@@ -106,7 +106,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             live_gateways.clone(),
         ));
     }
-    let app = crate::http::router(Arc::new(GatewayState {
+    let state = Arc::new(GatewayState {
         config: Arc::new(config),
         id,
         topology,
@@ -116,7 +116,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         index_settings: Arc::default(),
         fleet,
         live_gateways,
-    }));
+    });
+    let sweep_interval = state.config.task_sweep_interval;
+    if !sweep_interval.is_zero() {
+        tokio::spawn(crate::http::sweep_task_outcomes(
+            state.clone(),
+            sweep_interval,
+        ));
+    }
+    let app = crate::http::router(state);
     crate::http_threads::serve(listener, app, threads, shutdown_signal()).await?;
     tracing::info!("miroir gateway stopped");
     Ok(())

@@ -291,3 +291,71 @@ async fn a_finished_task_is_answered_from_its_recorded_outcome() {
         .await;
     assert_eq!(listed["results"][0], done, "{listed}");
 }
+
+/// Tasks no client reads get their outcome recorded all the same, by the gateways' sweep:
+/// the control plane then holds every finished task's status, whatever later happens to
+/// the node tasks behind it.
+#[tokio::test]
+async fn finished_tasks_nobody_reads_are_recorded_by_the_sweep() {
+    let (dir, cp) = crate::fresh_control_plane().await;
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let node = miroir_integration_tests::TestNode::start().await;
+        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    for i in 0..2 {
+        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
+            .await;
+    }
+    let gateway = miroir_integration_tests::Gateway::start(
+        dir.path(),
+        &cp.url(),
+        &["--task-sweep-interval", "200ms"],
+    )
+    .await;
+    gateway.wait_writable().await;
+    let meili = Meili::new(&gateway.url);
+    // Writes only: no task is read through a gateway.
+    let (status, _) = meili
+        .post("/indexes", json!({"uid": "s", "primaryKey": "id"}))
+        .await;
+    assert_eq!(status, 202);
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    for batch in 0..5 {
+        let documents: Vec<_> = (0..20).map(|i| json!({ "id": batch * 20 + i })).collect();
+        let (status, _) = meili.post("/indexes/s/documents", json!(documents)).await;
+        assert_eq!(status, 202);
+    }
+    let tasks = cp.tasks().await;
+    let recorded = miroir_integration_tests::wait_for(
+        "every task's outcome to be recorded",
+        std::time::Duration::from_secs(20),
+        || {
+            let mut tasks = tasks.clone();
+            async move {
+                let list = |unrecorded_only| miroir_proto::pb::ListTasksRequest {
+                    limit: 100,
+                    unrecorded_only,
+                    ..Default::default()
+                };
+                let open = tasks.list_tasks(list(true)).await.ok()?.into_inner();
+                if open.total > 0 {
+                    return None;
+                }
+                Some(tasks.list_tasks(list(false)).await.ok()?.into_inner().tasks)
+            }
+        },
+    )
+    .await;
+    assert_eq!(recorded.len(), 6, "index creation and five writes");
+    for task in recorded {
+        let outcome: serde_json::Value = serde_json::from_str(&task.outcome_json).unwrap();
+        assert_eq!(outcome["status"], "succeeded", "{outcome}");
+        assert_eq!(outcome["uid"], task.uid, "{outcome}");
+    }
+}

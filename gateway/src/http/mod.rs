@@ -22,6 +22,8 @@ pub(crate) mod strip;
 mod tasks;
 mod write_gate;
 
+pub use tasks::sweep_task_outcomes;
+
 use crate::state::AppState;
 use axum::Router;
 use axum::routing::get;

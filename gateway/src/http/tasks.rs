@@ -356,6 +356,41 @@ async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
     out
 }
 
+/// Tasks a sweep pass looks at.
+const SWEEP_PAGE: u32 = 100;
+
+/// Records the outcome of finished tasks no client has read, so their status survives
+/// their node tasks (pruned by Meilisearch, or a node replaced) and `statuses` filters
+/// count them exactly: every `interval`, one page of unrecorded tasks, oldest first,
+/// resuming after the last page (and from the oldest again after the newest), so tasks
+/// that stay unfinished never hold the others back. Recording is idempotent (the first
+/// outcome stays), so gateways sweeping at once only repeat work.
+pub async fn sweep_task_outcomes(state: AppState, interval: std::time::Duration) {
+    let mut from = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        if state.topology.current().version == 0 {
+            continue;
+        }
+        let request = pb::ListTasksRequest {
+            from,
+            limit: SWEEP_PAGE,
+            reverse: true,
+            unrecorded_only: true,
+            ..Default::default()
+        };
+        match list_page(&state, request).await {
+            Ok(page) => {
+                views(&state, &page.tasks).await;
+                from = page.next;
+            }
+            Err(error) => {
+                tracing::debug!(message = %error.body()["message"], "task outcome sweep skipped")
+            }
+        }
+    }
+}
+
 /// Whether every node behind `task` is in `topology`. A view is left out of nodes the
 /// topology does not hold (removed from the fleet), which is right for a node removed but
 /// not for one this gateway has not heard of yet (no snapshot applied yet, or an older
