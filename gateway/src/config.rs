@@ -61,7 +61,7 @@ pub struct Config {
     pub control_plane_timeout: Duration,
 
     /// Interval between passes that record the outcome of finished tasks no client has
-    /// read yet (a page of 100 per pass, oldest first); 0 turns the passes off.
+    /// read yet (100 to 1000 per pass, oldest first); 0 turns the passes off.
     #[arg(long, env = "MIROIR_TASK_SWEEP_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub task_sweep_interval: Duration,
 

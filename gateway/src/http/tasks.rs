@@ -356,12 +356,16 @@ async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
     out
 }
 
-/// Tasks a sweep pass looks at.
+/// Tasks one page of a sweep looks at.
 const SWEEP_PAGE: u32 = 100;
+
+/// Pages one sweep pass looks at, at most: it goes on while pages are mostly finished
+/// tasks, so a burst of writes is caught up within a few passes.
+const SWEEP_PAGES: usize = 10;
 
 /// Records the outcome of finished tasks no client has read, so their status survives
 /// their node tasks (pruned by Meilisearch, or a node replaced) and `statuses` filters
-/// count them exactly: every `interval`, one page of unrecorded tasks, oldest first,
+/// count them exactly. Every `interval`, pages of unrecorded tasks, oldest first,
 /// resuming after the last page (and from the oldest again after the newest), so tasks
 /// that stay unfinished never hold the others back. Recording is idempotent (the first
 /// outcome stays), so gateways sweeping at once only repeat work.
@@ -372,20 +376,30 @@ pub async fn sweep_task_outcomes(state: AppState, interval: std::time::Duration)
         if state.topology.current().version == 0 {
             continue;
         }
-        let request = pb::ListTasksRequest {
-            from,
-            limit: SWEEP_PAGE,
-            reverse: true,
-            unrecorded_only: true,
-            ..Default::default()
-        };
-        match list_page(&state, request).await {
-            Ok(page) => {
-                views(&state, &page.tasks).await;
-                from = page.next;
-            }
-            Err(error) => {
-                tracing::debug!(message = %error.body()["message"], "task outcome sweep skipped")
+        for _ in 0..SWEEP_PAGES {
+            let request = pb::ListTasksRequest {
+                from,
+                limit: SWEEP_PAGE,
+                reverse: true,
+                unrecorded_only: true,
+                ..Default::default()
+            };
+            let page = match list_page(&state, request).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::debug!(message = %error.body()["message"], "task outcome sweep skipped");
+                    break;
+                }
+            };
+            let finished = views(&state, &page.tasks)
+                .await
+                .iter()
+                .filter(|v| v["status"].as_str().is_some_and(tasks::is_final))
+                .count();
+            from = page.next;
+            // Past the newest, or among tasks still running: the rest waits for the next pass.
+            if from.is_none() || finished * 2 < page.tasks.len() {
+                break;
             }
         }
     }
