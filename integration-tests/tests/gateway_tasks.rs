@@ -359,3 +359,79 @@ async fn finished_tasks_nobody_reads_are_recorded_by_the_sweep() {
         assert_eq!(outcome["uid"], task.uid, "{outcome}");
     }
 }
+
+/// Start and finish date filters are applied by the control plane to recorded outcomes,
+/// so `total` and paging are exact however many tasks there are (the gateway used to
+/// scan the newest 1000 and count among them only).
+#[tokio::test]
+async fn date_filters_count_every_recorded_task() {
+    let (_dir, cp, _nodes, gateway) = fleet(1).await;
+    let meili = Meili::new(&gateway.url);
+    let mut tasks = cp.tasks().await;
+    let t0: u64 = 1_800_000_000_000;
+    let mut uids = Vec::new();
+    for i in 0..1010u64 {
+        let task = tasks
+            .create_task(miroir_proto::pb::CreateTaskRequest {
+                task_type: "dumpCreation".into(),
+                enqueued_at_ms: t0 + i * 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        // Two outcomes without times (as recorded before times were kept): the gateway
+        // checks those itself.
+        let outcome = if i < 2 {
+            json!({"uid": task.uid, "status": "succeeded"})
+        } else {
+            json!({
+                "uid": task.uid,
+                "status": "succeeded",
+                "startedAt": miroir_proto::time::rfc3339_ms(t0 + i * 1000 + 100),
+                "finishedAt": miroir_proto::time::rfc3339_ms(t0 + i * 1000 + 500),
+            })
+        };
+        tasks
+            .record_task_outcome(miroir_proto::pb::RecordTaskOutcomeRequest {
+                uid: task.uid,
+                outcome_json: outcome.to_string(),
+            })
+            .await
+            .unwrap();
+        uids.push(task.uid as u64);
+    }
+    let at = |i: u64, ms: u64| miroir_proto::time::rfc3339_ms(t0 + i * 1000 + ms);
+    // Finished strictly after task 5's finish: tasks 6..1009.
+    let (status, page) = meili
+        .get(&format!("/tasks?afterFinishedAt={}&limit=3", at(5, 500)))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 1004, "{page}");
+    let listed: Vec<u64> = page["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["uid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![uids[1009], uids[1008], uids[1007]]);
+    // Started before task 10 started: tasks 2..9 (0 and 1 have no times).
+    let (_, page) = meili
+        .get(&format!("/tasks?beforeStartedAt={}&limit=20", at(10, 100)))
+        .await;
+    assert_eq!(page["total"], 8, "{page}");
+    assert_eq!(page["results"].as_array().unwrap().len(), 8, "{page}");
+    assert_eq!(page["results"][0]["uid"], uids[9], "{page}");
+    // Both windows and a status, paged to the end.
+    let (_, page) = meili
+        .get(&format!(
+            "/tasks?statuses=succeeded&afterStartedAt={}&beforeFinishedAt={}&limit=2&from={}",
+            at(1000, 0),
+            at(1005, 0),
+            uids[1009]
+        ))
+        .await;
+    assert_eq!(page["total"], 5, "{page}");
+    assert_eq!(page["results"][0]["uid"], uids[1004], "{page}");
+    assert_eq!(page["next"], uids[1002], "{page}");
+}

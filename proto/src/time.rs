@@ -44,6 +44,30 @@ pub fn rfc3339_ms(ms: u64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// Milliseconds since the Unix epoch of an RFC 3339 time (`…Z` or `…±HH:MM`, any
+/// fraction of a second), as Meilisearch prints task times and takes task filters.
+pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
+    let ms = |t: SystemTime| {
+        t.duration_since(UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as u64)
+    };
+    if let Some(base) = text.strip_suffix(['Z', 'z']) {
+        return ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?);
+    }
+    // A numeric offset: parse as UTC, then shift.
+    let (base, offset) = text.split_at(text.len().checked_sub(6)?);
+    let sign = match offset.as_bytes().first()? {
+        b'+' => 1i64,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (hours, minutes) = offset[1..].split_once(':')?;
+    let shift = (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?) * 60_000;
+    let utc = ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?)? as i64;
+    u64::try_from(utc - sign * shift).ok()
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -150,6 +174,19 @@ mod tests {
         assert_eq!(rfc3339_ms(1_723_136_755_120), "2024-08-08T17:05:55.12Z");
         assert_eq!(iso_duration(Duration::from_micros(9_330)), "PT0.009330S");
         assert_eq!(iso_duration(Duration::from_secs(1)), "PT1S");
+    }
+
+    #[test]
+    fn rfc3339_reads_back_with_any_fraction_and_offset() {
+        let ms = 1_796_539_107_851;
+        assert_eq!(parse_rfc3339_ms(&rfc3339_ms(ms)), Some(ms));
+        assert_eq!(
+            parse_rfc3339_ms("2026-12-06T06:38:27.851772123Z"),
+            Some(ms),
+            "Meilisearch's nanoseconds"
+        );
+        assert_eq!(parse_rfc3339_ms("2026-12-06T08:38:27.851+02:00"), Some(ms));
+        assert_eq!(parse_rfc3339_ms("not a time"), None);
     }
 
     #[test]

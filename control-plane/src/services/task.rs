@@ -68,6 +68,8 @@ impl TaskService for TaskApi {
             after_enqueued_at_ms: request.after_enqueued_at_ms,
             before_enqueued_at_ms: request.before_enqueued_at_ms,
             statuses: request.statuses,
+            started: (request.after_started_at_ms, request.before_started_at_ms),
+            finished: (request.after_finished_at_ms, request.before_finished_at_ms),
             unrecorded_only: request.unrecorded_only,
         };
         let page = self.state.store.list_tasks(&filter).await?;
@@ -124,19 +126,25 @@ impl TaskService for TaskApi {
             .into());
         };
         let request = request.into_inner();
-        let status = check_outcome(request.uid, &request.outcome_json)?;
+        let (status, times) = check_outcome(request.uid, &request.outcome_json)?;
         let recorded = self
             .state
             .store
-            .record_task_outcome(token, request.uid, &request.outcome_json, status)
+            .record_task_outcome(token, request.uid, &request.outcome_json, status, times)
             .await?;
         Ok(Response::new(pb::RecordTaskOutcomeResponse { recorded }))
     }
 }
 
-/// An outcome is the view of task `uid` in a final status (returned); anything else would
-/// freeze a wrong answer.
-fn check_outcome(uid: u32, outcome: &str) -> Result<&'static str, ControlPlaneError> {
+/// Start and finish times of an outcome, in ms since the epoch.
+type OutcomeTimes = (Option<u64>, Option<u64>);
+
+/// An outcome is the view of task `uid` in a final status (returned, with its start and
+/// finish times); anything else would freeze a wrong answer.
+fn check_outcome(
+    uid: u32,
+    outcome: &str,
+) -> Result<(&'static str, OutcomeTimes), ControlPlaneError> {
     let view: serde_json::Value = serde_json::from_str(outcome).map_err(|e| {
         ControlPlaneError::InvalidArgument(format!("outcome_json is not JSON: {e}"))
     })?;
@@ -145,14 +153,22 @@ fn check_outcome(uid: u32, outcome: &str) -> Result<&'static str, ControlPlaneEr
             "outcome_json is not the view of task {uid}"
         )));
     }
-    match view["status"].as_str() {
-        Some("succeeded") => Ok("succeeded"),
-        Some("failed") => Ok("failed"),
-        Some("canceled") => Ok("canceled"),
-        other => Err(ControlPlaneError::InvalidArgument(format!(
-            "outcome_json has status {other:?}: only a finished task's outcome is recorded"
-        ))),
-    }
+    let status = match view["status"].as_str() {
+        Some("succeeded") => "succeeded",
+        Some("failed") => "failed",
+        Some("canceled") => "canceled",
+        other => {
+            return Err(ControlPlaneError::InvalidArgument(format!(
+                "outcome_json has status {other:?}: only a finished task's outcome is recorded"
+            )));
+        }
+    };
+    let time = |key: &str| {
+        view[key]
+            .as_str()
+            .and_then(miroir_proto::time::parse_rfc3339_ms)
+    };
+    Ok((status, (time("startedAt"), time("finishedAt"))))
 }
 
 /// Allocates a task uid and records `request` (the leader only).
@@ -232,8 +248,14 @@ mod tests {
     fn only_a_finished_view_of_the_same_task_is_an_outcome() {
         for status in ["succeeded", "failed", "canceled"] {
             let view = format!(r#"{{"uid": 4, "status": "{status}"}}"#);
-            assert_eq!(check_outcome(4, &view).ok(), Some(status));
+            assert_eq!(check_outcome(4, &view).ok(), Some((status, (None, None))));
         }
+        let timed = r#"{"uid": 4, "status": "canceled", "finishedAt": "2026-12-06T06:38:27.851Z"}"#;
+        assert_eq!(
+            check_outcome(4, timed).ok(),
+            Some(("canceled", (None, Some(1_796_539_107_851)))),
+            "a task canceled before it started has no start"
+        );
         for (uid, view) in [
             (4, r#"{"uid": 4, "status": "processing"}"#),
             (4, r#"{"uid": 4, "status": "enqueued"}"#),

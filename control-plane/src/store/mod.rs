@@ -107,6 +107,11 @@ fn postgres_migrator() -> Migrator {
             "task outcome status",
             include_str!("../../../migrations/postgres/0005_task_outcome_status.sql"),
         ),
+        (
+            6,
+            "task outcome times",
+            include_str!("../../../migrations/postgres/0006_task_outcome_times.sql"),
+        ),
     ])
 }
 
@@ -153,6 +158,11 @@ fn sqlite_migrator() -> Migrator {
             "task outcome status",
             include_str!("../../../migrations/sqlite/0008_task_outcome_status.sql"),
         ),
+        (
+            9,
+            "task outcome times",
+            include_str!("../../../migrations/sqlite/0009_task_outcome_times.sql"),
+        ),
     ])
 }
 
@@ -180,8 +190,33 @@ pub struct TaskFilter {
     /// When not empty: tasks whose recorded outcome has one of these statuses, and tasks
     /// with none recorded.
     pub statuses: Vec<String>,
-    /// Only tasks with no recorded outcome.
+    /// Start and finish windows (strict bounds, ms since the epoch) on recorded outcomes;
+    /// tasks with none recorded (or recorded without times) pass.
+    pub started: (Option<u64>, Option<u64>),
+    pub finished: (Option<u64>, Option<u64>),
+    /// Only tasks these filters cannot decide: no recorded outcome (or, with a start or
+    /// finish window, none with times).
     pub unrecorded_only: bool,
+}
+
+impl TaskFilter {
+    /// Whether some filter applies to recorded outcomes (the rest pass, undecided).
+    fn on_outcomes(&self) -> bool {
+        !self.statuses.is_empty() || self.has_windows()
+    }
+
+    fn has_windows(&self) -> bool {
+        self.started != (None, None) || self.finished != (None, None)
+    }
+
+    /// The tasks these filters cannot decide here.
+    fn undecided(&self) -> &'static str {
+        if self.has_windows() {
+            "(outcome_status IS NULL OR outcome_finished_ms IS NULL)"
+        } else {
+            "outcome_status IS NULL"
+        }
+    }
 }
 
 /// A page of [`Store::list_tasks`].
@@ -192,7 +227,8 @@ pub struct TaskPage {
     pub more: bool,
     /// Tasks matching the filter in all.
     pub total: u64,
-    /// Of those, tasks with no recorded outcome (counted when `statuses` is set).
+    /// Of those, tasks the filters on outcomes cannot decide (counted when `statuses` or
+    /// a start or finish window is set).
     pub unrecorded: u64,
 }
 
@@ -776,15 +812,33 @@ impl Store {
             sql.push_str(&format!(" AND enqueued_at_ms < {}", placeholders(1)));
             binds.push(TaskBind::Int(before as i64));
         }
-        if !filter.statuses.is_empty() {
-            let list = placeholders(filter.statuses.len());
+        if filter.on_outcomes() {
+            // Recorded outcomes are filtered; the undecided pass, for the caller to check.
+            let mut decided = vec!["1 = 1".to_owned()];
+            if !filter.statuses.is_empty() {
+                let list = placeholders(filter.statuses.len());
+                decided.push(format!("outcome_status IN ({list})"));
+                binds.extend(filter.statuses.iter().map(|s| TaskBind::Text(s)));
+            }
+            for (column, (after, before)) in [
+                ("outcome_started_ms", filter.started),
+                ("outcome_finished_ms", filter.finished),
+            ] {
+                for (bound, op) in [(after, ">"), (before, "<")] {
+                    if let Some(bound) = bound {
+                        decided.push(format!("{column} {op} {}", placeholders(1)));
+                        binds.push(TaskBind::Int(bound as i64));
+                    }
+                }
+            }
             sql.push_str(&format!(
-                " AND (outcome_status IS NULL OR outcome_status IN ({list}))"
+                " AND ({} OR ({}))",
+                filter.undecided(),
+                decided.join(" AND ")
             ));
-            binds.extend(filter.statuses.iter().map(|s| TaskBind::Text(s)));
         }
         if filter.unrecorded_only {
-            sql.push_str(" AND outcome_status IS NULL");
+            sql.push_str(&format!(" AND {}", filter.undecided()));
         }
         (sql, binds)
     }
@@ -828,10 +882,10 @@ impl Store {
         let (count_conditions, _) = Self::task_conditions(filter, 1);
         let count_sql = format!("SELECT COUNT(*) FROM tasks WHERE 1 = 1{count_conditions}");
         let total = self.count_tasks("count_tasks", &count_sql, &binds).await?;
-        let unrecorded = if filter.statuses.is_empty() {
+        let unrecorded = if !filter.on_outcomes() {
             0
         } else {
-            let sql = format!("{count_sql} AND outcome_status IS NULL");
+            let sql = format!("{count_sql} AND {}", filter.undecided());
             self.count_tasks("count_unrecorded_tasks", &sql, &binds)
                 .await?
         };
@@ -901,6 +955,7 @@ impl Store {
         uid: u32,
         outcome: &str,
         status: &str,
+        (started_ms, finished_ms): (Option<u64>, Option<u64>),
     ) -> Result<bool> {
         let started = Instant::now();
         let result = async {
@@ -911,11 +966,14 @@ impl Store {
                 source,
             };
             let recorded = sqlx::query(
-                "UPDATE tasks SET outcome = $1, outcome_status = $2
-                 WHERE uid = $3 AND outcome IS NULL",
+                "UPDATE tasks SET outcome = $1, outcome_status = $2,
+                 outcome_started_ms = $3, outcome_finished_ms = $4
+                 WHERE uid = $5 AND outcome IS NULL",
             )
             .bind(outcome)
             .bind(status)
+            .bind(started_ms.map(|ms| ms as i64))
+            .bind(finished_ms.map(|ms| ms as i64))
             .bind(i64::from(uid))
             .execute(&mut *tx)
             .await

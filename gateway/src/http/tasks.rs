@@ -15,7 +15,6 @@ use miroir_proto::keys::indexes_allow;
 use miroir_proto::pb;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::time::UNIX_EPOCH;
 
 /// Meilisearch's task types.
 const TYPES: &[&str] = &[
@@ -242,31 +241,36 @@ impl TaskQuery {
             canceled_by: self.canceled_by.clone(),
             after_enqueued_at_ms: self.enqueued.0,
             before_enqueued_at_ms: self.enqueued.1,
-            // Finished tasks are filtered on their recorded status there; the others
-            // come back and are checked here.
+            // Finished tasks are filtered on their recorded status and times there; the
+            // others come back and are checked here.
             statuses: self.statuses.clone(),
+            after_started_at_ms: self.started.0,
+            before_started_at_ms: self.started.1,
+            after_finished_at_ms: self.finished.0,
+            before_finished_at_ms: self.finished.1,
             ..Default::default()
         }
     }
 
-    /// Whether `statuses` is the only filter on aggregated fields: the control plane then
-    /// filters every finished task, and only tasks without a recorded outcome are left
-    /// to check here.
-    fn filters_status_only(&self) -> bool {
-        !self.statuses.is_empty() && !self.filters_views_beyond_status()
+    /// Whether the filters on aggregated fields are all ones the control plane applies
+    /// to recorded outcomes (`statuses`, start and finish dates): only tasks it cannot
+    /// decide are then left to check here.
+    fn filters_outcomes_only(&self) -> bool {
+        self.filters_outcomes() && !self.filters_views_beyond_outcomes()
+    }
+
+    fn filters_outcomes(&self) -> bool {
+        !self.statuses.is_empty() || self.started != (None, None) || self.finished != (None, None)
     }
 
     /// Whether some filters need the aggregated task (status, batch, start and finish).
     fn filters_views(&self) -> bool {
-        !self.statuses.is_empty() || self.filters_views_beyond_status()
+        self.filters_outcomes() || self.filters_views_beyond_outcomes()
     }
 
-    /// Whether filters other than `statuses` need the aggregated task.
-    fn filters_views_beyond_status(&self) -> bool {
-        !self.batch_uids.is_empty()
-            || !self.canceled_by.is_empty()
-            || self.started != (None, None)
-            || self.finished != (None, None)
+    /// Whether filters the control plane cannot apply to outcomes need the aggregated task.
+    fn filters_views_beyond_outcomes(&self) -> bool {
+        !self.batch_uids.is_empty() || !self.canceled_by.is_empty()
     }
 
     /// Whether an aggregated task passes the filters the control plane cannot apply.
@@ -295,29 +299,11 @@ impl TaskQuery {
 /// A task date filter value in ms since the epoch: RFC 3339 (`Z` or `±HH:MM`) or
 /// `YYYY-MM-DD`, which means the start of that day, or its end for `after*` filters.
 pub fn parse_task_date(value: &str, after: bool) -> Option<u64> {
-    let ms = |t: std::time::SystemTime| {
-        t.duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_millis() as u64)
-    };
     if value.len() == 10 {
-        let start = ms(humantime::parse_rfc3339(&format!("{value}T00:00:00Z")).ok()?)?;
+        let start = miroir_proto::time::parse_rfc3339_ms(&format!("{value}T00:00:00Z"))?;
         return Some(if after { start + 86_400_000 } else { start });
     }
-    if let Some(base) = value.strip_suffix(['Z', 'z']) {
-        return ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?);
-    }
-    // A numeric offset: parse as UTC, then shift.
-    let (base, offset) = value.split_at(value.len().checked_sub(6)?);
-    let sign = match offset.as_bytes().first()? {
-        b'+' => 1i64,
-        b'-' => -1,
-        _ => return None,
-    };
-    let (hours, minutes) = offset[1..].split_once(':')?;
-    let shift = (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?) * 60_000;
-    let utc = ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?)? as i64;
-    u64::try_from(utc - sign * shift).ok()
+    miroir_proto::time::parse_rfc3339_ms(value)
 }
 
 /// Aggregated views of `tasks`, in the same order: a finished task's from its recorded
@@ -620,12 +606,12 @@ pub async fn list_batches(
     Ok(Json(listed.respond()))
 }
 
-/// `GET /tasks` with Meilisearch's filters and paging. `statuses` alone is filtered by the
-/// control plane on finished tasks' recorded outcomes; the tasks not yet recorded are
-/// checked here, and counted exactly while at most 1000 of them match the other filters.
-/// Other filters on aggregated fields (batches, start and finish dates, `canceledBy`)
-/// run here over the next 1000 tasks the control plane's filters match; `next` then
-/// continues past them, and `total` counts the matches among them only.
+/// `GET /tasks` with Meilisearch's filters and paging. `statuses` and start and finish
+/// dates are filtered by the control plane on finished tasks' recorded outcomes; the
+/// tasks it cannot decide (not yet recorded) are checked here, and counted exactly while
+/// at most 1000 of them match the other filters. `batchUids` and `canceledBy` run here
+/// over the next 1000 tasks the control plane's filters match; `next` then continues
+/// past them, and `total` counts the matches among them only.
 pub async fn list_tasks(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -688,8 +674,8 @@ async fn listed(
     if query.nothing {
         return Listed::empty(params);
     }
-    let status_only = query.filters_status_only();
-    let filters_views = query.filters_views() && !status_only;
+    let outcomes_only = query.filters_outcomes_only();
+    let filters_views = query.filters_views() && !outcomes_only;
     let request = pb::ListTasksRequest {
         from: number("from", "invalid_task_from")?,
         limit: if filters_views { 1000 } else { limit },
@@ -699,8 +685,8 @@ async fn listed(
     let page = list_page(state, request).await?;
     // Counted before this page's views, which record the outcomes of tasks they find
     // finished and so change what the control plane counts as unrecorded.
-    let (status_total, seen) = if status_only {
-        exact_status_total(state, &query, page.total, page.unrecorded).await?
+    let (outcomes_total, seen) = if outcomes_only {
+        exact_outcomes_total(state, &query, page.total, page.unrecorded).await?
     } else {
         (page.total, HashMap::new())
     };
@@ -708,11 +694,11 @@ async fn listed(
     for (view, task) in all.iter_mut().zip(&page.tasks) {
         count_canceled(state, task, view).await;
     }
-    let (results, total, next) = if status_only {
+    let (results, total, next) = if outcomes_only {
         // A page may come back short (unrecorded tasks in it that do not match); `next`
         // goes on from where the control plane stopped.
         let results = all.into_iter().filter(|v| query.matches(v)).collect();
-        (results, status_total, page.next)
+        (results, outcomes_total, page.next)
     } else if filters_views {
         let matching: Vec<Value> = all.into_iter().filter(|v| query.matches(v)).collect();
         let total = matching.len() as u64;
@@ -760,11 +746,11 @@ async fn views_reusing(
         .collect()
 }
 
-/// The number of tasks matching a `statuses` filter: the control plane's `total` counts
-/// every unrecorded task (`unrecorded`) as matching; those are read from the nodes and
-/// counted for what they are, when there are at most 1000 (else `total` is kept). Also
-/// the views it read, by uid, for the page to reuse.
-async fn exact_status_total(
+/// The number of tasks matching filters on outcomes (`statuses`, dates): the control
+/// plane's `total` counts every task it could not decide (`unrecorded`) as matching; those
+/// are read here and counted for what they are, when there are at most 1000 (else `total`
+/// is kept). Also the views it read, by uid, for the page to reuse.
+async fn exact_outcomes_total(
     state: &AppState,
     query: &TaskQuery,
     mut total: u64,
