@@ -383,11 +383,11 @@ async fn date_filters_count_every_recorded_task() {
         // Two outcomes without times (as recorded before times were kept): the gateway
         // checks those itself.
         let outcome = if i < 2 {
-            json!({"uid": task.uid, "status": "succeeded"})
+            json!({"uid": task.uid, "status": "canceled"})
         } else {
             json!({
                 "uid": task.uid,
-                "status": "succeeded",
+                "status": "canceled",
                 "startedAt": miroir_proto::time::rfc3339_ms(t0 + i * 1000 + 100),
                 "finishedAt": miroir_proto::time::rfc3339_ms(t0 + i * 1000 + 500),
             })
@@ -425,7 +425,7 @@ async fn date_filters_count_every_recorded_task() {
     // Both windows and a status, paged to the end.
     let (_, page) = meili
         .get(&format!(
-            "/tasks?statuses=succeeded&afterStartedAt={}&beforeFinishedAt={}&limit=2&from={}",
+            "/tasks?statuses=canceled&afterStartedAt={}&beforeFinishedAt={}&limit=2&from={}",
             at(1000, 0),
             at(1005, 0),
             uids[1009]
@@ -434,4 +434,29 @@ async fn date_filters_count_every_recorded_task() {
     assert_eq!(page["total"], 5, "{page}");
     assert_eq!(page["results"][0]["uid"], uids[1004], "{page}");
     assert_eq!(page["next"], uids[1002], "{page}");
+    // One cancelation of them all: `canceledBy` and its `canceledTasks` count every one.
+    let cancelation = tasks
+        .create_task(miroir_proto::pb::CreateTaskRequest {
+            task_type: "taskCancelation".into(),
+            enqueued_at_ms: t0 + 2_000_000,
+            cancels: uids.iter().map(|u| *u as u32).collect(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tasks
+        .record_task_outcome(miroir_proto::pb::RecordTaskOutcomeRequest {
+            uid: cancelation.uid,
+            outcome_json: json!({"uid": cancelation.uid, "status": "succeeded", "details": {"canceledTasks": null}}).to_string(),
+        })
+        .await
+        .unwrap();
+    let (_, page) = meili
+        .get(&format!("/tasks?canceledBy={}&limit=2", cancelation.uid))
+        .await;
+    assert_eq!(page["total"], 1010, "{page}");
+    assert_eq!(page["results"][0]["canceledBy"], cancelation.uid, "{page}");
+    let (_, view) = meili.get(&format!("/tasks/{}", cancelation.uid)).await;
+    assert_eq!(view["details"]["canceledTasks"], 1010, "{view}");
 }

@@ -181,7 +181,8 @@ pub struct TaskFilter {
     pub uids: Vec<u32>,
     /// Oldest first.
     pub reverse: bool,
-    /// Only tasks targeted by these `taskCancelation` tasks, when not empty.
+    /// Only tasks targeted by these `taskCancelation` tasks, when not empty (of those
+    /// with a recorded outcome, the canceled ones).
     pub canceled_by: Vec<u32>,
     /// Only tasks enqueued strictly after this time (ms since the epoch).
     pub after_enqueued_at_ms: Option<u64>,
@@ -200,9 +201,10 @@ pub struct TaskFilter {
 }
 
 impl TaskFilter {
-    /// Whether some filter applies to recorded outcomes (the rest pass, undecided).
+    /// Whether some filter applies to recorded outcomes (the rest pass, undecided). Tasks
+    /// targeted by a cancelation match `canceled_by` only if they ended canceled.
     fn on_outcomes(&self) -> bool {
-        !self.statuses.is_empty() || self.has_windows()
+        !self.statuses.is_empty() || !self.canceled_by.is_empty() || self.has_windows()
     }
 
     fn has_windows(&self) -> bool {
@@ -819,6 +821,9 @@ impl Store {
                 let list = placeholders(filter.statuses.len());
                 decided.push(format!("outcome_status IN ({list})"));
                 binds.extend(filter.statuses.iter().map(|s| TaskBind::Text(s)));
+            }
+            if !filter.canceled_by.is_empty() {
+                decided.push("outcome_status = 'canceled'".to_owned());
             }
             for (column, (after, before)) in [
                 ("outcome_started_ms", filter.started),

@@ -260,7 +260,10 @@ impl TaskQuery {
     }
 
     fn filters_outcomes(&self) -> bool {
-        !self.statuses.is_empty() || self.started != (None, None) || self.finished != (None, None)
+        !self.statuses.is_empty()
+            || !self.canceled_by.is_empty()
+            || self.started != (None, None)
+            || self.finished != (None, None)
     }
 
     /// Whether some filters need the aggregated task (status, batch, start and finish).
@@ -268,9 +271,10 @@ impl TaskQuery {
         self.filters_outcomes() || self.filters_views_beyond_outcomes()
     }
 
-    /// Whether filters the control plane cannot apply to outcomes need the aggregated task.
+    /// Whether filters the control plane cannot apply to outcomes need the aggregated task
+    /// (`batchUids`, narrowed to those uids there: few tasks).
     fn filters_views_beyond_outcomes(&self) -> bool {
-        !self.batch_uids.is_empty() || !self.canceled_by.is_empty()
+        !self.batch_uids.is_empty()
     }
 
     /// Whether an aggregated task passes the filters the control plane cannot apply.
@@ -451,19 +455,29 @@ async fn count_canceled(state: &AppState, task: &pb::Task, view: &mut Value) {
     {
         return;
     }
-    let request = pb::ListTasksRequest {
+    // Its targets recorded canceled are counted by the control plane; the undecided ones
+    // (no outcome yet) are read here.
+    let targets = |unrecorded_only, limit| pb::ListTasksRequest {
         canceled_by: vec![task.uid],
-        limit: 1000,
+        unrecorded_only,
+        limit,
         ..Default::default()
     };
-    if let Ok(page) = state.control_plane.list_tasks(request).await {
-        let canceled = views(state, &page.tasks)
+    let Ok(counts) = state.control_plane.list_tasks(targets(false, 1)).await else {
+        return;
+    };
+    let mut canceled = counts.total.saturating_sub(counts.unrecorded);
+    if counts.unrecorded > 0 {
+        let Ok(page) = state.control_plane.list_tasks(targets(true, 1000)).await else {
+            return;
+        };
+        canceled += views(state, &page.tasks)
             .await
             .iter()
             .filter(|v| v["status"] == "canceled")
-            .count();
-        view["details"]["canceledTasks"] = json!(canceled);
+            .count() as u64;
     }
+    view["details"]["canceledTasks"] = json!(canceled);
 }
 
 /// Task `uid`'s view, when it exists and the caller may see it (a key limited to some
@@ -606,12 +620,12 @@ pub async fn list_batches(
     Ok(Json(listed.respond()))
 }
 
-/// `GET /tasks` with Meilisearch's filters and paging. `statuses` and start and finish
-/// dates are filtered by the control plane on finished tasks' recorded outcomes; the
-/// tasks it cannot decide (not yet recorded) are checked here, and counted exactly while
-/// at most 1000 of them match the other filters. `batchUids` and `canceledBy` run here
-/// over the next 1000 tasks the control plane's filters match; `next` then continues
-/// past them, and `total` counts the matches among them only.
+/// `GET /tasks` with Meilisearch's filters and paging. `statuses`, `canceledBy` and start
+/// and finish dates are filtered by the control plane on finished tasks' recorded
+/// outcomes; the tasks it cannot decide (not yet recorded) are checked here, and counted
+/// exactly while at most 1000 of them match the other filters. `batchUids` (the listed
+/// uids, so few tasks) runs here over the next 1000 tasks the control plane's filters
+/// match; `next` then continues past them, and `total` counts the matches among them.
 pub async fn list_tasks(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
