@@ -22,11 +22,28 @@ pub async fn fleet_with(
     fleet_in_groups(&vec![0; n], options).await
 }
 
+/// [`fleet`] with flags for the gateway.
+pub async fn fleet_with_gateway(
+    n: usize,
+    gateway_args: &[&str],
+) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    fleet_in_groups_with(&vec![0; n], ControlPlaneOptions::default(), gateway_args).await
+}
+
 /// A control plane, node `meili-{i}` in replica group `groups[i]`, and a gateway that
 /// follows the fleet and takes writes.
 pub async fn fleet_in_groups(
     groups: &[u32],
     options: ControlPlaneOptions,
+) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    fleet_in_groups_with(groups, options, &[]).await
+}
+
+/// [`fleet_in_groups`] with flags for the gateway.
+async fn fleet_in_groups_with(
+    groups: &[u32],
+    options: ControlPlaneOptions,
+    gateway_args: &[&str],
 ) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
     let (dir, cp) = crate::fresh_control_plane_with(options).await;
     let mut nodes = Vec::new();
@@ -41,7 +58,7 @@ pub async fn fleet_in_groups(
         cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
             .await;
     }
-    let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
+    let gateway = Gateway::start(dir.path(), &cp.url(), gateway_args).await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;

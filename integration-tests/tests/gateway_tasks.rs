@@ -297,26 +297,8 @@ async fn a_finished_task_is_answered_from_its_recorded_outcome() {
 /// the node tasks behind it.
 #[tokio::test]
 async fn finished_tasks_nobody_reads_are_recorded_by_the_sweep() {
-    let (dir, cp) = crate::fresh_control_plane().await;
-    let mut nodes = Vec::new();
-    for i in 0..2 {
-        let node = miroir_integration_tests::TestNode::start().await;
-        cp.add_node(&format!("meili-{i}"), &node.url, 0)
-            .await
-            .unwrap();
-        nodes.push(node);
-    }
-    for i in 0..2 {
-        cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
-            .await;
-    }
-    let gateway = miroir_integration_tests::Gateway::start(
-        dir.path(),
-        &cp.url(),
-        &["--task-sweep-interval", "200ms"],
-    )
-    .await;
-    gateway.wait_writable().await;
+    let (_dir, cp, _nodes, gateway) =
+        crate::gateway_indexes::fleet_with_gateway(2, &["--task-sweep-interval", "200ms"]).await;
     let meili = Meili::new(&gateway.url);
     // Writes only: no task is read through a gateway.
     let (status, _) = meili

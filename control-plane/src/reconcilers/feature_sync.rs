@@ -11,8 +11,6 @@ use reqwest::Method;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use tokio::task::JoinSet;
-use tracing::Instrument;
 
 /// The node route.
 pub const ROUTE: &str = "/experimental-features";
@@ -66,24 +64,13 @@ pub async fn sync_all(state: &Arc<ServiceState>) -> Vec<String> {
     if topology.experimental_features.is_empty() {
         return Vec::new();
     }
-    let mut passes = JoinSet::new();
-    for node in topology
-        .nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Active as i32)
-    {
-        let (state, node, topology) = (state.clone(), node.clone(), topology.clone());
-        let span = tracing::debug_span!("feature_sync", node = %node.id);
-        passes.spawn(
-            async move {
-                let result = sync_node(&state, &node, &topology.experimental_features).await;
-                (node.id, result)
-            }
-            .instrument(span),
-        );
-    }
+    let results = super::on_active_nodes(&topology, "feature_sync", |node| {
+        let (state, topology) = (state.clone(), topology.clone());
+        async move { sync_node(&state, &node, &topology.experimental_features).await }
+    })
+    .await;
     let mut failed = Vec::new();
-    while let Some(Ok((node, result))) = passes.join_next().await {
+    for (node, result) in results {
         match result {
             Ok(changed) if !changed.is_empty() => {
                 tracing::info!(

@@ -5,14 +5,12 @@
 //! and right after every key change.
 
 use crate::state::{LeadershipStatus, ServiceState};
-use miroir_proto::pb::{self, NodeState};
+use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::task::JoinSet;
-use tracing::Instrument;
 
 /// What one pass changed on one node.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -105,23 +103,12 @@ pub async fn sync_all(state: &Arc<ServiceState>) {
     }
     let topology = state.topology();
     let now_ms = miroir_proto::time::now_ms();
-    let mut passes = JoinSet::new();
-    for node in topology
-        .nodes
-        .iter()
-        .filter(|n| n.state == NodeState::Active as i32)
-    {
-        let (state, node, topology) = (state.clone(), node.clone(), topology.clone());
-        let span = tracing::debug_span!("key_sync", node = %node.id);
-        passes.spawn(
-            async move {
-                let result = sync_node(&state, &node, &topology.keys, now_ms).await;
-                (node.id, result)
-            }
-            .instrument(span),
-        );
-    }
-    while let Some(Ok((node, result))) = passes.join_next().await {
+    let results = super::on_active_nodes(&topology, "key_sync", |node| {
+        let (state, topology) = (state.clone(), topology.clone());
+        async move { sync_node(&state, &node, &topology.keys, now_ms).await }
+    })
+    .await;
+    for (node, result) in results {
         match result {
             Ok(repairs) if repairs != KeyRepairs::default() => {
                 state.metrics.observe_key_repairs(&node, repairs);
