@@ -308,7 +308,7 @@ async fn facet_distributions_follow_the_index_faceting_settings() {
             .ok(
                 Method::PATCH,
                 "/indexes/paint/settings",
-                json!({"filterableAttributes": ["color"], "faceting": {"maxValuesPerFacet": 2}}),
+                json!({"filterableAttributes": ["color"], "faceting": {"maxValuesPerFacet": 2}, "pagination": {"maxTotalHits": 10}}),
             )
             .await;
         meili
@@ -344,6 +344,37 @@ async fn facet_distributions_follow_the_index_faceting_settings() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(keys(&merged), keys(&one), "same order, sort {sort}");
+    }
+    // Facet search: every matching document counts (not only the first `maxTotalHits`),
+    // and the index's `maxValuesPerFacet` values are kept in the facet's order.
+    let facet_searches = [
+        json!({"facetName": "color"}),
+        json!({"facetName": "color", "facetQuery": "te"}),
+        json!({"facetName": "color", "filter": "color != red"}),
+    ];
+    for sort in ["alpha", "count"] {
+        for target in [&single.url, &gateway.url] {
+            Meili::new(target)
+                .ok(
+                    Method::PATCH,
+                    "/indexes/paint/settings",
+                    json!({"faceting": {"sortFacetValuesBy": {"color": sort}}}),
+                )
+                .await;
+        }
+        for query in &facet_searches {
+            let (status, mut merged) = Meili::new(&gateway.url)
+                .post("/indexes/paint/facet-search", query.clone())
+                .await;
+            assert_eq!(status, 200, "{merged}");
+            let (_, mut one) = Meili::new(&single.url)
+                .post("/indexes/paint/facet-search", query.clone())
+                .await;
+            for answer in [&mut merged, &mut one] {
+                answer.as_object_mut().map(|a| a.remove("processingTimeMs"));
+            }
+            assert_eq!(merged, one, "sort {sort}, {query}");
+        }
     }
 }
 

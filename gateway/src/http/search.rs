@@ -738,9 +738,24 @@ pub async fn facet_search(
             }
         }
     }
+    // Nodes answer up to Miroir's own limit; the client's index shows its
+    // `maxValuesPerFacet` values in the facet's order, as Meilisearch collects them: the
+    // most frequent (ties: the greater value first), or the first by normalized value.
+    let settings = super::settings::cached(&state, &uid).await;
+    let order = FacetOrder::from_settings(settings.as_deref());
+    let facet = query
+        .get("facetName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
+    if order.by_count(facet) {
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+    } else {
+        counts.sort_by_cached_key(|(value, _)| (value.to_lowercase(), value.clone()));
+    }
+    counts.truncate(order.max_values);
     let hits: Vec<Value> = counts
         .into_iter()
-        .take(100)
         .map(|(value, count)| json!({"value": value, "count": count}))
         .collect();
     let facet_query = query.get("facetQuery").cloned().unwrap_or(Value::Null);

@@ -3,7 +3,10 @@
 use super::error::NodeError;
 use super::index::Index;
 use super::node::{EXPERIMENTAL_FEATURES, Node, NodeState, TaskOp};
-use super::search::{facet_distribution, parse_filter, project, search, search_ranked, tokenize};
+use super::search::{
+    facet_counts, facet_distribution, facet_order, parse_filter, project, search, search_ranked,
+    tokenize,
+};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -1117,25 +1120,26 @@ async fn facet_search(
                 ),
             ));
         }
-        // The documents the query and filter match, then their values of the facet.
-        let mut query = body.clone();
-        query.insert("limit".into(), json!(index.documents.len()));
-        query.insert("attributesToRetrieve".into(), json!(["*"]));
-        let found = search(&uid, index, &query)?;
-        let documents: Vec<Value> = found["hits"].as_array().cloned().unwrap_or_default();
-        let (distribution, _) =
-            facet_distribution(index, documents.iter(), std::slice::from_ref(&facet));
+        // Every document the query and filter match (not only the first
+        // `maxTotalHits`), then their values of the facet that the facet query matches,
+        // collected as Meilisearch does: up to `maxValuesPerFacet`, the most frequent
+        // (ties: the greater value first) or the first by normalized value.
+        let (_, matching, _) = search_ranked(&uid, index, &body)?;
+        let documents = matching.iter().filter_map(|id| index.documents.get(id));
         let wanted = tokenize(&facet_query).join(" ");
-        let hits: Vec<Value> = distribution[&facet]
-            .as_object()
-            .map(|values| {
-                values
-                    .iter()
-                    .filter(|(v, _)| tokenize(v).join(" ").starts_with(&wanted))
-                    .map(|(v, c)| json!({"value": v, "count": c}))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut values: Vec<(String, u64)> = facet_counts(documents, &facet)
+            .into_iter()
+            .filter(|(v, _)| tokenize(v).join(" ").starts_with(&wanted))
+            .collect();
+        let order = facet_order(index, &facet);
+        if order.1 == "count" {
+            values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        }
+        values.truncate(order.0);
+        let hits: Vec<Value> = values
+            .into_iter()
+            .map(|(v, c)| json!({"value": v, "count": c}))
+            .collect();
         Ok(Json(
             json!({"facetHits": hits, "facetQuery": if facet_query.is_empty() { Value::Null } else { json!(facet_query) }, "processingTimeMs": 0}),
         ))

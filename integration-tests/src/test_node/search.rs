@@ -1125,57 +1125,12 @@ pub fn facet_distribution<'a>(
     } else {
         facets.to_vec()
     };
-    let max_values = index
-        .settings
-        .get("faceting")
-        .and_then(|f| f.get("maxValuesPerFacet"))
-        .and_then(Value::as_u64)
-        .unwrap_or(100) as usize;
-    let sort_by = |facet: &str| -> String {
-        let by = index
-            .settings
-            .get("faceting")
-            .and_then(|f| f.get("sortFacetValuesBy"));
-        by.and_then(|b| b.get(facet).or_else(|| b.get("*")))
-            .and_then(Value::as_str)
-            .unwrap_or("alpha")
-            .to_owned()
-    };
     let mut distribution = Map::new();
     let mut stats = Map::new();
     for facet in facets {
-        // normalized value → (spelling shown, count)
-        let mut counts: BTreeMap<String, (String, u64)> = BTreeMap::new();
-        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-        for document in documents.clone() {
-            let mut seen = HashSet::new();
-            for value in leaves(document, &facet) {
-                let original = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => {
-                        if let Some(f) = n.as_f64() {
-                            min = min.min(f);
-                            max = max.max(f);
-                        }
-                        n.to_string()
-                    }
-                    Value::Bool(b) => b.to_string(),
-                    _ => continue,
-                };
-                let key = original.to_lowercase();
-                if seen.insert(key.clone()) {
-                    // Several spellings of one value: show the smallest, so the answer does
-                    // not depend on the order documents were ranked or stored in.
-                    let entry = counts.entry(key).or_insert((original.clone(), 0));
-                    if original < entry.0 {
-                        entry.0 = original;
-                    }
-                    entry.1 += 1;
-                }
-            }
-        }
-        let mut values: Vec<(String, u64)> = counts.into_values().collect();
-        if sort_by(&facet) == "count" {
+        let mut values = facet_counts(documents.clone(), &facet);
+        let (max_values, sort_by) = facet_order(index, &facet);
+        if sort_by == "count" {
             values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         }
         values.truncate(max_values);
@@ -1183,11 +1138,66 @@ pub fn facet_distribution<'a>(
             facet.clone(),
             Value::Object(values.into_iter().map(|(k, c)| (k, json!(c))).collect()),
         );
+        let numbers = documents
+            .clone()
+            .flat_map(|d| leaves(d, &facet))
+            .filter_map(Value::as_f64);
+        let (min, max) = numbers.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), n| {
+            (lo.min(n), hi.max(n))
+        });
         if min.is_finite() {
             stats.insert(facet, json!({"min": min, "max": max}));
         }
     }
     (Value::Object(distribution), Value::Object(stats))
+}
+
+/// The index's `faceting` for `facet`: `maxValuesPerFacet` and `sortFacetValuesBy`
+/// (`alpha` or `count`).
+pub fn facet_order(index: &Index, facet: &str) -> (usize, String) {
+    let faceting = index.settings.get("faceting");
+    let max_values = faceting
+        .and_then(|f| f.get("maxValuesPerFacet"))
+        .and_then(Value::as_u64)
+        .unwrap_or(100) as usize;
+    let sort_by = faceting
+        .and_then(|f| f.get("sortFacetValuesBy"))
+        .and_then(|b| b.get(facet).or_else(|| b.get("*")))
+        .and_then(Value::as_str)
+        .unwrap_or("alpha")
+        .to_owned();
+    (max_values, sort_by)
+}
+
+/// How many of `documents` hold each value of `facet`, by normalized (lower-cased) value
+/// in its order, each shown in its smallest spelling (so the answer does not depend on the
+/// order documents were ranked or stored in).
+pub fn facet_counts<'a>(
+    documents: impl Iterator<Item = &'a Value>,
+    facet: &str,
+) -> Vec<(String, u64)> {
+    // normalized value → (spelling shown, count)
+    let mut counts: BTreeMap<String, (String, u64)> = BTreeMap::new();
+    for document in documents {
+        let mut seen = HashSet::new();
+        for value in leaves(document, facet) {
+            let original = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                _ => continue,
+            };
+            let key = original.to_lowercase();
+            if seen.insert(key.clone()) {
+                let entry = counts.entry(key).or_insert((original.clone(), 0));
+                if original < entry.0 {
+                    entry.0 = original;
+                }
+                entry.1 += 1;
+            }
+        }
+    }
+    counts.into_values().collect()
 }
 
 #[cfg(test)]
