@@ -376,6 +376,29 @@ async fn facet_distributions_follow_the_index_faceting_settings() {
             assert_eq!(merged, one, "sort {sort}, {query}");
         }
     }
+    // A federated search counts every matching document of each index (Meilisearch's
+    // federation does not stop at `maxTotalHits`), alone or with other queries.
+    for queries in [
+        json!([{"indexUid": "paint"}]),
+        json!([{"indexUid": "paint", "filter": "color = red"}, {"indexUid": "paint", "q": "x"}]),
+    ] {
+        let query =
+            json!({"federation": {"facetsByIndex": {"paint": ["color"]}}, "queries": queries});
+        let (status, mut merged) = Meili::new(&gateway.url)
+            .post("/multi-search", query.clone())
+            .await;
+        assert_eq!(status, 200, "{merged}");
+        let (_, mut one) = Meili::new(&single.url)
+            .post("/multi-search", query.clone())
+            .await;
+        for answer in [&mut merged, &mut one] {
+            answer.as_object_mut().map(|a| {
+                a.remove("processingTimeMs");
+                a.remove("hits")
+            });
+        }
+        assert_eq!(merged, one, "{query}");
+    }
 }
 
 /// With every shard on every node (RF equal to the group's size) one node answers each

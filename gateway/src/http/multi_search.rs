@@ -437,13 +437,14 @@ pub async fn multi_search(
             (uid.clone(), pk)
         })
         .collect();
+    // Every index counts (and facets) from a federated search of its own on the nodes,
+    // as Meilisearch does: the number of documents its queries match, which a search's
+    // total (capped at the index's `maxTotalHits`) is not.
     let mut unions = Vec::new();
     for (uid, positions) in &queries_of {
-        if positions.len() > 1 {
-            let queries = positions.iter().map(|&p| prepared[p].1.clone()).collect();
-            let facets = facets_by_index.get(uid).filter(|f| !f.is_null());
-            unions.push((uid.clone(), union_of(&state, &caller, uid, queries, facets)));
-        }
+        let queries = positions.iter().map(|&p| prepared[p].1.clone()).collect();
+        let facets = facets_by_index.get(uid).filter(|f| !f.is_null());
+        unions.push((uid.clone(), union_of(&state, &caller, uid, queries, facets)));
     }
     let mut queries = Vec::with_capacity(prepared.len());
     let mut shown = Vec::with_capacity(prepared.len());
@@ -458,9 +459,6 @@ pub async fn multi_search(
             query.insert("showPerformanceDetails".into(), json!(true));
         }
         let alone = queries_of[&uid].len() == 1;
-        if alone && let Some(facets) = facets_by_index.get(&uid).filter(|f| !f.is_null()) {
-            query.insert("facets".into(), facets.clone());
-        }
         // The primary key tells a document matched by two queries of one index.
         let mut pk_injected = false;
         if !alone
@@ -472,7 +470,7 @@ pub async fn multi_search(
             pk_injected = true;
         }
         let pk = primary_keys[&uid].clone();
-        shown.push((uid.clone(), weight, show_score, alone, pk, pk_injected));
+        shown.push((uid.clone(), weight, show_score, pk, pk_injected));
         queries.push((uid, query));
     }
     let unions = async {
@@ -511,7 +509,7 @@ pub async fn multi_search(
     }
     let mut hits: Vec<FederatedHit> = Vec::new();
     let mut processing = 0;
-    for (position, ((uid, weight, show_score, alone, pk, pk_injected), searched)) in
+    for (position, ((uid, weight, show_score, pk, pk_injected), searched)) in
         shown.into_iter().zip(answers).enumerate()
     {
         let searched = match searched {
@@ -520,12 +518,6 @@ pub async fn multi_search(
         };
         degraded.extend(searched.degraded);
         details.add_answer(searched.body.get("performanceDetails"));
-        if alone {
-            total += searched.body["estimatedTotalHits"].as_u64().unwrap_or(0);
-            if searched.body.contains_key("facetDistribution") {
-                facet_answers.insert(uid.clone(), json!({"distribution": searched.body["facetDistribution"], "stats": searched.body["facetStats"]}));
-            }
-        }
         processing = processing.max(searched.body["processingTimeMs"].as_u64().unwrap_or(0));
         for (rank, hit) in searched.body["hits"]
             .as_array()

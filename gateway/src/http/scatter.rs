@@ -504,8 +504,15 @@ pub async fn gather_from(
 
 /// Adds `X-Miroir-Degraded: shards=…` when some shards were left out.
 pub fn mark_degraded(response: &mut Response, degraded: &[String]) {
-    if !degraded.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&format!("shards={}", degraded.join(",")))
+    // Several reads of one request (a multi-search's queries) can miss the same shard.
+    let mut named = HashSet::new();
+    let shards: Vec<&str> = degraded
+        .iter()
+        .map(String::as_str)
+        .filter(|shard| named.insert(*shard))
+        .collect();
+    if !shards.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&format!("shards={}", shards.join(",")))
     {
         response.headers_mut().insert("x-miroir-degraded", value);
     }
