@@ -563,6 +563,14 @@ async fn filter_errors_read_as_one_meilisearch() {
             "/multi-search",
             json!({"queries": [{"indexUid": "books", "q": 5}]}),
         ),
+        (
+            "/multi-search",
+            json!({"federation": {}, "queries": [{"indexUid": "books"}, {"indexUid": "books", "federationOptions": {"weight": -1}}]}),
+        ),
+        (
+            "/multi-search",
+            json!({"federation": {}, "queries": [{"indexUid": "books", "federationOptions": {"weight": "2"}}]}),
+        ),
     ];
     for (path, body) in requests {
         let (status, through_gateway) = meili.post(path, body.clone()).await;

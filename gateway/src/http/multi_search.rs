@@ -187,6 +187,31 @@ fn query_error(
     (status, Json(body)).into_response()
 }
 
+/// A federated query's `federationOptions.weight` (1 when absent), refused as Meilisearch
+/// refuses it when it is not a number or below 0.
+fn query_weight(position: usize, options: Option<&Value>) -> Result<f64, MeiliError> {
+    let at = format!(".queries[{position}].federationOptions.weight");
+    match options.and_then(|o| o.get("weight")) {
+        None | Some(Value::Null) => Ok(1.0),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(weight) if weight >= 0.0 => Ok(weight),
+            _ => Err(MeiliError::invalid(
+                "invalid_multi_search_weight",
+                format!(
+                    "Invalid value at `{at}`: the value of `weight` is invalid, expected a positive float (>= 0.0)."
+                ),
+            )),
+        },
+        Some(other) => Err(MeiliError::invalid(
+            "invalid_multi_search_weight",
+            format!(
+                "Invalid value type at `{at}`: expected a number, but found {}: `{other}`",
+                super::error::json_kind(other)
+            ),
+        )),
+    }
+}
+
 /// A query's error as Meilisearch words it in a multi-search: errors about the body's
 /// shape (deserr's) carry the member's whole path, `.queries[1].limit`; the others are
 /// prefixed with `Inside `.queries[1]`: `.
@@ -340,11 +365,7 @@ pub async fn multi_search(
                 ),
             ));
         }
-        let weight = options
-            .as_ref()
-            .and_then(|o| o.get("weight"))
-            .and_then(Value::as_f64)
-            .unwrap_or(1.0);
+        let weight = query_weight(position, options.as_ref())?;
         prepared.push((uid, query, weight));
     }
 

@@ -1173,6 +1173,29 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
             ));
         };
         let options = query.remove("federationOptions");
+        // deserr checks the weight with the body, before any search.
+        let at = format!(".queries[{position}].federationOptions.weight");
+        match options.as_ref().and_then(|o| o.get("weight")) {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) if n.as_f64().is_some_and(|w| w >= 0.0) => {}
+            Some(Value::Number(_)) => {
+                return Err(NodeError::invalid(
+                    "invalid_multi_search_weight",
+                    format!(
+                        "Invalid value at `{at}`: the value of `weight` is invalid, expected a positive float (>= 0.0)."
+                    ),
+                ));
+            }
+            Some(other) => {
+                return Err(NodeError::invalid(
+                    "invalid_multi_search_weight",
+                    format!(
+                        "Invalid value type at `{at}`: expected a number, but found {}: `{other}`",
+                        kind_of(other)
+                    ),
+                ));
+            }
+        }
         if federation.is_some() {
             for field in ["offset", "limit", "page", "hitsPerPage"] {
                 if query.contains_key(field) {
