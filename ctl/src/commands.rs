@@ -26,8 +26,23 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crate::moves::MovesCommand>,
     },
+    /// Wait until every live gateway serves a topology version (the barrier); fails
+    /// naming the gateways still behind once the control plane's --gateway-ttl (30 s by
+    /// default) has passed. Give --timeout more than that TTL to see them named.
+    WaitApplied {
+        /// The version to wait for (default: the current one).
+        #[arg(long)]
+        version: Option<u64>,
+    },
     /// Run a local fleet: a control plane, N nodes and a gateway, until Ctrl-C.
     Dev(crate::dev::DevArgs),
+}
+
+/// What `wait-applied` found.
+#[derive(serde::Serialize)]
+struct AppliedView {
+    version: u64,
+    lagging: Vec<String>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -305,6 +320,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             }
         },
+        Command::WaitApplied { version } => {
+            let answer = admin
+                .await_applied(pb::AwaitAppliedRequest {
+                    version: version.unwrap_or(0),
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let view = AppliedView {
+                version: answer.version,
+                lagging: answer.lagging,
+            };
+            output::print(format, &view, |v| {
+                if v.lagging.is_empty() {
+                    format!("every live gateway serves topology version {}", v.version)
+                } else {
+                    format!(
+                        "gateways behind topology version {}: {}",
+                        v.version,
+                        v.lagging.join(", ")
+                    )
+                }
+            })?;
+            if view.lagging.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!("{} gateway(s) behind", view.lagging.len())
+            }
+        }
         Command::Index(command) => match command {
             IndexCommand::List => {
                 let response = admin

@@ -176,3 +176,47 @@ async fn ctl_fails_over_between_control_planes_and_reports_errors_in_one_line() 
     assert_eq!(out.code, 2);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
 }
+
+/// `miroir-ctl wait-applied` (the barrier over gRPC, `AwaitApplied`): returns once every
+/// live gateway serves the version; a version not committed yet is refused.
+#[tokio::test]
+async fn ctl_waits_for_every_gateway_to_apply_a_version() {
+    let (_dir, cp, _nodes, gateway) = crate::gateway_indexes::fleet(1).await;
+    let version = cp.current_topology().await.version;
+    let out = ctl(&cp.url(), &["wait-applied"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        format!("every live gateway serves topology version {version}")
+    );
+    let out = ctl(
+        &cp.url(),
+        &[
+            "--output",
+            "json",
+            "wait-applied",
+            "--version",
+            &version.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let answer: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        answer,
+        serde_json::json!({"version": version, "lagging": []})
+    );
+    let out = ctl(
+        &cp.url(),
+        &["wait-applied", "--version", &(version + 100).to_string()],
+    )
+    .await;
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("is not committed"), "{}", out.stderr);
+    // The gateway named in the control plane's view is the one that applied it.
+    let status = gateway.status().await;
+    assert!(
+        status["topologyVersion"].as_u64().unwrap() >= version,
+        "{status}"
+    );
+}

@@ -946,6 +946,25 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::LeaderInfo>, Status> {
         Ok(Response::new(self.state.leader_info()))
     }
+
+    async fn await_applied(
+        &self,
+        request: Request<pb::AwaitAppliedRequest>,
+    ) -> Result<Response<pb::AwaitAppliedResponse>, Status> {
+        let current = self.state.topology().version;
+        let version = match request.into_inner().version {
+            0 => current,
+            v if v > current => {
+                return Err(ControlPlaneError::FailedPrecondition(format!(
+                    "topology version {v} is not committed (the current one is {current})"
+                ))
+                .into());
+            }
+            v => v,
+        };
+        let lagging = self.state.await_applied(version).await;
+        Ok(Response::new(pb::AwaitAppliedResponse { version, lagging }))
+    }
 }
 
 /// An index of `topology`, or NOT_FOUND in Meilisearch's words.
