@@ -455,29 +455,23 @@ async fn count_canceled(state: &AppState, task: &pb::Task, view: &mut Value) {
     {
         return;
     }
-    // Its targets recorded canceled are counted by the control plane; the undecided ones
-    // (no outcome yet) are read here.
-    let targets = |unrecorded_only, limit| pb::ListTasksRequest {
+    // `GET /tasks?canceledBy=uid`'s total: its targets that ended canceled.
+    let query = TaskQuery {
         canceled_by: vec![task.uid],
-        unrecorded_only,
-        limit,
         ..Default::default()
     };
-    let Ok(counts) = state.control_plane.list_tasks(targets(false, 1)).await else {
+    let counts = pb::ListTasksRequest {
+        limit: 1,
+        ..query.store_request()
+    };
+    let Ok(counts) = list_page(state, counts).await else {
         return;
     };
-    let mut canceled = counts.total.saturating_sub(counts.unrecorded);
-    if counts.unrecorded > 0 {
-        let Ok(page) = state.control_plane.list_tasks(targets(true, 1000)).await else {
-            return;
-        };
-        canceled += views(state, &page.tasks)
-            .await
-            .iter()
-            .filter(|v| v["status"] == "canceled")
-            .count() as u64;
+    if let Ok((canceled, _)) =
+        exact_outcomes_total(state, &query, counts.total, counts.unrecorded).await
+    {
+        view["details"]["canceledTasks"] = json!(canceled);
     }
-    view["details"]["canceledTasks"] = json!(canceled);
 }
 
 /// Task `uid`'s view, when it exists and the caller may see it (a key limited to some
@@ -760,10 +754,10 @@ async fn views_reusing(
         .collect()
 }
 
-/// The number of tasks matching filters on outcomes (`statuses`, dates): the control
-/// plane's `total` counts every task it could not decide (`unrecorded`) as matching; those
-/// are read here and counted for what they are, when there are at most 1000 (else `total`
-/// is kept). Also the views it read, by uid, for the page to reuse.
+/// The number of tasks matching filters on outcomes (`statuses`, `canceledBy`, dates):
+/// the control plane's `total` counts every task it could not decide (`unrecorded`) as
+/// matching; those are read here and counted for what they are, when there are at most
+/// 1000 (else `total` is kept). Also the views it read, by uid, for the page to reuse.
 async fn exact_outcomes_total(
     state: &AppState,
     query: &TaskQuery,
