@@ -739,22 +739,14 @@ pub async fn facet_search(
         }
     }
     // Nodes answer up to Miroir's own limit; the client's index shows its
-    // `maxValuesPerFacet` values in the facet's order, as Meilisearch collects them: the
-    // most frequent (ties: the greater value first), or the first by normalized value.
+    // `maxValuesPerFacet` values in the facet's order, as Meilisearch collects them.
     let settings = super::settings::cached(&state, &uid).await;
-    let order = FacetOrder::from_settings(settings.as_deref());
     let facet = query
         .get("facetName")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let mut counts: Vec<(String, u64)> = counts.into_iter().collect();
-    if order.by_count(facet) {
-        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
-    } else {
-        counts.sort_by_cached_key(|(value, _)| (value.to_lowercase(), value.clone()));
-    }
-    counts.truncate(order.max_values);
-    let hits: Vec<Value> = counts
+    let hits: Vec<Value> = FacetOrder::from_settings(settings.as_deref())
+        .keep(facet, counts.into_iter().collect(), true)
         .into_iter()
         .map(|(value, count)| json!({"value": value, "count": count}))
         .collect();
@@ -809,6 +801,28 @@ impl FacetOrder {
             .and_then(Value::as_str)
             == Some("count")
     }
+
+    /// `values` (value, count) of `facet` in the index's order, cut at `max_values`:
+    /// alphabetical on the normalized (lower-cased) value, or most frequent first, where
+    /// equal counts put the smaller value first in a facet distribution and the greater
+    /// in a facet search, as Meilisearch does.
+    fn keep(
+        &self,
+        facet: &str,
+        mut values: Vec<(String, u64)>,
+        search: bool,
+    ) -> Vec<(String, u64)> {
+        if self.by_count(facet) {
+            values.sort_by(|a, b| {
+                let ties = if search { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) };
+                b.1.cmp(&a.1).then(ties)
+            });
+        } else {
+            values.sort_by_cached_key(|(value, _)| (value.to_lowercase(), value.clone()));
+        }
+        values.truncate(self.max_values);
+        values
+    }
 }
 
 /// Sums facet counts per value and keeps the index's first `maxValuesPerFacet` values in
@@ -853,23 +867,19 @@ pub fn merge_facets<'a>(
             }
         }
     }
-    // Values in the index's order (alphabetical on the normalized value by default, or
-    // most frequent first), cut at its maxValuesPerFacet.
+    // Values in the index's order, cut at its maxValuesPerFacet.
     for (facet, values) in distribution.iter_mut() {
         if let Value::Object(map) = values {
-            let mut sorted: Vec<(String, Value)> = std::mem::take(map).into_iter().collect();
-            if order.by_count(facet) {
-                let count = |v: &Value| v.as_u64().unwrap_or(0);
-                sorted.sort_by(|a, b| count(&b.1).cmp(&count(&a.1)).then(a.0.cmp(&b.0)));
-            } else {
-                sorted.sort_by(|a, b| {
-                    a.0.to_lowercase()
-                        .cmp(&b.0.to_lowercase())
-                        .then(a.0.cmp(&b.0))
-                });
-            }
-            sorted.truncate(order.max_values);
-            map.extend(sorted);
+            let counts = std::mem::take(map)
+                .into_iter()
+                .map(|(value, count)| (value, count.as_u64().unwrap_or(0)))
+                .collect();
+            map.extend(
+                order
+                    .keep(facet, counts, false)
+                    .into_iter()
+                    .map(|(value, count)| (value, json!(count))),
+            );
         }
     }
     (Value::Object(distribution), Value::Object(stats))
