@@ -290,27 +290,25 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
                 if succeeded { received } else { json!(0) },
             );
         }
-        // Every node made its own dump: their names, by node.
-        if succeeded && task.task_type == "dumpCreation" {
-            let dumps: Map<String, Value> = node_views
+        // Every node made its own dump, or compacted its own copy: each node's part of
+        // the details (the dump's name, the sizes), by node.
+        let by_node = |part: fn(&Value) -> Option<&Value>| -> Value {
+            let parts: Map<String, Value> = node_views
                 .iter()
-                .filter_map(|(node, view)| {
-                    let uid = view.as_ref().ok()?["details"]["dumpUid"].as_str()?;
-                    Some((node.clone(), json!(uid)))
-                })
+                .filter_map(|(node, view)| Some((node.clone(), part(view.as_ref().ok()?)?.clone())))
                 .collect();
-            details.insert("miroirDumpUids".into(), Value::Object(dumps));
-        }
-        // Every node compacted its own copy: its sizes, by node.
-        if succeeded && task.task_type == "indexCompaction" {
-            let sizes: Map<String, Value> = node_views
-                .iter()
-                .filter_map(|(node, view)| {
-                    let details = view.as_ref().ok()?["details"].as_object()?;
-                    Some((node.clone(), Value::Object(details.clone())))
-                })
-                .collect();
-            details.insert("miroirCompactions".into(), Value::Object(sizes));
+            Value::Object(parts)
+        };
+        match task.task_type.as_str() {
+            "dumpCreation" if succeeded => {
+                let uids = by_node(|v| v.pointer("/details/dumpUid").filter(|u| u.is_string()));
+                details.insert("miroirDumpUids".into(), uids);
+            }
+            "indexCompaction" if succeeded => {
+                let sizes = by_node(|v| v.get("details").filter(|d| d.is_object()));
+                details.insert("miroirCompactions".into(), sizes);
+            }
+            _ => {}
         }
     }
     let mut view = Map::new();
