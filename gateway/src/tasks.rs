@@ -65,7 +65,7 @@ fn covered_elsewhere(task: &pb::Task, topology: &pb::Topology, failed: &str) -> 
 /// fractions (`05.1Z` against `05.10001Z`) would not compare in time order. An unreadable
 /// one sorts first.
 fn instant(time: &str) -> Option<std::time::SystemTime> {
-    humantime::parse_rfc3339(time).ok()
+    miroir_proto::time::parse_rfc3339(time)
 }
 
 /// Whether a task status is final: `succeeded`, `failed` or `canceled`.

@@ -47,25 +47,32 @@ pub fn rfc3339_ms(ms: u64) -> String {
 /// Milliseconds since the Unix epoch of an RFC 3339 time (`…Z` or `…±HH:MM`, any
 /// fraction of a second), as Meilisearch prints task times and takes task filters.
 pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
-    let ms = |t: SystemTime| {
-        t.duration_since(UNIX_EPOCH)
-            .ok()
-            .map(|d| d.as_millis() as u64)
-    };
+    let since = parse_rfc3339(text)?.duration_since(UNIX_EPOCH).ok()?;
+    Some(since.as_millis() as u64)
+}
+
+/// An RFC 3339 time (`…Z` or `…±HH:MM`, any fraction of a second) as an instant, to the
+/// nanosecond.
+pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     if let Some(base) = text.strip_suffix(['Z', 'z']) {
-        return ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?);
+        return humantime::parse_rfc3339(&format!("{base}Z")).ok();
     }
     // A numeric offset: parse as UTC, then shift.
     let (base, offset) = text.split_at(text.len().checked_sub(6)?);
-    let sign = match offset.as_bytes().first()? {
-        b'+' => 1i64,
-        b'-' => -1,
+    let east = match offset.as_bytes().first()? {
+        b'+' => true,
+        b'-' => false,
         _ => return None,
     };
     let (hours, minutes) = offset[1..].split_once(':')?;
-    let shift = (hours.parse::<i64>().ok()? * 60 + minutes.parse::<i64>().ok()?) * 60_000;
-    let utc = ms(humantime::parse_rfc3339(&format!("{base}Z")).ok()?)? as i64;
-    u64::try_from(utc - sign * shift).ok()
+    let shift =
+        Duration::from_secs((hours.parse::<u64>().ok()? * 60 + minutes.parse::<u64>().ok()?) * 60);
+    let utc = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
+    if east {
+        utc.checked_sub(shift)
+    } else {
+        utc.checked_add(shift)
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
