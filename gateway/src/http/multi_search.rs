@@ -338,9 +338,9 @@ pub async fn multi_search(
             )?;
         }
         if federation.is_some() {
-            if let Some(field) = ["offset", "limit", "page", "hitsPerPage"]
+            if let Some((field, _)) = super::error::SEARCH_PAGING
                 .into_iter()
-                .find(|f| query.contains_key(*f))
+                .find(|(f, _)| query.contains_key(*f))
             {
                 return Err(MeiliError::invalid(
                     "invalid_multi_search_query_pagination",
@@ -632,38 +632,32 @@ pub async fn multi_search(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_union_query_error_names_the_client_query() {
-        let message = |failure_message: &str| {
+    #[tokio::test]
+    async fn a_union_query_error_names_the_client_query() {
+        async fn message(failure_message: &str) -> String {
             let failure = SearchFailure::Node(
                 StatusCode::BAD_REQUEST,
                 json!({"message": failure_message, "code": "x"}),
             );
             let response = inside_union(&[2, 5], failure);
             assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-            let body = response.into_body();
-            let bytes = futures_executor(axum::body::to_bytes(body, 1 << 20)).unwrap();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
             serde_json::from_slice::<Value>(&bytes).unwrap()["message"]
                 .as_str()
                 .unwrap()
                 .to_owned()
-        };
+        }
         assert_eq!(
-            message("Inside `.queries[1]`: Index `m`: Attribute `x` is not filterable."),
+            message("Inside `.queries[1]`: Index `m`: Attribute `x` is not filterable.").await,
             "Inside `.queries[5]`: Index `m`: Attribute `x` is not filterable."
         );
         assert_eq!(
-            message("Invalid value type at `.queries[1].q`: expected a string"),
+            message("Invalid value type at `.queries[1].q`: expected a string").await,
             "Invalid value type at `.queries[5].q`: expected a string"
         );
-        assert_eq!(message("boom"), "Inside `.queries[2]`: boom");
-    }
-
-    fn futures_executor<F: std::future::Future>(future: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(future)
+        assert_eq!(message("boom").await, "Inside `.queries[2]`: boom");
     }
 
     #[test]
