@@ -15,6 +15,11 @@ use std::sync::Arc;
 /// The node route.
 pub const ROUTE: &str = "/experimental-features";
 
+/// `node`'s experimental-features route.
+fn url(node: &pb::Node) -> String {
+    format!("{}{ROUTE}", node.address.trim_end_matches('/'))
+}
+
 /// The members of `wanted` whose value differs from the node's answer `current`.
 pub fn differing(wanted: &BTreeMap<String, bool>, current: &Value) -> Map<String, Value> {
     wanted
@@ -32,7 +37,7 @@ async fn sync_node(
     node: &pb::Node,
     wanted: &BTreeMap<String, bool>,
 ) -> Result<Vec<String>, String> {
-    let url = format!("{}{ROUTE}", node.address.trim_end_matches('/'));
+    let url = url(node);
     let current = state
         .nodes
         .get(&node.id, url.clone())
@@ -111,7 +116,7 @@ pub async fn update(
         .iter()
         .filter(|n| n.state == NodeState::Active as i32)
     {
-        let url = format!("{}{ROUTE}", node.address.trim_end_matches('/'));
+        let url = url(node);
         let before = match state.nodes.get(&node.id, url.clone()).await {
             Ok(before) => before,
             Err(error) => {
@@ -172,7 +177,7 @@ pub async fn update(
             Ok((_, topology)) => version = topology.version,
             Err(error) => {
                 // Not recorded: the node that took the change gets its former values back.
-                let url = format!("{}{ROUTE}", node.address.trim_end_matches('/'));
+                let url = url(node);
                 let undo: Map<String, Value> = set
                     .keys()
                     .filter_map(|f| Some((f.clone(), before.get(f)?.clone())))
