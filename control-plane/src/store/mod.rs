@@ -229,8 +229,8 @@ pub struct TaskPage {
     pub more: bool,
     /// Tasks matching the filter in all.
     pub total: u64,
-    /// Of those, tasks the filters on outcomes cannot decide (counted when `statuses` or
-    /// a start or finish window is set).
+    /// Of those, tasks the filters on outcomes cannot decide (counted when `statuses`,
+    /// `canceled_by` or a start or finish window is set).
     pub unrecorded: u64,
 }
 
@@ -816,7 +816,8 @@ impl Store {
         }
         if filter.on_outcomes() {
             // Recorded outcomes are filtered; the undecided pass, for the caller to check.
-            let mut decided = vec!["1 = 1".to_owned()];
+            // Never empty: some filter on outcomes is set, and a set window has a bound.
+            let mut decided = Vec::new();
             if !filter.statuses.is_empty() {
                 let list = placeholders(filter.statuses.len());
                 decided.push(format!("outcome_status IN ({list})"));
