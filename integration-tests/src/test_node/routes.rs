@@ -251,18 +251,10 @@ fn with_index_filtered<T>(
 /// Meilisearch's `feature_not_enabled` for the first filter string using `CONTAINS` or
 /// `STARTS WITH`.
 fn refuse_contains(filter: Option<&Value>) -> Result<()> {
-    fn strings<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-        match value {
-            Value::String(s) => out.push(s),
-            Value::Array(items) => items.iter().for_each(|item| strings(item, out)),
-            _ => {}
-        }
-    }
-    let mut texts = Vec::new();
-    if let Some(filter) = filter {
-        strings(filter, &mut texts);
-    }
-    for text in texts {
+    for text in filter
+        .map(super::search::filter_strings)
+        .unwrap_or_default()
+    {
         if let Some((start, end)) = super::filter::contains_operator(text) {
             return Err(NodeError {
                 status: StatusCode::BAD_REQUEST,

@@ -381,7 +381,7 @@ pub fn check_filterable(
 }
 
 /// The strings of a filter: itself, or an array's elements (inner arrays' too).
-fn filter_strings(raw: &Value) -> Vec<&str> {
+pub fn filter_strings(raw: &Value) -> Vec<&str> {
     match raw {
         Value::String(s) => vec![s.as_str()],
         Value::Array(items) => items.iter().flat_map(filter_strings).collect(),
