@@ -3,6 +3,7 @@
 use super::error::NodeError;
 use super::index::Index;
 use super::node::{EXPERIMENTAL_FEATURES, Node, NodeState, TaskOp};
+use super::search::kind_of;
 use super::search::{
     facet_counts, facet_distribution, facet_order, parse_filter, project, search, search_ranked,
     tokenize,
@@ -207,20 +208,6 @@ fn json_object(body: &Bytes) -> Result<Map<String, Value>> {
                 kind_of(&other)
             ),
         )),
-    }
-}
-
-/// How Meilisearch (deserr) names a JSON value's kind in its type errors.
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_u64() => "a positive integer",
-        Value::Number(n) if n.is_i64() => "a negative integer",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

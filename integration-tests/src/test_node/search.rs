@@ -51,9 +51,9 @@ const SEARCH_PARAMETERS: &[&str] = &[
     "hybrid",
 ];
 
-fn bad_type(code: &'static str, field: &str, expected: &str, value: &Value) -> NodeError {
-    // Meilisearch's (deserr's) names of value kinds.
-    let found = match value {
+/// How Meilisearch (deserr) names a JSON value's kind in its type errors.
+pub fn kind_of(value: &Value) -> &'static str {
+    match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
         Value::Number(n) if n.is_u64() => "a positive integer",
@@ -62,7 +62,11 @@ fn bad_type(code: &'static str, field: &str, expected: &str, value: &Value) -> N
         Value::String(_) => "a string",
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
-    };
+    }
+}
+
+fn bad_type(code: &'static str, field: &str, expected: &str, value: &Value) -> NodeError {
+    let found = kind_of(value);
     NodeError::invalid(
         code,
         format!(
