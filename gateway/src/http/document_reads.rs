@@ -315,7 +315,7 @@ async fn browse(
         ("offset", "invalid_document_offset"),
         ("limit", "invalid_document_limit"),
     ] {
-        super::error::check_positive_integer(request.get(key), &format!(".{key}"), code)?;
+        super::error::check_positive_integer(request.get(key), || format!(".{key}"), code)?;
     }
     let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
     let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;

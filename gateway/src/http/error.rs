@@ -163,11 +163,12 @@ pub fn json_kind(value: &Value) -> &'static str {
 }
 
 /// Meilisearch's refusal of a JSON member that must be a positive integer when it is not
-/// one (absent or `null` is left to the default); `at` is its path (`.limit`,
-/// `.queries[0].limit`). Checked where Miroir consumes the member instead of passing it on.
+/// one (absent or `null` is left to the default); `at` gives its path (`.limit`,
+/// `.queries[0].limit`), only written for an error since searches run this on every
+/// query. Checked where Miroir consumes the member instead of passing it on.
 pub fn check_positive_integer(
     value: Option<&Value>,
-    at: &str,
+    at: impl FnOnce() -> String,
     code: &'static str,
 ) -> Result<(), MeiliError> {
     match value {
@@ -176,7 +177,8 @@ pub fn check_positive_integer(
         Some(other) => Err(MeiliError::invalid(
             code,
             format!(
-                "Invalid value type at `{at}`: expected a positive integer, but found {}: `{other}`",
+                "Invalid value type at `{}`: expected a positive integer, but found {}: `{other}`",
+                at(),
                 json_kind(other)
             ),
         )),

@@ -333,7 +333,7 @@ pub async fn multi_search(
         for (key, code) in super::error::SEARCH_PAGING {
             super::error::check_positive_integer(
                 query.get(key),
-                &format!(".queries[{position}].{key}"),
+                || format!(".queries[{position}].{key}"),
                 code,
             )?;
         }

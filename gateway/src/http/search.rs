@@ -389,7 +389,7 @@ pub async fn run_search(
         .map_err(SearchFailure::Miroir)?;
     // Nodes get paging of Miroir's making: the client's is checked here.
     for (key, code) in super::error::SEARCH_PAGING {
-        super::error::check_positive_integer(query.get(key), &format!(".{key}"), code)
+        super::error::check_positive_integer(query.get(key), || format!(".{key}"), code)
             .map_err(SearchFailure::Miroir)?;
     }
     let turn = next_turn();
