@@ -41,6 +41,17 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// An index's ranking rules in Meilisearch 1.50 until changed.
+pub const DEFAULT_RANKING_RULES: [&str; 7] = [
+    "words",
+    "typo",
+    "proximity",
+    "attributeRank",
+    "sort",
+    "wordPosition",
+    "exactness",
+];
+
 /// Times a process is started on fresh ports when one it was given was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
 
@@ -392,19 +403,34 @@ pub async fn run_python_check(script: &str, args: &[&std::ffi::OsStr]) {
     assert!(stdout.contains("all checks passed"), "{script}: {stdout}");
 }
 
-/// A running Meilisearch node: the real binary named by `MEILISEARCH_BIN`, or else
-/// `miroir-test-node`.
+/// Which node a test starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Real Meilisearch (`MEILISEARCH_BIN`), or the test node when that is unset.
+    Meilisearch,
+    /// Miroir's test node, for faults a real process cannot show.
+    TestNode,
+}
+
+/// A running Meilisearch node: the real binary named by `MEILISEARCH_BIN` (CI points it at
+/// `../shared/meilisearch/meilisearch`), or else `miroir-test-node`.
+///
+/// Process faults work on both: [`TestNode::kill`] and [`TestNode::down`] are `kill -9`,
+/// [`TestNode::hang`] is `SIGSTOP`. Injected faults (latency, error rates, refusals, task
+/// delays) need the test node: start it with [`TestNode::start_test_node`].
 pub struct TestNode {
     child: Child,
     /// Its base URL.
     pub url: String,
     /// True when this is real Meilisearch (no fault injection).
     pub real: bool,
-    _dir: Option<tempfile::TempDir>,
+    /// The real binary and its data folder, kept so [`TestNode::up`] restarts the same node.
+    real_node: Option<(PathBuf, tempfile::TempDir)>,
 }
 
 impl TestNode {
-    /// Starts a node on a free loopback port and waits for `GET /health`.
+    /// Starts a node on a free loopback port and waits for `GET /health`: real Meilisearch
+    /// when `MEILISEARCH_BIN` is set, else the test node.
     pub async fn start() -> Self {
         match std::env::var_os("MEILISEARCH_BIN") {
             Some(bin) => Self::start_real(PathBuf::from(bin)).await,
@@ -414,33 +440,88 @@ impl TestNode {
 
     async fn start_real(bin: PathBuf) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
-        let child = Command::new(bin)
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            let mut child = Self::spawn_real(&bin, dir.path(), port);
+            let url = format!("http://127.0.0.1:{port}");
+            match Self::wait_real(&mut child, &url, dir.path()).await {
+                Ok(()) => {
+                    return Self {
+                        child,
+                        url,
+                        real: true,
+                        real_node: Some((bin, dir)),
+                    };
+                }
+                Err(log) if port_taken(&log) => continue,
+                Err(log) => panic!("meilisearch exited before serving:\n{log}"),
+            }
+        }
+        panic!("meilisearch found no free port in {PORT_ATTEMPTS} attempts");
+    }
+
+    fn spawn_real(bin: &Path, dir: &Path, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("meilisearch.log"))
+            .expect("log file");
+        Command::new(bin)
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--master-key")
             .arg(MASTER_KEY)
             .arg("--db-path")
-            .arg(dir.path().join("data.ms"))
+            .arg(dir.join("data.ms"))
             .arg("--dump-dir")
-            .arg(dir.path().join("dumps"))
+            .arg(dir.join("dumps"))
+            .arg("--snapshot-dir")
+            .arg(dir.join("snapshots"))
             .arg("--no-analytics")
+            // Two cores run a whole fleet: one indexing thread per node.
+            .arg("--max-indexing-threads")
+            .arg("1")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .kill_on_drop(true)
             .spawn()
-            .expect("start MEILISEARCH_BIN");
-        let url = format!("http://127.0.0.1:{port}");
-        wait_healthy("meilisearch to start", &url, Duration::from_secs(60)).await;
-        Self {
-            child,
-            url,
-            real: true,
-            _dir: Some(dir),
+            .expect("start MEILISEARCH_BIN")
+    }
+
+    /// Waits for `GET /health`; the node's log when it exited first.
+    async fn wait_real(child: &mut Child, url: &str, dir: &Path) -> Result<(), String> {
+        let health = format!("{url}/health");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = std::fs::read_to_string(dir.join("meilisearch.log")).unwrap_or_default();
+                return Err(format!("exit {status}\n{log}"));
+            }
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "meilisearch did not start in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
-    async fn start_test_node() -> Self {
+    /// Starts a node of `kind`.
+    pub async fn start_kind(kind: NodeKind) -> Self {
+        match kind {
+            NodeKind::Meilisearch => Self::start().await,
+            NodeKind::TestNode => Self::start_test_node().await,
+        }
+    }
+
+    /// Starts Miroir's test node whatever `MEILISEARCH_BIN` says: for tests that inject
+    /// faults a real process cannot show (latency, error rates, refusals, task delays).
+    pub async fn start_test_node() -> Self {
         let mut child = Command::new(binary("miroir-test-node"))
             .arg("--listen")
             .arg("127.0.0.1:0")
@@ -465,15 +546,15 @@ impl TestNode {
             child,
             url: format!("http://{address}"),
             real: false,
-            _dir: None,
+            real_node: None,
         }
     }
 
-    /// Sets injected faults (`{"down": true}`, `{"latencyMs": 50}`, …); test node only.
+    /// Sets injected faults (`{"latencyMs": 50}`, `{"taskDelayMs": 400}`, …); test node only.
     pub async fn set_faults(&self, faults: serde_json::Value) {
         assert!(
             !self.real,
-            "fault injection needs the test node, not MEILISEARCH_BIN"
+            "fault injection needs the test node: start it with TestNode::start_test_node"
         );
         let response = reqwest::Client::new()
             .post(format!("{}/_testnode/faults", self.url))
@@ -484,9 +565,69 @@ impl TestNode {
         assert!(response.status().is_success());
     }
 
-    /// Kills the process.
+    /// Kills the process (`kill -9`) for good.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
+    }
+
+    /// Takes the node down: `kill -9` on real Meilisearch, which [`TestNode::up`] restarts
+    /// on its port and data. The test node keeps its documents only in memory, so it plays
+    /// dead instead (refuses every request).
+    pub async fn down(&mut self) {
+        if self.real {
+            self.kill().await;
+        } else {
+            self.set_faults(serde_json::json!({"down": true})).await;
+        }
+    }
+
+    /// Brings a node [`TestNode::down`] took down back, on the same address and data, and
+    /// waits until it serves.
+    pub async fn up(&mut self) {
+        match &self.real_node {
+            Some((bin, dir)) => {
+                let port: u16 = self
+                    .url
+                    .rsplit(':')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .expect("node URL ends with its port");
+                // A killed process's port can take a moment to be free again.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                loop {
+                    let mut child = Self::spawn_real(bin, dir.path(), port);
+                    match Self::wait_real(&mut child, &self.url, dir.path()).await {
+                        Ok(()) => {
+                            self.child = child;
+                            return;
+                        }
+                        Err(log) if port_taken(&log) && Instant::now() < deadline => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(log) => panic!("meilisearch did not come back:\n{log}"),
+                    }
+                }
+            }
+            None => self.set_faults(serde_json::json!({"down": false})).await,
+        }
+    }
+
+    /// Hangs the node (`SIGSTOP`): it keeps its connections and answers nothing, the gray
+    /// failure a timeout must catch. [`TestNode::unhang`] resumes it.
+    pub fn hang(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Resumes a node [`TestNode::hang`] stopped (`SIGCONT`).
+    pub fn unhang(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id().expect("node process is running");
+        // SAFETY: kill(2) on a child process this handle owns and has not reaped.
+        let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
     }
 }
 

@@ -2,8 +2,8 @@
 //! real Redis, and a client that picks a gateway at random for every request.
 
 use miroir_integration_tests::{
-    ControlPlane, ControlPlaneOptions, Gateway, MASTER_KEY, Meili, Postgres, RedisServer, TestNode,
-    wait_for,
+    ControlPlane, ControlPlaneOptions, Gateway, MASTER_KEY, Meili, NodeKind, Postgres, RedisServer,
+    TestNode, wait_for,
 };
 use miroir_proto::pb;
 use reqwest::Method;
@@ -20,9 +20,9 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// Two control planes, two nodes, three gateways (sharing Redis when `redis`), each
-    /// with `gateway_args`.
-    async fn start(redis: bool, gateway_args: &[&str]) -> Self {
+    /// Two control planes, two nodes of `kind`, three gateways (sharing Redis when
+    /// `redis`), each with `gateway_args`.
+    async fn start(redis: bool, gateway_args: &[&str], kind: NodeKind) -> Self {
         let postgres = Postgres::start().await;
         let redis = if redis {
             Some(RedisServer::start().await)
@@ -40,7 +40,7 @@ impl Fleet {
         }
         let mut nodes = Vec::new();
         for i in 0..2 {
-            let node = TestNode::start().await;
+            let node = TestNode::start_kind(kind).await;
             // Through whichever replica: followers forward.
             cps[i % 2]
                 .add_node(&format!("meili-{i}"), &node.url, 0)
@@ -118,7 +118,9 @@ async fn send(
 
 #[tokio::test]
 async fn the_fleet_rules_hold_whichever_gateway_answers() {
-    let fleet = Fleet::start(true, &[]).await;
+    // Test nodes: a read-your-writes session is checked while nodes hold tasks (an
+    // injected delay), so that the read has to wait.
+    let fleet = Fleet::start(true, &[], NodeKind::TestNode).await;
     let status = fleet.gateway(0).status().await;
     assert_eq!(status["coordination"]["mode"], "redis", "{status}");
 
@@ -324,7 +326,7 @@ async fn rate_limits_hold_fleet_wide_with_and_without_redis() {
         (false, "--rate-limit-per-key"),
         (true, "--rate-limit-per-ip"),
     ] {
-        let fleet = Fleet::start(redis, &[flag, "6"]).await;
+        let fleet = Fleet::start(redis, &[flag, "6"], NodeKind::Meilisearch).await;
         fleet
             .any()
             .ok(

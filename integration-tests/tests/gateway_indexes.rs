@@ -2,7 +2,7 @@
 //! every node and the client's task reports the nodes' real outcome.
 
 use miroir_integration_tests::{
-    ControlPlane, ControlPlaneOptions, Gateway, Meili, TestNode, wait_for,
+    ControlPlane, ControlPlaneOptions, Gateway, Meili, NodeKind, TestNode, wait_for,
 };
 use miroir_proto::pb::NodeState;
 use reqwest::Method;
@@ -27,7 +27,29 @@ pub async fn fleet_with_gateway(
     n: usize,
     gateway_args: &[&str],
 ) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
-    fleet_in_groups_with(&vec![0; n], ControlPlaneOptions::default(), gateway_args).await
+    fleet_in_groups_with(
+        &vec![0; n],
+        ControlPlaneOptions::default(),
+        gateway_args,
+        NodeKind::Meilisearch,
+    )
+    .await
+}
+
+/// [`fleet`] of Miroir's test nodes, for tests that inject faults a real process cannot
+/// show (latency, refusals, task delays).
+pub async fn test_node_fleet(
+    n: usize,
+) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    test_node_fleet_in_groups(&vec![0; n], ControlPlaneOptions::default()).await
+}
+
+/// [`fleet_in_groups`] of Miroir's test nodes.
+pub async fn test_node_fleet_in_groups(
+    groups: &[u32],
+    options: ControlPlaneOptions,
+) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
+    fleet_in_groups_with(groups, options, &[], NodeKind::TestNode).await
 }
 
 /// A control plane, node `meili-{i}` in replica group `groups[i]`, and a gateway that
@@ -36,7 +58,7 @@ pub async fn fleet_in_groups(
     groups: &[u32],
     options: ControlPlaneOptions,
 ) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
-    fleet_in_groups_with(groups, options, &[]).await
+    fleet_in_groups_with(groups, options, &[], NodeKind::Meilisearch).await
 }
 
 /// [`fleet_in_groups`] with flags for the gateway.
@@ -44,11 +66,12 @@ async fn fleet_in_groups_with(
     groups: &[u32],
     options: ControlPlaneOptions,
     gateway_args: &[&str],
+    kind: NodeKind,
 ) -> (tempfile::TempDir, ControlPlane, Vec<TestNode>, Gateway) {
     let (dir, cp) = crate::fresh_control_plane_with(options).await;
     let mut nodes = Vec::new();
     for (i, group) in groups.iter().enumerate() {
-        let node = TestNode::start().await;
+        let node = TestNode::start_kind(kind).await;
         cp.add_node(&format!("meili-{i}"), &node.url, *group)
             .await
             .unwrap();

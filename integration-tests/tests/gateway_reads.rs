@@ -620,8 +620,8 @@ async fn a_slow_node_holds_no_read_past_the_node_timeout() {
         .wait_version(cp.current_topology().await.version)
         .await;
 
-    // Far longer than any bound below: waiting for this node would show.
-    nodes[1].set_faults(json!({"latencyMs": 30000})).await;
+    // A hung node (SIGSTOP) answers nothing: waiting for it would show.
+    nodes[1].hang();
     let bound = std::time::Duration::from_secs(8);
     for round in 0..4 {
         let started = std::time::Instant::now();
@@ -654,5 +654,5 @@ async fn a_slow_node_holds_no_read_past_the_node_timeout() {
         "version: {:?}",
         started.elapsed()
     );
-    nodes[1].set_faults(json!({})).await;
+    nodes[1].unhang();
 }

@@ -1,7 +1,7 @@
 //! Settings through the gateway: applied on every node, Miroir's own kept and hidden.
 
 use crate::gateway_indexes::fleet;
-use miroir_integration_tests::Meili;
+use miroir_integration_tests::{DEFAULT_RANKING_RULES, Meili};
 use reqwest::Method;
 use serde_json::json;
 
@@ -43,17 +43,7 @@ async fn settings_reach_every_node_and_miroirs_own_stay_hidden() {
         "clients read what one Meilisearch would"
     );
     assert_eq!(settings["sortableAttributes"], json!(["year"]));
-    assert_eq!(
-        settings["rankingRules"],
-        json!([
-            "words",
-            "typo",
-            "proximity",
-            "attribute",
-            "sort",
-            "exactness"
-        ])
-    );
+    assert_eq!(settings["rankingRules"], json!(DEFAULT_RANKING_RULES));
 
     meili
         .ok(

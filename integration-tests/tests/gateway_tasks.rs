@@ -1,6 +1,6 @@
 //! Task routes through the gateway: cancelation, deletion and every filter.
 
-use crate::gateway_indexes::fleet;
+use crate::gateway_indexes::{fleet, test_node_fleet};
 use miroir_integration_tests::Meili;
 use miroir_proto::pb::NodeState;
 use reqwest::Method;
@@ -8,7 +8,8 @@ use serde_json::json;
 
 #[tokio::test]
 async fn tasks_are_canceled_deleted_and_filtered() {
-    let (_dir, _cp, nodes, gateway) = fleet(2).await;
+    // Test nodes: a task is held enqueued (an injected delay) to be canceled.
+    let (_dir, _cp, nodes, gateway) = test_node_fleet(2).await;
     let meili = Meili::new(&gateway.url);
     meili.create_index("t").await;
     let done = meili
@@ -136,8 +137,9 @@ async fn tasks_are_canceled_deleted_and_filtered() {
 #[tokio::test]
 async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
     for (groups, covered) in [(&[0, 1][..], true), (&[0, 0][..], false)] {
-        let (_dir, cp, nodes, gateway) =
-            crate::gateway_indexes::fleet_in_groups(groups, Default::default()).await;
+        // Test nodes: meili-0 holds its part of a write (an injected delay).
+        let (_dir, cp, mut nodes, gateway) =
+            crate::gateway_indexes::test_node_fleet_in_groups(groups, Default::default()).await;
         let meili = Meili::new(&gateway.url);
         meili.create_index("f").await;
         // meili-0 takes its part of the next write and sits on it, then fails.
@@ -146,7 +148,7 @@ async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
         let (status, pending) = meili.post("/indexes/f/documents", json!(documents)).await;
         assert_eq!(status, 202, "{pending}");
         let uid = pending["taskUid"].as_u64().unwrap();
-        nodes[0].set_faults(json!({"down": true})).await;
+        nodes[0].kill().await;
         cp.wait_node_state("meili-0", NodeState::Failed).await;
         gateway
             .wait_version(cp.current_topology().await.version)
@@ -186,7 +188,8 @@ async fn a_failed_node_holds_a_task_only_if_nothing_else_has_its_part() {
 /// (asking the nodes would then say `processing`).
 #[tokio::test]
 async fn a_finished_task_is_answered_from_its_recorded_outcome() {
-    let (_dir, cp, nodes, gateway) = fleet(2).await;
+    // Test nodes: meili-1 holds a write (an injected delay).
+    let (_dir, cp, mut nodes, gateway) = test_node_fleet(2).await;
     let meili = Meili::new(&gateway.url);
     meili.create_index("o").await;
     let documents: Vec<_> = (0..40).map(|id| json!({ "id": id })).collect();
@@ -282,7 +285,7 @@ async fn a_finished_task_is_answered_from_its_recorded_outcome() {
         );
     }
 
-    nodes[0].set_faults(json!({"down": true})).await;
+    nodes[0].kill().await;
     let (status, read) = meili.get(&format!("/tasks/{uid}")).await;
     assert_eq!(status, 200, "{read}");
     assert_eq!(read, done);

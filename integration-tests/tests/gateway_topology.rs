@@ -60,7 +60,7 @@ async fn the_gateway_applies_and_acknowledges_every_version() {
 #[tokio::test]
 async fn ready_only_with_a_full_covering_set() {
     let (dir, cp) = fresh_control_plane().await;
-    let node = TestNode::start().await;
+    let mut node = TestNode::start().await;
     let gateway = Gateway::start(dir.path(), &cp.url(), &[]).await;
     cp.add_node("meili-0", &node.url, 0).await.unwrap();
     cp.wait_node_state("meili-0", NodeState::Active).await;
@@ -75,7 +75,7 @@ async fn ready_only_with_a_full_covering_set() {
     };
     wait_for("ready", Duration::from_secs(10), ready(200)).await;
 
-    node.set_faults(serde_json::json!({"down": true})).await;
+    node.down().await;
     cp.wait_node_state("meili-0", NodeState::Failed).await;
     wait_for(
         "not ready once the only node failed",
@@ -102,7 +102,7 @@ async fn ready_only_with_a_full_covering_set() {
         4
     );
 
-    node.set_faults(serde_json::json!({"down": false})).await;
+    node.up().await;
     wait_for("ready again", Duration::from_secs(10), ready(200)).await;
 }
 

@@ -7,14 +7,14 @@ use miroir_proto::pb::NodeState;
 #[tokio::test]
 async fn nodes_fail_and_recover_on_consecutive_checks() {
     let (_dir, cp) = fresh_control_plane().await;
-    let node = TestNode::start().await;
+    let mut node = TestNode::start().await;
     let added = cp.add_node("meili-0", &node.url, 0).await.unwrap();
     assert_eq!(added.node.unwrap().state, NodeState::Joining as i32);
 
     let active_at = cp.wait_node_state("meili-0", NodeState::Active).await;
     assert!(active_at > added.topology_version);
 
-    node.set_faults(serde_json::json!({"down": true})).await;
+    node.down().await;
     let failed_at = cp.wait_node_state("meili-0", NodeState::Failed).await;
     assert!(failed_at > active_at);
     let topology = cp.current_topology().await;
@@ -24,7 +24,7 @@ async fn nodes_fail_and_recover_on_consecutive_checks() {
         topology.reason
     );
 
-    node.set_faults(serde_json::json!({"down": false})).await;
+    node.up().await;
     let recovered_at = cp.wait_node_state("meili-0", NodeState::Active).await;
     assert!(recovered_at > failed_at);
 }

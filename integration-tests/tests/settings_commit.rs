@@ -2,9 +2,10 @@
 //! refuse or time out, out-of-band changes repaired, the read floor, and a control plane
 //! killed between propose and commit.
 
-use crate::gateway_indexes::fleet_with;
+use crate::gateway_indexes::{fleet_with, test_node_fleet_in_groups};
 use miroir_integration_tests::{
-    ControlPlane, ControlPlaneOptions, MASTER_KEY, Meili, TestNode, ctl, wait_for,
+    ControlPlane, ControlPlaneOptions, DEFAULT_RANKING_RULES, MASTER_KEY, Meili, TestNode, ctl,
+    wait_for,
 };
 use miroir_proto::pb;
 use reqwest::Method;
@@ -212,10 +213,8 @@ async fn settings_commit_as_versions_and_clients_read_what_one_meilisearch_would
 
 #[tokio::test]
 async fn a_node_that_refuses_or_times_out_fails_the_change_and_nothing_commits() {
-    let (_dir, cp, nodes, gateway) = fleet_with(2, options("1s")).await;
-    if nodes[0].real {
-        return; // needs fault injection
-    }
+    // Test nodes: refusals and slow settings routes are injected faults.
+    let (_dir, cp, nodes, gateway) = test_node_fleet_in_groups(&[0, 0], options("1s")).await;
     let meili = Meili::new(&gateway.url);
     create_movies(&meili, &cp, json!({})).await;
 
@@ -240,8 +239,7 @@ async fn a_node_that_refuses_or_times_out_fails_the_change_and_nothing_commits()
         "{task}"
     );
     let (_, rules) = meili.get("/indexes/movies/settings/ranking-rules").await;
-    assert_eq!(rules[0], "words");
-    assert_eq!(rules.as_array().map(Vec::len), Some(6), "{rules}");
+    assert_eq!(rules, json!(DEFAULT_RANKING_RULES));
     nodes[1].set_faults(json!({})).await;
     wait_committed_everywhere(&cp, "movies", 1).await;
     let (_, on_node) = Meili::new(&nodes[0].url)
@@ -350,7 +348,7 @@ async fn out_of_band_changes_are_repaired_and_shown_by_ctl() {
         repaired.stdout
     );
     let (_, rules) = direct.get("/indexes/movies/settings/ranking-rules").await;
-    assert_eq!(rules.as_array().map(Vec::len), Some(6), "{rules}");
+    assert_eq!(rules, json!(DEFAULT_RANKING_RULES));
     let json_report = ctl(
         &cp.url(),
         &["--output", "json", "index", "settings", "movies"],
@@ -415,10 +413,7 @@ async fn the_drift_reconciler_repairs_within_one_interval() {
 
 #[tokio::test]
 async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
-    let (_dir, cp, nodes, gateway) = fleet_with(2, options("60s")).await;
-    if nodes[0].real {
-        return; // needs fault injection
-    }
+    let (_dir, cp, mut nodes, gateway) = fleet_with(2, options("60s")).await;
     let meili = Meili::new(&gateway.url);
     // Both nodes hold every shard (RF 2 in one group).
     create_movies(&meili, &cp, json!({"miroirReplicationFactor": 2})).await;
@@ -431,7 +426,7 @@ async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
         .await;
 
     // meili-1 is down while version 2 commits: it stays behind.
-    nodes[1].set_faults(json!({"down": true})).await;
+    nodes[1].down().await;
     cp.wait_node_state("meili-1", pb::NodeState::Failed).await;
     meili
         .ok(
@@ -440,7 +435,7 @@ async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
             json!(["the"]),
         )
         .await;
-    nodes[1].set_faults(json!({})).await;
+    nodes[1].up().await;
     let version = cp.wait_node_state("meili-1", pb::NodeState::Active).await;
     gateway.wait_version(version).await;
     let report = settings_report(&cp, "movies").await;
@@ -464,7 +459,7 @@ async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
 
     // With meili-0 down too, nothing at version 2 remains: stale at the floor, served
     // without it.
-    nodes[0].set_faults(json!({"down": true})).await;
+    nodes[0].down().await;
     let version = cp.wait_node_state("meili-0", pb::NodeState::Failed).await;
     gateway.wait_version(version).await;
     let (status, _, _, body) =
@@ -484,16 +479,13 @@ async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
     let (status, _, _, body) =
         get_with_headers(&gateway.url, "/indexes/movies/search?q=", Some(0)).await;
     assert_eq!(status, 200, "{body}");
-    nodes[0].set_faults(json!({})).await;
 }
 
 #[tokio::test]
 async fn a_control_plane_killed_between_propose_and_commit_resumes_the_change() {
     let options = options("60s");
-    let (dir, mut cp, nodes, gateway) = fleet_with(2, options.clone()).await;
-    if nodes[0].real {
-        return; // needs fault injection
-    }
+    // Test nodes: slow settings routes are an injected fault.
+    let (dir, mut cp, nodes, gateway) = test_node_fleet_in_groups(&[0, 0], options.clone()).await;
     let meili = Meili::new(&gateway.url);
     create_movies(&meili, &cp, json!({})).await;
     // meili-1 takes 800 ms per settings call (under the 1 s node timeout): the change sits

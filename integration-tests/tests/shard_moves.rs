@@ -10,7 +10,7 @@
 //! have applied), and unknown documents are only required to agree across replicas.
 
 use miroir_integration_tests::{
-    ControlPlane, ControlPlaneOptions, Gateway, Meili, Postgres, TestNode, wait_for,
+    ControlPlane, ControlPlaneOptions, Gateway, Meili, NodeKind, Postgres, TestNode, wait_for,
 };
 use miroir_proto::pb::{self, NodeState};
 use reqwest::Method;
@@ -482,7 +482,7 @@ fn options() -> ControlPlaneOptions {
     options
 }
 
-/// A fleet: one control plane on SQLite, `groups[g]` test nodes in group g, two gateways.
+/// A fleet: one control plane on SQLite, `groups[g]` nodes in group g, two gateways.
 struct Fleet {
     _dir: tempfile::TempDir,
     cp: ControlPlane,
@@ -492,12 +492,16 @@ struct Fleet {
 
 impl Fleet {
     async fn start(groups: &[usize]) -> Self {
+        Self::start_kind(groups, NodeKind::Meilisearch).await
+    }
+
+    async fn start_kind(groups: &[usize], kind: NodeKind) -> Self {
         let (dir, cp) = crate::fresh_control_plane_with(options()).await;
         let mut nodes = Vec::new();
         for (group, &count) in groups.iter().enumerate() {
             for i in 0..count {
                 let id = format!("g{group}n{i}");
-                let node = TestNode::start().await;
+                let node = TestNode::start_kind(kind).await;
                 cp.add_node(&id, &node.url, group as u32)
                     .await
                     .expect("add node");
@@ -1063,13 +1067,11 @@ async fn operations_pause_resume_and_cancel_from_miroir_ctl() {
 
 #[tokio::test]
 async fn a_write_held_longer_than_the_cutover_wait_gets_503_shard_moving() {
-    let fleet = Fleet::start(&[2]).await;
+    // Test nodes: slow old owners (injected latency) make the cutover outlast the wait.
+    let fleet = Fleet::start_kind(&[2], NodeKind::TestNode).await;
     let meili = Meili::new(&fleet.gateways[0].url);
     // 4 shards on 2 nodes: a third node takes one.
     seed(&meili, 4, 1, 200).await;
-    if fleet.nodes.iter().any(|(_, n)| n.real) {
-        return; // needs fault injection to make the cutover slow
-    }
     // A gateway that waits only 50 ms for a cutover; slow old owners make it last longer.
     let impatient = Gateway::start(
         fleet._dir.path(),
@@ -1084,7 +1086,7 @@ async fn a_write_held_longer_than_the_cutover_wait_gets_503_shard_moving() {
     for (_, node) in &fleet.nodes {
         node.set_faults(json!({"latencyMs": 150})).await;
     }
-    let new = TestNode::start().await;
+    let new = TestNode::start_test_node().await;
     let id = fleet
         .cp
         .add_node("g0n2", &new.url, 0)

@@ -1,5 +1,5 @@
-//! The Meilisearch test node answers like Meilisearch. Runs unchanged against real
-//! Meilisearch when MEILISEARCH_BIN is set.
+//! The Meilisearch test node answers like Meilisearch: each check runs on the test node and,
+//! when MEILISEARCH_BIN is set, unchanged on real Meilisearch.
 
 use miroir_integration_tests::{Meili, TestNode};
 use reqwest::Method;
@@ -14,9 +14,23 @@ fn ids(response: &serde_json::Value) -> Vec<i64> {
         .collect()
 }
 
+/// The test node, then real Meilisearch when `MEILISEARCH_BIN` is set.
+async fn nodes() -> Vec<TestNode> {
+    let mut nodes = vec![TestNode::start_test_node().await];
+    if std::env::var_os("MEILISEARCH_BIN").is_some() {
+        nodes.push(TestNode::start().await);
+    }
+    nodes
+}
+
 #[tokio::test]
 async fn documents_tasks_search_and_settings() {
-    let node = TestNode::start().await;
+    for node in nodes().await {
+        documents_tasks_search_and_settings_on(&node).await;
+    }
+}
+
+async fn documents_tasks_search_and_settings_on(node: &TestNode) {
     let meili = Meili::new(&node.url);
 
     let task = meili
@@ -117,11 +131,13 @@ async fn documents_tasks_search_and_settings() {
         json!({"action": 2, "fantasy": 1, "horror": 2})
     );
     let (_, result) = meili
-        .get("/indexes/movies/search?q=knight&attributesToRetrieve=title")
+        .get("/indexes/movies/search?q=knight&attributesToRetrieve=title&sort=year:asc")
         .await;
     assert_eq!(
         result["hits"],
-        json!([{"title": "The Dark Knight"}, {"title": "Knight and Day"}])
+        json!([{"title": "The Dark Knight"}, {"title": "Knight and Day"}]),
+        "real: {}",
+        node.real
     );
 
     let (status, error) = meili
@@ -190,7 +206,12 @@ async fn documents_tasks_search_and_settings() {
 
 #[tokio::test]
 async fn failures_are_reported_like_meilisearch() {
-    let node = TestNode::start().await;
+    for node in nodes().await {
+        failures_are_reported_like_meilisearch_on(&node).await;
+    }
+}
+
+async fn failures_are_reported_like_meilisearch_on(node: &TestNode) {
     let meili = Meili::new(&node.url);
     // No primary key candidate: the task fails, nothing is half-applied.
     let (_, enqueued) = meili

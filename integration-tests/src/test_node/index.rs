@@ -11,7 +11,7 @@ pub fn default_settings() -> Map<String, Value> {
         "searchableAttributes": ["*"],
         "filterableAttributes": [],
         "sortableAttributes": [],
-        "rankingRules": ["words", "typo", "proximity", "attribute", "sort", "exactness"],
+        "rankingRules": ["words", "typo", "proximity", "attributeRank", "sort", "wordPosition", "exactness"],
         "stopWords": [],
         "nonSeparatorTokens": [],
         "separatorTokens": [],

@@ -467,8 +467,14 @@ fn ranks(rules: &[String], m: &Match, query_words: usize) -> Ranks {
             "words" => out.push(("words", m.words as u64 + 1, query_words as u64 + 1)),
             "typo" => out.push(("typo", 1, 1)),
             "proximity" => out.push(("proximity", 1, 1)),
-            "attribute" => out.push((
-                "attribute",
+            // Meilisearch 1.50 splits `attribute` into `attributeRank` and `wordPosition`;
+            // the test node ranks words at no position, so `wordPosition` never decides.
+            rule @ ("attribute" | "attributeRank") => out.push((
+                if rule == "attribute" {
+                    "attribute"
+                } else {
+                    "attributeRank"
+                },
                 (m.attributes - m.attribute) as u64,
                 m.attributes as u64,
             )),
@@ -805,7 +811,7 @@ pub fn search_ranked(
     candidates.sort_by(|a, b| {
         for rule in &rules {
             let ordering = match rule.as_str() {
-                rule @ ("words" | "attribute" | "exactness") => {
+                rule @ ("words" | "attribute" | "attributeRank" | "exactness") => {
                     levels(b, rule).cmp(&levels(a, rule))
                 }
                 "sort" => compare_sort(a, b),
