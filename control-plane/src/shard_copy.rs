@@ -217,7 +217,7 @@ pub async fn copy(t: &Transfer<'_>, progress: impl Fn(u64, u64)) -> Result<u64, 
 
 /// Waits until `node` has run every task of index `uid` enqueued on it before this call
 /// (tasks of other indexes do not hold it).
-pub async fn drain_queue(client: &NodeClient, node: &pb::Node, uid: &str) -> Result<(), String> {
+async fn drain_queue(client: &NodeClient, node: &pb::Node, uid: &str) -> Result<(), String> {
     let newest = client
         .get(&node.id, format!("{}/tasks?limit=1", base(node)))
         .await
@@ -243,6 +243,23 @@ pub async fn drain_queue(client: &NodeClient, node: &pb::Node, uid: &str) -> Res
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
+}
+
+/// [`drain_queue`] on every node of `nodes` at once.
+pub async fn drain_queues<'a>(
+    client: &NodeClient,
+    nodes: impl Iterator<Item = &'a pb::Node>,
+    uid: &str,
+) -> Result<(), String> {
+    let mut drains = tokio::task::JoinSet::new();
+    for node in nodes {
+        let (client, node, uid) = (client.clone(), node.clone(), uid.to_owned());
+        drains.spawn(async move { drain_queue(&client, &node, &uid).await });
+    }
+    while let Some(joined) = drains.join_next().await {
+        joined.map_err(|e| format!("queue wait panicked: {e}"))??;
+    }
+    Ok(())
 }
 
 /// Compares `shard` on `source` with each target and makes every target equal to the
