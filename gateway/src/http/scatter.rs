@@ -3,7 +3,6 @@
 //! counted twice with RF > 1); shards whose node fails are asked again of another live
 //! replica; what no replica can serve follows the shard-unavailable policy.
 
-use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use crate::config::ShardPolicy;
 use crate::nodes::{NodeAnswer, Unreachable};
@@ -311,10 +310,10 @@ impl SearchFailure {
     pub fn parts(self) -> (StatusCode, Value) {
         match self {
             Self::Node(status, mut body) => {
-                // Nodes list `_miroir_shard` among the filterable attributes; clients never
-                // see it there, so not in errors either.
+                // Nodes list `_miroir_shard` among the filterable attributes and quote the
+                // shard filter beside the client's; clients never see either.
                 if let Some(message) = body.get("message").and_then(Value::as_str)
-                    && let Some(hidden) = super::strip::unlisted(message, SHARD_FIELD)
+                    && let Some(hidden) = super::strip::client_error_message(message)
                 {
                     body["message"] = Value::String(hidden);
                 }

@@ -203,27 +203,105 @@ fn skip_value(json: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// A node's error message as one Meilisearch would word it for the client's request, or
+/// `None` when it needs no change: `_miroir_shard` taken out of attribute lists
+/// ([`unlisted`]) and Miroir's shard filter out of the filter it quotes
+/// ([`without_shard_filter`]).
+pub fn client_error_message(message: &str) -> Option<String> {
+    let field = miroir_proto::settings::SHARD_FIELD;
+    match unlisted(message, field) {
+        Some(listed) => Some(without_shard_filter(&listed).unwrap_or(listed)),
+        None => without_shard_filter(message),
+    }
+}
+
+/// A filter error that quotes the filter a node ran, `["<shard filter>", <client's>…]`,
+/// reworded as for the client's filter alone. Meilisearch ends such a message with
+/// `START:END <the parsed filter, printed>` and prints the array as
+/// `("_miroir_shard" IN [...]) AND <rest>`: `rest` is the client's one condition in
+/// parentheses, or its array's conditions as they are (the gateway flattens the array
+/// into the node's). One node prints the one condition bare, so its parentheses go, and
+/// the positions move back by what was cut. `None` when the message quotes no shard filter.
+pub fn without_shard_filter(message: &str) -> Option<String> {
+    const SHARD_CONDITION: &str = "(\"_miroir_shard\" IN [";
+    const AND: &str = "]) AND ";
+    let (head, last) = message.rsplit_once('\n').unwrap_or(("", message));
+    let (range, printed) = last.split_once(' ')?;
+    let rest = printed
+        .strip_prefix(SHARD_CONDITION)
+        .and_then(|tail| Some(&tail[tail.find(AND)? + AND.len()..]))?;
+    let mut cut = printed.len() - rest.len();
+    let rest = match one_group(rest) {
+        Some(inner) => {
+            cut += 1;
+            inner
+        }
+        None => rest,
+    };
+    let (start, end) = range.split_once(':')?;
+    let shift = |position: &str| -> Option<usize> {
+        Some(position.parse::<usize>().ok()?.saturating_sub(cut))
+    };
+    let (start, end) = (shift(start)?, shift(end)?);
+    let line = format!("{start}:{end} {rest}");
+    Some(if message.contains('\n') {
+        format!("{head}\n{line}")
+    } else {
+        line
+    })
+}
+
+/// `text` without its outer parentheses when they hold all of it (`(a AND b)`), not when
+/// they close earlier (`(a) AND (b)`); quoted values may hold parentheses.
+fn one_group(text: &str) -> Option<&str> {
+    let inner = text.strip_prefix('(')?.strip_suffix(')')?;
+    let (mut depth, mut quoted, mut escaped) = (0usize, false, false);
+    for c in inner.chars() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (true, false, '"') => quoted = false,
+            (true, false, _) => {}
+            (false, _, '"') => quoted = true,
+            (false, _, '(') => depth += 1,
+            (false, _, ')') => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    (depth == 0).then_some(inner)
+}
+
 /// A node's error message with `attribute` taken out of the attribute lists it holds
-/// (`` `a`, `_miroir_shard`, `b` ``), or `None` when it names no such attribute. A list of
-/// that attribute alone becomes Meilisearch's sentence for an index without filterable
-/// attributes (the only list a hidden attribute is in).
+/// (`` `a`, `_miroir_shard`, `b` `` or `` `a, _miroir_shard, b` ``), or `None` when it names
+/// no such attribute. A list of that attribute alone ("Available filterable attributes
+/// patterns are: `_miroir_shard`.") becomes Meilisearch's sentence for an index without
+/// such attributes ("This index does not have configured filterable attributes.").
 pub fn unlisted(message: &str, attribute: &str) -> Option<String> {
     let quoted = format!("`{attribute}`");
-    if !message.contains(&quoted) {
+    if !message.contains(attribute) {
         return None;
     }
     let mut out = message
         .replace(&format!("{quoted}, "), "")
-        .replace(&format!(", {quoted}"), "");
+        .replace(&format!(", {quoted}"), "")
+        .replace(&format!("`{attribute}, "), "`")
+        .replace(&format!(", {attribute}`"), "`")
+        .replace(&format!(", {attribute}, "), ", ");
     while let Some(at) = out.find(&quoted) {
         let start = out[..at].rfind(". ").map_or(0, |i| i + 2);
         let end = out[at..].find('.').map_or(out.len(), |i| at + i + 1);
+        // "Available facet-searchable attributes patterns are": the kind of list.
+        let kind = out[start..at]
+            .strip_prefix("Available ")
+            .and_then(|s| s.split(" attribute").next())
+            .unwrap_or("filterable")
+            .to_owned();
         out.replace_range(
             start..end,
-            "This index does not have configured filterable attributes.",
+            &format!("This index does not have configured {kind} attributes."),
         );
     }
-    Some(out)
+    (out != message).then_some(out)
 }
 
 #[cfg(test)]
@@ -332,6 +410,45 @@ mod tests {
     }
 
     #[test]
+    fn the_shard_filter_leaves_quoted_filters() {
+        // Messages of Meilisearch 1.50 for the node's filter, and for the client's alone.
+        let cases = [
+            (
+                "Index `a`: Attribute `title` is not filterable. Available filterable attribute patterns are: `genre`.\n63:68 (\"_miroir_shard\" IN [\"a\", \"b\"]) AND ((\"genre\" = \"rock\") AND (\"title\" = \"a\"))",
+                "Index `a`: Attribute `title` is not filterable. Available filterable attribute patterns are: `genre`.\n26:31 (\"genre\" = \"rock\") AND (\"title\" = \"a\")",
+            ),
+            (
+                "x\n62:67 (\"_miroir_shard\" IN [\"a\", \"b\"]) AND (\"genre\" = \"rock\") AND (\"title\" = \"x\")",
+                "x\n26:31 (\"genre\" = \"rock\") AND (\"title\" = \"x\")",
+            ),
+            (
+                "x\n62:67 (\"_miroir_shard\" IN [\"a\", \"b\"]) AND ((\"genre\" = \"rock\") OR (\"title\" = \"a\"))",
+                "x\n25:30 (\"genre\" = \"rock\") OR (\"title\" = \"a\")",
+            ),
+            (
+                "x\n39:44 (\"_miroir_shard\" IN [\"a\", \"b\"]) AND (\"title\" = \"a\")",
+                "x\n2:7 \"title\" = \"a\"",
+            ),
+            (
+                "x\n44:49 (\"_miroir_shard\" IN [\"a\", \"b\"]) AND (NOT (\"title\" = \"a\"))",
+                "x\n7:12 NOT (\"title\" = \"a\")",
+            ),
+            (
+                "x\n60:65 (\"_miroir_shard\" IN [\"a\", \"b\"]) AND ((\"genre\" = \"é)\") AND (\"title\" EXISTS))",
+                "x\n23:28 (\"genre\" = \"é)\") AND (\"title\" EXISTS)",
+            ),
+        ];
+        for (node, client) in cases {
+            assert_eq!(without_shard_filter(node).as_deref(), Some(client), "{node}");
+        }
+        assert_eq!(without_shard_filter("Was expecting a value.\n9:9 genre = "), None);
+        assert_eq!(
+            client_error_message("Available filterable attribute patterns are: `_miroir_shard`, `genre`.\n34:35 (\"_miroir_shard\" IN [\"a\"]) AND (\"t\" = \"a\")").as_deref(),
+            Some("Available filterable attribute patterns are: `genre`.\n2:3 \"t\" = \"a\"")
+        );
+    }
+
+    #[test]
     fn a_hidden_attribute_leaves_error_lists() {
         let hide = |m: &str| unlisted(m, "_miroir_shard");
         assert_eq!(hide("Attribute `x` is not filterable."), None);
@@ -347,6 +464,19 @@ mod tests {
         assert_eq!(
             hide("Inside `.queries[1]`: Index `m`: Attribute `title` is not filterable. Available filterable attribute patterns are: `_miroir_shard`.\n1:6 title = x").as_deref(),
             Some("Inside `.queries[1]`: Index `m`: Attribute `title` is not filterable. This index does not have configured filterable attributes.\n1:6 title = x")
+        );
+        // Meilisearch 1.50's facet messages: one quoted list.
+        assert_eq!(
+            hide("Invalid facet distribution: Pattern `title` is not filterable. Available filterable attributes patterns are: `Year, _miroir_shard, genre`.").as_deref(),
+            Some("Invalid facet distribution: Pattern `title` is not filterable. Available filterable attributes patterns are: `Year, genre`.")
+        );
+        assert_eq!(
+            hide("Invalid facet distribution: Pattern `title` is not filterable. Available filterable attributes patterns are: `_miroir_shard`.").as_deref(),
+            Some("Invalid facet distribution: Pattern `title` is not filterable. This index does not have configured filterable attributes.")
+        );
+        assert_eq!(
+            hide("Attribute `title` is not facet-searchable. Available facet-searchable attributes patterns are: `_miroir_shard`. To make it facet-searchable add it to the `filterableAttributes` index settings.").as_deref(),
+            Some("Attribute `title` is not facet-searchable. This index does not have configured facet-searchable attributes. To make it facet-searchable add it to the `filterableAttributes` index settings.")
         );
     }
 }
