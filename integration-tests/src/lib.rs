@@ -52,6 +52,25 @@ pub const DEFAULT_RANKING_RULES: [&str; 7] = [
     "exactness",
 ];
 
+/// Takes the `requestUid` out of a search answer (and out of each multi-search result),
+/// checking that it is a UUID v7 as Meilisearch 1.50 makes one for every request: two
+/// answers are then compared on the rest.
+pub fn take_request_uids(answer: &mut serde_json::Value) {
+    let take = |object: &mut serde_json::Value| {
+        if let Some(uid) = object.as_object_mut().and_then(|o| o.remove("requestUid")) {
+            let uid = uid.as_str().unwrap_or_default().to_owned();
+            assert!(
+                uid.len() == 36 && uid.as_bytes()[14] == b'7',
+                "requestUid {uid:?} is no UUID v7"
+            );
+        }
+    };
+    take(answer);
+    if let Some(results) = answer.get_mut("results").and_then(|r| r.as_array_mut()) {
+        results.iter_mut().for_each(take);
+    }
+}
+
 /// Times a process is started on fresh ports when one it was given was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
 

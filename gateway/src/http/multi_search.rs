@@ -87,6 +87,10 @@ impl FederationPaging {
 struct FederatedHit {
     /// `_rankingScore` × the query's weight.
     score: f64,
+    /// Whether the query ranks nothing (a placeholder search without sort or vector):
+    /// Meilisearch compares hits by their lists of weighted rule scores, and a
+    /// placeholder's list is empty, which ranks below any other hit whatever the weights.
+    unranked: bool,
     /// The query's position.
     position: usize,
     /// Its rank in the query's list.
@@ -155,7 +159,7 @@ async fn union_of(
                 .collect();
             let settings = super::settings::cached(state, uid).await;
             let order = FacetOrder::from_settings(settings.as_deref());
-            let (distribution, stats) = merge_facets(answers.iter(), &order);
+            let (distribution, stats) = merge_facets(answers.iter(), &order, total);
             Some(json!({"distribution": distribution, "stats": stats}))
         }
     };
@@ -164,6 +168,57 @@ async fn union_of(
         facets,
         degraded: gathered.degraded,
     })
+}
+
+/// `mergeFacets`: every index's facets (`{"distribution", "stats"}`, by index uid, each
+/// already in its index's order and cut) as one, as Meilisearch's `FederatedFacets::merge`
+/// does: counts summed index after index, then the values of each facet ordered by how the
+/// first index that lists it sorts it (by count, most first, equal counts as they came;
+/// alphabetically by the value as shown), cut at `mergeFacets.maxValuesPerFacet` if set.
+fn merge_index_facets(
+    facets: &Map<String, Value>,
+    orders: &[FacetOrder],
+    max_values: Option<usize>,
+) -> (Value, Value) {
+    // (facet, its (value, count) in the order met, sorted by count)
+    type Merged = (String, Vec<(String, u64)>, bool);
+    let mut distribution: Vec<Merged> = Vec::new();
+    for (own, order) in facets.values().zip(orders) {
+        for (facet, values) in own["distribution"].as_object().into_iter().flatten() {
+            let at = match distribution.iter().position(|(name, _, _)| name == facet) {
+                Some(at) => at,
+                None => {
+                    distribution.push((facet.clone(), Vec::new(), order.by_count(facet)));
+                    distribution.len() - 1
+                }
+            };
+            let merged = &mut distribution[at].1;
+            for (value, count) in values.as_object().into_iter().flatten() {
+                let count = count.as_u64().unwrap_or(0);
+                match merged.iter_mut().find(|(v, _)| v == value) {
+                    Some((_, total)) => *total += count,
+                    None => merged.push((value.clone(), count)),
+                }
+            }
+        }
+    }
+    let mut out = Map::new();
+    for (facet, mut values, by_count) in distribution {
+        if by_count {
+            values.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+        } else {
+            values.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        values.truncate(max_values.unwrap_or(usize::MAX));
+        let values: Map<String, Value> = values.into_iter().map(|(v, c)| (v, json!(c))).collect();
+        out.insert(facet, Value::Object(values));
+    }
+    let stats: Vec<Value> = facets
+        .values()
+        .map(|f| json!({"facetStats": f["stats"]}))
+        .collect();
+    let (_, stats) = merge_facets(stats.iter(), &FacetOrder::default(), 0);
+    (Value::Object(out), stats)
 }
 
 fn inside(position: usize, failure: SearchFailure) -> Response {
@@ -375,12 +430,15 @@ pub async fn multi_search(
         let answers = run_all(&state, &caller, queries.collect()).await;
         let mut results = Vec::with_capacity(uids.len());
         let mut degraded = Vec::new();
+        // One request, one `requestUid` in every result.
+        let request_uid = json!(super::search::request_uid());
         for (position, (uid, searched)) in uids.into_iter().zip(answers).enumerate() {
             match searched {
                 Ok(searched) => {
                     let mut result = Map::new();
                     result.insert("indexUid".into(), json!(uid));
                     result.extend(searched.body);
+                    result.insert("requestUid".into(), request_uid.clone());
                     results.push(Value::Object(result));
                     degraded.extend(searched.degraded);
                 }
@@ -491,7 +549,13 @@ pub async fn multi_search(
             pk_injected = true;
         }
         let pk = primary_keys[&uid].clone();
-        shown.push((uid.clone(), weight, show_score, pk, pk_injected));
+        let unranked = query
+            .get("q")
+            .is_none_or(|q| q.as_str().is_some_and(|q| q.trim().is_empty()) || q.is_null())
+            && ["sort", "vector", "hybrid"]
+                .iter()
+                .all(|key| query.get(*key).is_none_or(Value::is_null));
+        shown.push((uid.clone(), weight, show_score, pk, pk_injected, unranked));
         queries.push((uid, query));
     }
     let unions = async {
@@ -502,16 +566,10 @@ pub async fn multi_search(
         done
     };
     let mut details = PerformanceDetails::default();
-    details.add(
-        "federating results > partition queries",
-        partitioned.elapsed(),
-    );
+    details.add("search > partition queries", partitioned.elapsed());
     let waited = std::time::Instant::now();
     let (answers, unions) = tokio::join!(run_all(&state, &caller, queries), unions);
-    details.add(
-        "federating results > wait for remote results",
-        waited.elapsed(),
-    );
+    details.add("search > wait for remote results", waited.elapsed());
     let merged = std::time::Instant::now();
     let mut total = 0;
     let mut facet_answers: Map<String, Value> = Map::new();
@@ -530,7 +588,7 @@ pub async fn multi_search(
     }
     let mut hits: Vec<FederatedHit> = Vec::new();
     let mut processing = 0;
-    for (position, ((uid, weight, show_score, pk, pk_injected), searched)) in
+    for (position, ((uid, weight, show_score, pk, pk_injected, unranked), searched)) in
         shown.into_iter().zip(answers).enumerate()
     {
         let searched = match searched {
@@ -566,6 +624,7 @@ pub async fn multi_search(
             }
             hits.push(FederatedHit {
                 score,
+                unranked,
                 position,
                 rank,
                 identity,
@@ -574,9 +633,13 @@ pub async fn multi_search(
         }
     }
     hits.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(Ordering::Equal)
+        let by_score = match (a.unranked, b.unranked) {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Greater,
+            (false, true) => Ordering::Less,
+            (false, false) => b.score.partial_cmp(&a.score).unwrap_or(Ordering::Equal),
+        };
+        by_score
             .then(a.position.cmp(&b.position))
             .then(a.rank.cmp(&b.rank))
     });
@@ -595,32 +658,29 @@ pub async fn multi_search(
         .collect();
     let mut response = json!({"hits": page, "processingTimeMs": processing});
     paging.describe(&mut response, total);
-    details.add("federating results > merge results", merged.elapsed());
+    details.add("search > merge results", merged.elapsed());
     let facets_merged = std::time::Instant::now();
     if let Some(merge) = merge {
-        // Across indexes, alphabetical; cut only at `mergeFacets.maxValuesPerFacet` (each
-        // index's list is already cut at its own `maxValuesPerFacet`).
         if !facet_answers.is_empty() {
-            let answers: Vec<Value> = facet_answers
-                .values()
-                .map(|f| json!({"facetDistribution": f["distribution"], "facetStats": f["stats"]}))
-                .collect();
-            let order = FacetOrder {
-                max_values: merge
-                    .get("maxValuesPerFacet")
-                    .and_then(Value::as_u64)
-                    .map_or(usize::MAX, |n| n as usize),
-                ..FacetOrder::default()
-            };
-            let (distribution, stats) = merge_facets(answers.iter(), &order);
+            let max_values = merge
+                .get("maxValuesPerFacet")
+                .and_then(Value::as_u64)
+                .map(|n| n as usize);
+            let mut orders = Vec::with_capacity(facet_answers.len());
+            for uid in facet_answers.keys() {
+                let settings = super::settings::cached(&state, uid).await;
+                orders.push(FacetOrder::from_settings(settings.as_deref()));
+            }
+            let (distribution, stats) = merge_index_facets(&facet_answers, &orders, max_values);
             response["facetDistribution"] = distribution;
             response["facetStats"] = stats;
         }
     } else if !facet_answers.is_empty() {
         response["facetsByIndex"] = Value::Object(facet_answers);
     }
+    response["requestUid"] = json!(super::search::request_uid());
     if show_performance {
-        details.add("federating results > merge facets", facets_merged.elapsed());
+        details.add("search > merge facets", facets_merged.elapsed());
         response["performanceDetails"] = details.to_value();
     }
     let mut response = (StatusCode::OK, Json(response)).into_response();

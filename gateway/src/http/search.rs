@@ -14,7 +14,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use std::cmp::Ordering;
+use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashSet};
 
 fn uint(query: &Map<String, Value>, key: &str) -> Option<usize> {
@@ -364,7 +364,11 @@ fn one_node_answer(body: Value, settings: Option<&Map<String, Value>>) -> Option
     if let Some(distribution) = response.get_mut("facetDistribution").map(Value::take) {
         let order = FacetOrder::from_settings(settings);
         let only = json!({ "facetDistribution": distribution });
-        let (distribution, _) = merge_facets(std::iter::once(&only), &order);
+        let candidates = ["estimatedTotalHits", "totalHits"]
+            .iter()
+            .find_map(|key| response.get(*key).and_then(Value::as_u64))
+            .unwrap_or(0);
+        let (distribution, _) = merge_facets(std::iter::once(&only), &order, candidates);
         response.insert("facetDistribution".into(), distribution);
     }
     Some(Searched {
@@ -587,7 +591,8 @@ pub async fn run_search(
         })
         .collect();
 
-    // Nodes cap their totals at maxTotalHits; capping the sum again is exact.
+    // Meilisearch 1.50 counts every candidate (`maxTotalHits` bounds only the hits shown),
+    // and so do the nodes: their counts add up.
     let total = distinct_facet
         .as_deref()
         .and_then(|attribute| distinct_total(answers.iter().map(|(_, a)| a), attribute))
@@ -596,8 +601,7 @@ pub async fn run_search(
                 .iter()
                 .map(|(_, a)| a["totalHits"].as_u64().unwrap_or(0))
                 .sum::<u64>()
-        })
-        .min(max_total as u64);
+        });
     let mut response = Map::new();
     response.insert("hits".into(), Value::Array(page_hits));
     response.insert(
@@ -632,12 +636,13 @@ pub async fn run_search(
         response.insert("totalHits".into(), json!(total));
     } else {
         response.insert("limit".into(), json!(limit));
-        response.insert("offset".into(), json!(offset.min(max_total)));
+        response.insert("offset".into(), json!(offset));
         response.insert("estimatedTotalHits".into(), json!(total));
     }
     if query.get("facets").is_some_and(|f| !f.is_null()) {
         let order = FacetOrder::from_settings(settings.as_deref());
-        let (mut distribution, mut stats) = merge_facets(answers.iter().map(|(_, a)| a), &order);
+        let (mut distribution, mut stats) =
+            merge_facets(answers.iter().map(|(_, a)| a), &order, total);
         if let (true, Some(attribute)) = (facet_injected, &distinct_facet) {
             for merged in [&mut distribution, &mut stats] {
                 if let Some(object) = merged.as_object_mut() {
@@ -648,13 +653,14 @@ pub async fn run_search(
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
+    response.insert("requestUid".into(), json!(request_uid()));
     if super::performance::asked(&query) {
         let mut details = miroir_proto::time::PerformanceDetails::default();
         for (_, answer) in &answers {
             details.add_answer(answer.get("performanceDetails"));
         }
-        details.add("federating results > wait for remote results", waited);
-        details.add("federating results > merge results", merged.elapsed());
+        details.add("search > wait for remote results", waited);
+        details.add("search > merge results", merged.elapsed());
         response.insert("performanceDetails".into(), details.to_value());
     }
     Ok(Searched {
@@ -662,6 +668,12 @@ pub async fn run_search(
         raw: None,
         degraded: gathered.degraded,
     })
+}
+
+/// A search answer's `requestUid`: Meilisearch 1.50 makes a UUID v7 for every search
+/// request (one for a whole multi-search), and so does the gateway for what it merges.
+pub fn request_uid() -> String {
+    uuid::Uuid::now_v7().to_string()
 }
 
 /// Whether the index's settings make `attribute` filterable (so it can be a facet).
@@ -746,7 +758,7 @@ pub async fn facet_search(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let hits: Vec<Value> = FacetOrder::from_settings(settings.as_deref())
-        .keep(facet, counts.into_iter().collect(), true)
+        .keep(facet, counts.into_iter().collect(), true, 0)
         .into_iter()
         .map(|(value, count)| json!({"value": value, "count": count}))
         .collect();
@@ -794,7 +806,9 @@ impl FacetOrder {
         }
     }
 
-    fn by_count(&self, facet: &str) -> bool {
+    /// Whether `facet`'s values are sorted by count (`sortFacetValuesBy`: the facet's own
+    /// entry, else `*`).
+    pub fn by_count(&self, facet: &str) -> bool {
         self.sort_by
             .get(facet)
             .or_else(|| self.sort_by.get("*"))
@@ -802,34 +816,81 @@ impl FacetOrder {
             == Some("count")
     }
 
-    /// `values` (value, count) of `facet` in the index's order, cut at `max_values`:
-    /// alphabetical on the normalized (lower-cased) value, or most frequent first, where
-    /// equal counts put the smaller value first in a facet distribution and the greater
-    /// in a facet search, as Meilisearch does.
+    /// `values` (value, count) of `facet` in the index's order, cut at `max_values`, as
+    /// Meilisearch 1.50 lists them (milli's `facet_distribution.rs`). A distribution lists
+    /// the facet's numbers, then its strings. By count: most frequent first, equal counts
+    /// the greater (normalized) value first. Alphabetically: strings by normalized value;
+    /// numbers as printed (`10` before `2`) when the search has at most 3 000 candidates,
+    /// which Meilisearch scans document by document, by value above that. When numbers fill
+    /// the list from the facet tree (by count, or above 3 000), Meilisearch's cut misses
+    /// the strings and lists them all. A facet search has strings only, in the same order.
     fn keep(
         &self,
         facet: &str,
-        mut values: Vec<(String, u64)>,
+        values: Vec<(String, u64)>,
         search: bool,
+        candidates: u64,
     ) -> Vec<(String, u64)> {
+        let (mut numbers, mut strings): (Vec<_>, Vec<_>) = if search {
+            (Vec::new(), values)
+        } else {
+            values
+                .into_iter()
+                .partition(|(value, _)| facet_number(value).is_some())
+        };
+        let number = |value: &str| facet_number(value).unwrap_or(0.0);
+        let scanned = self.by_count(facet) || candidates > LINEAR_SCAN_CANDIDATES;
         if self.by_count(facet) {
-            values.sort_by(|a, b| {
-                let ties = if search { b.0.cmp(&a.0) } else { a.0.cmp(&b.0) };
-                b.1.cmp(&a.1).then(ties)
+            numbers.sort_by(|a, b| b.1.cmp(&a.1).then(number(&b.0).total_cmp(&number(&a.0))));
+            strings.sort_by_cached_key(|(value, count)| {
+                (
+                    Reverse(*count),
+                    Reverse(normalize_facet(value)),
+                    value.clone(),
+                )
             });
         } else {
-            values.sort_by_cached_key(|(value, _)| (value.to_lowercase(), value.clone()));
+            if scanned {
+                numbers.sort_by(|a, b| number(&a.0).total_cmp(&number(&b.0)));
+            } else {
+                numbers.sort();
+            }
+            strings.sort_by_cached_key(|(value, _)| (normalize_facet(value), value.clone()));
         }
-        values.truncate(self.max_values);
-        values
+        numbers.truncate(self.max_values);
+        if !(scanned && numbers.len() == self.max_values && !search) {
+            strings.truncate(self.max_values - numbers.len());
+        }
+        numbers.extend(strings);
+        numbers
     }
 }
 
+/// Meilisearch counts a facet's values from documents when a search has at most this many
+/// candidates, and from its facet tree above (`LINEAR_SCAN_CANDIDATES_THRESHOLD`).
+const LINEAR_SCAN_CANDIDATES: u64 = 3000;
+
+/// A facet value as Meilisearch compares and groups it: trimmed, compatibility-decomposed,
+/// lower-cased (milli's `normalize_facet`).
+fn normalize_facet(value: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    value.trim().nfkd().collect::<String>().to_lowercase()
+}
+
+/// The number a facet value prints, when it is one: Meilisearch prints a numeric facet
+/// value as its `f64` (`1980`, `2.5`), so `02134` or `1e3` are strings.
+fn facet_number(value: &str) -> Option<f64> {
+    let number: f64 = value.parse().ok()?;
+    (number.is_finite() && number.to_string() == value).then_some(number)
+}
+
 /// Sums facet counts per value and keeps the index's first `maxValuesPerFacet` values in
-/// its order; takes the min of mins and max of maxes.
+/// its order for a search with `candidates` matches; takes the min of mins and max of
+/// maxes.
 pub fn merge_facets<'a>(
     answers: impl Iterator<Item = &'a Value>,
     order: &FacetOrder,
+    candidates: u64,
 ) -> (Value, Value) {
     let mut distribution: Map<String, Value> = Map::new();
     let mut stats: Map<String, Value> = Map::new();
@@ -876,7 +937,7 @@ pub fn merge_facets<'a>(
                 .collect();
             map.extend(
                 order
-                    .keep(facet, counts, false)
+                    .keep(facet, counts, false, candidates)
                     .into_iter()
                     .map(|(value, count)| (value, json!(count))),
             );
@@ -952,7 +1013,7 @@ mod tests {
     fn facets_never_show_miroirs_field() {
         // `facets: ["*"]` makes nodes count every filterable attribute, Miroir's included.
         let a = json!({"facetDistribution": {"genre": {"a": 1}, "_miroir_shard": {"3": 1}}, "facetStats": {"_miroir_shard": {"min": 3.0, "max": 3.0}}});
-        let (distribution, stats) = merge_facets(std::iter::once(&a), &FacetOrder::default());
+        let (distribution, stats) = merge_facets(std::iter::once(&a), &FacetOrder::default(), 1);
         assert_eq!(distribution, json!({"genre": {"a": 1}}));
         assert_eq!(stats, json!({}));
         let answer = one_node_answer(a, None).expect("an object");
@@ -964,14 +1025,66 @@ mod tests {
     fn facets_sum_and_stats_span() {
         let a = json!({"facetDistribution": {"genre": {"b": 1, "a": 2}}, "facetStats": {"year": {"min": 2000.0, "max": 2005.0}}});
         let b = json!({"facetDistribution": {"genre": {"a": 1}}, "facetStats": {"year": {"min": 1990.0, "max": 2001.0}}});
-        let (distribution, stats) = merge_facets([&a, &b].into_iter(), &FacetOrder::default());
+        let (distribution, stats) = merge_facets([&a, &b].into_iter(), &FacetOrder::default(), 4);
         assert_eq!(distribution, json!({"genre": {"a": 3, "b": 1}}));
         assert_eq!(stats, json!({"year": {"min": 1990.0, "max": 2005.0}}));
         let top = FacetOrder {
             max_values: 1,
             sort_by: json!({"*": "count"}).as_object().unwrap().clone(),
         };
-        let (distribution, _) = merge_facets([&a, &b].into_iter(), &top);
+        let (distribution, _) = merge_facets([&a, &b].into_iter(), &top, 4);
         assert_eq!(distribution, json!({"genre": {"a": 3}}));
+    }
+
+    /// Orders Meilisearch 1.50 was seen giving (docs/dev/meilisearch-reference.md).
+    #[test]
+    fn facet_values_are_listed_as_meilisearch_1_50_lists_them() {
+        let order = |by: &str, max: usize| FacetOrder {
+            max_values: max,
+            sort_by: json!({"*": by}).as_object().unwrap().clone(),
+        };
+        let list = |order: FacetOrder, values: &[&str], candidates: u64| -> Vec<String> {
+            let values = values.iter().map(|v| (v.to_string(), 10)).collect();
+            order
+                .keep("f", values, false, candidates)
+                .into_iter()
+                .map(|(v, _)| v)
+                .collect()
+        };
+        let genres = ["Blues", "jazz", "Metal", "pop", "Rock"];
+        assert_eq!(list(order("count", 2), &genres, 50), ["Rock", "pop"]);
+        assert_eq!(
+            list(order("alpha", 100), &genres, 50),
+            ["Blues", "jazz", "Metal", "pop", "Rock"]
+        );
+        // A string that reads as a number ("9") cannot be told from one: not used here.
+        let mixed = ["b", "A", "x9", "100", "10", "2.5", "2", "1", "-3"];
+        assert_eq!(
+            list(order("count", 100), &mixed, 50),
+            ["100", "10", "2.5", "2", "1", "-3", "x9", "b", "A"]
+        );
+        // Numbers filling the list leave every string after them.
+        assert_eq!(list(order("count", 1), &mixed, 50), ["100", "x9", "b", "A"]);
+        assert_eq!(
+            list(order("alpha", 100), &mixed, 3000),
+            ["-3", "1", "10", "100", "2", "2.5", "A", "b", "x9"]
+        );
+        assert_eq!(
+            list(order("alpha", 100), &mixed, 3001),
+            ["-3", "1", "2", "2.5", "10", "100", "A", "b", "x9"]
+        );
+        assert_eq!(
+            list(order("alpha", 1), &mixed, 3001),
+            ["-3", "A", "b", "x9"]
+        );
+        assert_eq!(list(order("alpha", 2), &mixed, 3000), ["-3", "1"]);
+        // A facet search lists strings only, equal counts the greater first.
+        let values = genres.iter().map(|v| (v.to_string(), 10)).collect();
+        let searched: Vec<String> = order("count", 3)
+            .keep("f", values, true, 0)
+            .into_iter()
+            .map(|(v, _)| v)
+            .collect();
+        assert_eq!(searched, ["Rock", "pop", "Metal"]);
     }
 }

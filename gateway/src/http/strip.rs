@@ -439,9 +439,16 @@ mod tests {
             ),
         ];
         for (node, client) in cases {
-            assert_eq!(without_shard_filter(node).as_deref(), Some(client), "{node}");
+            assert_eq!(
+                without_shard_filter(node).as_deref(),
+                Some(client),
+                "{node}"
+            );
         }
-        assert_eq!(without_shard_filter("Was expecting a value.\n9:9 genre = "), None);
+        assert_eq!(
+            without_shard_filter("Was expecting a value.\n9:9 genre = "),
+            None
+        );
         assert_eq!(
             client_error_message("Available filterable attribute patterns are: `_miroir_shard`, `genre`.\n34:35 (\"_miroir_shard\" IN [\"a\"]) AND (\"t\" = \"a\")").as_deref(),
             Some("Available filterable attribute patterns are: `genre`.\n2:3 \"t\" = \"a\"")

@@ -1227,21 +1227,33 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
             .as_object_mut()
             .map(|r| r.insert("indexUid".into(), json!(uid)));
         stages.merge(&spent);
-        results.push((position, uid, weight, result, matching));
+        // A placeholder search ranks nothing: its list of rule scores is empty, below
+        // any other's in a federation whatever the weights (Meilisearch 1.50).
+        let unranked = query
+            .get("q")
+            .is_none_or(|q| q.is_null() || q.as_str().is_some_and(|q| q.trim().is_empty()))
+            && query.get("sort").is_none_or(Value::is_null);
+        results.push(QueryResult {
+            position,
+            uid,
+            weight,
+            unranked,
+            result,
+            matching,
+        });
     }
-    stages.add(
-        "federating results > execute local search",
-        started.elapsed(),
-    );
+    stages.add("search > execute local search", started.elapsed());
     let Some(federation) = federation else {
+        let request_uid = json!(uuid::Uuid::now_v7().to_string());
         let results: Vec<Value> = results
             .into_iter()
-            .map(|(_, uid, _, result, _)| {
+            .map(|QueryResult { uid, result, .. }| {
                 let mut out = Map::new();
                 out.insert("indexUid".into(), json!(uid));
                 if let Value::Object(map) = result {
                     out.extend(map.into_iter().filter(|(k, _)| k != "indexUid"));
                 }
+                out.insert("requestUid".into(), request_uid.clone());
                 Value::Object(out)
             })
             .collect();
@@ -1250,6 +1262,21 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
     federated(&app, federation, results, stages).map(Json)
 }
 
+/// One query of a multi-search, run.
+struct QueryResult {
+    position: usize,
+    uid: String,
+    weight: f64,
+    /// A placeholder search (no words, no sort): it ranks nothing.
+    unranked: bool,
+    result: Value,
+    /// Every matching document, in rank order.
+    matching: Vec<u64>,
+}
+
+/// A federated hit: (unranked, weighted score), query position, rank, index, document.
+type FederatedHit = ((bool, f64), usize, usize, String, u64, Value);
+
 /// A federated multi-search as Meilisearch answers it: the queries of one index form one
 /// list in which a document appears once (where it ranks best); each index counts, and
 /// facets with `facetsByIndex`, the union of what its queries match; `mergeFacets` sums
@@ -1257,7 +1284,7 @@ async fn multi_search(State(app): State<App>, body: Bytes) -> Result<Json<Value>
 fn federated(
     app: &App,
     federation: &Value,
-    results: Vec<(usize, String, f64, Value, Vec<u64>)>,
+    results: Vec<QueryResult>,
     mut stages: PerformanceDetails,
 ) -> Result<Value> {
     let show_performance = match federation.get("showPerformanceDetails") {
@@ -1305,8 +1332,16 @@ fn federated(
         }
     };
     let mut unions: BTreeMap<String, HashSet<u64>> = BTreeMap::new();
-    let mut hits: Vec<(f64, usize, usize, String, u64, Value)> = Vec::new();
-    for (position, uid, weight, result, matching) in results {
+    let mut hits: Vec<FederatedHit> = Vec::new();
+    for QueryResult {
+        position,
+        uid,
+        weight,
+        unranked,
+        result,
+        matching,
+    } in results
+    {
         let union = unions.entry(uid.clone()).or_default();
         union.extend(matching.iter().copied());
         for (rank, (hit, internal)) in result["hits"]
@@ -1322,14 +1357,28 @@ fn federated(
                 map.remove("_rankingScore");
                 map.insert("_federation".into(), json!({"indexUid": uid, "queriesPosition": position, "weightedRankingScore": score}));
             }
-            hits.push((score, position, rank, uid.clone(), internal, hit));
+            hits.push((
+                (unranked, score),
+                position,
+                rank,
+                uid.clone(),
+                internal,
+                hit,
+            ));
         }
     }
     hits.sort_by(|a, b| {
-        b.0.partial_cmp(&a.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.1.cmp(&b.1))
-            .then(a.2.cmp(&b.2))
+        let by_score = match (a.0.0, b.0.0) {
+            (true, true) => std::cmp::Ordering::Equal,
+            (true, false) => std::cmp::Ordering::Greater,
+            (false, true) => std::cmp::Ordering::Less,
+            (false, false) => {
+                b.0.1
+                    .partial_cmp(&a.0.1)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            }
+        };
+        by_score.then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2))
     });
     let mut seen = HashSet::new();
     let hits: Vec<Value> = hits
@@ -1340,7 +1389,7 @@ fn federated(
         .map(|h| h.5)
         .collect();
     let total: usize = unions.values().map(HashSet::len).sum();
-    stages.add("federating results > merge results", merging.elapsed());
+    stages.add("search > merge results", merging.elapsed());
     let merging = std::time::Instant::now();
     let mut facets = Map::new();
     for (uid, asked) in &facets_by_index {
@@ -1414,8 +1463,9 @@ fn federated(
         }
         None => response["facetsByIndex"] = Value::Object(facets),
     }
+    response["requestUid"] = json!(uuid::Uuid::now_v7().to_string());
     if show_performance {
-        stages.add("federating results > merge facets", merging.elapsed());
+        stages.add("search > merge facets", merging.elapsed());
         response["performanceDetails"] = stages.to_value();
     }
     Ok(response)

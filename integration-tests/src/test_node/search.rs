@@ -875,7 +875,8 @@ pub fn search_ranked(
         .and_then(|p| p.get("maxTotalHits"))
         .and_then(Value::as_u64)
         .unwrap_or(1000) as usize;
-    let total = ranked.len().min(max_total_hits);
+    // Meilisearch 1.50 counts every candidate; `maxTotalHits` bounds the hits shown.
+    let total = ranked.len();
     let page_mode = page.is_some() || hits_per_page.is_some();
     let (from, count) = if page_mode {
         let hpp = hits_per_page.unwrap_or(20);
@@ -886,9 +887,11 @@ pub fn search_ranked(
             ((page - 1) * hpp, hpp)
         }
     } else {
-        let offset = offset.min(max_total_hits);
-        (offset, limit.min(max_total_hits - offset))
+        (offset, limit)
     };
+    // At most `maxTotalHits` hits can be paged through, in both modes.
+    let from = from.min(max_total_hits);
+    let count = count.min(max_total_hits - from);
     let end = from.saturating_add(count).min(total);
     let page_hits = if from < end {
         &ranked[from..end]
@@ -959,7 +962,7 @@ pub fn search_ranked(
         response.insert("totalHits".into(), json!(total));
     } else {
         response.insert("limit".into(), json!(limit));
-        response.insert("offset".into(), json!(offset.min(max_total_hits)));
+        response.insert("offset".into(), json!(offset));
         response.insert("estimatedTotalHits".into(), json!(total));
     }
     if let Some(facets) = facets {
@@ -969,6 +972,7 @@ pub fn search_ranked(
         response.insert("facetStats".into(), stats);
         lap(&mut stages, "search > facet distribution");
     }
+    response.insert("requestUid".into(), json!(uuid::Uuid::now_v7().to_string()));
     stages.add("search", started.elapsed());
     if show_performance {
         response.insert("performanceDetails".into(), stages.to_value());
@@ -1140,8 +1144,9 @@ pub fn facet_distribution<'a>(
     for facet in facets {
         let mut values = facet_counts(documents.clone(), &facet);
         let (max_values, sort_by) = facet_order(index, &facet);
+        // Meilisearch 1.50: equal counts, the greater value first.
         if sort_by == "count" {
-            values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            values.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
         }
         values.truncate(max_values);
         distribution.insert(
