@@ -2,7 +2,9 @@
 //! control planes, and serving from its last snapshot when none is reachable.
 
 use crate::{fresh_control_plane, fresh_control_plane_with};
-use miroir_integration_tests::{ControlPlaneOptions, Gateway, TestNode, free_port, wait_for};
+use miroir_integration_tests::{
+    ControlPlaneOptions, Gateway, Meili, TestNode, free_port, wait_for,
+};
 use miroir_proto::pb::NodeState;
 use std::time::Duration;
 
@@ -104,6 +106,87 @@ async fn ready_only_with_a_full_covering_set() {
 
     node.up().await;
     wait_for("ready again", Duration::from_secs(10), ready(200)).await;
+}
+
+/// Issue 21, 2a: on a fleet whose nodes all still join, the gateway is not ready; an index
+/// created and filled then is placed on those nodes, and once its tasks report
+/// `succeeded`, every gateway finds every document (the SDKs' "wait for the task, then
+/// search"). Before, reads skipped joining nodes: 0 hits until they turned active.
+#[tokio::test]
+async fn writes_to_joining_nodes_are_found_once_their_task_succeeded() {
+    let mut options = ControlPlaneOptions::default();
+    // So many checks to pass that the nodes stay joining throughout.
+    options
+        .extra_args
+        .extend(["--health-successes".into(), "100000".into()]);
+    let (dir, cp) = fresh_control_plane_with(options).await;
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let node = TestNode::start().await;
+        cp.add_node(&format!("meili-{i}"), &node.url, 0)
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let gateways = [
+        Gateway::start(dir.path(), &cp.url(), &[]).await,
+        Gateway::start(dir.path(), &cp.url(), &[]).await,
+    ];
+    for gateway in &gateways {
+        gateway
+            .wait_version(cp.current_topology().await.version)
+            .await;
+        gateway.wait_writable().await;
+        let ready = reqwest::get(format!("{}/_miroir/ready", gateway.url))
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503);
+        let body: serde_json::Value = ready.json().await.unwrap();
+        assert_eq!(body["code"], "miroir_not_ready");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("no node has passed its health checks yet (meili-0 joining"),
+            "{body}"
+        );
+    }
+    let meili = Meili::new(&gateways[0].url);
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes",
+            serde_json::json!({"uid": "early", "primaryKey": "id", "miroirShardCount": 16}),
+        )
+        .await;
+    let documents: Vec<_> = (0..300)
+        .map(|i| serde_json::json!({"id": i, "title": format!("book {i}")}))
+        .collect();
+    meili
+        .ok(
+            reqwest::Method::POST,
+            "/indexes/early/documents",
+            serde_json::json!(documents),
+        )
+        .await;
+    let topology = cp.current_topology().await;
+    assert!(
+        topology
+            .nodes
+            .iter()
+            .all(|n| n.state() == NodeState::Joining),
+        "the nodes were to be joining still"
+    );
+    for gateway in &gateways {
+        gateway.wait_version(topology.version).await;
+        let (status, found) = Meili::new(&gateway.url)
+            .post("/indexes/early/search", serde_json::json!({"q": "book"}))
+            .await;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["estimatedTotalHits"], 300, "{found}");
+        let (_, stats) = Meili::new(&gateway.url).get("/indexes/early/stats").await;
+        assert_eq!(stats["numberOfDocuments"], 300, "{stats}");
+    }
 }
 
 #[tokio::test]

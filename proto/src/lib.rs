@@ -52,9 +52,19 @@ pub mod pb {
     }
 
     impl Node {
-        /// Whether the node answers reads for the copies the routing gives it: active, or
-        /// draining (its copies serve until their moves cut over).
+        /// Whether the node answers reads for the copies the routing gives it: active,
+        /// draining (its copies serve until their moves cut over), or joining. A joining
+        /// node is in a routing only when an index was created while it joined; its copies
+        /// are then the only ones, took the index's writes, and must be read.
         pub fn serves(&self) -> bool {
+            matches!(
+                self.state(),
+                NodeState::Active | NodeState::Draining | NodeState::Joining
+            )
+        }
+
+        /// Whether the node has passed its health checks (and not failed since).
+        pub fn checked(&self) -> bool {
             matches!(self.state(), NodeState::Active | NodeState::Draining)
         }
     }

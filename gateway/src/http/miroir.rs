@@ -2,35 +2,22 @@
 
 use super::error::{ErrorType, MeiliError};
 use crate::state::AppState;
-use crate::topology::covering_gaps;
+use crate::topology::{covering_gaps, not_ready};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::json;
 
-/// `GET /_miroir/ready`: 200 once a snapshot with a full covering set is applied.
+/// `GET /_miroir/ready`: 200 once a snapshot is applied in which some node passed its
+/// health checks and every shard has a live replica ([`not_ready`]).
 pub async fn ready(State(state): State<AppState>) -> Result<Json<serde_json::Value>, MeiliError> {
     let topology = state.topology.current();
-    if topology.version == 0 {
+    if let Some(why) = not_ready(&topology) {
         return Err(MeiliError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "miroir_not_ready",
             ErrorType::System,
-            "no topology received from the control plane yet",
-        ));
-    }
-    let gaps = covering_gaps(&topology);
-    if !gaps.is_empty() {
-        return Err(MeiliError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "miroir_not_ready",
-            ErrorType::System,
-            format!(
-                "topology version {} has no live replica for {} shard(s): {}",
-                topology.version,
-                gaps.len(),
-                gaps.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
-            ),
+            why,
         ));
     }
     Ok(Json(
@@ -47,7 +34,7 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({
         "gatewayId": &*state.id,
         "topologyVersion": topology.version,
-        "ready": topology.version > 0 && gaps.is_empty(),
+        "ready": not_ready(&topology).is_none(),
         "uncoveredShards": gaps,
         "controlPlane": {
             "configured": state.config.control_plane,

@@ -218,6 +218,41 @@ impl TopologyHandle {
     }
 }
 
+/// Why this gateway should not be sent traffic yet, if it should not: no topology yet,
+/// shards no live node serves, or no node that passed its health checks (a fleet whose
+/// nodes all still join has not been seen to work).
+pub fn not_ready(topology: &pb::Topology) -> Option<String> {
+    if topology.version == 0 {
+        return Some("no topology received from the control plane yet".into());
+    }
+    let gaps = covering_gaps(topology);
+    if !gaps.is_empty() {
+        return Some(format!(
+            "topology version {} has no live replica for {} shard(s): {}",
+            topology.version,
+            gaps.len(),
+            gaps.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    if !topology.nodes.iter().any(pb::Node::checked) {
+        let nodes: Vec<String> = topology
+            .nodes
+            .iter()
+            .map(|n| format!("{} {}", n.id, n.state().short_name()))
+            .collect();
+        return Some(if nodes.is_empty() {
+            format!("topology version {} has no node", topology.version)
+        } else {
+            format!(
+                "topology version {}: no node has passed its health checks yet ({})",
+                topology.version,
+                nodes.join(", ")
+            )
+        });
+    }
+    None
+}
+
 /// The shards no live node can serve: for each index and shard, some active group must
 /// route it to an active node. Each gap reads `index/shard`.
 pub fn covering_gaps(topology: &pb::Topology) -> Vec<String> {
