@@ -28,6 +28,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_MASTER_KEY", hide_env_values = true)]
     pub master_key: String,
 
+    /// `development` (default) or `production`, as Meilisearch's `--env`: production
+    /// refuses a master key shorter than 16 bytes; development allows it, with a warning.
+    #[arg(long = "env", env = "MIROIR_ENV", default_value = "development")]
+    pub env: miroir_proto::environment::Environment,
+
     /// Stable id of this control plane; defaults to cp-<listen port>.
     #[arg(long, env = "MIROIR_CONTROL_PLANE_ID")]
     pub id: Option<String>,
@@ -135,10 +140,12 @@ impl Config {
                 self.replicas
             );
         }
-        if self.master_key.len() < 16 {
-            anyhow::bail!(
-                "the master key must be at least 16 bytes, as Meilisearch requires of its nodes"
-            );
+        if let Some(warning) = self
+            .env
+            .check_master_key(&self.master_key)
+            .map_err(anyhow::Error::msg)?
+        {
+            tracing::warn!("{warning}");
         }
         if self.default_shards == 0 || self.default_shards > crate::topology::MAX_SHARDS {
             anyhow::bail!(

@@ -25,6 +25,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_MASTER_KEY", hide_env_values = true)]
     pub master_key: String,
 
+    /// `development` (default) or `production`, as Meilisearch's `--env`: production
+    /// refuses a master key shorter than 16 bytes; development allows it, with a warning.
+    #[arg(long = "env", env = "MIROIR_ENV", default_value = "development")]
+    pub env: miroir_proto::environment::Environment,
+
     /// Prometheus metrics listen address (serves GET /metrics).
     #[arg(long, env = "MIROIR_METRICS_LISTEN", default_value = "127.0.0.1:9465")]
     pub metrics_listen: SocketAddr,
@@ -140,10 +145,12 @@ impl Config {
         if self.threads == Some(0) {
             anyhow::bail!("--threads must be at least 1");
         }
-        if self.master_key.len() < 16 {
-            anyhow::bail!(
-                "the master key must be at least 16 bytes, as Meilisearch requires of its nodes"
-            );
+        if let Some(warning) = self
+            .env
+            .check_master_key(&self.master_key)
+            .map_err(anyhow::Error::msg)?
+        {
+            tracing::warn!("{warning}");
         }
         Ok(())
     }

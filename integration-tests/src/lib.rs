@@ -126,6 +126,8 @@ pub struct ControlPlaneOptions {
     pub extra_args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// `--master-key` ([`MASTER_KEY`] unless changed).
+    pub master_key: String,
 }
 
 impl Default for ControlPlaneOptions {
@@ -138,6 +140,7 @@ impl Default for ControlPlaneOptions {
                 "500ms".into(),
             ],
             env: Vec::new(),
+            master_key: MASTER_KEY.into(),
         }
     }
 }
@@ -221,7 +224,7 @@ impl ControlPlane {
             .arg("--store")
             .arg(store)
             .arg("--master-key")
-            .arg(MASTER_KEY)
+            .arg(&options.master_key)
             .args(&options.extra_args)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env("RUST_LOG", "info")

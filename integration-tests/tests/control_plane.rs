@@ -421,3 +421,27 @@ async fn metrics_are_served_on_their_own_port() {
         assert!(body.contains(metric), "missing {metric} in:\n{body}");
     }
 }
+
+/// Issue 21, 2c: as Meilisearch, a master key shorter than 16 bytes is refused in
+/// production only; in development (the default) it starts, with a warning. The official
+/// SDKs' own test suites use `masterKey`.
+#[tokio::test]
+async fn short_master_keys_are_refused_in_production_only() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = format!("sqlite://{}/miroir.db", dir.path().display());
+    let short = ControlPlaneOptions {
+        master_key: "masterKey".into(),
+        ..ControlPlaneOptions::default()
+    };
+    let mut production = short.clone();
+    production
+        .env
+        .push(("MIROIR_ENV".into(), "production".into()));
+    let (status, log) = ControlPlane::run_to_exit(dir.path(), &store, &production).await;
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("must be at least 16 bytes"), "{log}");
+    let mut cp = ControlPlane::start(dir.path(), &store, &short).await;
+    let log = std::fs::read_to_string(&cp.log).expect("log");
+    assert!(log.contains("fine in development"), "{log}");
+    cp.kill().await;
+}

@@ -105,7 +105,7 @@ fn never_failing_nodes() -> miroir_integration_tests::ControlPlaneOptions {
         ]
         .map(String::from)
         .to_vec(),
-        env: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`error`]: the error codes, each mapped once to a gRPC code and an HTTP status.
 //! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
 
+pub mod environment;
 pub mod error;
 pub mod keys;
 pub mod placement;
