@@ -446,8 +446,16 @@ pub struct TestNode {
     pub url: String,
     /// True when this is real Meilisearch (no fault injection).
     pub real: bool,
-    /// The real binary and its data folder, kept so [`TestNode::up`] restarts the same node.
-    real_node: Option<(PathBuf, tempfile::TempDir)>,
+    /// The real binary, its data folder and master key, kept so [`TestNode::up`] restarts
+    /// the same node.
+    real_node: Option<RealNode>,
+}
+
+/// What restarts a real node as it was.
+struct RealNode {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    master_key: String,
 }
 
 impl TestNode {
@@ -455,16 +463,17 @@ impl TestNode {
     /// when `MEILISEARCH_BIN` is set, else the test node.
     pub async fn start() -> Self {
         match std::env::var_os("MEILISEARCH_BIN") {
-            Some(bin) => Self::start_real(PathBuf::from(bin)).await,
+            Some(bin) => Self::start_real(PathBuf::from(bin), None, MASTER_KEY).await,
             None => Self::start_test_node().await,
         }
     }
 
-    async fn start_real(bin: PathBuf) -> Self {
+    /// Starts real Meilisearch `bin` with `master_key`, on `port` (else a free one).
+    pub async fn start_real(bin: PathBuf, port: Option<u16>, master_key: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
-            let mut child = Self::spawn_real(&bin, dir.path(), port);
+            let port = port.unwrap_or_else(free_port);
+            let mut child = Self::spawn_real(&bin, dir.path(), port, master_key);
             let url = format!("http://127.0.0.1:{port}");
             match Self::wait_real(&mut child, &url, dir.path()).await {
                 Ok(()) => {
@@ -472,7 +481,11 @@ impl TestNode {
                         child,
                         url,
                         real: true,
-                        real_node: Some((bin, dir)),
+                        real_node: Some(RealNode {
+                            bin,
+                            dir,
+                            master_key: master_key.to_owned(),
+                        }),
                     };
                 }
                 Err(log) if port_taken(&log) => continue,
@@ -482,7 +495,7 @@ impl TestNode {
         panic!("meilisearch found no free port in {PORT_ATTEMPTS} attempts");
     }
 
-    fn spawn_real(bin: &Path, dir: &Path, port: u16) -> Child {
+    fn spawn_real(bin: &Path, dir: &Path, port: u16, master_key: &str) -> Child {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -492,7 +505,7 @@ impl TestNode {
             .arg("--http-addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--master-key")
-            .arg(MASTER_KEY)
+            .arg(master_key)
             .arg("--db-path")
             .arg(dir.join("data.ms"))
             .arg("--dump-dir")
@@ -609,7 +622,11 @@ impl TestNode {
     /// waits until it serves.
     pub async fn up(&mut self) {
         match &self.real_node {
-            Some((bin, dir)) => {
+            Some(RealNode {
+                bin,
+                dir,
+                master_key,
+            }) => {
                 let port: u16 = self
                     .url
                     .rsplit(':')
@@ -619,7 +636,7 @@ impl TestNode {
                 // A killed process's port can take a moment to be free again.
                 let deadline = Instant::now() + Duration::from_secs(30);
                 loop {
-                    let mut child = Self::spawn_real(bin, dir.path(), port);
+                    let mut child = Self::spawn_real(bin, dir.path(), port, master_key);
                     match Self::wait_real(&mut child, &self.url, dir.path()).await {
                         Ok(()) => {
                             self.child = child;
@@ -706,10 +723,22 @@ impl Gateway {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_on(dir, control_planes, None, MASTER_KEY, extra_args, env).await
+    }
+
+    /// Starts a gateway on `port` (else a free one) with `master_key`.
+    pub async fn start_on(
+        dir: &Path,
+        control_planes: &str,
+        port: Option<u16>,
+        master_key: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         // A port free_port handed out can be taken by a parallel test before the gateway
         // binds it: then it starts again on fresh ports.
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port();
+            let port = port.unwrap_or_else(free_port);
             let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let log = dir.join(format!("gateway-{port}.log"));
             let log_file = std::fs::File::create(&log).expect("log file");
@@ -721,7 +750,7 @@ impl Gateway {
                 .arg("--control-plane")
                 .arg(control_planes)
                 .arg("--master-key")
-                .arg(MASTER_KEY)
+                .arg(master_key)
                 .args(extra_args)
                 .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
                 .env("RUST_LOG", "info")
