@@ -153,14 +153,11 @@ pub fn parse(
                 },
             }
         }
-        "ndjson" => body
-            .split(|b| *b == b'\n')
-            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|line| {
-                serde_json::from_slice::<&RawValue>(line)
-                    .map_err(|e| malformed(e.to_string()))
-                    .and_then(object)
-            })
+        // A stream of JSON values, as Meilisearch reads NDJSON: one per line, or one after
+        // the other on a line (`{"id": 1}{"id": 2}`, which the official SDKs' tests send).
+        "ndjson" => serde_json::Deserializer::from_slice(body)
+            .into_iter::<&RawValue>()
+            .map(|raw| raw.map_err(|e| malformed(e.to_string())).and_then(object))
             .collect(),
         _ => {
             let delimiter = match params.get("csvDelimiter").map(String::as_bytes) {
@@ -421,7 +418,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(error.body()["code"], "malformed_payload");
-        let ndjson = Bytes::from_static(b"{\"id\":1}\n\n{\"id\":2}\n");
+        let ndjson = Bytes::from_static(b"{\"id\":1}\n\n{\"id\":2}\n{\"id\":3}{\"id\":4}\n");
         assert_eq!(
             parse(
                 &json_headers("application/x-ndjson"),
@@ -430,7 +427,7 @@ mod tests {
             )
             .unwrap()
             .len(),
-            2
+            4
         );
     }
 

@@ -435,6 +435,7 @@ pub async fn run_search(
     if let Some(searched) = from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
         return searched;
     }
+    let primary_key = read.index().primary_key.clone();
     // The query's `distinct`, else the index's setting (applied across nodes too).
     let distinct = match query.get("distinct").and_then(Value::as_str) {
         Some(attribute) => Some(attribute.to_owned()),
@@ -477,7 +478,10 @@ pub async fn run_search(
         .get("showRankingScoreDetails")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    if !sort.is_empty() {
+    // A hybrid search reports how many of the hits shown are semantic: the details say
+    // which (`vectorSort`).
+    let hybrid = query.get("hybrid").is_some_and(|h| !h.is_null());
+    if !sort.is_empty() || hybrid {
         node_query.insert("showRankingScoreDetails".into(), json!(true));
     }
     // With a distinct attribute a node's total counts each value once among its own
@@ -560,6 +564,13 @@ pub async fn run_search(
                     .partial_cmp(&score(&a.2))
                     .unwrap_or(Ordering::Equal)
             })
+            // One node lists equal hits in the order it took the documents (its internal
+            // ids), which nodes do not report: by primary key, the order of most bulk
+            // loads, rather than node by node.
+            .then_with(|| match &primary_key {
+                Some(pk) => primary_key_order(a.2.get(pk.as_str()), b.2.get(pk.as_str())),
+                None => Ordering::Equal,
+            })
             .then(a.0.cmp(&b.0))
             .then(a.1.cmp(&b.1))
     });
@@ -570,11 +581,15 @@ pub async fn run_search(
             Some(value) => seen.insert(value.to_string().to_lowercase()),
         });
     }
+    let mut semantic_hits = 0;
     let page_hits: Vec<Value> = hits
         .into_iter()
         .skip(from.min(max_total))
         .take(count.min(max_total.saturating_sub(from)))
         .map(|(_, _, mut hit)| {
+            if hit["_rankingScoreDetails"].get("vectorSort").is_some() {
+                semantic_hits += 1;
+            }
             if let Some(object) = hit.as_object_mut() {
                 strip_miroir(object);
                 for field in &injected {
@@ -612,6 +627,10 @@ pub async fn run_search(
             .filter(|q| q.is_string())
             .unwrap_or(json!("")),
     );
+    // Every node embeds the query alike.
+    if let Some(vector) = answers.iter().find_map(|(_, a)| a.get("queryVector")) {
+        response.insert("queryVector".into(), vector.clone());
+    }
     response.insert(
         "processingTimeMs".into(),
         json!(
@@ -663,11 +682,29 @@ pub async fn run_search(
         details.add("search > merge results", merged.elapsed());
         response.insert("performanceDetails".into(), details.to_value());
     }
+    if hybrid {
+        response.insert("semanticHitCount".into(), json!(semantic_hits));
+    }
     Ok(Searched {
         body: response,
         raw: None,
         degraded: gathered.degraded,
     })
+}
+
+/// Hits' primary key values in the order one node takes such documents in a bulk load:
+/// numbers by value, before strings, strings by their bytes.
+fn primary_key_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    match (a, b) {
+        (Some(Value::Number(x)), Some(Value::Number(y))) => x
+            .as_f64()
+            .partial_cmp(&y.as_f64())
+            .unwrap_or(Ordering::Equal),
+        (Some(Value::Number(_)), Some(Value::String(_))) => Ordering::Less,
+        (Some(Value::String(_)), Some(Value::Number(_))) => Ordering::Greater,
+        (Some(Value::String(x)), Some(Value::String(y))) => x.cmp(y),
+        _ => Ordering::Equal,
+    }
 }
 
 /// A search answer's `requestUid`: Meilisearch 1.50 makes a UUID v7 for every search

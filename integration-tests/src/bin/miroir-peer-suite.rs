@@ -55,6 +55,9 @@ struct Args {
     /// Print every test's outcome, not only those that differ.
     #[arg(long)]
     verbose: bool,
+    /// Run only the tests whose name holds this (as `cargo test FILTER`); their output is
+    /// printed.
+    filter: Option<String>,
 }
 
 /// Each test's outcome in one run: name → passed.
@@ -85,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let started = Instant::now();
         let node = TestNode::start_real(args.meilisearch.clone(), Some(port), SUITE_KEY).await;
-        let outcomes = run(&tests, &work, args.test_threads).await?;
+        let outcomes = run(&tests, &work, &args).await?;
         drop(node);
         report("one Meilisearch node", &outcomes, started);
         Some(outcomes)
@@ -93,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let fleet = Fleet::start(&args, port).await;
-    let through = run(&tests, &work, args.test_threads).await?;
+    let through = run(&tests, &work, &args).await?;
     drop(fleet);
     report(
         &format!(
@@ -163,8 +166,7 @@ async fn build(suite: &Path, work: &Path, port: u16) -> anyhow::Result<PathBuf> 
     let examples = text
         .find("# The following dependencies are required for examples")
         .context("the suite's Cargo.toml changed: no examples section")?;
-    let text = text[..examples]
-        .replace("[workspace]\nmembers = [\"examples/*\"]", "[workspace]")
+    let text = text[..examples].replace("[workspace]\nmembers = [\"examples/*\"]", "[workspace]")
         + "big_s = \"1.0.2\"\ninsta = \"1.38.0\"\n";
     std::fs::write(&manifest, text)?;
     let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("peer-suite/Cargo.lock");
@@ -175,7 +177,11 @@ async fn build(suite: &Path, work: &Path, port: u16) -> anyhow::Result<PathBuf> 
     }
     let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--lib", "--no-run", "--message-format=json"])
-        .args(["--no-default-features", "--features", "reqwest,jwt_rust_crypto"])
+        .args([
+            "--no-default-features",
+            "--features",
+            "reqwest,jwt_rust_crypto",
+        ])
         .args(&locked)
         .current_dir(&source)
         .env("CARGO_TARGET_DIR", work.join("target"))
@@ -216,15 +222,20 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 }
 
 /// Runs the suite's tests; each one's outcome.
-async fn run(tests: &Path, work: &Path, threads: usize) -> anyhow::Result<Outcomes> {
+async fn run(tests: &Path, work: &Path, args: &Args) -> anyhow::Result<Outcomes> {
     let output = Command::new(tests)
         .arg("--test-threads")
-        .arg(threads.to_string())
+        .arg(args.test_threads.to_string())
+        .args(&args.filter)
         .current_dir(work.join("sdk"))
+        .env("MSDK_DEBUG_RAW_SEARCH", "1")
         .output()
         .await
         .context("run the suite")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
+    if args.filter.is_some() {
+        println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    }
     let outcomes: Outcomes = stdout
         .lines()
         .filter_map(|line| {
@@ -279,16 +290,21 @@ impl Fleet {
             cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
                 .await;
         }
-        let gateway = Gateway::start_on(dir.path(), &cp.url(), Some(port), SUITE_KEY, &[], &[]).await;
+        let gateway =
+            Gateway::start_on(dir.path(), &cp.url(), Some(port), SUITE_KEY, &[], &[]).await;
         gateway.wait_writable().await;
         let ready = format!("{}/_miroir/ready", gateway.url);
-        wait_for("the gateway to be ready", Duration::from_secs(30), || async {
-            reqwest::get(&ready)
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
+        wait_for(
+            "the gateway to be ready",
+            Duration::from_secs(30),
+            || async {
+                reqwest::get(&ready)
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            },
+        )
         .await;
         Self {
             _dir: dir,

@@ -587,9 +587,10 @@ fn parse_documents(
                     format!("The `ndjson` payload provided is malformed. `{e}`."),
                 )
             })?;
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|line| match serde_json::from_str::<Value>(line) {
+            // A stream of values, as Meilisearch reads it (one per line, or several).
+            serde_json::Deserializer::from_str(text)
+                .into_iter::<Value>()
+                .map(|value| match value {
                     Ok(object @ Value::Object(_)) => Ok(object),
                     Ok(_) => Err(NodeError::invalid("malformed_payload", "The `ndjson` payload provided is malformed. `Couldn't serialize document value: data are neither an object nor a list of objects`.")),
                     Err(e) => Err(NodeError::invalid("malformed_payload", format!("The `ndjson` payload provided is malformed. `Couldn't serialize document value: {e}`."))),
