@@ -71,6 +71,16 @@ pub fn take_request_uids(answer: &mut serde_json::Value) {
     }
 }
 
+/// Whether real Meilisearch is at hand (`MEILISEARCH_BIN`); when not, says that the
+/// calling test, which needs what Miroir's test node does not imitate, is skipped.
+pub fn real_meilisearch(test: &str) -> bool {
+    let real = std::env::var_os("MEILISEARCH_BIN").is_some();
+    if !real {
+        eprintln!("{test}: SKIPPED, needs real Meilisearch (set MEILISEARCH_BIN)");
+    }
+    real
+}
+
 /// Times a process is started on fresh ports when one it was given was taken meanwhile.
 const PORT_ATTEMPTS: usize = 5;
 

@@ -12,6 +12,7 @@ mod gateway_indexes;
 mod gateway_keys;
 mod gateway_reads;
 mod gateway_settings;
+mod gateway_similar;
 mod gateway_tasks;
 mod gateway_topology;
 mod gateway_writes;

@@ -167,7 +167,13 @@ impl KeyCache {
 /// The action Meilisearch requires for a route, or `None` for routes open to any key.
 pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
     let action = match (route, method.as_str()) {
-        ("/indexes/{uid}/search" | "/indexes/{uid}/facet-search" | "/multi-search", _) => "search",
+        (
+            "/indexes/{uid}/search"
+            | "/indexes/{uid}/facet-search"
+            | "/indexes/{uid}/similar"
+            | "/multi-search",
+            _,
+        ) => "search",
         ("/indexes/{uid}/documents", "POST" | "PUT") => "documents.add",
         ("/indexes/{uid}/documents" | "/indexes/{uid}/documents/{id}", "GET")
         | ("/indexes/{uid}/documents/fetch", _) => "documents.get",

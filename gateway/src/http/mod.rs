@@ -17,6 +17,7 @@ mod performance;
 mod scatter;
 mod search;
 mod settings;
+mod similar;
 mod stats;
 pub(crate) mod strip;
 mod tasks;
@@ -89,6 +90,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/indexes/{uid}/facet-search",
             axum::routing::post(search::facet_search),
+        )
+        .route(
+            "/indexes/{uid}/similar",
+            get(similar::similar_get).post(similar::similar_post),
         )
         .route("/tasks", get(tasks::list_tasks).delete(tasks::delete))
         .route("/tasks/cancel", axum::routing::post(tasks::cancel))

@@ -324,6 +324,21 @@ impl SearchFailure {
     }
 }
 
+impl From<MeiliError> for SearchFailure {
+    fn from(error: MeiliError) -> Self {
+        Self::Miroir(error)
+    }
+}
+
+impl SearchFailure {
+    /// As the client's answer.
+    pub fn into_response(self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let (status, body) = self.parts();
+        (status, axum::Json(body)).into_response()
+    }
+}
+
 /// Every successful node answer of one scatter-gather, and the shards nobody served.
 pub struct Gathered {
     /// 200 answers: those of the first plan in its order, then those of retries.

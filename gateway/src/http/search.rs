@@ -251,7 +251,7 @@ pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
 }
 
 /// Removes Miroir's field from a hit, its `_formatted` copy and its match positions.
-fn strip_miroir(hit: &mut Map<String, Value>) {
+pub(super) fn strip_miroir(hit: &mut Map<String, Value>) {
     hit.remove(SHARD_FIELD);
     if let Some(Value::Object(formatted)) = hit.get_mut("_formatted") {
         formatted.remove(SHARD_FIELD);
@@ -694,7 +694,7 @@ pub async fn run_search(
 
 /// Hits' primary key values in the order one node takes such documents in a bulk load:
 /// numbers by value, before strings, strings by their bytes.
-fn primary_key_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+pub(super) fn primary_key_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     match (a, b) {
         (Some(Value::Number(x)), Some(Value::Number(y))) => x
             .as_f64()

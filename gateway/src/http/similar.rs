@@ -1,0 +1,345 @@
+//! `GET` and `POST /indexes/{uid}/similar`: documents like one document, by an embedder.
+//!
+//! Only the node holding the document's shard knows its embedding, and a node's own
+//! `similar` sees only its documents. So the owner answers the client's request first (its
+//! refusals are Meilisearch's own: unknown document, embedder, bad parameters), the
+//! document's embedding is read from it, and every covering node runs a vector search with
+//! it over its shards; the hits are merged by similarity without the document itself, as
+//! Meilisearch's `similar` leaves it out.
+
+use super::auth::Caller;
+use super::error::{ErrorType, MeiliError};
+use super::indexes::{index_in, json_object};
+use super::scatter::{NodeRequest, SearchFailure, gather, mark_degraded, next_turn};
+use super::search::{primary_key_order, strip_miroir};
+use crate::state::AppState;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http::Method;
+use miroir_proto::placement::shard_for_key;
+use serde_json::{Map, Value, json};
+use std::cmp::Ordering;
+
+/// `POST /indexes/{uid}/similar`.
+pub async fn similar_post(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let query = json_object(&body)?;
+    let owner_body = Value::Object(query.clone());
+    let path = format!("/indexes/{uid}/similar");
+    let request = (Method::POST, path, Some(owner_body));
+    Ok(similar(&state, &caller, &uid, query, request)
+        .await
+        .unwrap_or_else(SearchFailure::into_response))
+}
+
+/// `GET /indexes/{uid}/similar?id=…&embedder=…`.
+pub async fn similar_get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(uid): Path<String>,
+    RawQuery(raw): RawQuery,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Response {
+    let raw = raw.unwrap_or_default();
+    let query = from_query_string(pairs);
+    let path = format!("/indexes/{uid}/similar?{raw}");
+    similar(&state, &caller, &uid, query, (Method::GET, path, None))
+        .await
+        .unwrap_or_else(SearchFailure::into_response)
+}
+
+/// The body a `GET` stands for, as Meilisearch reads its parameters (comma lists, booleans,
+/// numbers). Values it would refuse are left as strings: the owner's answer to the `GET`
+/// itself has already refused them by then.
+fn from_query_string(pairs: Vec<(String, String)>) -> Map<String, Value> {
+    let mut query = Map::new();
+    for (key, value) in pairs {
+        let typed = match key.as_str() {
+            "attributesToRetrieve" => json!(value.split(',').collect::<Vec<_>>()),
+            "offset" | "limit" => value.parse::<u64>().map_or(json!(value), |n| json!(n)),
+            "rankingScoreThreshold" => value.parse::<f64>().map_or(json!(value), |n| json!(n)),
+            "retrieveVectors"
+            | "showRankingScore"
+            | "showRankingScoreDetails"
+            | "showPerformanceDetails" => value.parse::<bool>().map_or(json!(value), |b| json!(b)),
+            _ => json!(value),
+        };
+        query.insert(key, typed);
+    }
+    query
+}
+
+async fn similar(
+    state: &AppState,
+    caller: &Caller,
+    uid: &str,
+    mut query: Map<String, Value>,
+    owner_request: (Method, String, Option<Value>),
+) -> Result<Response, SearchFailure> {
+    caller.restrict_search(uid, &mut query)?;
+    let (_pin, topology) = state.topology.pin();
+    let index = index_in(&topology, uid)?.clone();
+    // The document's id as Meilisearch reads it: a string or an integer.
+    let id = match query.get("id") {
+        Some(Value::String(id)) => Some(id.clone()),
+        Some(Value::Number(id)) => Some(id.to_string()),
+        _ => None,
+    };
+    // Its shard's live owners, else any live node (which refuses the request as one
+    // Meilisearch would: no id, a bad one).
+    let shard = id
+        .as_deref()
+        .map(|id| shard_for_key(id, index.shard_count).0 as usize);
+    let mut owners: Vec<(String, String)> = index
+        .routing
+        .iter()
+        .filter_map(|r| shard.and_then(|s| r.shards.get(s)))
+        .flat_map(|s| s.read_nodes.iter())
+        .filter_map(|owner| topology.nodes.iter().find(|n| &n.id == owner && n.serves()))
+        .map(|n| (n.id.clone(), n.address.clone()))
+        .collect();
+    if owners.is_empty() {
+        owners = topology
+            .nodes
+            .iter()
+            .filter(|n| n.serves())
+            .map(|n| (n.id.clone(), n.address.clone()))
+            .collect();
+    }
+    let (method, path, body) = owner_request;
+    let owner_answer =
+        crate::nodes::in_turn(state.config.node_timeout, owners, |(node, address)| {
+            let (method, path, body) = (method.clone(), path.clone(), body.clone());
+            async move {
+                let answer = state
+                    .nodes
+                    .call(&node, &address, method, &path, body.as_ref())
+                    .await
+                    .map_err(|unreachable| unreachable.error())?;
+                if answer.status >= 500 {
+                    return Err(answer.body);
+                }
+                Ok((node, address, answer))
+            }
+        })
+        .await;
+    let (owner, address, answer) = owner_answer.map_err(|last| {
+        SearchFailure::Miroir(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_shard_unavailable",
+            ErrorType::System,
+            last.and_then(|e| e["message"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| {
+                    format!("no live replica holds the document's shard in index `{uid}`")
+                }),
+        ))
+    })?;
+    if answer.status != 200 {
+        let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
+        return Err(SearchFailure::Node(status, answer.body));
+    }
+    // Checked by the owner: an id and an embedder it knows.
+    let id = id.unwrap_or_default();
+    let embedder = query
+        .get("embedder")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let vector = embedding_of(state, &owner, &address, uid, &id, &embedder).await?;
+
+    let offset = query.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
+    let limit = query.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
+    let bool_of = |key: &str| query.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let (show_score, show_details) = (
+        bool_of("showRankingScore"),
+        bool_of("showRankingScoreDetails"),
+    );
+    let primary_key = index.primary_key.clone().unwrap_or_else(|| "id".into());
+
+    let (hits, total, processing, degraded) = match vector {
+        // Without an embedding Meilisearch finds nothing alike, and counts what the
+        // filter leaves but the document.
+        None => {
+            let mut count = Map::new();
+            count.insert("limit".into(), json!(0));
+            let gathered = gather_or_respond(state, uid, &count, query.get("filter")).await?;
+            let total: u64 = gathered
+                .answers
+                .iter()
+                .filter_map(|a| a["estimatedTotalHits"].as_u64())
+                .sum();
+            (Vec::new(), total.saturating_sub(1), 0, gathered.degraded)
+        }
+        Some(vector) => {
+            let mut search = Map::new();
+            search.insert("vector".into(), vector);
+            search.insert(
+                "hybrid".into(),
+                json!({"embedder": embedder, "semanticRatio": 1.0}),
+            );
+            // One more: the document itself comes back, and is left out.
+            search.insert("limit".into(), json!(offset + limit + 1));
+            search.insert("showRankingScore".into(), json!(true));
+            // A vector search also lists documents without an embedding, after the others;
+            // `similar` does not: the details tell them apart (`vectorSort` without a
+            // similarity).
+            search.insert("showRankingScoreDetails".into(), json!(true));
+            for key in [
+                "attributesToRetrieve",
+                "retrieveVectors",
+                "rankingScoreThreshold",
+            ] {
+                if let Some(value) = query.get(key) {
+                    search.insert(key.into(), value.clone());
+                }
+            }
+            // The primary key tells the document itself apart.
+            let mut pk_injected = false;
+            if let Some(Value::Array(attributes)) = search.get_mut("attributesToRetrieve")
+                && !attributes
+                    .iter()
+                    .any(|a| a == "*" || *a == json!(primary_key))
+            {
+                attributes.push(json!(primary_key));
+                pk_injected = true;
+            }
+            let gathered = gather_or_respond(state, uid, &search, query.get("filter")).await?;
+            let processing = gathered
+                .answers
+                .iter()
+                .filter_map(|a| a["processingTimeMs"].as_u64())
+                .max()
+                .unwrap_or(0);
+            let mut total: u64 = gathered
+                .answers
+                .iter()
+                .filter_map(|a| a["estimatedTotalHits"].as_u64())
+                .sum();
+            let mut hits: Vec<Value> = Vec::new();
+            for answer in gathered.answers {
+                if let Some(Value::Array(list)) = answer.get("hits") {
+                    hits.extend(list.iter().cloned());
+                }
+            }
+            let itself = |hit: &Value| match hit.get(&primary_key) {
+                Some(Value::String(s)) => *s == id,
+                Some(Value::Number(n)) => n.to_string() == id,
+                _ => false,
+            };
+            let before = hits.len();
+            hits.retain(|hit| !itself(hit));
+            if hits.len() < before {
+                total = total.saturating_sub(1);
+            }
+            hits.retain(|hit| hit["_rankingScoreDetails"]["vectorSort"]["similarity"].is_number());
+            let score = |hit: &Value| hit["_rankingScore"].as_f64().unwrap_or(0.0);
+            // Equal similarity: by primary key, as in a merged search.
+            hits.sort_by(|a, b| {
+                score(b)
+                    .partial_cmp(&score(a))
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| primary_key_order(a.get(&primary_key), b.get(&primary_key)))
+            });
+            let hits = hits
+                .into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|mut hit| {
+                    if let Some(object) = hit.as_object_mut() {
+                        strip_miroir(object);
+                        if pk_injected {
+                            object.remove(&primary_key);
+                        }
+                        if !show_score {
+                            object.remove("_rankingScore");
+                        }
+                        if !show_details {
+                            object.remove("_rankingScoreDetails");
+                        }
+                    }
+                    hit
+                })
+                .collect();
+            (hits, total, processing, gathered.degraded)
+        }
+    };
+    let mut response = json!({
+        "hits": hits,
+        "id": id,
+        "processingTimeMs": processing,
+        "limit": limit,
+        "offset": offset,
+        "estimatedTotalHits": total,
+    });
+    if let Some(details) = answer.body.get("performanceDetails") {
+        response["performanceDetails"] = details.clone();
+    }
+    let mut response = (StatusCode::OK, Json(response)).into_response();
+    mark_degraded(&mut response, &degraded);
+    Ok(response)
+}
+
+/// A vector search (or count) over every shard of the index.
+async fn gather_or_respond(
+    state: &AppState,
+    uid: &str,
+    body: &Map<String, Value>,
+    filter: Option<&Value>,
+) -> Result<super::scatter::Gathered, SearchFailure> {
+    let path = format!("/indexes/{uid}/search");
+    gather(
+        state,
+        uid,
+        next_turn(),
+        &path,
+        NodeRequest::One { body, filter },
+    )
+    .await
+}
+
+/// The first embedding document `id` holds for `embedder` on `node`, or `None` when it has
+/// none.
+async fn embedding_of(
+    state: &AppState,
+    node: &str,
+    address: &str,
+    uid: &str,
+    id: &str,
+    embedder: &str,
+) -> Result<Option<Value>, SearchFailure> {
+    let id: String = url_escape(id);
+    let path = format!("/indexes/{uid}/documents/{id}?retrieveVectors=true");
+    let answer = state
+        .nodes
+        .call(node, address, Method::GET, &path, None)
+        .await
+        .map_err(|unreachable| {
+            SearchFailure::Node(StatusCode::SERVICE_UNAVAILABLE, unreachable.error())
+        })?;
+    let embeddings = &answer.body["_vectors"][embedder];
+    let embeddings = embeddings.get("embeddings").unwrap_or(embeddings);
+    Ok(match embeddings {
+        Value::Array(items) if items.first().is_some_and(Value::is_number) => {
+            Some(embeddings.clone())
+        }
+        Value::Array(items) => items.first().filter(|v| v.is_array()).cloned(),
+        _ => None,
+    })
+}
+
+/// `id` for a URL path segment.
+fn url_escape(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
