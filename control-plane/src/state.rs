@@ -10,7 +10,7 @@ use crate::error::{ControlPlaneError, Result};
 use crate::gateways::GatewayRegistry;
 use crate::metrics::Metrics;
 use crate::nodes::NodeClient;
-use crate::store::Store;
+use crate::store::{IndexRenames, Store};
 use miroir_proto::pb::{self, NodeState};
 use miroir_proto::{FencingToken, TopologyVersion};
 use std::collections::VecDeque;
@@ -296,6 +296,16 @@ impl ServiceState {
         &self,
         change: impl FnOnce(&mut pb::Topology, u64) -> Result<(T, String)>,
     ) -> Result<(T, Arc<pb::Topology>)> {
+        self.commit_renaming(&IndexRenames::default(), change).await
+    }
+
+    /// [`ServiceState::commit`] for a change that renames indexes: their recorded tasks
+    /// and queued settings changes are renamed in the same transaction.
+    pub async fn commit_renaming<T>(
+        &self,
+        renames: &IndexRenames,
+        change: impl FnOnce(&mut pb::Topology, u64) -> Result<(T, String)>,
+    ) -> Result<(T, Arc<pb::Topology>)> {
         let token = self.leader_token()?;
         let _serialized = self.commit_lock.lock().await;
         let current = self.topology();
@@ -310,7 +320,7 @@ impl ServiceState {
         next.committed_at_us = now_us;
         next.reason = reason;
         self.store
-            .commit_topology(token, &next, self.config.topology_history.max(1))
+            .commit_topology(token, &next, self.config.topology_history.max(1), renames)
             .await?;
         let next = Arc::new(next);
         tracing::info!(version = next.version, reason = %next.reason, "topology committed");

@@ -53,20 +53,9 @@ pub fn validate_address(address: &str) -> Result<String> {
     Ok(address.trim_end_matches('/').to_owned())
 }
 
-/// Checks an index uid like Meilisearch: 1 to 400 of `[A-Za-z0-9_-]`.
+/// Checks an index uid like Meilisearch ([`IndexUid::check`]).
 pub fn validate_index_uid(uid: &str) -> Result<()> {
-    let ok = !uid.is_empty()
-        && uid.len() <= 400
-        && uid
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ControlPlaneError::InvalidArgument(format!(
-            "`{uid}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 400 bytes."
-        )))
-    }
+    miroir_proto::IndexUid::check(uid).map_err(ControlPlaneError::InvalidArgument)
 }
 
 fn find_node<'a>(topology: &'a mut pb::Topology, id: &str) -> Result<&'a mut pb::Node> {
@@ -396,20 +385,66 @@ pub fn set_primary_key(
     Ok(index.clone())
 }
 
+/// One pair of `POST /swap-indexes`: swap the two, or rename the first to the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swap {
+    /// One index.
+    pub first: String,
+    /// The other, or the first's new name.
+    pub second: String,
+    /// Rename rather than swap.
+    pub rename: bool,
+}
+
+/// Renames index `from` to `to` (Meilisearch 1.50's `PATCH /indexes/{uid}` with `uid`, and
+/// `swap-indexes` with `rename`): its layout, key and settings version go with it. `to`
+/// must be free; an index with shards moving cannot be renamed.
+pub fn rename_index(topology: &mut pb::Topology, from: &str, to: &str) -> Result<pb::Index> {
+    validate_index_uid(to)?;
+    let Some(at) = topology.indexes.iter().position(|i| i.uid == from) else {
+        return Err(ControlPlaneError::NotFound(format!(
+            "Index `{from}` not found."
+        )));
+    };
+    if from != to && topology.indexes.iter().any(|i| i.uid == to) {
+        return Err(ControlPlaneError::AlreadyExists(format!(
+            "Index `{to}` already exists."
+        )));
+    }
+    if let Some(m) = topology.moves.iter().find(|m| m.index_uid == from) {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "index `{from}` has shards being moved (operation {}); rename it once the operation finished",
+            m.operation_id
+        )));
+    }
+    topology.indexes[at].uid = to.to_owned();
+    Ok(topology.indexes[at].clone())
+}
+
 /// Exchanges everything but the uid between the indexes of each pair: each uid now names
-/// the other's shards, routing, key and settings version. Every index must exist and
-/// appear once.
-pub fn swap_indexes(topology: &mut pb::Topology, pairs: &[(String, String)]) -> Result<()> {
+/// the other's shards, routing, key and settings version; a `rename` pair gives the first
+/// index the second's name, which must be free. Every index must appear once, and exist
+/// (but a renaming pair's second).
+pub fn swap_indexes(topology: &mut pb::Topology, swaps: &[Swap]) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     let mut missing = Vec::new();
-    for uid in pairs.iter().flat_map(|(a, b)| [a, b]) {
-        if !seen.insert(uid) {
-            return Err(ControlPlaneError::InvalidArgument(format!(
-                "Indexes must be declared only once during a swap. `{uid}` was specified several times."
-            )));
+    for swap in swaps {
+        for uid in [&swap.first, &swap.second] {
+            if !seen.insert(uid) {
+                return Err(ControlPlaneError::InvalidArgument(format!(
+                    "Indexes must be declared only once during a swap. `{uid}` was specified several times."
+                )));
+            }
         }
-        if !topology.indexes.iter().any(|i| &i.uid == uid) {
-            missing.push(format!("`{uid}`"));
+        let must_exist: &[&String] = if swap.rename {
+            &[&swap.first]
+        } else {
+            &[&swap.first, &swap.second]
+        };
+        for uid in must_exist {
+            if !topology.indexes.iter().any(|i| &i.uid == *uid) {
+                missing.push(format!("`{uid}`"));
+            }
         }
     }
     if !missing.is_empty() {
@@ -424,25 +459,53 @@ pub fn swap_indexes(topology: &mut pb::Topology, pairs: &[(String, String)]) -> 
         )));
     }
     if let Some(m) = topology.moves.iter().find(|m| {
-        pairs
+        swaps
             .iter()
-            .any(|(a, b)| &m.index_uid == a || &m.index_uid == b)
+            .any(|s| m.index_uid == s.first || m.index_uid == s.second)
     }) {
         return Err(ControlPlaneError::FailedPrecondition(format!(
             "index `{}` has shards being moved (operation {}); swap it once the operation finished",
             m.index_uid, m.operation_id
         )));
     }
-    for (a, b) in pairs {
+    for swap in swaps.iter().filter(|s| s.rename) {
+        if topology.indexes.iter().any(|i| i.uid == swap.second) {
+            let (a, b) = (&swap.first, &swap.second);
+            return Err(ControlPlaneError::AlreadyExists(format!(
+                "Cannot rename `{a}` to `{b}` as the index already exists. Hint: You can remove `{b}` first and then do your remove."
+            )));
+        }
+    }
+    for swap in swaps {
+        let (a, b) = (&swap.first, &swap.second);
         let i = topology.indexes.iter().position(|x| &x.uid == a);
         let j = topology.indexes.iter().position(|x| &x.uid == b);
-        if let (Some(i), Some(j)) = (i, j) {
-            topology.indexes.swap(i, j);
-            topology.indexes[i].uid = a.clone();
-            topology.indexes[j].uid = b.clone();
+        match (i, j) {
+            (Some(i), Some(j)) => {
+                topology.indexes.swap(i, j);
+                topology.indexes[i].uid = a.clone();
+                topology.indexes[j].uid = b.clone();
+            }
+            (Some(i), None) if swap.rename => topology.indexes[i].uid = b.clone(),
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// What a swap does to names, as [`Store::commit_topology`] renames tasks: a swapped pair
+/// both ways, a renamed index one way.
+///
+/// [`Store::commit_topology`]: crate::store::Store::commit_topology
+pub fn swap_renames(swaps: &[Swap]) -> Vec<(String, String)> {
+    swaps
+        .iter()
+        .flat_map(|s| {
+            let forth = (s.first.clone(), s.second.clone());
+            let back = (!s.rename).then(|| (s.second.clone(), s.first.clone()));
+            std::iter::once(forth).chain(back)
+        })
+        .collect()
 }
 
 /// Every node that holds a copy of `index` (read or write), sorted.
@@ -866,12 +929,20 @@ mod tests {
         ));
     }
 
+    fn swap(first: &str, second: &str, rename: bool) -> Swap {
+        Swap {
+            first: first.into(),
+            second: second.into(),
+            rename,
+        }
+    }
+
     #[test]
     fn swaps_exchange_layouts_and_keep_uids() {
         let mut t = fleet(&[("a", 0), ("b", 0)]);
         create_index(&mut t, "x", Some("id".into()), layout(4, 1), 1).unwrap();
         create_index(&mut t, "y", None, layout(8, 2), 2).unwrap();
-        swap_indexes(&mut t, &[("x".into(), "y".into())]).unwrap();
+        swap_indexes(&mut t, &[swap("x", "y", false)]).unwrap();
         let x = t.indexes.iter().find(|i| i.uid == "x").unwrap();
         let y = t.indexes.iter().find(|i| i.uid == "y").unwrap();
         assert_eq!(
@@ -883,17 +954,50 @@ mod tests {
             (4, 1, Some("id"))
         );
         assert!(matches!(
-            swap_indexes(
-                &mut t,
-                &[("x".into(), "y".into()), ("y".into(), "z".into())]
-            ),
+            swap_indexes(&mut t, &[swap("x", "y", false), swap("y", "z", false)]),
             Err(ControlPlaneError::InvalidArgument(_))
         ));
-        let error = swap_indexes(&mut t, &[("x".into(), "z".into())]).unwrap_err();
+        let error = swap_indexes(&mut t, &[swap("x", "z", false)]).unwrap_err();
         assert!(
             error.to_string().contains("Index `z` not found."),
             "{error}"
         );
+        // A rename: the second name must be free, and then names the first's layout.
+        let error = swap_indexes(&mut t, &[swap("x", "y", true)]).unwrap_err();
+        assert!(
+            error.to_string().contains("Cannot rename `x` to `y`"),
+            "{error}"
+        );
+        swap_indexes(&mut t, &[swap("x", "z", true)]).unwrap();
+        let z = t.indexes.iter().find(|i| i.uid == "z").unwrap();
+        assert_eq!(z.shard_count, 8);
+        assert!(!t.indexes.iter().any(|i| i.uid == "x"));
+        assert_eq!(
+            swap_renames(&[swap("a", "b", false), swap("c", "d", true)]),
+            [("a", "b"), ("b", "a"), ("c", "d")].map(|(a, b)| (a.to_owned(), b.to_owned()))
+        );
+    }
+
+    #[test]
+    fn renames_need_a_free_name() {
+        let mut t = fleet(&[("a", 0)]);
+        create_index(&mut t, "x", Some("id".into()), layout(4, 1), 1).unwrap();
+        create_index(&mut t, "y", None, layout(4, 1), 2).unwrap();
+        assert!(matches!(
+            rename_index(&mut t, "x", "y"),
+            Err(ControlPlaneError::AlreadyExists(m)) if m == "Index `y` already exists."
+        ));
+        assert!(matches!(
+            rename_index(&mut t, "nope", "z"),
+            Err(ControlPlaneError::NotFound(_))
+        ));
+        assert!(matches!(
+            rename_index(&mut t, "x", "bad uid"),
+            Err(ControlPlaneError::InvalidArgument(_))
+        ));
+        assert_eq!(rename_index(&mut t, "x", "x").unwrap().uid, "x");
+        let renamed = rename_index(&mut t, "x", "z").unwrap();
+        assert_eq!((renamed.uid.as_str(), renamed.created_at_ms), ("z", 1));
     }
 
     #[test]

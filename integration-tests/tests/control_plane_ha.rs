@@ -354,6 +354,24 @@ async fn gateways_connected_to_a_follower_hold_the_leaders_barrier() {
         applied >= cps[leader].current_topology().await.version - 1,
         "applied {applied}"
     );
+
+    // A rename (forwarded to the leader) renames the recorded tasks in Postgres too.
+    let added = meili
+        .ok(Method::POST, "/indexes/books/documents", json!([{"id": 1}]))
+        .await;
+    meili
+        .ok(Method::PATCH, "/indexes/books", json!({"uid": "volumes"}))
+        .await;
+    let (_, earlier) = meili.get(&format!("/tasks/{}", added["uid"])).await;
+    assert_eq!(earlier["indexUid"], "volumes", "{earlier}");
+    let renamed = postgres
+        .psql("SELECT count(*) FROM tasks WHERE index_uid = 'volumes'")
+        .await;
+    assert_eq!(
+        renamed.as_deref(),
+        Some("3"),
+        "creation, settings, documents"
+    );
 }
 
 #[tokio::test]

@@ -377,13 +377,6 @@ async fn primary_keys_are_recorded_changed_and_indexes_swapped() {
     assert_eq!(c.primary_key.as_deref(), Some("cid"));
 
     let (status, error) = meili
-        .json(Method::PATCH, "/indexes/a", json!({"uid": "z"}))
-        .await;
-    assert_eq!(
-        (status, error["code"].as_str()),
-        (400, Some("immutable_index_uid"))
-    );
-    let (status, error) = meili
         .json(Method::PATCH, "/indexes/a", json!({"primaryKey": 3}))
         .await;
     assert_eq!(
@@ -410,7 +403,11 @@ async fn primary_keys_are_recorded_changed_and_indexes_swapped() {
         .await;
     assert_eq!(task["type"], "indexSwap");
     assert_eq!(task["indexUid"], serde_json::Value::Null);
-    assert_eq!(task["details"], json!({"swaps": [{"indexes": ["a", "b"]}]}));
+    // Meilisearch 1.50 writes `rename` in every swap's details.
+    assert_eq!(
+        task["details"],
+        json!({"swaps": [{"indexes": ["a", "b"], "rename": false}]})
+    );
     assert_eq!(meili.get("/indexes/a").await.1["primaryKey"], "sku");
     let (_, hits) = meili.post("/indexes/a/search", json!({})).await;
     assert_eq!(hits["estimatedTotalHits"], 2, "{hits}");
@@ -491,4 +488,123 @@ async fn indexes_are_paged_and_paths_normalized_like_meilisearch() {
     assert_eq!((status, &answer["hits"]), (200, &json!([])), "{answer}");
     let (status, _) = meili.get("/nothing/here/").await;
     assert_eq!(status, 404);
+}
+
+/// Issue 21, point 3: renaming an index (`PATCH /indexes/{uid}` with `uid`, and
+/// `POST /swap-indexes` with `rename`), through the gateway as on one node: the documents
+/// go with the name, the old name is gone, earlier tasks name the new one (the rename's own
+/// names the old), and refusals are one node's.
+#[tokio::test]
+async fn indexes_are_renamed_as_on_one_node() {
+    let (_dir, cp, _nodes, gateway) = fleet(3).await;
+    let single = TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    let documents: Vec<_> = (0..30).map(|i| json!({"id": i, "n": i})).collect();
+    let mut renames = Vec::new();
+    for target in [&meili, &reference] {
+        target.create_index("old").await;
+        target.create_index("other").await;
+        let added = target
+            .ok(Method::POST, "/indexes/old/documents", json!(documents))
+            .await;
+        let renamed = target
+            .ok(Method::PATCH, "/indexes/old", json!({"uid": "new"}))
+            .await;
+        renames.push((added, renamed));
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    for ((added, renamed), target) in renames.iter().zip([&meili, &reference]) {
+        assert_eq!(renamed["type"], "indexUpdate", "{renamed}");
+        assert_eq!(
+            renamed["details"],
+            json!({"primaryKey": null, "oldIndexUid": "old", "newIndexUid": "new"})
+        );
+        // The rename's own task names the old uid; earlier ones the new.
+        assert_eq!(renamed["indexUid"], "old");
+        let (_, earlier) = target.get(&format!("/tasks/{}", added["uid"])).await;
+        assert_eq!(earlier["indexUid"], "new", "{earlier}");
+        let (_, listed) = target
+            .get("/tasks?indexUids=new&types=documentAdditionOrUpdate")
+            .await;
+        assert_eq!(listed["total"], 1, "{listed}");
+        let (status, _) = target.get("/indexes/old").await;
+        assert_eq!(status, 404);
+        let (status, index) = target.get("/indexes/new").await;
+        assert_eq!((status, &index["primaryKey"]), (200, &json!("id")));
+        let (_, found) = target
+            .post("/indexes/new/search", json!({"limit": 0}))
+            .await;
+        assert_eq!(found["estimatedTotalHits"], 30, "{found}");
+    }
+    // Writes and searches under the new name; a swap that renames.
+    for target in [&meili, &reference] {
+        target
+            .ok(Method::POST, "/indexes/new/documents", json!([{"id": 99}]))
+            .await;
+        let task = target
+            .ok(
+                Method::POST,
+                "/swap-indexes",
+                json!([{"indexes": ["new", "newest"], "rename": true}]),
+            )
+            .await;
+        assert_eq!(
+            task["details"],
+            json!({"swaps": [{"indexes": ["new", "newest"], "rename": true}]})
+        );
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    for target in [&meili, &reference] {
+        let (_, found) = target
+            .post("/indexes/newest/search", json!({"limit": 0}))
+            .await;
+        assert_eq!(found["estimatedTotalHits"], 31, "{found}");
+        let (status, _) = target.get("/indexes/new").await;
+        assert_eq!(status, 404);
+    }
+    // Refusals: taken names are failed tasks, bad ones 400s, each as one node's.
+    for (method, path, body) in [
+        (Method::PATCH, "/indexes/newest", json!({"uid": "other"})),
+        (Method::PATCH, "/indexes/ghost", json!({"uid": "spirit"})),
+        (
+            Method::POST,
+            "/swap-indexes",
+            json!([{"indexes": ["newest", "other"], "rename": true}]),
+        ),
+        (
+            Method::POST,
+            "/swap-indexes",
+            json!([{"indexes": ["ghost", "spirit"], "rename": true}]),
+        ),
+        (Method::PATCH, "/indexes/newest", json!({"uid": "bad uid!"})),
+        (Method::PATCH, "/indexes/newest", json!({"uid": 5})),
+        (Method::PATCH, "/indexes/newest", json!({"createdAt": 5})),
+        (
+            Method::POST,
+            "/swap-indexes",
+            json!([{"indexes": ["newest", "other"], "rename": "x"}]),
+        ),
+        (
+            Method::POST,
+            "/swap-indexes",
+            json!([{"indexes": ["newest", "bad uid!"]}]),
+        ),
+    ] {
+        let mut answers = Vec::new();
+        for target in [&meili, &reference] {
+            let (status, answer) = target.json(method.clone(), path, body.clone()).await;
+            let answer = if status == 202 {
+                let task = target.wait_task(&answer).await;
+                json!({"status": task["status"], "error": task["error"], "details": task["details"]})
+            } else {
+                answer
+            };
+            answers.push((status, answer));
+        }
+        assert_eq!(answers[0], answers[1], "{method} {path} {body}");
+    }
 }

@@ -87,6 +87,29 @@ str_id!(
     IndexUid
 );
 
+impl IndexUid {
+    /// Bytes an index uid may have (Meilisearch 1.50).
+    pub const MAX_BYTES: usize = 512;
+
+    /// Checks `uid` as Meilisearch does: 1 to 512 bytes of `[A-Za-z0-9_-]`; the error is
+    /// Meilisearch's sentence.
+    pub fn check(uid: &str) -> Result<(), String> {
+        let valid = !uid.is_empty()
+            && uid.len() <= Self::MAX_BYTES
+            && uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "`{uid}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than {} bytes.",
+                Self::MAX_BYTES
+            ))
+        }
+    }
+}
+
 impl TopologyVersion {
     /// The version that follows this one.
     pub fn next(self) -> Self {

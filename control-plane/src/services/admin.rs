@@ -3,6 +3,7 @@
 use crate::error::ControlPlaneError;
 use crate::operations;
 use crate::state::{LeadershipStatus, ServiceState};
+use crate::store::IndexRenames;
 use crate::topology::{self, IndexLayout};
 use miroir_proto::GroupId;
 use miroir_proto::pb;
@@ -48,6 +49,67 @@ impl AdminApi {
     /// A service over `state`.
     pub fn new(state: Arc<ServiceState>) -> Self {
         Self { state }
+    }
+
+    /// `UpdateIndex` with a new uid (and maybe a primary key): the index takes the new
+    /// name on every node holding it, then in the topology with its tasks (as Meilisearch
+    /// rewrites its task history). The nodes rename first: a write to the new name reaches
+    /// a node only once gateways serve the renamed topology, after the node took the
+    /// rename, as one Meilisearch orders them. A taken name is a failed task.
+    async fn rename_index(
+        &self,
+        topology: &pb::Topology,
+        index: pb::Index,
+        new_uid: String,
+        primary_key: Option<String>,
+        details: Value,
+    ) -> Result<Response<pb::IndexResponse>, Status> {
+        let mut check = topology.clone();
+        match topology::rename_index(&mut check, &index.uid, &new_uid) {
+            Err(ControlPlaneError::AlreadyExists(message)) => {
+                let error = meili_error("index_already_exists", &message);
+                let task = failed_task(
+                    &self.state,
+                    Some(index.uid.clone()),
+                    "indexUpdate",
+                    details,
+                    error,
+                )
+                .await?;
+                return Ok(index_response(index, topology, Some(task)));
+            }
+            Err(other) => return Err(other.into()),
+            Ok(_) => {}
+        }
+        let mut body = json!({"uid": new_uid});
+        if let Some(primary_key) = &primary_key {
+            body["primaryKey"] = json!(primary_key);
+        }
+        let steps = vec![(
+            reqwest::Method::PATCH,
+            format!("/indexes/{}", index.uid),
+            Some(body),
+        )];
+        let task =
+            apply_on_nodes(&self.state, topology, &index, "indexUpdate", details, steps).await?;
+        if !task.error_json.is_empty() {
+            return Ok(index_response(index, topology, Some(task)));
+        }
+        let renames = IndexRenames {
+            pairs: vec![(index.uid.clone(), new_uid.clone())],
+            keep_task: Some(task.uid),
+        };
+        let (renamed, topology) = self
+            .state
+            .commit_renaming(&renames, |t, _| {
+                let mut renamed = topology::rename_index(t, &index.uid, &new_uid)?;
+                if let Some(primary_key) = &primary_key {
+                    renamed = topology::set_primary_key(t, &new_uid, primary_key, true)?;
+                }
+                Ok((renamed, format!("index {} renamed {new_uid}", index.uid)))
+            })
+            .await?;
+        Ok(index_response(renamed, &topology, Some(task)))
     }
 
     /// Drain (or, with `repair`, repair a failed node): plan moving every copy it holds.
@@ -446,7 +508,16 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let topology = self.state.topology();
         let index = index_of(&topology, &request.uid)?;
-        let details = json!({"primaryKey": request.primary_key});
+        let mut details = json!({"primaryKey": request.primary_key});
+        if let Some(new_uid) = &request.new_uid {
+            details["oldIndexUid"] = json!(request.uid);
+            details["newIndexUid"] = json!(new_uid);
+        }
+        if let Some(new_uid) = request.new_uid.clone() {
+            return self
+                .rename_index(&topology, index, new_uid, request.primary_key, details)
+                .await;
+        }
         let Some(primary_key) = request.primary_key else {
             // Nothing to change: a task that succeeds, as Meilisearch's does.
             let task = apply_plan(
@@ -554,41 +625,56 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SwapIndexesRequest>,
     ) -> Result<Response<pb::SwapIndexesResponse>, Status> {
-        let pairs: Vec<(String, String)> = request
+        let swaps: Vec<topology::Swap> = request
             .into_inner()
             .swaps
             .into_iter()
-            .map(|s| (s.first, s.second))
+            .map(|s| topology::Swap {
+                first: s.first,
+                second: s.second,
+                rename: s.rename,
+            })
             .collect();
-        let details = json!({"swaps": pairs.iter().map(|(a, b)| json!({"indexes": [a, b]})).collect::<Vec<_>>()});
+        let details = json!({"swaps": swaps
+            .iter()
+            .map(|s| json!({"indexes": [s.first, s.second], "rename": s.rename}))
+            .collect::<Vec<_>>()});
         let before = self.state.topology();
-        // A swap on the nodes needs both indexes on each of them.
-        let mut plan: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
         let mut check = (*before).clone();
-        match topology::swap_indexes(&mut check, &pairs) {
-            Err(ControlPlaneError::NotFound(message)) => {
-                let error = json!({
-                    "message": message,
-                    "code": "index_not_found",
-                    "type": "invalid_request",
-                    "link": "https://docs.meilisearch.com/errors#index_not_found",
-                });
-                let task = failed_task(&self.state, None, "indexSwap", details, error).await?;
-                return Ok(Response::new(pb::SwapIndexesResponse {
-                    topology_version: before.version,
-                    task: Some(task),
-                }));
+        let refused = match topology::swap_indexes(&mut check, &swaps) {
+            Err(ControlPlaneError::NotFound(message)) => Some(("index_not_found", message)),
+            Err(ControlPlaneError::AlreadyExists(message)) => {
+                Some(("index_already_exists", message))
             }
             Err(other) => return Err(other.into()),
-            Ok(()) => {}
+            Ok(()) => None,
+        };
+        if let Some((code, message)) = refused {
+            let task = failed_task(
+                &self.state,
+                None,
+                "indexSwap",
+                details,
+                meili_error(code, &message),
+            )
+            .await?;
+            return Ok(Response::new(pb::SwapIndexesResponse {
+                topology_version: before.version,
+                task: Some(task),
+            }));
         }
-        for (a, b) in &pairs {
+        // A swap on the nodes needs both indexes on each of them; a rename, the first.
+        let mut plan: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+        for swap in &swaps {
+            let (a, b) = (&swap.first, &swap.second);
             let find = |uid: &str| before.indexes.iter().find(|i| i.uid == uid);
-            let (Some(first), Some(second)) = (find(a), find(b)) else {
+            let Some(first) = find(a) else {
                 continue;
             };
             let nodes = topology::nodes_of_index(first);
-            if nodes != topology::nodes_of_index(second) {
+            if let Some(second) = find(b)
+                && nodes != topology::nodes_of_index(second)
+            {
                 return Err(ControlPlaneError::FailedPrecondition(format!(
                     "indexes `{a}` and `{b}` are not held by the same nodes ({:?} and {:?}); Miroir swaps only indexes laid out on the same nodes",
                     nodes,
@@ -599,18 +685,10 @@ impl AdminService for AdminApi {
             for node in nodes {
                 plan.entry(node)
                     .or_default()
-                    .push(json!({"indexes": [a, b]}));
+                    .push(json!({"indexes": [a, b], "rename": swap.rename}));
             }
         }
-        let (_, topology) = self
-            .state
-            .commit(|t, _| {
-                topology::swap_indexes(t, &pairs)?;
-                let names: Vec<String> = pairs.iter().map(|(a, b)| format!("{a}<->{b}")).collect();
-                Ok(((), format!("indexes swapped: {}", names.join(", "))))
-            })
-            .await?;
-        let plan = plan
+        let plan: Vec<(String, Vec<Step>)> = plan
             .into_iter()
             .map(|(node, swaps)| {
                 let step = (
@@ -621,6 +699,49 @@ impl AdminService for AdminApi {
                 (node, vec![step])
             })
             .collect();
+        let names: Vec<String> = swaps
+            .iter()
+            .map(|s| {
+                let arrow = if s.rename { "->" } else { "<->" };
+                format!("{}{arrow}{}", s.first, s.second)
+            })
+            .collect();
+        let reason = format!("indexes swapped: {}", names.join(", "));
+        let mut renames = IndexRenames {
+            pairs: topology::swap_renames(&swaps),
+            keep_task: None,
+        };
+        if swaps.iter().any(|s| s.rename) {
+            // A renamed index's writes go to its new name once gateways serve the new
+            // version: the nodes rename it first, so each node takes the rename before any
+            // such write, as one Meilisearch orders them.
+            let task = apply_plan(&self.state, &before, None, "indexSwap", details, plan).await?;
+            if !task.error_json.is_empty() {
+                return Ok(Response::new(pb::SwapIndexesResponse {
+                    topology_version: before.version,
+                    task: Some(task),
+                }));
+            }
+            renames.keep_task = Some(task.uid);
+            let (_, topology) = self
+                .state
+                .commit_renaming(&renames, |t, _| {
+                    topology::swap_indexes(t, &swaps)?;
+                    Ok(((), reason))
+                })
+                .await?;
+            return Ok(Response::new(pb::SwapIndexesResponse {
+                topology_version: topology.version,
+                task: Some(task),
+            }));
+        }
+        let (_, topology) = self
+            .state
+            .commit_renaming(&renames, |t, _| {
+                topology::swap_indexes(t, &swaps)?;
+                Ok(((), reason))
+            })
+            .await?;
         let task = apply_plan(&self.state, &topology, None, "indexSwap", details, plan).await?;
         Ok(Response::new(pb::SwapIndexesResponse {
             topology_version: topology.version,
@@ -1100,6 +1221,16 @@ async fn apply_plan(
         },
     )
     .await
+}
+
+/// A Meilisearch error object.
+fn meili_error(code: &str, message: &str) -> Value {
+    json!({
+        "message": message,
+        "code": code,
+        "type": "invalid_request",
+        "link": format!("https://docs.meilisearch.com/errors#{code}"),
+    })
 }
 
 /// Records a client task that failed before any node call, with a Meilisearch error.

@@ -240,6 +240,15 @@ enum TaskBind<'a> {
     Int(i64),
 }
 
+/// Index renames committed with a topology version (see [`Store::commit_topology`]).
+#[derive(Debug, Default)]
+pub struct IndexRenames {
+    /// Old uid → new uid, applied all at once.
+    pub pairs: Vec<(String, String)>,
+    /// The first task uid left as it is (the renaming task's own).
+    pub keep_task: Option<u32>,
+}
+
 /// A new task to record.
 #[derive(Debug)]
 pub struct NewTask {
@@ -629,11 +638,16 @@ impl Store {
     }
 
     /// Commits a new topology version, if `token` still leads; keeps the newest `retain`.
+    /// `renames` (old uid → new uid, all at once: a swap names both ways) rewrites the
+    /// index the recorded tasks and queued settings changes name, in the same
+    /// transaction, as Meilisearch rewrites its task history; tasks from `keep_task` on
+    /// keep theirs (the rename's own task names the old uid).
     pub async fn commit_topology(
         &self,
         token: FencingToken,
         topology: &pb::Topology,
         retain: u64,
+        renames: &IndexRenames,
     ) -> Result<()> {
         let started = Instant::now();
         let result = async {
@@ -643,6 +657,42 @@ impl Store {
                 operation: "commit_topology",
                 source,
             };
+            // Each pair through a name no index can have, so that a swap's two renames
+            // do not meet.
+            for step in 0..2 {
+                for (i, (old, new)) in renames.pairs.iter().enumerate() {
+                    // `~` is in no index uid.
+                    let parked = format!("~miroir-rename-{i}");
+                    let (from, to) = if step == 0 {
+                        (old.as_str(), parked.as_str())
+                    } else {
+                        (parked.as_str(), new.as_str())
+                    };
+                    let (quoted_from, quoted_to) = (
+                        format!("\"indexUid\":{}", serde_json::Value::from(from)),
+                        format!("\"indexUid\":{}", serde_json::Value::from(to)),
+                    );
+                    sqlx::query(
+                        "UPDATE tasks SET index_uid = $1,
+                             outcome = replace(outcome, $2, $3)
+                         WHERE index_uid = $4 AND uid < $5",
+                    )
+                    .bind(to)
+                    .bind(&quoted_from)
+                    .bind(&quoted_to)
+                    .bind(from)
+                    .bind(renames.keep_task.map_or(i64::MAX, i64::from))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map)?;
+                    sqlx::query("UPDATE settings_changes SET index_uid = $1 WHERE index_uid = $2")
+                        .bind(to)
+                        .bind(from)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map)?;
+                }
+            }
             sqlx::query(
                 "INSERT INTO topology_versions (version, committed_at_ms, reason, snapshot)
                  VALUES ($1, $2, $3, $4)",

@@ -213,7 +213,8 @@ pub async fn delete(
     }
 }
 
-/// `PATCH /indexes/{uid}`: a new primary key, applied through the control plane.
+/// `PATCH /indexes/{uid}`: a new primary key, or a new uid (Meilisearch 1.50 renames the
+/// index), applied through the control plane.
 pub async fn update(
     State(state): State<AppState>,
     Path(uid): Path<String>,
@@ -221,23 +222,42 @@ pub async fn update(
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
     for (field, code) in [
-        ("uid", "immutable_index_uid"),
         ("createdAt", "immutable_index_created_at"),
         ("updatedAt", "immutable_index_updated_at"),
     ] {
         if body.contains_key(field) {
             return Err(MeiliError::invalid(
                 code,
-                format!("Immutable field `{field}`: expected one of `primaryKey`"),
+                format!("Immutable field `{field}`: expected one of `primaryKey`, `uid`"),
             ));
         }
     }
-    if let Some(unknown) = body.keys().find(|k| k.as_str() != "primaryKey") {
+    if let Some(unknown) = body
+        .keys()
+        .find(|k| !matches!(k.as_str(), "primaryKey" | "uid"))
+    {
         return Err(MeiliError::invalid(
             "bad_request",
-            format!("Unknown field `{unknown}`: expected one of `primaryKey`"),
+            format!("Unknown field `{unknown}`: expected one of `primaryKey`, `uid`"),
         ));
     }
+    let new_uid = match body.get("uid") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(new_uid)) => {
+            miroir_proto::IndexUid::check(new_uid)
+                .map_err(|message| MeiliError::invalid("invalid_index_uid", message))?;
+            Some(new_uid.clone())
+        }
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_index_uid",
+                format!(
+                    "Invalid value type at `.uid`: expected a string, but found {}: `{other}`",
+                    super::error::json_kind(other)
+                ),
+            ));
+        }
+    };
     let primary_key = match body.get("primaryKey") {
         None | Some(Value::Null) => None,
         Some(Value::String(pk)) => Some(pk.clone()),
@@ -251,10 +271,15 @@ pub async fn update(
             ));
         }
     };
-    let details = json!({"primaryKey": primary_key});
+    let mut details = json!({"primaryKey": primary_key});
+    if let Some(new_uid) = &new_uid {
+        details["oldIndexUid"] = json!(uid);
+        details["newIndexUid"] = json!(new_uid);
+    }
     let request = pb::UpdateIndexRequest {
         uid: uid.clone(),
         primary_key,
+        new_uid,
     };
     match state.control_plane.update_index(request).await {
         Ok(pb::IndexResponse {
@@ -314,14 +339,30 @@ pub async fn swap(
                 ),
             ));
         };
-        if let Some(unknown) = object.keys().find(|k| k.as_str() != "indexes") {
+        if let Some(unknown) = object
+            .keys()
+            .find(|k| !matches!(k.as_str(), "indexes" | "rename"))
+        {
             return Err(MeiliError::invalid(
                 "bad_request",
                 format!(
-                    "Unknown field `{unknown}` inside `[{position}]`: expected one of `indexes`"
+                    "Unknown field `{unknown}` inside `[{position}]`: expected one of `indexes`, `rename`"
                 ),
             ));
         }
+        let rename = match object.get("rename") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(rename)) => *rename,
+            Some(other) => {
+                return Err(MeiliError::invalid(
+                    "invalid_swap_rename",
+                    format!(
+                        "Invalid value type at `[{position}].rename`: expected a boolean, but found {}: `{other}`",
+                        super::error::json_kind(other)
+                    ),
+                ));
+            }
+        };
         let uids: Vec<String> = match object.get("indexes") {
             Some(Value::Array(uids)) if uids.iter().all(Value::is_string) => uids
                 .iter()
@@ -343,6 +384,14 @@ pub async fn swap(
                 ));
             }
         };
+        for (at, uid) in uids.iter().enumerate() {
+            miroir_proto::IndexUid::check(uid).map_err(|message| {
+                MeiliError::invalid(
+                    "invalid_swap_indexes",
+                    format!("Invalid value at `[{position}].indexes[{at}]`: {message}"),
+                )
+            })?;
+        }
         let [first, second] = uids.as_slice() else {
             return Err(MeiliError::invalid(
                 "invalid_swap_indexes",
@@ -369,6 +418,7 @@ pub async fn swap(
         swaps.push(pb::IndexSwap {
             first: first.clone(),
             second: second.clone(),
+            rename,
         });
     }
     match state

@@ -156,18 +156,13 @@ impl TaskQuery {
             ));
         }
         let index_uids = list("indexUids");
-        if let Some(bad) = index_uids.iter().find(|u| {
-            u.is_empty()
-                || u.len() > 400
-                || !u
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        }) {
+        if let Some(error) = index_uids
+            .iter()
+            .find_map(|u| miroir_proto::IndexUid::check(u).err())
+        {
             return Err(MeiliError::invalid(
                 "invalid_index_uid",
-                format!(
-                    "Invalid value in parameter `indexUids`: `{bad}` is not a valid index uid. Index uid can be an integer or a string containing only alphanumeric characters, hyphens (-) and underscores (_), and can not be more than 400 bytes."
-                ),
+                format!("Invalid value in parameter `indexUids`: {error}"),
             ));
         }
         Ok(Self {
