@@ -39,6 +39,8 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.AdminService/CreateKey",
     "/miroir.v1.AdminService/UpdateKey",
     "/miroir.v1.AdminService/DeleteKey",
+    "/miroir.v1.AdminService/PutWebhook",
+    "/miroir.v1.AdminService/DeleteWebhook",
     "/miroir.v1.AdminService/UpdateExperimentalFeatures",
     "/miroir.v1.TaskService/CreateTask",
     "/miroir.v1.TaskService/DeleteTasks",

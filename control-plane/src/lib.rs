@@ -15,3 +15,4 @@ pub mod shard_copy;
 pub mod state;
 pub mod store;
 pub mod topology;
+pub mod webhooks;

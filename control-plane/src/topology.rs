@@ -702,6 +702,53 @@ pub fn delete_key(topology: &mut pb::Topology, uid: &str) -> Result<pb::ApiKey> 
     Ok(topology.keys.remove(position))
 }
 
+/// Webhooks a fleet may have, as Meilisearch allows.
+pub const MAX_WEBHOOKS: usize = 20;
+
+/// Records `webhook`: a new one (`create`: its uuid free, fewer than [`MAX_WEBHOOKS`]), or
+/// the replacement of the one with its uuid.
+pub fn put_webhook(topology: &mut pb::Topology, webhook: pb::Webhook, create: bool) -> Result<()> {
+    let at = topology
+        .webhooks
+        .iter()
+        .position(|w| w.uuid == webhook.uuid);
+    match (at, create) {
+        (Some(_), true) => Err(ControlPlaneError::AlreadyExists(format!(
+            "webhook `{}` already exists",
+            webhook.uuid
+        ))),
+        (None, true) if topology.webhooks.len() >= MAX_WEBHOOKS => {
+            Err(ControlPlaneError::ResourceExhausted(format!(
+                "Defining too many webhooks would crush the server. Please limit the number of webhooks to {MAX_WEBHOOKS}. You may use a third-party proxy server to dispatch events to more than {MAX_WEBHOOKS} endpoints."
+            )))
+        }
+        (None, true) => {
+            topology.webhooks.push(webhook);
+            topology.webhooks.sort_by(|a, b| a.uuid.cmp(&b.uuid));
+            Ok(())
+        }
+        (Some(at), false) => {
+            topology.webhooks[at] = webhook;
+            Ok(())
+        }
+        (None, false) => Err(webhook_not_found(&webhook.uuid)),
+    }
+}
+
+/// Removes webhook `uuid`; the webhook removed.
+pub fn delete_webhook(topology: &mut pb::Topology, uuid: &str) -> Result<pb::Webhook> {
+    let at = topology
+        .webhooks
+        .iter()
+        .position(|w| w.uuid == uuid)
+        .ok_or_else(|| webhook_not_found(uuid))?;
+    Ok(topology.webhooks.remove(at))
+}
+
+fn webhook_not_found(uuid: &str) -> ControlPlaneError {
+    ControlPlaneError::NotFound(format!("Webhook `{uuid}` not found."))
+}
+
 /// Sets a node's state; returns whether anything changed.
 pub fn set_node_state(
     topology: &mut pb::Topology,

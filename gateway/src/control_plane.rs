@@ -148,6 +148,8 @@ rpc! {
     admin create_key(CreateKeyRequest) -> KeyResponse;
     admin update_key(UpdateKeyRequest) -> KeyResponse;
     admin delete_key(DeleteKeyRequest) -> KeyResponse;
+    admin put_webhook(PutWebhookRequest) -> WebhookResponse;
+    admin delete_webhook(DeleteWebhookRequest) -> WebhookResponse;
     admin update_experimental_features(UpdateExperimentalFeaturesRequest) -> ExperimentalFeaturesResponse;
     tasks create_task(CreateTaskRequest) -> Task;
     tasks get_task(GetTaskRequest) -> Task;

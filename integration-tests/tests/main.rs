@@ -15,6 +15,7 @@ mod gateway_settings;
 mod gateway_similar;
 mod gateway_tasks;
 mod gateway_topology;
+mod gateway_webhooks;
 mod gateway_writes;
 mod grpcurl;
 mod merge_oracle;

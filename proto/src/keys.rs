@@ -18,7 +18,6 @@ pub const ACTIONS: &[&str] = &[
     "indexes.update",
     "indexes.delete",
     "indexes.swap",
-    "indexes.compact",
     "tasks.*",
     "tasks.cancel",
     "tasks.delete",
@@ -41,8 +40,30 @@ pub const ACTIONS: &[&str] = &[
     "keys.delete",
     "experimental.get",
     "experimental.update",
+    "export",
     "network.get",
     "network.update",
+    "chatCompletions",
+    "chats.*",
+    "chats.get",
+    "chats.delete",
+    "chatsSettings.*",
+    "chatsSettings.get",
+    "chatsSettings.update",
+    "*.get",
+    "webhooks.get",
+    "webhooks.update",
+    "webhooks.delete",
+    "webhooks.create",
+    "webhooks.*",
+    "indexes.compact",
+    "fields.post",
+    "tasks.compact",
+    "dynamicSearchRules.get",
+    "dynamicSearchRules.create",
+    "dynamicSearchRules.update",
+    "dynamicSearchRules.delete",
+    "dynamicSearchRules.*",
 ];
 
 /// The key's value: lowercase hex of HMAC-SHA256 keyed by the master key over the uid,
@@ -109,6 +130,8 @@ pub fn action_allows(granted: &[String], required: &str) -> bool {
     granted.iter().any(|g| {
         g == "*"
             || g == required
+            // Meilisearch 1.50's `*.get`: every reading action.
+            || (g == "*.get" && required.ends_with(".get"))
             || g.strip_suffix(".*").is_some_and(|prefix| {
                 required
                     .strip_prefix(prefix)

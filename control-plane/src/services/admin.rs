@@ -895,6 +895,46 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn put_webhook(
+        &self,
+        request: Request<pb::PutWebhookRequest>,
+    ) -> Result<Response<pb::WebhookResponse>, Status> {
+        let request = request.into_inner();
+        let webhook = request.webhook.ok_or_else(|| {
+            ControlPlaneError::InvalidArgument("PutWebhook needs a webhook".into())
+        })?;
+        let (webhook, topology) = self
+            .state
+            .commit(|t, _| {
+                let reason = format!("webhook {} recorded", webhook.uuid);
+                topology::put_webhook(t, webhook.clone(), request.create)?;
+                Ok((webhook, reason))
+            })
+            .await?;
+        Ok(Response::new(pb::WebhookResponse {
+            webhook: Some(webhook),
+            topology_version: topology.version,
+        }))
+    }
+
+    async fn delete_webhook(
+        &self,
+        request: Request<pb::DeleteWebhookRequest>,
+    ) -> Result<Response<pb::WebhookResponse>, Status> {
+        let uuid = request.into_inner().uuid;
+        let (webhook, topology) = self
+            .state
+            .commit(|t, _| {
+                let webhook = topology::delete_webhook(t, &uuid)?;
+                Ok((webhook, format!("webhook {uuid} deleted")))
+            })
+            .await?;
+        Ok(Response::new(pb::WebhookResponse {
+            webhook: Some(webhook),
+            topology_version: topology.version,
+        }))
+    }
+
     async fn update_experimental_features(
         &self,
         request: Request<pb::UpdateExperimentalFeaturesRequest>,

@@ -132,6 +132,10 @@ impl TaskService for TaskApi {
             .store
             .record_task_outcome(token, request.uid, &request.outcome_json, status, times)
             .await?;
+        // Recorded once: the task finished, and webhooks hear of it once.
+        if recorded {
+            crate::webhooks::deliver(&self.state, request.uid, &request.outcome_json);
+        }
         Ok(Response::new(pb::RecordTaskOutcomeResponse { recorded }))
     }
 }

@@ -202,6 +202,10 @@ pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
         ("/keys", "POST") => "keys.create",
         ("/keys/{key}", "PATCH") => "keys.update",
         ("/keys/{key}", "DELETE") => "keys.delete",
+        ("/webhooks" | "/webhooks/{uuid}", "GET") => "webhooks.get",
+        ("/webhooks", "POST") => "webhooks.create",
+        ("/webhooks/{uuid}", "PATCH") => "webhooks.update",
+        ("/webhooks/{uuid}", "DELETE") => "webhooks.delete",
         _ => return None,
     };
     Some(action)

@@ -21,6 +21,7 @@ mod similar;
 mod stats;
 pub(crate) mod strip;
 mod tasks;
+mod webhooks;
 mod write_gate;
 
 pub use tasks::sweep_task_outcomes;
@@ -111,6 +112,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/keys/{key}",
             get(keys::get).patch(keys::update).delete(keys::delete),
+        )
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route(
+            "/webhooks/{uuid}",
+            get(webhooks::get_one)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
         )
         .route("/stats", get(stats::all))
         .route("/indexes/{uid}/stats", get(stats::one))
