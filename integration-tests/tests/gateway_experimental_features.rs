@@ -145,3 +145,66 @@ async fn experimental_features_reach_every_node_and_stay_there() {
     )
     .await;
 }
+
+/// `/chats` (behind `chatCompletions`): workspaces reach every node, and reads, changes and
+/// refusals are one Meilisearch's; chat completions are refused (a node would search only
+/// its own shards).
+#[tokio::test]
+async fn chat_workspaces_are_kept_on_every_node() {
+    // Miroir's test node has no chats.
+    if !miroir_integration_tests::real_meilisearch("chat_workspaces_are_kept_on_every_node") {
+        return;
+    }
+    let (_dir, _cp, nodes, gateway) = fleet_with(3, ControlPlaneOptions::default()).await;
+    let single = TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    let settings = json!({"source": "openAi", "apiKey": "sk-test-0123456789",
+        "prompts": {"system": "You help."}});
+    let requests = [
+        (Method::GET, "/chats", Value::Null),
+        (Method::PATCH, "/chats/ws1/settings", settings.clone()),
+        (Method::PATCH, ROUTE, json!({"chatCompletions": true})),
+        (Method::PATCH, "/chats/ws1/settings", settings.clone()),
+        (
+            Method::PATCH,
+            "/chats/ws1/settings",
+            json!({"source": "nope"}),
+        ),
+        (Method::GET, "/chats", Value::Null),
+        (Method::GET, "/chats?limit=1&offset=0", Value::Null),
+        (Method::GET, "/chats/ws1", Value::Null),
+        (Method::GET, "/chats/ws1/settings", Value::Null),
+        (Method::GET, "/chats/nope", Value::Null),
+        (Method::DELETE, "/chats/ws1/settings", Value::Null),
+        (Method::GET, "/chats/ws1/settings", Value::Null),
+        (Method::DELETE, "/chats/ws1", Value::Null),
+        (Method::GET, "/chats/ws1", Value::Null),
+        (Method::PATCH, "/chats/ws2/settings", settings),
+    ];
+    for (method, path, body) in requests {
+        let mut answers = Vec::new();
+        for target in [&meili, &reference] {
+            let answer = if body.is_null() {
+                target.send(method.clone(), path, None, None).await
+            } else {
+                target.json(method.clone(), path, body.clone()).await
+            };
+            answers.push(answer);
+        }
+        assert_eq!(answers[0], answers[1], "{method} {path}");
+    }
+    for node in &nodes {
+        let (status, workspace) = Meili::new(&node.url).get("/chats/ws2").await;
+        assert_eq!((status, workspace), (200, json!({"uid": "ws2"})));
+    }
+    let (status, refused) = meili
+        .post(
+            "/chats/ws2/chat/completions",
+            json!({"model": "x", "messages": []}),
+        )
+        .await;
+    assert_eq!(
+        (status, &refused["code"]),
+        (501, &json!("miroir_not_supported"))
+    );
+}

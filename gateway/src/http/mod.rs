@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod backups;
+mod chats;
 mod consistency;
 mod document_reads;
 mod documents;
@@ -112,6 +113,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/keys/{key}",
             get(keys::get).patch(keys::update).delete(keys::delete),
+        )
+        .route("/chats", get(chats::read))
+        .route("/chats/{workspace}", get(chats::read).delete(chats::change))
+        .route(
+            "/chats/{workspace}/settings",
+            get(chats::read).patch(chats::change).delete(chats::change),
+        )
+        .route(
+            "/chats/{workspace}/chat/completions",
+            axum::routing::post(chats::completions),
         )
         .route("/webhooks", get(webhooks::list).post(webhooks::create))
         .route(
