@@ -11,13 +11,23 @@ use tokio::task::JoinSet;
 
 /// The summary returned when a task is enqueued.
 pub fn summary(task: &pb::Task) -> Value {
-    json!({
+    let mut summary = json!({
         "taskUid": task.uid,
         "indexUid": task.index_uid,
         "status": "enqueued",
         "type": task.task_type,
         "enqueuedAt": rfc3339_ms(task.enqueued_at_ms),
-    })
+    });
+    with_custom_metadata(&mut summary, task);
+    summary
+}
+
+/// The client's `customMetadata`, last in a task's answer, as Meilisearch 1.50 shows it
+/// (absent when none was given).
+fn with_custom_metadata(answer: &mut Value, task: &pb::Task) {
+    if let (Some(metadata), Some(answer)) = (&task.custom_metadata, answer.as_object_mut()) {
+        answer.insert("customMetadata".into(), json!(metadata));
+    }
 }
 
 /// Whether the part of `task` that failed node `failed` took is also held by the task's
@@ -198,7 +208,7 @@ fn decided(task: &pb::Task, status: &str) -> Value {
         ))
     });
     let details: Value = serde_json::from_str(&task.details_json).unwrap_or(json!({}));
-    json!({
+    let mut view = json!({
         "uid": task.uid,
         "batchUid": if started { json!(task.uid) } else { Value::Null },
         "indexUid": task.index_uid,
@@ -211,7 +221,9 @@ fn decided(task: &pb::Task, status: &str) -> Value {
         "enqueuedAt": rfc3339_ms(task.enqueued_at_ms),
         "startedAt": at(task.started_at_ms),
         "finishedAt": if finished { at(task.finished_at_ms) } else { Value::Null },
-    })
+    });
+    with_custom_metadata(&mut view, task);
+    view
 }
 
 /// Aggregates node task views into one Meilisearch task.
@@ -345,7 +357,9 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
     if finished && view["duration"].is_null() {
         view.insert("duration".into(), json!("PT0S"));
     }
-    Value::Object(view)
+    let mut view = Value::Object(view);
+    with_custom_metadata(&mut view, task);
+    view
 }
 
 #[cfg(test)]

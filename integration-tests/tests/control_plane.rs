@@ -285,6 +285,7 @@ async fn tasks_get_fleet_wide_uids() {
                 enqueued_at_ms: 1_700_000_000_000 + i,
                 error_json: String::new(),
                 cancels: Vec::new(),
+                custom_metadata: None,
             })
             .await
             .unwrap()

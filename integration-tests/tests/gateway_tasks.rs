@@ -425,6 +425,7 @@ async fn date_filters_count_every_recorded_task() {
             task_type: "taskCancelation".into(),
             enqueued_at_ms: t0 + 2_000_000,
             cancels: uids.iter().map(|u| *u as u32).collect(),
+            custom_metadata: None,
             ..Default::default()
         })
         .await

@@ -366,3 +366,99 @@ async fn writes_missing_one_group_are_acknowledged_degraded_and_reads_use_the_ot
     assert_eq!(done["status"], "succeeded");
     assert_eq!(done["details"]["deletedDocuments"], remaining, "{done}");
 }
+
+/// Issue 21, point 3: `customMetadata` on document writes and deletes shows, last, in the
+/// 202 answer and the task (not on other routes, as in Meilisearch 1.50), and
+/// `skipCreation` updates only documents that exist — through the gateway as on one node.
+#[tokio::test]
+async fn custom_metadata_and_skip_creation_as_on_one_node() {
+    let (_dir, cp, _nodes, gateway) = fleet(3).await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    if !single.real {
+        eprintln!(
+            "custom_metadata_and_skip_creation_as_on_one_node: SKIPPED, needs MEILISEARCH_BIN"
+        );
+        return;
+    }
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    let mut seen = Vec::new();
+    for target in [&meili, &reference] {
+        target.create_index("meta").await;
+        if target.url == meili.url {
+            gateway
+                .wait_version(cp.current_topology().await.version)
+                .await;
+        }
+        let documents: Vec<_> = (0..10).map(|i| json!({"id": i, "a": i})).collect();
+        let writes = [
+            (
+                Method::POST,
+                "/indexes/meta/documents?customMetadata=first%20load",
+                json!(documents),
+            ),
+            (
+                Method::POST,
+                "/indexes/meta/documents?skipCreation=true&customMetadata=",
+                json!([{"id": 1, "a": "updated"}, {"id": 50, "a": "new"}]),
+            ),
+            (
+                Method::PUT,
+                "/indexes/meta/documents?skipCreation=TRUE",
+                json!([{"id": 2, "b": "partial"}, {"id": 51, "b": "new"}]),
+            ),
+            (
+                Method::DELETE,
+                "/indexes/meta/documents/3?customMetadata=one",
+                json!(null),
+            ),
+            (
+                Method::POST,
+                "/indexes/meta/documents/delete-batch?customMetadata=batch",
+                json!([4, 5]),
+            ),
+            (
+                Method::PATCH,
+                "/indexes/meta/settings?customMetadata=ignored",
+                json!({"filterableAttributes": ["a"]}),
+            ),
+            (
+                Method::POST,
+                "/indexes/meta/documents/delete?customMetadata=filter",
+                json!({"filter": "a = 6"}),
+            ),
+        ];
+        let mut answers = Vec::new();
+        for (method, path, body) in writes {
+            let (status, enqueued) = if body.is_null() {
+                target.send(method.clone(), path, None, None).await
+            } else {
+                target.json(method.clone(), path, body).await
+            };
+            assert_eq!(status, 202, "{path}: {enqueued}");
+            let task = target.wait_task(&enqueued).await;
+            answers.push(json!({
+                "enqueued": {"type": enqueued["type"], "status": enqueued["status"],
+                    "customMetadata": enqueued.get("customMetadata"),
+                    "keys": enqueued.as_object().unwrap().keys().cloned().collect::<Vec<_>>()},
+                "task": {"status": task["status"], "details": task["details"], "error": task["error"],
+                    "customMetadata": task.get("customMetadata")},
+            }));
+        }
+        let (status, refused) = target
+            .post(
+                "/indexes/meta/documents?skipCreation=maybe",
+                json!([{"id": 1}]),
+            )
+            .await;
+        answers.push(json!({"status": status, "refused": refused}));
+        let (_, documents) = target.get("/indexes/meta/documents?limit=100").await;
+        let mut results = documents["results"].as_array().unwrap().clone();
+        results.sort_by_key(|d| d["id"].as_i64());
+        answers.push(json!(results));
+        seen.push(answers);
+    }
+    assert_eq!(seen[0].len(), seen[1].len());
+    for (through, one) in seen[0].iter().zip(&seen[1]) {
+        assert_eq!(through, one);
+    }
+}

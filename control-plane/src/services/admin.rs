@@ -777,6 +777,7 @@ impl AdminService for AdminApi {
                 enqueued_at_ms: crate::state::now_ms(),
                 error_json: String::new(),
                 cancels: Vec::new(),
+                custom_metadata: None,
             },
             patch.to_string(),
         )
@@ -1258,6 +1259,7 @@ async fn apply_plan(
             enqueued_at_ms,
             error_json: first_error.map(|e| e.to_string()).unwrap_or_default(),
             cancels: Vec::new(),
+            custom_metadata: None,
         },
     )
     .await
@@ -1291,6 +1293,7 @@ async fn failed_task(
             enqueued_at_ms: crate::state::now_ms(),
             error_json: error.to_string(),
             cancels: Vec::new(),
+            custom_metadata: None,
         },
     )
     .await

@@ -238,6 +238,7 @@ async fn record_with(
                 error_json: request.error_json,
                 cancels: request.cancels,
                 settings_patch,
+                custom_metadata: request.custom_metadata,
             },
         )
         .await?;

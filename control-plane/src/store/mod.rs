@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 /// The columns a [`TaskPersistence`] is read from.
 const TASK_COLUMNS: &str = "uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, \
-     error, canceled_by, status, started_at_ms, finished_at_ms, outcome";
+     error, canceled_by, status, started_at_ms, finished_at_ms, outcome, custom_metadata";
 
 /// The Postgres NOTIFY channel that announces each committed topology version.
 pub const TOPOLOGY_CHANNEL: &str = "miroir_topology";
@@ -112,6 +112,11 @@ fn postgres_migrator() -> Migrator {
             "task outcome times",
             include_str!("../../../migrations/postgres/0006_task_outcome_times.sql"),
         ),
+        (
+            7,
+            "task custom metadata",
+            include_str!("../../../migrations/postgres/0007_task_custom_metadata.sql"),
+        ),
     ])
 }
 
@@ -162,6 +167,11 @@ fn sqlite_migrator() -> Migrator {
             9,
             "task outcome times",
             include_str!("../../../migrations/sqlite/0009_task_outcome_times.sql"),
+        ),
+        (
+            10,
+            "task custom metadata",
+            include_str!("../../../migrations/sqlite/0010_task_custom_metadata.sql"),
         ),
     ])
 }
@@ -269,6 +279,8 @@ pub struct NewTask {
     /// For a settings change: the client's settings object (JSON), queued for the
     /// two-phase commit in the same transaction; the task starts `enqueued`.
     pub settings_patch: Option<String>,
+    /// The client's `customMetadata`.
+    pub custom_metadata: Option<String>,
 }
 
 /// The outcome of a task the control plane decides.
@@ -760,8 +772,8 @@ impl Store {
                 ));
             }
             let row = sqlx::query_as::<_, TaskPersistence>(&format!(
-                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, status)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                "INSERT INTO tasks (uid, index_uid, task_type, node_tasks, details, enqueued_at_ms, error, status, custom_metadata)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  RETURNING {TASK_COLUMNS}"
             ))
             .bind(uid)
@@ -772,6 +784,7 @@ impl Store {
             .bind(task.enqueued_at_ms as i64)
             .bind(&task.error_json)
             .bind(task.settings_patch.as_ref().map(|_| "enqueued"))
+            .bind(&task.custom_metadata)
             .fetch_one(&mut *tx)
             .await
             .map_err(map)?;

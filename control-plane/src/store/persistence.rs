@@ -73,6 +73,8 @@ pub struct TaskPersistence {
     pub finished_at_ms: i64,
     /// Its view (JSON) once it finished, recorded by a gateway.
     pub outcome: Option<String>,
+    /// The client's `customMetadata`.
+    pub custom_metadata: Option<String>,
 }
 
 /// A settings change queued for the two-phase commit (`settings_changes`).
@@ -125,6 +127,7 @@ impl TaskPersistence {
             started_at_ms: self.started_at_ms as u64,
             finished_at_ms: self.finished_at_ms as u64,
             outcome_json: self.outcome.unwrap_or_default(),
+            custom_metadata: self.custom_metadata,
         })
     }
 }

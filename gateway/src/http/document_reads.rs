@@ -94,6 +94,7 @@ async fn fan_out(
     calls: BTreeMap<String, (Method, String, Option<Value>)>,
     details: Value,
     owners: &Owners,
+    custom_metadata: Option<String>,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
     let topology = state.topology.current();
@@ -155,6 +156,7 @@ async fn fan_out(
             enqueued_at_ms,
             error_json: String::new(),
             cancels: Vec::new(),
+            custom_metadata,
         },
     )
     .await?;
@@ -177,8 +179,18 @@ fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
     nodes
 }
 
+/// The client's `customMetadata` (Meilisearch 1.50), kept with the task it makes.
+fn custom_metadata(params: &HashMap<String, String>) -> Option<String> {
+    params.get("customMetadata").cloned()
+}
+
 /// Deletes `ids`, each sent to the write nodes of its shard.
-async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Response, MeiliError> {
+async fn delete_ids(
+    state: &AppState,
+    uid: &str,
+    ids: Vec<String>,
+    custom_metadata: Option<String>,
+) -> Result<Response, MeiliError> {
     let shard_count = find_index(state, uid)?.shard_count;
     let shards: BTreeSet<u32> = ids
         .iter()
@@ -211,21 +223,23 @@ async fn delete_ids(state: &AppState, uid: &str, ids: Vec<String>) -> Result<Res
     let details =
         json!({"providedIds": ids.len(), "deletedDocuments": null, "originalFilter": null});
     let owners = Owners::of(&index, &state.topology.current(), &shards);
-    fan_out(state, &index, calls, details, &owners).await
+    fan_out(state, &index, calls, details, &owners, custom_metadata).await
 }
 
 /// `DELETE /indexes/{uid}/documents/{id}`.
 pub async fn delete_one(
     State(state): State<AppState>,
     Path((uid, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
-    delete_ids(&state, &uid, vec![id]).await
+    delete_ids(&state, &uid, vec![id], custom_metadata(&params)).await
 }
 
 /// `POST /indexes/{uid}/documents/delete-batch`.
 pub async fn delete_batch(
     State(state): State<AppState>,
     Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&body) else {
@@ -242,13 +256,14 @@ pub async fn delete_batch(
                 .unwrap_or_else(|| v.to_string())
         })
         .collect();
-    delete_ids(&state, &uid, ids).await
+    delete_ids(&state, &uid, ids, custom_metadata(&params)).await
 }
 
 /// `POST /indexes/{uid}/documents/delete` (by filter): every node.
 pub async fn delete_by_filter(
     State(state): State<AppState>,
     Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
@@ -277,13 +292,22 @@ pub async fn delete_by_filter(
     let details =
         json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
     let owners = Owners::all(&index, &topology);
-    fan_out(&state, &index, calls, details, &owners).await
+    fan_out(
+        &state,
+        &index,
+        calls,
+        details,
+        &owners,
+        custom_metadata(&params),
+    )
+    .await
 }
 
 /// `DELETE /indexes/{uid}/documents`: every node.
 pub async fn clear(
     State(state): State<AppState>,
     Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
     let _in_flight = admit(&state, &uid, Touches::All).await?;
     let index = find_index(&state, &uid)?;
@@ -299,7 +323,15 @@ pub async fn clear(
         .collect();
     let owners = Owners::all(&index, &topology);
     let details = json!({"deletedDocuments": null});
-    fan_out(&state, &index, calls, details, &owners).await
+    fan_out(
+        &state,
+        &index,
+        calls,
+        details,
+        &owners,
+        custom_metadata(&params),
+    )
+    .await
 }
 
 /// `POST /indexes/{uid}/documents/fetch` and `GET …/documents`: each covering node returns

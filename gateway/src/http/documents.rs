@@ -174,6 +174,20 @@ async fn write(
         })
         .await??
     };
+    // Meilisearch 1.50: only documents that exist already are updated; still an
+    // addition task, and still the index created if missing.
+    let skip_creation = match params.get("skipCreation") {
+        None => None,
+        Some(skip) if skip.eq_ignore_ascii_case("true") => Some(true),
+        Some(skip) if skip.eq_ignore_ascii_case("false") => Some(false),
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_skip_creation",
+                format!("skipCreation must be either `true` or `false`. Found: `{other}`"),
+            ));
+        }
+    };
+    let custom_metadata = params.get("customMetadata").cloned();
     let query_pk = params.get("primaryKey").map(String::as_str);
     let index = index_for_write(&state, &caller, &uid, query_pk).await?;
     let pk = match (index.primary_key.as_deref(), query_pk) {
@@ -256,7 +270,10 @@ async fn write(
             }
         }
     }
-    let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+    let mut path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+    if let Some(skip) = skip_creation {
+        path.push_str(&format!("&skipCreation={skip}"));
+    }
     let mut calls = JoinSet::new();
     for (node_id, mut picks) in batches {
         let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
@@ -310,6 +327,7 @@ async fn write(
         enqueued_at_ms,
         error_json: String::new(),
         cancels: Vec::new(),
+        custom_metadata: custom_metadata.clone(),
     };
     let task = super::indexes::record_task(&state, request).await?;
     let mut response = super::indexes::accepted(&task);

@@ -98,6 +98,7 @@ pub async fn failed_task(
         enqueued_at_ms: miroir_proto::time::now_ms(),
         error_json: error.body().to_string(),
         cancels: Vec::new(),
+        custom_metadata: None,
     };
     Ok(accepted(&record_task(state, request).await?))
 }

@@ -894,6 +894,7 @@ pub async fn cancel(
         enqueued_at_ms,
         error_json,
         cancels: targets.iter().map(|t| t.uid).collect(),
+        custom_metadata: None,
     };
     let task = record_task(&state, request).await?;
     Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
@@ -938,6 +939,7 @@ pub(super) async fn on_every_node(
         enqueued_at_ms,
         error_json,
         cancels: Vec::new(),
+        custom_metadata: None,
     };
     let task = record_task(state, request).await?;
     Ok((StatusCode::ACCEPTED, Json(tasks::summary(&task))).into_response())
