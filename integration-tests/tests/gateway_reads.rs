@@ -658,3 +658,95 @@ async fn a_slow_node_holds_no_read_past_the_node_timeout() {
     );
     nodes[1].unhang();
 }
+
+/// Issue 21, point 3: `POST /indexes/{uid}/fields` lists the fields of every node's
+/// documents, as one node holding them all lists its own, and `sortFacetValuesBy` with
+/// several keys orders each facet by its own key (else `*`).
+#[tokio::test]
+async fn fields_and_per_facet_orders_are_one_meilisearchs() {
+    if !miroir_integration_tests::real_meilisearch(
+        "fields_and_per_facet_orders_are_one_meilisearchs",
+    ) {
+        return;
+    }
+    let (_dir, cp, _nodes, gateway) = fleet(3).await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    let documents: Vec<_> = (0..60)
+        .map(|i| {
+            let (genre, tag) = (["a", "b", "c", "d"][i % 4], ["x", "y", "z"][i % 3]);
+            let mut document = json!({"id": i, "title": format!("t{i}"), "genre": genre,
+                "tag": tag, "director": {"name": format!("d{}", i % 5)}, "year": 1990 + i % 7});
+            // A field only a few documents have: on some nodes, not others.
+            if i % 17 == 0 {
+                document["rare"] = json!(i);
+            }
+            document
+        })
+        .collect();
+    for (target, extra) in [
+        (&meili, json!({"miroirShardCount": 16})),
+        (&reference, json!({})),
+    ] {
+        let mut create = json!({"uid": "fields", "primaryKey": "id"});
+        create
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        target.ok(Method::POST, "/indexes", create).await;
+        target
+            .ok(
+                Method::PATCH,
+                "/indexes/fields/settings",
+                json!({
+                    "filterableAttributes": ["genre", "tag", {"attributePatterns": ["year"], "features": {"facetSearch": false, "filter": {"equality": true, "comparison": true}}}, {"attributePatterns": ["director.*"], "features": {"facetSearch": true, "filter": {"equality": true, "comparison": false}}}],
+                    "sortableAttributes": ["year"],
+                    "distinctAttribute": "title",
+                    "localizedAttributes": [{"attributePatterns": ["title"], "locales": ["eng", "fra"]}],
+                    "faceting": {"sortFacetValuesBy": {"*": "alpha", "genre": "count", "tag*": "count"}},
+                }),
+            )
+            .await;
+        target
+            .ok(Method::POST, "/indexes/fields/documents", json!(documents))
+            .await;
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    for body in [
+        json!({}),
+        json!({"limit": 3, "offset": 2}),
+        json!({"limit": 0}),
+        json!({"filter": {"filterable": true}}),
+        json!({"filter": {"attributePatterns": ["d*", "year"], "sortable": true}}),
+        json!({"filter": {"searchable": true, "displayed": true}, "offset": 1}),
+        json!({"offset": -1}),
+        json!({"filter": {"foo": true}}),
+        json!({"bar": 1}),
+        json!(null),
+    ] {
+        let through = meili.post("/indexes/fields/fields", body.clone()).await;
+        let one = reference.post("/indexes/fields/fields", body.clone()).await;
+        assert_eq!(through, one, "{body}");
+    }
+    let (status, _) = meili.post("/indexes/nope/fields", json!({})).await;
+    assert_eq!(status, 404);
+    // `genre` by count (its own key), `tag` alphabetically (`tag*` matches nothing), the
+    // rest alphabetically.
+    let query = json!({"facets": ["genre", "tag", "director.name", "year"], "limit": 0});
+    let (_, through) = meili.post("/indexes/fields/search", query.clone()).await;
+    let (_, one) = reference.post("/indexes/fields/search", query).await;
+    assert_eq!(through["facetDistribution"], one["facetDistribution"]);
+    let keys = |answer: &serde_json::Value, facet: &str| -> Vec<String> {
+        answer["facetDistribution"][facet]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    for facet in ["genre", "tag", "director.name", "year"] {
+        assert_eq!(keys(&through, facet), keys(&one, facet), "{facet}");
+    }
+}

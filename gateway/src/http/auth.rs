@@ -186,6 +186,7 @@ pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
         ("/indexes/{uid}", "PATCH") => "indexes.update",
         ("/indexes/{uid}", "DELETE") => "indexes.delete",
         ("/indexes/{uid}/compact", _) => "indexes.compact",
+        ("/indexes/{uid}/fields", _) => "fields.post",
         ("/swap-indexes", _) => "indexes.swap",
         ("/dumps", _) => "dumps.create",
         ("/experimental-features", "GET") => "experimental.get",

@@ -8,6 +8,7 @@ mod document_reads;
 mod documents;
 pub mod error;
 mod experimental_features;
+mod fields;
 mod fleet;
 mod indexes;
 mod keys;
@@ -93,6 +94,7 @@ pub fn router(state: AppState) -> Router {
             "/indexes/{uid}/facet-search",
             axum::routing::post(search::facet_search),
         )
+        .route("/indexes/{uid}/fields", axum::routing::post(fields::fields))
         .route(
             "/indexes/{uid}/similar",
             get(similar::similar_get).post(similar::similar_post),
