@@ -57,12 +57,14 @@ pub const NODE_MAX_VALUES_PER_FACET: u64 = 10_000;
 /// Meilisearch's default `faceting.maxValuesPerFacet`.
 pub const DEFAULT_MAX_VALUES_PER_FACET: u64 = 100;
 
-/// Every settings key of Meilisearch 1.12/1.13, in its order.
+/// Every settings key of Meilisearch 1.50, in its order (`foreignKeys` and `chat` show in
+/// its `GET` only while their experimental features are on).
 pub const KEYS: &[&str] = &[
     "displayedAttributes",
     "searchableAttributes",
     "filterableAttributes",
     "sortableAttributes",
+    "foreignKeys",
     "rankingRules",
     "stopWords",
     "nonSeparatorTokens",
@@ -79,7 +81,21 @@ pub const KEYS: &[&str] = &[
     "localizedAttributes",
     "facetSearch",
     "prefixSearch",
+    "chat",
 ];
+
+/// The `details` of a settings task for a client's change, as Meilisearch shows them: a
+/// reset `displayedAttributes` or `searchableAttributes` reads `["*"]` (their value once
+/// reset); everything else as sent.
+pub fn task_details(change: &Map<String, Value>) -> Map<String, Value> {
+    let mut details = change.clone();
+    for key in ["displayedAttributes", "searchableAttributes"] {
+        if let Some(value @ Value::Null) = details.get_mut(key) {
+            *value = json!(["*"]);
+        }
+    }
+    details
+}
 
 /// The hidden settings every node of a new index receives.
 pub fn initial_node_settings() -> Map<String, Value> {
@@ -228,6 +244,17 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn reset_wildcard_settings_read_as_their_default_in_task_details() {
+        let change =
+            json!({"displayedAttributes": null, "searchableAttributes": ["a"], "stopWords": null});
+        let details = task_details(change.as_object().unwrap());
+        assert_eq!(
+            Value::Object(details),
+            json!({"displayedAttributes": ["*"], "searchableAttributes": ["a"], "stopWords": null})
+        );
+    }
 
     fn map(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()

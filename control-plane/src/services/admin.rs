@@ -766,6 +766,7 @@ impl AdminService for AdminApi {
             };
         let topology = self.state.topology();
         let index = index_of(&topology, &request.uid)?;
+        let details = Value::Object(miroir_proto::settings::task_details(&settings));
         let patch = Value::Object(settings);
         let task = crate::services::task::record_settings_change(
             &self.state,
@@ -773,7 +774,7 @@ impl AdminService for AdminApi {
                 index_uid: Some(index.uid.clone()),
                 task_type: "settingsUpdate".to_owned(),
                 node_tasks: Vec::new(),
-                details_json: patch.to_string(),
+                details_json: details.to_string(),
                 enqueued_at_ms: crate::state::now_ms(),
                 error_json: String::new(),
                 cancels: Vec::new(),

@@ -80,6 +80,25 @@ async fn read_from_node(
     index: &pb::Index,
     topology: &pb::Topology,
 ) -> Result<Map<String, Value>, MeiliError> {
+    match node_settings(state, index, topology, "").await? {
+        Value::Object(settings) => Ok(miroir_proto::settings::client_view(
+            &settings,
+            None,
+            &Map::new(),
+        )),
+        other => Err(MeiliError::internal(format!(
+            "a node answered settings that are not an object: {other}"
+        ))),
+    }
+}
+
+/// A node's answer to `GET /indexes/{uid}/settings{route}` (its error as the gateway's).
+async fn node_settings(
+    state: &AppState,
+    index: &pb::Index,
+    topology: &pb::Topology,
+    route: &str,
+) -> Result<Value, MeiliError> {
     let uid = &index.uid;
     let plan = covering_set(index, topology, 0);
     for node_id in plan.assignments.keys() {
@@ -92,15 +111,13 @@ async fn read_from_node(
                 &node.id,
                 &node.address,
                 Method::GET,
-                &format!("/indexes/{uid}/settings"),
+                &format!("/indexes/{uid}/settings{route}"),
                 None,
             )
             .await
         {
             return match answer.body {
-                Value::Object(settings) if answer.status == 200 => Ok(
-                    miroir_proto::settings::client_view(&settings, None, &Map::new()),
-                ),
+                settings if answer.status == 200 => Ok(settings),
                 other => Err(MeiliError::new(
                     StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY),
                     "internal",
@@ -134,6 +151,31 @@ async fn write(
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
+        ));
+    }
+    // Settings behind an experimental feature: Meilisearch 1.50 refuses them at once
+    // while it is off. Foreign keys join documents of another index on the same node,
+    // which a sharded fleet splits: refused, rather than joins that miss documents.
+    let features = state.topology.current().experimental_features.clone();
+    for (key, feature, name, link) in [
+        ("chat", "chatCompletions", "chat completions", "835"),
+        ("foreignKeys", "foreignKeys", "foreign_keys", "873"),
+    ] {
+        if settings.get(key).is_some_and(|v| !v.is_null()) && features.get(feature) != Some(&true) {
+            return Err(MeiliError::invalid(
+                "feature_not_enabled",
+                format!(
+                    "setting `{key}` in the index settings requires enabling the `{name}` experimental feature. See https://github.com/orgs/meilisearch/discussions/{link}"
+                ),
+            ));
+        }
+    }
+    if settings.get("foreignKeys").is_some_and(|v| !v.is_null()) {
+        return Err(MeiliError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "miroir_not_supported",
+            ErrorType::InvalidRequest,
+            "`foreignKeys` is not supported by Miroir: a node joins documents of the foreign index it holds itself, and a sharded fleet spreads that index over several nodes, so joins would miss documents.",
         ));
     }
     // Meilisearch creates a missing index on a settings update.
@@ -198,7 +240,18 @@ pub async fn get_one(
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
     let settings = read(&state, &uid).await?;
-    Ok(Json(settings.get(key).cloned().unwrap_or(Value::Null)).into_response())
+    match settings.get(key) {
+        Some(value) => Ok(Json(value.clone()).into_response()),
+        // Left out of a node's full settings while their feature is off, but served by
+        // their own routes all the same: a node's answer.
+        None if matches!(key, "chat" | "foreignKeys") => {
+            let topology = state.topology.current();
+            let index = super::indexes::index_in(&topology, &uid)?;
+            let route = format!("/{name}");
+            Ok(Json(node_settings(&state, index, &topology, &route).await?).into_response())
+        }
+        None => Ok(Json(Value::Null).into_response()),
+    }
 }
 
 /// `PUT`/`PATCH /indexes/{uid}/settings/{name}`.
