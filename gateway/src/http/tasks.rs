@@ -16,7 +16,7 @@ use miroir_proto::pb;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 
-/// Meilisearch's task types.
+/// Meilisearch 1.50's task types, in its order.
 const TYPES: &[&str] = &[
     "documentAdditionOrUpdate",
     "documentEdition",
@@ -30,8 +30,12 @@ const TYPES: &[&str] = &[
     "taskDeletion",
     "dumpCreation",
     "snapshotCreation",
+    "export",
     "upgradeDatabase",
     "indexCompaction",
+    "networkTopologyChange",
+    "dsrUpdate",
+    "dsrClear",
 ];
 
 /// Meilisearch's task statuses.
