@@ -19,6 +19,7 @@ mod gateway_webhooks;
 mod gateway_writes;
 mod grpcurl;
 mod merge_oracle;
+mod merge_oracle_wide;
 mod node_health;
 mod sdk_python;
 mod sdk_rust;

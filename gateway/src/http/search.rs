@@ -682,7 +682,12 @@ pub async fn run_search(
         details.add("search > merge results", merged.elapsed());
         response.insert("performanceDetails".into(), details.to_value());
     }
-    if hybrid {
+    // Meilisearch reports it when it ran a semantic search (not for `semanticRatio: 0`):
+    // the nodes say whether they did.
+    if answers
+        .iter()
+        .any(|(_, a)| a.get("semanticHitCount").is_some())
+    {
         response.insert("semanticHitCount".into(), json!(semantic_hits));
     }
     Ok(Searched {
