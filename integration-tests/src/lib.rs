@@ -993,12 +993,21 @@ impl Meili {
 
     /// Creates index `uid` with primary key `id` and waits for it.
     pub async fn create_index(&self, uid: &str) -> serde_json::Value {
-        self.ok(
-            reqwest::Method::POST,
-            "/indexes",
-            serde_json::json!({"uid": uid, "primaryKey": "id"}),
-        )
-        .await
+        self.create_index_with(uid, serde_json::json!({})).await
+    }
+
+    /// [`Meili::create_index`] with more members in the body (a gateway's
+    /// `miroirShardCount`, …).
+    pub async fn create_index_with(
+        &self,
+        uid: &str,
+        extra: serde_json::Value,
+    ) -> serde_json::Value {
+        let mut body = serde_json::json!({"uid": uid, "primaryKey": "id"});
+        if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
+        self.ok(reqwest::Method::POST, "/indexes", body).await
     }
 }
 

@@ -298,12 +298,7 @@ async fn facet_distributions_follow_the_index_faceting_settings() {
         (Meili::new(&gateway.url), json!({"miroirShardCount": 16})),
         (Meili::new(&single.url), json!({})),
     ] {
-        let mut create = json!({"uid": "paint", "primaryKey": "id"});
-        create
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        meili.ok(Method::POST, "/indexes", create).await;
+        meili.create_index_with("paint", extra).await;
         meili
             .ok(
                 Method::PATCH,
@@ -490,12 +485,7 @@ async fn filter_errors_read_as_one_meilisearch() {
         (&reference, json!({})),
     ] {
         for uid in ["books", "bare"] {
-            let mut create = json!({"uid": uid, "primaryKey": "id"});
-            create
-                .as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
-            target.ok(Method::POST, "/indexes", create).await;
+            target.create_index_with(uid, extra.clone()).await;
             target
                 .ok(
                     Method::POST,
@@ -688,12 +678,7 @@ async fn fields_and_per_facet_orders_are_one_meilisearchs() {
         (&meili, json!({"miroirShardCount": 16})),
         (&reference, json!({})),
     ] {
-        let mut create = json!({"uid": "fields", "primaryKey": "id"});
-        create
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        target.ok(Method::POST, "/indexes", create).await;
+        target.create_index_with("fields", extra).await;
         target
             .ok(
                 Method::PATCH,

@@ -42,12 +42,7 @@ async fn similar_documents_are_found_on_every_node() {
         (&meili, json!({"miroirShardCount": 16})),
         (&reference, json!({})),
     ] {
-        let mut create = json!({"uid": "films", "primaryKey": "id"});
-        create
-            .as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        target.ok(Method::POST, "/indexes", create).await;
+        target.create_index_with("films", extra).await;
         target
             .ok(
                 Method::PATCH,

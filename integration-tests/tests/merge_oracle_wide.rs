@@ -566,12 +566,7 @@ async fn compare_federated(
 }
 
 async fn load(meili: &Meili, extra: Value, documents: &[Value]) {
-    let mut create = json!({"uid": "movies", "primaryKey": "id"});
-    create
-        .as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    meili.ok(Method::POST, "/indexes", create).await;
+    meili.create_index_with("movies", extra).await;
     meili
         .ok(
             Method::PATCH,

@@ -250,6 +250,23 @@ pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
     }
 }
 
+/// A merged hit as the client asked for it: without Miroir's field, the attributes the
+/// gateway added for the merge (`injected`), and the scores it did not ask for.
+pub(super) fn as_asked(hit: &mut Value, injected: &[String], score: bool, details: bool) {
+    if let Some(object) = hit.as_object_mut() {
+        strip_miroir(object);
+        for field in injected {
+            object.remove(field);
+        }
+        if !score {
+            object.remove("_rankingScore");
+        }
+        if !details {
+            object.remove("_rankingScoreDetails");
+        }
+    }
+}
+
 /// Removes Miroir's field from a hit, its `_formatted` copy and its match positions.
 pub(super) fn strip_miroir(hit: &mut Map<String, Value>) {
     hit.remove(SHARD_FIELD);
@@ -590,18 +607,7 @@ pub async fn run_search(
             if hit["_rankingScoreDetails"].get("vectorSort").is_some() {
                 semantic_hits += 1;
             }
-            if let Some(object) = hit.as_object_mut() {
-                strip_miroir(object);
-                for field in &injected {
-                    object.remove(field);
-                }
-                if !show_score {
-                    object.remove("_rankingScore");
-                }
-                if !show_details {
-                    object.remove("_rankingScoreDetails");
-                }
-            }
+            as_asked(&mut hit, &injected, show_score, show_details);
             hit
         })
         .collect();

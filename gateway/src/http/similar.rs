@@ -11,7 +11,7 @@ use super::auth::Caller;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{index_in, json_object};
 use super::scatter::{NodeRequest, SearchFailure, gather, mark_degraded, next_turn};
-use super::search::{primary_key_order, strip_miroir};
+use super::search::{as_asked, primary_key_order};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -201,14 +201,14 @@ async fn similar(
                 }
             }
             // The primary key tells the document itself apart.
-            let mut pk_injected = false;
+            let mut injected = Vec::new();
             if let Some(Value::Array(attributes)) = search.get_mut("attributesToRetrieve")
                 && !attributes
                     .iter()
                     .any(|a| a == "*" || *a == json!(primary_key))
             {
                 attributes.push(json!(primary_key));
-                pk_injected = true;
+                injected.push(primary_key.clone());
             }
             let gathered = gather_or_respond(state, uid, &search, query.get("filter")).await?;
             let processing = gathered
@@ -252,18 +252,7 @@ async fn similar(
                 .skip(offset)
                 .take(limit)
                 .map(|mut hit| {
-                    if let Some(object) = hit.as_object_mut() {
-                        strip_miroir(object);
-                        if pk_injected {
-                            object.remove(&primary_key);
-                        }
-                        if !show_score {
-                            object.remove("_rankingScore");
-                        }
-                        if !show_details {
-                            object.remove("_rankingScoreDetails");
-                        }
-                    }
+                    as_asked(&mut hit, &injected, show_score, show_details);
                     hit
                 })
                 .collect();

@@ -24,13 +24,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Parser)]
 #[command(about)]
 struct Args {
-    /// Documents in the search dataset.
-    #[arg(long, default_value_t = 20_000)]
+    /// Documents in the dataset (generated film records, about 600 bytes each), indexed by
+    /// one node and by each fleet (timed), then searched.
+    #[arg(long, default_value_t = 30_000)]
     documents: usize,
-    /// Concurrent clients.
-    #[arg(long, default_value_t = 8)]
-    concurrency: usize,
-    /// Searches per setup (after 200 warm-up searches).
+    /// Concurrent clients: each level is measured in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    concurrency: Vec<usize>,
+    /// Searches per setup and concurrency level (after 200 warm-up searches).
     #[arg(long, default_value_t = 4_000)]
     requests: usize,
     /// The searches of each setup are run in this many rounds, the setups taking turns,
@@ -40,9 +41,6 @@ struct Args {
     /// Size of the single large batch for the peak-RSS measurement, in MiB.
     #[arg(long, default_value_t = 100)]
     batch_mib: usize,
-    /// Documents written in the throughput measurement (batches of 10 000).
-    #[arg(long, default_value_t = 100_000)]
-    write_documents: usize,
     /// Measure shard moves instead (node add, drain, add again on a loaded index while a
     /// client writes).
     #[arg(long)]
@@ -77,19 +75,87 @@ fn document(i: usize, padding: usize) -> Value {
     })
 }
 
-/// The query mix: words, filters, facets, sort.
+/// Words of the generated film records.
+const VOCABULARY: &[&str] = &[
+    "shadow", "river", "garden", "winter", "silver", "dragon", "harbor", "forest", "castle",
+    "mirror", "thunder", "island", "desert", "empire", "voyage", "secret", "stranger", "midnight",
+    "horizon", "lantern", "orchard", "canyon", "glacier", "falcon", "meadow", "crimson", "echo",
+    "ember", "fable", "galaxy", "hollow", "ivory", "jungle", "kingdom", "legend", "marble",
+    "nomad", "ocean", "phantom", "quartz", "raven", "summit", "tempest", "valley", "wander",
+    "zenith", "blossom", "cipher", "dune", "family", "journey", "love", "war", "city", "night",
+    "story", "friend", "truth", "escape", "return", "lost", "young", "old", "last", "first",
+];
+const FILM_GENRES: &[&str] = &[
+    "drama",
+    "comedy",
+    "thriller",
+    "horror",
+    "romance",
+    "documentary",
+    "animation",
+    "western",
+    "science fiction",
+    "crime",
+];
+
+/// A film record, as a search application would index: a title, an overview, genres,
+/// people, dates and numbers (deterministic in `i`).
+fn film(i: usize) -> Value {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n as u64) as usize
+    };
+    let words = |count: usize, next: &mut dyn FnMut(usize) -> usize| -> String {
+        (0..count)
+            .map(|_| VOCABULARY[next(VOCABULARY.len())])
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let title = words(1 + next(4), &mut next);
+    let overview = words(40 + next(40), &mut next);
+    let genres: Vec<&str> = (0..1 + next(3))
+        .map(|_| FILM_GENRES[next(FILM_GENRES.len())])
+        .collect();
+    json!({
+        "id": i,
+        "title": title,
+        "overview": overview,
+        "genres": genres,
+        "director": format!("{} {}", VOCABULARY[next(VOCABULARY.len())], VOCABULARY[next(VOCABULARY.len())]),
+        "year": 1930 + next(95),
+        "rating": next(101) as f64 / 10.0,
+        "votes": next(100_000),
+        "release_date": 1_000_000_000 + next(700_000_000),
+    })
+}
+
+/// The search mix: one and two words, a typo, a prefix; a third filtered, a third
+/// faceted, a quarter sorted.
 fn queries() -> Vec<Value> {
     (0..64)
         .map(|i| {
-            let mut query = json!({"q": WORDS[i % WORDS.len()], "limit": 20});
-            if i % 2 == 0 {
-                query["filter"] = json!(format!("genre = {}", GENRES[i % GENRES.len()]));
-            }
+            let word = VOCABULARY[(i * 7) % VOCABULARY.len()];
+            let q = match i % 4 {
+                0 => word.to_owned(),
+                1 => format!("{word} {}", VOCABULARY[(i * 11 + 3) % VOCABULARY.len()]),
+                2 => format!("{}{}", &word[..word.len() - 1], "x"),
+                _ => word[..3].to_owned(),
+            };
+            let mut query = json!({"q": q, "limit": 20});
             if i % 3 == 0 {
-                query["facets"] = json!(["genre", "year"]);
+                query["filter"] = json!(format!(
+                    "genres = '{}' AND year > 1980",
+                    FILM_GENRES[i % FILM_GENRES.len()]
+                ));
+            }
+            if i % 3 == 1 {
+                query["facets"] = json!(["genres", "year"]);
             }
             if i % 4 == 0 {
-                query["sort"] = json!(["year:desc"]);
+                query["sort"] = json!(["rating:desc"]);
             }
             query
         })
@@ -152,9 +218,9 @@ struct Setup {
 
 /// Runs `requests` searches per setup over `concurrency` clients, in `rounds` rounds in
 /// which the setups take turns.
-async fn measure(setups: &[Setup], index: &str, args: &Args) -> Vec<Run> {
+async fn measure(setups: &[Setup], index: &str, args: &Args, concurrency: usize) -> Vec<Run> {
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
+        .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
     let queries = Arc::new(queries());
@@ -173,7 +239,7 @@ async fn measure(setups: &[Setup], index: &str, args: &Args) -> Vec<Run> {
         }
     }
     let rounds = args.rounds.max(1);
-    let per_worker = (args.requests / args.concurrency / rounds).max(1);
+    let per_worker = (args.requests / concurrency / rounds).max(1);
     let mut latencies = vec![Vec::new(); setups.len()];
     let mut wall = vec![Duration::ZERO; setups.len()];
     let mut cpu = vec![Duration::ZERO; setups.len()];
@@ -182,7 +248,7 @@ async fn measure(setups: &[Setup], index: &str, args: &Args) -> Vec<Run> {
             let cpu_before = setup.pid.map(cpu_time);
             let started = Instant::now();
             let mut workers = tokio::task::JoinSet::new();
-            for worker in 0..args.concurrency {
+            for worker in 0..concurrency {
                 let (client, queries, path) = (client.clone(), queries.clone(), paths[i].clone());
                 let first = round * per_worker;
                 workers.spawn(async move {
@@ -290,15 +356,16 @@ async fn write(meili: &Meili, index: &str, documents: usize, padding: usize) -> 
     documents as f64 / started.elapsed().as_secs_f64()
 }
 
-/// A control plane, `n` nodes and a gateway with the index `bench` (16 shards) loaded.
+/// A control plane, `n` nodes and a gateway with the index `bench` (16 shards) loaded;
+/// with the time the loading took.
 async fn fleet(
     dir: &std::path::Path,
     n: usize,
     documents: usize,
-) -> (ControlPlane, Vec<TestNode>, Gateway) {
+) -> (ControlPlane, Vec<TestNode>, Gateway, Duration) {
     let (cp, nodes, gateway) = start_fleet(dir, n).await;
-    prepare(&Meili::new(&gateway.url), "bench", documents, true).await;
-    (cp, nodes, gateway)
+    let took = prepare(&Meili::new(&gateway.url), "bench", documents, true).await;
+    (cp, nodes, gateway, took)
 }
 
 /// A control plane (SQLite, in `dir`), `n` active nodes in group 0 and a gateway serving
@@ -326,7 +393,10 @@ async fn start_fleet(dir: &std::path::Path, n: usize) -> (ControlPlane, Vec<Test
     (cp, nodes, gateway)
 }
 
-async fn prepare(meili: &Meili, index: &str, documents: usize, through_gateway: bool) {
+/// Creates `index` (16 shards through a gateway) with the search settings and indexes the
+/// dataset in batches of 5 000; the time from the first batch sent until every task
+/// succeeded.
+async fn prepare(meili: &Meili, index: &str, documents: usize, through_gateway: bool) -> Duration {
     let mut create = json!({"uid": index, "primaryKey": "id"});
     if through_gateway {
         create["miroirShardCount"] = json!(16);
@@ -336,10 +406,39 @@ async fn prepare(meili: &Meili, index: &str, documents: usize, through_gateway: 
         .ok(
             reqwest::Method::PATCH,
             &format!("/indexes/{index}/settings"),
-            json!({"filterableAttributes": ["genre", "year"], "sortableAttributes": ["year"]}),
+            json!({
+                "searchableAttributes": ["title", "overview", "director"],
+                "filterableAttributes": ["genres", "year"],
+                "sortableAttributes": ["rating", "year"],
+            }),
         )
         .await;
-    write(meili, index, documents, 64).await;
+    let batches: Vec<Vec<u8>> = (0..documents)
+        .step_by(5000)
+        .map(|start| {
+            let batch: Vec<Value> = (start..(start + 5000).min(documents)).map(film).collect();
+            serde_json::to_vec(&batch).expect("batch JSON")
+        })
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for batch in batches {
+        let (status, task) = meili
+            .send(
+                reqwest::Method::POST,
+                &format!("/indexes/{index}/documents"),
+                Some("application/json"),
+                Some(batch),
+            )
+            .await;
+        assert_eq!(status, 202, "{task}");
+        tasks.push(task);
+    }
+    for task in &tasks {
+        let done = meili.wait_task(task).await;
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    started.elapsed()
 }
 
 fn ms(d: Duration) -> String {
@@ -522,7 +621,7 @@ async fn main() {
         return;
     }
     println!(
-        "miroir-bench: {} documents, {} clients, {} searches per setup, nodes: {}",
+        "miroir-bench: {} documents, clients {:?}, {} searches per setup and level, nodes: {}",
         args.documents,
         args.concurrency,
         args.requests,
@@ -533,13 +632,33 @@ async fn main() {
         }
     );
 
+    // Indexing: the dataset into one node, then into each fleet through its gateway,
+    // until every task succeeded.
     let direct = TestNode::start().await;
     let direct_meili = Meili::new(&direct.url);
-    prepare(&direct_meili, "bench", args.documents, false).await;
-    let (_cp1, nodes1, gateway1) = fleet(&dir.path().join("one"), 1, args.documents).await;
-    let (_cp3, _nodes3, gateway3) = fleet(&dir.path().join("three"), 3, args.documents).await;
+    let direct_took = prepare(&direct_meili, "bench", args.documents, false).await;
+    let (_cp1, nodes1, gateway1, one_took) =
+        fleet(&dir.path().join("one"), 1, args.documents).await;
+    let (_cp3, _nodes3, gateway3, three_took) =
+        fleet(&dir.path().join("three"), 3, args.documents).await;
+    let rate = |took: Duration| args.documents as f64 / took.as_secs_f64();
+    println!(
+        "\nindexing {} documents (batches of 5 000, until every task succeeded):\n\n| setup | time | documents/s | × one node |\n|---|---|---|---|",
+        args.documents
+    );
+    for (name, took) in [
+        ("one node", direct_took),
+        ("gateway, 1 node", one_took),
+        ("gateway, 3 nodes", three_took),
+    ] {
+        println!(
+            "| {name} | {:.2} s | {:.0} | {:.2} |",
+            took.as_secs_f64(),
+            rate(took),
+            took.as_secs_f64() / direct_took.as_secs_f64()
+        );
+    }
 
-    println!("\n| setup | p50 | p99 | QPS | gateway CPU per query |\n|---|---|---|---|---|");
     // The gateway sends a node that holds every shard the client's own query (nothing to
     // merge): measured directly, the second row separates the node's time from the
     // gateway's.
@@ -589,43 +708,48 @@ async fn main() {
         });
         names.push("nginx in front of the 1-node fleet's node (CPU column: nginx's)");
     }
-    let runs = measure(&setups, "bench", &args).await;
-    for (name, run) in names.iter().zip(&runs) {
+    for &concurrency in &args.concurrency {
         println!(
-            "| {name} | {} | {} | {:.0} | {} |",
-            ms(run.p50),
-            ms(run.p99),
-            run.qps,
-            run.cpu_per_query.map_or("–".into(), |c| format!(
-                "{:.3} ms",
-                c.as_secs_f64() * 1000.0
-            ))
+            "\nsearches, {concurrency} client(s):\n\n| setup | p50 | p99 | QPS | gateway CPU per query |\n|---|---|---|---|---|"
         );
-    }
-    let (base, gateway) = (&runs[0], &runs[2]);
-    println!(
-        "\ngateway on 1 node vs direct: p50 +{}, QPS {:.0} % of direct ({} rounds, setups taking turns)",
-        ms(gateway.p50.saturating_sub(base.p50)),
-        100.0 * gateway.qps / base.qps,
-        args.rounds.max(1)
-    );
-    println!(
-        "gateway on 1 node vs the fleet's node asked directly: QPS {:.0} %",
-        100.0 * gateway.qps / runs[1].qps
-    );
-    // The reference proxies are the last two setups, when there are.
-    if proxies.is_some() {
-        let (nginx, nginx_fleet) = (&runs[4], &runs[5]);
+        let runs = measure(&setups, "bench", &args, concurrency).await;
+        for (name, run) in names.iter().zip(&runs) {
+            println!(
+                "| {name} | {} | {} | {:.0} | {} |",
+                ms(run.p50),
+                ms(run.p99),
+                run.qps,
+                run.cpu_per_query.map_or("–".into(), |c| format!(
+                    "{:.3} ms",
+                    c.as_secs_f64() * 1000.0
+                ))
+            );
+        }
+        let (base, gateway) = (&runs[0], &runs[2]);
         println!(
-            "nginx on the direct node vs direct: p50 +{}, QPS {:.0} % of direct",
-            ms(nginx.p50.saturating_sub(base.p50)),
-            100.0 * nginx.qps / base.qps
+            "\n{concurrency} client(s): gateway on 1 node vs direct: p50 +{}, QPS {:.1} % of direct ({} rounds, setups taking turns)",
+            ms(gateway.p50.saturating_sub(base.p50)),
+            100.0 * gateway.qps / base.qps,
+            args.rounds.max(1)
         );
         println!(
-            "nginx on the fleet's node vs direct: p50 +{}, QPS {:.0} % of direct",
-            ms(nginx_fleet.p50.saturating_sub(base.p50)),
-            100.0 * nginx_fleet.qps / base.qps
+            "{concurrency} client(s): gateway on 1 node vs the fleet's node asked directly: QPS {:.1} %",
+            100.0 * gateway.qps / runs[1].qps
         );
+        // The reference proxies are the last two setups, when there are.
+        if proxies.is_some() {
+            let (nginx, nginx_fleet) = (&runs[4], &runs[5]);
+            println!(
+                "{concurrency} client(s): nginx on the direct node vs direct: p50 +{}, QPS {:.1} % of direct",
+                ms(nginx.p50.saturating_sub(base.p50)),
+                100.0 * nginx.qps / base.qps
+            );
+            println!(
+                "{concurrency} client(s): nginx on the fleet's node vs direct: p50 +{}, QPS {:.1} % of direct",
+                ms(nginx_fleet.p50.saturating_sub(base.p50)),
+                100.0 * nginx_fleet.qps / base.qps
+            );
+        }
     }
 
     // One large batch through the 3-node gateway: its peak RSS against the batch size.
@@ -661,29 +785,5 @@ async fn main() {
         peak as f64 / 1048576.0,
         before as f64 / 1048576.0,
         peak as f64 / body.len() as f64
-    );
-
-    // Write throughput until every node's task succeeded.
-    let direct_write = TestNode::start().await;
-    let direct_write_meili = Meili::new(&direct_write.url);
-    direct_write_meili
-        .ok(
-            reqwest::Method::POST,
-            "/indexes",
-            json!({"uid": "writes", "primaryKey": "id"}),
-        )
-        .await;
-    let direct_rate = write(&direct_write_meili, "writes", args.write_documents, 64).await;
-    gateway_meili
-        .ok(
-            reqwest::Method::POST,
-            "/indexes",
-            json!({"uid": "writes", "primaryKey": "id", "miroirShardCount": 16}),
-        )
-        .await;
-    let gateway_rate = write(&gateway_meili, "writes", args.write_documents, 64).await;
-    println!(
-        "\nwrites ({} documents, batches of 10 000): direct node {:.0} docs/s; gateway, 3 nodes {:.0} docs/s",
-        args.write_documents, direct_rate, gateway_rate
     );
 }
