@@ -42,8 +42,8 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CONTROL_PLANE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub control_plane_connect_timeout: Duration,
 
-    /// Largest request body accepted, in bytes (Meilisearch's default: 100 MiB).
-    #[arg(long, env = "MIROIR_PAYLOAD_SIZE_LIMIT", default_value_t = 100 * 1024 * 1024)]
+    /// Largest request body accepted, in bytes (Meilisearch's default: 100 MB).
+    #[arg(long, env = "MIROIR_PAYLOAD_SIZE_LIMIT", default_value_t = 100_000_000)]
     pub payload_size_limit: usize,
 
     /// How long a write to a shard in a move's cutover waits for the cutover to end

@@ -56,11 +56,16 @@ pub async fn collect(body: Body, headers: &HeaderMap, limit: usize) -> Result<By
 }
 
 fn human_size(bytes: usize) -> String {
-    if bytes.is_multiple_of(1024 * 1024) {
-        format!("{} MiB", bytes / (1024 * 1024))
-    } else {
-        format!("{bytes} B")
-    }
+    // As Meilisearch prints its limit: decimal units, at most two decimals (`100 MB`).
+    let (value, unit) = match bytes {
+        0..1_000 => return format!("{bytes} B"),
+        1_000..1_000_000 => (bytes as f64 / 1e3, "KB"),
+        1_000_000..1_000_000_000 => (bytes as f64 / 1e6, "MB"),
+        _ => (bytes as f64 / 1e9, "GB"),
+    };
+    let text = format!("{value:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text} {unit}")
 }
 
 /// The documents of a payload, each the text of one JSON object.
@@ -386,6 +391,14 @@ pub fn node_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_read_as_meilisearch_prints_them() {
+        assert_eq!(human_size(100_000_000), "100 MB");
+        assert_eq!(human_size(1024), "1.02 KB");
+        assert_eq!(human_size(52_428_800), "52.43 MB");
+        assert_eq!(human_size(999), "999 B");
+    }
     use serde_json::json;
 
     fn json_headers(mime: &str) -> HeaderMap {

@@ -371,6 +371,9 @@ async fn fleet(
 /// A control plane (SQLite, in `dir`), `n` active nodes in group 0 and a gateway serving
 /// the newest topology; no index yet.
 async fn start_fleet(dir: &std::path::Path, n: usize) -> (ControlPlane, Vec<TestNode>, Gateway) {
+    // Room for the large-batch measurement (Meilisearch's own limit is 100 MB; the
+    // gateway sends each node its share).
+    let gateway_args = ["--payload-size-limit", "262144000"];
     std::fs::create_dir_all(dir).expect("fleet directory");
     let store = format!("sqlite://{}/miroir-{n}.db", dir.display());
     let cp = ControlPlane::start(dir, &store, &ControlPlaneOptions::default()).await;
@@ -386,7 +389,7 @@ async fn start_fleet(dir: &std::path::Path, n: usize) -> (ControlPlane, Vec<Test
         cp.wait_node_state(&format!("meili-{i}"), NodeState::Active)
             .await;
     }
-    let gateway = Gateway::start(dir, &cp.url(), &[]).await;
+    let gateway = Gateway::start(dir, &cp.url(), &gateway_args).await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;
@@ -756,7 +759,9 @@ async fn main() {
     let gateway_meili = Meili::new(&gateway3.url);
     let target = args.batch_mib * 1024 * 1024;
     let padding = 900;
-    let count = target / (padding + 120);
+    // Enough documents for the body to reach the size asked.
+    let per_document = serde_json::to_vec(&document(1_000_000, padding)).map_or(1, |d| d.len() + 1);
+    let count = target.div_ceil(per_document);
     let batch: Vec<Value> = (0..count)
         .map(|i| document(1_000_000 + i, padding))
         .collect();
