@@ -165,7 +165,17 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
                     args.master_key.clone(),
                     "--db-path".into(),
                     dir.join(format!("meili-{i}.ms")).display().to_string(),
+                    "--dump-dir".into(),
+                    dir.join(format!("meili-{i}-dumps")).display().to_string(),
+                    "--snapshot-dir".into(),
+                    dir.join(format!("meili-{i}-snapshots"))
+                        .display()
+                        .to_string(),
                     "--no-analytics".into(),
+                    // Several nodes share one machine: Meilisearch's default (2/3 of its
+                    // memory) costs every batch CPU time in proportion (operations.md).
+                    "--max-indexing-memory".into(),
+                    "1GiB".into(),
                 ],
                 &log,
             )?,
