@@ -446,3 +446,93 @@ async fn date_filters_count_every_recorded_task() {
     let (_, view) = meili.get(&format!("/tasks/{}", cancelation.uid)).await;
     assert_eq!(view["details"]["canceledTasks"], 1010, "{view}");
 }
+
+/// Issue 21, point 3: tasks and batches through the gateway carry every field one real
+/// node's do (the SDKs' models read them), for each kind of task.
+#[tokio::test]
+async fn tasks_and_batches_carry_every_field_a_node_shows() {
+    if !miroir_integration_tests::real_meilisearch(
+        "tasks_and_batches_carry_every_field_a_node_shows",
+    ) {
+        return;
+    }
+    let (_dir, cp, _nodes, gateway) = fleet(2).await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    // Miroir's own members (`miroirDumpUids`, documented) are extra, never missing ones.
+    let keys = |value: &serde_json::Value| -> Vec<String> {
+        value.as_object().map_or_else(Vec::new, |o| {
+            o.keys()
+                .filter(|k| !k.starts_with("miroir"))
+                .cloned()
+                .collect()
+        })
+    };
+    let mut seen = Vec::new();
+    for target in [&meili, &reference] {
+        let mut tasks = vec![target.create_index("k").await];
+        if target.url == meili.url {
+            gateway
+                .wait_version(cp.current_topology().await.version)
+                .await;
+        }
+        target.create_index("other").await;
+        for (method, path, body) in [
+            (
+                Method::POST,
+                "/indexes/k/documents?customMetadata=m",
+                json!([{"id": 1}]),
+            ),
+            (
+                Method::PATCH,
+                "/indexes/k/settings",
+                json!({"stopWords": ["a"]}),
+            ),
+            (Method::PATCH, "/indexes/k", json!({"primaryKey": "id"})),
+            (
+                Method::POST,
+                "/swap-indexes",
+                json!([{"indexes": ["k", "other"]}]),
+            ),
+            (
+                Method::POST,
+                "/indexes/k/documents/delete-batch",
+                json!([1]),
+            ),
+            (Method::POST, "/dumps", serde_json::Value::Null),
+            (Method::POST, "/snapshots", serde_json::Value::Null),
+            (Method::DELETE, "/indexes/other", serde_json::Value::Null),
+        ] {
+            let (status, enqueued) = if body.is_null() {
+                target.send(method.clone(), path, None, None).await
+            } else {
+                target.json(method.clone(), path, body).await
+            };
+            assert_eq!(status, 202, "{path}: {enqueued}");
+            tasks.push(target.wait_task(&enqueued).await);
+        }
+        let mut fields = Vec::new();
+        for task in &tasks {
+            let (_, batch) = target.get(&format!("/batches/{}", task["batchUid"])).await;
+            fields.push(json!({
+                "type": task["type"],
+                "task": keys(task),
+                "details": keys(&task["details"]),
+                "batch": keys(&batch),
+                // What one node's database did (its write channel, its table sizes) has no
+                // fleet-wide meaning: Miroir leaves these out (docs/api-compatibility.md).
+                "stats": keys(&batch["stats"])
+                    .into_iter()
+                    .filter(|k| !matches!(k.as_str(), "writeChannelCongestion" | "internalDatabaseSizes"))
+                    .collect::<Vec<_>>(),
+            }));
+        }
+        let (_, list) = target.get("/tasks?limit=2").await;
+        let (_, batches) = target.get("/batches?limit=2").await;
+        fields.push(json!({"tasks": keys(&list), "batches": keys(&batches)}));
+        seen.push(fields);
+    }
+    for (through, one) in seen[0].iter().zip(&seen[1]) {
+        assert_eq!(through, one);
+    }
+}
