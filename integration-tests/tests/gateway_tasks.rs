@@ -264,7 +264,8 @@ async fn a_finished_task_is_answered_from_its_recorded_outcome() {
     assert_eq!(
         batch["stats"],
         json!({"totalNbTasks": 1, "status": {"succeeded": 1},
-            "types": {"documentAdditionOrUpdate": 1}, "indexUids": {"o": 1}}),
+            "types": {"documentAdditionOrUpdate": 1}, "indexUids": {"o": 1},
+            "progressTrace": {}}),
         "{batch}"
     );
     assert_eq!(batch["details"], done["details"], "{batch}");
