@@ -21,6 +21,9 @@ pub enum ControlPlaneError {
     /// A limit was reached.
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The change cannot be made now; retrying later may succeed.
+    #[error("{0}")]
+    Unavailable(String),
     /// This control plane is not the leader, or lost the lease, so it cannot commit.
     #[error("not the leader: {0}")]
     NotLeader(String),
@@ -56,7 +59,9 @@ impl ServiceError for ControlPlaneError {
             Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
             Self::FailedPrecondition(_) => ServiceErrorCode::FailedPrecondition,
             Self::ResourceExhausted(_) => ServiceErrorCode::ResourceExhausted,
-            Self::NotLeader(_) | Self::Store { .. } => ServiceErrorCode::Unavailable,
+            Self::Unavailable(_) | Self::NotLeader(_) | Self::Store { .. } => {
+                ServiceErrorCode::Unavailable
+            }
             Self::Fenced { .. } => ServiceErrorCode::Aborted,
             Self::Internal(_) => ServiceErrorCode::Internal,
         }

@@ -82,6 +82,9 @@ pub struct ServiceState {
     pub settings_lock: tokio::sync::Mutex<()>,
     /// Serializes experimental-feature changes (each checks on a node, then records).
     pub features_lock: tokio::sync::Mutex<()>,
+    /// Held while a rename or swap holds writes to its indexes, so the shard-move
+    /// reconciler releases only holds no running rename or swap owns.
+    pub write_holds_lock: tokio::sync::Mutex<()>,
     /// Wakes the shard-move reconciler after an operation is planned or controlled.
     pub moves_wake: tokio::sync::Notify,
     /// Live progress of the shard moves this leader drives.
@@ -118,6 +121,7 @@ impl ServiceState {
             settings_wake: tokio::sync::Notify::new(),
             settings_lock: tokio::sync::Mutex::new(()),
             features_lock: tokio::sync::Mutex::new(()),
+            write_holds_lock: tokio::sync::Mutex::new(()),
             moves_wake: tokio::sync::Notify::new(),
             move_progress: Default::default(),
             lease_renewed_at: Mutex::new(None),

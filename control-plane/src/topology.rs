@@ -508,6 +508,71 @@ pub fn swap_renames(swaps: &[Swap]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Holds (`hold`) or releases writes to every shard of the indexes `uids` on every
+/// gateway, as a move's cutover holds one shard's: a rename or a swap runs on the nodes
+/// while no write to its indexes is in flight, so none lands under a name the nodes no
+/// longer give that index (a node would create an empty index by the old name).
+pub fn hold_writes(topology: &mut pb::Topology, uids: &[String], hold: bool) {
+    for index in topology
+        .indexes
+        .iter_mut()
+        .filter(|i| uids.contains(&i.uid))
+    {
+        for route in index.routing.iter_mut().flat_map(|r| &mut r.shards) {
+            route.blocked = hold;
+        }
+    }
+}
+
+/// Shards held (`blocked`) that no move's cutover holds, by index uid: a hold a rename or
+/// swap left when its leader stopped before releasing it.
+fn stale_holds(topology: &pb::Topology) -> Vec<(String, u32, u32)> {
+    let in_cutover: std::collections::HashSet<(&str, u32, u32)> = topology
+        .moves
+        .iter()
+        .filter(|m| m.phase() == pb::MovePhase::Cutover)
+        .map(|m| (m.index_uid.as_str(), m.group_id, m.shard))
+        .collect();
+    let mut stale = Vec::new();
+    for index in &topology.indexes {
+        for routing in &index.routing {
+            for route in routing.shards.iter().filter(|s| s.blocked) {
+                if !in_cutover.contains(&(index.uid.as_str(), routing.group_id, route.shard)) {
+                    stale.push((index.uid.clone(), routing.group_id, route.shard));
+                }
+            }
+        }
+    }
+    stale
+}
+
+/// Whether some shard is held by no move's cutover ([`release_stale_holds`]).
+pub fn has_stale_holds(topology: &pb::Topology) -> bool {
+    !stale_holds(topology).is_empty()
+}
+
+/// Releases the shards held by no move's cutover: a hold a rename or swap left when its
+/// leader stopped before releasing it. Returns the indexes released.
+pub fn release_stale_holds(topology: &mut pb::Topology) -> Vec<String> {
+    let stale = stale_holds(topology);
+    for (uid, group, shard) in &stale {
+        let route = topology
+            .indexes
+            .iter_mut()
+            .filter(|i| &i.uid == uid)
+            .flat_map(|i| &mut i.routing)
+            .filter(|r| r.group_id == *group)
+            .flat_map(|r| &mut r.shards)
+            .find(|s| s.shard == *shard);
+        if let Some(route) = route {
+            route.blocked = false;
+        }
+    }
+    let mut released: Vec<String> = stale.into_iter().map(|(uid, _, _)| uid).collect();
+    released.dedup();
+    released
+}
+
 /// Every node that holds a copy of `index` (read or write), sorted.
 pub fn nodes_of_index(index: &pb::Index) -> Vec<String> {
     let mut ids: Vec<String> = index
@@ -1045,6 +1110,32 @@ mod tests {
         assert_eq!(rename_index(&mut t, "x", "x").unwrap().uid, "x");
         let renamed = rename_index(&mut t, "x", "z").unwrap();
         assert_eq!((renamed.uid.as_str(), renamed.created_at_ms), ("z", 1));
+    }
+
+    #[test]
+    fn held_writes_are_released_unless_a_cutover_holds_them() {
+        let mut t = fleet(&[("a", 0)]);
+        create_index(&mut t, "x", Some("id".into()), layout(4, 1), 1).unwrap();
+        create_index(&mut t, "y", None, layout(4, 1), 2).unwrap();
+        let held = |t: &pb::Topology, uid: &str| -> Vec<bool> {
+            let index = t.indexes.iter().find(|i| i.uid == uid).unwrap();
+            index.routing[0].shards.iter().map(|s| s.blocked).collect()
+        };
+        hold_writes(&mut t, &["x".to_owned()], true);
+        assert_eq!(held(&t, "x"), [true; 4]);
+        assert_eq!(held(&t, "y"), [false; 4]);
+        t.moves.push(pb::ShardMove {
+            index_uid: "x".into(),
+            group_id: t.indexes[0].routing[0].group_id,
+            shard: 2,
+            phase: pb::MovePhase::Cutover as i32,
+            ..Default::default()
+        });
+        assert_eq!(release_stale_holds(&mut t), ["x"]);
+        assert_eq!(held(&t, "x"), [false, false, true, false]);
+        assert!(release_stale_holds(&mut t).is_empty());
+        hold_writes(&mut t, &["x".to_owned()], false);
+        assert_eq!(held(&t, "x"), [false; 4]);
     }
 
     #[test]

@@ -46,8 +46,9 @@ pub struct Config {
     #[arg(long, env = "MIROIR_PAYLOAD_SIZE_LIMIT", default_value_t = 100_000_000)]
     pub payload_size_limit: usize,
 
-    /// How long a write to a shard in a move's cutover waits for the cutover to end
-    /// before it is answered 503 `miroir_shard_moving` (with `Retry-After`).
+    /// How long a write to a held shard (a move's cutover, a rename or swap of its index)
+    /// waits for the hold to end before it is answered 503 `miroir_shard_moving` (with
+    /// `Retry-After`).
     #[arg(long, env = "MIROIR_CUTOVER_WRITE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub cutover_write_wait: Duration,
 

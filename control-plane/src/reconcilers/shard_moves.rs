@@ -94,6 +94,7 @@ pub async fn run(state: Arc<ServiceState>) {
             LeadershipStatus::Follower { .. } => false,
         };
         if settled {
+            release_stale_holds(&state).await;
             let topology = state.topology();
             for m in &topology.moves {
                 if running.len() >= state.config.move_concurrency.max(1) {
@@ -112,6 +113,33 @@ pub async fn run(state: Arc<ServiceState>) {
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = state.moves_wake.notified() => {}
         }
+    }
+}
+
+/// Releases writes a rename or swap held when its leader stopped before releasing them
+/// (no rename or swap runs here while this holds its lock).
+async fn release_stale_holds(state: &Arc<ServiceState>) {
+    let Ok(_no_rename_running) = state.write_holds_lock.try_lock() else {
+        return;
+    };
+    if !crate::topology::has_stale_holds(&state.topology()) {
+        return;
+    }
+    let released = state
+        .commit(|t, _| {
+            let released = crate::topology::release_stale_holds(t);
+            let reason = format!(
+                "writes to {released:?} released (held by a rename or swap that did not finish)"
+            );
+            Ok((released, reason))
+        })
+        .await;
+    match released {
+        Ok((released, _)) => tracing::warn!(
+            ?released,
+            "released writes held by an unfinished rename or swap"
+        ),
+        Err(error) => tracing::warn!(%error, "held writes not released; retrying"),
     }
 }
 

@@ -51,11 +51,50 @@ impl AdminApi {
         Self { state }
     }
 
+    /// Runs `work` (a rename or swap on the nodes, then its commit) while every gateway
+    /// holds writes to the indexes `uids` ([`topology::hold_writes`]): once every gateway
+    /// serves the hold, no write to them is in flight, so each node takes the change
+    /// between the writes before it and those after, as one Meilisearch orders its queue.
+    /// `work`'s commit releases the hold it renames; whatever is still held is released
+    /// after, whether `work` succeeded or not.
+    async fn with_writes_held<T>(
+        &self,
+        uids: &[String],
+        work: impl std::future::Future<Output = Result<T, ControlPlaneError>>,
+    ) -> Result<T, ControlPlaneError> {
+        // Keeps the shard-move reconciler from taking this hold for a stale one.
+        let _holding = self.state.write_holds_lock.lock().await;
+        let names = uids.join("`, `");
+        let (_, held) = self
+            .state
+            .commit(|t, _| {
+                topology::hold_writes(t, uids, true);
+                Ok(((), format!("writes to `{names}` held for a rename or swap")))
+            })
+            .await?;
+        let lagging = self.state.await_applied(held.version).await;
+        let result = if lagging.is_empty() {
+            work.await
+        } else {
+            Err(ControlPlaneError::Unavailable(format!(
+                "gateways {lagging:?} did not hold writes to `{names}` in time (topology version {}); nothing was changed, retry",
+                held.version
+            )))
+        };
+        self.state
+            .commit(|t, _| {
+                topology::hold_writes(t, uids, false);
+                Ok(((), format!("writes to `{names}` released")))
+            })
+            .await?;
+        result
+    }
+
     /// `UpdateIndex` with a new uid (and maybe a primary key): the index takes the new
     /// name on every node holding it, then in the topology with its tasks (as Meilisearch
-    /// rewrites its task history). The nodes rename first: a write to the new name reaches
-    /// a node only once gateways serve the renamed topology, after the node took the
-    /// rename, as one Meilisearch orders them. A taken name is a failed task.
+    /// rewrites its task history). Writes to the index are held meanwhile
+    /// ([`Self::with_writes_held`]), so none reaches a node by the old name after the node
+    /// renamed the index (it would create an empty one). A taken name is a failed task.
     async fn rename_index(
         &self,
         topology: &pb::Topology,
@@ -90,26 +129,32 @@ impl AdminApi {
             format!("/indexes/{}", index.uid),
             Some(body),
         )];
-        let task =
-            apply_on_nodes(&self.state, topology, &index, "indexUpdate", details, steps).await?;
-        if !task.error_json.is_empty() {
-            return Ok(index_response(index, topology, Some(task)));
-        }
-        let renames = IndexRenames {
-            pairs: vec![(index.uid.clone(), new_uid.clone())],
-            keep_task: Some(task.uid),
+        let rename = async {
+            let task = apply_on_nodes(&self.state, topology, &index, "indexUpdate", details, steps)
+                .await?;
+            if !task.error_json.is_empty() {
+                return Ok(index_response(index.clone(), topology, Some(task)));
+            }
+            let renames = IndexRenames {
+                pairs: vec![(index.uid.clone(), new_uid.clone())],
+                keep_task: Some(task.uid),
+            };
+            let (renamed, topology) = self
+                .state
+                .commit_renaming(&renames, |t, _| {
+                    topology::hold_writes(t, std::slice::from_ref(&index.uid), false);
+                    let mut renamed = topology::rename_index(t, &index.uid, &new_uid)?;
+                    if let Some(primary_key) = &primary_key {
+                        renamed = topology::set_primary_key(t, &new_uid, primary_key, true)?;
+                    }
+                    Ok((renamed, format!("index {} renamed {new_uid}", index.uid)))
+                })
+                .await?;
+            Ok(index_response(renamed, &topology, Some(task)))
         };
-        let (renamed, topology) = self
-            .state
-            .commit_renaming(&renames, |t, _| {
-                let mut renamed = topology::rename_index(t, &index.uid, &new_uid)?;
-                if let Some(primary_key) = &primary_key {
-                    renamed = topology::set_primary_key(t, &new_uid, primary_key, true)?;
-                }
-                Ok((renamed, format!("index {} renamed {new_uid}", index.uid)))
-            })
-            .await?;
-        Ok(index_response(renamed, &topology, Some(task)))
+        Ok(self
+            .with_writes_held(std::slice::from_ref(&index.uid), rename)
+            .await?)
     }
 
     /// Drain (or, with `repair`, repair a failed node): plan moving every copy it holds.
@@ -707,46 +752,39 @@ impl AdminService for AdminApi {
             })
             .collect();
         let reason = format!("indexes swapped: {}", names.join(", "));
-        let mut renames = IndexRenames {
-            pairs: topology::swap_renames(&swaps),
-            keep_task: None,
-        };
-        if swaps.iter().any(|s| s.rename) {
-            // A renamed index's writes go to its new name once gateways serve the new
-            // version: the nodes rename it first, so each node takes the rename before any
-            // such write, as one Meilisearch orders them.
+        let uids: Vec<String> = swaps
+            .iter()
+            .flat_map(|s| [s.first.clone(), s.second.clone()])
+            .collect();
+        // Writes to every index of the swap are held meanwhile (`with_writes_held`): each
+        // node swaps between the writes routed by the old names and those routed by the
+        // new ones, and a renamed index gets no write by its old name.
+        let swap = async {
             let task = apply_plan(&self.state, &before, None, "indexSwap", details, plan).await?;
             if !task.error_json.is_empty() {
-                return Ok(Response::new(pb::SwapIndexesResponse {
+                return Ok(pb::SwapIndexesResponse {
                     topology_version: before.version,
                     task: Some(task),
-                }));
+                });
             }
-            renames.keep_task = Some(task.uid);
+            let renames = IndexRenames {
+                pairs: topology::swap_renames(&swaps),
+                keep_task: Some(task.uid),
+            };
             let (_, topology) = self
                 .state
                 .commit_renaming(&renames, |t, _| {
+                    topology::hold_writes(t, &uids, false);
                     topology::swap_indexes(t, &swaps)?;
                     Ok(((), reason))
                 })
                 .await?;
-            return Ok(Response::new(pb::SwapIndexesResponse {
+            Ok(pb::SwapIndexesResponse {
                 topology_version: topology.version,
                 task: Some(task),
-            }));
-        }
-        let (_, topology) = self
-            .state
-            .commit_renaming(&renames, |t, _| {
-                topology::swap_indexes(t, &swaps)?;
-                Ok(((), reason))
             })
-            .await?;
-        let task = apply_plan(&self.state, &topology, None, "indexSwap", details, plan).await?;
-        Ok(Response::new(pb::SwapIndexesResponse {
-            topology_version: topology.version,
-            task: Some(task),
-        }))
+        };
+        Ok(Response::new(self.with_writes_held(&uids, swap).await?))
     }
 
     async fn update_index_settings(

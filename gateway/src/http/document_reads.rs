@@ -198,6 +198,11 @@ async fn delete_ids(
         .collect();
     let _in_flight = admit(state, uid, Touches::Shards(&shards)).await?;
     let index = find_index(state, uid)?;
+    // Counted again: a swap while the delete waited may have changed the shard count.
+    let shards: BTreeSet<u32> = ids
+        .iter()
+        .map(|id| shard_for_key(id, index.shard_count).0)
+        .collect();
     let mut per_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in &ids {
         let shard = shard_for_key(id, index.shard_count).0 as usize;

@@ -136,6 +136,39 @@ async fn off_thread<T: Send + 'static>(
         .map_err(|error| MeiliError::internal(format!("parsing the batch failed: {error}")))
 }
 
+/// The positions of `documents` by the shard their `pk` value routes them to, or the
+/// first document without a valid id.
+async fn by_shard(
+    documents: &Arc<Vec<bytes::Bytes>>,
+    pk: &str,
+    shard_count: u32,
+    size: usize,
+) -> Result<Result<BTreeMap<u32, Vec<usize>>, (usize, MeiliError)>, MeiliError> {
+    let (documents, pk) = (documents.clone(), pk.to_owned());
+    off_thread(size, move || {
+        let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (position, document) in documents.iter().enumerate() {
+            let id = payload::document_id(document, &pk).map_err(|e| (position, e))?;
+            let shard = shard_for_key(&id, shard_count).0;
+            by_shard.entry(shard).or_default().push(position);
+        }
+        Ok(by_shard)
+    })
+    .await
+}
+
+/// 503 `miroir_index_changed`: what the name names kept changing while a write waited.
+fn index_changed(uid: &str) -> MeiliError {
+    MeiliError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_index_changed",
+        super::error::ErrorType::System,
+        format!(
+            "index `{uid}` was renamed or swapped several times while this write waited for it; retry"
+        ),
+    )
+}
+
 async fn write(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -189,66 +222,70 @@ async fn write(
     };
     let custom_metadata = params.get("customMetadata").cloned();
     let query_pk = params.get("primaryKey").map(String::as_str);
-    let index = index_for_write(&state, &caller, &uid, query_pk).await?;
-    let pk = match (index.primary_key.as_deref(), query_pk) {
-        (Some(pk), Some(asked)) if asked != pk => {
-            let error = primary_key_exists(pk);
-            return failed_task(&state, &uid, documents.len(), error).await;
-        }
-        (Some(pk), _) => pk.to_owned(),
-        // Nothing to route and nothing to infer from: Meilisearch accepts an empty batch
-        // and leaves the index without a primary key.
-        (None, None) if documents.is_empty() => String::new(),
-        (None, asked) => {
-            let pk = match asked
-                .map(str::to_owned)
-                .map_or_else(|| payload::infer_primary_key(documents.first()), Ok)
-            {
-                Ok(pk) => pk,
-                Err(error) => return failed_task(&state, &uid, documents.len(), error).await,
-            };
-            // Recorded before any node sees a document, so every gateway routes by it.
-            let request = pb::SetPrimaryKeyRequest {
-                uid: uid.clone(),
-                primary_key: pk.clone(),
-            };
-            match state.control_plane.set_primary_key(request).await {
-                Ok(_) => pk,
-                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                    let error =
-                        MeiliError::invalid("index_primary_key_already_exists", status.message());
-                    return failed_task(&state, &uid, documents.len(), error).await;
-                }
-                Err(status) => return Err(MeiliError::from_status(&status, "index_not_found")),
-            }
-        }
-    };
-    let documents = Arc::new(documents);
-    let routed = {
-        let (documents, pk, shard_count) = (documents.clone(), pk.clone(), index.shard_count);
-        off_thread(size, move || {
-            let mut by_shard: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-            for (position, document) in documents.iter().enumerate() {
-                let id = payload::document_id(document, &pk).map_err(|e| (position, e))?;
-                let shard = shard_for_key(&id, shard_count).0;
-                by_shard.entry(shard).or_default().push(position);
-            }
-            Ok::<_, (usize, MeiliError)>(by_shard)
-        })
-        .await?
-    };
-    let by_shard = match routed {
-        Ok(by_shard) => by_shard,
-        // All or nothing, as Meilisearch fails the whole batch.
-        Err((position, error)) => {
-            return failed_task(&state, &uid, position.max(1), error).await;
-        }
-    };
     let received = documents.len();
-    let shards: BTreeSet<u32> = by_shard.keys().copied().collect();
-    let _in_flight = admit(&state, &uid, Touches::Shards(&shards)).await?;
-    let topology = state.topology.current();
-    let index = super::indexes::index_in(&topology, &uid)?.clone();
+    let documents = Arc::new(documents);
+    // A rename or swap may change what `uid` names while the write waits for its hold
+    // (`admit`): it is then routed again, by the index the name names now.
+    let mut attempts = 0;
+    let (index, topology, pk, by_shard, shards, _in_flight) = loop {
+        let index = index_for_write(&state, &caller, &uid, query_pk).await?;
+        let pk = match (index.primary_key.as_deref(), query_pk) {
+            (Some(pk), Some(asked)) if asked != pk => {
+                let error = primary_key_exists(pk);
+                return failed_task(&state, &uid, documents.len(), error).await;
+            }
+            (Some(pk), _) => pk.to_owned(),
+            // Nothing to route and nothing to infer from: Meilisearch accepts an empty batch
+            // and leaves the index without a primary key.
+            (None, None) if documents.is_empty() => String::new(),
+            (None, asked) => {
+                let pk = match asked
+                    .map(str::to_owned)
+                    .map_or_else(|| payload::infer_primary_key(documents.first()), Ok)
+                {
+                    Ok(pk) => pk,
+                    Err(error) => return failed_task(&state, &uid, documents.len(), error).await,
+                };
+                // Recorded before any node sees a document, so every gateway routes by it.
+                let request = pb::SetPrimaryKeyRequest {
+                    uid: uid.clone(),
+                    primary_key: pk.clone(),
+                };
+                match state.control_plane.set_primary_key(request).await {
+                    Ok(_) => pk,
+                    Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                        let error = MeiliError::invalid(
+                            "index_primary_key_already_exists",
+                            status.message(),
+                        );
+                        return failed_task(&state, &uid, documents.len(), error).await;
+                    }
+                    Err(status) => return Err(MeiliError::from_status(&status, "index_not_found")),
+                }
+            }
+        };
+        let by_shard = match by_shard(&documents, &pk, index.shard_count, size).await? {
+            Ok(by_shard) => by_shard,
+            // All or nothing, as Meilisearch fails the whole batch.
+            Err((position, error)) => {
+                return failed_task(&state, &uid, position.max(1), error).await;
+            }
+        };
+        let shards: BTreeSet<u32> = by_shard.keys().copied().collect();
+        let in_flight = admit(&state, &uid, Touches::Shards(&shards)).await?;
+        let topology = state.topology.current();
+        match super::indexes::index_in(&topology, &uid) {
+            Ok(now)
+                if now.shard_count == index.shard_count
+                    && now.primary_key.as_deref().unwrap_or_default() == pk =>
+            {
+                let index = now.clone();
+                break (index, topology, pk, by_shard, shards, in_flight);
+            }
+            _ if attempts < 3 => attempts += 1,
+            _ => return Err(index_changed(&uid)),
+        }
+    };
     let owners = Owners::of(&index, &topology, &shards);
     let writable = writable_groups(&topology);
     // node → the documents it must receive, with their shard.

@@ -3,8 +3,9 @@
 //!
 //! - the gateway's write lease must be fresh (DESIGN §3), else 503 `miroir_lease_expired`;
 //! - the write registers with the topology handle before it routes, so the control
-//!   plane's barrier waits for it, and a write to a shard whose move is in cutover waits
-//!   (bounded by `--cutover-write-wait`) until the cutover ends (DESIGN §6);
+//!   plane's barrier waits for it, and a write to a held shard (a move's cutover, DESIGN
+//!   §6, or a rename or swap of its index) waits, bounded by `--cutover-write-wait`, until
+//!   the hold ends;
 //! - it is acknowledged when, for every shard it touches, a majority of the shard's
 //!   owners in at least one group took it ([`Owners::quorum`]).
 
@@ -34,8 +35,9 @@ pub fn lease_expired() -> MeiliError {
     )
 }
 
-/// Admits a write to index `uid`: the lease is fresh, and no shard it touches is held by
-/// a cutover. The guard must live until every node answered.
+/// Admits a write to index `uid`: the lease is fresh, and no shard it touches is held (by
+/// a cutover, a rename or a swap). The guard must live until every node answered; the
+/// caller reads what `uid` names after this returns.
 pub async fn admit(
     state: &AppState,
     uid: &str,
@@ -47,7 +49,11 @@ pub async fn admit(
     let deadline = tokio::time::Instant::now() + state.config.cutover_write_wait;
     loop {
         let (guard, topology) = state.topology.pin();
-        let index = index_in(&topology, uid)?;
+        // A name that no longer names an index (renamed while the write waited) holds
+        // nothing: the caller looks the name up again under this pin.
+        let Ok(index) = index_in(&topology, uid) else {
+            return Ok(guard);
+        };
         let mut held = index.routing.iter().flat_map(|r| &r.shards).filter(|s| {
             s.blocked
                 && match &touches {
@@ -70,7 +76,7 @@ pub async fn admit(
                 "miroir_shard_moving",
                 ErrorType::System,
                 format!(
-                    "shard {blocked} of index `{uid}` is in the cutover of a move and took longer than {} to finish it; retry",
+                    "shard {blocked} of index `{uid}` is held (a shard move's cutover, or a rename or swap of the index) and was not released within {}; retry",
                     humantime::format_duration(state.config.cutover_write_wait)
                 ),
             ));
