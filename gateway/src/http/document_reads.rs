@@ -28,6 +28,23 @@ fn strip(mut document: Value) -> Value {
     document
 }
 
+/// The live nodes serving reads of `shard` of `index`, every group's, as (id, address):
+/// owned, so no iterator's closure lives across an await (handlers must be Send).
+pub(super) fn live_owners(
+    topology: &pb::Topology,
+    index: &pb::Index,
+    shard: usize,
+) -> Vec<(String, String)> {
+    index
+        .routing
+        .iter()
+        .filter_map(|r| r.shards.get(shard))
+        .flat_map(|s| s.read_nodes.iter())
+        .filter_map(|owner| topology.nodes.iter().find(|n| &n.id == owner && n.serves()))
+        .map(|n| (n.id.clone(), n.address.clone()))
+        .collect()
+}
+
 /// `GET /indexes/{uid}/documents/{id}`: asks the shard's live owners in turn.
 pub async fn get_one(
     State(state): State<AppState>,
@@ -41,16 +58,7 @@ pub async fn get_one(
     if let Some(fields) = params.get("fields") {
         path.push_str(&format!("?fields={fields}"));
     }
-    let owners = index
-        .routing
-        .iter()
-        .filter_map(|r| r.shards.get(shard))
-        .flat_map(|s| s.read_nodes.iter());
-    // Owned, so no iterator's closure lives across an await (the handler must be Send).
-    let live: Vec<(String, String)> = owners
-        .filter_map(|owner| topology.nodes.iter().find(|n| &n.id == owner && n.serves()))
-        .map(|n| (n.id.clone(), n.address.clone()))
-        .collect();
+    let live = live_owners(&topology, index, shard);
     let (state, path) = (&state, &path);
     let asked = crate::nodes::in_turn(
         state.config.node_timeout,

@@ -92,27 +92,21 @@ async fn similar(
         Some(Value::Number(id)) => Some(id.to_string()),
         _ => None,
     };
-    // Its shard's live owners, else any live node (which refuses the request as one
-    // Meilisearch would: no id, a bad one).
-    let shard = id
-        .as_deref()
-        .map(|id| shard_for_key(id, index.shard_count).0 as usize);
-    let mut owners: Vec<(String, String)> = index
-        .routing
-        .iter()
-        .filter_map(|r| shard.and_then(|s| r.shards.get(s)))
-        .flat_map(|s| s.read_nodes.iter())
-        .filter_map(|owner| topology.nodes.iter().find(|n| &n.id == owner && n.serves()))
-        .map(|n| (n.id.clone(), n.address.clone()))
-        .collect();
-    if owners.is_empty() {
-        owners = topology
+    // Its shard's live owners; without an id, any live node (which refuses the request
+    // as one Meilisearch would). No live owner is a 503 below, not the "not found" a node
+    // without the document would answer.
+    let owners: Vec<(String, String)> = match id.as_deref() {
+        Some(id) => {
+            let shard = shard_for_key(id, index.shard_count).0 as usize;
+            super::document_reads::live_owners(&topology, &index, shard)
+        }
+        None => topology
             .nodes
             .iter()
             .filter(|n| n.serves())
             .map(|n| (n.id.clone(), n.address.clone()))
-            .collect();
-    }
+            .collect(),
+    };
     let (method, path, body) = owner_request;
     let owner_answer =
         crate::nodes::in_turn(state.config.node_timeout, owners, |(node, address)| {
