@@ -106,17 +106,8 @@ fn path_and_query(uri: &Uri) -> String {
         .map_or_else(|| uri.path().to_owned(), |p| p.as_str().to_owned())
 }
 
-/// The live nodes, in id order (so every gateway asks the same node first).
 fn live_nodes(state: &AppState) -> Vec<(String, String)> {
-    let topology = state.topology.current();
-    let mut nodes: Vec<(String, String)> = topology
-        .nodes
-        .iter()
-        .filter(|n| n.serves())
-        .map(|n| (n.id.clone(), n.address.clone()))
-        .collect();
-    nodes.sort();
-    nodes
+    super::indexes::fleet_wide_nodes(&state.topology.current())
 }
 
 /// A node's answer as the client's.
