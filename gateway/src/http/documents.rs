@@ -184,6 +184,19 @@ async fn write(
     if !state.topology.lease.is_valid() {
         return Err(lease_expired());
     }
+    // Meilisearch 1.50 (checked before the body is read, as the query is): only documents that exist already are updated; still an
+    // addition task, and still the index created if missing.
+    let skip_creation = match params.get("skipCreation") {
+        None => None,
+        Some(skip) if skip.eq_ignore_ascii_case("true") => Some(true),
+        Some(skip) if skip.eq_ignore_ascii_case("false") => Some(false),
+        Some(other) => {
+            return Err(MeiliError::invalid(
+                "invalid_skip_creation",
+                format!("skipCreation must be either `true` or `false`. Found: `{other}`"),
+            ));
+        }
+    };
     let body = payload::collect(body, &headers, state.config.payload_size_limit).await?;
     let size = body.len();
     let documents = {
@@ -206,19 +219,6 @@ async fn write(
             Ok(documents)
         })
         .await??
-    };
-    // Meilisearch 1.50: only documents that exist already are updated; still an
-    // addition task, and still the index created if missing.
-    let skip_creation = match params.get("skipCreation") {
-        None => None,
-        Some(skip) if skip.eq_ignore_ascii_case("true") => Some(true),
-        Some(skip) if skip.eq_ignore_ascii_case("false") => Some(false),
-        Some(other) => {
-            return Err(MeiliError::invalid(
-                "invalid_skip_creation",
-                format!("skipCreation must be either `true` or `false`. Found: `{other}`"),
-            ));
-        }
     };
     let custom_metadata = params.get("customMetadata").cloned();
     let query_pk = params.get("primaryKey").map(String::as_str);
