@@ -678,7 +678,10 @@ pub async fn run_search(
         response.insert("facetDistribution".into(), distribution);
         response.insert("facetStats".into(), stats);
     }
-    response.insert("requestUid".into(), json!(request_uid()));
+    // A single search's own; multi-search gives one to the whole request.
+    if raw_ok {
+        response.insert("requestUid".into(), json!(request_uid()));
+    }
     if super::performance::asked(&query) {
         let mut details = miroir_proto::time::PerformanceDetails::default();
         for (_, answer) in &answers {
@@ -879,17 +882,19 @@ impl FacetOrder {
         search: bool,
         candidates: u64,
     ) -> Vec<(String, u64)> {
-        let (mut numbers, mut strings): (Vec<_>, Vec<_>) = if search {
-            (Vec::new(), values)
-        } else {
-            values
-                .into_iter()
-                .partition(|(value, _)| facet_number(value).is_some())
-        };
-        let number = |value: &str| facet_number(value).unwrap_or(0.0);
-        let scanned = self.by_count(facet) || candidates > LINEAR_SCAN_CANDIDATES;
-        if self.by_count(facet) {
-            numbers.sort_by(|a, b| b.1.cmp(&a.1).then(number(&b.0).total_cmp(&number(&a.0))));
+        // Numbers with their value, parsed once.
+        let mut numbers: Vec<(f64, (String, u64))> = Vec::new();
+        let mut strings: Vec<(String, u64)> = Vec::new();
+        for (value, count) in values {
+            match (!search).then(|| facet_number(&value)).flatten() {
+                Some(number) => numbers.push((number, (value, count))),
+                None => strings.push((value, count)),
+            }
+        }
+        let by_count = self.by_count(facet);
+        let scanned = by_count || candidates > LINEAR_SCAN_CANDIDATES;
+        if by_count {
+            numbers.sort_by(|(x, a), (y, b)| b.1.cmp(&a.1).then(y.total_cmp(x)));
             strings.sort_by_cached_key(|(value, count)| {
                 (
                     Reverse(*count),
@@ -899,9 +904,9 @@ impl FacetOrder {
             });
         } else {
             if scanned {
-                numbers.sort_by(|a, b| number(&a.0).total_cmp(&number(&b.0)));
+                numbers.sort_by(|(x, _), (y, _)| x.total_cmp(y));
             } else {
-                numbers.sort();
+                numbers.sort_by(|(_, a), (_, b)| a.cmp(b));
             }
             strings.sort_by_cached_key(|(value, _)| (normalize_facet(value), value.clone()));
         }
@@ -909,8 +914,9 @@ impl FacetOrder {
         if !(scanned && numbers.len() == self.max_values && !search) {
             strings.truncate(self.max_values - numbers.len());
         }
-        numbers.extend(strings);
-        numbers
+        let mut kept: Vec<(String, u64)> = numbers.into_iter().map(|(_, v)| v).collect();
+        kept.extend(strings);
+        kept
     }
 }
 
