@@ -1,6 +1,6 @@
 //! `POST /indexes/{uid}/fields` (Meilisearch 1.50): the index's fields with what its
 //! settings make of each. A node knows the fields of its own documents only, so the list
-//! is the union of every node's that holds the index (settings are the same everywhere,
+//! is the union of the fields of nodes holding every shard between them (settings are the same everywhere,
 //! so a field's description is too), by name, without Miroir's `_miroir_shard`, then
 //! paged.
 
@@ -29,17 +29,20 @@ pub async fn fields(
 ) -> Result<Response, MeiliError> {
     let topology = state.topology.current();
     let index = index_in(&topology, &uid)?;
-    // Every live node a read may reach for the index.
-    let mut readers: Vec<&String> = index
-        .routing
-        .iter()
-        .flat_map(|r| r.shards.iter().flat_map(|s| s.read_nodes.iter()))
-        .collect();
-    readers.sort();
-    readers.dedup();
-    let nodes: Vec<(String, String)> = readers
-        .into_iter()
-        .filter_map(|id| topology.nodes.iter().find(|n| &n.id == id && n.serves()))
+    // One live node for each shard: together they hold every document.
+    let plan = super::scatter::covering_set(index, &topology, 0);
+    if let Some(shard) = plan.missing.first() {
+        return Err(MeiliError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "miroir_shard_unavailable",
+            ErrorType::System,
+            format!("no live replica holds shard {shard} of index `{uid}`"),
+        ));
+    }
+    let nodes: Vec<(String, String)> = plan
+        .assignments
+        .keys()
+        .filter_map(|id| topology.nodes.iter().find(|n| &n.id == id))
         .map(|n| (n.id.clone(), n.address.clone()))
         .collect();
     let Some((first, address)) = nodes.first() else {
