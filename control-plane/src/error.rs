@@ -51,6 +51,17 @@ pub enum ControlPlaneError {
     Internal(String),
 }
 
+/// An error in Meilisearch's shape (`message`, `code`, `type`, `link`), as a failed task
+/// carries it; `kind` is Meilisearch's `type` (`invalid_request`, `system`, `internal`).
+pub fn meili_error(code: &str, kind: &str, message: impl Into<String>) -> serde_json::Value {
+    serde_json::json!({
+        "message": message.into(),
+        "code": code,
+        "type": kind,
+        "link": format!("https://docs.meilisearch.com/errors#{code}"),
+    })
+}
+
 impl ServiceError for ControlPlaneError {
     fn error_code(&self) -> ServiceErrorCode {
         match self {

@@ -1,7 +1,7 @@
 //! Calls the control plane makes to Meilisearch nodes (index lifecycle), each with a
 //! timeout, the master key and a span.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -22,12 +22,11 @@ pub struct NodeCallError {
 impl NodeCallError {
     fn unreachable(node: &str, detail: impl std::fmt::Display) -> Self {
         Self {
-            error: json!({
-                "message": format!("node `{node}` could not be reached: {detail}"),
-                "code": "miroir_node_unavailable",
-                "type": "system",
-                "link": "https://docs.meilisearch.com/errors#miroir_node_unavailable",
-            }),
+            error: crate::error::meili_error(
+                "miroir_node_unavailable",
+                "system",
+                format!("node `{node}` could not be reached: {detail}"),
+            ),
         }
     }
 }

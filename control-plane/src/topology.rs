@@ -767,10 +767,8 @@ pub fn delete_key(topology: &mut pb::Topology, uid: &str) -> Result<pb::ApiKey> 
     Ok(topology.keys.remove(position))
 }
 
-/// Webhooks a fleet may have, as Meilisearch allows.
-pub const MAX_WEBHOOKS: usize = 20;
-
-/// Records `webhook`: a new one (`create`: its uuid free, fewer than [`MAX_WEBHOOKS`]), or
+/// Records `webhook`: a new one (`create`: its uuid free, fewer than
+/// [`miroir_proto::webhooks::MAX_WEBHOOKS`]), or
 /// the replacement of the one with its uuid.
 pub fn put_webhook(topology: &mut pb::Topology, webhook: pb::Webhook, create: bool) -> Result<()> {
     let at = topology
@@ -782,11 +780,9 @@ pub fn put_webhook(topology: &mut pb::Topology, webhook: pb::Webhook, create: bo
             "webhook `{}` already exists",
             webhook.uuid
         ))),
-        (None, true) if topology.webhooks.len() >= MAX_WEBHOOKS => {
-            Err(ControlPlaneError::ResourceExhausted(format!(
-                "Defining too many webhooks would crush the server. Please limit the number of webhooks to {MAX_WEBHOOKS}. You may use a third-party proxy server to dispatch events to more than {MAX_WEBHOOKS} endpoints."
-            )))
-        }
+        (None, true) if topology.webhooks.len() >= miroir_proto::webhooks::MAX_WEBHOOKS => Err(
+            ControlPlaneError::ResourceExhausted(miroir_proto::webhooks::too_many_webhooks()),
+        ),
         (None, true) => {
             topology.webhooks.push(webhook);
             topology.webhooks.sort_by(|a, b| a.uuid.cmp(&b.uuid));

@@ -17,6 +17,7 @@ pub mod settings;
 pub mod telemetry;
 pub mod time;
 pub mod types;
+pub mod webhooks;
 
 /// Generated protobuf messages, clients and servers of package `miroir.v1`.
 #[allow(clippy::all, missing_docs)]

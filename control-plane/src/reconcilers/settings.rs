@@ -93,12 +93,7 @@ fn leader_token(state: &ServiceState) -> Result<miroir_proto::FencingToken, Cont
 
 /// A Meilisearch-shaped error of Miroir's own.
 fn miroir_error(code: &str, message: String) -> Value {
-    json!({
-        "message": message,
-        "code": code,
-        "type": "system",
-        "link": format!("https://docs.meilisearch.com/errors#{code}"),
-    })
+    crate::error::meili_error(code, "system", message)
 }
 
 async fn set_task(
@@ -138,12 +133,11 @@ async fn process(
     let change_id = change.id as u64;
     let topology = state.topology();
     let Some(index) = topology.indexes.iter().find(|i| i.uid == change.index_uid) else {
-        let error = json!({
-            "message": format!("Index `{}` not found.", change.index_uid),
-            "code": "index_not_found",
-            "type": "invalid_request",
-            "link": "https://docs.meilisearch.com/errors#index_not_found",
-        });
+        let error = crate::error::meili_error(
+            "index_not_found",
+            "invalid_request",
+            format!("Index `{}` not found.", change.index_uid),
+        );
         set_task(state, change, "failed", now_ms(), Some(&error)).await?;
         return Ok(false);
     };

@@ -554,11 +554,9 @@ impl AdminService for AdminApi {
         let topology = self.state.topology();
         let index = index_of(&topology, &request.uid)?;
         let mut details = json!({"primaryKey": request.primary_key});
-        if let Some(new_uid) = &request.new_uid {
+        if let Some(new_uid) = request.new_uid {
             details["oldIndexUid"] = json!(request.uid);
             details["newIndexUid"] = json!(new_uid);
-        }
-        if let Some(new_uid) = request.new_uid.clone() {
             return self
                 .rename_index(&topology, index, new_uid, request.primary_key, details)
                 .await;
@@ -582,12 +580,10 @@ impl AdminService for AdminApi {
         {
             let refusal = match stored_documents(&self.state, &topology, &index).await {
                 Ok(0) => None,
-                Ok(_) => Some(json!({
-                    "message": format!("Index already has a primary key: `{current}`."),
-                    "code": "index_primary_key_already_exists",
-                    "type": "invalid_request",
-                    "link": "https://docs.meilisearch.com/errors#index_primary_key_already_exists",
-                })),
+                Ok(_) => Some(meili_error(
+                    "index_primary_key_already_exists",
+                    &format!("Index already has a primary key: `{current}`."),
+                )),
                 Err(error) => Some(error),
             };
             if let Some(error) = refusal {
@@ -1306,12 +1302,7 @@ async fn apply_plan(
 
 /// A Meilisearch error object.
 fn meili_error(code: &str, message: &str) -> Value {
-    json!({
-        "message": message,
-        "code": code,
-        "type": "invalid_request",
-        "link": format!("https://docs.meilisearch.com/errors#{code}"),
-    })
+    crate::error::meili_error(code, "invalid_request", message)
 }
 
 /// Records a client task that failed before any node call, with a Meilisearch error.
@@ -1361,9 +1352,11 @@ async fn stored_documents(
             Ok(Ok(stats)) => total += stats["numberOfDocuments"].as_u64().unwrap_or(0),
             Ok(Err(error)) => return Err(error.error),
             Err(e) => {
-                return Err(
-                    json!({"message": e.to_string(), "code": "internal", "type": "internal", "link": "https://docs.meilisearch.com/errors#internal"}),
-                );
+                return Err(crate::error::meili_error(
+                    "internal",
+                    "internal",
+                    e.to_string(),
+                ));
             }
         }
     }

@@ -18,8 +18,6 @@ use std::collections::BTreeMap;
 
 /// Headers a webhook may have.
 const MAX_HEADERS: usize = 200;
-/// Webhooks a fleet may have (as the control plane enforces too).
-const MAX_WEBHOOKS: usize = 20;
 
 /// `GET /webhooks`.
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
@@ -57,12 +55,10 @@ pub async fn create(
     if headers.len() > MAX_HEADERS {
         return Err(too_many_headers(&uuid));
     }
-    if state.topology.current().webhooks.len() >= MAX_WEBHOOKS {
+    if state.topology.current().webhooks.len() >= miroir_proto::webhooks::MAX_WEBHOOKS {
         return Err(MeiliError::invalid(
             "invalid_webhooks",
-            format!(
-                "Defining too many webhooks would crush the server. Please limit the number of webhooks to {MAX_WEBHOOKS}. You may use a third-party proxy server to dispatch events to more than {MAX_WEBHOOKS} endpoints."
-            ),
+            miroir_proto::webhooks::too_many_webhooks(),
         ));
     }
     let Some(Some(url)) = url else {
