@@ -62,7 +62,8 @@ fn from_query_string(pairs: Vec<(String, String)>) -> Map<String, Value> {
     let mut query = Map::new();
     for (key, value) in pairs {
         let typed = match key.as_str() {
-            "attributesToRetrieve" => json!(value.split(',').collect::<Vec<_>>()),
+            // Trimmed, as for a search's comma lists.
+            "attributesToRetrieve" => json!(value.split(',').map(str::trim).collect::<Vec<_>>()),
             "offset" | "limit" => value.parse::<u64>().map_or(json!(value), |n| json!(n)),
             "rankingScoreThreshold" => value.parse::<f64>().map_or(json!(value), |n| json!(n)),
             "retrieveVectors"
