@@ -52,11 +52,29 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CUTOVER_WRITE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub cutover_write_wait: Duration,
 
-    /// Threads serving the HTTP API (default: one per CPU). Each runs its own event loop
-    /// and listening socket (SO_REUSEPORT), so a request is handled, its node calls made
-    /// and its answer written on one thread, with no hand-off between threads.
+    /// Worker threads of the gateway's runtime, which serves the HTTP API and calls the
+    /// nodes (default: one per CPU).
     #[arg(long, env = "MIROIR_THREADS")]
     pub threads: Option<usize>,
+
+    /// Client connections open at once; past it new ones wait in the kernel's backlog.
+    #[arg(long, env = "MIROIR_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// How long a client may take to send a request's head, and how long a kept-alive
+    /// client connection may stay idle before the gateway closes it.
+    #[arg(long, env = "MIROIR_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
+
+    /// Longest a request may take, body upload included; past it the client gets 504
+    /// `miroir_request_timeout` (its writes may still complete on the nodes: follow the
+    /// task list).
+    #[arg(long, env = "MIROIR_REQUEST_TIMEOUT", default_value = "300s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+
+    /// On shutdown, how long requests in flight may take to finish.
+    #[arg(long, env = "MIROIR_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
 
     /// Timeout of one call to a Meilisearch node.
     #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
@@ -131,8 +149,8 @@ impl Config {
         })
     }
 
-    /// Threads serving the HTTP API: `--threads`, else one per CPU.
-    pub fn http_threads(&self) -> usize {
+    /// The runtime's worker threads: `--threads`, else one per CPU.
+    pub fn worker_threads(&self) -> usize {
         self.threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
@@ -145,6 +163,9 @@ impl Config {
         }
         if self.threads == Some(0) {
             anyhow::bail!("--threads must be at least 1");
+        }
+        if self.max_connections == 0 {
+            anyhow::bail!("--max-connections must be at least 1");
         }
         if let Some(warning) = self
             .env

@@ -6,23 +6,35 @@ use miroir_gateway::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-// The HTTP API runs on threads of its own (`http_threads`); this runtime accepts
-// connections and runs the topology watcher and the metrics endpoint.
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    let _telemetry = match miroir_proto::telemetry::init("miroir-gateway", config.log_format) {
-        Ok(guard) => guard,
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.worker_threads().max(1))
+        .thread_name("miroir-gateway")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: cannot set up logging: {error:#}");
+            eprintln!("error: cannot start the runtime: {error}");
             return std::process::ExitCode::FAILURE;
         }
     };
-    match miroir_gateway::server::run(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            std::process::ExitCode::FAILURE
+    // Telemetry starts inside the runtime: the OTLP exporter runs on it.
+    runtime.block_on(async {
+        let _telemetry = match miroir_proto::telemetry::init("miroir-gateway", config.log_format) {
+            Ok(guard) => guard,
+            Err(error) => {
+                eprintln!("error: cannot set up logging: {error:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        match miroir_gateway::server::run(config).await {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(error) => {
+                tracing::error!("{error:#}");
+                std::process::ExitCode::FAILURE
+            }
         }
-    }
+    })
 }

@@ -81,7 +81,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics = %metrics_address,
         control_planes = %config.control_plane.join(","),
         fleet_state = %coordination,
-        http_threads = config.http_threads(),
+        threads = config.worker_threads(),
+        max_connections = config.max_connections,
         "miroir gateway started"
     );
     if config.replicas > 1 && !fleet.is_shared() {
@@ -97,8 +98,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.control_plane_connect_timeout,
         config.control_plane_timeout,
     ));
-    let threads = config.http_threads();
-    let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout, threads)?;
+    let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout, 1)?;
     let live_gateways = Arc::new(std::sync::atomic::AtomicU64::new(1));
     if !fleet.is_shared() && (config.rate_limit_per_key > 0 || config.rate_limit_per_ip > 0) {
         tokio::spawn(count_live_gateways(
@@ -124,8 +124,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             sweep_interval,
         ));
     }
+    let limits = crate::http_server::ConnectionLimits {
+        max_connections: state.config.max_connections,
+        idle_timeout: state.config.client_idle_timeout,
+        shutdown_grace: state.config.shutdown_grace,
+    };
     let app = crate::http::router(state);
-    crate::http_threads::serve(listener, app, threads, shutdown_signal()).await?;
+    crate::http_server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("miroir gateway stopped");
     Ok(())
 }

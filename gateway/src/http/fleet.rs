@@ -63,7 +63,7 @@ fn rate_limited(what: &str) -> Response {
 /// Runs the request under the fleet rules.
 pub async fn fleet_rules(
     State(state): State<AppState>,
-    ConnectInfo(crate::http_threads::Peer(peer)): ConnectInfo<crate::http_threads::Peer>,
+    ConnectInfo(crate::http_server::Peer(peer)): ConnectInfo<crate::http_server::Peer>,
     request: Request,
     next: Next,
 ) -> Response {

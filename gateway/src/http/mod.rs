@@ -34,7 +34,7 @@ use axum::routing::get;
 
 /// Every route the gateway answers.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .route("/_miroir/ready", get(miroir::ready))
         .route("/_miroir/status", get(miroir::status))
@@ -158,8 +158,47 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.payload_size_limit,
-        ))
-        .with_state(state)
+        ));
+    guarded(router, state.config.request_timeout).with_state(state)
+}
+
+/// `router` behind the layers every request passes first: a panic is caught and answered
+/// 500, and a request outliving `request_timeout` is answered 504 (its handler dropped).
+fn guarded<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    request_timeout: std::time::Duration,
+) -> Router<S> {
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: tower::BoxError| async { timed_out() },
+            ))
+            .layer(tower::timeout::TimeoutLayer::new(request_timeout)),
+    )
+}
+
+/// A handler's panic: logged, and answered as Meilisearch answers an internal error.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    tracing::error!(panic = what, "a request handler panicked");
+    axum::response::IntoResponse::into_response(error::MeiliError::internal(
+        "the gateway failed while handling this request (logged); nothing is known of its effect: check the task list before retrying a write",
+    ))
+}
+
+/// 504 `miroir_request_timeout`: the request outlived `--request-timeout`.
+fn timed_out() -> axum::response::Response {
+    axum::response::IntoResponse::into_response(error::MeiliError::new(
+        axum::http::StatusCode::GATEWAY_TIMEOUT,
+        "miroir_request_timeout",
+        error::ErrorType::System,
+        "the request took longer than the gateway's --request-timeout; a write may still complete on the nodes: check the task list before retrying it",
+    ))
 }
 
 /// The request with its path normalized as Meilisearch does before routing (actix's
@@ -228,6 +267,44 @@ async fn trace_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn panics_and_slow_requests_are_answered_in_meilisearch_shape() {
+        use tower::ServiceExt;
+        let router: Router = guarded(
+            Router::new().route("/panic", get(boom)).route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                }),
+            ),
+            std::time::Duration::from_millis(50),
+        );
+        for (path, status, code) in [
+            ("/panic", 500, "internal"),
+            ("/slow", 504, "miroir_request_timeout"),
+        ] {
+            let request = axum::http::Request::builder()
+                .uri(path)
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = router.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{path}");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["code"], code, "{body}");
+            assert!(
+                body["message"].is_string() && body["link"].is_string(),
+                "{body}"
+            );
+        }
+    }
 
     #[test]
     fn paths_are_normalized_like_meilisearch() {
