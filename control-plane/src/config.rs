@@ -49,9 +49,13 @@ pub struct Config {
     #[arg(long, env = "MIROIR_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
     pub default_replication_factor: u32,
 
-    /// Timeout of one call to a Meilisearch node (index creation and deletion).
+    /// Timeout of one call to a Meilisearch node (its whole answer; a request body adds
+    /// time at `--node-upload-rate`).
     #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,
+
+    #[command(flatten)]
+    pub node_client: miroir_proto::node_client::NodeClientArgs,
 
     /// Interval between health checks of each node (GET /health).
     #[arg(long, env = "MIROIR_HEALTH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]

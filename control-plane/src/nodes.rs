@@ -1,15 +1,14 @@
-//! Calls the control plane makes to Meilisearch nodes (index lifecycle), each with a
-//! timeout, the master key and a span.
+//! Calls the control plane makes to Meilisearch nodes (index lifecycle, settings, shard
+//! copies), through Miroir's one node client ([`miroir_proto::node_client`]: timeouts,
+//! the master key, a span, TLS, a pool per node).
 
 use serde_json::Value;
 use std::time::Duration;
-use tracing::Instrument;
 
 /// An HTTP client for Meilisearch nodes.
 #[derive(Clone)]
 pub struct NodeClient {
-    http: reqwest::Client,
-    master_key: String,
+    client: miroir_proto::node_client::NodeClient,
 }
 
 /// A node call that did not produce a task.
@@ -31,19 +30,30 @@ impl NodeCallError {
     }
 }
 
+/// `url` as the node's address (`scheme://host:port`) and the path with its query.
+fn split_url(url: &str) -> (&str, &str) {
+    let authority = url.find("://").map_or(0, |at| at + 3);
+    let path = url[authority..]
+        .find('/')
+        .map_or(url.len(), |at| authority + at);
+    url.split_at(path)
+}
+
 impl NodeClient {
-    /// A client with a per-call `timeout`.
-    pub fn new(master_key: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// A client calling nodes as `options` say.
+    pub fn new(options: miroir_proto::node_client::NodeClientOptions) -> anyhow::Result<Self> {
         Ok(Self {
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout.min(Duration::from_secs(2)))
-                .build()?,
-            master_key: master_key.to_owned(),
+            client: miroir_proto::node_client::NodeClient::new(options)?,
         })
     }
 
-    /// Sends one request: the node's status and JSON body (`Null` when empty).
+    /// The shared client underneath.
+    pub fn inner(&self) -> &miroir_proto::node_client::NodeClient {
+        &self.client
+    }
+
+    /// Sends one request to `url` (a node's address and a path): the node's status and
+    /// JSON body (`Null` when empty).
     pub async fn send(
         &self,
         node: &str,
@@ -51,38 +61,15 @@ impl NodeClient {
         url: String,
         body: Option<Value>,
     ) -> Result<(u16, Value), NodeCallError> {
-        let span = tracing::info_span!("node_call", node, %method, url = %url);
-        async {
-            let mut headers = http::HeaderMap::new();
-            miroir_proto::telemetry::inject_current_context(&mut headers);
-            let mut request = self
-                .http
-                .request(method, &url)
-                .bearer_auth(&self.master_key)
-                .headers(headers);
-            if let Some(body) = body {
-                request = request.json(&body);
-            }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| NodeCallError::unreachable(node, e))?;
-            let status = response.status().as_u16();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| NodeCallError::unreachable(node, e))?;
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).map_err(|e| {
-                    NodeCallError::unreachable(node, format!("answer is not JSON: {e}"))
-                })?
-            };
-            Ok((status, body))
-        }
-        .instrument(span)
-        .await
+        let (address, path) = split_url(&url);
+        let answer = self
+            .client
+            .call(node, address, method, path, body.as_ref())
+            .await
+            .map_err(|unreachable| NodeCallError {
+                error: unreachable.error(),
+            })?;
+        Ok((answer.status, answer.body))
     }
 
     /// `GET url`: the node's JSON answer, or its Meilisearch error.
@@ -136,5 +123,17 @@ impl NodeClient {
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_url_splits_into_the_node_address_and_the_path() {
+        assert_eq!(
+            super::split_url("http://10.0.0.1:7700/indexes/a/documents?limit=2"),
+            ("http://10.0.0.1:7700", "/indexes/a/documents?limit=2")
+        );
+        assert_eq!(super::split_url("https://node-1"), ("https://node-1", ""));
     }
 }

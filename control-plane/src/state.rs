@@ -104,8 +104,14 @@ impl ServiceState {
         let topology = store.load_latest_topology().await?;
         let empty = topology.is_none();
         let topology = topology.unwrap_or_default();
-        let nodes = NodeClient::new(&config.master_key, config.node_timeout)
-            .map_err(|e| ControlPlaneError::Internal(format!("node HTTP client: {e}")))?;
+        let nodes = config
+            .node_client
+            .options(&config.master_key, config.node_timeout)
+            .map_err(|e| ControlPlaneError::InvalidArgument(e.to_string()))
+            .and_then(|options| {
+                NodeClient::new(options)
+                    .map_err(|e| ControlPlaneError::Internal(format!("node HTTP client: {e}")))
+            })?;
         let state = Arc::new(Self {
             nodes,
             id: config.id(),
@@ -172,6 +178,10 @@ impl ServiceState {
             }
         }
         self.update_gauges(&topology);
+        // Nodes gone from the topology: their connection pools close.
+        self.nodes
+            .inner()
+            .retain(|address| topology.nodes.iter().any(|n| n.address == address));
         self.topology.send_replace(topology);
     }
 

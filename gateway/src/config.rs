@@ -76,9 +76,13 @@ pub struct Config {
     #[arg(long, env = "MIROIR_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Timeout of one call to a Meilisearch node.
+    /// Timeout of one call to a Meilisearch node (its whole answer; a request body adds
+    /// time at `--node-upload-rate`).
     #[arg(long, env = "MIROIR_NODE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub node_timeout: Duration,
+
+    #[command(flatten)]
+    pub node_client: miroir_proto::node_client::NodeClientArgs,
 
     /// Timeout of one call to the control plane.
     #[arg(long, env = "MIROIR_CONTROL_PLANE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]

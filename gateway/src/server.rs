@@ -98,7 +98,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         config.control_plane_connect_timeout,
         config.control_plane_timeout,
     ));
-    let nodes = crate::nodes::NodeClient::new(&config.master_key, config.node_timeout, 1)?;
+    let nodes = crate::nodes::NodeClient::new(
+        config
+            .node_client
+            .options(&config.master_key, config.node_timeout)?,
+    )?;
+    tokio::spawn(forget_removed_nodes(topology.clone(), nodes.clone()));
     let live_gateways = Arc::new(std::sync::atomic::AtomicU64::new(1));
     if !fleet.is_shared() && (config.rate_limit_per_key > 0 || config.rate_limit_per_ip > 0) {
         tokio::spawn(count_live_gateways(
@@ -133,6 +138,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     crate::http_server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("miroir gateway stopped");
     Ok(())
+}
+
+/// Drops the connection pools of nodes that left the topology, as versions arrive.
+async fn forget_removed_nodes(topology: Arc<TopologyHandle>, nodes: crate::nodes::NodeClient) {
+    let mut version = 0;
+    loop {
+        let current = topology.current();
+        if current.version != version {
+            version = current.version;
+            nodes.retain(|address| current.nodes.iter().any(|n| n.address == address));
+        }
+        topology
+            .wait_for_newer(
+                version,
+                tokio::time::Instant::now() + std::time::Duration::from_secs(3600),
+            )
+            .await;
+    }
 }
 
 /// Keeps `live` at the number of gateways the control plane reports (at least 1), every

@@ -522,7 +522,11 @@ mod tests {
             node_id: "gone".into(),
             node_task_uid: 4,
         }];
-        let nodes = NodeClient::new("key", std::time::Duration::from_secs(1), 1).unwrap();
+        let nodes = NodeClient::new(miroir_proto::node_client::NodeClientOptions::new(
+            "key",
+            std::time::Duration::from_secs(1),
+        ))
+        .unwrap();
         let view = view(&task, &pb::Topology::default(), &nodes).await;
         assert_eq!(view["status"], "succeeded");
     }

@@ -7,10 +7,13 @@
 //! - [`settings`]: Miroir's hidden settings, the client's view and the canonical hash.
 //! - [`error`]: the error codes, each mapped once to a gRPC code and an HTTP status.
 //! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
+//! - `node_client` (feature `node-client`): the HTTP client for Meilisearch nodes.
 
 pub mod environment;
 pub mod error;
 pub mod keys;
+#[cfg(feature = "node-client")]
+pub mod node_client;
 pub mod placement;
 pub mod settings;
 #[cfg(feature = "telemetry")]

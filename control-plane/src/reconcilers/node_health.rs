@@ -5,6 +5,7 @@
 
 use crate::state::ServiceState;
 use crate::topology::set_node_state;
+use miroir_proto::node_client::NodeClient;
 use miroir_proto::pb::NodeState;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -51,9 +52,12 @@ pub fn next_state(
     }
 }
 
-async fn check(client: &reqwest::Client, address: &str) -> bool {
-    match client.get(format!("{address}/health")).send().await {
-        Ok(response) => response.status().is_success(),
+async fn check(client: &NodeClient, id: &str, address: &str) -> bool {
+    match client
+        .send_raw(id, address, http::Method::GET, "/health", None)
+        .await
+    {
+        Ok((status, _)) => (200..300).contains(&status),
         Err(_) => false,
     }
 }
@@ -61,11 +65,11 @@ async fn check(client: &reqwest::Client, address: &str) -> bool {
 /// Runs until the process stops.
 pub async fn run(state: Arc<ServiceState>) {
     let config = &state.config;
-    let client = match reqwest::Client::builder()
-        .timeout(config.health_timeout)
-        .connect_timeout(config.health_timeout)
-        .build()
-    {
+    // The node client's settings (TLS, pools), with the health check's timeout.
+    let mut options = state.nodes.inner().options().clone();
+    options.timeout = config.health_timeout;
+    options.connect_timeout = options.connect_timeout.min(config.health_timeout);
+    let client = match NodeClient::new(options) {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "node health checks disabled: no HTTP client");
@@ -87,11 +91,18 @@ pub async fn run(state: Arc<ServiceState>) {
             continue;
         }
         let topology = state.topology();
+        client.retain(|address| topology.nodes.iter().any(|n| n.address == address));
         let mut checks = JoinSet::new();
         for node in &topology.nodes {
             let (client, id, address) = (client.clone(), node.id.clone(), node.address.clone());
             let span = tracing::debug_span!("node_health_check", node = %id);
-            checks.spawn(async move { (id, check(&client, &address).await) }.instrument(span));
+            checks.spawn(
+                async move {
+                    let healthy = check(&client, &id, &address).await;
+                    (id, healthy)
+                }
+                .instrument(span),
+            );
         }
         let mut changes = Vec::new();
         while let Some(Ok((id, healthy))) = checks.join_next().await {

@@ -344,7 +344,15 @@ pub fn document_id(document: &[u8], pk: &str) -> Result<String, MeiliError> {
 
 /// One node's batch as a JSON array streamed in chunks (see [`node_chunks`]).
 pub fn node_body(documents: Arc<Vec<Bytes>>, picks: Vec<(usize, u32)>) -> crate::nodes::NodeBody {
-    crate::nodes::NodeBody::Chunks(Box::new(node_chunks(documents, picks)))
+    // About its size, for the call's timeout: each document, its shard tag and a comma.
+    let len = picks
+        .iter()
+        .map(|&(position, _)| documents[position].len() as u64 + 32)
+        .sum();
+    crate::nodes::NodeBody::Chunks {
+        parts: Box::new(node_chunks(documents, picks)),
+        len,
+    }
 }
 
 /// The chunks of a node's batch: a JSON array of the picked documents, each with
@@ -353,7 +361,7 @@ pub fn node_body(documents: Arc<Vec<Bytes>>, picks: Vec<(usize, u32)>) -> crate:
 pub fn node_chunks(
     documents: Arc<Vec<Bytes>>,
     picks: Vec<(usize, u32)>,
-) -> impl Iterator<Item = Bytes> + Send + 'static {
+) -> impl Iterator<Item = Bytes> + Send + Sync + 'static {
     let mut next = 0usize;
     // Each shard's tail (`,"_miroir_shard":"<tag>"}`) is built once per batch, not once
     // per document.

@@ -1,0 +1,526 @@
+//! The HTTP client for Meilisearch nodes, shared by the control plane and the gateway:
+//! reqwest (hyper's pooled client) with rustls, one pool per node.
+//!
+//! - TLS: `https://` node addresses work, trusting the system's roots and, with
+//!   [`NodeClientOptions::ca_pem`], an operator's own CA.
+//! - Timeouts: connecting has its own; a call's whole exchange has
+//!   [`NodeClientOptions::timeout`], plus the time its body takes at
+//!   [`NodeClientOptions::upload_bytes_per_second`] (a 100 MiB batch is not held to a
+//!   search's bound).
+//! - An answer larger than [`NodeClientOptions::max_answer_bytes`] is an error, never an
+//!   allocation of whatever a `Content-Length` says.
+//! - Pools: at most [`NodeClientOptions::max_idle_per_node`] idle connections per node,
+//!   closed after [`NodeClientOptions::idle_timeout`]; a node's pool is dropped by
+//!   [`NodeClient::retain`] once the node leaves the topology.
+//! - Retries: none here. hyper sends a request again only when its pooled connection
+//!   closed before any of it was written (provably never sent); callers fail over to
+//!   another replica only for reads.
+
+use bytes::{Bytes, BytesMut};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// How the client calls nodes.
+#[derive(Clone, Debug)]
+pub struct NodeClientOptions {
+    /// The master key every node runs with (sent as `Authorization: Bearer`).
+    pub master_key: String,
+    /// Longest a connection may take to open.
+    pub connect_timeout: Duration,
+    /// Longest a call may take, from sending to the last byte of the answer (plus the
+    /// upload allowance for a body).
+    pub timeout: Duration,
+    /// The slowest upload rate a body is allowed: a body of `n` bytes adds
+    /// `n / upload_bytes_per_second` seconds to its call's timeout.
+    pub upload_bytes_per_second: u64,
+    /// Largest answer accepted.
+    pub max_answer_bytes: usize,
+    /// Idle connections kept per node.
+    pub max_idle_per_node: usize,
+    /// An idle connection older than this is closed.
+    pub idle_timeout: Duration,
+    /// A PEM bundle of CA certificates to trust besides the system's, for nodes served
+    /// over `https://` with an operator's own CA.
+    pub ca_pem: Option<Vec<u8>>,
+}
+
+impl NodeClientOptions {
+    /// Defaults for a per-call `timeout`: 2 s to connect (at most `timeout`), 10 MB/s
+    /// uploads, 256 MiB answers, 64 idle connections per node kept 30 s.
+    pub fn new(master_key: &str, timeout: Duration) -> Self {
+        Self {
+            master_key: master_key.to_owned(),
+            connect_timeout: timeout.min(Duration::from_secs(2)),
+            timeout,
+            upload_bytes_per_second: 10_000_000,
+            max_answer_bytes: 256 << 20,
+            max_idle_per_node: 64,
+            idle_timeout: Duration::from_secs(30),
+            ca_pem: None,
+        }
+    }
+}
+
+/// The node client's flags, shared by the control plane and the gateway (each has its
+/// own `--node-timeout`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct NodeClientArgs {
+    /// Longest a connection to a node may take to open (at most `--node-timeout`).
+    #[arg(long, env = "MIROIR_NODE_CONNECT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub node_connect_timeout: Duration,
+
+    /// The slowest upload to a node allowed, in bytes per second: a request body of `n`
+    /// bytes adds `n / rate` seconds to its call's `--node-timeout`.
+    #[arg(long, env = "MIROIR_NODE_UPLOAD_RATE", default_value_t = 10_000_000)]
+    pub node_upload_rate: u64,
+
+    /// Largest answer read from a node, in bytes; a larger one fails the call.
+    #[arg(long, env = "MIROIR_NODE_ANSWER_LIMIT", default_value_t = 256 << 20)]
+    pub node_answer_limit: usize,
+
+    /// Idle connections kept open per node.
+    #[arg(long, env = "MIROIR_NODE_IDLE_CONNECTIONS", default_value_t = 64)]
+    pub node_idle_connections: usize,
+
+    /// A PEM file of CA certificates to trust for `https://` node addresses, besides the
+    /// system's roots.
+    #[arg(long, env = "MIROIR_NODE_CA_FILE")]
+    pub node_ca_file: Option<std::path::PathBuf>,
+}
+
+impl NodeClientArgs {
+    /// The client's options for calls timing out after `timeout`.
+    pub fn options(
+        &self,
+        master_key: &str,
+        timeout: Duration,
+    ) -> Result<NodeClientOptions, NodeClientError> {
+        let ca_pem = match &self.node_ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                NodeClientError::Ca(format!("cannot read {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Ok(NodeClientOptions {
+            master_key: master_key.to_owned(),
+            connect_timeout: self.node_connect_timeout.min(timeout),
+            timeout,
+            upload_bytes_per_second: self.node_upload_rate,
+            max_answer_bytes: self.node_answer_limit,
+            max_idle_per_node: self.node_idle_connections,
+            idle_timeout: Duration::from_secs(30),
+            ca_pem,
+        })
+    }
+}
+
+/// Why a client cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeClientError {
+    /// The master key cannot be sent in a header.
+    #[error("the master key cannot be sent in an HTTP header")]
+    MasterKey,
+    /// The CA bundle cannot be read, or is not PEM certificates.
+    #[error("--node-ca-file: {0}")]
+    Ca(String),
+}
+
+/// The body of a request to a node.
+pub enum NodeBody {
+    /// JSON text.
+    Json(Bytes),
+    /// A JSON text in chunks, sent as they come (`Transfer-Encoding: chunked`), so a large
+    /// batch is never copied whole per node; `len` is about its size, for the timeout.
+    Chunks {
+        /// The chunks.
+        parts: Box<dyn Iterator<Item = Bytes> + Send + Sync>,
+        /// About how many bytes they make.
+        len: u64,
+    },
+}
+
+impl NodeBody {
+    /// `value` as JSON text.
+    pub fn json(value: &Value) -> Self {
+        Self::Json(value.to_string().into())
+    }
+
+    fn len(&self) -> u64 {
+        match self {
+            Self::Json(bytes) => bytes.len() as u64,
+            Self::Chunks { len, .. } => *len,
+        }
+    }
+}
+
+/// A node's answer: HTTP status and JSON body (`Null` when empty).
+#[derive(Debug, Clone)]
+pub struct NodeAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Body.
+    pub body: Value,
+}
+
+/// Why a node gave no answer (or one that could not be read).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("node `{node}` could not be reached: {detail}")]
+pub struct Unreachable {
+    /// Node id.
+    pub node: String,
+    /// What happened.
+    pub detail: String,
+}
+
+impl Unreachable {
+    /// As a Meilisearch-shaped error object (`miroir_node_unavailable`).
+    pub fn error(&self) -> Value {
+        json!({
+            "message": self.to_string(),
+            "code": "miroir_node_unavailable",
+            "type": "system",
+            "link": "https://docs.meilisearch.com/errors#miroir_node_unavailable",
+        })
+    }
+}
+
+/// The client: cheap to clone, one pool per node address.
+#[derive(Clone)]
+pub struct NodeClient(Arc<Inner>);
+
+struct Inner {
+    options: NodeClientOptions,
+    authorization: HeaderValue,
+    ca: Vec<reqwest::Certificate>,
+    pools: RwLock<HashMap<String, reqwest::Client>>,
+}
+
+impl NodeClient {
+    /// A client calling nodes as `options` say.
+    pub fn new(options: NodeClientOptions) -> Result<Self, NodeClientError> {
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", options.master_key))
+            .map_err(|_| NodeClientError::MasterKey)?;
+        authorization.set_sensitive(true);
+        let ca = match &options.ca_pem {
+            Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| NodeClientError::Ca(e.to_string()))?,
+            None => Vec::new(),
+        };
+        Ok(Self(Arc::new(Inner {
+            options,
+            authorization,
+            ca,
+            pools: RwLock::default(),
+        })))
+    }
+
+    /// The options the client was made with.
+    pub fn options(&self) -> &NodeClientOptions {
+        &self.0.options
+    }
+
+    /// Sends `body` (JSON) to `address` + `path`; the answer parsed as JSON.
+    pub async fn call(
+        &self,
+        node: &str,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<NodeAnswer, Unreachable> {
+        self.send(node, address, method, path, body.map(NodeBody::json))
+            .await
+    }
+
+    /// Sends a body already encoded (or streamed) to `address` + `path`; the answer
+    /// parsed as JSON.
+    pub async fn send(
+        &self,
+        node: &str,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<NodeBody>,
+    ) -> Result<NodeAnswer, Unreachable> {
+        let (status, bytes) = self.send_raw(node, address, method, path, body).await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| Unreachable {
+                node: node.to_owned(),
+                detail: format!("answer is not JSON: {e}"),
+            })?
+        };
+        Ok(NodeAnswer { status, body })
+    }
+
+    /// Sends one request; the node's status and body as it sent them (not parsed).
+    pub async fn send_raw(
+        &self,
+        node: &str,
+        address: &str,
+        method: Method,
+        path: &str,
+        body: Option<NodeBody>,
+    ) -> Result<(u16, Bytes), Unreachable> {
+        let span = tracing::info_span!(
+            target: crate::telemetry::REQUEST_TARGET,
+            "node_call", node, %method, path
+        );
+        let unreachable = |detail: String| Unreachable {
+            node: node.to_owned(),
+            detail,
+        };
+        let options = &self.0.options;
+        let upload = body.as_ref().map_or(0, NodeBody::len);
+        let timeout = options.timeout
+            + Duration::from_secs_f64(
+                upload as f64 / options.upload_bytes_per_second.max(1) as f64,
+            );
+        let exchange = async {
+            let client = self.pool(address).map_err(&unreachable)?;
+            let mut headers = HeaderMap::new();
+            crate::telemetry::inject_current_context(&mut headers);
+            headers.insert(AUTHORIZATION, self.0.authorization.clone());
+            let mut request = client
+                .request(method, format!("{address}{path}"))
+                .headers(headers);
+            match body {
+                None => {}
+                Some(NodeBody::Json(bytes)) => {
+                    request = request.header(CONTENT_TYPE, "application/json").body(bytes);
+                }
+                Some(NodeBody::Chunks { parts, .. }) => {
+                    let stream = tokio_stream::iter(parts.map(Ok::<_, std::convert::Infallible>));
+                    request = request
+                        .header(CONTENT_TYPE, "application/json")
+                        .body(reqwest::Body::wrap_stream(stream));
+                }
+            }
+            let mut response = request
+                .send()
+                .await
+                .map_err(|e| unreachable(describe(&e)))?;
+            let status = response.status().as_u16();
+            let limit = options.max_answer_bytes;
+            if response.content_length().is_some_and(|n| n > limit as u64) {
+                return Err(unreachable(too_large(limit)));
+            }
+            let mut answer =
+                BytesMut::with_capacity(response.content_length().unwrap_or(0) as usize);
+            while let Some(chunk) = response
+                .chunk()
+                .await
+                .map_err(|e| unreachable(describe(&e)))?
+            {
+                if answer.len() + chunk.len() > limit {
+                    return Err(unreachable(too_large(limit)));
+                }
+                answer.extend_from_slice(&chunk);
+            }
+            Ok((status, answer.freeze()))
+        };
+        match tokio::time::timeout(timeout, exchange.instrument(span)).await {
+            Ok(result) => result,
+            Err(_) => Err(unreachable(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            ))),
+        }
+    }
+
+    /// Drops the pools of nodes whose address `keep` refuses (nodes gone from the
+    /// topology): their idle connections close.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        let mut pools = self.0.pools.write().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|address, _| keep(address));
+    }
+
+    /// The pool of the node at `address` (`scheme://host:port`), made on first use.
+    fn pool(&self, address: &str) -> Result<reqwest::Client, String> {
+        if let Some(client) = self
+            .0
+            .pools
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(address)
+        {
+            return Ok(client.clone());
+        }
+        let options = &self.0.options;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .pool_max_idle_per_host(options.max_idle_per_node)
+            .pool_idle_timeout(options.idle_timeout)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .use_rustls_tls();
+        for certificate in &self.0.ca {
+            builder = builder.add_root_certificate(certificate.clone());
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("cannot make a client: {e}"))?;
+        let mut pools = self.0.pools.write().unwrap_or_else(|e| e.into_inner());
+        Ok(pools.entry(address.to_owned()).or_insert(client).clone())
+    }
+}
+
+fn too_large(limit: usize) -> String {
+    format!("its answer is larger than {limit} bytes (the node client's answer limit)")
+}
+
+/// A reqwest error with its causes (reqwest's own text stops at "error sending request").
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering every request on a connection with `answer`, after reading
+    /// the request head (and a chunked body until its end).
+    async fn server(answer: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    loop {
+                        let Ok(n) = stream.read(&mut buffer).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        seen.extend_from_slice(&buffer[..n]);
+                        let text = String::from_utf8_lossy(&seen);
+                        let whole = text.contains("\r\n\r\n")
+                            && (!text.contains("chunked") || text.ends_with("0\r\n\r\n"));
+                        if whole {
+                            seen.clear();
+                            if stream.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        address
+    }
+
+    fn client(options: impl FnOnce(&mut NodeClientOptions)) -> NodeClient {
+        let mut o = NodeClientOptions::new("key", Duration::from_secs(5));
+        options(&mut o);
+        NodeClient::new(o).unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_are_read_and_bodies_streamed() {
+        let address =
+            server(b"HTTP/1.1 202 Accepted\r\ncontent-length: 13\r\n\r\n{\"taskUid\":1}").await;
+        let client = client(|_| {});
+        let parts: Vec<Bytes> = vec!["[".into(), "{\"id\":1}".into(), "]".into()];
+        let body = NodeBody::Chunks {
+            parts: Box::new(parts.into_iter()),
+            len: 10,
+        };
+        let answer = client
+            .send(
+                "n",
+                &address,
+                Method::POST,
+                "/indexes/a/documents",
+                Some(body),
+            )
+            .await
+            .unwrap();
+        assert_eq!((answer.status, answer.body), (202, json!({"taskUid": 1})));
+    }
+
+    #[tokio::test]
+    async fn an_answer_over_the_limit_is_an_error_whatever_its_framing() {
+        for answer in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 100000000000\r\n\r\n{}"[..],
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n20\r\n[11111111111111111111111111111]\r\n0\r\n\r\n",
+        ] {
+            let address = server(answer).await;
+            let client = client(|o| o.max_answer_bytes = 16);
+            let error = client
+                .send_raw("n", &address, Method::GET, "/stats", None)
+                .await
+                .unwrap_err();
+            assert!(error.detail.contains("larger than"), "{error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_silent_node_times_out_and_an_upload_gets_time_for_its_size() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        // Accepts and never answers.
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let client = client(|o| {
+            o.timeout = Duration::from_millis(100);
+            o.upload_bytes_per_second = 1000;
+        });
+        let started = tokio::time::Instant::now();
+        let error = client
+            .send_raw("n", &address, Method::GET, "/health", None)
+            .await
+            .unwrap_err();
+        assert!(error.detail.contains("no answer within 100ms"), "{error}");
+        let body = NodeBody::Json(Bytes::from(vec![b' '; 200]));
+        let error = client
+            .send_raw("n", &address, Method::POST, "/x", Some(body))
+            .await
+            .unwrap_err();
+        assert!(error.detail.contains("no answer within 300ms"), "{error}");
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+
+    #[tokio::test]
+    async fn pools_of_nodes_gone_are_dropped() {
+        let first = server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        let second = server(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        let client = client(|_| {});
+        for address in [&first, &second] {
+            client
+                .send_raw("n", address, Method::GET, "/health", None)
+                .await
+                .unwrap();
+        }
+        client.retain(|address| address == first);
+        let pools = client.0.pools.read().unwrap();
+        assert_eq!(pools.keys().collect::<Vec<_>>(), [&first]);
+    }
+
+    #[test]
+    fn a_master_key_that_is_no_header_value_is_refused() {
+        let refused = NodeClient::new(NodeClientOptions::new("a\nb", Duration::from_secs(1)));
+        assert!(matches!(refused, Err(NodeClientError::MasterKey)));
+    }
+}
