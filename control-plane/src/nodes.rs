@@ -57,7 +57,7 @@ impl NodeClient {
     pub async fn send(
         &self,
         node: &str,
-        method: reqwest::Method,
+        method: http::Method,
         url: String,
         body: Option<Value>,
     ) -> Result<(u16, Value), NodeCallError> {
@@ -74,7 +74,7 @@ impl NodeClient {
 
     /// `GET url`: the node's JSON answer, or its Meilisearch error.
     pub async fn get(&self, node: &str, url: String) -> Result<Value, NodeCallError> {
-        match self.send(node, reqwest::Method::GET, url, None).await? {
+        match self.send(node, http::Method::GET, url, None).await? {
             (200..=299, body) => Ok(body),
             (_, body) if body.get("code").is_some() => Err(NodeCallError { error: body }),
             (status, _) => Err(NodeCallError::unreachable(
@@ -88,7 +88,7 @@ impl NodeClient {
     pub async fn enqueue(
         &self,
         node: &str,
-        method: reqwest::Method,
+        method: http::Method,
         url: String,
         body: Option<Value>,
     ) -> Result<u64, NodeCallError> {

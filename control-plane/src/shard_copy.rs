@@ -10,7 +10,7 @@
 use crate::nodes::NodeClient;
 use miroir_proto::pb;
 use miroir_proto::settings::shard_filter;
-use reqwest::Method;
+use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

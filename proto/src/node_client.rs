@@ -1,5 +1,7 @@
 //! The HTTP client for Meilisearch nodes, shared by the control plane and the gateway:
-//! reqwest (hyper's pooled client) with rustls, one pool per node.
+//! hyper-util's pooled client with rustls (hyper-rustls), one pool per node. (reqwest
+//! wraps the same client; without its URL and middleware layers a call costs about 4 µs
+//! less, measured in docs/benchmarks.md.)
 //!
 //! - TLS: `https://` node addresses work, trusting the system's roots and, with
 //!   [`NodeClientOptions::ca_pem`], an operator's own CA.
@@ -16,9 +18,13 @@
 //!   closed before any of it was written (provably never sent); callers fail over to
 //!   another replica only for reads.
 
-use bytes::{Bytes, BytesMut};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use http::{HeaderMap, Method};
+use bytes::Bytes;
+use http::Method;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
+use http_body_util::BodyExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -193,11 +199,16 @@ impl Unreachable {
 #[derive(Clone)]
 pub struct NodeClient(Arc<Inner>);
 
+/// What a request to a node carries.
+type RequestBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
+/// One node's pool.
+type Pool = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
+
 struct Inner {
     options: NodeClientOptions,
     authorization: HeaderValue,
-    ca: Vec<reqwest::Certificate>,
-    pools: RwLock<HashMap<String, reqwest::Client>>,
+    tls: rustls::ClientConfig,
+    pools: RwLock<HashMap<String, Pool>>,
 }
 
 impl NodeClient {
@@ -206,15 +217,11 @@ impl NodeClient {
         let mut authorization = HeaderValue::from_str(&format!("Bearer {}", options.master_key))
             .map_err(|_| NodeClientError::MasterKey)?;
         authorization.set_sensitive(true);
-        let ca = match &options.ca_pem {
-            Some(pem) => reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| NodeClientError::Ca(e.to_string()))?,
-            None => Vec::new(),
-        };
+        let tls = tls_config(options.ca_pem.as_deref())?;
         Ok(Self(Arc::new(Inner {
             options,
             authorization,
-            ca,
+            tls,
             pools: RwLock::default(),
         })))
     }
@@ -283,47 +290,55 @@ impl NodeClient {
                 upload as f64 / options.upload_bytes_per_second.max(1) as f64,
             );
         let exchange = async {
-            let client = self.pool(address).map_err(&unreachable)?;
-            let mut headers = HeaderMap::new();
-            crate::telemetry::inject_current_context(&mut headers);
-            headers.insert(AUTHORIZATION, self.0.authorization.clone());
-            let mut request = client
-                .request(method, format!("{address}{path}"))
-                .headers(headers);
-            match body {
-                None => {}
-                Some(NodeBody::Json(bytes)) => {
-                    request = request.header(CONTENT_TYPE, "application/json").body(bytes);
-                }
-                Some(NodeBody::Chunks { parts, .. }) => {
-                    let stream = tokio_stream::iter(parts.map(Ok::<_, std::convert::Infallible>));
-                    request = request
-                        .header(CONTENT_TYPE, "application/json")
-                        .body(reqwest::Body::wrap_stream(stream));
+            let pool = self.pool(address);
+            let uri: http::Uri = format!("{address}{path}")
+                .parse()
+                .map_err(|e| unreachable(format!("invalid address or path: {e}")))?;
+            let mut request = http::Request::builder().method(method).uri(uri);
+            if let Some(headers) = request.headers_mut() {
+                crate::telemetry::inject_current_context(headers);
+                headers.insert(AUTHORIZATION, self.0.authorization.clone());
+                if body.is_some() {
+                    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 }
             }
-            let mut response = request
-                .send()
+            let body: RequestBody = match body {
+                None => http_body_util::Empty::new().boxed_unsync(),
+                Some(NodeBody::Json(bytes)) => http_body_util::Full::new(bytes).boxed_unsync(),
+                Some(NodeBody::Chunks { parts, .. }) => {
+                    let frames = parts.map(|part| Ok(hyper::body::Frame::data(part)));
+                    http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed_unsync()
+                }
+            };
+            let request = request
+                .body(body)
+                .map_err(|e| unreachable(format!("invalid request: {e}")))?;
+            let response = pool
+                .request(request)
                 .await
                 .map_err(|e| unreachable(describe(&e)))?;
             let status = response.status().as_u16();
             let limit = options.max_answer_bytes;
-            if response.content_length().is_some_and(|n| n > limit as u64) {
+            let announced = response
+                .headers()
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if announced.is_some_and(|n| n > limit as u64) {
                 return Err(unreachable(too_large(limit)));
             }
-            let mut answer =
-                BytesMut::with_capacity(response.content_length().unwrap_or(0) as usize);
-            while let Some(chunk) = response
-                .chunk()
+            let answer = http_body_util::Limited::new(response.into_body(), limit)
+                .collect()
                 .await
-                .map_err(|e| unreachable(describe(&e)))?
-            {
-                if answer.len() + chunk.len() > limit {
-                    return Err(unreachable(too_large(limit)));
-                }
-                answer.extend_from_slice(&chunk);
-            }
-            Ok((status, answer.freeze()))
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        unreachable(too_large(limit))
+                    } else {
+                        unreachable(describe(e.as_ref()))
+                    }
+                })?
+                .to_bytes();
+            Ok((status, answer))
         };
         match tokio::time::timeout(timeout, exchange.instrument(span)).await {
             Ok(result) => result,
@@ -342,44 +357,71 @@ impl NodeClient {
     }
 
     /// The pool of the node at `address` (`scheme://host:port`), made on first use.
-    fn pool(&self, address: &str) -> Result<reqwest::Client, String> {
-        if let Some(client) = self
+    fn pool(&self, address: &str) -> Pool {
+        if let Some(pool) = self
             .0
             .pools
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(address)
         {
-            return Ok(client.clone());
+            return pool.clone();
         }
         let options = &self.0.options;
-        let mut builder = reqwest::Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .pool_max_idle_per_host(options.max_idle_per_node)
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(options.connect_timeout));
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.0.tls.clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let pool = Client::builder(hyper_util::rt::TokioExecutor::new())
             .pool_idle_timeout(options.idle_timeout)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .use_rustls_tls();
-        for certificate in &self.0.ca {
-            builder = builder.add_root_certificate(certificate.clone());
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot make a client: {e}"))?;
+            .pool_max_idle_per_host(options.max_idle_per_node)
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
         let mut pools = self.0.pools.write().unwrap_or_else(|e| e.into_inner());
-        Ok(pools.entry(address.to_owned()).or_insert(client).clone())
+        pools.entry(address.to_owned()).or_insert(pool).clone()
     }
+}
+
+/// TLS for `https://` nodes: the system's roots, and the operator's CA bundle if given.
+fn tls_config(ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, NodeClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(pem) = ca_pem {
+        let mut added = 0;
+        for certificate in CertificateDer::pem_slice_iter(pem) {
+            let certificate = certificate.map_err(|e| NodeClientError::Ca(e.to_string()))?;
+            roots
+                .add(certificate)
+                .map_err(|e| NodeClientError::Ca(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(NodeClientError::Ca("no certificate in the file".into()));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| NodeClientError::Ca(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 fn too_large(limit: usize) -> String {
     format!("its answer is larger than {limit} bytes (the node client's answer limit)")
 }
 
-/// A reqwest error with its causes (reqwest's own text stops at "error sending request").
-fn describe(error: &reqwest::Error) -> String {
+/// An error with its causes (hyper's own text stops at "client error (Connect)").
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
@@ -516,6 +558,62 @@ mod tests {
         client.retain(|address| address == first);
         let pools = client.0.pools.read().unwrap();
         assert_eq!(pools.keys().collect::<Vec<_>>(), [&first]);
+    }
+
+    #[tokio::test]
+    async fn https_nodes_are_called_with_the_operators_ca() {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certificate =
+            CertificateDer::from_pem_slice(include_bytes!("../testdata/tls/node.pem")).unwrap();
+        let key =
+            PrivateKeyDer::from_pem_slice(include_bytes!("../testdata/tls/node.key")).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![certificate], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let _ = stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+                        .await;
+                    let _ = stream.flush().await;
+                });
+            }
+        });
+        let trusting =
+            client(|o| o.ca_pem = Some(include_bytes!("../testdata/tls/ca.pem").to_vec()));
+        let (status, _) = trusting
+            .send_raw("n", &address, Method::GET, "/health", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let error = client(|_| {})
+            .send_raw("n", &address, Method::GET, "/health", None)
+            .await
+            .unwrap_err();
+        assert!(error.detail.contains("certificate"), "{error}");
+        let refused = NodeClient::new(NodeClientOptions {
+            ca_pem: Some(b"not a certificate".to_vec()),
+            ..NodeClientOptions::new("key", Duration::from_secs(1))
+        });
+        assert!(matches!(refused, Err(NodeClientError::Ca(_))));
     }
 
     #[test]

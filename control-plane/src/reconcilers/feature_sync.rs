@@ -7,7 +7,7 @@
 use crate::error::{ControlPlaneError, Result};
 use crate::state::{LeadershipStatus, ServiceState};
 use miroir_proto::pb::{self, NodeState};
-use reqwest::Method;
+use http::Method;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 use crate::state::{LeadershipStatus, ServiceState};
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
-use reqwest::Method;
+use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;

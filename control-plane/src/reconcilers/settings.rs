@@ -29,7 +29,7 @@ use crate::store::{SettingsChangePersistence, TaskStatusUpdate};
 use crate::topology;
 use miroir_proto::pb::{self, NodeState};
 use miroir_proto::settings::{self as hidden, hash};
-use reqwest::Method;
+use http::Method;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;

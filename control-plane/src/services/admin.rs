@@ -125,7 +125,7 @@ impl AdminApi {
             body["primaryKey"] = json!(primary_key);
         }
         let steps = vec![(
-            reqwest::Method::PATCH,
+            http::Method::PATCH,
             format!("/indexes/{}", index.uid),
             Some(body),
         )];
@@ -451,12 +451,12 @@ impl AdminService for AdminApi {
         let uid = index.uid.clone();
         let steps = vec![
             (
-                reqwest::Method::POST,
+                http::Method::POST,
                 "/indexes".to_owned(),
                 Some(json!({"uid": uid, "primaryKey": pk})),
             ),
             (
-                reqwest::Method::PATCH,
+                http::Method::PATCH,
                 format!("/indexes/{uid}/settings"),
                 Some(Value::Object(
                     miroir_proto::settings::initial_node_settings(),
@@ -529,7 +529,7 @@ impl AdminService for AdminApi {
                 Ok(((index, moving), format!("index {uid} deleted")))
             })
             .await?;
-        let steps = vec![(reqwest::Method::DELETE, format!("/indexes/{uid}"), None)];
+        let steps = vec![(http::Method::DELETE, format!("/indexes/{uid}"), None)];
         let mut nodes = topology::nodes_of_index(&index);
         nodes.extend(moving);
         nodes.sort();
@@ -609,7 +609,7 @@ impl AdminService for AdminApi {
             })
             .await?;
         let steps = vec![(
-            reqwest::Method::PATCH,
+            http::Method::PATCH,
             format!("/indexes/{}", index.uid),
             Some(json!({"primaryKey": primary_key})),
         )];
@@ -733,7 +733,7 @@ impl AdminService for AdminApi {
             .into_iter()
             .map(|(node, swaps)| {
                 let step = (
-                    reqwest::Method::POST,
+                    http::Method::POST,
                     "/swap-indexes".to_owned(),
                     Some(Value::Array(swaps)),
                 );
@@ -1207,7 +1207,7 @@ fn index_response(
 }
 
 /// One node request: method, path, JSON body.
-type Step = (reqwest::Method, String, Option<Value>);
+type Step = (http::Method, String, Option<Value>);
 
 /// Runs `steps` in order on every node holding `index`, all nodes in parallel, and records
 /// the client task whose outcome is the nodes' tasks.

@@ -1,5 +1,5 @@
 //! Calls from the gateway to Meilisearch nodes go through Miroir's one node client
-//! ([`miroir_proto::node_client`]: reqwest with rustls, a pool per node, timeouts and an
+//! ([`miroir_proto::node_client`]: hyper-util with rustls, a pool per node, timeouts and an
 //! answer limit), shared with the control plane; failing over between replicas is here.
 
 pub use miroir_proto::node_client::{NodeAnswer, NodeBody, NodeClient, Unreachable};
