@@ -8,9 +8,9 @@
 //! verification runs while writes to the shard are held.
 
 use crate::nodes::NodeClient;
+use http::Method;
 use miroir_proto::pb;
 use miroir_proto::settings::shard_filter;
-use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 

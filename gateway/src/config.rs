@@ -103,11 +103,23 @@ pub struct Config {
     #[arg(long, env = "MIROIR_SHARD_UNAVAILABLE_POLICY", value_enum, default_value_t = ShardPolicy::Partial)]
     pub shard_unavailable_policy: ShardPolicy,
 
-    /// Redis URL (`redis://[:PASSWORD@]HOST:PORT[/DB]`) for the state gateways share:
-    /// idempotency keys, read-your-writes sessions and rate-limit counters. Without it
-    /// they are per gateway (rate limits then divided by the live gateway count).
+    /// Redis URL (`redis://[USER:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS) for
+    /// the state gateways share: idempotency keys, read-your-writes sessions and
+    /// rate-limit counters. Without it they are per gateway (rate limits then divided by
+    /// the live gateway count).
     #[arg(long, env = "MIROIR_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// Bound on every Redis command, connecting included. After a failure Redis is
+    /// skipped for a backoff (100 ms doubling to 5 s) and one request probes it.
+    #[arg(long, env = "MIROIR_REDIS_TIMEOUT", value_parser = humantime::parse_duration, default_value = "250ms")]
+    pub redis_timeout: Duration,
+
+    /// What rate limits do while Redis is unreachable: `open` lets requests pass
+    /// uncounted, `closed` answers 503 `miroir_rate_limit_unavailable`. Idempotency keys
+    /// and sessions fall back to this gateway's memory either way.
+    #[arg(long, env = "MIROIR_REDIS_UNAVAILABLE_RATE_LIMITS", value_enum, default_value_t = crate::fleet::UnreachablePolicy::Open)]
+    pub redis_unavailable_rate_limits: crate::fleet::UnreachablePolicy,
 
     /// Requests per second allowed per API key across the fleet (0: no limit).
     #[arg(long, env = "MIROIR_RATE_LIMIT_PER_KEY", default_value_t = 0)]

@@ -41,6 +41,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     ));
 
+    let fleet = Arc::new(
+        crate::fleet::FleetState::new(
+            config.redis_url.as_deref(),
+            config.redis_timeout,
+            config.redis_unavailable_rate_limits,
+        )
+        .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
+    );
     let mut registry = Registry::default();
     let version = Gauge::<i64>::default();
     registry.register(
@@ -54,23 +62,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "1 while the write lease holds",
         lease.clone(),
     );
+    registry.register(
+        "miroir_gateway_fleet_state_fallbacks",
+        "Calls to the fleet state that used this gateway's memory because Redis was unreachable, by operation",
+        fleet.fallbacks(),
+    );
+    let redis_reachable = Gauge::<i64>::default();
+    registry.register(
+        "miroir_gateway_redis_reachable",
+        "1 while the last Redis command succeeded (absent without --redis-url)",
+        redis_reachable.clone(),
+    );
     let registry = Arc::new(registry);
+    let metrics_fleet = fleet.clone();
     let metrics_topology = topology.clone();
     tokio::spawn(serve_metrics(metrics_listener, move || {
         version.set(metrics_topology.current().version as i64);
         lease.set(metrics_topology.lease.is_valid() as i64);
+        if let Some(redis) = metrics_fleet.redis() {
+            redis_reachable.set(redis.reachable() as i64);
+        }
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }));
 
-    let fleet = Arc::new(
-        crate::fleet::FleetState::new(config.redis_url.as_deref(), config.node_timeout)
-            .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
-    );
-    let coordination = match &*fleet {
-        crate::fleet::FleetState::Redis(redis) => format!("redis at {}", redis.address()),
-        crate::fleet::FleetState::Memory(_) => {
+    let coordination = match fleet.redis() {
+        Some(redis) => format!(
+            "redis at {} (rate limits fail {:?} while it is unreachable)",
+            redis.address(),
+            config.redis_unavailable_rate_limits
+        )
+        .to_lowercase(),
+        None => {
             "memory (no Redis: idempotency keys, sessions and rate-limit counters are per gateway)"
                 .to_owned()
         }

@@ -1155,14 +1155,25 @@ impl Postgres {
 
 /// A real Redis server on a loopback port, without persistence, stopped on drop.
 pub struct RedisServer {
-    _child: Child,
-    /// `redis://127.0.0.1:PORT`.
+    child: Child,
+    port: u16,
+    user: Option<(String, String)>,
+    /// `redis://[USER:PASSWORD@]127.0.0.1:PORT`.
     pub url: String,
 }
 
 impl RedisServer {
     /// Starts `redis-server` (from `PATH`, or `/usr/bin`) and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_on(free_port(), None).await
+    }
+
+    /// Same, with an ACL user (the default user off): clients must log in as it.
+    pub async fn start_with_user(user: &str, password: &str) -> Self {
+        Self::start_on(free_port(), Some((user.to_owned(), password.to_owned()))).await
+    }
+
+    async fn start_on(port: u16, user: Option<(String, String)>) -> Self {
         let program = ["redis-server", "/usr/bin/redis-server"]
             .into_iter()
             .find(|p| {
@@ -1172,36 +1183,99 @@ impl RedisServer {
                     .is_ok()
             })
             .expect("redis-server not found: install it (apt-get install redis-server)");
-        let port = free_port();
+        let mut args = vec![
+            "--port".to_owned(),
+            port.to_string(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--save".to_owned(),
+            String::new(),
+            "--appendonly".to_owned(),
+            "no".to_owned(),
+        ];
+        if let Some((name, password)) = &user {
+            // One argument per ACL rule: redis-server joins them itself.
+            args.extend(
+                [
+                    "--user",
+                    name,
+                    "on",
+                    &format!(">{password}"),
+                    "~*",
+                    "&*",
+                    "+@all",
+                    "--user",
+                    "default",
+                    "off",
+                ]
+                .map(str::to_owned),
+            );
+        }
         let child = Command::new(program)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("start redis-server");
         let address = format!("127.0.0.1:{port}");
+        let hello = match &user {
+            Some((name, password)) => format!("AUTH {name} {password}\r\nPING\r\n"),
+            None => "PING\r\n".to_owned(),
+        };
+        let expected: &[u8] = if user.is_some() {
+            b"+OK\r\n+PONG\r\n"
+        } else {
+            b"+PONG\r\n"
+        };
         wait_for("redis to answer", Duration::from_secs(20), || async {
             let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            stream.write_all(b"PING\r\n").await.ok()?;
-            let mut answer = [0u8; 7];
+            stream.write_all(hello.as_bytes()).await.ok()?;
+            let mut answer = vec![0u8; expected.len()];
             stream.read_exact(&mut answer).await.ok()?;
-            (&answer == b"+PONG\r\n").then_some(())
+            (answer == expected).then_some(())
         })
         .await;
+        let url = match &user {
+            Some((name, password)) => format!("redis://{name}:{password}@{address}"),
+            None => format!("redis://{address}"),
+        };
         Self {
-            _child: child,
-            url: format!("redis://{address}"),
+            child,
+            port,
+            user,
+            url,
         }
+    }
+
+    /// `kill -9`: everything it held is gone (no persistence).
+    pub async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+
+    /// `SIGSTOP`: connections stay open and nothing answers. [`RedisServer::unhang`]
+    /// resumes it.
+    pub fn hang(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Resumes a server [`RedisServer::hang`] stopped.
+    pub fn unhang(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.id().expect("redis-server is running");
+        // SAFETY: kill(2) on a child process this handle owns and has not reaped.
+        let result = unsafe { libc::kill(pid as libc::pid_t, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal})");
+    }
+
+    /// Starts it again on the same port, empty.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        *self = Self::start_on(self.port, self.user.clone()).await;
     }
 }

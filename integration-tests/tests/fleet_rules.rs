@@ -12,8 +12,8 @@ use std::time::Duration;
 
 struct Fleet {
     _postgres: Postgres,
-    _redis: Option<RedisServer>,
-    _dir: tempfile::TempDir,
+    redis: Option<RedisServer>,
+    dir: tempfile::TempDir,
     cps: Vec<ControlPlane>,
     nodes: Vec<TestNode>,
     gateways: Vec<Gateway>,
@@ -23,12 +23,17 @@ impl Fleet {
     /// Two control planes, two nodes of `kind`, three gateways (sharing Redis when
     /// `redis`), each with `gateway_args`.
     async fn start(redis: bool, gateway_args: &[&str], kind: NodeKind) -> Self {
-        let postgres = Postgres::start().await;
         let redis = if redis {
             Some(RedisServer::start().await)
         } else {
             None
         };
+        Self::start_with(redis, gateway_args, kind).await
+    }
+
+    /// Same, sharing `redis` when given.
+    async fn start_with(redis: Option<RedisServer>, gateway_args: &[&str], kind: NodeKind) -> Self {
+        let postgres = Postgres::start().await;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut options = ControlPlaneOptions::default();
         options
@@ -53,26 +58,37 @@ impl Fleet {
                 .wait_node_state(&format!("meili-{i}"), pb::NodeState::Active)
                 .await;
         }
-        let addresses = cps.iter().map(|cp| cp.url()).collect::<Vec<_>>().join(",");
+        let mut fleet = Self {
+            _postgres: postgres,
+            redis,
+            dir,
+            cps,
+            nodes,
+            gateways: Vec::new(),
+        };
+        for _ in 0..3 {
+            fleet.add_gateway(gateway_args).await;
+        }
+        fleet
+    }
+
+    /// Starts one more gateway with `gateway_args` (and the fleet's Redis).
+    async fn add_gateway(&mut self, gateway_args: &[&str]) -> &Gateway {
+        let addresses = self
+            .cps
+            .iter()
+            .map(|cp| cp.url())
+            .collect::<Vec<_>>()
+            .join(",");
         let mut args: Vec<String> = gateway_args.iter().map(|a| a.to_string()).collect();
-        if let Some(redis) = &redis {
+        if let Some(redis) = &self.redis {
             args.extend(["--redis-url".to_owned(), redis.url.clone()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut gateways = Vec::new();
-        for _ in 0..3 {
-            let gateway = Gateway::start(dir.path(), &addresses, &args).await;
-            gateway.wait_writable().await;
-            gateways.push(gateway);
-        }
-        Self {
-            _postgres: postgres,
-            _redis: redis,
-            _dir: dir,
-            cps,
-            nodes,
-            gateways,
-        }
+        let gateway = Gateway::start(self.dir.path(), &addresses, &args).await;
+        gateway.wait_writable().await;
+        self.gateways.push(gateway);
+        &self.gateways[self.gateways.len() - 1]
     }
 
     /// A client for a gateway chosen at random.
@@ -365,4 +381,145 @@ async fn rate_limits_hold_fleet_wide_with_and_without_redis() {
         );
         assert!(limited >= 18, "redis {redis}, {flag}: {limited} limited");
     }
+}
+
+/// The gateway's `/metrics` text.
+async fn metrics(gateway: &Gateway) -> String {
+    reqwest::get(format!("http://{}/metrics", gateway.metrics))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// A search through `gateway`: its status and error code, and how long it took.
+async fn timed_search(gateway: &Gateway) -> (u16, Value, Duration) {
+    let started = std::time::Instant::now();
+    let (code, _, body) = send(
+        &gateway.url,
+        Method::POST,
+        "/indexes/books/search",
+        &[],
+        Some(json!({"q": ""})),
+    )
+    .await;
+    (code, body["code"].clone(), started.elapsed())
+}
+
+#[tokio::test]
+async fn while_redis_is_hung_or_down_requests_fall_back_and_never_wait_past_the_timeout() {
+    // Redis with an ACL user (its default user off), so the gateways must log in as it.
+    let redis = RedisServer::start_with_user("miroir", "s3cret-pass").await;
+    assert!(redis.url.starts_with("redis://miroir:s3cret-pass@"));
+    let args = ["--rate-limit-per-ip", "100000", "--redis-timeout", "200ms"];
+    let mut fleet = Fleet::start_with(Some(redis), &args, NodeKind::Meilisearch).await;
+    // A fourth gateway whose rate limits fail closed.
+    let closed_args = [&args[..], &["--redis-unavailable-rate-limits", "closed"]].concat();
+    fleet.add_gateway(&closed_args).await;
+    let (open, closed) = (&fleet.gateways[0], &fleet.gateways[3]);
+    fleet
+        .any()
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+
+    // Shared while Redis answers: a key used on one gateway replays on another.
+    let write = |url: &str, key: &'static str| {
+        let url = url.to_owned();
+        async move {
+            send(
+                &url,
+                Method::POST,
+                "/indexes/books/documents",
+                &[("Idempotency-Key", key)],
+                Some(json!([{"id": 1, "title": key}])),
+            )
+            .await
+        }
+    };
+    let (code, _, first) = write(&open.url, "before").await;
+    assert_eq!(code, 202, "{first}");
+    let (code, headers, replay) = write(&fleet.gateways[1].url, "before").await;
+    assert_eq!((code, &replay), (202, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(open.status().await["coordination"]["reachable"], true);
+
+    // Hung (SIGSTOP): connections stay open, nothing answers. No request waits on Redis
+    // past its 200 ms bound (and the backoff spares the next ones even that).
+    fleet.redis.as_ref().unwrap().hang();
+    for _ in 0..5 {
+        let (code, error, took) = timed_search(open).await;
+        assert_eq!(code, 200, "fail open: {error}");
+        assert!(took < Duration::from_secs(2), "a search took {took:?}");
+        let (code, error, took) = timed_search(closed).await;
+        assert_eq!(
+            (code, error.as_str()),
+            (503, Some("miroir_rate_limit_unavailable"))
+        );
+        assert!(took < Duration::from_secs(2), "a search took {took:?}");
+    }
+    // Idempotency keys fall back to the gateway's own memory: they hold on that gateway.
+    let (code, _, first) = write(&open.url, "during").await;
+    assert_eq!(code, 202, "{first}");
+    let (code, headers, replay) = write(&open.url, "during").await;
+    assert_eq!((code, &replay), (202, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    let text = metrics(open).await;
+    assert!(text.contains("miroir_gateway_redis_reachable 0"), "{text}");
+    let fallbacks = |text: &str, operation: &str| -> u64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "miroir_gateway_fleet_state_fallbacks_total{{operation=\"{operation}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(fallbacks(&text, "rate_limit") >= 5, "{text}");
+    assert!(fallbacks(&text, "idempotency") >= 2, "{text}");
+    let log = std::fs::read_to_string(&open.log).expect("gateway log");
+    assert!(log.contains("Redis unreachable"), "{log}");
+
+    // Down (kill -9), then back, empty, on the same port.
+    let redis = fleet.redis.as_mut().unwrap();
+    redis.unhang();
+    redis.kill().await;
+    let (code, _, _) = timed_search(open).await;
+    assert_eq!(code, 200);
+    let (code, error, _) = timed_search(closed).await;
+    assert_eq!(
+        (code, error.as_str()),
+        (503, Some("miroir_rate_limit_unavailable"))
+    );
+    fleet.redis.as_mut().unwrap().restart().await;
+    let closed = &fleet.gateways[3];
+    wait_for(
+        "the closed gateway to count again",
+        Duration::from_secs(20),
+        || async { (timed_search(closed).await.0 == 200).then_some(()) },
+    )
+    .await;
+    let open = &fleet.gateways[0];
+    wait_for(
+        "Redis reachable from the open gateway",
+        Duration::from_secs(20),
+        || async {
+            timed_search(open).await;
+            (open.status().await["coordination"]["reachable"] == true).then_some(())
+        },
+    )
+    .await;
+    let log = std::fs::read_to_string(&open.log).expect("gateway log");
+    assert!(log.contains("Redis reachable again"), "{log}");
+    // Shared again.
+    let (code, _, first) = write(&open.url, "after").await;
+    assert_eq!(code, 202, "{first}");
+    let (code, headers, replay) = write(&fleet.gateways[2].url, "after").await;
+    assert_eq!((code, &replay), (202, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
 }

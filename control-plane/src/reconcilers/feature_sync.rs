@@ -6,8 +6,8 @@
 
 use crate::error::{ControlPlaneError, Result};
 use crate::state::{LeadershipStatus, ServiceState};
-use miroir_proto::pb::{self, NodeState};
 use http::Method;
+use miroir_proto::pb::{self, NodeState};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;

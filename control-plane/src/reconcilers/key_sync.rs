@@ -5,9 +5,9 @@
 //! and right after every key change.
 
 use crate::state::{LeadershipStatus, ServiceState};
+use http::Method;
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
-use http::Method;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;

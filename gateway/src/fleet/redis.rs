@@ -1,220 +1,252 @@
-//! A minimal Redis client (RESP2 over one TCP connection, reconnecting on failure): the
-//! few commands the gateway fleet state needs, each with a timeout. Small on purpose — a
-//! full client crate would cost more build time than these commands are worth.
+//! The fleet state in Redis, through the `redis` crate's `ConnectionManager` (one
+//! multiplexed connection that reconnects by itself). Every command is bounded by
+//! `--redis-timeout`; after a failure, calls skip Redis for a growing backoff instead of
+//! each paying the timeout, and one call at a time probes whether it is back.
 
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::sync::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// What went wrong talking to Redis.
+/// Why a command did not reach Redis.
 #[derive(Debug, thiserror::Error)]
-pub enum RedisError {
-    /// The URL is not `redis://[:PASSWORD@]HOST:PORT[/DB]`.
-    #[error("bad Redis URL {0:?}: expected redis://[:PASSWORD@]HOST:PORT[/DB]")]
-    Url(String),
-    /// Connecting, writing or reading failed or timed out.
-    #[error("Redis at {address} is unreachable: {detail}")]
-    Io {
-        /// host:port.
-        address: String,
-        /// What failed.
-        detail: String,
-    },
-    /// Redis answered an error.
-    #[error("Redis answered: {0}")]
-    Server(String),
-    /// The answer was not what the command returns.
-    #[error("unexpected Redis answer: {0:?}")]
-    Unexpected(Reply),
+pub enum SharedStateError {
+    /// The URL is not one the `redis` crate reads.
+    #[error(
+        "bad Redis URL: {0} (expected redis://[USER:PASSWORD@]HOST:PORT[/DB], or rediss:// for TLS)"
+    )]
+    Url(redis::RedisError),
+    /// Redis failed recently; it is not asked again until the backoff ends.
+    #[error("Redis is unreachable (backing off after the last failure)")]
+    BackingOff,
+    /// No answer within `--redis-timeout`.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Redis or the connection to it answered an error.
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
-/// One RESP2 value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `+OK`.
-    Simple(String),
-    /// `:1`.
-    Int(i64),
-    /// `$…` (None: the null bulk string).
-    Bulk(Option<Vec<u8>>),
-    /// `*…`.
-    Array(Vec<Reply>),
-}
+/// INCR and, on the first hit, PEXPIRE, as one step: a counter never outlives its window
+/// even when a gateway dies between the two.
+const RATE_SCRIPT: &str = r"
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return count
+";
 
-/// A connection to one Redis server.
-pub struct Redis {
+/// Shortest and longest pause before Redis is asked again after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// The fleet state's connection to Redis.
+pub struct SharedState {
+    manager: ConnectionManager,
     address: String,
-    password: Option<String>,
-    db: Option<u32>,
     timeout: Duration,
-    connection: Mutex<Option<BufReader<TcpStream>>>,
+    backoff: Backoff,
+    rate_script: redis::Script,
 }
 
-impl Redis {
-    /// A client for `url`; connects on first use.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, RedisError> {
-        let rest = url
-            .strip_prefix("redis://")
-            .ok_or_else(|| RedisError::Url(url.to_owned()))?;
-        let (credentials, rest) = match rest.rsplit_once('@') {
-            Some((credentials, rest)) => (Some(credentials), rest),
-            None => (None, rest),
+impl SharedState {
+    /// A client for `url`; connects on first use, so a gateway starts while Redis is down.
+    /// Must be called inside the Tokio runtime.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, SharedStateError> {
+        let client = redis::Client::open(url).map_err(SharedStateError::Url)?;
+        let info = client.get_connection_info();
+        let scheme = match info.addr() {
+            redis::ConnectionAddr::TcpTls { .. } => "rediss",
+            _ => "redis",
         };
-        let (address, db) = match rest.split_once('/') {
-            Some((address, "")) => (address, None),
-            Some((address, db)) => (
-                address,
-                Some(db.parse().map_err(|_| RedisError::Url(url.to_owned()))?),
-            ),
-            None => (rest, None),
-        };
-        if address.is_empty() {
-            return Err(RedisError::Url(url.to_owned()));
-        }
-        let address = if address.contains(':') {
-            address.to_owned()
-        } else {
-            format!("{address}:6379")
-        };
-        let password = credentials
-            .map(|c| c.split_once(':').map_or(c, |(_, p)| p).to_owned())
-            .filter(|p| !p.is_empty());
+        let address = format!("{scheme}://{}", info.addr());
+        // The manager's own reconnect retries stay within one timeout: our backoff, not
+        // its retries, decides when Redis is asked again.
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(10))
+            .set_max_delay(timeout);
+        let manager = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
+            manager,
             address,
-            password,
-            db,
             timeout,
-            connection: Mutex::new(None),
+            backoff: Backoff::default(),
+            rate_script: redis::Script::new(RATE_SCRIPT),
         })
     }
 
-    /// `host:port`.
+    /// `redis[s]://host:port`, without credentials, for logs and status.
     pub fn address(&self) -> &str {
         &self.address
     }
 
-    fn io(&self, detail: impl std::fmt::Display) -> RedisError {
-        RedisError::Io {
-            address: self.address.clone(),
-            detail: detail.to_string(),
-        }
+    /// Whether the last command reached Redis.
+    pub fn reachable(&self) -> bool {
+        self.backoff.is_up()
     }
 
-    /// Runs one command; a failed connection is dropped and reopened on the next call.
-    pub async fn command(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
-        let mut guard = self.connection.lock().await;
-        if guard.is_none() {
-            let stream = tokio::time::timeout(self.timeout, TcpStream::connect(&self.address))
-                .await
-                .map_err(|_| self.io("connect timed out"))?
-                .map_err(|e| self.io(e))?;
-            stream.set_nodelay(true).map_err(|e| self.io(e))?;
-            let mut connection = BufReader::new(stream);
-            if let Some(password) = &self.password {
-                round_trip(
-                    &mut connection,
-                    &[b"AUTH", password.as_bytes()],
-                    self.timeout,
-                )
-                .await
-                .map_err(|e| self.io(e))??;
-            }
-            if let Some(db) = self.db {
-                round_trip(
-                    &mut connection,
-                    &[b"SELECT", db.to_string().as_bytes()],
-                    self.timeout,
-                )
-                .await
-                .map_err(|e| self.io(e))??;
-            }
-            *guard = Some(connection);
+    /// Runs `cmd` within the timeout, unless Redis is backing off.
+    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, SharedStateError> {
+        if !self.backoff.may_try() {
+            return Err(SharedStateError::BackingOff);
         }
-        let Some(connection) = guard.as_mut() else {
-            return Err(self.io("no connection"));
-        };
-        match round_trip(connection, args, self.timeout).await {
-            Ok(reply) => reply,
+        let mut connection = self.manager.clone();
+        let outcome =
+            match tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(error)) => Err(SharedStateError::Redis(error)),
+                Err(_) => Err(SharedStateError::Timeout(self.timeout)),
+            };
+        self.record(&outcome);
+        outcome
+    }
+
+    fn record<T>(&self, outcome: &Result<T, SharedStateError>) {
+        match outcome {
+            Ok(_) => {
+                if self.backoff.succeeded() {
+                    tracing::info!(redis = %self.address, "Redis reachable again: fleet state shared");
+                }
+            }
+            // An answer Redis chose (a script error, a wrong type) says it is up.
+            Err(SharedStateError::Redis(error))
+                if error.kind()
+                    == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {}
             Err(error) => {
-                *guard = None;
-                Err(self.io(error))
+                if self.backoff.failed() {
+                    tracing::warn!(
+                        redis = %self.address,
+                        %error,
+                        "Redis unreachable: idempotency keys and sessions fall back to this gateway's memory"
+                    );
+                }
             }
         }
     }
-}
 
-/// Writes one command and reads its reply. The outer error is the connection's (it must
-/// be dropped); the inner one is Redis's answer.
-async fn round_trip(
-    connection: &mut BufReader<TcpStream>,
-    args: &[&[u8]],
-    timeout: Duration,
-) -> Result<Result<Reply, RedisError>, String> {
-    let mut request = format!("*{}\r\n", args.len()).into_bytes();
-    for arg in args {
-        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
-        request.extend_from_slice(arg);
-        request.extend_from_slice(b"\r\n");
+    /// `SET key value NX PX ttl`: true when set.
+    pub async fn set_new(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, SharedStateError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
+        Ok(self.run::<Option<String>>(&cmd).await?.is_some())
     }
-    let exchange = async {
-        connection.get_mut().write_all(&request).await?;
-        read_reply(connection).await
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => Err("timed out".to_owned()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Ok(Ok(reply)) => Ok(reply),
+
+    /// `SET key value PX ttl`.
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<(), SharedStateError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
+        self.run::<()>(&cmd).await
     }
-}
 
-fn invalid(detail: &str) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, detail.to_owned())
-}
+    /// `GET key`.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, SharedStateError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(key);
+        self.run(&cmd).await
+    }
 
-/// A reply being read: the connection's error outside, Redis's answer inside.
-type ReadingReply<'a> =
-    std::pin::Pin<Box<dyn Future<Output = std::io::Result<Result<Reply, RedisError>>> + Send + 'a>>;
+    /// `DEL key`.
+    pub async fn delete(&self, key: &str) -> Result<(), SharedStateError> {
+        let mut cmd = redis::cmd("DEL");
+        cmd.arg(key);
+        self.run::<()>(&cmd).await
+    }
 
-/// Reads one reply (recursively for arrays).
-fn read_reply(connection: &mut BufReader<TcpStream>) -> ReadingReply<'_> {
-    Box::pin(async move {
-        let mut line = String::new();
-        if connection.read_line(&mut line).await? == 0 {
-            return Err(invalid("connection closed"));
+    /// Adds one to the counter `key`, which expires `ttl` after its first hit; the new
+    /// count.
+    pub async fn count(&self, key: &str, ttl: Duration) -> Result<u64, SharedStateError> {
+        if !self.backoff.may_try() {
+            return Err(SharedStateError::BackingOff);
         }
-        let line = line.trim_end_matches(['\r', '\n']);
-        let (kind, rest) = line.split_at(line.len().min(1));
-        let number = || rest.parse::<i64>().map_err(|_| invalid("bad length"));
-        Ok(Ok(match kind {
-            "+" => Reply::Simple(rest.to_owned()),
-            "-" => return Ok(Err(RedisError::Server(rest.to_owned()))),
-            ":" => Reply::Int(number()?),
-            "$" => match number()? {
-                -1 => Reply::Bulk(None),
-                n => {
-                    let mut data = vec![0; n as usize + 2];
-                    connection.read_exact(&mut data).await?;
-                    data.truncate(n as usize);
-                    Reply::Bulk(Some(data))
-                }
-            },
-            "*" => match number()? {
-                -1 => Reply::Array(Vec::new()),
-                n => {
-                    let mut items = Vec::with_capacity(n as usize);
-                    for _ in 0..n {
-                        match read_reply(connection).await? {
-                            Ok(item) => items.push(item),
-                            Err(error) => return Ok(Err(error)),
-                        }
-                    }
-                    Reply::Array(items)
-                }
-            },
-            _ => return Err(invalid("unknown reply type")),
-        }))
-    })
+        let mut connection = self.manager.clone();
+        let mut invocation = self.rate_script.key(key);
+        invocation.arg(ttl.as_millis() as u64);
+        let outcome = match tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<u64>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(error)) => Err(SharedStateError::Redis(error)),
+            Err(_) => Err(SharedStateError::Timeout(self.timeout)),
+        };
+        self.record(&outcome);
+        outcome
+    }
+}
+
+/// When Redis may be asked again after failures: the pause doubles from [`BACKOFF_MIN`]
+/// to [`BACKOFF_MAX`], and when it ends a single call probes while the others keep
+/// falling back.
+#[derive(Default)]
+struct Backoff(Mutex<BackoffState>);
+
+#[derive(Default)]
+struct BackoffState {
+    /// Failures in a row.
+    failures: u32,
+    /// No call before this instant.
+    next_try: Option<Instant>,
+}
+
+impl Backoff {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackoffState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pause(failures: u32) -> Duration {
+        BACKOFF_MIN
+            .saturating_mul(1 << failures.saturating_sub(1).min(16))
+            .min(BACKOFF_MAX)
+    }
+
+    fn is_up(&self) -> bool {
+        self.lock().failures == 0
+    }
+
+    /// Whether a call may go to Redis now; when a pause just ended, this call is the
+    /// probe and the others wait for the next pause.
+    fn may_try(&self) -> bool {
+        let mut state = self.lock();
+        match state.next_try {
+            None => true,
+            Some(at) if Instant::now() >= at => {
+                state.next_try = Some(Instant::now() + Self::pause(state.failures));
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// Records a failure; true when Redis was up until now.
+    fn failed(&self) -> bool {
+        let mut state = self.lock();
+        state.failures = state.failures.saturating_add(1);
+        state.next_try = Some(Instant::now() + Self::pause(state.failures));
+        state.failures == 1
+    }
+
+    /// Records a success; true when Redis was down until now.
+    fn succeeded(&self) -> bool {
+        let mut state = self.lock();
+        let was_down = state.failures > 0;
+        *state = BackoffState::default();
+        was_down
+    }
 }
 
 #[cfg(test)]
@@ -222,14 +254,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_name_address_password_and_database() {
-        let redis = Redis::new("redis://:secret@cache:6380/2", Duration::from_secs(1)).unwrap();
-        assert_eq!(
-            (redis.address(), redis.password.as_deref(), redis.db),
-            ("cache:6380", Some("secret"), Some(2))
-        );
-        let plain = Redis::new("redis://127.0.0.1", Duration::from_secs(1)).unwrap();
-        assert_eq!((plain.address(), plain.db), ("127.0.0.1:6379", None));
-        assert!(Redis::new("http://x", Duration::from_secs(1)).is_err());
+    fn the_backoff_doubles_up_to_its_bound_and_lets_one_probe_through() {
+        assert_eq!(Backoff::pause(1), BACKOFF_MIN);
+        assert_eq!(Backoff::pause(2), BACKOFF_MIN * 2);
+        assert_eq!(Backoff::pause(40), BACKOFF_MAX);
+        let backoff = Backoff::default();
+        assert!(backoff.may_try() && backoff.is_up());
+        assert!(backoff.failed(), "the first failure is the one logged");
+        assert!(!backoff.failed());
+        assert!(!backoff.may_try(), "no call during the pause");
+        backoff.lock().next_try = Some(Instant::now());
+        assert!(backoff.may_try(), "the probe");
+        assert!(!backoff.may_try(), "only one probe");
+        assert!(backoff.succeeded() && backoff.is_up() && backoff.may_try());
+    }
+
+    #[test]
+    fn urls_take_users_tls_and_keep_credentials_out_of_the_address() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _guard = runtime.enter();
+        let plain = SharedState::new(
+            "redis://miroir:secret@127.0.0.1:6390/2",
+            Duration::from_millis(100),
+        )
+        .unwrap();
+        assert_eq!(plain.address(), "redis://127.0.0.1:6390");
+        let tls =
+            SharedState::new("rediss://cache.example:6380", Duration::from_millis(100)).unwrap();
+        assert_eq!(tls.address(), "rediss://cache.example:6380");
+        assert!(matches!(
+            SharedState::new("http://127.0.0.1:6379", Duration::from_millis(100)),
+            Err(SharedStateError::Url(_))
+        ));
     }
 }

@@ -12,7 +12,7 @@
 //! warning is logged): availability over strictness.
 
 use super::error::{ErrorType, MeiliError};
-use crate::fleet::Idempotency;
+use crate::fleet::{Idempotency, RateDecision};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
@@ -52,6 +52,21 @@ fn rate_limited(what: &str) -> Response {
         "miroir_rate_limited",
         ErrorType::System,
         format!("Too many requests for this {what}: retry in a second."),
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// 503 while Redis is unreachable and rate limits fail closed.
+fn rate_limit_unavailable() -> Response {
+    let mut response = MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_rate_limit_unavailable",
+        ErrorType::System,
+        "Rate limits cannot be checked: Redis is unreachable and `--redis-unavailable-rate-limits` is `closed`. Retry in a second.",
     )
     .into_response();
     response
@@ -116,9 +131,9 @@ pub async fn fleet_rules(
                     .max(1)
         };
         match state.fleet.rate_take(&bucket, allowed).await {
-            Ok(true) => {}
-            Ok(false) => return rate_limited(what),
-            Err(error) => tracing::warn!(%error, "rate limit not checked: fleet state unreachable"),
+            RateDecision::Allowed => {}
+            RateDecision::Limited => return rate_limited(what),
+            RateDecision::Unchecked => return rate_limit_unavailable(),
         }
     }
 
@@ -148,8 +163,8 @@ pub async fn fleet_rules(
     let deadline = Instant::now() + state.config.node_timeout.max(Duration::from_secs(5));
     loop {
         match state.fleet.idempotency_begin(&key, &fingerprint).await {
-            Ok(Idempotency::New) => break,
-            Ok(Idempotency::Replay(status, body)) => {
+            Idempotency::New => break,
+            Idempotency::Replay(status, body) => {
                 let mut response = (
                     StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
                     [(header::CONTENT_TYPE, "application/json")],
@@ -161,7 +176,7 @@ pub async fn fleet_rules(
                     .insert("idempotent-replayed", HeaderValue::from_static("true"));
                 return response;
             }
-            Ok(Idempotency::Conflict) => {
+            Idempotency::Conflict => {
                 return MeiliError::new(
                     StatusCode::CONFLICT,
                     "miroir_idempotency_key_reused",
@@ -170,10 +185,10 @@ pub async fn fleet_rules(
                 )
                 .into_response();
             }
-            Ok(Idempotency::InProgress) if Instant::now() < deadline => {
+            Idempotency::InProgress if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            Ok(Idempotency::InProgress) => {
+            Idempotency::InProgress => {
                 return MeiliError::new(
                     StatusCode::CONFLICT,
                     "miroir_idempotency_key_in_progress",
@@ -182,16 +197,11 @@ pub async fn fleet_rules(
                 )
                 .into_response();
             }
-            Err(error) => {
-                tracing::warn!(%error, "Idempotency-Key not checked: fleet state unreachable");
-                let response = next.run(Request::from_parts(parts, Body::from(body))).await;
-                return after_write(&state, session.as_deref(), response).await;
-            }
         }
     }
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let (response, answer) = buffered(response).await;
-    let recorded = match &answer {
+    match &answer {
         Some(answer) if response.status().is_success() => {
             state
                 .fleet
@@ -200,9 +210,6 @@ pub async fn fleet_rules(
         }
         // Nothing to replay: the client may retry the same key.
         _ => state.fleet.idempotency_abort(&key).await,
-    };
-    if let Err(error) = recorded {
-        tracing::warn!(%error, "Idempotency-Key answer not recorded");
     }
     if let (Some(session), Some(answer)) = (&session, &answer)
         && response.status() == StatusCode::ACCEPTED
@@ -244,22 +251,15 @@ async fn record_session(state: &AppState, session: &str, answer: &str) {
     let task_uid = serde_json::from_str::<serde_json::Value>(answer)
         .ok()
         .and_then(|a| a["taskUid"].as_u64());
-    if let Some(uid) = task_uid
-        && let Err(error) = state.fleet.session_wrote(session, uid as u32).await
-    {
-        tracing::warn!(%error, "session write not recorded");
+    if let Some(uid) = task_uid {
+        state.fleet.session_wrote(session, uid as u32).await;
     }
 }
 
 /// Waits until the session's last write task finished (bounded by `--node-timeout`).
 async fn wait_for_session(state: &AppState, session: &str) {
-    let uid = match state.fleet.session_last_write(session).await {
-        Ok(Some(uid)) => uid,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::warn!(%error, "session not checked: fleet state unreachable");
-            return;
-        }
+    let Some(uid) = state.fleet.session_last_write(session).await else {
+        return;
     };
     let deadline = Instant::now() + state.config.node_timeout;
     while Instant::now() < deadline {

@@ -49,15 +49,16 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
             "remainingMs": state.topology.lease.remaining().map(ms),
             "ttlMs": state.topology.lease.ttl().map(ms),
         },
-        "coordination": match &*state.fleet {
-            crate::fleet::FleetState::Redis(redis) => json!({
+        "coordination": match state.fleet.redis() {
+            Some(redis) => json!({
                 "mode": "redis",
+                "reachable": redis.reachable(),
                 "detail": format!(
                     "idempotency keys, sessions and rate-limit counters shared through Redis at {}",
                     redis.address()
                 ),
             }),
-            crate::fleet::FleetState::Memory(_) => json!({
+            None => json!({
                 "mode": "memory",
                 "detail": "no Redis configured: idempotency keys, sessions and rate-limit counters are per gateway",
                 "liveGateways": state.live_gateways.load(std::sync::atomic::Ordering::Relaxed),
