@@ -84,44 +84,21 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// A random UUID v4, lowercase and hyphenated.
 pub fn new_uid() -> String {
-    let mut bytes = [0u8; 16];
-    // The OS random source failing leaves no way to make a key: a zero uid would be
-    // guessable, so this is the one place a panic is the honest answer.
-    getrandom::fill(&mut bytes).expect("the operating system's random source");
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let h = hex(&bytes);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
-/// Whether `uid` is a UUID (any version), hyphenated or not; returns it normalized to
-/// lowercase and hyphenated.
+/// Whether `uid` is a UUID in any form Meilisearch's `Uuid::parse_str` reads (hyphenated,
+/// 32 digits, braced, `urn:uuid:`); returns it lowercase and hyphenated.
 pub fn parse_uid(uid: &str) -> Option<String> {
-    let digits: String = uid
-        .strip_prefix("urn:uuid:")
-        .unwrap_or(uid)
-        .chars()
-        .filter(|c| *c != '-')
-        .collect();
-    if digits.len() != 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let d = digits.to_ascii_lowercase();
-    Some(format!(
-        "{}-{}-{}-{}-{}",
-        &d[0..8],
-        &d[8..12],
-        &d[12..16],
-        &d[16..20],
-        &d[20..32]
-    ))
+    uuid::Uuid::try_parse(uid)
+        .ok()
+        .map(|uid| uid.hyphenated().to_string())
+}
+
+/// Whether two secrets are equal, in a time that depends on their lengths only, not on
+/// where they first differ: a key cannot be guessed byte by byte from timings.
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// Whether holding `granted` allows `required` (`*` allows everything, `documents.*`
@@ -181,6 +158,17 @@ mod tests {
         assert_eq!(parse_uid(&uid).as_deref(), Some(uid.as_str()));
         assert_eq!(&uid[14..15], "4");
         assert!(parse_uid("not-a-uuid").is_none());
+        // Hyphens only where a UUID has them.
+        assert!(parse_uid("01b4bc42eb33-4041-b481-254d00cce834").is_none());
+        assert!(parse_uid("0-1b4bc42eb334041b481254d00cce834").is_none());
+        assert!(parse_uid("01b4bc42-eb33-4041-b481-254d00cce83é").is_none());
+        assert_eq!(
+            parse_uid("{01b4bc42-eb33-4041-b481-254d00cce834}").as_deref(),
+            Some("01b4bc42-eb33-4041-b481-254d00cce834")
+        );
+        assert!(same_secret(b"masterKey-0123", b"masterKey-0123"));
+        assert!(!same_secret(b"masterKey-0123", b"masterKey-0124"));
+        assert!(!same_secret(b"masterKey-0123", b"masterKey-012"));
         assert_eq!(
             parse_uid("01B4BC42EB334041B481254D00CCE834").as_deref(),
             Some("01b4bc42-eb33-4041-b481-254d00cce834")

@@ -4,39 +4,23 @@
 
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 /// `2024-08-08T17:05:55.791772Z` for a time since the Unix epoch.
 pub fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    let micros = since.subsec_micros();
+    let at = OffsetDateTime::from(time);
+    // Microseconds, as Meilisearch's task times show them.
+    let at = at.replace_nanosecond(at.microsecond() * 1000).unwrap_or(at);
+    let text = at.format(&Rfc3339).unwrap_or_default();
     // Meilisearch leaves the fraction out of a whole second, but its timestamps carry
     // nanoseconds, so that never happens there; here times carry milliseconds (1 task in
     // 1000 would land on a whole second), and the Python SDK cannot parse a timestamp
     // without a fraction. So a whole second still shows one.
-    let fraction = if micros == 0 {
-        ".000".to_owned()
-    } else {
-        format!(".{micros:06}").trim_end_matches('0').to_owned()
-    };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}{fraction}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    match text.strip_suffix('Z') {
+        Some(base) if at.nanosecond() == 0 => format!("{base}.000Z"),
+        _ => text,
+    }
 }
 
 /// RFC 3339 for milliseconds since the Unix epoch.
@@ -52,27 +36,11 @@ pub fn parse_rfc3339_ms(text: &str) -> Option<u64> {
 }
 
 /// An RFC 3339 time (`…Z` or `…±HH:MM`, any fraction of a second) as an instant, to the
-/// nanosecond.
+/// nanosecond: the parser Meilisearch itself uses (`time`'s `Rfc3339`).
 pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
-    if let Some(base) = text.strip_suffix(['Z', 'z']) {
-        return humantime::parse_rfc3339(&format!("{base}Z")).ok();
-    }
-    // A numeric offset: parse as UTC, then shift.
-    let (base, offset) = text.split_at(text.len().checked_sub(6)?);
-    let east = match offset.as_bytes().first()? {
-        b'+' => true,
-        b'-' => false,
-        _ => return None,
-    };
-    let (hours, minutes) = offset[1..].split_once(':')?;
-    let shift =
-        Duration::from_secs((hours.parse::<u64>().ok()? * 60 + minutes.parse::<u64>().ok()?) * 60);
-    let utc = humantime::parse_rfc3339(&format!("{base}Z")).ok()?;
-    if east {
-        utc.checked_sub(shift)
-    } else {
-        utc.checked_add(shift)
-    }
+    OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -194,6 +162,10 @@ mod tests {
         );
         assert_eq!(parse_rfc3339_ms("2026-12-06T08:38:27.851+02:00"), Some(ms));
         assert_eq!(parse_rfc3339_ms("not a time"), None);
+        // Multi-byte characters where an offset would be: an error, not a panic.
+        assert_eq!(parse_rfc3339_ms("éééa"), None);
+        assert_eq!(parse_rfc3339_ms("2026-12-06T06:38:27.851é:00"), None);
+        assert_eq!(parse_rfc3339_ms("éééaT00:00:00Z"), None);
     }
 
     #[test]

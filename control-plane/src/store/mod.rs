@@ -17,9 +17,8 @@ use miroir_proto::{FencingToken, TopologyVersion, pb};
 use prost::Message;
 use sqlx::AnyPool;
 use sqlx::any::AnyPoolOptions;
-use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::{Any, Executor, Row, Transaction};
-use std::borrow::Cow;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,123 +57,11 @@ pub enum Backend {
     Postgres,
 }
 
-/// A migrator over embedded `(version, description, sql)` steps, so the binary needs no
-/// files at run time.
-fn migrator(steps: &[(i64, &'static str, &'static str)]) -> Migrator {
-    let migrations = steps
-        .iter()
-        .map(|&(version, description, sql)| {
-            Migration::new(
-                version,
-                Cow::Borrowed(description),
-                MigrationType::Simple,
-                Cow::Borrowed(sql),
-                false,
-            )
-        })
-        .collect();
-    Migrator {
-        migrations: Cow::Owned(migrations),
-        ..Migrator::DEFAULT
-    }
-}
+/// The Postgres schema (`migrations/postgres/`), embedded in the binary.
+static POSTGRES_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
-/// The Postgres schema (`migrations/postgres/`).
-fn postgres_migrator() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "initial",
-            include_str!("../../../migrations/postgres/0001_initial.sql"),
-        ),
-        (
-            2,
-            "control planes",
-            include_str!("../../../migrations/postgres/0002_control_planes.sql"),
-        ),
-        (
-            3,
-            "gateways",
-            include_str!("../../../migrations/postgres/0003_gateways.sql"),
-        ),
-        (
-            4,
-            "task outcomes",
-            include_str!("../../../migrations/postgres/0004_task_outcomes.sql"),
-        ),
-        (
-            5,
-            "task outcome status",
-            include_str!("../../../migrations/postgres/0005_task_outcome_status.sql"),
-        ),
-        (
-            6,
-            "task outcome times",
-            include_str!("../../../migrations/postgres/0006_task_outcome_times.sql"),
-        ),
-        (
-            7,
-            "task custom metadata",
-            include_str!("../../../migrations/postgres/0007_task_custom_metadata.sql"),
-        ),
-    ])
-}
-
-/// The SQLite schema (`migrations/sqlite/`).
-fn sqlite_migrator() -> Migrator {
-    migrator(&[
-        (
-            1,
-            "initial",
-            include_str!("../../../migrations/sqlite/0001_initial.sql"),
-        ),
-        (
-            2,
-            "task errors",
-            include_str!("../../../migrations/sqlite/0002_task_errors.sql"),
-        ),
-        (
-            3,
-            "task cancelation",
-            include_str!("../../../migrations/sqlite/0003_task_cancelation.sql"),
-        ),
-        (
-            4,
-            "settings changes",
-            include_str!("../../../migrations/sqlite/0004_settings_changes.sql"),
-        ),
-        (
-            5,
-            "control planes",
-            include_str!("../../../migrations/sqlite/0005_control_planes.sql"),
-        ),
-        (
-            6,
-            "gateways",
-            include_str!("../../../migrations/sqlite/0006_gateways.sql"),
-        ),
-        (
-            7,
-            "task outcomes",
-            include_str!("../../../migrations/sqlite/0007_task_outcomes.sql"),
-        ),
-        (
-            8,
-            "task outcome status",
-            include_str!("../../../migrations/sqlite/0008_task_outcome_status.sql"),
-        ),
-        (
-            9,
-            "task outcome times",
-            include_str!("../../../migrations/sqlite/0009_task_outcome_times.sql"),
-        ),
-        (
-            10,
-            "task custom metadata",
-            include_str!("../../../migrations/sqlite/0010_task_custom_metadata.sql"),
-        ),
-    ])
-}
+/// The SQLite schema (`migrations/sqlite/`), embedded in the binary.
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 
 /// Filters for [`Store::list_tasks`].
 #[derive(Debug, Default)]
@@ -365,7 +252,7 @@ impl Store {
             })
             .connect(&connect_url)
             .await?;
-        sqlite_migrator().run(&pool).await?;
+        SQLITE_MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
             backend: Backend::Sqlite,
@@ -383,7 +270,7 @@ impl Store {
             .await?;
         // sqlx takes an advisory lock for the run: replicas booting together apply each
         // migration once.
-        postgres_migrator().run(&pool).await?;
+        POSTGRES_MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
             backend: Backend::Postgres,

@@ -63,7 +63,10 @@ fn find(state: &AppState, uid_or_key: &str) -> Result<pb::ApiKey, MeiliError> {
         .iter()
         .find(|k| {
             uid.as_deref() == Some(k.uid.as_str())
-                || key_value(&state.config.master_key, &k.uid) == uid_or_key
+                || miroir_proto::keys::same_secret(
+                    key_value(&state.config.master_key, &k.uid).as_bytes(),
+                    uid_or_key.as_bytes(),
+                )
         })
         .cloned()
         .ok_or_else(|| not_found(uid_or_key))
