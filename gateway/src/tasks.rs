@@ -7,7 +7,6 @@ use http::Method;
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
 use serde_json::{Map, Value, json};
-use tokio::task::JoinSet;
 
 /// The summary returned when a task is enqueued.
 pub fn summary(task: &pb::Task) -> Value {
@@ -85,7 +84,7 @@ pub fn is_final(status: &str) -> bool {
 
 /// The full task view, fetching every node task.
 pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) -> Value {
-    let mut fetches = JoinSet::new();
+    let mut fetches = Vec::new();
     for node_task in &task.node_tasks {
         // A node removed from the fleet had its queue drained before its copies moved
         // off (a move's cutover waits for it): its part is in the copies, and the other
@@ -107,7 +106,7 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
             node_task.node_id.clone(),
             node_task.node_task_uid,
         );
-        fetches.spawn(tracing::Instrument::in_current_span(async move {
+        fetches.push((node_task.node_id.clone(), async move {
             match client
                 .call(
                     &node_id,
@@ -127,10 +126,16 @@ pub async fn view(task: &pb::Task, topology: &pb::Topology, nodes: &NodeClient) 
             }
         }));
     }
-    let mut node_views: Vec<(String, Result<Value, String>)> = Vec::new();
-    while let Some(Ok(result)) = fetches.join_next().await {
-        node_views.push(result);
-    }
+    let mut node_views: Vec<(String, Result<Value, String>)> =
+        miroir_proto::fan_out::join_tagged(fetches)
+            .await
+            .into_iter()
+            .map(|(node_id, fetched)| {
+                fetched.unwrap_or_else(|error| {
+                    (node_id, Err(format!("failed inside the gateway: {error}")))
+                })
+            })
+            .collect();
     node_views.sort_by(|a, b| a.0.cmp(&b.0));
     let mut view = aggregate(task, &node_views);
     count_deleted(&mut view, task, topology, &node_views);

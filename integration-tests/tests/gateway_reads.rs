@@ -735,3 +735,170 @@ async fn fields_and_per_facet_orders_are_one_meilisearchs() {
         assert_eq!(keys(&through, facet), keys(&one, facet), "{facet}");
     }
 }
+
+/// Paging values at the edge of `u64` and pages deep into an index: answers as one
+/// Meilisearch gives them (never a wrap, a panic or a 500), and document browsing pages
+/// each node instead of asking every node for `offset + limit` documents.
+#[tokio::test]
+async fn huge_and_deep_paging_answers_as_one_meilisearch() {
+    let (_dir, cp, _nodes, gateway) = fleet(3).await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    // More documents than one browse page of the gateway's, each rank once.
+    let documents: Vec<_> = (0..4000)
+        .map(|i| json!({"id": i, "rank": (i * 7) % 4000, "title": "book"}))
+        .collect();
+    for (target, extra) in [
+        (&meili, json!({"miroirShardCount": 16})),
+        (&reference, json!({})),
+    ] {
+        target.create_index_with("paging", extra).await;
+        target
+            .ok(
+                Method::PATCH,
+                "/indexes/paging/settings",
+                json!({"sortableAttributes": ["rank"]}),
+            )
+            .await;
+        target
+            .ok(Method::POST, "/indexes/paging/documents", json!(documents))
+            .await;
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let max = u64::MAX;
+
+    // Document browsing, sorted: the same documents in the same order as one node. One
+    // Meilisearch 1.50 drops the connection on a sorted fetch whose offset + limit
+    // overflows (a panic): there the fleet answers what the same page without the
+    // overflow shows.
+    for (body, as_one_node) in [
+        (
+            json!({"sort": ["rank:asc"], "offset": 3500, "limit": 30}),
+            None,
+        ),
+        (
+            json!({"sort": ["rank:desc"], "offset": 0, "limit": 2100}),
+            None,
+        ),
+        (
+            json!({"sort": ["rank:asc"], "offset": 3990, "limit": 1000000000}),
+            None,
+        ),
+        (json!({"offset": max, "limit": max}), None),
+        (
+            json!({"sort": ["rank:asc"], "offset": 1, "limit": max}),
+            Some(json!({"sort": ["rank:asc"], "offset": 1, "limit": 3999})),
+        ),
+        (
+            json!({"sort": ["rank:asc"], "offset": max, "limit": max}),
+            Some(json!({"sort": ["rank:asc"], "offset": 4000, "limit": 1})),
+        ),
+    ] {
+        let (status, mut ours) = meili
+            .post("/indexes/paging/documents/fetch", body.clone())
+            .await;
+        assert_eq!(status, 200, "{body}: {ours}");
+        let asked = as_one_node.clone().unwrap_or(body.clone());
+        let (status, mut theirs) = reference
+            .post("/indexes/paging/documents/fetch", asked)
+            .await;
+        assert_eq!(status, 200, "{body}: {theirs}");
+        if as_one_node.is_some() {
+            for answer in [&mut ours, &mut theirs] {
+                answer
+                    .as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| k == "results" || k == "total");
+            }
+        }
+        assert_eq!(ours, theirs, "{body}");
+    }
+    // Unsorted, deep pages cover every document once (nodes' own order, node by node).
+    let mut seen = std::collections::BTreeSet::new();
+    for offset in (0..4000).step_by(700) {
+        let (status, page) = meili
+            .get(&format!(
+                "/indexes/paging/documents?offset={offset}&limit=700"
+            ))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 4000);
+        for document in page["results"].as_array().unwrap() {
+            assert!(seen.insert(document["id"].as_u64().unwrap()), "{document}");
+        }
+    }
+    assert_eq!(seen.len(), 4000);
+    for query in [
+        format!("offset={max}&limit={max}"),
+        "offset=3900&limit=1000000000".to_owned(),
+        format!("offset=1&limit={max}"),
+    ] {
+        let path = format!("/indexes/paging/documents?{query}");
+        let ((status, ours), (_, theirs)) = (meili.get(&path).await, reference.get(&path).await);
+        assert_eq!(status, 200, "{query}: {ours}");
+        for member in ["offset", "limit", "total"] {
+            assert_eq!(ours[member], theirs[member], "{query}: {member}");
+        }
+        assert_eq!(
+            ours["results"].as_array().unwrap().len(),
+            theirs["results"].as_array().unwrap().len(),
+            "{query}"
+        );
+    }
+
+    // Search: the same hits and totals as one node where its arithmetic holds.
+    for body in [
+        json!({"page": max, "hitsPerPage": 4}),
+        json!({"page": 9223372036854775807u64, "hitsPerPage": 4}),
+        json!({"offset": max, "limit": max}),
+        json!({"page": 2, "hitsPerPage": 1000000000}),
+        json!({"sort": ["rank:asc"], "offset": 995, "limit": 10}),
+    ] {
+        let (status, ours) = meili.post("/indexes/paging/search", body.clone()).await;
+        assert_eq!(status, 200, "{body}: {ours}");
+        let (_, theirs) = reference.post("/indexes/paging/search", body.clone()).await;
+        for member in [
+            "hits",
+            "totalHits",
+            "estimatedTotalHits",
+            "page",
+            "hitsPerPage",
+            "offset",
+            "limit",
+        ] {
+            assert_eq!(ours[member], theirs[member], "{body}: {member}");
+        }
+    }
+    // Where one Meilisearch 1.50's own arithmetic wraps (docs/api-compatibility.md), the
+    // answer is the one without the wrap: page 2^62 + 1 of 4 is empty (one node shows
+    // page 1), `hitsPerPage` 2^64 - 1 leaves one page of 4000 hits (one node says 0), and
+    // `offset` 1 with `limit` 2^64 - 1 is hits 2 to 1000 (one node shows none).
+    let (status, ours) = meili
+        .post(
+            "/indexes/paging/search",
+            json!({"page": 4611686018427387905u64, "hitsPerPage": 4}),
+        )
+        .await;
+    assert_eq!(
+        (status, ours["hits"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{ours}"
+    );
+    let (status, ours) = meili
+        .post(
+            "/indexes/paging/search",
+            json!({"page": 1, "hitsPerPage": max}),
+        )
+        .await;
+    assert_eq!((status, &ours["totalPages"]), (200, &json!(1)), "{ours}");
+    let (status, ours) = meili
+        .post("/indexes/paging/search", json!({"offset": 1, "limit": max}))
+        .await;
+    assert_eq!(
+        (status, ours["hits"].as_array().map(Vec::len)),
+        (200, Some(999)),
+        "{ours}"
+    );
+}

@@ -456,6 +456,26 @@ async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
         (status, body["code"].as_str()),
         (503, Some("miroir_settings_version_stale"))
     );
+    // A multi-search's queries, each run on its own task, keep the request's floor.
+    for (floor, expected) in [(3, 503), (2, 200)] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/multi-search", gateway.url))
+            .bearer_auth(MASTER_KEY)
+            .header("X-Miroir-Min-Settings-Version", floor)
+            .json(&json!({"queries": [
+                {"indexUid": "movies", "q": ""},
+                {"indexUid": "movies", "q": "heat"},
+            ]}))
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(status, expected, "floor {floor}: {body}");
+        if expected == 503 {
+            assert_eq!(body["code"], "miroir_settings_version_stale", "{body}");
+        }
+    }
 
     // With meili-0 down too, nothing at version 2 remains: stale at the floor, served
     // without it.

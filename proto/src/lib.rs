@@ -11,6 +11,8 @@
 
 pub mod environment;
 pub mod error;
+#[cfg(feature = "telemetry")]
+pub mod fan_out;
 pub mod keys;
 #[cfg(feature = "node-client")]
 pub mod node_client;

@@ -24,20 +24,19 @@ where
     Fut: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let mut passes = tokio::task::JoinSet::new();
-    for node in topology
+    let passes = topology
         .nodes
         .iter()
         .filter(|n| n.state == NodeState::Active as i32)
-    {
-        let span = tracing::debug_span!("node_pass", pass = name, node = %node.id);
-        let id = node.id.clone();
-        let run = pass(node.clone());
-        passes.spawn(async move { (id, run.await) }.instrument(span));
-    }
-    let mut results = Vec::new();
-    while let Some(Ok(result)) = passes.join_next().await {
-        results.push(result);
-    }
-    results
+        .map(|node| {
+            let span = tracing::debug_span!("node_pass", pass = name, node = %node.id);
+            (node.id.clone(), pass(node.clone()).instrument(span))
+        });
+    // A pass that panicked is logged by `join_tagged` and left out: it changed nothing
+    // this round, and the next round runs it again.
+    miroir_proto::fan_out::join_tagged(passes)
+        .await
+        .into_iter()
+        .filter_map(|(id, result)| Some((id, result.ok()?)))
+        .collect()
 }

@@ -9,7 +9,6 @@ use miroir_proto::node_client::NodeClient;
 use miroir_proto::pb::NodeState;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::task::JoinSet;
 use tracing::Instrument;
 
 /// Consecutive results of one node's checks.
@@ -92,20 +91,18 @@ pub async fn run(state: Arc<ServiceState>) {
         }
         let topology = state.topology();
         client.retain(|address| topology.nodes.iter().any(|n| n.address == address));
-        let mut checks = JoinSet::new();
-        for node in &topology.nodes {
+        let checks = topology.nodes.iter().map(|node| {
             let (client, id, address) = (client.clone(), node.id.clone(), node.address.clone());
             let span = tracing::debug_span!("node_health_check", node = %id);
-            checks.spawn(
-                async move {
-                    let healthy = check(&client, &id, &address).await;
-                    (id, healthy)
-                }
-                .instrument(span),
-            );
-        }
+            (
+                node.id.clone(),
+                async move { check(&client, &id, &address).await }.instrument(span),
+            )
+        });
         let mut changes = Vec::new();
-        while let Some(Ok((id, healthy))) = checks.join_next().await {
+        // A check that panicked observed nothing: it neither fails nor heals its node.
+        for (id, healthy) in miroir_proto::fan_out::join_tagged(checks).await {
+            let Ok(healthy) = healthy else { continue };
             state.metrics.observe_health_check(&id, healthy);
             let streak = streaks.entry(id.clone()).or_default();
             streak.record(healthy);

@@ -665,7 +665,7 @@ pub async fn check_index(
     let committed: Option<Map<String, Value>> = (index.settings_version > 0)
         .then(|| serde_json::from_str(&index.settings_json).unwrap_or_default());
     let full = committed.as_ref().map(hidden::node_settings);
-    let mut checks = JoinSet::new();
+    let mut checks = Vec::new();
     for id in topology::nodes_of_index(index) {
         let Some(node) = topology.nodes.iter().find(|n| n.id == id).cloned() else {
             continue;
@@ -677,7 +677,7 @@ pub async fn check_index(
             full.clone(),
         );
         let active = node.state == NodeState::Active as i32;
-        checks.spawn(async move {
+        checks.push((node.id.clone(), async move {
             let repair_to = full.as_ref().filter(|_| repair && active);
             let result = hash_repairing(&state, &node, &uid, &expected, repair_to).await;
             let repaired = matches!(&result, Ok((h, true)) if *h == expected);
@@ -686,11 +686,20 @@ pub async fn check_index(
                 result.map(|(h, _)| h).map_err(|f| f.describe()),
                 repaired,
             )
-        });
+        }));
     }
     let mut nodes = Vec::new();
     let mut repaired = 0;
-    while let Some(Ok((node_id, current, was_repaired))) = checks.join_next().await {
+    for (node_id, checked) in miroir_proto::fan_out::join_tagged(checks).await {
+        let (node_id, current, was_repaired) = checked.unwrap_or_else(|error| {
+            (
+                node_id,
+                Err(format!(
+                    "the check failed inside the control plane: {error}"
+                )),
+                false,
+            )
+        });
         repaired += u32::from(was_repaired);
         let (hash, error) = match current {
             Ok(h) => (h, String::new()),

@@ -29,6 +29,15 @@ pub fn min_settings_version() -> u64 {
     FLOOR.try_with(|floor| *floor).unwrap_or(0)
 }
 
+/// Runs `task` under `floor`: for work a request spawns onto other tasks, which do not
+/// inherit the request's task-local floor.
+pub fn with_floor<F: std::future::Future>(
+    floor: u64,
+    task: F,
+) -> impl std::future::Future<Output = F::Output> {
+    FLOOR.scope(floor, task)
+}
+
 /// Nodes holding `index` that are not verified at settings version `floor` or later.
 pub fn nodes_behind(index: &pb::Index, floor: u64) -> HashSet<String> {
     if floor == 0 {

@@ -5,7 +5,7 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
-use super::scatter::{NodeRequest, gather, mark_degraded};
+use super::scatter::{CoveringSet, NodeRequest, gather, mark_degraded, scatter};
 use super::search::{lookup, sort_value_order};
 use super::write_gate::{Owners, Touches, admit, mark_missed};
 use crate::state::AppState;
@@ -18,8 +18,7 @@ use http::Method;
 use miroir_proto::pb;
 use miroir_proto::placement::shard_for_key;
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use tokio::task::JoinSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 fn strip(mut document: Value) -> Value {
     if let Some(object) = document.as_object_mut() {
@@ -106,7 +105,7 @@ async fn fan_out(
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
     let topology = state.topology.current();
-    let mut running = JoinSet::new();
+    let mut running = Vec::new();
     for (node_id, (method, path, body)) in calls {
         let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
             continue;
@@ -115,16 +114,17 @@ async fn fan_out(
             continue;
         }
         let (client, address) = (state.nodes.clone(), node.address.clone());
-        running.spawn(tracing::Instrument::in_current_span(async move {
-            let answer = client
+        running.push((node_id.clone(), async move {
+            client
                 .call(&node_id, &address, method, &path, body.as_ref())
-                .await;
-            (node_id, answer)
+                .await
         }));
     }
     let mut node_tasks = Vec::new();
     let mut errors = Vec::new();
-    while let Some(Ok((node_id, answer))) = running.join_next().await {
+    for (node_id, answer) in miroir_proto::fan_out::join_tagged(running).await {
+        let answer =
+            answer.unwrap_or_else(|error| Err(crate::nodes::failed_inside(&node_id, &error)));
         match answer {
             Ok(answer) => match answer.body["taskUid"].as_u64() {
                 Some(node_task_uid) if answer.status == 202 => node_tasks.push(pb::NodeTask {
@@ -347,9 +347,16 @@ pub async fn clear(
     .await
 }
 
+/// Documents a browse asks one node for at once. A page within the first this many
+/// documents is one call per node; a deeper or larger one walks each node in pages of this
+/// size, so the gateway holds at most this many documents per node besides the answer.
+const BROWSE_PAGE: usize = 1000;
+
 /// `POST /indexes/{uid}/documents/fetch` and `GET …/documents`: each covering node returns
 /// its shards' matching documents; pages run over the nodes in a fixed order, so paging
-/// has no duplicate and no gap.
+/// has no duplicate and no gap. Unsorted, node i's documents come after those of nodes
+/// 0..i, in the node's own order; sorted, a k-way merge by the sort keys keeps that order
+/// among equals.
 async fn browse(
     state: &AppState,
     uid: &str,
@@ -362,11 +369,14 @@ async fn browse(
     ] {
         super::error::check_positive_integer(request.get(key), || format!(".{key}"), code)?;
     }
-    let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
+    let offset = request.get("offset").and_then(Value::as_u64).unwrap_or(0);
+    let limit = request.get("limit").and_then(Value::as_u64).unwrap_or(20);
     let mut body = request.clone();
     body.insert("offset".into(), json!(0));
-    body.insert("limit".into(), json!(offset + limit));
+    body.insert(
+        "limit".into(),
+        json!(offset.saturating_add(limit).min(BROWSE_PAGE as u64)),
+    );
     let sort: Vec<(String, bool)> = request
         .get("sort")
         .and_then(Value::as_array)
@@ -389,42 +399,100 @@ async fn browse(
     }
     let path = format!("/indexes/{uid}/documents/fetch");
     // Turn 0: the same covering set for every page of a browse.
+    let filter = request.get("filter");
     let node_request = NodeRequest::One {
         body: &body,
-        filter: request.get("filter"),
+        filter,
     };
-    let gathered = match gather(state, uid, 0, &path, node_request).await {
+    let mut gathered = match gather(state, uid, 0, &path, node_request).await {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();
             return Ok((status, Json(body)).into_response());
         }
     };
-    let answers = &gathered.answers;
-    let total: u64 = answers
-        .iter()
-        .map(|a| a["total"].as_u64().unwrap_or(0))
-        .sum();
-    // Unsorted, node i's documents come after those of nodes 0..i, in the node's own
-    // order; sorted, a stable merge by the sort keys keeps that order among equals.
-    let mut documents: Vec<Value> = answers
-        .iter()
-        .flat_map(|a| a["results"].as_array().cloned().unwrap_or_default())
+    let mut cursors: Vec<BrowseCursor> = gathered
+        .answers
+        .iter_mut()
+        .zip(&gathered.sources)
+        .map(|(answer, source)| BrowseCursor {
+            source,
+            total: answer["total"].as_u64().unwrap_or(0),
+            position: 0,
+            buffer: match answer["results"].take() {
+                Value::Array(results) => results.into(),
+                _ => VecDeque::new(),
+            },
+        })
         .collect();
-    if !sort.is_empty() {
-        documents.sort_by(|a, b| {
+    let total: u64 = cursors.iter().map(|c| c.total).sum();
+    let pages = PageSource {
+        state,
+        topology: &gathered.topology,
+        path: &path,
+        body: &body,
+        filter,
+    };
+    let mut results = Vec::new();
+    let wanted = limit.min(total.saturating_sub(offset)) as usize;
+    if sort.is_empty() {
+        // Whole nodes are skipped by their totals, the rest by position.
+        let mut skip = offset;
+        for cursor in &mut cursors {
+            if skip >= cursor.total {
+                skip -= cursor.total;
+                continue;
+            }
+            cursor.skip(skip);
+            skip = 0;
+            while results.len() < wanted {
+                match cursor.next(&pages).await? {
+                    Some(document) => results.push(document),
+                    None => break,
+                }
+            }
+        }
+    } else {
+        let order = |a: &Value, b: &Value| {
             sort.iter()
                 .map(|(field, ascending)| {
                     sort_value_order(lookup(a, field), lookup(b, field), *ascending)
                 })
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
-        });
+        };
+        let mut skip = offset;
+        while results.len() < wanted {
+            for cursor in &mut cursors {
+                cursor.peek(&pages).await?;
+            }
+            let mut first: Option<usize> = None;
+            for (i, cursor) in cursors.iter().enumerate() {
+                let Some(head) = cursor.buffer.front() else {
+                    continue;
+                };
+                // Strictly smaller only: among equals the earlier node comes first.
+                if first.is_none_or(|f| {
+                    cursors[f]
+                        .buffer
+                        .front()
+                        .is_some_and(|best| order(head, best).is_lt())
+                }) {
+                    first = Some(i);
+                }
+            }
+            let Some(next) = first.and_then(|i| cursors[i].pop()) else {
+                break;
+            };
+            if skip > 0 {
+                skip -= 1;
+            } else {
+                results.push(next);
+            }
+        }
     }
-    let results: Vec<Value> = documents
+    let results: Vec<Value> = results
         .into_iter()
-        .skip(offset)
-        .take(limit)
         .map(|mut document| {
             if let Some(object) = document.as_object_mut() {
                 for field in &injected {
@@ -439,6 +507,112 @@ async fn browse(
             .into_response();
     mark_degraded(&mut response, &gathered.degraded);
     Ok(response)
+}
+
+/// Where a browse's further pages come from: the read's topology and the node body.
+struct PageSource<'a> {
+    state: &'a AppState,
+    topology: &'a pb::Topology,
+    path: &'a str,
+    body: &'a Map<String, Value>,
+    filter: Option<&'a Value>,
+}
+
+impl PageSource<'_> {
+    /// [`BROWSE_PAGE`] documents from `position` of the node (and shards) of `source`.
+    async fn page(&self, source: &CoveringSet, position: u64) -> Result<Vec<Value>, MeiliError> {
+        let mut body = self.body.clone();
+        body.insert("offset".into(), json!(position));
+        body.insert("limit".into(), json!(BROWSE_PAGE));
+        let request = NodeRequest::One {
+            body: &body,
+            filter: self.filter,
+        };
+        let answer = scatter(self.state, self.topology, source, self.path, request, None)
+            .await
+            .into_iter()
+            .next();
+        let node = source.assignments.keys().next().map_or("", String::as_str);
+        match answer {
+            Some((_, Ok(mut answer))) if answer.status == 200 => {
+                Ok(match answer.body["results"].take() {
+                    Value::Array(results) => results,
+                    _ => Vec::new(),
+                })
+            }
+            Some((_, Ok(answer))) => Err(MeiliError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_shard_unavailable",
+                ErrorType::System,
+                format!(
+                    "Node `{node}` answered {} while the gateway paged through its documents: retry the request.",
+                    answer.status
+                ),
+            )),
+            Some((_, Err(unreachable))) => Err(MeiliError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_shard_unavailable",
+                ErrorType::System,
+                format!(
+                    "{unreachable}, while the gateway paged through its documents: retry the request."
+                ),
+            )),
+            None => Err(MeiliError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_shard_unavailable",
+                ErrorType::System,
+                format!(
+                    "Node `{node}` left the topology while the gateway paged through its documents: retry the request."
+                ),
+            )),
+        }
+    }
+}
+
+/// One node's documents in a browse: a page at a time, from `position`.
+struct BrowseCursor<'a> {
+    source: &'a CoveringSet,
+    /// The node's matching documents.
+    total: u64,
+    /// The node's position of `buffer`'s first document.
+    position: u64,
+    buffer: VecDeque<Value>,
+}
+
+impl BrowseCursor<'_> {
+    /// Passes over `count` documents, fetching none of them.
+    fn skip(&mut self, count: u64) {
+        if count < self.buffer.len() as u64 {
+            self.buffer.drain(..count as usize);
+        } else {
+            self.buffer.clear();
+        }
+        self.position = self.position.saturating_add(count);
+    }
+
+    /// The next document, fetching the next page when the buffer is empty.
+    async fn peek(&mut self, pages: &PageSource<'_>) -> Result<Option<&Value>, MeiliError> {
+        if self.buffer.is_empty() && self.position < self.total {
+            self.buffer = pages.page(self.source, self.position).await?.into();
+            if self.buffer.is_empty() {
+                // Documents deleted meanwhile: nothing further on this node.
+                self.total = self.position;
+            }
+        }
+        Ok(self.buffer.front())
+    }
+
+    /// Takes the document [`BrowseCursor::peek`] showed.
+    fn pop(&mut self) -> Option<Value> {
+        let document = self.buffer.pop_front()?;
+        self.position += 1;
+        Some(document)
+    }
+
+    async fn next(&mut self, pages: &PageSource<'_>) -> Result<Option<Value>, MeiliError> {
+        self.peek(pages).await?;
+        Ok(self.pop())
+    }
 }
 
 /// `POST /indexes/{uid}/documents/fetch`.

@@ -18,7 +18,6 @@ use miroir_proto::placement::shard_for_key;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use tokio::task::JoinSet;
 
 /// The field Miroir stamps on every document; `_miroir_*` fields are reserved.
 pub use miroir_proto::settings::SHARD_FIELD;
@@ -311,7 +310,7 @@ async fn write(
     if let Some(skip) = skip_creation {
         path.push_str(&format!("&skipCreation={skip}"));
     }
-    let mut calls = JoinSet::new();
+    let mut calls = Vec::new();
     for (node_id, mut picks) in batches {
         let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
             continue;
@@ -328,17 +327,18 @@ async fn write(
             path.clone(),
             method.clone(),
         );
-        calls.spawn(tracing::Instrument::in_current_span(async move {
-            let answer = client
+        calls.push((node_id.clone(), async move {
+            client
                 .send(&node_id, &address, method, &path, Some(batch))
-                .await;
-            (node_id, answer)
+                .await
         }));
     }
     let mut node_tasks = Vec::new();
     let mut acked: BTreeSet<String> = BTreeSet::new();
     let mut node_errors: Vec<Value> = Vec::new();
-    while let Some(Ok((node_id, answer))) = calls.join_next().await {
+    for (node_id, answer) in miroir_proto::fan_out::join_tagged(calls).await {
+        let answer =
+            answer.unwrap_or_else(|error| Err(crate::nodes::failed_inside(&node_id, &error)));
         match answer {
             Ok(answer) if answer.status == 202 => match answer.body["taskUid"].as_u64() {
                 Some(uid) => {

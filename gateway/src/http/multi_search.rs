@@ -324,21 +324,21 @@ async fn run_all(
     queries: Vec<(String, Map<String, Value>)>,
 ) -> Vec<Result<Searched, SearchFailure>> {
     let count = queries.len();
-    let mut running = tokio::task::JoinSet::new();
-    for (position, (uid, query)) in queries.into_iter().enumerate() {
-        let (state, caller) = (state.clone(), caller.clone());
-        running.spawn(async move {
-            let searched = run_search(&state, &caller, &uid, query, false).await;
-            (position, searched)
+    // Each query runs on its own task: the request's settings floor goes with it.
+    let floor = super::consistency::min_settings_version();
+    let running = queries
+        .into_iter()
+        .enumerate()
+        .map(|(position, (uid, query))| {
+            let (state, caller) = (state.clone(), caller.clone());
+            let search = async move { run_search(&state, &caller, &uid, query, false).await };
+            (position, super::consistency::with_floor(floor, search))
         });
-    }
     let mut answers: Vec<Option<Result<Searched, SearchFailure>>> =
         (0..count).map(|_| None).collect();
-    while let Some(joined) = running.join_next().await {
-        match joined {
-            Ok((position, searched)) => answers[position] = Some(searched),
-            Err(error) => tracing::error!(%error, "a multi-search query panicked"),
-        }
+    for (position, searched) in miroir_proto::fan_out::join_tagged(running).await {
+        // A query that panicked (logged) answers 500 below.
+        answers[position] = searched.ok();
     }
     answers
         .into_iter()

@@ -15,7 +15,6 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use tokio::task::JoinSet;
 
 /// Rotates the group and replica chosen first, spreading reads.
 static ROUND_ROBIN: AtomicUsize = AtomicUsize::new(0);
@@ -173,7 +172,8 @@ pub async fn scatter(
                 node.address.clone(),
                 path.to_owned(),
             );
-            Some(async move {
+            let named = node_id.clone();
+            Some((position, named, async move {
                 let call = client.call(&node_id, &address, Method::POST, &path, Some(&node_body));
                 let answer = match deadline {
                     None => call.await,
@@ -189,23 +189,28 @@ pub async fn scatter(
                         }),
                 };
                 (position, answer)
-            })
+            }))
         })
         .collect();
     // One node: call it on this task, sparing a spawn and a cross-thread wake-up.
     if calls.len() == 1
-        && let Some(call) = calls.pop()
+        && let Some((_, _, call)) = calls.pop()
     {
         return vec![call.await];
     }
-    let mut running = JoinSet::new();
-    for call in calls {
-        running.spawn(tracing::Instrument::in_current_span(call));
-    }
-    let mut answers = Vec::with_capacity(plan.assignments.len());
-    while let Some(Ok(answer)) = running.join_next().await {
-        answers.push(answer);
-    }
+    let calls = calls
+        .into_iter()
+        .map(|(position, node, call)| ((position, node), call));
+    let mut answers: Vec<_> = miroir_proto::fan_out::join_tagged(calls)
+        .await
+        .into_iter()
+        .map(|((position, node), outcome)| match outcome {
+            Ok(answer) => answer,
+            // A call that panicked is a failed node, retried on another replica or
+            // reported, never a shard silently left out.
+            Err(error) => (position, Err(crate::nodes::failed_inside(&node, &error))),
+        })
+        .collect();
     answers.sort_by_key(|(position, _)| *position);
     answers
 }
@@ -343,8 +348,14 @@ impl SearchFailure {
 pub struct Gathered {
     /// 200 answers: those of the first plan in its order, then those of retries.
     pub answers: Vec<Value>,
+    /// For each answer, the node that gave it and its shards: where to ask for more
+    /// (a browse's next page).
+    pub sources: Vec<CoveringSet>,
     /// `index/shard` left out of the answers (policy `partial`).
     pub degraded: Vec<String>,
+    /// The snapshot the read used, kept pinned while the answers are used.
+    pub topology: Arc<pb::Topology>,
+    _pin: crate::topology::VersionPin,
 }
 
 /// How many times shards whose node failed are asked of another replica.
@@ -436,6 +447,7 @@ pub async fn gather_from(
     } = read;
     let index = &topology.indexes[position];
     let mut answers = Vec::new();
+    let mut sources = Vec::new();
     let mut lost: Vec<u32> = Vec::new();
     let mut last_error: Option<String> = None;
     // Each call of the first round is bounded by the node timeout; the calls of every
@@ -453,7 +465,19 @@ pub async fn gather_from(
         for (position, answer) in round_answers {
             let (node, shards) = nodes[position];
             match answer {
-                Ok(answer) if answer.status == 200 => answers.push(answer.body),
+                Ok(answer) if answer.status == 200 => {
+                    answers.push(answer.body);
+                    sources.push(CoveringSet {
+                        assignments: BTreeMap::from([(node.clone(), shards.clone())]),
+                        missing: Vec::new(),
+                        unfiltered: plan
+                            .unfiltered
+                            .iter()
+                            .filter(|n| *n == node)
+                            .cloned()
+                            .collect(),
+                    });
+                }
                 Ok(answer) if (400..500).contains(&answer.status) => {
                     let status =
                         StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -510,9 +534,13 @@ pub async fn gather_from(
             message,
         )));
     }
+    let degraded = lost.iter().map(|s| format!("{}/{s}", index.uid)).collect();
     Ok(Gathered {
         answers,
-        degraded: lost.iter().map(|s| format!("{}/{s}", index.uid)).collect(),
+        sources,
+        degraded,
+        topology,
+        _pin,
     })
 }
 

@@ -424,9 +424,11 @@ pub async fn run_search(
         uint(&query, "page").unwrap_or(1),
         uint(&query, "hitsPerPage").unwrap_or(20),
     );
+    // Saturating: paging values may be anything up to 2^64 - 1, and a wrap would show
+    // another page (as one Meilisearch 1.50 does; docs/api-compatibility.md).
     let (from, count) = if page_mode {
         (
-            page.saturating_sub(1) * hits_per_page,
+            page.saturating_sub(1).saturating_mul(hits_per_page),
             if page == 0 { 0 } else { hits_per_page },
         )
     } else {
@@ -487,7 +489,13 @@ pub async fn run_search(
         node_query.remove(key);
     }
     node_query.insert("page".into(), json!(1));
-    node_query.insert("hitsPerPage".into(), json!(from + count));
+    // Nothing past `maxTotalHits` is ever shown: nodes are asked for no more.
+    let wanted = if from >= max_total {
+        0
+    } else {
+        from.saturating_add(count).min(max_total)
+    };
+    node_query.insert("hitsPerPage".into(), json!(wanted));
     node_query.insert("showRankingScore".into(), json!(true));
     // With a sort, Meilisearch ranks by the rules before `sort`, then the sort, then the
     // rules after it: the per-rule details let the merge do exactly that.

@@ -180,7 +180,10 @@ async fn similar(
                 json!({"embedder": embedder, "semanticRatio": 1.0}),
             );
             // One more: the document itself comes back, and is left out.
-            search.insert("limit".into(), json!(offset + limit + 1));
+            search.insert(
+                "limit".into(),
+                json!(offset.saturating_add(limit).saturating_add(1)),
+            );
             search.insert("showRankingScore".into(), json!(true));
             // A vector search also lists documents without an embedding, after the others;
             // `similar` does not: the details tell them apart (`vectorSort` without a

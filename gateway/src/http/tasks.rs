@@ -316,18 +316,23 @@ pub fn parse_task_date(value: &str, after: bool) -> Option<u64> {
 async fn views(state: &AppState, list: &[pb::Task]) -> Vec<Value> {
     let topology = state.topology.current();
     let mut out = vec![Value::Null; list.len()];
-    let mut fetches = tokio::task::JoinSet::new();
+    let mut fetches = Vec::new();
     for (position, task) in list.iter().enumerate() {
         if let Some(outcome) = recorded_outcome(task) {
             out[position] = outcome;
             continue;
         }
         let (task, topology, nodes) = (task.clone(), topology.clone(), state.nodes.clone());
-        fetches.spawn(tracing::Instrument::in_current_span(async move {
-            (position, tasks::view(&task, &topology, &nodes).await)
+        fetches.push((position, async move {
+            tasks::view(&task, &topology, &nodes).await
         }));
     }
-    while let Some(Ok((position, view))) = fetches.join_next().await {
+    for (position, view) in miroir_proto::fan_out::join_tagged(fetches).await {
+        // A view that failed inside the gateway shows the task as with its nodes
+        // unreachable: still processing as far as anyone knows, and not recorded.
+        let view = view.unwrap_or_else(|error| {
+            tasks::aggregate(&list[position], &[(String::new(), Err(error))])
+        });
         if view["status"].as_str().is_some_and(tasks::is_final)
             && every_node_known(&list[position], &topology)
         {
@@ -961,7 +966,7 @@ pub(super) async fn enqueue_on_nodes(
     what: &str,
 ) -> (Vec<pb::NodeTask>, String) {
     let topology = state.topology.current();
-    let mut running = tokio::task::JoinSet::new();
+    let mut running = Vec::new();
     for (node_id, path) in calls {
         let address = topology
             .nodes
@@ -969,7 +974,7 @@ pub(super) async fn enqueue_on_nodes(
             .find(|n| n.id == node_id)
             .map(|n| n.address.clone());
         let client = state.nodes.clone();
-        running.spawn(tracing::Instrument::in_current_span(async move {
+        running.push((node_id.clone(), async move {
             let Some(address) = address else {
                 return Err(format!("node `{node_id}` is no longer in the fleet"));
             };
@@ -996,7 +1001,12 @@ pub(super) async fn enqueue_on_nodes(
     }
     let mut node_tasks = Vec::new();
     let mut errors = Vec::new();
-    while let Some(Ok(result)) = running.join_next().await {
+    for (node_id, result) in miroir_proto::fan_out::join_tagged(running).await {
+        let result = result.unwrap_or_else(|error| {
+            Err(format!(
+                "node `{node_id}`: failed inside the gateway: {error}"
+            ))
+        });
         match result {
             Ok(node_task) => node_tasks.push(node_task),
             Err(error) => errors.push(error),

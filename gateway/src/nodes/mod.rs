@@ -5,6 +5,15 @@
 pub use miroir_proto::node_client::{NodeAnswer, NodeBody, NodeClient, Unreachable};
 use std::time::Duration;
 
+/// A node call that failed inside the gateway (its task panicked), as the node being
+/// unreachable: a read asks another replica, a write counts it as not acknowledged.
+pub fn failed_inside(node: &str, error: &str) -> Unreachable {
+    Unreachable {
+        node: node.to_owned(),
+        detail: format!("the call failed inside the gateway: {error}"),
+    }
+}
+
 /// Tries `candidates` in turn until one gives an answer: the first within its own call's
 /// timeout, the others sharing one more `node_timeout`, so a read that fails over never
 /// lasts past twice the node timeout, however many nodes are slow. Without an answer, the
