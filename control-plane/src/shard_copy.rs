@@ -190,7 +190,7 @@ pub async fn copy(t: &Transfer<'_>, progress: impl Fn(u64, u64)) -> Result<u64, 
         shard,
         ..
     } = *t;
-    let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+    let path = miroir_proto::node_paths::documents_with_primary_key(uid, pk);
     let mut offset = 0;
     let mut last: Vec<Option<u64>> = vec![None; targets.len()];
     loop {
@@ -302,7 +302,7 @@ pub async fn verify_and_repair(t: &Transfer<'_>) -> Result<u64, String> {
             t.fenced()?;
         }
         for chunk in stale.chunks(PAGE) {
-            let path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+            let path = miroir_proto::node_paths::documents_with_primary_key(uid, pk);
             tasks.push(enqueue(client, target, Method::POST, path, json!(chunk)).await?);
         }
         for chunk in extra.chunks(PAGE) {

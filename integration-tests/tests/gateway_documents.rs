@@ -116,3 +116,39 @@ async fn documents_are_read_paged_and_deleted_across_the_fleet() {
         assert_eq!(stats["numberOfDocuments"], 0);
     }
 }
+
+/// A `?primaryKey=` naming a field with `&`, `=` or non-ASCII characters reaches the
+/// nodes as the client sent it, as one Meilisearch takes it.
+#[tokio::test]
+async fn primary_keys_with_reserved_or_non_ascii_characters_reach_nodes_intact() {
+    let (_dir, _cp, _nodes, gateway) = fleet(2).await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    for (uid, key, encoded) in [
+        ("accents", "clé", "cl%C3%A9"),
+        ("reserved", "a&skipCreation=true", "a%26skipCreation%3Dtrue"),
+    ] {
+        let documents: Vec<_> = (0..20).map(|i| json!({key: i, "title": "x"})).collect();
+        for target in [&meili, &reference] {
+            target
+                .ok(Method::POST, "/indexes", json!({"uid": uid}))
+                .await;
+            let task = target
+                .ok(
+                    Method::POST,
+                    &format!("/indexes/{uid}/documents?primaryKey={encoded}"),
+                    json!(documents),
+                )
+                .await;
+            assert_eq!(task["details"]["indexedDocuments"], 20, "{uid}: {task}");
+            let (status, index) = target.get(&format!("/indexes/{uid}")).await;
+            assert_eq!(
+                (status, &index["primaryKey"]),
+                (200, &json!(key)),
+                "{index}"
+            );
+            let (status, page) = target.get(&format!("/indexes/{uid}/documents")).await;
+            assert_eq!((status, &page["total"]), (200, &json!(20)), "{page}");
+        }
+    }
+}

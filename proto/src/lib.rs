@@ -16,6 +16,7 @@ pub mod fan_out;
 pub mod keys;
 #[cfg(feature = "node-client")]
 pub mod node_client;
+pub mod node_paths;
 pub mod placement;
 pub mod settings;
 #[cfg(feature = "telemetry")]

@@ -306,7 +306,7 @@ async fn write(
             }
         }
     }
-    let mut path = format!("/indexes/{uid}/documents?primaryKey={pk}");
+    let mut path = miroir_proto::node_paths::documents_with_primary_key(&uid, &pk);
     if let Some(skip) = skip_creation {
         path.push_str(&format!("&skipCreation={skip}"));
     }

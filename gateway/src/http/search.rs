@@ -21,28 +21,46 @@ fn uint(query: &Map<String, Value>, key: &str) -> Option<usize> {
     query.get(key).and_then(Value::as_u64).map(|v| v as usize)
 }
 
-pub(super) fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Ordering {
-    fn first(v: Option<&Value>) -> Option<&Value> {
-        match v {
-            Some(Value::Array(items)) => items.first(),
-            Some(Value::Null) | None => None,
+/// What a sort compares of a value, as Meilisearch sorts: numbers first, then strings
+/// (booleans are the strings `true` and `false` to Meilisearch's facets), compared
+/// lowercase; an array by its first element; anything else (null, an object) is no value.
+enum SortKey {
+    Number(f64),
+    Text(String),
+}
+
+impl SortKey {
+    fn of(value: Option<&Value>) -> Option<Self> {
+        let value = match value? {
+            Value::Array(items) => items.first()?,
             other => other,
+        };
+        match value {
+            Value::Number(n) => n.as_f64().map(Self::Number),
+            Value::String(s) => Some(Self::Text(s.to_lowercase())),
+            Value::Bool(b) => Some(Self::Text(b.to_string())),
+            _ => None,
         }
     }
-    let (a, b) = (first(a), first(b));
+
+    fn cmp(&self, other: &Self) -> Ordering {
+        match (self, other) {
+            (Self::Number(x), Self::Number(y)) => x.total_cmp(y),
+            (Self::Text(x), Self::Text(y)) => x.cmp(y),
+            (Self::Number(_), Self::Text(_)) => Ordering::Less,
+            (Self::Text(_), Self::Number(_)) => Ordering::Greater,
+        }
+    }
+}
+
+/// Orders two sort values; a total order over any JSON, so sorting never panics.
+pub(super) fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Ordering {
     // Documents without a value come last in either direction, as in Meilisearch.
-    let ordering = match (a, b) {
+    let ordering = match (SortKey::of(a), SortKey::of(b)) {
         (None, None) => return Ordering::Equal,
         (Some(_), None) => return Ordering::Less,
         (None, Some(_)) => return Ordering::Greater,
-        (Some(Value::Number(x)), Some(Value::Number(y))) => x
-            .as_f64()
-            .partial_cmp(&y.as_f64())
-            .unwrap_or(Ordering::Equal),
-        (Some(Value::String(x)), Some(Value::String(y))) => x.to_lowercase().cmp(&y.to_lowercase()),
-        (Some(Value::Number(_)), Some(_)) => Ordering::Less,
-        (Some(_), Some(Value::Number(_))) => Ordering::Greater,
-        _ => Ordering::Equal,
+        (Some(x), Some(y)) => x.cmp(&y),
     };
     if ascending {
         ordering
@@ -1148,5 +1166,39 @@ mod tests {
             .map(|(v, _)| v)
             .collect();
         assert_eq!(searched, ["Rock", "pop", "Metal"]);
+    }
+
+    #[test]
+    fn sort_values_are_totally_ordered_across_types() {
+        let values = [
+            json!("b"),
+            json!("A"),
+            json!(true),
+            json!(false),
+            json!({"x": 1}),
+            json!(2),
+            json!(-1.5),
+            json!(null),
+            json!([3]),
+            json!([]),
+            json!(["a"]),
+        ];
+        for ascending in [true, false] {
+            let order = |x: &Value, y: &Value| sort_value_order(Some(x), Some(y), ascending);
+            for x in &values {
+                assert_eq!(order(x, x), Ordering::Equal, "{x}");
+                for y in &values {
+                    assert_eq!(order(x, y), order(y, x).reverse(), "{x} {y}");
+                    for z in &values {
+                        if order(x, y).is_le() && order(y, z).is_le() {
+                            assert!(order(x, z).is_le(), "{x} <= {y} <= {z}");
+                        }
+                    }
+                }
+            }
+            // Sorting many mixed values never panics.
+            let mut many: Vec<Value> = values.iter().cycle().take(500).cloned().collect();
+            many.sort_by(|x, y| order(x, y));
+        }
     }
 }
