@@ -112,6 +112,12 @@ pub struct Config {
     #[arg(long, env = "MIROIR_GATEWAY_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub gateway_ttl: Duration,
 
+    /// A write's task is reserved before its nodes are written; one whose gateway never
+    /// attached its node tasks within this long (it stopped in between) is failed with
+    /// `miroir_task_unattached`.
+    #[arg(long, env = "MIROIR_TASK_RESERVATION_TIMEOUT", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub task_reservation_timeout: Duration,
+
     /// Topology versions kept in the store for watchers that resume.
     #[arg(long, env = "MIROIR_TOPOLOGY_HISTORY", default_value_t = 1000)]
     pub topology_history: u64,

@@ -45,6 +45,7 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.TaskService/CreateTask",
     "/miroir.v1.TaskService/DeleteTasks",
     "/miroir.v1.TaskService/RecordTaskOutcome",
+    "/miroir.v1.TaskService/AttachNodeTasks",
 ];
 
 /// Where a call should go: `Some(leader address)` when this process follows and the call

@@ -156,4 +156,5 @@ rpc! {
     tasks list_tasks(ListTasksRequest) -> ListTasksResponse;
     tasks delete_tasks(DeleteTasksRequest) -> DeleteTasksResponse;
     tasks record_task_outcome(RecordTaskOutcomeRequest) -> RecordTaskOutcomeResponse;
+    tasks attach_node_tasks(AttachNodeTasksRequest) -> Task;
 }

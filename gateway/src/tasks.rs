@@ -198,6 +198,12 @@ fn status_of(view: &Result<Value, String>) -> &str {
 /// A task whose outcome the control plane decides (a settings change: succeeded only once
 /// committed on every node).
 fn decided(task: &pb::Task, status: &str) -> Value {
+    // A write whose node tasks are not attached yet is enqueued as far as anyone knows.
+    let status = if status == "reserved" {
+        "enqueued"
+    } else {
+        status
+    };
     let error: Value = serde_json::from_str(&task.error_json).unwrap_or(Value::Null);
     let finished = matches!(status, "succeeded" | "failed");
     let started = task.started_at_ms > 0;

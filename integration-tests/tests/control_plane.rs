@@ -286,6 +286,7 @@ async fn tasks_get_fleet_wide_uids() {
                 error_json: String::new(),
                 cancels: Vec::new(),
                 custom_metadata: None,
+                reserve: false,
             })
             .await
             .unwrap()

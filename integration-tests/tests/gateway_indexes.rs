@@ -62,7 +62,7 @@ pub async fn fleet_in_groups(
 }
 
 /// [`fleet_in_groups`] with flags for the gateway.
-async fn fleet_in_groups_with(
+pub async fn fleet_in_groups_with(
     groups: &[u32],
     options: ControlPlaneOptions,
     gateway_args: &[&str],

@@ -537,3 +537,57 @@ async fn tasks_and_batches_carry_every_field_a_node_shows() {
         assert_eq!(through, one);
     }
 }
+
+/// A write's task is recorded before its nodes are written: when the control plane stops
+/// answering while the nodes take the write, the client still gets its task, which the
+/// gateway completes once the control plane is back (before, the client got an error for
+/// a write that was applied, and no task to follow).
+#[tokio::test]
+async fn a_write_the_nodes_took_has_a_task_even_when_the_control_plane_stalls() {
+    // Test node: its write is slowed (injected latency) to give the control plane time
+    // to stall between the reservation and the record of the node tasks.
+    let (_dir, cp, nodes, gateway) = crate::gateway_indexes::fleet_in_groups_with(
+        &[0],
+        miroir_integration_tests::ControlPlaneOptions::default(),
+        &["--control-plane-timeout", "1s"],
+        miroir_integration_tests::NodeKind::TestNode,
+    )
+    .await;
+    let meili = Meili::new(&gateway.url);
+    meili.create_index("stall").await;
+    nodes[0].set_faults(json!({"latencyMs": 2000})).await;
+    let pid = cp.pid().expect("pid").to_string();
+    let signal = |name: &'static str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    let url = gateway.url.clone();
+    let write = tokio::spawn(async move {
+        Meili::new(&url)
+            .json(
+                Method::POST,
+                "/indexes/stall/documents",
+                json!([{"id": 1, "title": "kept"}]),
+            )
+            .await
+    });
+    // The reservation is made at once; the node answers after 2 s, by when the control
+    // plane is stopped.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    signal("-STOP");
+    let (status, enqueued) = write.await.expect("write task");
+    signal("-CONT");
+    assert_eq!(status, 202, "{enqueued}");
+    nodes[0].set_faults(json!({"latencyMs": 0})).await;
+    let task = meili.wait_task(&enqueued).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let (status, document) = meili.get("/indexes/stall/documents/1").await;
+    assert_eq!(
+        (status, &document["title"]),
+        (200, &json!("kept")),
+        "{document}"
+    );
+}

@@ -337,7 +337,7 @@ async fn the_startup_line_names_the_fleet_state_and_warns_without_redis() {
     );
     let shared_log = log(&shared);
     assert!(
-        shared_log.contains("fleet_state=redis at 127.0.0.1:"),
+        shared_log.contains("fleet_state=redis at redis://127.0.0.1:"),
         "{shared_log}"
     );
     assert!(!shared_log.contains("WARN"), "{shared_log}");

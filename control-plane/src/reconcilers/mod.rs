@@ -7,6 +7,7 @@ pub mod leadership;
 pub mod node_health;
 pub mod settings;
 pub mod shard_moves;
+pub mod task_reservations;
 
 use miroir_proto::pb::{self, NodeState};
 use std::future::Future;

@@ -813,6 +813,7 @@ impl AdminService for AdminApi {
                 error_json: String::new(),
                 cancels: Vec::new(),
                 custom_metadata: None,
+                reserve: false,
             },
             patch.to_string(),
         )
@@ -1295,6 +1296,7 @@ async fn apply_plan(
             error_json: first_error.map(|e| e.to_string()).unwrap_or_default(),
             cancels: Vec::new(),
             custom_metadata: None,
+            reserve: false,
         },
     )
     .await
@@ -1324,6 +1326,7 @@ async fn failed_task(
             error_json: error.to_string(),
             cancels: Vec::new(),
             custom_metadata: None,
+            reserve: false,
         },
     )
     .await

@@ -138,6 +138,45 @@ impl TaskService for TaskApi {
         }
         Ok(Response::new(pb::RecordTaskOutcomeResponse { recorded }))
     }
+
+    async fn attach_node_tasks(
+        &self,
+        request: Request<pb::AttachNodeTasksRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
+            return Err(ControlPlaneError::NotLeader(
+                "node tasks are attached by the leader".into(),
+            )
+            .into());
+        };
+        let request = request.into_inner();
+        if !request.error_json.is_empty() {
+            serde_json::from_str::<serde_json::Value>(&request.error_json).map_err(|e| {
+                ControlPlaneError::InvalidArgument(format!("error_json is not JSON: {e}"))
+            })?;
+        }
+        let node_tasks_json = node_tasks_json(request.node_tasks)?;
+        let uid = request.uid;
+        let task = self
+            .state
+            .store
+            .attach_node_tasks(token, uid, &node_tasks_json, &request.error_json)
+            .await?
+            .ok_or_else(|| ControlPlaneError::NotFound(format!("Task `{uid}` not found.")))?;
+        Ok(Response::new(task.into_proto()?))
+    }
+}
+
+/// Node tasks as stored (`tasks.node_tasks`).
+fn node_tasks_json(node_tasks: Vec<pb::NodeTask>) -> Result<String, ControlPlaneError> {
+    let node_tasks: Vec<crate::store::NodeTaskPersistence> = node_tasks
+        .into_iter()
+        .map(|t| crate::store::NodeTaskPersistence {
+            node_id: t.node_id,
+            node_task_uid: t.node_task_uid,
+        })
+        .collect();
+    serde_json::to_string(&node_tasks).map_err(|e| ControlPlaneError::Internal(e.to_string()))
 }
 
 /// Start and finish times of an outcome, in ms since the epoch.
@@ -211,14 +250,7 @@ async fn record_with(
         })?;
         request.details_json
     };
-    let node_tasks: Vec<crate::store::NodeTaskPersistence> = request
-        .node_tasks
-        .into_iter()
-        .map(|t| crate::store::NodeTaskPersistence {
-            node_id: t.node_id,
-            node_task_uid: t.node_task_uid,
-        })
-        .collect();
+    let node_tasks_json = node_tasks_json(request.node_tasks)?;
     let LeadershipStatus::Leader { token, .. } = state.leadership() else {
         return Err(ControlPlaneError::NotLeader(
             "tasks are recorded by the leader".into(),
@@ -231,12 +263,13 @@ async fn record_with(
             NewTask {
                 index_uid: request.index_uid,
                 task_type: request.task_type,
-                node_tasks_json: serde_json::to_string(&node_tasks)
-                    .map_err(|e| ControlPlaneError::Internal(e.to_string()))?,
+                node_tasks_json,
                 details_json,
                 enqueued_at_ms: request.enqueued_at_ms,
                 error_json: request.error_json,
                 cancels: request.cancels,
+                // A settings change is decided by the control plane, never reserved.
+                reserve: request.reserve && settings_patch.is_none(),
                 settings_patch,
                 custom_metadata: request.custom_metadata,
             },

@@ -168,7 +168,14 @@ pub struct NewTask {
     pub settings_patch: Option<String>,
     /// The client's `customMetadata`.
     pub custom_metadata: Option<String>,
+    /// Recorded before its nodes are written: status `reserved` until
+    /// [`Store::attach_node_tasks`].
+    pub reserve: bool,
 }
+
+/// Status of a task whose uid was reserved before its nodes were written, until its node
+/// tasks are attached.
+pub const RESERVED: &str = "reserved";
 
 /// The outcome of a task the control plane decides.
 #[derive(Debug, Clone, Copy)]
@@ -670,7 +677,13 @@ impl Store {
             .bind(&task.details_json)
             .bind(task.enqueued_at_ms as i64)
             .bind(&task.error_json)
-            .bind(task.settings_patch.as_ref().map(|_| "enqueued"))
+            .bind(if task.settings_patch.is_some() {
+                Some("enqueued")
+            } else if task.reserve {
+                Some(RESERVED)
+            } else {
+                None
+            })
             .bind(&task.custom_metadata)
             .fetch_one(&mut *tx)
             .await
@@ -940,6 +953,87 @@ impl Store {
         }
         .await;
         self.observe("record_task_outcome", started, result.is_ok());
+        result
+    }
+
+    /// Gives reserved task `uid` its node tasks (JSON) and error (JSON, or empty), if
+    /// `token` still leads; the task as it is then (unchanged when it was no longer
+    /// reserved: attached already, or expired), `None` when there is no such task.
+    pub async fn attach_node_tasks(
+        &self,
+        token: FencingToken,
+        uid: u32,
+        node_tasks_json: &str,
+        error_json: &str,
+    ) -> Result<Option<TaskPersistence>> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("attach_node_tasks").await?;
+            self.check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "attach_node_tasks",
+                source,
+            };
+            sqlx::query(
+                "UPDATE tasks SET node_tasks = $1, error = $2, status = NULL
+                 WHERE uid = $3 AND status = $4",
+            )
+            .bind(node_tasks_json)
+            .bind(error_json)
+            .bind(i64::from(uid))
+            .bind(RESERVED)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?;
+            let row = sqlx::query_as::<_, TaskPersistence>(&format!(
+                "SELECT {TASK_COLUMNS} FROM tasks WHERE uid = $1"
+            ))
+            .bind(i64::from(uid))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map)?;
+            tx.commit().await.map_err(map)?;
+            Ok(row)
+        }
+        .await;
+        self.observe("attach_node_tasks", started, result.is_ok());
+        result
+    }
+
+    /// Fails the tasks reserved before `enqueued_before_ms` and never attached (their
+    /// gateway stopped between reserving and attaching), if `token` still leads; how many.
+    pub async fn expire_reservations(
+        &self,
+        token: FencingToken,
+        enqueued_before_ms: u64,
+        error_json: &str,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let started = Instant::now();
+        let result = async {
+            let mut tx = self.begin("expire_reservations").await?;
+            self.check_fencing(&mut tx, token).await?;
+            let map = |source| ControlPlaneError::Store {
+                operation: "expire_reservations",
+                source,
+            };
+            let expired = sqlx::query(
+                "UPDATE tasks SET status = 'failed', error = $1, finished_at_ms = $2
+                 WHERE status = $3 AND enqueued_at_ms < $4",
+            )
+            .bind(error_json)
+            .bind(now_ms as i64)
+            .bind(RESERVED)
+            .bind(enqueued_before_ms as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(map)?
+            .rows_affected();
+            tx.commit().await.map_err(map)?;
+            Ok(expired)
+        }
+        .await;
+        self.observe("expire_reservations", started, result.is_ok());
         result
     }
 

@@ -4,7 +4,7 @@
 
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
-use super::indexes::{accepted, find_index, json_object, json_object_or_empty, record_task};
+use super::indexes::{accepted, find_index, json_object, json_object_or_empty};
 use super::scatter::{CoveringSet, NodeRequest, gather, mark_degraded, scatter};
 use super::search::{lookup, sort_value_order};
 use super::write_gate::{Owners, Touches, admit, mark_missed};
@@ -104,6 +104,22 @@ async fn fan_out(
     custom_metadata: Option<String>,
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
+    // Recorded before any node sees the delete (see `write_task`).
+    let reserved = super::write_task::reserve(
+        state,
+        pb::CreateTaskRequest {
+            index_uid: Some(index.uid.clone()),
+            task_type: "documentDeletion".into(),
+            node_tasks: Vec::new(),
+            details_json: details.to_string(),
+            enqueued_at_ms,
+            error_json: String::new(),
+            cancels: Vec::new(),
+            custom_metadata,
+            reserve: true,
+        },
+    )
+    .await?;
     let topology = state.topology.current();
     let mut running = Vec::new();
     for (node_id, (method, path, body)) in calls {
@@ -136,6 +152,7 @@ async fn fan_out(
             Err(unreachable) => errors.push(unreachable.error()),
         }
     }
+    node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
     // No node took the task: answer the first node's error directly.
     if node_tasks.is_empty()
         && let Some(error) = errors.first().cloned()
@@ -145,29 +162,22 @@ async fn fan_out(
         } else {
             StatusCode::BAD_REQUEST
         };
+        super::write_task::attach(state, reserved, node_tasks, Some(&error)).await;
         return Ok((status, Json(error)).into_response());
     }
     // Deletes count like writes: a delete the owners did not take could come back from
     // them (a shard move copies from an owner).
     let acked: BTreeSet<String> = node_tasks.iter().map(|t| t.node_id.clone()).collect();
-    let missed = owners.require_quorum(&index.uid, &acked, &errors)?;
-    node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
+    let missed = match owners.require_quorum(&index.uid, &acked, &errors) {
+        Ok(missed) => missed,
+        Err(error) => {
+            super::write_task::attach(state, reserved, node_tasks, Some(&error.body())).await;
+            return Err(error);
+        }
+    };
     // Quorum was reached: a replica that missed the delete is named in the header and
     // does not fail the task, as with writes.
-    let task = record_task(
-        state,
-        pb::CreateTaskRequest {
-            index_uid: Some(index.uid.clone()),
-            task_type: "documentDeletion".into(),
-            node_tasks,
-            details_json: details.to_string(),
-            enqueued_at_ms,
-            error_json: String::new(),
-            cancels: Vec::new(),
-            custom_metadata,
-        },
-    )
-    .await?;
+    let task = super::write_task::attach(state, reserved, node_tasks, None).await;
     let mut response = accepted(&task);
     mark_missed(&mut response, &index.uid, &missed);
     Ok(response)

@@ -285,6 +285,24 @@ async fn write(
             _ => return Err(index_changed(&uid)),
         }
     };
+    // Recorded before any node sees the write: if the control plane is out of reach
+    // now, nothing is written; once nodes took it, there is a task to follow.
+    let reserved = super::write_task::reserve(
+        &state,
+        pb::CreateTaskRequest {
+            index_uid: Some(uid.clone()),
+            task_type: "documentAdditionOrUpdate".into(),
+            node_tasks: Vec::new(),
+            details_json: json!({"receivedDocuments": received, "indexedDocuments": null})
+                .to_string(),
+            enqueued_at_ms,
+            error_json: String::new(),
+            cancels: Vec::new(),
+            custom_metadata: custom_metadata.clone(),
+            reserve: true,
+        },
+    )
+    .await?;
     let owners = Owners::of(&index, &topology, &shards);
     let writable = writable_groups(&topology);
     // node → the documents it must receive, with their shard.
@@ -354,19 +372,16 @@ async fn write(
             Err(unreachable) => node_errors.push(unreachable.error()),
         }
     }
-    let missed = owners.require_quorum(&uid, &acked, &node_errors)?;
     node_tasks.sort_by(|a, b| (&a.node_id, a.node_task_uid).cmp(&(&b.node_id, b.node_task_uid)));
-    let request = pb::CreateTaskRequest {
-        index_uid: Some(uid.clone()),
-        task_type: "documentAdditionOrUpdate".into(),
-        node_tasks,
-        details_json: json!({"receivedDocuments": received, "indexedDocuments": null}).to_string(),
-        enqueued_at_ms,
-        error_json: String::new(),
-        cancels: Vec::new(),
-        custom_metadata: custom_metadata.clone(),
+    let missed = match owners.require_quorum(&uid, &acked, &node_errors) {
+        Ok(missed) => missed,
+        Err(error) => {
+            // The reserved task fails with the error the client gets now.
+            super::write_task::attach(&state, reserved, node_tasks, Some(&error.body())).await;
+            return Err(error);
+        }
     };
-    let task = super::indexes::record_task(&state, request).await?;
+    let task = super::write_task::attach(&state, reserved, node_tasks, None).await;
     let mut response = super::indexes::accepted(&task);
     super::write_gate::mark_missed(&mut response, &uid, &missed);
     Ok(response)

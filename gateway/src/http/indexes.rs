@@ -99,6 +99,7 @@ pub async fn failed_task(
         error_json: error.body().to_string(),
         cancels: Vec::new(),
         custom_metadata: None,
+        reserve: false,
     };
     Ok(accepted(&record_task(state, request).await?))
 }

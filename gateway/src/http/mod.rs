@@ -25,6 +25,7 @@ pub(crate) mod strip;
 mod tasks;
 mod webhooks;
 mod write_gate;
+mod write_task;
 
 pub use tasks::sweep_task_outcomes;
 

@@ -892,7 +892,6 @@ pub async fn cancel(
             )
         })
         .collect();
-    let (node_tasks, error_json) = enqueue_on_nodes(&state, calls, "the cancelation").await;
     let details = json!({
         "matchedTasks": matched.len(),
         "canceledTasks": null,
@@ -901,14 +900,12 @@ pub async fn cancel(
     let request = pb::CreateTaskRequest {
         index_uid: None,
         task_type: "taskCancelation".into(),
-        node_tasks,
         details_json: details.to_string(),
         enqueued_at_ms,
-        error_json,
         cancels: targets.iter().map(|t| t.uid).collect(),
-        custom_metadata: None,
+        ..Default::default()
     };
-    let task = record_task(&state, request).await?;
+    let task = record_on_nodes(&state, request, calls, "the cancelation").await?;
     Ok((StatusCode::OK, Json(tasks::summary(&task))).into_response())
 }
 
@@ -938,29 +935,41 @@ pub(super) async fn on_every_node(
         .map(|node| (node.id.clone(), path.to_owned()))
         .collect();
     let what = format!("`POST {path}`");
-    let (node_tasks, error_json) = enqueue_on_nodes(state, calls, &what).await;
     let request = pb::CreateTaskRequest {
         index_uid: index_uid.map(str::to_owned),
         task_type: task_type.to_owned(),
-        node_tasks,
         details_json: if details.is_null() {
             String::new()
         } else {
             details.to_string()
         },
         enqueued_at_ms,
-        error_json,
-        cancels: Vec::new(),
-        custom_metadata: None,
+        ..Default::default()
     };
-    let task = record_task(state, request).await?;
+    let task = record_on_nodes(state, request, calls, &what).await?;
     Ok((StatusCode::ACCEPTED, Json(tasks::summary(&task))).into_response())
+}
+
+/// Records the task `request` describes around [`enqueue_on_nodes`]: reserved before
+/// any node is asked, then given the node tasks (and the error, if some node did not
+/// take it). See `write_task`.
+async fn record_on_nodes(
+    state: &AppState,
+    request: pb::CreateTaskRequest,
+    calls: Vec<(String, String)>,
+    what: &str,
+) -> Result<pb::Task, MeiliError> {
+    let reserved = super::write_task::reserve(state, request).await?;
+    let (node_tasks, error_json) = enqueue_on_nodes(state, calls, what).await;
+    let error: Option<Value> =
+        (!error_json.is_empty()).then(|| serde_json::from_str(&error_json).unwrap_or(Value::Null));
+    Ok(super::write_task::attach(state, reserved, node_tasks, error.as_ref()).await)
 }
 
 /// POSTs `path` to each node named in `calls` and returns the node tasks they enqueued,
 /// with, when some node did not (unreachable, gone from the fleet, or refusing), the
 /// `miroir_node_unavailable` error (JSON) that fails the client task naming them.
-pub(super) async fn enqueue_on_nodes(
+async fn enqueue_on_nodes(
     state: &AppState,
     calls: Vec<(String, String)>,
     what: &str,

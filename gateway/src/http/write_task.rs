@@ -1,0 +1,78 @@
+//! The task of a write, recorded before its nodes are written (DESIGN §6: a write the
+//! nodes took always has a task to follow): the control plane reserves the uid, the
+//! nodes are written, then the node tasks (or the error that failed the write) are
+//! attached. If the control plane cannot be reached to attach them, the client still
+//! gets its task uid and the gateway keeps trying in the background; a reservation
+//! nobody attaches is failed by the control plane after `--task-reservation-timeout`.
+
+use super::error::MeiliError;
+use crate::state::AppState;
+use miroir_proto::pb;
+use serde_json::Value;
+use std::time::Duration;
+
+/// How long a gateway keeps trying to attach node tasks in the background: well within
+/// the control plane's default `--task-reservation-timeout` (10 min).
+const ATTACH_RETRY_FOR: Duration = Duration::from_secs(300);
+
+/// Reserves the task of a write about to be sent to nodes.
+pub async fn reserve(
+    state: &AppState,
+    mut request: pb::CreateTaskRequest,
+) -> Result<pb::Task, MeiliError> {
+    request.reserve = true;
+    request.node_tasks.clear();
+    super::indexes::record_task(state, request).await
+}
+
+/// Attaches what the write made (node tasks, and the error when it failed) to its
+/// reserved task; the task to answer with.
+pub async fn attach(
+    state: &AppState,
+    mut reserved: pb::Task,
+    node_tasks: Vec<pb::NodeTask>,
+    error: Option<&Value>,
+) -> pb::Task {
+    let request = pb::AttachNodeTasksRequest {
+        uid: reserved.uid,
+        node_tasks: node_tasks.clone(),
+        error_json: error.map(Value::to_string).unwrap_or_default(),
+    };
+    match state.control_plane.attach_node_tasks(request.clone()).await {
+        Ok(task) => task,
+        Err(status) => {
+            tracing::warn!(
+                task = reserved.uid,
+                error = %status.message(),
+                "node tasks not attached yet: retrying in the background"
+            );
+            tokio::spawn(retry_attach(state.clone(), request));
+            reserved.node_tasks = node_tasks;
+            reserved
+        }
+    }
+}
+
+/// Retries attaching with a backoff (1 s doubling to 30 s) for [`ATTACH_RETRY_FOR`].
+async fn retry_attach(state: AppState, request: pb::AttachNodeTasksRequest) {
+    let deadline = tokio::time::Instant::now() + ATTACH_RETRY_FOR;
+    let mut pause = Duration::from_secs(1);
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        match state.control_plane.attach_node_tasks(request.clone()).await {
+            Ok(_) => {
+                tracing::info!(task = request.uid, "node tasks attached");
+                return;
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => return,
+            Err(status) => {
+                tracing::debug!(task = request.uid, error = %status.message(), "node tasks still not attached");
+            }
+        }
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+    tracing::error!(
+        task = request.uid,
+        "node tasks never attached: the control plane will fail this task after its reservation timeout"
+    );
+}
