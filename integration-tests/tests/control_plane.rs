@@ -1,7 +1,7 @@
 //! The control plane through gRPC: errors, fleet changes, the store, tasks, metrics.
 
 use crate::fresh_control_plane;
-use miroir_integration_tests::{ControlPlane, ControlPlaneOptions};
+use miroir_integration_tests::{ControlPlane, ControlPlaneOptions, wait_for};
 use miroir_proto::pb;
 use tonic::Code;
 
@@ -446,4 +446,86 @@ async fn short_master_keys_are_refused_in_production_only() {
     let log = std::fs::read_to_string(&cp.log).expect("log");
     assert!(log.contains("fine in development"), "{log}");
     cp.kill().await;
+}
+
+/// A reserved write task gets its node tasks once; one nobody attaches fails after
+/// `--task-reservation-timeout`, and attaching it later changes nothing.
+#[tokio::test]
+async fn reserved_tasks_are_attached_once_or_fail_after_their_timeout() {
+    let mut options = miroir_integration_tests::ControlPlaneOptions::default();
+    options
+        .extra_args
+        .extend(["--task-reservation-timeout", "1s"].map(String::from));
+    let (_dir, cp) = crate::fresh_control_plane_with(options).await;
+    let mut tasks = cp.tasks().await;
+    let reserve = || pb::CreateTaskRequest {
+        index_uid: Some("movies".into()),
+        task_type: "documentAdditionOrUpdate".into(),
+        enqueued_at_ms: miroir_proto::time::now_ms(),
+        reserve: true,
+        ..Default::default()
+    };
+    let attached = tasks.create_task(reserve()).await.unwrap().into_inner();
+    let abandoned = tasks.create_task(reserve()).await.unwrap().into_inner();
+    assert_eq!(attached.status.as_deref(), Some("reserved"));
+    assert!(attached.node_tasks.is_empty());
+    let node_tasks = vec![pb::NodeTask {
+        node_id: "meili-0".into(),
+        node_task_uid: 7,
+    }];
+    let attach = |uid: u32| pb::AttachNodeTasksRequest {
+        uid,
+        node_tasks: node_tasks.clone(),
+        error_json: String::new(),
+    };
+    let task = tasks
+        .attach_node_tasks(attach(attached.uid))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((task.status, &task.node_tasks), (None, &node_tasks));
+    // Again: answered as it is.
+    let again = tasks
+        .attach_node_tasks(attach(attached.uid))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.node_tasks, node_tasks);
+
+    let expired = wait_for(
+        "the abandoned reservation to fail",
+        std::time::Duration::from_secs(20),
+        || {
+            let mut tasks = tasks.clone();
+            async move {
+                let task = tasks
+                    .get_task(pb::GetTaskRequest { uid: abandoned.uid })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (task.status.as_deref() == Some("failed")).then_some(task)
+            }
+        },
+    )
+    .await;
+    assert!(
+        expired.error_json.contains("miroir_task_unattached"),
+        "{expired:?}"
+    );
+    let late = tasks
+        .attach_node_tasks(attach(abandoned.uid))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late.status.as_deref(), Some("failed"));
+    assert!(late.node_tasks.is_empty());
+    // The attached one never expires.
+    let kept = tasks
+        .get_task(pb::GetTaskRequest { uid: attached.uid })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((kept.status, &kept.node_tasks), (None, &node_tasks));
+    let missing = tasks.attach_node_tasks(attach(999)).await.unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
 }
