@@ -56,6 +56,11 @@ struct Args {
     /// any HTTP proxy pays on this machine for the extra hop. Skipped when not given.
     #[arg(long, env = "MIROIR_BENCH_NGINX")]
     reference_proxy: Option<std::path::PathBuf>,
+    /// The gateways' `--threads`: 1 by default, the footing of the reference proxy (nginx
+    /// with one worker) on a machine whose other cores the nodes need; 0 leaves the
+    /// gateway's default (one per CPU).
+    #[arg(long, default_value_t = 1)]
+    gateway_threads: usize,
 }
 
 const WORDS: &[&str] = &[
@@ -270,7 +275,8 @@ async fn measure(setups: &[Setup], index: &str, args: &Args, concurrency: usize)
             }
             wall[i] += started.elapsed();
             if let (Some(pid), Some(before)) = (setup.pid, cpu_before) {
-                cpu[i] += cpu_time(pid) - before;
+                // Saturating: a thread that exited (an idle blocking-pool thread) takes its time with it.
+                cpu[i] += cpu_time(pid).saturating_sub(before);
             }
         }
     }
@@ -362,18 +368,27 @@ async fn fleet(
     dir: &std::path::Path,
     n: usize,
     documents: usize,
+    threads: usize,
 ) -> (ControlPlane, Vec<TestNode>, Gateway, Duration) {
-    let (cp, nodes, gateway) = start_fleet(dir, n).await;
+    let (cp, nodes, gateway) = start_fleet(dir, n, threads).await;
     let took = prepare(&Meili::new(&gateway.url), "bench", documents, true).await;
     (cp, nodes, gateway, took)
 }
 
 /// A control plane (SQLite, in `dir`), `n` active nodes in group 0 and a gateway serving
 /// the newest topology; no index yet.
-async fn start_fleet(dir: &std::path::Path, n: usize) -> (ControlPlane, Vec<TestNode>, Gateway) {
+async fn start_fleet(
+    dir: &std::path::Path,
+    n: usize,
+    threads: usize,
+) -> (ControlPlane, Vec<TestNode>, Gateway) {
     // Room for the large-batch measurement (Meilisearch's own limit is 100 MB; the
     // gateway sends each node its share).
-    let gateway_args = ["--payload-size-limit", "262144000"];
+    let threads = threads.to_string();
+    let mut gateway_args = vec!["--payload-size-limit", "262144000"];
+    if threads != "0" {
+        gateway_args.extend(["--threads", &threads]);
+    }
     std::fs::create_dir_all(dir).expect("fleet directory");
     let store = format!("sqlite://{}/miroir-{n}.db", dir.display());
     let cp = ControlPlane::start(dir, &store, &ControlPlaneOptions::default()).await;
@@ -481,7 +496,7 @@ async fn moves(args: &Args, dir: &std::path::Path) {
         "miroir-bench --moves: {shards} shards of about {} documents ({total} in all) on 3 nodes",
         args.shard_documents
     );
-    let (cp, _nodes, gateway) = start_fleet(&dir.join("moves"), 3).await;
+    let (cp, _nodes, gateway) = start_fleet(&dir.join("moves"), 3, args.gateway_threads).await;
     let meili = Meili::new(&gateway.url);
     meili
         .ok(
@@ -624,10 +639,14 @@ async fn main() {
         return;
     }
     println!(
-        "miroir-bench: {} documents, clients {:?}, {} searches per setup and level, nodes: {}",
+        "miroir-bench: {} documents, clients {:?}, {} searches per setup and level, gateway threads: {}, nodes: {}",
         args.documents,
         args.concurrency,
         args.requests,
+        match args.gateway_threads {
+            0 => "one per CPU".to_owned(),
+            n => n.to_string(),
+        },
         if std::env::var_os("MEILISEARCH_BIN").is_some() {
             "MEILISEARCH_BIN"
         } else {
@@ -641,9 +660,9 @@ async fn main() {
     let direct_meili = Meili::new(&direct.url);
     let direct_took = prepare(&direct_meili, "bench", args.documents, false).await;
     let (_cp1, nodes1, gateway1, one_took) =
-        fleet(&dir.path().join("one"), 1, args.documents).await;
+        fleet(&dir.path().join("one"), 1, args.documents, args.gateway_threads).await;
     let (_cp3, _nodes3, gateway3, three_took) =
-        fleet(&dir.path().join("three"), 3, args.documents).await;
+        fleet(&dir.path().join("three"), 3, args.documents, args.gateway_threads).await;
     let rate = |took: Duration| args.documents as f64 / took.as_secs_f64();
     println!(
         "\nindexing {} documents (batches of 5 000, until every task succeeded):\n\n| setup | time | documents/s | × one node |\n|---|---|---|---|",
