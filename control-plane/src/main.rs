@@ -4,19 +4,11 @@ use miroir_control_plane::config::Config;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
-    let _telemetry = match miroir_proto::telemetry::init("miroir-control-plane", config.log_format)
-    {
-        Ok(guard) => guard,
-        Err(error) => {
-            eprintln!("error: cannot set up logging: {error:#}");
-            return std::process::ExitCode::FAILURE;
-        }
-    };
-    match miroir_control_plane::server::run(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    let log_format = config.log_format;
+    miroir_proto::telemetry::run_service(
+        "miroir-control-plane",
+        log_format,
+        miroir_control_plane::server::run(config),
+    )
+    .await
 }

@@ -280,7 +280,8 @@ impl ServiceState {
             .clone()
     }
 
-    fn leader_token(&self) -> Result<FencingToken> {
+    /// The fencing token while this replica leads; `NotLeader`, naming the leader, else.
+    pub fn leader_token(&self) -> Result<FencingToken> {
         match self.leadership() {
             LeadershipStatus::Leader { token, .. } => Ok(token),
             LeadershipStatus::Follower {

@@ -21,20 +21,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     // Telemetry starts inside the runtime: the OTLP exporter runs on it.
-    runtime.block_on(async {
-        let _telemetry = match miroir_proto::telemetry::init("miroir-gateway", config.log_format) {
-            Ok(guard) => guard,
-            Err(error) => {
-                eprintln!("error: cannot set up logging: {error:#}");
-                return std::process::ExitCode::FAILURE;
-            }
-        };
-        match miroir_gateway::server::run(config).await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(error) => {
-                tracing::error!("{error:#}");
-                std::process::ExitCode::FAILURE
-            }
-        }
-    })
+    runtime.block_on(miroir_proto::telemetry::run_service(
+        "miroir-gateway",
+        config.log_format,
+        miroir_gateway::server::run(config),
+    ))
 }

@@ -85,6 +85,29 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// A server binary's life: sets up logging and OTLP, runs `service`, and turns its
+/// outcome into the exit code (an error is logged, or printed when logging could not start).
+pub async fn run_service(
+    service_name: &'static str,
+    format: LogFormat,
+    service: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> std::process::ExitCode {
+    let _telemetry = match init(service_name, format) {
+        Ok(guard) => guard,
+        Err(error) => {
+            eprintln!("error: cannot set up logging: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match service.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Installs the global subscriber: log lines, and OTLP export when configured.
 pub fn init(service_name: &'static str, format: LogFormat) -> anyhow::Result<TelemetryGuard> {
     let rust_log = std::env::var("RUST_LOG").ok();

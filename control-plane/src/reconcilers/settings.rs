@@ -77,17 +77,8 @@ async fn process_queue(state: &Arc<ServiceState>) -> Result<bool, ControlPlaneEr
         any_failed |= !process(state, &change).instrument(span).await?;
         state
             .store
-            .delete_settings_change(leader_token(state)?, change.id)
+            .delete_settings_change(state.leader_token()?, change.id)
             .await?;
-    }
-}
-
-fn leader_token(state: &ServiceState) -> Result<miroir_proto::FencingToken, ControlPlaneError> {
-    match state.leadership() {
-        LeadershipStatus::Leader { token, .. } => Ok(token),
-        LeadershipStatus::Follower { leader_id, .. } => {
-            Err(ControlPlaneError::NotLeader(format!("{leader_id} leads")))
-        }
     }
 }
 
@@ -111,7 +102,7 @@ async fn set_task(
     state
         .store
         .set_task_status(
-            leader_token(state)?,
+            state.leader_token()?,
             uid as u32,
             TaskStatusUpdate {
                 status,
@@ -792,7 +783,7 @@ pub async fn drift_all(state: &Arc<ServiceState>) {
             continue;
         }
         if index.settings_version == 0 {
-            if let Ok(token) = leader_token(state)
+            if let Ok(token) = state.leader_token()
                 && state
                     .store
                     .enqueue_settings_change(token, &index.uid, "{}", now_ms())

@@ -2,7 +2,7 @@
 //! node tasks: after `--task-reservation-timeout` nobody will, and the client following
 //! the task is told so instead of waiting forever.
 
-use crate::state::{LeadershipStatus, ServiceState};
+use crate::state::ServiceState;
 use std::sync::Arc;
 
 /// Runs until the process stops; acts while this replica leads.
@@ -15,7 +15,7 @@ pub async fn run(state: Arc<ServiceState>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        let LeadershipStatus::Leader { token, .. } = state.leadership() else {
+        let Ok(token) = state.leader_token() else {
             continue;
         };
         let now = crate::state::now_ms();

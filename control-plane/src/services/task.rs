@@ -1,7 +1,7 @@
 //! `TaskService`: fleet-wide task uids and the node tasks behind them.
 
 use crate::error::ControlPlaneError;
-use crate::state::{LeadershipStatus, ServiceState};
+use crate::state::ServiceState;
 use crate::store::{NewTask, TaskFilter};
 use miroir_proto::pb;
 use miroir_proto::pb::task_service_server::TaskService;
@@ -102,11 +102,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::DeleteTasksRequest>,
     ) -> Result<Response<pb::DeleteTasksResponse>, Status> {
-        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
-            return Err(
-                ControlPlaneError::NotLeader("tasks are deleted by the leader".into()).into(),
-            );
-        };
+        let token = self.state.leader_token()?;
         let deleted = self
             .state
             .store
@@ -119,12 +115,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::RecordTaskOutcomeRequest>,
     ) -> Result<Response<pb::RecordTaskOutcomeResponse>, Status> {
-        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
-            return Err(ControlPlaneError::NotLeader(
-                "task outcomes are recorded by the leader".into(),
-            )
-            .into());
-        };
+        let token = self.state.leader_token()?;
         let request = request.into_inner();
         let (status, times) = check_outcome(request.uid, &request.outcome_json)?;
         let recorded = self
@@ -143,12 +134,7 @@ impl TaskService for TaskApi {
         &self,
         request: Request<pb::AttachNodeTasksRequest>,
     ) -> Result<Response<pb::Task>, Status> {
-        let LeadershipStatus::Leader { token, .. } = self.state.leadership() else {
-            return Err(ControlPlaneError::NotLeader(
-                "node tasks are attached by the leader".into(),
-            )
-            .into());
-        };
+        let token = self.state.leader_token()?;
         let request = request.into_inner();
         if !request.error_json.is_empty() {
             serde_json::from_str::<serde_json::Value>(&request.error_json).map_err(|e| {
@@ -251,11 +237,7 @@ async fn record_with(
         request.details_json
     };
     let node_tasks_json = node_tasks_json(request.node_tasks)?;
-    let LeadershipStatus::Leader { token, .. } = state.leadership() else {
-        return Err(ControlPlaneError::NotLeader(
-            "tasks are recorded by the leader".into(),
-        ));
-    };
+    let token = state.leader_token()?;
     let task = state
         .store
         .create_task(

@@ -659,10 +659,20 @@ async fn main() {
     let direct = TestNode::start().await;
     let direct_meili = Meili::new(&direct.url);
     let direct_took = prepare(&direct_meili, "bench", args.documents, false).await;
-    let (_cp1, nodes1, gateway1, one_took) =
-        fleet(&dir.path().join("one"), 1, args.documents, args.gateway_threads).await;
-    let (_cp3, _nodes3, gateway3, three_took) =
-        fleet(&dir.path().join("three"), 3, args.documents, args.gateway_threads).await;
+    let (_cp1, nodes1, gateway1, one_took) = fleet(
+        &dir.path().join("one"),
+        1,
+        args.documents,
+        args.gateway_threads,
+    )
+    .await;
+    let (_cp3, _nodes3, gateway3, three_took) = fleet(
+        &dir.path().join("three"),
+        3,
+        args.documents,
+        args.gateway_threads,
+    )
+    .await;
     let rate = |took: Duration| args.documents as f64 / took.as_secs_f64();
     println!(
         "\nindexing {} documents (batches of 5 000, until every task succeeded):\n\n| setup | time | documents/s | × one node |\n|---|---|---|---|",
