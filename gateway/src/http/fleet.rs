@@ -8,8 +8,8 @@
 //! - **`X-Miroir-Session`**: a read in a session first waits (up to `--node-timeout`) for
 //!   the session's last write task to finish, so it sees that write.
 //!
-//! When the fleet state cannot be reached the request goes on without the rule (and a
-//! warning is logged): availability over strictness.
+//! While Redis cannot be reached, idempotency keys and sessions hold on this gateway
+//! (its memory), and rate limits pass or refuse as `--redis-unavailable-rate-limits` says.
 
 use super::error::{ErrorType, MeiliError};
 use crate::fleet::{Idempotency, RateDecision};
