@@ -374,6 +374,18 @@ async fn keys_are_the_same_everywhere_and_enforced() {
         (status, error["code"].as_str()),
         (404, Some("api_key_not_found"))
     );
+    // Uids in any form a UUID parser reads, and not-UUIDs, answer as one node does.
+    for asked in [
+        format!("%7B{}%7D", uid.to_uppercase()),
+        uid.replace('-', ""),
+        format!("{}-", uid.replacen('-', "", 1)),
+    ] {
+        let ours = meili.get(&format!("/keys/{asked}")).await;
+        let theirs = Meili::new(&nodes[0].url)
+            .get(&format!("/keys/{asked}"))
+            .await;
+        assert_eq!(ours, theirs, "{asked}");
+    }
     drop(cp);
 }
 

@@ -69,7 +69,8 @@ fn find(state: &AppState, uid_or_key: &str) -> Result<pb::ApiKey, MeiliError> {
                 )
         })
         .cloned()
-        .ok_or_else(|| not_found(uid_or_key))
+        // Meilisearch names a uid as it parsed it (hyphenated, lowercase), a key as given.
+        .ok_or_else(|| not_found(uid.as_deref().unwrap_or(uid_or_key)))
 }
 
 /// `GET /keys`: newest first, `offset`/`limit` (default 20).
