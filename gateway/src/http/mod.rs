@@ -9,7 +9,7 @@ mod documents;
 pub mod error;
 mod experimental_features;
 mod fields;
-mod fleet;
+mod fleet_rules;
 mod indexes;
 mod keys;
 mod miroir;
@@ -148,7 +148,15 @@ pub fn router(state: AppState) -> Router {
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            fleet::fleet_rules,
+            fleet_rules::idempotency,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fleet_rules::session,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            fleet_rules::rate_limit,
         ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
