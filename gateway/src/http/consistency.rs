@@ -19,23 +19,25 @@ pub const SETTINGS_INCONSISTENT: &str = "x-miroir-settings-inconsistent";
 /// The settings version a read must see at least.
 pub const MIN_SETTINGS_VERSION: &str = "x-miroir-min-settings-version";
 
-tokio::task_local! {
-    /// The request's settings floor, for the scatter-gather it runs on this task.
-    static FLOOR: u64;
-}
+/// The request's `X-Miroir-Min-Settings-Version` (0: none): put in the request's
+/// extensions by [`settings_headers`], taken by the handlers that read from nodes and
+/// handed to every read plan they make, on whatever task runs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettingsFloor(pub u64);
 
-/// The current request's `X-Miroir-Min-Settings-Version` (0 when it set none).
-pub fn min_settings_version() -> u64 {
-    FLOOR.try_with(|floor| *floor).unwrap_or(0)
-}
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for SettingsFloor {
+    type Rejection = std::convert::Infallible;
 
-/// Runs `task` under `floor`: for work a request spawns onto other tasks, which do not
-/// inherit the request's task-local floor.
-pub fn with_floor<F: std::future::Future>(
-    floor: u64,
-    task: F,
-) -> impl std::future::Future<Output = F::Output> {
-    FLOOR.scope(floor, task)
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<SettingsFloor>()
+            .copied()
+            .unwrap_or_default())
+    }
 }
 
 /// Nodes holding `index` that are not verified at settings version `floor` or later.
@@ -93,7 +95,9 @@ pub async fn settings_headers(
         },
     };
     let uid = index_of_path(request.uri().path()).map(str::to_owned);
-    let mut response = FLOOR.scope(floor, next.run(request)).await;
+    let mut request = request;
+    request.extensions_mut().insert(SettingsFloor(floor));
+    let mut response = next.run(request).await;
     if let Some(uid) = uid {
         let topology = state.topology.current();
         if let Some(index) = topology.indexes.iter().find(|i| i.uid == uid) {

@@ -2,6 +2,7 @@
 //! deletes by id routed to their shard's write nodes; deletes by filter and clears sent to
 //! every node; browsing paged across the covering set with no duplicate and no gap.
 
+use super::consistency::SettingsFloor;
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::{accepted, find_index, json_object, json_object_or_empty};
@@ -369,6 +370,7 @@ const BROWSE_PAGE: usize = 1000;
 /// among equals.
 async fn browse(
     state: &AppState,
+    floor: SettingsFloor,
     uid: &str,
     request: Map<String, Value>,
 ) -> Result<Response, MeiliError> {
@@ -414,7 +416,7 @@ async fn browse(
         body: &body,
         filter,
     };
-    let mut gathered = match gather(state, uid, 0, &path, node_request).await {
+    let mut gathered = match gather(state, uid, 0, floor, &path, node_request).await {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();
@@ -628,16 +630,18 @@ impl BrowseCursor<'_> {
 /// `POST /indexes/{uid}/documents/fetch`.
 pub async fn fetch(
     State(state): State<AppState>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let request = json_object_or_empty(&body)?;
-    browse(&state, &uid, request).await
+    browse(&state, floor, &uid, request).await
 }
 
 /// `GET /indexes/{uid}/documents`.
 pub async fn list(
     State(state): State<AppState>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
@@ -663,5 +667,5 @@ pub async fn list(
         };
         request.insert(key, parsed);
     }
-    browse(&state, &uid, request).await
+    browse(&state, floor, &uid, request).await
 }

@@ -1,6 +1,7 @@
 //! `POST /multi-search`: each query is a scatter-gather search; with `federation`, the
 //! results are merged into one list by weighted ranking score.
 
+use super::consistency::SettingsFloor;
 use super::error::MeiliError;
 use super::indexes::json_object;
 use super::scatter::mark_degraded;
@@ -114,6 +115,7 @@ struct Union {
 async fn union_of(
     state: &AppState,
     caller: &super::auth::Caller,
+    floor: SettingsFloor,
     uid: &str,
     queries: Vec<Map<String, Value>>,
     facets: Option<&Value>,
@@ -133,7 +135,7 @@ async fn union_of(
     let mut body = Map::new();
     body.insert("queries".into(), Value::Array(node_queries));
     body.insert("federation".into(), federation);
-    let read = super::scatter::ReadPlan::new(state, uid, super::scatter::next_turn())?;
+    let read = super::scatter::ReadPlan::new(state, uid, super::scatter::next_turn(), floor)?;
     let gathered = super::scatter::gather_from(
         state,
         read,
@@ -321,18 +323,19 @@ fn inside_union(positions: &[usize], failure: SearchFailure) -> Response {
 async fn run_all(
     state: &AppState,
     caller: &super::auth::Caller,
+    floor: SettingsFloor,
     queries: Vec<(String, Map<String, Value>)>,
 ) -> Vec<Result<Searched, SearchFailure>> {
     let count = queries.len();
-    // Each query runs on its own task: the request's settings floor goes with it.
-    let floor = super::consistency::min_settings_version();
+    // Each query runs on its own task, the request's settings floor with it.
     let running = queries
         .into_iter()
         .enumerate()
         .map(|(position, (uid, query))| {
             let (state, caller) = (state.clone(), caller.clone());
-            let search = async move { run_search(&state, &caller, &uid, query, false).await };
-            (position, super::consistency::with_floor(floor, search))
+            let search =
+                async move { run_search(&state, &caller, floor, &uid, query, false).await };
+            (position, search)
         });
     let mut answers: Vec<Option<Result<Searched, SearchFailure>>> =
         (0..count).map(|_| None).collect();
@@ -356,6 +359,7 @@ async fn run_all(
 pub async fn multi_search(
     State(state): State<AppState>,
     axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
+    floor: SettingsFloor,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
@@ -427,7 +431,7 @@ pub async fn multi_search(
     let Some(federation) = federation else {
         let uids: Vec<String> = prepared.iter().map(|(uid, _, _)| uid.clone()).collect();
         let queries = prepared.into_iter().map(|(uid, query, _)| (uid, query));
-        let answers = run_all(&state, &caller, queries.collect()).await;
+        let answers = run_all(&state, &caller, floor, queries.collect()).await;
         let mut results = Vec::with_capacity(uids.len());
         let mut degraded = Vec::new();
         // One request, one `requestUid` in every result.
@@ -523,7 +527,10 @@ pub async fn multi_search(
     for (uid, positions) in &queries_of {
         let queries = positions.iter().map(|&p| prepared[p].1.clone()).collect();
         let facets = facets_by_index.get(uid).filter(|f| !f.is_null());
-        unions.push((uid.clone(), union_of(&state, &caller, uid, queries, facets)));
+        unions.push((
+            uid.clone(),
+            union_of(&state, &caller, floor, uid, queries, facets),
+        ));
     }
     let mut queries = Vec::with_capacity(prepared.len());
     let mut shown = Vec::with_capacity(prepared.len());
@@ -568,7 +575,7 @@ pub async fn multi_search(
     let mut details = PerformanceDetails::default();
     details.add("search > partition queries", partitioned.elapsed());
     let waited = std::time::Instant::now();
-    let (answers, unions) = tokio::join!(run_all(&state, &caller, queries), unions);
+    let (answers, unions) = tokio::join!(run_all(&state, &caller, floor, queries), unions);
     details.add("search > wait for remote results", waited.elapsed());
     let merged = std::time::Instant::now();
     let mut total = 0;

@@ -3,6 +3,7 @@
 //! counted twice with RF > 1); shards whose node fails are asked again of another live
 //! replica; what no replica can serve follows the shard-unavailable policy.
 
+use super::consistency::SettingsFloor;
 use super::error::{ErrorType, MeiliError};
 use crate::config::ShardPolicy;
 use crate::nodes::{NodeAnswer, Unreachable};
@@ -369,10 +370,17 @@ pub async fn gather(
     state: &AppState,
     uid: &str,
     turn: usize,
+    floor: SettingsFloor,
     path: &str,
     request: NodeRequest<'_>,
 ) -> Result<Gathered, SearchFailure> {
-    gather_from(state, ReadPlan::new(state, uid, turn)?, path, request).await
+    gather_from(
+        state,
+        ReadPlan::new(state, uid, turn, floor)?,
+        path,
+        request,
+    )
+    .await
 }
 
 /// The first covering set of a read of one index, under the request's settings floor,
@@ -395,14 +403,18 @@ pub struct ReadPlan {
 
 impl ReadPlan {
     /// Plans a read of `uid` for this `turn`, avoiding nodes behind the settings floor.
-    pub fn new(state: &AppState, uid: &str, turn: usize) -> Result<Self, SearchFailure> {
+    pub fn new(
+        state: &AppState,
+        uid: &str,
+        turn: usize,
+        SettingsFloor(floor): SettingsFloor,
+    ) -> Result<Self, SearchFailure> {
         let (pin, topology) = state.topology.pin();
         let index = topology
             .indexes
             .iter()
             .position(|i| i.uid == uid)
             .ok_or_else(|| SearchFailure::Miroir(super::indexes::index_not_found(uid)))?;
-        let floor = super::consistency::min_settings_version();
         let excluded = super::consistency::nodes_behind(&topology.indexes[index], floor);
         let shards: Vec<u32> = (0..topology.indexes[index].shard_count).collect();
         let plan = covering_set_for(

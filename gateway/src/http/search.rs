@@ -2,6 +2,7 @@
 //! then an exact merge of hits, totals and facets.
 
 use super::auth::Caller;
+use super::consistency::SettingsFloor;
 use super::documents::SHARD_FIELD;
 use super::error::{MeiliError, positive_integer};
 use super::indexes::{json_object, json_object_or_empty};
@@ -107,12 +108,13 @@ pub fn compare_details(a: &Value, b: &Value) -> Ordering {
 pub async fn search_post(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
     let query = json_object_or_empty(&body)?;
     Ok(respond(
-        run_search(&state, &caller, &uid, query, true).await,
+        run_search(&state, &caller, floor, &uid, query, true).await,
     ))
 }
 
@@ -122,6 +124,7 @@ pub async fn search_post(
 pub async fn search_get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     axum::extract::Query(params): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
@@ -186,7 +189,7 @@ pub async fn search_get(
         ));
     }
     Ok(respond(
-        run_search(&state, &caller, &uid, query, true).await,
+        run_search(&state, &caller, floor, &uid, query, true).await,
     ))
 }
 
@@ -419,6 +422,7 @@ fn one_node_answer(body: Value, settings: Option<&Map<String, Value>>) -> Option
 pub async fn run_search(
     state: &AppState,
     caller: &Caller,
+    floor: SettingsFloor,
     uid: &str,
     mut query: Map<String, Value>,
     raw_ok: bool,
@@ -468,7 +472,7 @@ pub async fn run_search(
         })
         .unwrap_or_default();
     let settings = super::settings::cached(state, uid).await;
-    let read = ReadPlan::new(state, uid, turn)?;
+    let read = ReadPlan::new(state, uid, turn, floor)?;
     if let Some(searched) = from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
         return searched;
     }
@@ -800,6 +804,7 @@ fn distinct_total<'a>(answers: impl Iterator<Item = &'a Value>, attribute: &str)
 pub async fn facet_search(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
@@ -810,7 +815,7 @@ pub async fn facet_search(
         body: &query,
         filter: query.get("filter"),
     };
-    let gathered = match gather(&state, &uid, next_turn(), &path, request).await {
+    let gathered = match gather(&state, &uid, next_turn(), floor, &path, request).await {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();

@@ -8,6 +8,7 @@
 //! Meilisearch's `similar` leaves it out.
 
 use super::auth::Caller;
+use super::consistency::SettingsFloor;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::{index_in, json_object};
 use super::scatter::{NodeRequest, SearchFailure, gather, mark_degraded, next_turn};
@@ -27,6 +28,7 @@ use std::cmp::Ordering;
 pub async fn similar_post(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
@@ -34,7 +36,7 @@ pub async fn similar_post(
     let owner_body = Value::Object(query.clone());
     let path = format!("/indexes/{uid}/similar");
     let request = (Method::POST, path, Some(owner_body));
-    Ok(similar(&state, &caller, &uid, query, request)
+    Ok(similar(&state, &caller, floor, &uid, query, request)
         .await
         .unwrap_or_else(SearchFailure::into_response))
 }
@@ -43,6 +45,7 @@ pub async fn similar_post(
 pub async fn similar_get(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    floor: SettingsFloor,
     Path(uid): Path<String>,
     RawQuery(raw): RawQuery,
     Query(pairs): Query<Vec<(String, String)>>,
@@ -50,9 +53,16 @@ pub async fn similar_get(
     let raw = raw.unwrap_or_default();
     let query = from_query_string(pairs);
     let path = format!("/indexes/{uid}/similar?{raw}");
-    similar(&state, &caller, &uid, query, (Method::GET, path, None))
-        .await
-        .unwrap_or_else(SearchFailure::into_response)
+    similar(
+        &state,
+        &caller,
+        floor,
+        &uid,
+        query,
+        (Method::GET, path, None),
+    )
+    .await
+    .unwrap_or_else(SearchFailure::into_response)
 }
 
 /// The body a `GET` stands for, as Meilisearch reads its parameters (comma lists, booleans,
@@ -80,6 +90,7 @@ fn from_query_string(pairs: Vec<(String, String)>) -> Map<String, Value> {
 async fn similar(
     state: &AppState,
     caller: &Caller,
+    floor: SettingsFloor,
     uid: &str,
     mut query: Map<String, Value>,
     owner_request: (Method, String, Option<Value>),
@@ -164,7 +175,8 @@ async fn similar(
         None => {
             let mut count = Map::new();
             count.insert("limit".into(), json!(0));
-            let gathered = gather_or_respond(state, uid, &count, query.get("filter")).await?;
+            let gathered =
+                gather_or_respond(state, uid, floor, &count, query.get("filter")).await?;
             let total: u64 = gathered
                 .answers
                 .iter()
@@ -208,7 +220,8 @@ async fn similar(
                 attributes.push(json!(primary_key));
                 injected.push(primary_key.clone());
             }
-            let gathered = gather_or_respond(state, uid, &search, query.get("filter")).await?;
+            let gathered =
+                gather_or_respond(state, uid, floor, &search, query.get("filter")).await?;
             let processing = gathered
                 .answers
                 .iter()
@@ -277,6 +290,7 @@ async fn similar(
 async fn gather_or_respond(
     state: &AppState,
     uid: &str,
+    floor: SettingsFloor,
     body: &Map<String, Value>,
     filter: Option<&Value>,
 ) -> Result<super::scatter::Gathered, SearchFailure> {
@@ -285,6 +299,7 @@ async fn gather_or_respond(
         state,
         uid,
         next_turn(),
+        floor,
         &path,
         NodeRequest::One { body, filter },
     )
