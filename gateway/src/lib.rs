@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod fleet;
 pub mod http;
 pub mod http_server;
+pub mod key_cache;
 pub mod nodes;
 pub mod server;
 pub mod state;

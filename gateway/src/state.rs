@@ -23,7 +23,7 @@ pub struct GatewayState {
     /// HTTP calls to nodes.
     pub nodes: NodeClient,
     /// API key values of the served topology, for authentication.
-    pub keys: Arc<crate::http::auth::KeyCache>,
+    pub keys: Arc<crate::key_cache::KeyCache>,
     /// Each index's settings as clients read them (the merge needs some of them).
     pub index_settings: Arc<SettingsCache>,
     /// Idempotency keys, sessions and rate-limit counters (Redis or memory).

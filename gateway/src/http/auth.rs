@@ -14,8 +14,7 @@ use hmac::{Hmac, Mac};
 use miroir_proto::keys::{action_allows, index_matches, indexes_allow, key_value};
 use miroir_proto::pb;
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// The credential a request was authenticated with, as a request extension.
 #[derive(Debug, Clone)]
@@ -132,38 +131,6 @@ pub fn forbidden() -> MeiliError {
     invalid_api_key("The provided API key is invalid.")
 }
 
-/// Key values of the served topology's keys, rebuilt when the topology changes.
-#[derive(Default)]
-pub struct KeyCache {
-    by_value: RwLock<(u64, HashMap<String, Arc<pb::ApiKey>>)>,
-}
-
-impl KeyCache {
-    /// The key whose value is `token`, if any.
-    fn find(&self, state: &AppState, token: &str) -> Option<Arc<pb::ApiKey>> {
-        let topology = state.topology.current();
-        {
-            let cached = self.by_value.read().unwrap_or_else(|e| e.into_inner());
-            if cached.0 == topology.version && topology.version != 0 {
-                return cached.1.get(token).cloned();
-            }
-        }
-        let map: HashMap<String, Arc<pb::ApiKey>> = topology
-            .keys
-            .iter()
-            .map(|k| {
-                (
-                    key_value(&state.config.master_key, &k.uid),
-                    Arc::new(k.clone()),
-                )
-            })
-            .collect();
-        let found = map.get(token).cloned();
-        *self.by_value.write().unwrap_or_else(|e| e.into_inner()) = (topology.version, map);
-        found
-    }
-}
-
 /// The action Meilisearch requires for a route, or `None` for routes open to any key.
 pub fn required_action(method: &Method, route: &str) -> Option<&'static str> {
     let action = match (route, method.as_str()) {
@@ -273,7 +240,10 @@ fn identify(state: &AppState, token: &str) -> Result<Caller, MeiliError> {
     }
     let now_ms = miroir_proto::time::now_ms();
     let live = |key: &pb::ApiKey| key.expires_at_ms.is_none_or(|at| at > now_ms);
-    if let Some(key) = state.keys.find(state, token) {
+    if let Some(key) = state
+        .keys
+        .find(&state.topology.current(), &state.config.master_key, token)
+    {
         return if live(&key) {
             Ok(Caller::Key(key))
         } else {

@@ -69,18 +69,6 @@ pub(super) fn no_task() -> MeiliError {
     MeiliError::internal("the control plane recorded no task")
 }
 
-/// Records a client task through the control plane.
-pub async fn record_task(
-    state: &AppState,
-    request: pb::CreateTaskRequest,
-) -> Result<pb::Task, MeiliError> {
-    state
-        .control_plane
-        .create_task(request)
-        .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
-}
-
 /// Records a task that failed before reaching any node, as Meilisearch reports failures
 /// of asynchronous operations: 202 now, a failed task later.
 pub async fn failed_task(
@@ -101,7 +89,9 @@ pub async fn failed_task(
         custom_metadata: None,
         reserve: false,
     };
-    Ok(accepted(&record_task(state, request).await?))
+    Ok(accepted(
+        &super::write_task::record_task(state, request).await?,
+    ))
 }
 
 /// `POST /indexes` (`uid`, `primaryKey`; Miroir's `miroirShardCount`, `miroirReplicationFactor`).

@@ -4,10 +4,10 @@
 //! appended to every object. A 100 MiB batch costs about 100 MiB here, not one copy per
 //! node (`docs/benchmarks.md` has the measured peak).
 
-use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
+use miroir_proto::settings::SHARD_FIELD;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -3,7 +3,6 @@
 
 use super::auth::Caller;
 use super::consistency::SettingsFloor;
-use super::documents::SHARD_FIELD;
 use super::error::{MeiliError, positive_integer};
 use super::indexes::{json_object, json_object_or_empty};
 pub use super::scatter::SearchFailure;
@@ -14,6 +13,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use miroir_proto::settings::SHARD_FIELD;
 use serde_json::{Map, Value, json};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, HashSet};

@@ -6,7 +6,6 @@
 //! group with the most) and scaled by documents over copies seen (every document held RF
 //! times outside moves). Everything within one node timeout.
 
-use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::find_index;
 use crate::state::AppState;
@@ -15,6 +14,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use http::Method;
 use miroir_proto::pb::{self, GroupState};
+use miroir_proto::settings::SHARD_FIELD;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 

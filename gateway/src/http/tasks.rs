@@ -3,7 +3,7 @@
 
 use super::auth::Caller;
 use super::error::{ErrorType, MeiliError, optional_positive_integer, positive_integer};
-use super::indexes::record_task;
+use super::write_task::record_task;
 use crate::state::AppState;
 use crate::tasks;
 use axum::Json;

@@ -15,6 +15,18 @@ use std::time::Duration;
 /// the control plane's default `--task-reservation-timeout` (10 min).
 const ATTACH_RETRY_FOR: Duration = Duration::from_secs(300);
 
+/// Records a client task through the control plane.
+pub async fn record_task(
+    state: &AppState,
+    request: pb::CreateTaskRequest,
+) -> Result<pb::Task, MeiliError> {
+    state
+        .control_plane
+        .create_task(request)
+        .await
+        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
+}
+
 /// Reserves the task of a write about to be sent to nodes.
 pub async fn reserve(
     state: &AppState,
@@ -22,7 +34,7 @@ pub async fn reserve(
 ) -> Result<pb::Task, MeiliError> {
     request.reserve = true;
     request.node_tasks.clear();
-    super::indexes::record_task(state, request).await
+    record_task(state, request).await
 }
 
 /// Attaches what the write made (node tasks, and the error when it failed) to its
