@@ -6,6 +6,7 @@ pub mod error;
 pub mod forward;
 pub mod gateways;
 pub mod metrics;
+pub mod move_progress;
 pub mod nodes;
 pub mod operations;
 pub mod reconcilers;

@@ -272,15 +272,11 @@ impl Metrics {
     }
 
     /// Records what a key sync pass changed on a node.
-    pub fn observe_key_repairs(
-        &self,
-        node: &str,
-        repairs: crate::reconcilers::key_sync::KeyRepairs,
-    ) {
+    pub fn observe_key_repairs(&self, node: &str, created: u32, updated: u32, deleted: u32) {
         for (result, count) in [
-            ("created", repairs.created),
-            ("updated", repairs.updated),
-            ("deleted", repairs.deleted),
+            ("created", created),
+            ("updated", updated),
+            ("deleted", deleted),
         ] {
             self.key_repairs
                 .get_or_create(&NodeResultLabels {

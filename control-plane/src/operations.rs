@@ -90,14 +90,6 @@ fn repair_action(node: &str) -> String {
     format!("node:{node}:remove")
 }
 
-/// Whether a planned move names `node` (as an old or a new owner).
-pub fn moves_name_node(topology: &pb::Topology, node: &str) -> bool {
-    topology
-        .moves
-        .iter()
-        .any(|m| m.old_owners.iter().chain(&m.new_owners).any(|n| n == node))
-}
-
 /// The owners of every shard of `index` in `group` (its read nodes: outside a move, the
 /// read and write nodes are the same).
 fn current_owners(index: &pb::Index, group: u32) -> Option<Vec<Vec<NodeId>>> {

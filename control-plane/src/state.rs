@@ -88,7 +88,7 @@ pub struct ServiceState {
     /// Wakes the shard-move reconciler after an operation is planned or controlled.
     pub moves_wake: tokio::sync::Notify,
     /// Live progress of the shard moves this leader drives.
-    pub move_progress: crate::reconcilers::shard_moves::MoveProgress,
+    pub move_progress: crate::move_progress::MoveProgress,
     /// When the leader lease was last taken or renewed (Postgres), on this process's clock.
     lease_renewed_at: Mutex<Option<std::time::Instant>>,
 }

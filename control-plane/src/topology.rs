@@ -166,7 +166,7 @@ pub fn drain_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<
 pub fn remove_node(topology: &mut pb::Topology, id: &str, now_ms: u64) -> Result<pb::Node> {
     let held = copies_held(topology, id);
     find_node(topology, id)?;
-    if crate::operations::moves_name_node(topology, id) {
+    if moves_name_node(topology, id) {
         return Err(ControlPlaneError::FailedPrecondition(format!(
             "node {id:?} takes part in a shard move in progress; cancel the operation (`miroir-ctl moves cancel ID`) or wait for it first"
         )));
@@ -825,6 +825,14 @@ pub fn set_node_state(
         }
         _ => false,
     }
+}
+
+/// Whether a planned move names `node` (as an old or a new owner).
+pub fn moves_name_node(topology: &pb::Topology, node: &str) -> bool {
+    topology
+        .moves
+        .iter()
+        .any(|m| m.old_owners.iter().chain(&m.new_owners).any(|n| n == node))
 }
 
 #[cfg(test)]

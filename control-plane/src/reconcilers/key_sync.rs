@@ -111,7 +111,12 @@ pub async fn sync_all(state: &Arc<ServiceState>) {
     for (node, result) in results {
         match result {
             Ok(repairs) if repairs != KeyRepairs::default() => {
-                state.metrics.observe_key_repairs(&node, repairs);
+                state.metrics.observe_key_repairs(
+                    &node,
+                    repairs.created,
+                    repairs.updated,
+                    repairs.deleted,
+                );
                 tracing::info!(
                     node,
                     created = repairs.created,

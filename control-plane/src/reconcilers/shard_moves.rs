@@ -21,7 +21,7 @@ use crate::shard_copy::{self, Transfer};
 use crate::state::{LeadershipStatus, ServiceState, now_ms};
 use miroir_proto::pb::{self, GroupState, MovePhase, NodeState, OperationState};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -30,53 +30,6 @@ use tracing::Instrument;
 const SMALL_ENOUGH: u64 = 100;
 /// At most this many verification passes before cutover.
 const MAX_PASSES: usize = 4;
-
-/// Live progress of the moves this leader drives (not persisted: a new leader starts
-/// the current phase again).
-#[derive(Default)]
-pub struct MoveProgress {
-    live: Mutex<HashMap<MoveKey, Live>>,
-}
-
-#[derive(Clone, Default)]
-struct Live {
-    copied: u64,
-    total: u64,
-    rate: f64,
-    last_error: String,
-}
-
-impl MoveProgress {
-    fn update(&self, key: &MoveKey, f: impl FnOnce(&mut Live)) {
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        f(live.entry(key.clone()).or_default());
-    }
-
-    fn forget(&self, key: &MoveKey) {
-        self.live
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key);
-    }
-
-    /// `moves` with the live figures of those this process drives.
-    pub fn overlay(&self, moves: &[pb::ShardMove]) -> Vec<pb::ShardMove> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        moves
-            .iter()
-            .map(|m| {
-                let mut m = m.clone();
-                if let Some(l) = live.get(&MoveKey::of(&m)) {
-                    m.documents_copied = m.documents_copied.max(l.copied);
-                    m.documents_total = l.total;
-                    m.documents_per_second = l.rate;
-                    m.last_error = l.last_error.clone();
-                }
-                m
-            })
-            .collect()
-    }
-}
 
 /// Runs until the process stops.
 pub async fn run(state: Arc<ServiceState>) {
