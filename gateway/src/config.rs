@@ -110,6 +110,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
+    /// A PEM file of the CA that signed a `rediss://` server's certificate; without it
+    /// the system's roots are trusted.
+    #[arg(long, env = "MIROIR_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Bound on every Redis command, connecting included. After a failure Redis is
     /// skipped for a backoff (100 ms doubling to 5 s) and one request probes it.
     #[arg(long, env = "MIROIR_REDIS_TIMEOUT", value_parser = humantime::parse_duration, default_value = "250ms")]

@@ -41,10 +41,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     ));
 
+    let redis_ca = match &config.redis_ca_file {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("cannot read --redis-ca-file {}", path.display()))?,
+        ),
+        None => None,
+    };
     let fleet = Arc::new(
         crate::fleet::FleetState::new(
             config.redis_url.as_deref(),
             config.redis_timeout,
+            redis_ca,
             config.redis_unavailable_rate_limits,
         )
         .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,

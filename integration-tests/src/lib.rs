@@ -1153,11 +1153,19 @@ impl Postgres {
     }
 }
 
+/// The CA that signed the test TLS certificate (`proto/testdata/tls/ca.pem`; the
+/// certificate names `localhost` and `127.0.0.1`).
+pub fn test_ca() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto/testdata/tls/ca.pem")
+}
+
 /// A real Redis server on a loopback port, without persistence, stopped on drop.
 pub struct RedisServer {
     child: Child,
     port: u16,
     user: Option<(String, String)>,
+    /// TLS only (`rediss://`), with the test CA's certificate (`proto/testdata/tls`).
+    tls: bool,
     /// `redis://[USER:PASSWORD@]127.0.0.1:PORT`.
     pub url: String,
 }
@@ -1165,15 +1173,26 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts `redis-server` (from `PATH`, or `/usr/bin`) and waits until it answers.
     pub async fn start() -> Self {
-        Self::start_on(free_port(), None).await
+        Self::start_on(free_port(), None, false).await
+    }
+
+    /// Same, serving TLS only (`rediss://127.0.0.1:PORT`) with a certificate signed by
+    /// [`test_ca`].
+    pub async fn start_tls() -> Self {
+        Self::start_on(free_port(), None, true).await
     }
 
     /// Same, with an ACL user (the default user off): clients must log in as it.
     pub async fn start_with_user(user: &str, password: &str) -> Self {
-        Self::start_on(free_port(), Some((user.to_owned(), password.to_owned()))).await
+        Self::start_on(
+            free_port(),
+            Some((user.to_owned(), password.to_owned())),
+            false,
+        )
+        .await
     }
 
-    async fn start_on(port: u16, user: Option<(String, String)>) -> Self {
+    async fn start_on(port: u16, user: Option<(String, String)>, tls: bool) -> Self {
         let program = ["redis-server", "/usr/bin/redis-server"]
             .into_iter()
             .find(|p| {
@@ -1183,16 +1202,33 @@ impl RedisServer {
                     .is_ok()
             })
             .expect("redis-server not found: install it (apt-get install redis-server)");
-        let mut args = vec![
-            "--port".to_owned(),
-            port.to_string(),
+        let tls_dir = test_ca().parent().expect("tls dir").to_owned();
+        let mut args = if tls {
+            vec![
+                "--port".to_owned(),
+                "0".to_owned(),
+                "--tls-port".to_owned(),
+                port.to_string(),
+                "--tls-cert-file".to_owned(),
+                tls_dir.join("node.pem").display().to_string(),
+                "--tls-key-file".to_owned(),
+                tls_dir.join("node.key").display().to_string(),
+                "--tls-ca-cert-file".to_owned(),
+                test_ca().display().to_string(),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ]
+        } else {
+            vec!["--port".to_owned(), port.to_string()]
+        };
+        args.extend([
             "--bind".to_owned(),
             "127.0.0.1".to_owned(),
             "--save".to_owned(),
             String::new(),
             "--appendonly".to_owned(),
             "no".to_owned(),
-        ];
+        ]);
         if let Some((name, password)) = &user {
             // One argument per ACL rule: redis-server joins them itself.
             args.extend(
@@ -1229,6 +1265,19 @@ impl RedisServer {
             b"+PONG\r\n"
         };
         wait_for("redis to answer", Duration::from_secs(20), || async {
+            if tls {
+                // redis-cli (Debian's redis-tools, beside redis-server) speaks TLS.
+                let output = Command::new("redis-cli")
+                    .args(["--tls", "--cacert"])
+                    .arg(test_ca())
+                    .args(["-p", &port.to_string(), "PING"])
+                    .output()
+                    .await
+                    .ok()?;
+                return String::from_utf8_lossy(&output.stdout)
+                    .contains("PONG")
+                    .then_some(());
+            }
             let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             stream.write_all(hello.as_bytes()).await.ok()?;
@@ -1237,14 +1286,16 @@ impl RedisServer {
             (answer == expected).then_some(())
         })
         .await;
+        let scheme = if tls { "rediss" } else { "redis" };
         let url = match &user {
-            Some((name, password)) => format!("redis://{name}:{password}@{address}"),
-            None => format!("redis://{address}"),
+            Some((name, password)) => format!("{scheme}://{name}:{password}@{address}"),
+            None => format!("{scheme}://{address}"),
         };
         Self {
             child,
             port,
             user,
+            tls,
             url,
         }
     }
@@ -1276,6 +1327,6 @@ impl RedisServer {
     /// Starts it again on the same port, empty.
     pub async fn restart(&mut self) {
         self.kill().await;
-        *self = Self::start_on(self.port, self.user.clone()).await;
+        *self = Self::start_on(self.port, self.user.clone(), self.tls).await;
     }
 }

@@ -527,3 +527,53 @@ async fn while_redis_is_hung_or_down_requests_fall_back_and_never_wait_past_the_
     assert_eq!((code, &replay), (202, &first));
     assert_eq!(headers["idempotent-replayed"], "true");
 }
+
+#[tokio::test]
+async fn gateways_share_state_through_a_tls_redis_signed_by_their_ca() {
+    let redis = RedisServer::start_tls().await;
+    assert!(redis.url.starts_with("rediss://"), "{}", redis.url);
+    let ca = miroir_integration_tests::test_ca().display().to_string();
+    let mut fleet = Fleet::start_with(
+        Some(redis),
+        &["--redis-ca-file", &ca, "--redis-timeout", "1s"],
+        NodeKind::Meilisearch,
+    )
+    .await;
+    // A fourth gateway trusting only the system's roots cannot verify the server.
+    fleet.add_gateway(&["--redis-timeout", "1s"]).await;
+    fleet
+        .any()
+        .ok(
+            Method::POST,
+            "/indexes",
+            json!({"uid": "books", "primaryKey": "id"}),
+        )
+        .await;
+    let write = |url: String| async move {
+        send(
+            &url,
+            Method::POST,
+            "/indexes/books/documents",
+            &[("Idempotency-Key", "tls-1")],
+            Some(json!([{"id": 1, "title": "over TLS"}])),
+        )
+        .await
+    };
+    let (code, _, first) = write(fleet.gateways[0].url.clone()).await;
+    assert_eq!(code, 202, "{first}");
+    let (code, headers, replay) = write(fleet.gateways[1].url.clone()).await;
+    assert_eq!((code, &replay), (202, &first));
+    assert_eq!(headers["idempotent-replayed"], "true");
+    assert_eq!(
+        fleet.gateway(0).status().await["coordination"]["reachable"],
+        true
+    );
+    // The one without the CA falls back to its memory: a new write, not a replay.
+    let (code, headers, other) = write(fleet.gateways[3].url.clone()).await;
+    assert_eq!(code, 202, "{other}");
+    assert!(headers.get("idempotent-replayed").is_none(), "{other}");
+    assert_eq!(
+        fleet.gateway(3).status().await["coordination"]["reachable"],
+        false
+    );
+}

@@ -76,12 +76,13 @@ impl FleetState {
     pub fn new(
         redis_url: Option<&str>,
         timeout: Duration,
+        ca_pem: Option<Vec<u8>>,
         unreachable: UnreachablePolicy,
     ) -> Result<Self, SharedStateError> {
         Ok(Self {
             local: LocalState::default(),
             shared: redis_url
-                .map(|url| SharedState::new(url, timeout))
+                .map(|url| SharedState::new(url, timeout, ca_pem))
                 .transpose()?,
             unreachable,
             fallbacks: Family::default(),
@@ -259,7 +260,8 @@ mod tests {
 
     #[tokio::test]
     async fn idempotency_keys_replay_the_same_request_and_refuse_another() {
-        let state = FleetState::new(None, Duration::from_secs(1), UnreachablePolicy::Open).unwrap();
+        let state =
+            FleetState::new(None, Duration::from_secs(1), None, UnreachablePolicy::Open).unwrap();
         assert_eq!(state.idempotency_begin("k", "a").await, Idempotency::New);
         assert_eq!(
             state.idempotency_begin("k", "a").await,
@@ -286,7 +288,8 @@ mod tests {
 
     #[tokio::test]
     async fn rate_limits_count_per_bucket() {
-        let state = FleetState::new(None, Duration::from_secs(1), UnreachablePolicy::Open).unwrap();
+        let state =
+            FleetState::new(None, Duration::from_secs(1), None, UnreachablePolicy::Open).unwrap();
         // Two windows may straddle a second boundary: at most limit + limit pass.
         let mut passed = 0;
         for _ in 0..10 {
@@ -306,7 +309,8 @@ mod tests {
             .port();
         let url = format!("redis://127.0.0.1:{port}");
         for policy in [UnreachablePolicy::Open, UnreachablePolicy::Closed] {
-            let state = FleetState::new(Some(&url), Duration::from_millis(100), policy).unwrap();
+            let state =
+                FleetState::new(Some(&url), Duration::from_millis(100), None, policy).unwrap();
             assert_eq!(state.idempotency_begin("k", "a").await, Idempotency::New);
             assert_eq!(
                 state.idempotency_begin("k", "a").await,

@@ -49,9 +49,24 @@ pub struct SharedState {
 
 impl SharedState {
     /// A client for `url`; connects on first use, so a gateway starts while Redis is down.
-    /// Must be called inside the Tokio runtime.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, SharedStateError> {
-        let client = redis::Client::open(url).map_err(SharedStateError::Url)?;
+    /// With `ca_pem`, a `rediss://` server must present a certificate that CA signed
+    /// (instead of one the system's roots trust). Must be called inside the Tokio runtime.
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        ca_pem: Option<Vec<u8>>,
+    ) -> Result<Self, SharedStateError> {
+        let client = match ca_pem {
+            None => redis::Client::open(url),
+            Some(root_cert) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                },
+            ),
+        }
+        .map_err(SharedStateError::Url)?;
         let info = client.get_connection_info();
         let scheme = match info.addr() {
             redis::ConnectionAddr::TcpTls { .. } => "rediss",
@@ -279,14 +294,19 @@ mod tests {
         let plain = SharedState::new(
             "redis://miroir:secret@127.0.0.1:6390/2",
             Duration::from_millis(100),
+            None,
         )
         .unwrap();
         assert_eq!(plain.address(), "redis://127.0.0.1:6390");
-        let tls =
-            SharedState::new("rediss://cache.example:6380", Duration::from_millis(100)).unwrap();
+        let tls = SharedState::new(
+            "rediss://cache.example:6380",
+            Duration::from_millis(100),
+            None,
+        )
+        .unwrap();
         assert_eq!(tls.address(), "rediss://cache.example:6380");
         assert!(matches!(
-            SharedState::new("http://127.0.0.1:6379", Duration::from_millis(100)),
+            SharedState::new("http://127.0.0.1:6379", Duration::from_millis(100), None),
             Err(SharedStateError::Url(_))
         ));
     }
