@@ -11,7 +11,8 @@
 //!   search's bound).
 //! - An answer larger than [`NodeClientOptions::max_answer_bytes`] is an error, never an
 //!   allocation of whatever a `Content-Length` says.
-//! - Pools: at most [`NodeClientOptions::max_idle_per_node`] idle connections per node,
+//! - Pools: at most [`NodeClientOptions::max_calls_per_node`] calls (so connections) in
+//!   flight per node, at most [`NodeClientOptions::max_idle_per_node`] idle ones,
 //!   closed after [`NodeClientOptions::idle_timeout`]; a node's pool is dropped by
 //!   [`NodeClient::retain`] once the node leaves the topology.
 //! - Retries: none here. hyper sends a request again only when its pooled connection
@@ -48,6 +49,8 @@ pub struct NodeClientOptions {
     pub max_answer_bytes: usize,
     /// Idle connections kept per node.
     pub max_idle_per_node: usize,
+    /// Calls (and so connections) in flight to one node at once; more wait their turn.
+    pub max_calls_per_node: usize,
     /// An idle connection older than this is closed.
     pub idle_timeout: Duration,
     /// A PEM bundle of CA certificates to trust besides the system's, for nodes served
@@ -57,7 +60,8 @@ pub struct NodeClientOptions {
 
 impl NodeClientOptions {
     /// Defaults for a per-call `timeout`: 2 s to connect (at most `timeout`), 10 MB/s
-    /// uploads, 256 MiB answers, 64 idle connections per node kept 30 s.
+    /// uploads, 256 MiB answers, 64 idle connections per node kept 30 s, 512 calls at once
+    /// per node.
     pub fn new(master_key: &str, timeout: Duration) -> Self {
         Self {
             master_key: master_key.to_owned(),
@@ -66,6 +70,7 @@ impl NodeClientOptions {
             upload_bytes_per_second: 10_000_000,
             max_answer_bytes: 256 << 20,
             max_idle_per_node: 64,
+            max_calls_per_node: 512,
             idle_timeout: Duration::from_secs(30),
             ca_pem: None,
         }
@@ -93,6 +98,11 @@ pub struct NodeClientArgs {
     #[arg(long, env = "MIROIR_NODE_IDLE_CONNECTIONS", default_value_t = 64)]
     pub node_idle_connections: usize,
 
+    /// Calls in flight to one node at once, and so its open connections; more wait their
+    /// turn within their timeout.
+    #[arg(long, env = "MIROIR_NODE_MAX_CONNECTIONS", default_value_t = 512)]
+    pub node_max_connections: usize,
+
     /// A PEM file of CA certificates to trust for `https://` node addresses, besides the
     /// system's roots.
     #[arg(long, env = "MIROIR_NODE_CA_FILE")]
@@ -119,6 +129,7 @@ impl NodeClientArgs {
             upload_bytes_per_second: self.node_upload_rate,
             max_answer_bytes: self.node_answer_limit,
             max_idle_per_node: self.node_idle_connections,
+            max_calls_per_node: self.node_max_connections,
             idle_timeout: Duration::from_secs(30),
             ca_pem,
         })
@@ -201,8 +212,12 @@ pub struct NodeClient(Arc<Inner>);
 
 /// What a request to a node carries.
 type RequestBody = UnsyncBoxBody<Bytes, std::convert::Infallible>;
-/// One node's pool.
-type Pool = Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>;
+/// One node's pool, and the calls it may carry at once.
+#[derive(Clone)]
+struct Pool {
+    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, RequestBody>,
+    calls: Arc<tokio::sync::Semaphore>,
+}
 
 struct Inner {
     options: NodeClientOptions,
@@ -291,6 +306,13 @@ impl NodeClient {
             );
         let exchange = async {
             let pool = self.pool(address);
+            // Held until the answer is read: one connection per call in HTTP/1.1, so this
+            // also bounds the node's open connections. Waiting counts against the timeout.
+            let _call = pool
+                .calls
+                .acquire()
+                .await
+                .map_err(|_| unreachable("the node's pool was closed".into()))?;
             let uri: http::Uri = format!("{address}{path}")
                 .parse()
                 .map_err(|e| unreachable(format!("invalid address or path: {e}")))?;
@@ -314,6 +336,7 @@ impl NodeClient {
                 .body(body)
                 .map_err(|e| unreachable(format!("invalid request: {e}")))?;
             let response = pool
+                .client
                 .request(request)
                 .await
                 .map_err(|e| unreachable(describe(&e)))?;
@@ -377,11 +400,16 @@ impl NodeClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let pool = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_idle_timeout(options.idle_timeout)
-            .pool_max_idle_per_host(options.max_idle_per_node)
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+        let pool = Pool {
+            client: Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(options.idle_timeout)
+                .pool_max_idle_per_host(options.max_idle_per_node)
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector),
+            calls: Arc::new(tokio::sync::Semaphore::new(
+                options.max_calls_per_node.max(1),
+            )),
+        };
         let mut pools = self.0.pools.write().unwrap_or_else(|e| e.into_inner());
         pools.entry(address.to_owned()).or_insert(pool).clone()
     }
@@ -620,5 +648,53 @@ mod tests {
     fn a_master_key_that_is_no_header_value_is_refused() {
         let refused = NodeClient::new(NodeClientOptions::new("a\nb", Duration::from_secs(1)));
         assert!(matches!(refused, Err(NodeClientError::MasterKey)));
+    }
+
+    #[tokio::test]
+    async fn calls_to_one_node_wait_past_its_connection_limit() {
+        // A server that answers each request after 100 ms and counts the requests it
+        // holds at once.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let (now, most) = (
+            Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        );
+        let (counting, highest) = (now.clone(), most.clone());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let (now, most) = (counting.clone(), highest.clone());
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut buffer).await {
+                        if n == 0 {
+                            return;
+                        }
+                        let held = now.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                        most.fetch_max(held, std::sync::atomic::Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let client = client(|o| o.max_calls_per_node = 2);
+        let mut calls = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (client, address) = (client.clone(), address.clone());
+            calls.spawn(async move {
+                client
+                    .call("n", &address, Method::GET, "/health", None)
+                    .await
+            });
+        }
+        while let Some(answer) = calls.join_next().await {
+            assert_eq!(answer.unwrap().unwrap().status, 200);
+        }
+        assert_eq!(most.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }
