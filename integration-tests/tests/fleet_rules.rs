@@ -100,6 +100,17 @@ impl Fleet {
         Meili::new(&self.gateways[nanos % self.gateways.len()].url)
     }
 
+    /// Creates index `books` (primary key `id`) through any gateway.
+    async fn create_books(&self) {
+        self.any()
+            .ok(
+                Method::POST,
+                "/indexes",
+                json!({"uid": "books", "primaryKey": "id"}),
+            )
+            .await;
+    }
+
     fn gateway(&self, i: usize) -> &Gateway {
         &self.gateways[i]
     }
@@ -343,14 +354,7 @@ async fn rate_limits_hold_fleet_wide_with_and_without_redis() {
         (true, "--rate-limit-per-ip"),
     ] {
         let fleet = Fleet::start(redis, &[flag, "6"], NodeKind::Meilisearch).await;
-        fleet
-            .any()
-            .ok(
-                Method::POST,
-                "/indexes",
-                json!({"uid": "books", "primaryKey": "id"}),
-            )
-            .await;
+        fleet.create_books().await;
         if !redis {
             // Each gateway learns the live gateway count from the control plane.
             for gateway in &fleet.gateways {
@@ -418,14 +422,7 @@ async fn while_redis_is_hung_or_down_requests_fall_back_and_never_wait_past_the_
     let closed_args = [&args[..], &["--redis-unavailable-rate-limits", "closed"]].concat();
     fleet.add_gateway(&closed_args).await;
     let (open, closed) = (&fleet.gateways[0], &fleet.gateways[3]);
-    fleet
-        .any()
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "books", "primaryKey": "id"}),
-        )
-        .await;
+    fleet.create_books().await;
 
     // Shared while Redis answers: a key used on one gateway replays on another.
     let write = |url: &str, key: &'static str| {
@@ -541,14 +538,7 @@ async fn gateways_share_state_through_a_tls_redis_signed_by_their_ca() {
     .await;
     // A fourth gateway trusting only the system's roots cannot verify the server.
     fleet.add_gateway(&["--redis-timeout", "1s"]).await;
-    fleet
-        .any()
-        .ok(
-            Method::POST,
-            "/indexes",
-            json!({"uid": "books", "primaryKey": "id"}),
-        )
-        .await;
+    fleet.create_books().await;
     let write = |url: String| async move {
         send(
             &url,
