@@ -107,7 +107,7 @@ fn path_and_query(uri: &Uri) -> String {
 }
 
 fn live_nodes(state: &AppState) -> Vec<(String, String)> {
-    super::indexes::fleet_wide_nodes(&state.topology.current())
+    super::any_node::fleet_wide_nodes(&state.topology.current())
 }
 
 /// A node's answer as the client's.

@@ -5,10 +5,12 @@
 use super::consistency::SettingsFloor;
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
-use super::indexes::{accepted, find_index, json_object, json_object_or_empty};
+use super::indexes::find_index;
+use super::request_body::{json_object, json_object_or_empty};
 use super::scatter::{CoveringSet, NodeRequest, gather, mark_degraded, scatter};
 use super::search::{lookup, sort_value_order};
 use super::write_gate::{Owners, Touches, admit, mark_missed};
+use super::write_task::accepted;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;

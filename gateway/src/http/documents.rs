@@ -30,7 +30,7 @@ async fn failed_task(
     error: MeiliError,
 ) -> Result<Response, MeiliError> {
     let details = json!({"receivedDocuments": received, "indexedDocuments": 0});
-    super::indexes::failed_task(state, uid, "documentAdditionOrUpdate", details, error).await
+    super::write_task::failed_task(state, uid, "documentAdditionOrUpdate", details, error).await
 }
 
 /// Meilisearch's refusal to change an index's primary key once set.
@@ -382,7 +382,7 @@ async fn write(
         }
     };
     let task = super::write_task::attach(&state, reserved, node_tasks, None).await;
-    let mut response = super::indexes::accepted(&task);
+    let mut response = super::write_task::accepted(&task);
     super::write_gate::mark_missed(&mut response, &uid, &missed);
     Ok(response)
 }

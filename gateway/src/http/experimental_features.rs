@@ -4,8 +4,8 @@
 //! (`control-plane/src/reconcilers/feature_sync.rs`). Reads ask a live node, as every node
 //! holds the same features.
 
+use super::any_node::from_a_live_node;
 use super::error::MeiliError;
-use super::indexes::from_a_live_node;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -26,7 +26,7 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, MeiliErro
 /// feature's value after it), or that node's refusal.
 pub async fn update(State(state): State<AppState>, body: Bytes) -> Result<Response, MeiliError> {
     // The node checks the members (names, types) and words the errors.
-    let patch = Value::Object(super::indexes::json_object(&body)?);
+    let patch = Value::Object(super::request_body::json_object(&body)?);
     let answer = state
         .control_plane
         .update_experimental_features(pb::UpdateExperimentalFeaturesRequest {

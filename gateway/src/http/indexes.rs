@@ -1,58 +1,23 @@
-//! Index lifecycle and tasks: index changes go through the control plane, which applies
-//! them on every node and records the client's task.
+//! Index lifecycle (create, update and rename, delete, swap, list, compact): index changes
+//! go through the control plane, which applies them on every node and records the
+//! client's task; and finding an index in the served topology.
 
 use super::error::{ErrorType, MeiliError, optional_positive_integer};
+use super::request_body::json_object;
+use super::write_task::{accepted, failed_task, no_task};
 use crate::state::AppState;
-use crate::tasks;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// How long an answer waits for this gateway to serve a topology change it just made.
 pub const TOPOLOGY_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Parses a JSON object body.
-pub fn json_object(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
-    if body.is_empty() {
-        return Err(MeiliError::invalid(
-            "missing_payload",
-            "A json payload is missing.",
-        ));
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(MeiliError::invalid(
-            "bad_request",
-            format!(
-                "Invalid value type: expected an object, but found {}: `{other}`",
-                super::error::json_kind(&other)
-            ),
-        )),
-        Err(e) => Err(MeiliError::invalid(
-            "malformed_payload",
-            format!("The json payload provided is malformed. `{e}`."),
-        )),
-    }
-}
-
-/// A JSON object body that may be empty (then no fields).
-pub fn json_object_or_empty(body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
-    if body.is_empty() {
-        Ok(Map::new())
-    } else {
-        json_object(body)
-    }
-}
-
-pub fn accepted(task: &pb::Task) -> Response {
-    (StatusCode::ACCEPTED, Json(tasks::summary(task))).into_response()
-}
 
 /// [`accepted`], once this gateway serves `version` (at most [`TOPOLOGY_WAIT`]), so the
 /// client's next request through it sees the change.
@@ -62,36 +27,6 @@ pub async fn accepted_at(state: &AppState, task: &pb::Task, version: u64) -> Res
         .wait_for_version(version, TOPOLOGY_WAIT)
         .await;
     accepted(task)
-}
-
-/// The error for an answer without the task the control plane should have recorded.
-pub(super) fn no_task() -> MeiliError {
-    MeiliError::internal("the control plane recorded no task")
-}
-
-/// Records a task that failed before reaching any node, as Meilisearch reports failures
-/// of asynchronous operations: 202 now, a failed task later.
-pub async fn failed_task(
-    state: &AppState,
-    index_uid: &str,
-    task_type: &str,
-    details: Value,
-    error: MeiliError,
-) -> Result<Response, MeiliError> {
-    let request = pb::CreateTaskRequest {
-        index_uid: Some(index_uid.to_owned()),
-        task_type: task_type.to_owned(),
-        node_tasks: Vec::new(),
-        details_json: details.to_string(),
-        enqueued_at_ms: miroir_proto::time::now_ms(),
-        error_json: error.body().to_string(),
-        cancels: Vec::new(),
-        custom_metadata: None,
-        reserve: false,
-    };
-    Ok(accepted(
-        &super::write_task::record_task(state, request).await?,
-    ))
 }
 
 /// `POST /indexes` (`uid`, `primaryKey`; Miroir's `miroirShardCount`, `miroirReplicationFactor`).
@@ -509,82 +444,4 @@ pub async fn list(
     Ok(Json(
         json!({"results": results, "offset": offset, "limit": limit, "total": visible.len()}),
     ))
-}
-
-/// `GET /version`: the version of a live node (every node runs the same Meilisearch).
-pub async fn version(State(state): State<AppState>) -> Result<Json<Value>, MeiliError> {
-    from_a_live_node(&state, "/version").await.map(Json)
-}
-
-/// The nodes to ask for what every node keeps alike (version, experimental features, chat
-/// workspaces), as (id, address): those that passed their health checks, then joining
-/// ones (which the control plane may not have brought in line yet); each part in id
-/// order, so every gateway asks the same node first. Owned, so no iterator's closure
-/// lives across an await (handlers must be Send).
-pub fn fleet_wide_nodes(topology: &pb::Topology) -> Vec<(String, String)> {
-    let mut nodes: Vec<&pb::Node> = topology.nodes.iter().filter(|n| n.serves()).collect();
-    nodes.sort_by(|a, b| (!a.checked(), &a.id).cmp(&(!b.checked(), &b.id)));
-    nodes
-        .into_iter()
-        .map(|n| (n.id.clone(), n.address.clone()))
-        .collect()
-}
-
-/// A `GET path` every node answers alike (version, experimental features), asked of the
-/// live nodes in turn ([`fleet_wide_nodes`]) until one answers.
-pub async fn from_a_live_node(state: &AppState, path: &str) -> Result<Value, MeiliError> {
-    let live = fleet_wide_nodes(&state.topology.current());
-    let asked = crate::nodes::in_turn(
-        state.config.node_timeout,
-        live,
-        |(id, address)| async move {
-            match state
-                .nodes
-                .call(&id, &address, http::Method::GET, path, None)
-                .await
-            {
-                Ok(answer) if answer.status == 200 => Ok(answer.body),
-                _ => Err(()),
-            }
-        },
-    )
-    .await;
-    asked.map_err(|_| {
-        MeiliError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "miroir_node_unavailable",
-            ErrorType::System,
-            format!("no live node answered GET {path}"),
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use miroir_proto::pb::NodeState;
-
-    #[test]
-    fn checked_nodes_are_asked_before_joining_ones_and_failed_ones_never() {
-        let node = |id: &str, state: NodeState| pb::Node {
-            id: id.into(),
-            address: format!("http://{id}"),
-            state: state as i32,
-            ..Default::default()
-        };
-        let topology = pb::Topology {
-            nodes: vec![
-                node("a", NodeState::Joining),
-                node("d", NodeState::Active),
-                node("b", NodeState::Failed),
-                node("c", NodeState::Draining),
-            ],
-            ..Default::default()
-        };
-        let ids: Vec<String> = fleet_wide_nodes(&topology)
-            .into_iter()
-            .map(|(id, _)| id)
-            .collect();
-        assert_eq!(ids, ["c", "d", "a"]);
-    }
 }

@@ -3,7 +3,8 @@
 //! same uid (so the same value) — see `control-plane/src/reconcilers/key_sync.rs`.
 
 use super::error::{ErrorType, MeiliError, json_kind, optional_positive_integer};
-use super::indexes::{TOPOLOGY_WAIT, json_object};
+use super::indexes::TOPOLOGY_WAIT;
+use super::request_body::json_object;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;

@@ -1,5 +1,6 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
+mod any_node;
 pub mod auth;
 mod backups;
 mod chats;
@@ -16,6 +17,7 @@ mod miroir;
 mod multi_search;
 mod payload;
 mod performance;
+mod request_body;
 mod scatter;
 mod search;
 mod settings;
@@ -107,7 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route("/snapshots", axum::routing::post(backups::create_snapshot))
         .route("/batches", get(tasks::list_batches))
         .route("/batches/{uid}", get(tasks::get_batch))
-        .route("/version", get(indexes::version))
+        .route("/version", get(any_node::version))
         .route(
             "/experimental-features",
             get(experimental_features::get).patch(experimental_features::update),

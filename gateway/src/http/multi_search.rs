@@ -3,7 +3,7 @@
 
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
-use super::indexes::json_object;
+use super::request_body::json_object;
 use super::scatter::mark_degraded;
 use super::search::{FacetOrder, SearchFailure, Searched, merge_facets, run_search};
 use crate::state::AppState;

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::{MeiliError, positive_integer};
-use super::indexes::{json_object, json_object_or_empty};
+use super::request_body::{json_object, json_object_or_empty};
 pub use super::scatter::SearchFailure;
 use super::scatter::{NodeRequest, ReadPlan, gather, gather_from, mark_degraded, next_turn};
 use crate::state::AppState;

@@ -5,8 +5,9 @@
 use super::auth::Caller;
 use super::documents::index_for_write;
 use super::error::{ErrorType, MeiliError};
-use super::indexes::{accepted, json_object};
+use super::request_body::json_object;
 use super::scatter::covering_set;
+use super::write_task::accepted;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -191,7 +192,7 @@ async fn write(
         .map_err(|s| MeiliError::from_status(&s, "index_not_found"))?;
     match response.task {
         Some(task) => Ok(accepted(&task)),
-        None => Err(super::indexes::no_task()),
+        None => Err(super::write_task::no_task()),
     }
 }
 

@@ -10,7 +10,8 @@
 use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::{ErrorType, MeiliError};
-use super::indexes::{index_in, json_object};
+use super::indexes::index_in;
+use super::request_body::json_object;
 use super::scatter::{NodeRequest, SearchFailure, gather, mark_degraded, next_turn};
 use super::search::{as_asked, primary_key_order};
 use crate::state::AppState;

@@ -5,7 +5,8 @@
 //! redacted, as Meilisearch does.
 
 use super::error::{ErrorType, MeiliError, json_kind};
-use super::indexes::{TOPOLOGY_WAIT, json_object};
+use super::indexes::TOPOLOGY_WAIT;
+use super::request_body::json_object;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;

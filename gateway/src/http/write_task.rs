@@ -4,9 +4,13 @@
 //! attached. If the control plane cannot be reached to attach them, the client still
 //! gets its task uid and the gateway keeps trying in the background; a reservation
 //! nobody attaches is failed by the control plane after `--task-reservation-timeout`.
+//! Also the answers a write gives: `202` with the task, or a task failed before any node.
 
 use super::error::MeiliError;
 use crate::state::AppState;
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use miroir_proto::pb;
 use serde_json::Value;
 use std::time::Duration;
@@ -25,6 +29,39 @@ pub async fn record_task(
         .create_task(request)
         .await
         .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
+}
+
+/// `202 Accepted` with the task's summary, as Meilisearch answers a write.
+pub fn accepted(task: &pb::Task) -> Response {
+    (StatusCode::ACCEPTED, Json(crate::tasks::summary(task))).into_response()
+}
+
+/// The error for an answer without the task the control plane should have recorded.
+pub(super) fn no_task() -> MeiliError {
+    MeiliError::internal("the control plane recorded no task")
+}
+
+/// Records a task that failed before reaching any node, as Meilisearch reports failures
+/// of asynchronous operations: 202 now, a failed task later.
+pub async fn failed_task(
+    state: &AppState,
+    index_uid: &str,
+    task_type: &str,
+    details: Value,
+    error: MeiliError,
+) -> Result<Response, MeiliError> {
+    let request = pb::CreateTaskRequest {
+        index_uid: Some(index_uid.to_owned()),
+        task_type: task_type.to_owned(),
+        node_tasks: Vec::new(),
+        details_json: details.to_string(),
+        enqueued_at_ms: miroir_proto::time::now_ms(),
+        error_json: error.body().to_string(),
+        cancels: Vec::new(),
+        custom_metadata: None,
+        reserve: false,
+    };
+    Ok(accepted(&record_task(state, request).await?))
 }
 
 /// Reserves the task of a write about to be sent to nodes.
@@ -65,10 +102,10 @@ pub async fn attach(
     }
 }
 
-/// Retries attaching with a backoff (1 s doubling to 30 s) for [`ATTACH_RETRY_FOR`].
+/// Retries attaching with a backoff (250 ms doubling to 30 s) for [`ATTACH_RETRY_FOR`].
 async fn retry_attach(state: AppState, request: pb::AttachNodeTasksRequest) {
     let deadline = tokio::time::Instant::now() + ATTACH_RETRY_FOR;
-    let mut pause = Duration::from_secs(1);
+    let mut pause = Duration::from_millis(250);
     while tokio::time::Instant::now() < deadline {
         tokio::time::sleep(pause).await;
         match state.control_plane.attach_node_tasks(request.clone()).await {
