@@ -582,8 +582,22 @@ async fn a_write_the_nodes_took_has_a_task_even_when_the_control_plane_stalls() 
     signal("-CONT");
     assert_eq!(status, 202, "{enqueued}");
     nodes[0].set_faults(json!({"latencyMs": 0})).await;
-    let task = meili.wait_task(&enqueued).await;
-    assert_eq!(task["status"], "succeeded", "{task}");
+    let uid = enqueued["taskUid"].as_u64().expect("task uid");
+    let mut task = serde_json::Value::Null;
+    for _ in 0..300 {
+        task = meili.get(&format!("/tasks/{uid}")).await.1;
+        if task["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        task["status"],
+        "succeeded",
+        "{task}\ngateway log:\n{}\ncontrol plane log:\n{}",
+        std::fs::read_to_string(&gateway.log).unwrap_or_default(),
+        std::fs::read_to_string(&cp.log).unwrap_or_default()
+    );
     let (status, document) = meili.get("/indexes/stall/documents/1").await;
     assert_eq!(
         (status, &document["title"]),

@@ -221,12 +221,19 @@ impl Store {
     /// deferred transaction that reads (the fencing check) and then writes fails at once
     /// with "database is locked" when another writer got in between, instead of waiting.
     async fn begin(&self, operation: &'static str) -> Result<Transaction<'static, Any>> {
-        self.pool
-            .begin_with(match self.backend {
-                Backend::Sqlite => "BEGIN IMMEDIATE",
-                Backend::Postgres => "BEGIN",
-            })
+        let pool = self.pool.clone();
+        let statement = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        // On its own task: `begin_with` is not cancel-safe. A caller dropped between its
+        // BEGIN and its return (a gRPC client that gave up) would leave the pooled
+        // connection inside a transaction for good, failing every later `begin` on it
+        // ("non-zero transaction depth"). Spawned, it always finishes, and a transaction
+        // nobody takes is rolled back when dropped.
+        tokio::spawn(async move { pool.begin_with(statement).await })
             .await
+            .map_err(|e| ControlPlaneError::Internal(format!("{operation}: {e}")))?
             .map_err(|source| ControlPlaneError::Store { operation, source })
     }
 
