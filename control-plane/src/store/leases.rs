@@ -129,7 +129,7 @@ impl Store {
                 operation: "record_gateways",
                 source,
             };
-            let mut tx = self.pool.begin().await.map_err(map)?;
+            let mut tx = self.begin("record_gateways").await?;
             for gateway in gateways {
                 sqlx::query(
                     "INSERT INTO gateways (id, address, applied_version, last_seen_ms)
