@@ -103,16 +103,25 @@ impl SharedState {
 
     /// Runs `cmd` within the timeout, unless Redis is backing off.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, SharedStateError> {
+        self.bounded(|mut connection| async move { cmd.query_async(&mut connection).await })
+            .await
+    }
+
+    /// Runs `call` on the connection within the timeout, unless Redis is backing off, and
+    /// records whether Redis answered.
+    async fn bounded<T, F, Fut>(&self, call: F) -> Result<T, SharedStateError>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         if !self.backoff.may_try() {
             return Err(SharedStateError::BackingOff);
         }
-        let mut connection = self.manager.clone();
-        let outcome =
-            match tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await {
-                Ok(Ok(value)) => Ok(value),
-                Ok(Err(error)) => Err(SharedStateError::Redis(error)),
-                Err(_) => Err(SharedStateError::Timeout(self.timeout)),
-            };
+        let outcome = match tokio::time::timeout(self.timeout, call(self.manager.clone())).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(SharedStateError::Redis(error)),
+            Err(_) => Err(SharedStateError::Timeout(self.timeout)),
+        };
         self.record(&outcome);
         outcome
     }
@@ -183,24 +192,13 @@ impl SharedState {
     /// Adds one to the counter `key`, which expires `ttl` after its first hit; the new
     /// count.
     pub async fn count(&self, key: &str, ttl: Duration) -> Result<u64, SharedStateError> {
-        if !self.backoff.may_try() {
-            return Err(SharedStateError::BackingOff);
-        }
-        let mut connection = self.manager.clone();
         let mut invocation = self.rate_script.key(key);
         invocation.arg(ttl.as_millis() as u64);
-        let outcome = match tokio::time::timeout(
-            self.timeout,
-            invocation.invoke_async::<u64>(&mut connection),
-        )
+        let invocation = &invocation;
+        self.bounded(|mut connection| async move {
+            invocation.invoke_async::<u64>(&mut connection).await
+        })
         .await
-        {
-            Ok(Ok(count)) => Ok(count),
-            Ok(Err(error)) => Err(SharedStateError::Redis(error)),
-            Err(_) => Err(SharedStateError::Timeout(self.timeout)),
-        };
-        self.record(&outcome);
-        outcome
     }
 }
 
