@@ -1,7 +1,7 @@
 //! The control plane's errors, mapped to gRPC statuses in one place.
 
-use miroir_proto::ServiceErrorCode;
 use miroir_proto::error::ServiceError;
+use miroir_proto::{ErrorCode, ErrorType};
 
 /// Everything a control-plane operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -9,12 +9,39 @@ pub enum ControlPlaneError {
     /// The request is malformed.
     #[error("{0}")]
     InvalidArgument(String),
-    /// The thing named does not exist.
+    /// The index uid is not one Meilisearch accepts.
+    #[error("{0}")]
+    InvalidIndexUid(String),
+    /// A node, group, move or operation named does not exist.
     #[error("{0}")]
     NotFound(String),
-    /// The thing to create exists already.
+    /// The node, group or webhook to add exists already.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The index does not exist.
+    #[error("{0}")]
+    IndexNotFound(String),
+    /// The index to create, or to rename to, exists already; the message is Meilisearch's.
+    #[error("{0}")]
+    IndexAlreadyExists(String),
+    /// The index has another primary key already.
+    #[error("{0}")]
+    PrimaryKeyAlreadyExists(String),
+    /// The API key does not exist.
+    #[error("{0}")]
+    ApiKeyNotFound(String),
+    /// An API key with this uid exists already.
+    #[error("{0}")]
+    ApiKeyAlreadyExists(String),
+    /// The task does not exist.
+    #[error("{0}")]
+    TaskNotFound(String),
+    /// The webhook does not exist.
+    #[error("{0}")]
+    WebhookNotFound(String),
+    /// Meilisearch's limit on webhooks is reached.
+    #[error("{0}")]
+    TooManyWebhooks(String),
     /// The cluster's current state does not allow the change.
     #[error("{0}")]
     FailedPrecondition(String),
@@ -51,30 +78,56 @@ pub enum ControlPlaneError {
     Internal(String),
 }
 
+impl ControlPlaneError {
+    /// Meilisearch's `index_not_found` for `uid`.
+    pub fn index_not_found(uid: &str) -> Self {
+        Self::IndexNotFound(format!("Index `{uid}` not found."))
+    }
+
+    /// Meilisearch's `api_key_not_found` for `uid`.
+    pub fn api_key_not_found(uid: &str) -> Self {
+        Self::ApiKeyNotFound(format!("API key `{uid}` not found."))
+    }
+
+    /// This error as a failed task carries it, in Meilisearch's shape.
+    pub fn meili_body(&self) -> serde_json::Value {
+        self.error_code().meili_body(&self.to_string())
+    }
+
+    /// Meilisearch's `task_not_found` for `uid`.
+    pub fn task_not_found(uid: impl std::fmt::Display) -> Self {
+        Self::TaskNotFound(format!("Task `{uid}` not found."))
+    }
+}
+
 /// An error in Meilisearch's shape (`message`, `code`, `type`, `link`), as a failed task
-/// carries it; `kind` is Meilisearch's `type` (`invalid_request`, `system`, `internal`).
-pub fn meili_error(code: &str, kind: &str, message: impl Into<String>) -> serde_json::Value {
-    serde_json::json!({
-        "message": message.into(),
-        "code": code,
-        "type": kind,
-        "link": format!("https://docs.meilisearch.com/errors#{code}"),
-    })
+/// carries it.
+pub fn meili_error(code: &str, kind: ErrorType, message: impl Into<String>) -> serde_json::Value {
+    miroir_proto::error::meili_error_body(code, kind, &message.into())
 }
 
 impl ServiceError for ControlPlaneError {
-    fn error_code(&self) -> ServiceErrorCode {
+    fn error_code(&self) -> ErrorCode {
         match self {
-            Self::InvalidArgument(_) => ServiceErrorCode::InvalidArgument,
-            Self::NotFound(_) => ServiceErrorCode::NotFound,
-            Self::AlreadyExists(_) => ServiceErrorCode::AlreadyExists,
-            Self::FailedPrecondition(_) => ServiceErrorCode::FailedPrecondition,
-            Self::ResourceExhausted(_) => ServiceErrorCode::ResourceExhausted,
+            Self::InvalidArgument(_) => ErrorCode::InvalidArgument,
+            Self::InvalidIndexUid(_) => ErrorCode::InvalidIndexUid,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::IndexNotFound(_) => ErrorCode::IndexNotFound,
+            Self::IndexAlreadyExists(_) => ErrorCode::IndexAlreadyExists,
+            Self::PrimaryKeyAlreadyExists(_) => ErrorCode::IndexPrimaryKeyAlreadyExists,
+            Self::ApiKeyNotFound(_) => ErrorCode::ApiKeyNotFound,
+            Self::ApiKeyAlreadyExists(_) => ErrorCode::ApiKeyAlreadyExists,
+            Self::TaskNotFound(_) => ErrorCode::TaskNotFound,
+            Self::WebhookNotFound(_) => ErrorCode::WebhookNotFound,
+            Self::TooManyWebhooks(_) => ErrorCode::InvalidWebhooks,
+            Self::FailedPrecondition(_) => ErrorCode::FailedPrecondition,
+            Self::ResourceExhausted(_) => ErrorCode::ResourceExhausted,
             Self::Unavailable(_) | Self::NotLeader(_) | Self::Store { .. } => {
-                ServiceErrorCode::Unavailable
+                ErrorCode::ControlPlaneUnavailable
             }
-            Self::Fenced { .. } => ServiceErrorCode::Aborted,
-            Self::Internal(_) => ServiceErrorCode::Internal,
+            Self::Fenced { .. } => ErrorCode::Fenced,
+            Self::Internal(_) => ErrorCode::Internal,
         }
     }
 }
@@ -93,3 +146,21 @@ impl From<ControlPlaneError> for tonic::Status {
 
 /// Shorthand for control-plane results.
 pub type Result<T, E = ControlPlaneError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_carry_the_error_code_and_failed_tasks_its_meilisearch_error() {
+        let status = tonic::Status::from(ControlPlaneError::index_not_found("movies"));
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(ErrorCode::of(&status), ErrorCode::IndexNotFound);
+        assert_eq!(status.message(), "Index `movies` not found.");
+        let status = tonic::Status::from(ControlPlaneError::NotLeader("b leads".into()));
+        assert_eq!(ErrorCode::of(&status), ErrorCode::ControlPlaneUnavailable);
+        let body = ControlPlaneError::PrimaryKeyAlreadyExists("has `id`".into()).meili_body();
+        assert_eq!(body["code"], "index_primary_key_already_exists");
+        assert_eq!(body["type"], "invalid_request");
+    }
+}

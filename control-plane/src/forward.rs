@@ -105,7 +105,10 @@ impl ForwardLayer {
             return Ok(channel.clone());
         }
         let channel = Channel::from_shared(address.to_owned())
-            .map_err(|e| tonic::Status::unavailable(format!("leader address {address:?}: {e}")))?
+            .map_err(|e| {
+                miroir_proto::ErrorCode::ControlPlaneUnavailable
+                    .status(format!("leader address {address:?}: {e}"))
+            })?
             .connect_timeout(Duration::from_secs(2))
             .timeout(self.state.config.node_timeout.max(Duration::from_secs(30)))
             .connect_lazy();
@@ -147,10 +150,9 @@ where
             *request.uri_mut() = match format!("{leader}{path}").parse() {
                 Ok(uri) => uri,
                 Err(e) => {
-                    return Ok(tonic::Status::unavailable(format!(
-                        "leader address {leader:?}: {e}"
-                    ))
-                    .into_http());
+                    return Ok(miroir_proto::ErrorCode::ControlPlaneUnavailable
+                        .status(format!("leader address {leader:?}: {e}"))
+                        .into_http());
                 }
             };
             tracing::debug!(leader, path, "forwarding a mutation to the leader");
@@ -162,10 +164,11 @@ where
             };
             match answer {
                 Ok(response) => Ok(response.map(Body::new)),
-                Err(error) => Ok(tonic::Status::unavailable(format!(
-                    "this control plane follows {leader}, which could not be reached: {error}"
-                ))
-                .into_http()),
+                Err(error) => Ok(miroir_proto::ErrorCode::ControlPlaneUnavailable
+                    .status(format!(
+                        "this control plane follows {leader}, which could not be reached: {error}"
+                    ))
+                    .into_http()),
             }
         })
     }

@@ -23,7 +23,7 @@ impl NodeCallError {
         Self {
             error: crate::error::meili_error(
                 "miroir_node_unavailable",
-                "system",
+                miroir_proto::ErrorType::System,
                 format!("node `{node}` could not be reached: {detail}"),
             ),
         }

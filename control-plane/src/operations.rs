@@ -347,9 +347,7 @@ pub fn plan_replication(
     now_ms: u64,
 ) -> Result<Option<u64>> {
     let Some(position) = topology.indexes.iter().position(|i| i.uid == uid) else {
-        return Err(ControlPlaneError::NotFound(format!(
-            "Index `{uid}` not found."
-        )));
+        return Err(ControlPlaneError::index_not_found(uid));
     };
     if rf == 0 {
         return Err(ControlPlaneError::InvalidArgument(

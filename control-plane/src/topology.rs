@@ -55,7 +55,7 @@ pub fn validate_address(address: &str) -> Result<String> {
 
 /// Checks an index uid like Meilisearch ([`IndexUid::check`]).
 pub fn validate_index_uid(uid: &str) -> Result<()> {
-    miroir_proto::IndexUid::check(uid).map_err(ControlPlaneError::InvalidArgument)
+    miroir_proto::IndexUid::check(uid).map_err(ControlPlaneError::InvalidIndexUid)
 }
 
 fn find_node<'a>(topology: &'a mut pb::Topology, id: &str) -> Result<&'a mut pb::Node> {
@@ -292,7 +292,7 @@ pub fn create_index(
 ) -> Result<pb::Index> {
     validate_index_uid(uid)?;
     if topology.indexes.iter().any(|i| i.uid == uid) {
-        return Err(ControlPlaneError::AlreadyExists(format!(
+        return Err(ControlPlaneError::IndexAlreadyExists(format!(
             "Index `{uid}` already exists."
         )));
     }
@@ -358,9 +358,7 @@ pub fn create_index(
 /// Removes an index from the topology.
 pub fn delete_index(topology: &mut pb::Topology, uid: &str) -> Result<pb::Index> {
     let Some(position) = topology.indexes.iter().position(|i| i.uid == uid) else {
-        return Err(ControlPlaneError::NotFound(format!(
-            "Index `{uid}` not found."
-        )));
+        return Err(ControlPlaneError::index_not_found(uid));
     };
     Ok(topology.indexes.remove(position))
 }
@@ -376,7 +374,7 @@ pub fn set_primary_key(
     let index = find_index_mut(topology, uid)?;
     match index.primary_key.as_deref() {
         Some(current) if current != primary_key && !replace => {
-            return Err(ControlPlaneError::FailedPrecondition(format!(
+            return Err(ControlPlaneError::PrimaryKeyAlreadyExists(format!(
                 "Index already has a primary key: `{current}`."
             )));
         }
@@ -402,12 +400,10 @@ pub struct Swap {
 pub fn rename_index(topology: &mut pb::Topology, from: &str, to: &str) -> Result<pb::Index> {
     validate_index_uid(to)?;
     let Some(at) = topology.indexes.iter().position(|i| i.uid == from) else {
-        return Err(ControlPlaneError::NotFound(format!(
-            "Index `{from}` not found."
-        )));
+        return Err(ControlPlaneError::index_not_found(from));
     };
     if from != to && topology.indexes.iter().any(|i| i.uid == to) {
-        return Err(ControlPlaneError::AlreadyExists(format!(
+        return Err(ControlPlaneError::IndexAlreadyExists(format!(
             "Index `{to}` already exists."
         )));
     }
@@ -453,7 +449,7 @@ pub fn swap_indexes(topology: &mut pb::Topology, swaps: &[Swap]) -> Result<()> {
         } else {
             "Indexes"
         };
-        return Err(ControlPlaneError::NotFound(format!(
+        return Err(ControlPlaneError::IndexNotFound(format!(
             "{noun} {} not found.",
             missing.join(", ")
         )));
@@ -471,7 +467,7 @@ pub fn swap_indexes(topology: &mut pb::Topology, swaps: &[Swap]) -> Result<()> {
     for swap in swaps.iter().filter(|s| s.rename) {
         if topology.indexes.iter().any(|i| i.uid == swap.second) {
             let (a, b) = (&swap.first, &swap.second);
-            return Err(ControlPlaneError::AlreadyExists(format!(
+            return Err(ControlPlaneError::IndexAlreadyExists(format!(
                 "Cannot rename `{a}` to `{b}` as the index already exists. Hint: You can remove `{b}` first and then do your remove."
             )));
         }
@@ -680,7 +676,7 @@ fn find_index_mut<'a>(topology: &'a mut pb::Topology, uid: &str) -> Result<&'a m
         .indexes
         .iter_mut()
         .find(|i| i.uid == uid)
-        .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))
+        .ok_or_else(|| ControlPlaneError::index_not_found(uid))
 }
 
 /// The keys a new Meilisearch creates at its first start, recorded once in a new
@@ -723,7 +719,7 @@ pub fn create_key(
         )));
     };
     if topology.keys.iter().any(|k| k.uid == uid) {
-        return Err(ControlPlaneError::AlreadyExists(format!(
+        return Err(ControlPlaneError::ApiKeyAlreadyExists(format!(
             "`uid` field value `{uid}` is already an existing API key."
         )));
     }
@@ -746,7 +742,7 @@ pub fn update_key(
         .keys
         .iter_mut()
         .find(|k| k.uid == uid)
-        .ok_or_else(|| ControlPlaneError::NotFound(format!("API key `{uid}` not found.")))?;
+        .ok_or_else(|| ControlPlaneError::api_key_not_found(uid))?;
     if let Some(name) = name {
         key.name = name;
     }
@@ -763,7 +759,7 @@ pub fn delete_key(topology: &mut pb::Topology, uid: &str) -> Result<pb::ApiKey> 
         .keys
         .iter()
         .position(|k| k.uid == uid)
-        .ok_or_else(|| ControlPlaneError::NotFound(format!("API key `{uid}` not found.")))?;
+        .ok_or_else(|| ControlPlaneError::api_key_not_found(uid))?;
     Ok(topology.keys.remove(position))
 }
 
@@ -781,7 +777,7 @@ pub fn put_webhook(topology: &mut pb::Topology, webhook: pb::Webhook, create: bo
             webhook.uuid
         ))),
         (None, true) if topology.webhooks.len() >= miroir_proto::webhooks::MAX_WEBHOOKS => Err(
-            ControlPlaneError::ResourceExhausted(miroir_proto::webhooks::too_many_webhooks()),
+            ControlPlaneError::TooManyWebhooks(miroir_proto::webhooks::too_many_webhooks()),
         ),
         (None, true) => {
             topology.webhooks.push(webhook);
@@ -807,7 +803,7 @@ pub fn delete_webhook(topology: &mut pb::Topology, uuid: &str) -> Result<pb::Web
 }
 
 fn webhook_not_found(uuid: &str) -> ControlPlaneError {
-    ControlPlaneError::NotFound(format!("Webhook `{uuid}` not found."))
+    ControlPlaneError::WebhookNotFound(format!("Webhook `{uuid}` not found."))
 }
 
 /// Sets a node's state; returns whether anything changed.
@@ -1007,7 +1003,7 @@ mod tests {
         let mut t = fleet(&[("a", 0)]);
         assert!(matches!(
             create_index(&mut t, "bad uid", None, layout(4, 1), 0),
-            Err(ControlPlaneError::InvalidArgument(_))
+            Err(ControlPlaneError::InvalidIndexUid(_))
         ));
         assert!(matches!(
             create_index(&mut t, "x", None, layout(0, 1), 0),
@@ -1020,7 +1016,7 @@ mod tests {
         create_index(&mut t, "x", Some("id".into()), layout(4, 1), 0).unwrap();
         assert!(matches!(
             create_index(&mut t, "x", None, layout(4, 1), 0),
-            Err(ControlPlaneError::AlreadyExists(_))
+            Err(ControlPlaneError::IndexAlreadyExists(_))
         ));
     }
 
@@ -1041,7 +1037,7 @@ mod tests {
         assert!(set_primary_key(&mut t, "movies", "uid", true).is_ok());
         assert!(matches!(
             set_primary_key(&mut t, "nope", "id", false),
-            Err(ControlPlaneError::NotFound(_))
+            Err(ControlPlaneError::IndexNotFound(_))
         ));
     }
 
@@ -1101,15 +1097,15 @@ mod tests {
         create_index(&mut t, "y", None, layout(4, 1), 2).unwrap();
         assert!(matches!(
             rename_index(&mut t, "x", "y"),
-            Err(ControlPlaneError::AlreadyExists(m)) if m == "Index `y` already exists."
+            Err(ControlPlaneError::IndexAlreadyExists(m)) if m == "Index `y` already exists."
         ));
         assert!(matches!(
             rename_index(&mut t, "nope", "z"),
-            Err(ControlPlaneError::NotFound(_))
+            Err(ControlPlaneError::IndexNotFound(_))
         ));
         assert!(matches!(
             rename_index(&mut t, "x", "bad uid"),
-            Err(ControlPlaneError::InvalidArgument(_))
+            Err(ControlPlaneError::InvalidIndexUid(_))
         ));
         assert_eq!(rename_index(&mut t, "x", "x").unwrap().uid, "x");
         let renamed = rename_index(&mut t, "x", "z").unwrap();
@@ -1160,7 +1156,7 @@ mod tests {
         assert_eq!(t.keys[0].uid, created.uid, "newest first");
         assert!(matches!(
             create_key(&mut t, key, 6),
-            Err(ControlPlaneError::AlreadyExists(_))
+            Err(ControlPlaneError::ApiKeyAlreadyExists(_))
         ));
         let updated = update_key(&mut t, &created.uid, Some(Some("n".into())), None, 7).unwrap();
         assert_eq!(
@@ -1170,7 +1166,7 @@ mod tests {
         delete_key(&mut t, &created.uid).unwrap();
         assert!(matches!(
             delete_key(&mut t, &created.uid),
-            Err(ControlPlaneError::NotFound(_))
+            Err(ControlPlaneError::ApiKeyNotFound(_))
         ));
     }
 }

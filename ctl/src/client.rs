@@ -34,23 +34,11 @@ pub async fn connect(addresses: &[String], timeout: Duration) -> anyhow::Result<
     bail!("no control plane reachable ({})", failures.join("; "))
 }
 
-/// A gRPC error as one readable line.
+/// A gRPC error as one readable line, named by the Miroir error code in its details
+/// (`INDEX_NOT_FOUND: Index `x` not found.`).
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    let code = format!("{:?}", status.code());
-    let code = code_name(&code);
+    let code = miroir_proto::ErrorCode::of(&status).reason();
     anyhow::anyhow!("{code}: {}", status.message())
-}
-
-/// `FailedPrecondition` → `FAILED_PRECONDITION`.
-fn code_name(debug: &str) -> String {
-    let mut out = String::new();
-    for (i, c) in debug.chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
 }
 
 #[cfg(test)]
@@ -58,9 +46,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_codes_like_grpc() {
-        assert_eq!(code_name("FailedPrecondition"), "FAILED_PRECONDITION");
-        assert_eq!(code_name("NotFound"), "NOT_FOUND");
+    fn normalizes_addresses() {
         assert_eq!(normalize("127.0.0.1:7070"), "http://127.0.0.1:7070");
     }
 }

@@ -5,7 +5,7 @@
 //! - [`placement`]: key → shard and shard → owners; the only place placement is computed.
 //! - [`keys`]: API key values, uids, actions and index patterns, as Meilisearch has them.
 //! - [`settings`]: Miroir's hidden settings, the client's view and the canonical hash.
-//! - [`error`]: the error codes, each mapped once to a gRPC code and an HTTP status.
+//! - [`error`]: Miroir's error codes, carried in gRPC status details and each mapped once to a gRPC code, an HTTP status and a Meilisearch error.
 //! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
 //! - `node_client` (feature `node-client`): the HTTP client for Meilisearch nodes.
 
@@ -82,5 +82,5 @@ pub mod pb {
         include_bytes!(concat!(env!("OUT_DIR"), "/miroir_descriptor.bin"));
 }
 
-pub use error::ServiceErrorCode;
+pub use error::{ErrorCode, ErrorType};
 pub use types::{FencingToken, GroupId, IndexUid, NodeId, ShardId, TaskUid, TopologyVersion};

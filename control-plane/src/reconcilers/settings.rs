@@ -84,7 +84,7 @@ async fn process_queue(state: &Arc<ServiceState>) -> Result<bool, ControlPlaneEr
 
 /// A Meilisearch-shaped error of Miroir's own.
 fn miroir_error(code: &str, message: String) -> Value {
-    crate::error::meili_error(code, "system", message)
+    crate::error::meili_error(code, miroir_proto::ErrorType::System, message)
 }
 
 async fn set_task(
@@ -126,7 +126,7 @@ async fn process(
     let Some(index) = topology.indexes.iter().find(|i| i.uid == change.index_uid) else {
         let error = crate::error::meili_error(
             "index_not_found",
-            "invalid_request",
+            miroir_proto::ErrorType::InvalidRequest,
             format!("Index `{}` not found.", change.index_uid),
         );
         set_task(state, change, "failed", now_ms(), Some(&error)).await?;
@@ -266,7 +266,7 @@ async fn end_failed(
         })
         .await
     {
-        Ok(_) | Err(ControlPlaneError::NotFound(_)) => Ok(()),
+        Ok(_) | Err(ControlPlaneError::IndexNotFound(_)) => Ok(()),
         Err(error) => Err(error),
     }
 }
@@ -652,7 +652,7 @@ pub async fn check_index(
         .indexes
         .iter()
         .find(|i| i.uid == uid)
-        .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))?;
+        .ok_or_else(|| ControlPlaneError::index_not_found(uid))?;
     let committed: Option<Map<String, Value>> = (index.settings_version > 0)
         .then(|| serde_json::from_str(&index.settings_json).unwrap_or_default());
     let full = committed.as_ref().map(hidden::node_settings);

@@ -22,7 +22,7 @@ pub async fn run(state: Arc<ServiceState>) {
         let before = now.saturating_sub(timeout.as_millis() as u64);
         let error = crate::error::meili_error(
             "miroir_task_unattached",
-            "system",
+            miroir_proto::ErrorType::System,
             format!(
                 "The gateway that accepted this write stopped before recording which node tasks carry it (no record within {}). The write may have been applied on some nodes: read the documents back, and send it again if needed.",
                 humantime::format_duration(timeout)

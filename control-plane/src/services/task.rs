@@ -44,7 +44,7 @@ impl TaskService for TaskApi {
             .store
             .get_task(uid)
             .await?
-            .ok_or_else(|| ControlPlaneError::NotFound(format!("Task `{uid}` not found.")))?;
+            .ok_or_else(|| ControlPlaneError::task_not_found(uid))?;
         Ok(Response::new(task.into_proto()?))
     }
 
@@ -148,7 +148,7 @@ impl TaskService for TaskApi {
             .store
             .attach_node_tasks(token, uid, &node_tasks_json, &request.error_json)
             .await?
-            .ok_or_else(|| ControlPlaneError::NotFound(format!("Task `{uid}` not found.")))?;
+            .ok_or_else(|| ControlPlaneError::task_not_found(uid))?;
         Ok(Response::new(task.into_proto()?))
     }
 }

@@ -96,7 +96,7 @@ async fn receive(
             }
             Ok(Some(_)) => {
                 let _ = tx
-                    .send(Err(Status::invalid_argument(
+                    .send(Err(miroir_proto::ErrorCode::InvalidArgument.status(
                         "after subscribe, a watch carries only applied and heartbeat messages",
                     )))
                     .await;
@@ -128,17 +128,20 @@ impl TopologyService for TopologyApi {
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(SUBSCRIBE_TIMEOUT, inbound.message())
             .await
-            .map_err(|_| Status::deadline_exceeded("no subscribe message within 10 s"))??;
+            .map_err(|_| {
+                miroir_proto::ErrorCode::InvalidArgument.status("no subscribe message within 10 s")
+            })??;
         let Some(pb::WatchRequest {
             request: Some(watch_request::Request::Subscribe(subscribe)),
         }) = first
         else {
-            return Err(Status::invalid_argument(
-                "the first message of a watch must be subscribe",
-            ));
+            return Err(miroir_proto::ErrorCode::InvalidArgument
+                .status("the first message of a watch must be subscribe"));
         };
         if subscribe.gateway_id.trim().is_empty() {
-            return Err(Status::invalid_argument("subscribe needs a gateway_id"));
+            return Err(
+                miroir_proto::ErrorCode::InvalidArgument.status("subscribe needs a gateway_id")
+            );
         }
         let gateway_id = subscribe.gateway_id;
         self.state

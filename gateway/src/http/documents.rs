@@ -13,6 +13,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use http::Method;
+use miroir_proto::ErrorCode;
 use miroir_proto::pb::{self, NodeState};
 use miroir_proto::placement::shard_for_key;
 use serde_json::{Value, json};
@@ -74,7 +75,7 @@ pub(super) async fn index_for_write(
                 .ok_or_else(|| MeiliError::internal("no index in the answer"))
         }
         // Another gateway created it meanwhile.
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
+        Err(status) if ErrorCode::of(&status) == ErrorCode::IndexAlreadyExists => {
             let request = pb::GetIndexRequest {
                 uid: uid.to_owned(),
             };
@@ -84,12 +85,9 @@ pub(super) async fn index_for_write(
                 .await
                 .ok()
                 .and_then(|r| r.index)
-                .ok_or_else(|| MeiliError::from_status(&status, "index_not_found"))
+                .ok_or_else(|| MeiliError::from_status(&status))
         }
-        Err(status) if status.code() == tonic::Code::InvalidArgument => {
-            Err(MeiliError::invalid("invalid_index_uid", status.message()))
-        }
-        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+        Err(status) => Err(MeiliError::from_status(&status)),
     }
 }
 
@@ -252,14 +250,13 @@ async fn write(
                 };
                 match state.control_plane.set_primary_key(request).await {
                     Ok(_) => pk,
-                    Err(status) if status.code() == tonic::Code::FailedPrecondition => {
-                        let error = MeiliError::invalid(
-                            "index_primary_key_already_exists",
-                            status.message(),
-                        );
+                    Err(status)
+                        if ErrorCode::of(&status) == ErrorCode::IndexPrimaryKeyAlreadyExists =>
+                    {
+                        let error = MeiliError::from_status(&status);
                         return failed_task(&state, &uid, documents.len(), error).await;
                     }
-                    Err(status) => return Err(MeiliError::from_status(&status, "index_not_found")),
+                    Err(status) => return Err(MeiliError::from_status(&status)),
                 }
             }
         };

@@ -3,31 +3,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// Meilisearch's error types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ErrorType {
-    /// The request is wrong.
-    InvalidRequest,
-    /// The server failed.
-    Internal,
-    /// Credentials are missing or wrong.
-    Auth,
-    /// A node or the gateway is unavailable.
-    System,
-}
-
-impl ErrorType {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::Internal => "internal",
-            Self::Auth => "auth",
-            Self::System => "system",
-        }
-    }
-}
+pub use miroir_proto::ErrorType;
+use miroir_proto::{ErrorCode, error::meili_error_body};
 
 /// An error answered in Meilisearch's shape.
 #[derive(Debug, Clone)]
@@ -70,20 +49,7 @@ impl MeiliError {
 
     /// The body as JSON.
     pub fn body(&self) -> serde_json::Value {
-        let link = if self.code.starts_with("miroir_") {
-            format!(
-                "https://github.com/miroir/miroir/blob/main/docs/errors.md#{}",
-                self.code
-            )
-        } else {
-            format!("https://docs.meilisearch.com/errors#{}", self.code)
-        };
-        json!({
-            "message": self.message,
-            "code": self.code,
-            "type": self.kind.as_str(),
-            "link": link,
-        })
+        meili_error_body(self.code, self.kind, &self.message)
     }
 }
 
@@ -113,38 +79,23 @@ impl MeiliError {
         )
     }
 
-    /// The control plane's answer as the error a Meilisearch client expects, `not_found`
-    /// naming the code for a missing thing.
-    pub fn from_status(status: &tonic::Status, not_found: &'static str) -> Self {
-        let message = status.message().to_owned();
-        match status.code() {
-            tonic::Code::NotFound => Self::new(
-                StatusCode::NOT_FOUND,
-                not_found,
-                ErrorType::InvalidRequest,
-                message,
-            ),
-            tonic::Code::InvalidArgument => Self::invalid("bad_request", message),
-            tonic::Code::AlreadyExists => Self::new(
-                StatusCode::CONFLICT,
-                "miroir_already_exists",
-                ErrorType::InvalidRequest,
-                message,
-            ),
-            tonic::Code::FailedPrecondition => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "miroir_fleet_not_ready",
-                ErrorType::System,
-                message,
-            ),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "miroir_control_plane_unavailable",
-                ErrorType::System,
-                format!("the control plane is unavailable: {message}"),
-            ),
-            _ => Self::internal(message),
-        }
+    /// `message` answered as [`ErrorCode`] `code` says (its one mapping).
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Self {
+        let spec = code.spec();
+        Self::new(spec.http, spec.meili_code, spec.meili_type, message)
+    }
+
+    /// The control plane's answer as the error a Meilisearch client expects, by the
+    /// Miroir error code in its details.
+    pub fn from_status(status: &tonic::Status) -> Self {
+        let code = ErrorCode::of(status);
+        let message = match code {
+            ErrorCode::ControlPlaneUnavailable => {
+                format!("the control plane is unavailable: {}", status.message())
+            }
+            _ => status.message().to_owned(),
+        };
+        Self::from_code(code, message)
     }
 }
 
@@ -217,4 +168,63 @@ pub fn optional_positive_integer<T: std::str::FromStr>(
         .get(name)
         .map(|v| positive_integer(name, v, code))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_plane_errors_are_answered_by_the_code_in_their_details() {
+        let error =
+            MeiliError::from_status(&ErrorCode::IndexNotFound.status("Index `x` not found."));
+        assert_eq!(
+            (error.status, error.code, error.kind),
+            (
+                StatusCode::NOT_FOUND,
+                "index_not_found",
+                ErrorType::InvalidRequest
+            )
+        );
+        assert_eq!(error.message, "Index `x` not found.");
+        // Same gRPC code, another Miroir code: another answer.
+        let error =
+            MeiliError::from_status(&ErrorCode::ApiKeyNotFound.status("API key `k` not found."));
+        assert_eq!(error.code, "api_key_not_found");
+        let error = MeiliError::from_status(&ErrorCode::FailedPrecondition.status("no group yet"));
+        assert_eq!(
+            (error.status, error.code, error.kind),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_fleet_not_ready",
+                ErrorType::System
+            )
+        );
+        let error = MeiliError::from_status(&ErrorCode::InvalidWebhooks.status("too many"));
+        assert_eq!(
+            (error.status, error.code),
+            (StatusCode::BAD_REQUEST, "invalid_webhooks")
+        );
+    }
+
+    #[test]
+    fn transport_failures_are_the_control_plane_being_unavailable() {
+        let error = MeiliError::from_status(&tonic::Status::unavailable("connection refused"));
+        assert_eq!(
+            (error.status, error.code),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_control_plane_unavailable"
+            )
+        );
+        assert_eq!(
+            error.message,
+            "the control plane is unavailable: connection refused"
+        );
+        let body = error.body();
+        assert_eq!(
+            body["link"],
+            "https://github.com/miroir/miroir/blob/main/docs/errors.md#miroir_control_plane_unavailable"
+        );
+    }
 }

@@ -33,7 +33,7 @@ pub async fn update(State(state): State<AppState>, body: Bytes) -> Result<Respon
             patch_json: patch.to_string(),
         })
         .await
-        .map_err(|status| MeiliError::from_status(&status, "not_found"))?;
+        .map_err(|status| MeiliError::from_status(&status))?;
     state
         .topology
         .wait_for_version(answer.topology_version, super::indexes::TOPOLOGY_WAIT)

@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use miroir_proto::ErrorCode;
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
 use serde_json::{Value, json};
@@ -89,25 +90,18 @@ pub async fn create(
             ..
         }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(no_task()),
-        Err(status) if status.code() == tonic::Code::AlreadyExists => {
-            let error = MeiliError::new(
-                StatusCode::CONFLICT,
-                "index_already_exists",
-                ErrorType::InvalidRequest,
-                format!("Index `{uid}` already exists."),
-            );
-            failed_task(&state, &uid, "indexCreation", details, error).await
-        }
-        Err(status)
-            if status.code() == tonic::Code::InvalidArgument
-                && status.message().contains("index uid") =>
-        {
-            Err(MeiliError::invalid(
-                "invalid_index_uid",
+        Err(status) => match ErrorCode::of(&status) {
+            // Meilisearch enqueues the creation and fails its task.
+            ErrorCode::IndexAlreadyExists => {
+                let error = MeiliError::from_status(&status);
+                failed_task(&state, &uid, "indexCreation", details, error).await
+            }
+            ErrorCode::InvalidIndexUid => Err(MeiliError::from_code(
+                ErrorCode::InvalidIndexUid,
                 format!("Invalid value at `.uid`: {}", status.message()),
-            ))
-        }
-        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+            )),
+            _ => Err(MeiliError::from_status(&status)),
+        },
     }
 }
 
@@ -125,8 +119,8 @@ pub async fn delete(
             ..
         }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(no_task()),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            let error = index_not_found(&uid);
+        Err(status) if ErrorCode::of(&status) == ErrorCode::IndexNotFound => {
+            let error = MeiliError::from_status(&status);
             failed_task(
                 &state,
                 &uid,
@@ -136,7 +130,7 @@ pub async fn delete(
             )
             .await
         }
-        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+        Err(status) => Err(MeiliError::from_status(&status)),
     }
 }
 
@@ -215,11 +209,11 @@ pub async fn update(
             ..
         }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(no_task()),
-        Err(status) if status.code() == tonic::Code::NotFound => {
-            let error = index_not_found(&uid);
+        Err(status) if ErrorCode::of(&status) == ErrorCode::IndexNotFound => {
+            let error = MeiliError::from_status(&status);
             failed_task(&state, &uid, "indexUpdate", details, error).await
         }
-        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+        Err(status) => Err(MeiliError::from_status(&status)),
     }
 }
 
@@ -358,7 +352,7 @@ pub async fn swap(
             topology_version,
         }) => Ok(accepted_at(&state, &task, topology_version).await),
         Ok(_) => Err(no_task()),
-        Err(status) => Err(MeiliError::from_status(&status, "index_not_found")),
+        Err(status) => Err(MeiliError::from_status(&status)),
     }
 }
 

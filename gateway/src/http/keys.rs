@@ -11,6 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use miroir_proto::ErrorCode;
 use miroir_proto::keys::{ACTIONS, key_value, parse_uid};
 use miroir_proto::pb;
 use miroir_proto::time::rfc3339_ms;
@@ -43,15 +44,10 @@ fn not_found(key: &str) -> MeiliError {
 
 /// A control-plane refusal of a key change, in Meilisearch's words.
 fn key_error(key: &str, status: &tonic::Status) -> MeiliError {
-    match status.code() {
-        tonic::Code::NotFound => not_found(key),
-        tonic::Code::AlreadyExists => MeiliError::new(
-            StatusCode::CONFLICT,
-            "api_key_already_exists",
-            ErrorType::InvalidRequest,
-            status.message(),
-        ),
-        _ => MeiliError::from_status(status, "api_key_not_found"),
+    match ErrorCode::of(status) {
+        // Named as the caller named it (a uid or a key).
+        ErrorCode::ApiKeyNotFound => not_found(key),
+        _ => MeiliError::from_status(status),
     }
 }
 

@@ -189,7 +189,7 @@ async fn write(
         .control_plane
         .update_index_settings(request)
         .await
-        .map_err(|s| MeiliError::from_status(&s, "index_not_found"))?;
+        .map_err(|s| MeiliError::from_status(&s))?;
     match response.task {
         Some(task) => Ok(accepted(&task)),
         None => Err(super::write_task::no_task()),

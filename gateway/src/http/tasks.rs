@@ -11,6 +11,7 @@ use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http::Method;
+use miroir_proto::ErrorCode;
 use miroir_proto::keys::indexes_allow;
 use miroir_proto::pb;
 use serde_json::{Value, json};
@@ -449,7 +450,7 @@ async fn list_page(
         .control_plane
         .list_tasks(request)
         .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
+        .map_err(|s| MeiliError::from_status(&s))
 }
 
 /// Fills a finished cancelation's `canceledTasks`: its targets that ended canceled.
@@ -491,8 +492,8 @@ async fn visible_view(
         .await
     {
         Ok(task) => task,
-        Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
-        Err(status) => return Err(MeiliError::from_status(&status, "task_not_found")),
+        Err(status) if ErrorCode::of(&status) == ErrorCode::TaskNotFound => return Ok(None),
+        Err(status) => return Err(MeiliError::from_status(&status)),
     };
     let visible = match (caller.index_patterns(), &task.index_uid) {
         (None, _) => true,
@@ -1055,7 +1056,7 @@ pub async fn delete(
         .control_plane
         .delete_tasks(pb::DeleteTasksRequest { uids: finished })
         .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))?
+        .map_err(|s| MeiliError::from_status(&s))?
         .deleted;
     let details = json!({
         "matchedTasks": matched.len(),

@@ -113,7 +113,7 @@ pub async fn delete(
         .control_plane
         .delete_webhook(pb::DeleteWebhookRequest { uuid: uuid.clone() })
         .await
-        .map_err(|status| MeiliError::from_status(&status, "webhook_not_found"))?;
+        .map_err(|status| MeiliError::from_status(&status))?;
     state
         .topology
         .wait_for_version(response.topology_version, TOPOLOGY_WAIT)
@@ -134,12 +134,7 @@ async fn put(
             create,
         })
         .await
-        .map_err(|status| match status.code() {
-            tonic::Code::ResourceExhausted => {
-                MeiliError::invalid("invalid_webhooks", status.message().to_owned())
-            }
-            _ => MeiliError::from_status(&status, "webhook_not_found"),
-        })?;
+        .map_err(|status| MeiliError::from_status(&status))?;
     state
         .topology
         .wait_for_version(response.topology_version, TOPOLOGY_WAIT)

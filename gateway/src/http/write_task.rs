@@ -11,6 +11,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use miroir_proto::ErrorCode;
 use miroir_proto::pb;
 use serde_json::Value;
 use std::time::Duration;
@@ -28,7 +29,7 @@ pub async fn record_task(
         .control_plane
         .create_task(request)
         .await
-        .map_err(|s| MeiliError::from_status(&s, "task_not_found"))
+        .map_err(|s| MeiliError::from_status(&s))
 }
 
 /// `202 Accepted` with the task's summary, as Meilisearch answers a write.
@@ -113,7 +114,7 @@ async fn retry_attach(state: AppState, request: pb::AttachNodeTasksRequest) {
                 tracing::info!(task = request.uid, "node tasks attached");
                 return;
             }
-            Err(status) if status.code() == tonic::Code::NotFound => return,
+            Err(status) if ErrorCode::of(&status) == ErrorCode::TaskNotFound => return,
             Err(status) => {
                 tracing::debug!(task = request.uid, error = %status.message(), "node tasks still not attached");
             }

@@ -159,10 +159,12 @@ pub(super) async fn update_index(
     {
         let refusal = match stored_documents(&api.state, &topology, &index).await {
             Ok(0) => None,
-            Ok(_) => Some(meili_error(
-                "index_primary_key_already_exists",
-                &format!("Index already has a primary key: `{current}`."),
-            )),
+            Ok(_) => Some(
+                ControlPlaneError::PrimaryKeyAlreadyExists(format!(
+                    "Index already has a primary key: `{current}`."
+                ))
+                .meili_body(),
+            ),
             Err(error) => Some(error),
         };
         if let Some(error) = refusal {
@@ -252,21 +254,17 @@ pub(super) async fn swap_indexes(
         .collect::<Vec<_>>()});
     let before = api.state.topology();
     let mut check = (*before).clone();
+    // Meilisearch enqueues these refusals as failed tasks.
     let refused = match topology::swap_indexes(&mut check, &swaps) {
-        Err(ControlPlaneError::NotFound(message)) => Some(("index_not_found", message)),
-        Err(ControlPlaneError::AlreadyExists(message)) => Some(("index_already_exists", message)),
+        Err(
+            error
+            @ (ControlPlaneError::IndexNotFound(_) | ControlPlaneError::IndexAlreadyExists(_)),
+        ) => Some(error),
         Err(other) => return Err(other.into()),
         Ok(()) => None,
     };
-    if let Some((code, message)) = refused {
-        let task = failed_task(
-            &api.state,
-            None,
-            "indexSwap",
-            details,
-            meili_error(code, &message),
-        )
-        .await?;
+    if let Some(error) = refused {
+        let task = failed_task(&api.state, None, "indexSwap", details, error.meili_body()).await?;
         return Ok(Response::new(pb::SwapIndexesResponse {
             topology_version: before.version,
             task: Some(task),
@@ -472,8 +470,8 @@ impl AdminApi {
     ) -> Result<Response<pb::IndexResponse>, Status> {
         let mut check = topology.clone();
         match topology::rename_index(&mut check, &index.uid, &new_uid) {
-            Err(ControlPlaneError::AlreadyExists(message)) => {
-                let error = meili_error("index_already_exists", &message);
+            Err(error @ ControlPlaneError::IndexAlreadyExists(_)) => {
+                let error = error.meili_body();
                 let task = failed_task(
                     &self.state,
                     Some(index.uid.clone()),
@@ -531,7 +529,7 @@ fn index_of(topology: &pb::Topology, uid: &str) -> Result<pb::Index, ControlPlan
         .iter()
         .find(|i| i.uid == uid)
         .cloned()
-        .ok_or_else(|| ControlPlaneError::NotFound(format!("Index `{uid}` not found.")))
+        .ok_or_else(|| ControlPlaneError::index_not_found(uid))
 }
 
 /// The answer for an index change recorded in `topology`.
@@ -639,11 +637,6 @@ async fn apply_plan(
     .await
 }
 
-/// A Meilisearch error object.
-fn meili_error(code: &str, message: &str) -> Value {
-    crate::error::meili_error(code, "invalid_request", message)
-}
-
 /// Records a client task that failed before any node call, with a Meilisearch error.
 async fn failed_task(
     state: &Arc<ServiceState>,
@@ -694,7 +687,7 @@ async fn stored_documents(
             Err(e) => {
                 return Err(crate::error::meili_error(
                     "internal",
-                    "internal",
+                    miroir_proto::ErrorType::Internal,
                     e.to_string(),
                 ));
             }
