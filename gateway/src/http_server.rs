@@ -12,7 +12,7 @@
 //!   answered (bounded by `--shutdown-grace`).
 //!
 //! Request timeouts, body limits and panics are tower layers on the router
-//! ([`crate::http::router`]).
+//! ([`crate::api::router`]).
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
@@ -86,7 +86,7 @@ pub async fn serve(
                 let mut request: Request = request.map(axum::body::Body::new);
                 request.extensions_mut().insert(ConnectInfo(Peer(peer)));
                 // Paths are normalized before routing, as in Meilisearch.
-                crate::http::normalize_path(request)
+                crate::api::normalize_path(request)
             });
         let connection = builder.serve_connection(
             TokioIo::new(stream),

@@ -156,7 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let sweep_interval = state.config.task_sweep_interval;
     if !sweep_interval.is_zero() {
-        tokio::spawn(crate::http::sweep_task_outcomes(
+        tokio::spawn(crate::tasks::outcomes::sweep_task_outcomes(
             state.clone(),
             sweep_interval,
         ));
@@ -166,7 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         idle_timeout: state.config.client_idle_timeout,
         shutdown_grace: state.config.shutdown_grace,
     };
-    let app = crate::http::router(state);
+    let app = crate::api::router(state);
     crate::http_server::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("miroir gateway stopped");
     Ok(())

@@ -4,8 +4,8 @@
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
 use super::request_body::json_object;
-use super::scatter::mark_degraded;
 use super::search::{FacetOrder, SearchFailure, Searched, merge_facets, run_search};
+use crate::read::scatter::mark_degraded;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -135,12 +135,12 @@ async fn union_of(
     let mut body = Map::new();
     body.insert("queries".into(), Value::Array(node_queries));
     body.insert("federation".into(), federation);
-    let read = super::scatter::ReadPlan::new(state, uid, super::scatter::next_turn(), floor)?;
-    let gathered = super::scatter::gather_from(
+    let read = crate::read::plan::ReadPlan::new(state, uid, crate::read::plan::next_turn(), floor)?;
+    let gathered = crate::read::scatter::gather_from(
         state,
         read,
         "/multi-search",
-        super::scatter::NodeRequest::Federated(&body),
+        crate::read::scatter::NodeRequest::Federated(&body),
     )
     .await?;
     let total = gathered

@@ -58,7 +58,7 @@ async fn exact_documents(
     index: &pb::Index,
     topology: &pb::Topology,
 ) -> Result<u64, MeiliError> {
-    let plan = super::scatter::covering_set(index, topology, 0);
+    let plan = crate::read::plan::covering_set(index, topology, 0);
     if !plan.missing.is_empty() {
         return Err(MeiliError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -75,7 +75,8 @@ async fn exact_documents(
         let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
             continue;
         };
-        let body = json!({"filter": super::scatter::with_shard_filter(None, shards), "limit": 0});
+        let body =
+            json!({"filter": crate::read::scatter::with_shard_filter(None, shards), "limit": 0});
         let answer = state
             .nodes
             .call(

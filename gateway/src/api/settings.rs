@@ -6,9 +6,9 @@ use super::auth::Caller;
 use super::documents::index_for_write;
 use super::error::{ErrorType, MeiliError};
 use super::request_body::json_object;
-use super::scatter::covering_set;
-use super::write_task::accepted;
+use crate::read::plan::covering_set;
 use crate::state::AppState;
+use crate::write::task::accepted;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -192,7 +192,7 @@ async fn write(
         .map_err(|s| MeiliError::from_status(&s))?;
     match response.task {
         Some(task) => Ok(accepted(&task)),
-        None => Err(super::write_task::no_task()),
+        None => Err(crate::write::task::no_task()),
     }
 }
 

@@ -5,9 +5,9 @@
 use super::auth::Caller;
 use super::error::MeiliError;
 use super::indexes::find_index;
-use super::payload;
-use super::write_gate::{Owners, Touches, admit, lease_expired, writable_groups};
 use crate::state::AppState;
+use crate::write::gate::{Owners, Touches, admit, lease_expired, writable_groups};
+use crate::write::payload;
 use axum::body::Body;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
@@ -31,7 +31,7 @@ async fn failed_task(
     error: MeiliError,
 ) -> Result<Response, MeiliError> {
     let details = json!({"receivedDocuments": received, "indexedDocuments": 0});
-    super::write_task::failed_task(state, uid, "documentAdditionOrUpdate", details, error).await
+    crate::write::task::failed_task(state, uid, "documentAdditionOrUpdate", details, error).await
 }
 
 /// Meilisearch's refusal to change an index's primary key once set.
@@ -284,7 +284,7 @@ async fn write(
     };
     // Recorded before any node sees the write: if the control plane is out of reach
     // now, nothing is written; once nodes took it, there is a task to follow.
-    let reserved = super::write_task::reserve(
+    let reserved = crate::write::task::reserve(
         &state,
         pb::CreateTaskRequest {
             index_uid: Some(uid.clone()),
@@ -374,12 +374,12 @@ async fn write(
         Ok(missed) => missed,
         Err(error) => {
             // The reserved task fails with the error the client gets now.
-            super::write_task::attach(&state, reserved, node_tasks, Some(&error.body())).await;
+            crate::write::task::attach(&state, reserved, node_tasks, Some(&error.body())).await;
             return Err(error);
         }
     };
-    let task = super::write_task::attach(&state, reserved, node_tasks, None).await;
-    let mut response = super::write_task::accepted(&task);
-    super::write_gate::mark_missed(&mut response, &uid, &missed);
+    let task = crate::write::task::attach(&state, reserved, node_tasks, None).await;
+    let mut response = crate::write::task::accepted(&task);
+    crate::write::gate::mark_missed(&mut response, &uid, &missed);
     Ok(response)
 }

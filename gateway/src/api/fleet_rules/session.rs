@@ -54,8 +54,11 @@ async fn wait_for_session(state: &AppState, session: &str) {
         else {
             return;
         };
-        let view = crate::tasks::view(&task, &state.topology.current(), &state.nodes).await;
-        if view["status"].as_str().is_some_and(crate::tasks::is_final) {
+        let view = crate::tasks::view::view(&task, &state.topology.current(), &state.nodes).await;
+        if view["status"]
+            .as_str()
+            .is_some_and(crate::tasks::view::is_final)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

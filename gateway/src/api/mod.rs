@@ -1,35 +1,27 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
-mod any_node;
+pub(crate) mod any_node;
 pub mod auth;
-mod backups;
-mod chats;
-mod consistency;
-mod document_reads;
-mod documents;
+pub(crate) mod backups;
+pub(crate) mod chats;
+pub(crate) mod consistency;
+pub(crate) mod document_reads;
+pub(crate) mod documents;
 pub mod error;
-mod experimental_features;
-mod fields;
-mod fleet_rules;
-mod indexes;
-mod keys;
-mod miroir;
-mod multi_search;
-mod payload;
-mod performance;
-mod request_body;
-mod scatter;
-mod search;
-mod settings;
-mod similar;
-mod stats;
-pub(crate) mod strip;
-mod tasks;
-mod webhooks;
-mod write_gate;
-mod write_task;
-
-pub use tasks::sweep_task_outcomes;
+pub(crate) mod experimental_features;
+pub(crate) mod fields;
+pub(crate) mod fleet_rules;
+pub(crate) mod indexes;
+pub(crate) mod keys;
+pub(crate) mod miroir;
+pub(crate) mod multi_search;
+pub(crate) mod request_body;
+pub(crate) mod search;
+pub(crate) mod settings;
+pub(crate) mod similar;
+pub(crate) mod stats;
+pub(crate) mod tasks;
+pub(crate) mod webhooks;
 
 use crate::state::AppState;
 use axum::Router;

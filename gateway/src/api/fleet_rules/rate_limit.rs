@@ -1,8 +1,8 @@
 //! Requests per second per API key and per client address, fleet-wide.
 
 use super::credential;
+use crate::api::error::{ErrorType, MeiliError};
 use crate::fleet::RateDecision;
-use crate::http::error::{ErrorType, MeiliError};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};

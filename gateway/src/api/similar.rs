@@ -12,8 +12,9 @@ use super::consistency::SettingsFloor;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_in;
 use super::request_body::json_object;
-use super::scatter::{NodeRequest, SearchFailure, gather, mark_degraded, next_turn};
 use super::search::{as_asked, primary_key_order};
+use crate::read::plan::next_turn;
+use crate::read::scatter::{NodeRequest, SearchFailure, gather, mark_degraded};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -294,7 +295,7 @@ async fn gather_or_respond(
     floor: SettingsFloor,
     body: &Map<String, Value>,
     filter: Option<&Value>,
-) -> Result<super::scatter::Gathered, SearchFailure> {
+) -> Result<crate::read::scatter::Gathered, SearchFailure> {
     let path = format!("/indexes/{uid}/search");
     gather(
         state,

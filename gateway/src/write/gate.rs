@@ -9,8 +9,8 @@
 //! - it is acknowledged when, for every shard it touches, a majority of the shard's
 //!   owners in at least one group took it ([`Owners::quorum`]).
 
-use super::error::{ErrorType, MeiliError};
-use super::indexes::index_in;
+use crate::api::error::{ErrorType, MeiliError};
+use crate::api::indexes::index_in;
 use crate::state::AppState;
 use crate::topology::VersionPin;
 use axum::http::StatusCode;

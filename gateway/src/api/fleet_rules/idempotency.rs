@@ -2,8 +2,8 @@
 //! again returns its answer, a different one with the same key is refused.
 
 use super::{IDEMPOTENCY_KEY, buffered, credential, digest, header_text, is_read};
+use crate::api::error::{ErrorType, MeiliError};
 use crate::fleet::Idempotency;
-use crate::http::error::{ErrorType, MeiliError};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,7 +23,7 @@ pub async fn idempotency(State(state): State<AppState>, request: Request, next: 
     // The fingerprint covers what the write does: method, path and query, body.
     let (parts, body) = request.into_parts();
     let body =
-        match crate::http::payload::collect(body, &parts.headers, state.config.payload_size_limit)
+        match crate::write::payload::collect(body, &parts.headers, state.config.payload_size_limit)
             .await
         {
             Ok(body) => body,

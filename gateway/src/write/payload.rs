@@ -4,7 +4,7 @@
 //! appended to every object. A 100 MiB batch costs about 100 MiB here, not one copy per
 //! node (`docs/benchmarks.md` has the measured peak).
 
-use super::error::{ErrorType, MeiliError};
+use crate::api::error::{ErrorType, MeiliError};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use miroir_proto::settings::SHARD_FIELD;

@@ -4,8 +4,8 @@
 
 use super::error::{ErrorType, MeiliError, optional_positive_integer};
 use super::request_body::json_object;
-use super::write_task::{accepted, failed_task, no_task};
 use crate::state::AppState;
+use crate::write::task::{accepted, failed_task, no_task};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};

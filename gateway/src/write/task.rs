@@ -6,7 +6,7 @@
 //! nobody attaches is failed by the control plane after `--task-reservation-timeout`.
 //! Also the answers a write gives: `202` with the task, or a task failed before any node.
 
-use super::error::MeiliError;
+use crate::api::error::MeiliError;
 use crate::state::AppState;
 use axum::Json;
 use axum::http::StatusCode;
@@ -34,11 +34,15 @@ pub async fn record_task(
 
 /// `202 Accepted` with the task's summary, as Meilisearch answers a write.
 pub fn accepted(task: &pb::Task) -> Response {
-    (StatusCode::ACCEPTED, Json(crate::tasks::summary(task))).into_response()
+    (
+        StatusCode::ACCEPTED,
+        Json(crate::tasks::view::summary(task)),
+    )
+        .into_response()
 }
 
 /// The error for an answer without the task the control plane should have recorded.
-pub(super) fn no_task() -> MeiliError {
+pub(crate) fn no_task() -> MeiliError {
     MeiliError::internal("the control plane recorded no task")
 }
 

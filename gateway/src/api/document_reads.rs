@@ -7,11 +7,12 @@ use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::find_index;
 use super::request_body::{json_object, json_object_or_empty};
-use super::scatter::{CoveringSet, NodeRequest, gather, mark_degraded, scatter};
 use super::search::{lookup, sort_value_order};
-use super::write_gate::{Owners, Touches, admit, mark_missed};
-use super::write_task::accepted;
+use crate::read::plan::CoveringSet;
+use crate::read::scatter::{NodeRequest, gather, mark_degraded, scatter};
 use crate::state::AppState;
+use crate::write::gate::{Owners, Touches, admit, mark_missed};
+use crate::write::task::accepted;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -32,7 +33,7 @@ fn strip(mut document: Value) -> Value {
 
 /// The live nodes serving reads of `shard` of `index`, every group's, as (id, address):
 /// owned, so no iterator's closure lives across an await (handlers must be Send).
-pub(super) fn live_owners(
+pub(crate) fn live_owners(
     topology: &pb::Topology,
     index: &pb::Index,
     shard: usize,
@@ -108,7 +109,7 @@ async fn fan_out(
 ) -> Result<Response, MeiliError> {
     let enqueued_at_ms = miroir_proto::time::now_ms();
     // Recorded before any node sees the delete (see `write_task`).
-    let reserved = super::write_task::reserve(
+    let reserved = crate::write::task::reserve(
         state,
         pb::CreateTaskRequest {
             index_uid: Some(index.uid.clone()),
@@ -165,7 +166,7 @@ async fn fan_out(
         } else {
             StatusCode::BAD_REQUEST
         };
-        super::write_task::attach(state, reserved, node_tasks, Some(&error)).await;
+        crate::write::task::attach(state, reserved, node_tasks, Some(&error)).await;
         return Ok((status, Json(error)).into_response());
     }
     // Deletes count like writes: a delete the owners did not take could come back from
@@ -174,13 +175,13 @@ async fn fan_out(
     let missed = match owners.require_quorum(&index.uid, &acked, &errors) {
         Ok(missed) => missed,
         Err(error) => {
-            super::write_task::attach(state, reserved, node_tasks, Some(&error.body())).await;
+            crate::write::task::attach(state, reserved, node_tasks, Some(&error.body())).await;
             return Err(error);
         }
     };
     // Quorum was reached: a replica that missed the delete is named in the header and
     // does not fail the task, as with writes.
-    let task = super::write_task::attach(state, reserved, node_tasks, None).await;
+    let task = crate::write::task::attach(state, reserved, node_tasks, None).await;
     let mut response = accepted(&task);
     mark_missed(&mut response, &index.uid, &missed);
     Ok(response)
@@ -188,7 +189,7 @@ async fn fan_out(
 
 /// Every node that holds a copy of `index` in a group taking writes.
 fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
-    let writable = super::write_gate::writable_groups(topology);
+    let writable = crate::write::gate::writable_groups(topology);
     let mut nodes: Vec<String> = index
         .routing
         .iter()

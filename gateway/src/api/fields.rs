@@ -7,7 +7,7 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_in;
-use super::scatter::SearchFailure;
+use crate::read::scatter::SearchFailure;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -30,7 +30,7 @@ pub async fn fields(
     let topology = state.topology.current();
     let index = index_in(&topology, &uid)?;
     // One live node for each shard: together they hold every document.
-    let plan = super::scatter::covering_set(index, &topology, 0);
+    let plan = crate::read::plan::covering_set(index, &topology, 0);
     if let Some(shard) = plan.missing.first() {
         return Err(MeiliError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -268,7 +268,7 @@ pub fn aggregate(task: &pb::Task, node_views: &[(String, Result<Value, String>)]
             let mut error = view.as_ref().ok()?.get("error")?.clone();
             let message = error["message"].as_str().unwrap_or_default();
             // Nodes list `_miroir_shard` among filterable attributes; clients never see it.
-            let message = crate::http::strip::client_error_message(message)
+            let message = crate::read::strip::client_error_message(message)
                 .unwrap_or_else(|| message.to_owned());
             error["message"] = json!(format!("{message} (node `{node}`)"));
             Some(error)

@@ -5,8 +5,9 @@ use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::{MeiliError, positive_integer};
 use super::request_body::{json_object, json_object_or_empty};
-pub use super::scatter::SearchFailure;
-use super::scatter::{NodeRequest, ReadPlan, gather, gather_from, mark_degraded, next_turn};
+use crate::read::plan::{ReadPlan, next_turn};
+pub use crate::read::scatter::SearchFailure;
+use crate::read::scatter::{NodeRequest, gather, gather_from, mark_degraded};
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -55,7 +56,7 @@ impl SortKey {
 }
 
 /// Orders two sort values; a total order over any JSON, so sorting never panics.
-pub(super) fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Ordering {
+pub(crate) fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: bool) -> Ordering {
     // Documents without a value come last in either direction, as in Meilisearch.
     let ordering = match (SortKey::of(a), SortKey::of(b)) {
         (None, None) => return Ordering::Equal,
@@ -70,7 +71,7 @@ pub(super) fn sort_value_order(a: Option<&Value>, b: Option<&Value>, ascending: 
     }
 }
 
-pub(super) fn lookup<'a>(hit: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(hit: &'a Value, path: &str) -> Option<&'a Value> {
     hit.get(path)
         .or_else(|| path.split('.').try_fold(hit, |v, part| v.get(part)))
 }
@@ -273,7 +274,7 @@ pub fn respond(result: Result<Searched, SearchFailure>) -> Response {
 
 /// A merged hit as the client asked for it: without Miroir's field, the attributes the
 /// gateway added for the merge (`injected`), and the scores it did not ask for.
-pub(super) fn as_asked(hit: &mut Value, injected: &[String], score: bool, details: bool) {
+pub(crate) fn as_asked(hit: &mut Value, injected: &[String], score: bool, details: bool) {
     if let Some(object) = hit.as_object_mut() {
         strip_miroir(object);
         for field in injected {
@@ -289,7 +290,7 @@ pub(super) fn as_asked(hit: &mut Value, injected: &[String], score: bool, detail
 }
 
 /// Removes Miroir's field from a hit, its `_formatted` copy and its match positions.
-pub(super) fn strip_miroir(hit: &mut Map<String, Value>) {
+pub(crate) fn strip_miroir(hit: &mut Map<String, Value>) {
     hit.remove(SHARD_FIELD);
     if let Some(Value::Object(formatted)) = hit.get_mut("_formatted") {
         formatted.remove(SHARD_FIELD);
@@ -345,13 +346,13 @@ async fn from_one_node(
                 .get("facets")
                 .is_some_and(|f| f.as_array().is_none_or(|f| !f.is_empty()));
             !asked
-                || super::strip::most_facet_values(&bytes)
+                || crate::read::strip::most_facet_values(&bytes)
                     .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values)
         };
         return match status {
             200 if facets_within_limit() => Some(Ok(Searched {
                 body: Map::new(),
-                raw: Some(super::strip::strip_member(&bytes, SHARD_FIELD)),
+                raw: Some(crate::read::strip::strip_member(&bytes, SHARD_FIELD)),
                 degraded: Vec::new(),
             })),
             200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
@@ -712,7 +713,7 @@ pub async fn run_search(
     if raw_ok {
         response.insert("requestUid".into(), json!(request_uid()));
     }
-    if super::performance::asked(&query) {
+    if crate::read::performance::asked(&query) {
         let mut details = miroir_proto::time::PerformanceDetails::default();
         for (_, answer) in &answers {
             details.add_answer(answer.get("performanceDetails"));
@@ -738,7 +739,7 @@ pub async fn run_search(
 
 /// Hits' primary key values in the order one node takes such documents in a bulk load:
 /// numbers by value, before strings, strings by their bytes.
-pub(super) fn primary_key_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+pub(crate) fn primary_key_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     match (a, b) {
         (Some(Value::Number(x)), Some(Value::Number(y))) => x
             .as_f64()

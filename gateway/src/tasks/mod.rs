@@ -1,0 +1,5 @@
+//! Client tasks: how one reads as Meilisearch shows it, aggregated from its node tasks
+//! ([`view`]), and its outcome recorded once it is final ([`outcomes`]).
+
+pub mod outcomes;
+pub mod view;
