@@ -67,6 +67,19 @@ async fn errors_are_grpc_codes_with_messages() {
         .await
         .unwrap_err();
     assert_eq!(no_index.code(), Code::NotFound);
+    // The Miroir error code in the details tells what the gRPC code does not.
+    assert_eq!(
+        miroir_proto::ErrorCode::of(&no_index),
+        miroir_proto::ErrorCode::IndexNotFound
+    );
+    assert_eq!(
+        miroir_proto::ErrorCode::of(&no_group),
+        miroir_proto::ErrorCode::NotFound
+    );
+    assert_eq!(
+        miroir_proto::ErrorCode::of(&duplicate),
+        miroir_proto::ErrorCode::AlreadyExists
+    );
 }
 
 #[tokio::test]

@@ -556,6 +556,30 @@ async fn filter_errors_read_as_one_meilisearch() {
             "/multi-search",
             json!({"federation": {}, "queries": [{"indexUid": "books", "federationOptions": {"weight": "2"}}]}),
         ),
+        // Members the gateway rewrites for the nodes are checked by its typed query as
+        // Meilisearch checks them, before any rewrite could hide a bad value.
+        ("/indexes/books/search", json!({"showRankingScore": "yes"})),
+        (
+            "/indexes/books/search",
+            json!({"sort": ["genre:asc"], "showRankingScoreDetails": 1}),
+        ),
+        ("/indexes/books/search", json!({"sort": ["genre:asc", 1]})),
+        (
+            "/indexes/books/search",
+            json!({"attributesToRetrieve": "title"}),
+        ),
+        (
+            "/indexes/books/facet-search",
+            json!({"facetName": "genre", "q": 3}),
+        ),
+        (
+            "/multi-search",
+            json!({"federation": {"limit": "x"}, "queries": [{"indexUid": "books"}]}),
+        ),
+        (
+            "/multi-search",
+            json!({"federation": {}, "queries": [{"indexUid": "books", "showRankingScore": "yes"}]}),
+        ),
     ];
     for (path, body) in requests {
         let (status, through_gateway) = meili.post(path, body.clone()).await;

@@ -4,6 +4,7 @@
 //! query; nodes are always called with the master key (see docs/gateway.md, "Auth").
 
 use super::error::{ErrorType, MeiliError};
+use crate::read::query::SearchQuery;
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
@@ -69,11 +70,7 @@ impl Caller {
     }
 
     /// Checks a search on `index` and ANDs a tenant token's rule filter into `query`.
-    pub fn restrict_search(
-        &self,
-        index: &str,
-        query: &mut Map<String, Value>,
-    ) -> Result<(), MeiliError> {
+    pub fn restrict_search(&self, index: &str, query: &mut SearchQuery) -> Result<(), MeiliError> {
         if !self.allows("search", Some(index)) {
             return Err(match self {
                 Self::Tenant { rules, .. } => {
@@ -95,11 +92,10 @@ impl Caller {
             .max_by_key(|(pattern, _)| (!pattern.ends_with('*'), pattern.len()))
             .map(|(_, rule)| rule);
         if let Some(filter) = rule.and_then(|r| r.get("filter")).filter(|f| !f.is_null()) {
-            let combined = match query.remove("filter").filter(|f| !f.is_null()) {
+            query.filter = Some(match query.filter.take().filter(|f| !f.is_null()) {
                 None => filter.clone(),
                 Some(own) => fuse_filters(own, filter.clone()),
-            };
-            query.insert("filter".into(), combined);
+            });
         }
         Ok(())
     }
@@ -357,13 +353,15 @@ mod tests {
             key,
             rules: rules.as_object().unwrap().clone(),
         };
-        let mut query = Map::new();
-        query.insert("filter".into(), json!("genre = drama"));
+        let mut query = SearchQuery {
+            filter: Some(json!("genre = drama")),
+            ..Default::default()
+        };
         caller.restrict_search("movies", &mut query).unwrap();
-        assert_eq!(query["filter"], json!(["genre = drama", "user = 1"]));
-        let mut query = Map::new();
+        assert_eq!(query.filter, Some(json!(["genre = drama", "user = 1"])));
+        let mut query = SearchQuery::default();
         caller.restrict_search("books", &mut query).unwrap();
-        assert_eq!(query["filter"], json!("public = true"));
+        assert_eq!(query.filter, Some(json!("public = true")));
         assert!(!caller.allows("documents.add", Some("movies")));
     }
 

@@ -7,7 +7,7 @@ use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::indexes::find_index;
 use super::request_body::{json_object, json_object_or_empty};
-use super::search::{lookup, sort_value_order};
+use crate::read::merge::{lookup, sort_value_order};
 use crate::read::plan::CoveringSet;
 use crate::read::scatter::{NodeRequest, gather, mark_degraded, scatter};
 use crate::state::AppState;

@@ -4,8 +4,12 @@
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
 use super::request_body::json_object;
-use super::search::{FacetOrder, SearchFailure, Searched, merge_facets, run_search};
+use crate::read::facets::{FacetOrder, merge_facets};
+use crate::read::query::{Member, Paging, SearchQuery, SearchRoute};
+use crate::read::respond::{Searched, request_uid};
+use crate::read::scatter::SearchFailure;
 use crate::read::scatter::mark_degraded;
+use crate::read::search::run_search;
 use crate::state::AppState;
 use axum::Json;
 use axum::body::Bytes;
@@ -16,73 +20,6 @@ use miroir_proto::time::PerformanceDetails;
 use serde_json::{Map, Value, json};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashSet};
-
-/// Which merged hits a federated search shows: Meilisearch's `offset`/`limit` or
-/// `page`/`hitsPerPage` of `federation`.
-struct FederationPaging {
-    skip: usize,
-    take: usize,
-    /// Hits each query must bring for that.
-    required: usize,
-    /// `(page, hitsPerPage)` in page mode.
-    pages: Option<(usize, usize)>,
-}
-
-impl FederationPaging {
-    fn of(federation: &Value) -> Self {
-        let number = |name: &str| {
-            federation
-                .get(name)
-                .and_then(Value::as_u64)
-                .map(|n| n as usize)
-        };
-        const DEFAULT: usize = 20;
-        let (offset, limit) = (
-            number("offset").unwrap_or(0),
-            number("limit").unwrap_or(DEFAULT),
-        );
-        let (page, hits_per_page) = (number("page"), number("hitsPerPage"));
-        let (skip, take, required) = match (page, hits_per_page) {
-            (None, None) => (offset, limit, offset.saturating_add(limit)),
-            (None, Some(per_page)) => (0, per_page, per_page),
-            (Some(0), _) => (0, 0, 0),
-            (Some(page), per_page) => {
-                let per_page = per_page.unwrap_or(DEFAULT);
-                (
-                    (page - 1).saturating_mul(per_page),
-                    per_page,
-                    page.saturating_mul(per_page),
-                )
-            }
-        };
-        let pages = (page.is_some() || hits_per_page.is_some())
-            .then(|| (page.unwrap_or(1), hits_per_page.unwrap_or(DEFAULT)));
-        Self {
-            skip,
-            take,
-            required,
-            pages,
-        }
-    }
-
-    /// The paging fields of the answer.
-    fn describe(&self, response: &mut Value, total: u64) {
-        match self.pages {
-            None => {
-                response["limit"] = json!(self.take);
-                response["offset"] = json!(self.skip);
-                response["estimatedTotalHits"] = json!(total);
-            }
-            Some((page, per_page)) => {
-                response["hitsPerPage"] = json!(per_page);
-                response["page"] = json!(page);
-                response["totalPages"] =
-                    json!(total.div_ceil(per_page.max(1) as u64) * u64::from(per_page > 0));
-                response["totalHits"] = json!(total);
-            }
-        }
-    }
-}
 
 /// One hit of a federated search, before the merge.
 struct FederatedHit {
@@ -117,7 +54,7 @@ async fn union_of(
     caller: &super::auth::Caller,
     floor: SettingsFloor,
     uid: &str,
-    queries: Vec<Map<String, Value>>,
+    queries: Vec<SearchQuery>,
     facets: Option<&Value>,
 ) -> Result<Union, SearchFailure> {
     let mut node_queries = Vec::new();
@@ -125,8 +62,9 @@ async fn union_of(
         caller
             .restrict_search(uid, &mut query)
             .map_err(SearchFailure::Miroir)?;
-        query.insert("indexUid".into(), json!(uid));
-        node_queries.push(Value::Object(query));
+        let mut query = query.to_json();
+        query["indexUid"] = json!(uid);
+        node_queries.push(query);
     }
     let mut federation = json!({"limit": 0, "offset": 0});
     if let Some(facets) = facets {
@@ -324,7 +262,7 @@ async fn run_all(
     state: &AppState,
     caller: &super::auth::Caller,
     floor: SettingsFloor,
-    queries: Vec<(String, Map<String, Value>)>,
+    queries: Vec<(String, SearchQuery)>,
 ) -> Vec<Result<Searched, SearchFailure>> {
     let count = queries.len();
     // Each query runs on its own task, the request's settings floor with it.
@@ -389,18 +327,10 @@ pub async fn multi_search(
         };
         let options = query.remove("federationOptions");
         // Checked with the request's whole path, as Meilisearch checks the body at once.
-        for (key, code) in super::error::SEARCH_PAGING {
-            super::error::check_positive_integer(
-                query.get(key),
-                || format!(".queries[{position}].{key}"),
-                code,
-            )?;
-        }
+        let query =
+            SearchQuery::parse(query, SearchRoute::Search, &format!(".queries[{position}]"))?;
         if federation.is_some() {
-            if let Some((field, _)) = super::error::SEARCH_PAGING
-                .into_iter()
-                .find(|(f, _)| query.contains_key(*f))
-            {
+            if let Some(field) = query.paging_member() {
                 return Err(MeiliError::invalid(
                     "invalid_multi_search_query_pagination",
                     format!(
@@ -408,7 +338,7 @@ pub async fn multi_search(
                     ),
                 ));
             }
-            if query.contains_key("facets") {
+            if !query.facets.is_absent() {
                 return Err(MeiliError::invalid(
                     "invalid_multi_search_query_facets",
                     format!(
@@ -435,7 +365,7 @@ pub async fn multi_search(
         let mut results = Vec::with_capacity(uids.len());
         let mut degraded = Vec::new();
         // One request, one `requestUid` in every result.
-        let request_uid = json!(super::search::request_uid());
+        let request_uid = json!(request_uid());
         for (position, (uid, searched)) in uids.into_iter().zip(answers).enumerate() {
             match searched {
                 Ok(searched) => {
@@ -479,7 +409,7 @@ pub async fn multi_search(
         }
     };
     let partitioned = std::time::Instant::now();
-    let paging = FederationPaging::of(&federation);
+    let paging = Paging::of_federation(&federation)?;
     let facets_by_index = federation
         .get("facetsByIndex")
         .and_then(Value::as_object)
@@ -535,33 +465,28 @@ pub async fn multi_search(
     let mut queries = Vec::with_capacity(prepared.len());
     let mut shown = Vec::with_capacity(prepared.len());
     for (uid, mut query, weight) in prepared {
-        let show_score = query
-            .get("showRankingScore")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        query.insert("limit".into(), json!(paging.required));
-        query.insert("showRankingScore".into(), json!(true));
+        let show_score = query.show_ranking_score.or(false);
+        query.limit = Member::Given(paging.required());
+        query.show_ranking_score = Member::Given(true);
         if show_performance {
-            query.insert("showPerformanceDetails".into(), json!(true));
+            query.show_performance_details = Member::Given(true);
         }
         let alone = queries_of[&uid].len() == 1;
         // The primary key tells a document matched by two queries of one index.
         let mut pk_injected = false;
         if !alone
             && let Some(pk) = &primary_keys[&uid]
-            && let Some(Value::Array(attributes)) = query.get_mut("attributesToRetrieve")
-            && !attributes.iter().any(|a| a == "*" || a == pk.as_str())
+            && let Member::Given(attributes) = &mut query.attributes_to_retrieve
+            && !attributes.iter().any(|a| a == "*" || a == pk)
         {
-            attributes.push(json!(pk));
+            attributes.push(pk.clone());
             pk_injected = true;
         }
         let pk = primary_keys[&uid].clone();
-        let unranked = query
-            .get("q")
-            .is_none_or(|q| q.as_str().is_some_and(|q| q.trim().is_empty()) || q.is_null())
-            && ["sort", "vector", "hybrid"]
-                .iter()
-                .all(|key| query.get(*key).is_none_or(Value::is_null));
+        let unranked = query.words().trim().is_empty()
+            && query.sort.is_absent()
+            && query.hybrid.is_none()
+            && query.rest.get("vector").is_none_or(Value::is_null);
         shown.push((uid.clone(), weight, show_score, pk, pk_injected, unranked));
         queries.push((uid, query));
     }
@@ -659,11 +584,13 @@ pub async fn multi_search(
                 .as_ref()
                 .is_none_or(|identity| seen.insert(identity.clone()))
         })
-        .skip(paging.skip)
-        .take(paging.take)
+        .skip(paging.window().0)
+        .take(paging.window().1)
         .map(|h| h.hit)
         .collect();
-    let mut response = json!({"hits": page, "processingTimeMs": processing});
+    let mut response = Map::new();
+    response.insert("hits".into(), Value::Array(page));
+    response.insert("processingTimeMs".into(), json!(processing));
     paging.describe(&mut response, total);
     details.add("search > merge results", merged.elapsed());
     let facets_merged = std::time::Instant::now();
@@ -679,18 +606,18 @@ pub async fn multi_search(
                 orders.push(FacetOrder::from_settings(settings.as_deref()));
             }
             let (distribution, stats) = merge_index_facets(&facet_answers, &orders, max_values);
-            response["facetDistribution"] = distribution;
-            response["facetStats"] = stats;
+            response.insert("facetDistribution".into(), distribution);
+            response.insert("facetStats".into(), stats);
         }
     } else if !facet_answers.is_empty() {
-        response["facetsByIndex"] = Value::Object(facet_answers);
+        response.insert("facetsByIndex".into(), Value::Object(facet_answers));
     }
-    response["requestUid"] = json!(super::search::request_uid());
+    response.insert("requestUid".into(), json!(request_uid()));
     if show_performance {
         details.add("search > merge facets", facets_merged.elapsed());
-        response["performanceDetails"] = details.to_value();
+        response.insert("performanceDetails".into(), details.to_value());
     }
-    let mut response = (StatusCode::OK, Json(response)).into_response();
+    let mut response = (StatusCode::OK, Json(Value::Object(response))).into_response();
     mark_degraded(&mut response, &degraded);
     Ok(response)
 }

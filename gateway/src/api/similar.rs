@@ -12,8 +12,9 @@ use super::consistency::SettingsFloor;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_in;
 use super::request_body::json_object;
-use super::search::{as_asked, primary_key_order};
+use crate::read::merge::{as_asked, primary_key_order};
 use crate::read::plan::next_turn;
+use crate::read::query::{SearchQuery, SearchRoute};
 use crate::read::scatter::{NodeRequest, SearchFailure, gather, mark_degraded};
 use crate::state::AppState;
 use axum::Json;
@@ -36,6 +37,7 @@ pub async fn similar_post(
 ) -> Result<Response, MeiliError> {
     let query = json_object(&body)?;
     let owner_body = Value::Object(query.clone());
+    let query = SearchQuery::parse(query, SearchRoute::Similar, "")?;
     let path = format!("/indexes/{uid}/similar");
     let request = (Method::POST, path, Some(owner_body));
     Ok(similar(&state, &caller, floor, &uid, query, request)
@@ -53,7 +55,9 @@ pub async fn similar_get(
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
     let raw = raw.unwrap_or_default();
-    let query = from_query_string(pairs);
+    // Unchecked: the owner's answer to the `GET` itself refuses a bad parameter with
+    // Meilisearch's words for a query string.
+    let query = SearchQuery::unchecked(from_query_string(pairs));
     let path = format!("/indexes/{uid}/similar?{raw}");
     similar(
         &state,
@@ -94,14 +98,14 @@ async fn similar(
     caller: &Caller,
     floor: SettingsFloor,
     uid: &str,
-    mut query: Map<String, Value>,
+    mut query: SearchQuery,
     owner_request: (Method, String, Option<Value>),
 ) -> Result<Response, SearchFailure> {
     caller.restrict_search(uid, &mut query)?;
     let (_pin, topology) = state.topology.pin();
     let index = index_in(&topology, uid)?.clone();
     // The document's id as Meilisearch reads it: a string or an integer.
-    let id = match query.get("id") {
+    let id = match query.rest.get("id") {
         Some(Value::String(id)) => Some(id.clone()),
         Some(Value::Number(id)) => Some(id.to_string()),
         _ => None,
@@ -156,18 +160,17 @@ async fn similar(
     // Checked by the owner: an id and an embedder it knows.
     let id = id.unwrap_or_default();
     let embedder = query
+        .rest
         .get("embedder")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
     let vector = embedding_of(state, &owner, &address, uid, &id, &embedder).await?;
 
-    let offset = query.get("offset").and_then(Value::as_u64).unwrap_or(0) as usize;
-    let limit = query.get("limit").and_then(Value::as_u64).unwrap_or(20) as usize;
-    let bool_of = |key: &str| query.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let (offset, limit) = (query.offset.or(0), query.limit.or(20));
     let (show_score, show_details) = (
-        bool_of("showRankingScore"),
-        bool_of("showRankingScoreDetails"),
+        query.show_ranking_score.or(false),
+        query.show_ranking_score_details.or(false),
     );
     let primary_key = index.primary_key.clone().unwrap_or_else(|| "id".into());
 
@@ -178,7 +181,7 @@ async fn similar(
             let mut count = Map::new();
             count.insert("limit".into(), json!(0));
             let gathered =
-                gather_or_respond(state, uid, floor, &count, query.get("filter")).await?;
+                gather_or_respond(state, uid, floor, &count, query.filter.as_ref()).await?;
             let total: u64 = gathered
                 .answers
                 .iter()
@@ -203,12 +206,11 @@ async fn similar(
             // `similar` does not: the details tell them apart (`vectorSort` without a
             // similarity).
             search.insert("showRankingScoreDetails".into(), json!(true));
-            for key in [
-                "attributesToRetrieve",
-                "retrieveVectors",
-                "rankingScoreThreshold",
-            ] {
-                if let Some(value) = query.get(key) {
+            if let Some(attributes) = query.attributes_to_retrieve.to_json() {
+                search.insert("attributesToRetrieve".into(), attributes);
+            }
+            for key in ["retrieveVectors", "rankingScoreThreshold"] {
+                if let Some(value) = query.rest.get(key) {
                     search.insert(key.into(), value.clone());
                 }
             }
@@ -223,7 +225,7 @@ async fn similar(
                 injected.push(primary_key.clone());
             }
             let gathered =
-                gather_or_respond(state, uid, floor, &search, query.get("filter")).await?;
+                gather_or_respond(state, uid, floor, &search, query.filter.as_ref()).await?;
             let processing = gathered
                 .answers
                 .iter()

@@ -970,34 +970,6 @@ mod tests {
     }
 
     #[test]
-    fn an_outcome_is_recorded_only_from_a_topology_holding_every_node_of_the_task() {
-        let task = pb::Task {
-            node_tasks: vec![pb::NodeTask {
-                node_id: "a".into(),
-                node_task_uid: 1,
-            }],
-            ..Default::default()
-        };
-        let topology = |version: u64, nodes: &[&str]| pb::Topology {
-            version,
-            nodes: nodes
-                .iter()
-                .map(|id| pb::Node {
-                    id: (*id).into(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        };
-        assert!(every_node_known(&task, &topology(3, &["a", "b"])));
-        assert!(!every_node_known(&task, &topology(3, &["b"])));
-        assert!(!every_node_known(&task, &topology(0, &[])));
-        let no_nodes = pb::Task::default();
-        assert!(every_node_known(&no_nodes, &topology(3, &["b"])));
-        assert!(!every_node_known(&no_nodes, &topology(0, &[])));
-    }
-
-    #[test]
     fn task_dates_follow_meilisearch() {
         let day = parse_task_date("2026-11-23", false).unwrap();
         assert_eq!(parse_task_date("2026-11-23", true), Some(day + 86_400_000));

@@ -2,10 +2,13 @@
 //! set under the request's settings floor), and for a search what each node is asked
 //! ([`SearchPlan`]).
 
-use super::scatter::SearchFailure;
+use super::facets::FacetOrder;
+use super::failure::SearchFailure;
+use super::query::{Member, Paging, SearchQuery};
 use crate::api::consistency::SettingsFloor;
 use crate::state::AppState;
 use miroir_proto::pb::{self, GroupState};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -200,10 +203,162 @@ impl ReadPlan {
     }
 }
 
+/// What every node of a search is asked, and what the merge then does with the answers:
+/// made from the client's query and the index's settings alone, before any node call.
+#[derive(Clone, Debug)]
+pub struct SearchPlan {
+    /// The query each node gets (its shard filter is added per node by the scatter): the
+    /// first `skip + take` hits of its shards in page mode, whose `totalHits` is exact where
+    /// `estimatedTotalHits` is an estimate, with scores and whatever the merge compares on.
+    pub node_query: SearchQuery,
+    /// The client's paging, as the answer describes it.
+    pub paging: Paging,
+    /// Merged hits skipped, then shown: the client's window within `maxTotalHits`.
+    pub skip: usize,
+    /// See `skip`.
+    pub take: usize,
+    /// Whether hits are merged by their `_rankingScoreDetails` rule by rule (a sort: the
+    /// rules before it, the sort, the rules after it, as Meilisearch ranks).
+    pub by_rules: bool,
+    /// The attribute hits are made distinct by across nodes: the query's, else the index's.
+    pub distinct: Option<String>,
+    /// The distinct attribute as a facet, so the total counts each value once across
+    /// nodes; with whether the facet was added for that (then it is not shown).
+    pub distinct_facet: Option<(String, bool)>,
+    /// Attributes added to `attributesToRetrieve` for the merge, taken out of the hits.
+    pub injected: Vec<String>,
+    /// Whether the client asked for `_rankingScore`.
+    pub show_score: bool,
+    /// Whether the client asked for `_rankingScoreDetails`.
+    pub show_details: bool,
+    /// Orders hits of equal rank (one node lists them in indexing order).
+    pub primary_key: Option<String>,
+    /// How the index shows facet values.
+    pub facet_order: FacetOrder,
+    /// Whether the client asked for facets.
+    pub facets: bool,
+    /// Whether the client asked for performance details.
+    pub performance: bool,
+}
+
+/// Meilisearch's default `pagination.maxTotalHits`.
+const DEFAULT_MAX_TOTAL_HITS: usize = 1000;
+
+impl SearchPlan {
+    /// The plan of `query` on an index with `settings` (its committed settings, when
+    /// known) and `primary_key`.
+    pub fn new(
+        query: &SearchQuery,
+        settings: Option<&Map<String, Value>>,
+        primary_key: Option<String>,
+    ) -> Self {
+        let paging = query.paging();
+        let (from, count) = paging.window();
+        // The index's `pagination.maxTotalHits` bounds what can be paged through.
+        let max_total = settings
+            .and_then(|s| s.get("pagination"))
+            .and_then(|p| p.get("maxTotalHits"))
+            .and_then(Value::as_u64)
+            .map_or(DEFAULT_MAX_TOTAL_HITS, |n| n as usize);
+        let distinct = match query.distinct.get() {
+            Some(attribute) => Some(attribute.clone()),
+            None => settings
+                .and_then(|s| s.get("distinctAttribute"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+        };
+        let mut node = query.clone();
+        node.offset = Member::Absent;
+        node.limit = Member::Absent;
+        node.page = Member::Given(1);
+        // Nothing past `maxTotalHits` is ever shown: nodes are asked for no more.
+        let wanted = if from >= max_total {
+            0
+        } else {
+            from.saturating_add(count).min(max_total)
+        };
+        node.hits_per_page = Member::Given(wanted);
+        node.show_ranking_score = Member::Given(true);
+        let by_rules = !query.sort_rules().is_empty();
+        // A hybrid search reports how many hits shown are semantic: details say which.
+        if by_rules || query.is_hybrid() {
+            node.show_ranking_score_details = Member::Given(true);
+        }
+        // With a distinct attribute a node's total counts each value once among its own
+        // shards, but one value can live on several nodes: the nodes' values of that
+        // attribute (as a facet) let the merge count each once across nodes. Only a
+        // filterable attribute can be a facet; a query's own `distinct` on another is left
+        // for the nodes to refuse (`invalid_search_distinct`). Without known settings, a
+        // query's own is taken to be filterable.
+        let distinct_facet = distinct
+            .as_ref()
+            .filter(|a| match settings {
+                Some(settings) => is_filterable(settings, a),
+                None => query.distinct.get().is_some(),
+            })
+            .map(|attribute| {
+                let mut facets = node.facets.get().cloned().unwrap_or_default();
+                let added = !facets.iter().any(|f| f == attribute || f == "*");
+                if added {
+                    facets.push(attribute.clone());
+                }
+                node.facets = Member::Given(facets);
+                (attribute.clone(), added)
+            });
+        let mut injected = Vec::new();
+        if let Some(requested) = query.attributes_to_retrieve.get()
+            && !requested.iter().any(|a| a == "*")
+        {
+            let mut attributes = requested.clone();
+            // The cross-node distinct needs the distinct attribute's value.
+            if let Some(needed) = &distinct
+                && !attributes.contains(needed)
+            {
+                attributes.push(needed.clone());
+                injected.push(needed.clone());
+            }
+            node.attributes_to_retrieve = Member::Given(attributes);
+        }
+        Self {
+            node_query: node,
+            paging,
+            skip: from.min(max_total),
+            take: count.min(max_total.saturating_sub(from)),
+            by_rules,
+            distinct,
+            distinct_facet,
+            injected,
+            show_score: query.show_ranking_score.or(false),
+            show_details: query.show_ranking_score_details.or(false),
+            primary_key,
+            facet_order: FacetOrder::from_settings(settings),
+            facets: query.asks_facets(),
+            performance: query.show_performance_details.or(false),
+        }
+    }
+}
+
+/// Whether the index's settings make `attribute` filterable (so it can be a facet).
+fn is_filterable(settings: &Map<String, Value>, attribute: &str) -> bool {
+    let Some(Value::Array(rules)) = settings.get("filterableAttributes") else {
+        return false;
+    };
+    rules.iter().any(|rule| match rule {
+        Value::String(name) => name == attribute || name == "*",
+        // Granular form: `{"attributePatterns": [...], "features": {...}}`.
+        Value::Object(rule) => rule
+            .get("attributePatterns")
+            .and_then(Value::as_array)
+            .is_some_and(|p| p.iter().any(|p| p == attribute || p == "*")),
+        _ => false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use miroir_proto::pb::NodeState;
+    use serde_json::json;
 
     /// One active group of `nodes`; shard `s` held by `owners(s)`.
     fn layout(
@@ -285,5 +440,88 @@ mod tests {
             plan.assignments.len() > 1,
             "RF 2 of 3: no node holds everything, so the shards are spread"
         );
+    }
+
+    fn search_plan(query: Value, settings: Value) -> SearchPlan {
+        let query = SearchQuery::parse(
+            query.as_object().unwrap().clone(),
+            super::super::query::SearchRoute::Search,
+            "",
+        )
+        .unwrap();
+        SearchPlan::new(&query, settings.as_object(), Some("id".into()))
+    }
+
+    #[test]
+    fn nodes_are_asked_for_every_hit_up_to_the_window_in_page_mode() {
+        let plan = search_plan(json!({"q": "a", "offset": 10, "limit": 5}), json!({}));
+        assert_eq!(
+            plan.node_query.to_json(),
+            json!({"q": "a", "page": 1, "hitsPerPage": 15, "showRankingScore": true})
+        );
+        assert_eq!((plan.skip, plan.take), (10, 5));
+        assert_eq!(
+            plan.paging,
+            Paging::Offset {
+                offset: 10,
+                limit: 5
+            }
+        );
+        assert!(!plan.show_score && !plan.by_rules);
+        // Past `maxTotalHits` nothing is shown, so nothing is asked.
+        let plan = plan_with_max(json!({"page": 30, "hitsPerPage": 50}), 1000);
+        assert_eq!(plan.node_query.hits_per_page, Member::Given(0));
+        assert_eq!((plan.skip, plan.take), (1000, 0));
+        let plan = plan_with_max(json!({"offset": 90, "limit": 20}), 100);
+        assert_eq!(plan.node_query.hits_per_page, Member::Given(100));
+        assert_eq!((plan.skip, plan.take), (90, 10));
+    }
+
+    fn plan_with_max(query: Value, max: u64) -> SearchPlan {
+        search_plan(query, json!({"pagination": {"maxTotalHits": max}}))
+    }
+
+    #[test]
+    fn a_sort_or_hybrid_search_is_merged_by_ranking_details() {
+        let plan = search_plan(json!({"sort": ["year:desc"]}), json!({}));
+        assert!(plan.by_rules);
+        assert_eq!(
+            plan.node_query.show_ranking_score_details,
+            Member::Given(true)
+        );
+        let plan = search_plan(json!({"hybrid": {"embedder": "e"}}), json!({}));
+        assert!(!plan.by_rules);
+        assert_eq!(
+            plan.node_query.show_ranking_score_details,
+            Member::Given(true)
+        );
+    }
+
+    #[test]
+    fn distinct_brings_its_attribute_as_a_facet_and_in_the_hits() {
+        let settings = json!({"distinctAttribute": "sku", "filterableAttributes": ["sku"]});
+        let plan = search_plan(
+            json!({"attributesToRetrieve": ["title"], "facets": ["genre"]}),
+            settings,
+        );
+        assert_eq!(plan.distinct.as_deref(), Some("sku"));
+        assert_eq!(plan.distinct_facet, Some(("sku".into(), true)));
+        assert_eq!(
+            plan.node_query.facets,
+            Member::Given(vec!["genre".into(), "sku".into()])
+        );
+        assert_eq!(plan.injected, ["sku"]);
+        assert_eq!(
+            plan.node_query.attributes_to_retrieve,
+            Member::Given(vec!["title".into(), "sku".into()])
+        );
+        // Not filterable: no facet to count by; the merge still dedups the hits.
+        let plan = search_plan(
+            json!({"distinct": "color"}),
+            json!({"filterableAttributes": []}),
+        );
+        assert_eq!(plan.distinct.as_deref(), Some("color"));
+        assert_eq!(plan.distinct_facet, None);
+        assert!(plan.node_query.facets.is_absent());
     }
 }

@@ -3,6 +3,7 @@
 //! counted twice with RF > 1); shards whose node fails are asked again of another live
 //! replica; what no replica can serve follows the shard-unavailable policy.
 
+pub use super::failure::SearchFailure;
 use super::plan::{CoveringSet, ReadPlan, covering_set_for};
 use crate::api::consistency::SettingsFloor;
 use crate::api::error::{ErrorType, MeiliError};
@@ -167,49 +168,6 @@ fn well_formed_element(element: &Value) -> bool {
         Value::String(_) => true,
         Value::Array(inner) => inner.iter().all(Value::is_string),
         _ => false,
-    }
-}
-
-/// Why a scatter-gather has no merged answer: a node's client error (the same on every
-/// node) or Miroir's own.
-pub enum SearchFailure {
-    /// A node answered 4xx: passed on as is.
-    Node(StatusCode, Value),
-    /// Miroir could not run the request.
-    Miroir(MeiliError),
-}
-
-impl SearchFailure {
-    /// The status and Meilisearch error body.
-    pub fn parts(self) -> (StatusCode, Value) {
-        match self {
-            Self::Node(status, mut body) => {
-                // Nodes list `_miroir_shard` among the filterable attributes and quote the
-                // shard filter beside the client's; clients never see either.
-                if let Some(message) = body.get("message").and_then(Value::as_str)
-                    && let Some(hidden) = super::strip::client_error_message(message)
-                {
-                    body["message"] = Value::String(hidden);
-                }
-                (status, body)
-            }
-            Self::Miroir(error) => (error.status, error.body()),
-        }
-    }
-}
-
-impl From<MeiliError> for SearchFailure {
-    fn from(error: MeiliError) -> Self {
-        Self::Miroir(error)
-    }
-}
-
-impl SearchFailure {
-    /// As the client's answer.
-    pub fn into_response(self) -> axum::response::Response {
-        use axum::response::IntoResponse;
-        let (status, body) = self.parts();
-        (status, axum::Json(body)).into_response()
     }
 }
 

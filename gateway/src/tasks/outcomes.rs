@@ -137,3 +137,36 @@ fn record_outcome(state: &AppState, uid: u32, view: &Value) {
         }
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outcome_is_recorded_only_from_a_topology_holding_every_node_of_the_task() {
+        let task = pb::Task {
+            node_tasks: vec![pb::NodeTask {
+                node_id: "a".into(),
+                node_task_uid: 1,
+            }],
+            ..Default::default()
+        };
+        let topology = |version: u64, nodes: &[&str]| pb::Topology {
+            version,
+            nodes: nodes
+                .iter()
+                .map(|id| pb::Node {
+                    id: (*id).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        assert!(every_node_known(&task, &topology(3, &["a", "b"])));
+        assert!(!every_node_known(&task, &topology(3, &["b"])));
+        assert!(!every_node_known(&task, &topology(0, &[])));
+        let no_nodes = pb::Task::default();
+        assert!(every_node_known(&no_nodes, &topology(3, &["b"])));
+        assert!(!every_node_known(&no_nodes, &topology(0, &[])));
+    }
+}

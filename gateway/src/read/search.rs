@@ -1,0 +1,156 @@
+//! One search, stage by stage: the covering set and what each node is asked
+//! ([`super::plan`]), the node calls ([`super::scatter`]), the merge ([`super::merge`]) and
+//! the answer ([`super::respond`]); a node holding every shard answers alone.
+
+use super::facets::FacetOrder;
+use super::merge::merge;
+use super::plan::{ReadPlan, SearchPlan, next_turn};
+use super::query::{Member, SearchQuery};
+use super::respond::{Searched, Timing, one_node_answer, search_body};
+use super::scatter::{NodeRequest, SearchFailure, gather_from};
+use crate::api::auth::Caller;
+use crate::api::consistency::SettingsFloor;
+use crate::state::AppState;
+use axum::http::StatusCode;
+use miroir_proto::settings::SHARD_FIELD;
+use serde_json::{Map, Value};
+use std::time::Instant;
+
+/// Scatter-gather and merge one search. With `raw_ok` (a single search, answered as is) a
+/// one-node answer may come back as the node's bytes; multi-search merges answers and
+/// needs them parsed.
+pub async fn run_search(
+    state: &AppState,
+    caller: &Caller,
+    floor: SettingsFloor,
+    uid: &str,
+    mut query: SearchQuery,
+    raw_ok: bool,
+) -> Result<Searched, SearchFailure> {
+    caller
+        .restrict_search(uid, &mut query)
+        .map_err(SearchFailure::Miroir)?;
+    let settings = crate::api::settings::cached(state, uid).await;
+    let read = ReadPlan::new(state, uid, next_turn(), floor)?;
+    if let Some(searched) = from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
+        return searched;
+    }
+    let plan = SearchPlan::new(
+        &query,
+        settings.as_deref(),
+        read.index().primary_key.clone(),
+    );
+    let path = format!("/indexes/{uid}/search");
+    let node_query = plan.node_query.to_json();
+    let started = Instant::now();
+    let gathered = gather_from(
+        state,
+        read,
+        &path,
+        NodeRequest::One {
+            body: node_query.as_object().expect("a query is an object"),
+            filter: query.filter.as_ref(),
+        },
+    )
+    .await?;
+    let waited = started.elapsed();
+    let merging = Instant::now();
+    let merged = merge(&plan, gathered.answers);
+    let timing = Timing {
+        waited,
+        merged: merging.elapsed(),
+    };
+    Ok(Searched {
+        body: search_body(&plan, query.words(), merged, timing, raw_ok),
+        raw: None,
+        degraded: gathered.degraded,
+    })
+}
+
+/// When one node holds every shard of the index and is asked for all of them, there is
+/// nothing to merge: it gets the client's own query (no page mode, no scores, no shard
+/// filter) and its answer is passed on with Miroir's field removed and facet values cut to
+/// the index's `maxValuesPerFacet` (nodes hold a higher one). `None` when this does not
+/// apply or the node failed (the scatter-gather path then retries elsewhere).
+async fn from_one_node(
+    state: &AppState,
+    read: &ReadPlan,
+    query: &SearchQuery,
+    settings: Option<&Map<String, Value>>,
+    raw_ok: bool,
+) -> Option<Result<Searched, SearchFailure>> {
+    // Under a settings floor the scatter-gather path reports what the floor left out.
+    if read.floor > 0 {
+        return None;
+    }
+    let (topology, plan, uid) = (&read.topology, &read.plan, &read.index().uid);
+    let (node_id, _) = plan.assignments.iter().next()?;
+    if plan.assignments.len() != 1 || !plan.missing.is_empty() || !plan.unfiltered.contains(node_id)
+    {
+        return None;
+    }
+    let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
+    let body = query.to_json();
+    let path = format!("/indexes/{uid}/search");
+    // When no facet has more values than the index shows, nothing in the answer needs
+    // changing but Miroir's field: pass the node's bytes through with it cut out, sparing
+    // a parse and a re-serialization.
+    if raw_ok {
+        let (status, bytes) = state
+            .nodes
+            .send_raw(
+                node_id,
+                &node.address,
+                http::Method::POST,
+                &path,
+                Some(crate::nodes::NodeBody::json(&body)),
+            )
+            .await
+            .ok()?;
+        // Without facets asked for, the answer has none to cut.
+        let facets_within_limit = || {
+            let asked = match &query.facets {
+                Member::Absent => false,
+                Member::Given(facets) => !facets.is_empty(),
+                Member::Other(_) => true,
+            };
+            !asked
+                || crate::read::strip::most_facet_values(&bytes)
+                    .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values)
+        };
+        return match status {
+            200 if facets_within_limit() => Some(Ok(Searched {
+                body: Map::new(),
+                raw: Some(crate::read::strip::strip_member(&bytes, SHARD_FIELD)),
+                degraded: Vec::new(),
+            })),
+            200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
+            400..=499 => {
+                let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+                Some(Err(SearchFailure::Node(status, error)))
+            }
+            _ => None,
+        };
+    }
+    let answer = state
+        .nodes
+        .call(
+            node_id,
+            &node.address,
+            http::Method::POST,
+            &path,
+            Some(&body),
+        )
+        .await
+        .ok()?;
+    match answer.status {
+        200 => {}
+        status @ 400..=499 => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            return Some(Err(SearchFailure::Node(status, answer.body)));
+        }
+        _ => return None,
+    }
+    one_node_answer(answer.body, settings).map(Ok)
+}
