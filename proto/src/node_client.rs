@@ -26,7 +26,7 @@ use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -197,12 +197,11 @@ pub struct Unreachable {
 impl Unreachable {
     /// As a Meilisearch-shaped error object (`miroir_node_unavailable`).
     pub fn error(&self) -> Value {
-        json!({
-            "message": self.to_string(),
-            "code": "miroir_node_unavailable",
-            "type": "system",
-            "link": "https://docs.meilisearch.com/errors#miroir_node_unavailable",
-        })
+        crate::error::meili_error_body(
+            "miroir_node_unavailable",
+            crate::error::ErrorType::System,
+            &self.to_string(),
+        )
     }
 }
 
@@ -461,6 +460,7 @@ fn describe(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A server answering every request on a connection with `answer`, after reading

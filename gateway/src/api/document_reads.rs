@@ -11,7 +11,8 @@ use crate::read::merge::{lookup, sort_value_order};
 use crate::read::plan::CoveringSet;
 use crate::read::scatter::{NodeRequest, gather, mark_degraded, scatter};
 use crate::state::AppState;
-use crate::write::gate::{Owners, Touches, admit, mark_missed};
+use crate::write::gate::{Touches, admit};
+use crate::write::quorum::{Owners, mark_missed};
 use crate::write::task::accepted;
 use axum::Json;
 use axum::body::Bytes;
@@ -189,7 +190,7 @@ async fn fan_out(
 
 /// Every node that holds a copy of `index` in a group taking writes.
 fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
-    let writable = crate::write::gate::writable_groups(topology);
+    let writable = crate::write::quorum::writable_groups(topology);
     let mut nodes: Vec<String> = index
         .routing
         .iter()

@@ -439,3 +439,52 @@ pub async fn list(
         json!({"results": results, "offset": offset, "limit": limit, "total": visible.len()}),
     ))
 }
+
+/// The index to write to, created through the control plane if it does not exist yet
+/// (Meilisearch creates indexes on first write).
+pub async fn index_for_write(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    uid: &str,
+    primary_key: Option<&str>,
+) -> Result<pb::Index, MeiliError> {
+    if let Ok(index) = find_index(state, uid) {
+        return Ok(index);
+    }
+    // As in Meilisearch, creating by writing needs the right to create.
+    if !caller.allows("indexes.create", Some(uid)) {
+        return Err(super::auth::forbidden());
+    }
+    let request = pb::CreateIndexRequest {
+        uid: uid.to_owned(),
+        primary_key: primary_key.map(str::to_owned),
+        shard_count: None,
+        replication_factor: None,
+    };
+    let result = state.control_plane.create_index(request).await;
+    match result {
+        Ok(response) => {
+            state
+                .topology
+                .wait_for_version(response.topology_version, TOPOLOGY_WAIT)
+                .await;
+            response
+                .index
+                .ok_or_else(|| MeiliError::internal("no index in the answer"))
+        }
+        // Another gateway created it meanwhile.
+        Err(status) if ErrorCode::of(&status) == ErrorCode::IndexAlreadyExists => {
+            let request = pb::GetIndexRequest {
+                uid: uid.to_owned(),
+            };
+            state
+                .control_plane
+                .get_index(request)
+                .await
+                .ok()
+                .and_then(|r| r.index)
+                .ok_or_else(|| MeiliError::from_status(&status))
+        }
+        Err(status) => Err(MeiliError::from_status(&status)),
+    }
+}

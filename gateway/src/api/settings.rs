@@ -3,8 +3,8 @@
 //! filterable) and records the task.
 
 use super::auth::Caller;
-use super::documents::index_for_write;
 use super::error::{ErrorType, MeiliError};
+use super::indexes::index_for_write;
 use super::request_body::json_object;
 use crate::read::plan::covering_set;
 use crate::state::AppState;
