@@ -154,8 +154,8 @@ fn expires_at(value: &Value, now_ms: u64) -> Result<Option<u64>, MeiliError> {
         }
     };
     let naive = text.replacen(' ', "T", 1);
-    let at = super::tasks::parse_task_date(text, false)
-        .or_else(|| super::tasks::parse_task_date(&format!("{naive}Z"), false))
+    let at = crate::tasks::query::parse_task_date(text, false)
+        .or_else(|| crate::tasks::query::parse_task_date(&format!("{naive}Z"), false))
         .ok_or_else(|| invalid(text))?;
     if at <= now_ms {
         return Err(invalid(text));

@@ -4,8 +4,9 @@
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
 use super::request_body::json_object;
-use crate::read::facets::{FacetOrder, merge_facets};
-use crate::read::query::{Member, Paging, SearchQuery, SearchRoute};
+use crate::read::facets::FacetOrder;
+use crate::read::federation::{FederatedQuery, merge_hits, merge_index_facets, union_of};
+use crate::read::query::{Paging, SearchQuery, SearchRoute};
 use crate::read::respond::{Searched, request_uid};
 use crate::read::scatter::SearchFailure;
 use crate::read::scatter::mark_degraded;
@@ -18,148 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use miroir_proto::time::PerformanceDetails;
 use serde_json::{Map, Value, json};
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
-
-/// One hit of a federated search, before the merge.
-struct FederatedHit {
-    /// `_rankingScore` × the query's weight.
-    score: f64,
-    /// Whether the query ranks nothing (a placeholder search without sort or vector):
-    /// Meilisearch compares hits by their lists of weighted rule scores, and a
-    /// placeholder's list is empty, which ranks below any other hit whatever the weights.
-    unranked: bool,
-    /// The query's position.
-    position: usize,
-    /// Its rank in the query's list.
-    rank: usize,
-    /// Index and primary key value: a document several queries of one index match.
-    identity: Option<(String, String)>,
-    hit: Value,
-}
-
-/// What the queries of one index match together: the union's size, and its facets
-/// (`{"distribution", "stats"}`) when `facetsByIndex` asks for them.
-struct Union {
-    total: u64,
-    facets: Option<Value>,
-    degraded: Vec<String>,
-}
-
-/// Each covering node runs the index's queries as one federated search over its own shards
-/// (every query's filter ANDed with them) and counts their union there; the shards hold
-/// disjoint documents, so the nodes' counts and facet counts add up to the index's.
-async fn union_of(
-    state: &AppState,
-    caller: &super::auth::Caller,
-    floor: SettingsFloor,
-    uid: &str,
-    queries: Vec<SearchQuery>,
-    facets: Option<&Value>,
-) -> Result<Union, SearchFailure> {
-    let mut node_queries = Vec::new();
-    for mut query in queries {
-        caller
-            .restrict_search(uid, &mut query)
-            .map_err(SearchFailure::Miroir)?;
-        let mut query = query.to_json();
-        query["indexUid"] = json!(uid);
-        node_queries.push(query);
-    }
-    let mut federation = json!({"limit": 0, "offset": 0});
-    if let Some(facets) = facets {
-        federation["facetsByIndex"] = json!({ uid: facets });
-    }
-    let mut body = Map::new();
-    body.insert("queries".into(), Value::Array(node_queries));
-    body.insert("federation".into(), federation);
-    let read = crate::read::plan::ReadPlan::new(state, uid, crate::read::plan::next_turn(), floor)?;
-    let gathered = crate::read::scatter::gather_from(
-        state,
-        read,
-        "/multi-search",
-        crate::read::scatter::NodeRequest::Federated(&body),
-    )
-    .await?;
-    let total = gathered
-        .answers
-        .iter()
-        .map(|a| a["estimatedTotalHits"].as_u64().unwrap_or(0))
-        .sum();
-    let facets = match facets {
-        None => None,
-        Some(_) => {
-            let answers: Vec<Value> = gathered
-                .answers
-                .iter()
-                .map(|a| {
-                    let own = &a["facetsByIndex"][uid];
-                    json!({"facetDistribution": own["distribution"], "facetStats": own["stats"]})
-                })
-                .collect();
-            let settings = super::settings::cached(state, uid).await;
-            let order = FacetOrder::from_settings(settings.as_deref());
-            let (distribution, stats) = merge_facets(answers.iter(), &order, total);
-            Some(json!({"distribution": distribution, "stats": stats}))
-        }
-    };
-    Ok(Union {
-        total,
-        facets,
-        degraded: gathered.degraded,
-    })
-}
-
-/// `mergeFacets`: every index's facets (`{"distribution", "stats"}`, by index uid, each
-/// already in its index's order and cut) as one, as Meilisearch's `FederatedFacets::merge`
-/// does: counts summed index after index, then the values of each facet ordered by how the
-/// first index that lists it sorts it (by count, most first, equal counts as they came;
-/// alphabetically by the value as shown), cut at `mergeFacets.maxValuesPerFacet` if set.
-fn merge_index_facets(
-    facets: &Map<String, Value>,
-    orders: &[FacetOrder],
-    max_values: Option<usize>,
-) -> (Value, Value) {
-    // (facet, its (value, count) in the order met, sorted by count)
-    type Merged = (String, Vec<(String, u64)>, bool);
-    let mut distribution: Vec<Merged> = Vec::new();
-    for (own, order) in facets.values().zip(orders) {
-        for (facet, values) in own["distribution"].as_object().into_iter().flatten() {
-            let at = match distribution.iter().position(|(name, _, _)| name == facet) {
-                Some(at) => at,
-                None => {
-                    distribution.push((facet.clone(), Vec::new(), order.by_count(facet)));
-                    distribution.len() - 1
-                }
-            };
-            let merged = &mut distribution[at].1;
-            for (value, count) in values.as_object().into_iter().flatten() {
-                let count = count.as_u64().unwrap_or(0);
-                match merged.iter_mut().find(|(v, _)| v == value) {
-                    Some((_, total)) => *total += count,
-                    None => merged.push((value.clone(), count)),
-                }
-            }
-        }
-    }
-    let mut out = Map::new();
-    for (facet, mut values, by_count) in distribution {
-        if by_count {
-            values.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
-        } else {
-            values.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        values.truncate(max_values.unwrap_or(usize::MAX));
-        let values: Map<String, Value> = values.into_iter().map(|(v, c)| (v, json!(c))).collect();
-        out.insert(facet, Value::Object(values));
-    }
-    let stats: Vec<Value> = facets
-        .values()
-        .map(|f| json!({"facetStats": f["stats"]}))
-        .collect();
-    let (_, stats) = merge_facets(stats.iter(), &FacetOrder::default(), 0);
-    (Value::Object(out), stats)
-}
+use std::collections::BTreeMap;
 
 fn inside(position: usize, failure: SearchFailure) -> Response {
     let (status, body) = failure.parts();
@@ -465,29 +325,17 @@ pub async fn multi_search(
     let mut queries = Vec::with_capacity(prepared.len());
     let mut shown = Vec::with_capacity(prepared.len());
     for (uid, mut query, weight) in prepared {
-        let show_score = query.show_ranking_score.or(false);
-        query.limit = Member::Given(paging.required());
-        query.show_ranking_score = Member::Given(true);
-        if show_performance {
-            query.show_performance_details = Member::Given(true);
-        }
         let alone = queries_of[&uid].len() == 1;
-        // The primary key tells a document matched by two queries of one index.
-        let mut pk_injected = false;
-        if !alone
-            && let Some(pk) = &primary_keys[&uid]
-            && let Member::Given(attributes) = &mut query.attributes_to_retrieve
-            && !attributes.iter().any(|a| a == "*" || a == pk)
-        {
-            attributes.push(pk.clone());
-            pk_injected = true;
-        }
         let pk = primary_keys[&uid].clone();
-        let unranked = query.words().trim().is_empty()
-            && query.sort.is_absent()
-            && query.hybrid.is_none()
-            && query.rest.get("vector").is_none_or(Value::is_null);
-        shown.push((uid.clone(), weight, show_score, pk, pk_injected, unranked));
+        shown.push(FederatedQuery::plan(
+            &uid,
+            &mut query,
+            weight,
+            &paging,
+            show_performance,
+            alone,
+            pk,
+        ));
         queries.push((uid, query));
     }
     let unions = async {
@@ -518,11 +366,9 @@ pub async fn multi_search(
             Err(failure) => return Ok(inside_union(&queries_of[&uid], failure)),
         }
     }
-    let mut hits: Vec<FederatedHit> = Vec::new();
     let mut processing = 0;
-    for (position, ((uid, weight, show_score, pk, pk_injected, unranked), searched)) in
-        shown.into_iter().zip(answers).enumerate()
-    {
+    let mut bodies = Vec::with_capacity(answers.len());
+    for (position, searched) in answers.into_iter().enumerate() {
         let searched = match searched {
             Ok(searched) => searched,
             Err(failure) => return Ok(inside(position, failure)),
@@ -530,64 +376,9 @@ pub async fn multi_search(
         degraded.extend(searched.degraded);
         details.add_answer(searched.body.get("performanceDetails"));
         processing = processing.max(searched.body["processingTimeMs"].as_u64().unwrap_or(0));
-        for (rank, hit) in searched.body["hits"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
-            let score = hit["_rankingScore"].as_f64().unwrap_or(0.0) * weight;
-            let mut hit = hit.clone();
-            let mut identity = None;
-            if let Some(object) = hit.as_object_mut() {
-                if !show_score {
-                    object.remove("_rankingScore");
-                }
-                object.insert("_federation".into(), json!({"indexUid": uid, "queriesPosition": position, "weightedRankingScore": score}));
-                // A primary key added only to tell documents apart is taken back out.
-                let value = pk.as_ref().and_then(|pk| {
-                    if pk_injected {
-                        object.remove(pk)
-                    } else {
-                        object.get(pk).cloned()
-                    }
-                });
-                identity = value.map(|value| (uid.clone(), value.to_string()));
-            }
-            hits.push(FederatedHit {
-                score,
-                unranked,
-                position,
-                rank,
-                identity,
-                hit,
-            });
-        }
+        bodies.push(searched.body);
     }
-    hits.sort_by(|a, b| {
-        let by_score = match (a.unranked, b.unranked) {
-            (true, true) => Ordering::Equal,
-            (true, false) => Ordering::Greater,
-            (false, true) => Ordering::Less,
-            (false, false) => b.score.partial_cmp(&a.score).unwrap_or(Ordering::Equal),
-        };
-        by_score
-            .then(a.position.cmp(&b.position))
-            .then(a.rank.cmp(&b.rank))
-    });
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let page: Vec<Value> = hits
-        .into_iter()
-        // Without its primary key (not displayed) a hit cannot be matched: kept.
-        .filter(|h| {
-            h.identity
-                .as_ref()
-                .is_none_or(|identity| seen.insert(identity.clone()))
-        })
-        .skip(paging.window().0)
-        .take(paging.window().1)
-        .map(|h| h.hit)
-        .collect();
+    let page = merge_hits(&shown, bodies, &paging);
     let mut response = Map::new();
     response.insert("hits".into(), Value::Array(page));
     response.insert("processingTimeMs".into(), json!(processing));
