@@ -163,8 +163,9 @@ pub enum NodeBody {
 
 impl NodeBody {
     /// `value` as JSON text.
-    pub fn json(value: &Value) -> Self {
-        Self::Json(value.to_string().into())
+    pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Self {
+        // Serializing a `Value` or a derived struct into memory cannot fail.
+        Self::Json(serde_json::to_vec(value).unwrap_or_default().into())
     }
 
     fn len(&self) -> u64 {

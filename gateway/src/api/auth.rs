@@ -353,10 +353,8 @@ mod tests {
             key,
             rules: rules.as_object().unwrap().clone(),
         };
-        let mut query = SearchQuery {
-            filter: Some(json!("genre = drama")),
-            ..Default::default()
-        };
+        let mut query = SearchQuery::default();
+        query.filter = Some(json!("genre = drama"));
         caller.restrict_search("movies", &mut query).unwrap();
         assert_eq!(query.filter, Some(json!(["genre = drama", "user = 1"])));
         let mut query = SearchQuery::default();

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
-use super::request_body::{json_object, json_object_or_empty};
+use super::request_body::json_object;
 use crate::read::facets::FacetOrder;
 use crate::read::plan::next_turn;
 use crate::read::query::{SearchQuery, SearchRoute};
@@ -27,7 +27,7 @@ pub async fn search_post(
     Path(uid): Path<String>,
     body: Bytes,
 ) -> Result<Response, MeiliError> {
-    let query = SearchQuery::parse(json_object_or_empty(&body)?, SearchRoute::Search, "")?;
+    let query = SearchQuery::from_body(&body, SearchRoute::Search)?;
     Ok(respond(
         run_search(&state, &caller, floor, &uid, query, true).await,
     ))
@@ -60,11 +60,7 @@ pub async fn facet_search(
     let mut query = SearchQuery::parse(json_object(&body)?, SearchRoute::FacetSearch, "")?;
     caller.restrict_search(&uid, &mut query)?;
     let path = format!("/indexes/{uid}/facet-search");
-    let node_query = query.to_json();
-    let request = NodeRequest::One {
-        body: node_query.as_object().expect("a query is an object"),
-        filter: query.filter.as_ref(),
-    };
+    let request = NodeRequest::Search(&query);
     let gathered = match gather(&state, &uid, next_turn(), floor, &path, request).await {
         Ok(gathered) => gathered,
         Err(failure) => {

@@ -5,7 +5,7 @@
 //! as Meilisearch does, with its error code and message, in the body's order.
 
 use crate::api::error::{MeiliError, json_kind};
-use serde::de::{DeserializeOwned, Deserializer};
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -82,54 +82,131 @@ impl<T: Serialize> Serialize for Member<T> {
 }
 
 /// One search (a query of a multi-search, a facet search, a similar-documents search).
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SearchQuery {
     /// The query words.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub q: Member<String>,
     /// Hits skipped (offset mode).
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub offset: Member<usize>,
     /// Hits shown (offset mode).
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub limit: Member<usize>,
     /// The page shown (page mode).
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub page: Member<usize>,
     /// Hits per page (page mode).
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub hits_per_page: Member<usize>,
     /// `attr:asc|desc` rules.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub sort: Member<Vec<String>>,
     /// The attributes shown in hits.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub attributes_to_retrieve: Member<Vec<String>>,
     /// The facets counted.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub facets: Member<Vec<String>>,
     /// The attribute hits are made distinct by (else the index's setting).
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub distinct: Member<String>,
     /// Whether hits show `_rankingScore`.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub show_ranking_score: Member<bool>,
     /// Whether hits show `_rankingScoreDetails`.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub show_ranking_score_details: Member<bool>,
     /// Whether the answer shows `performanceDetails`.
-    #[serde(default, skip_serializing_if = "Member::is_absent")]
+    #[serde(skip_serializing_if = "Member::is_absent")]
     pub show_performance_details: Member<bool>,
     /// The client's filter; each node gets its shards ANDed in.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
     /// Hybrid search (`embedder`, `semanticRatio`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hybrid: Option<Value>,
     /// Every other member, as sent.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
+    /// The typed members of another type, in the body's order: the first a route checks
+    /// is the one its error names.
+    #[serde(skip)]
+    others: Vec<&'static str>,
+}
+
+/// One typed member read from a body, remembered when it is of another type.
+fn member<'de, T: DeserializeOwned, A: MapAccess<'de>>(
+    map: &mut A,
+    name: &'static str,
+    others: &mut Vec<&'static str>,
+) -> Result<Member<T>, A::Error> {
+    let member: Member<T> = map.next_value()?;
+    if matches!(member, Member::Other(_)) {
+        others.push(name);
+    }
+    Ok(member)
+}
+
+/// Read in one pass over the body's members, in its order, straight from the request's
+/// bytes (or from a query of a multi-search): no intermediate map.
+impl<'de> Deserialize<'de> for SearchQuery {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> Visitor<'de> for Members {
+            type Value = SearchQuery;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a search query object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SearchQuery, A::Error> {
+                let mut q = SearchQuery::default();
+                let mut others = Vec::new();
+                let o = &mut others;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "q" => q.q = member(&mut map, "q", o)?,
+                        "offset" => q.offset = member(&mut map, "offset", o)?,
+                        "limit" => q.limit = member(&mut map, "limit", o)?,
+                        "page" => q.page = member(&mut map, "page", o)?,
+                        "hitsPerPage" => q.hits_per_page = member(&mut map, "hitsPerPage", o)?,
+                        "sort" => q.sort = member(&mut map, "sort", o)?,
+                        "attributesToRetrieve" => {
+                            q.attributes_to_retrieve = member(&mut map, "attributesToRetrieve", o)?
+                        }
+                        "facets" => q.facets = member(&mut map, "facets", o)?,
+                        "distinct" => q.distinct = member(&mut map, "distinct", o)?,
+                        "showRankingScore" => {
+                            q.show_ranking_score = member(&mut map, "showRankingScore", o)?
+                        }
+                        "showRankingScoreDetails" => {
+                            q.show_ranking_score_details =
+                                member(&mut map, "showRankingScoreDetails", o)?
+                        }
+                        "showPerformanceDetails" => {
+                            q.show_performance_details =
+                                member(&mut map, "showPerformanceDetails", o)?
+                        }
+                        "filter" => {
+                            q.filter = Some(map.next_value::<Value>()?).filter(|f| !f.is_null())
+                        }
+                        "hybrid" => {
+                            q.hybrid = Some(map.next_value::<Value>()?).filter(|h| !h.is_null())
+                        }
+                        _ => {
+                            let value = map.next_value::<Value>()?;
+                            q.rest.insert(key, value);
+                        }
+                    }
+                }
+                q.others = others;
+                Ok(q)
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
 }
 
 /// What a member must be.
@@ -241,13 +318,53 @@ impl SearchQuery {
         route: SearchRoute,
         at: &str,
     ) -> Result<Self, MeiliError> {
-        for (name, value) in &body {
-            if let Some((kind, code)) = route.member(name) {
-                check(value, kind, &format!("{at}.{name}"), code)?;
+        Self::unchecked(body).checked(route, at)
+    }
+
+    /// Reads a search body straight from the request's bytes (empty: no member), with
+    /// Meilisearch's errors for a body that is no JSON object.
+    pub fn from_body(body: &bytes::Bytes, route: SearchRoute) -> Result<Self, MeiliError> {
+        if body.is_empty() {
+            return Ok(Self::default());
+        }
+        match serde_json::from_slice::<Self>(body) {
+            Ok(query) => query.checked(route, ""),
+            // The error a body that is no object gets, read as `json_object` reads it.
+            Err(_) => Self::parse(crate::api::request_body::json_object(body)?, route, ""),
+        }
+    }
+
+    /// The query, or Meilisearch's error for its first member of another type that
+    /// `route` checks.
+    fn checked(self, route: SearchRoute, at: &str) -> Result<Self, MeiliError> {
+        for name in &self.others {
+            let Some((kind, code)) = route.member(name) else {
+                continue;
+            };
+            if let Some(value) = self.member_json(name) {
+                check(&value, kind, &format!("{at}.{name}"), code)?;
             }
         }
-        serde_json::from_value(Value::Object(body))
-            .map_err(|e| MeiliError::internal(format!("search query: {e}")))
+        Ok(self)
+    }
+
+    /// A typed member as sent.
+    fn member_json(&self, name: &str) -> Option<Value> {
+        match name {
+            "q" => self.q.to_json(),
+            "offset" => self.offset.to_json(),
+            "limit" => self.limit.to_json(),
+            "page" => self.page.to_json(),
+            "hitsPerPage" => self.hits_per_page.to_json(),
+            "sort" => self.sort.to_json(),
+            "attributesToRetrieve" => self.attributes_to_retrieve.to_json(),
+            "facets" => self.facets.to_json(),
+            "distinct" => self.distinct.to_json(),
+            "showRankingScore" => self.show_ranking_score.to_json(),
+            "showRankingScoreDetails" => self.show_ranking_score_details.to_json(),
+            "showPerformanceDetails" => self.show_performance_details.to_json(),
+            _ => None,
+        }
     }
 
     /// A search read without checks: members of another type are kept as sent, for the
@@ -624,6 +741,25 @@ mod tests {
         let query = SearchQuery::parse(body, SearchRoute::FacetSearch, "").unwrap();
         assert_eq!(query.limit, Member::Other(json!("x")));
         assert_eq!(query.to_json(), json!({"limit": "x"}));
+    }
+
+    #[test]
+    fn a_body_is_read_from_its_bytes_with_meilisearchs_errors() {
+        let read = |body: &str| {
+            SearchQuery::from_body(&bytes::Bytes::from(body.to_owned()), SearchRoute::Search)
+        };
+        assert_eq!(read("").unwrap().to_json(), json!({}));
+        let query = read(r#"{"q": "a", "filter": null, "hybrid": null, "x": [1]}"#).unwrap();
+        assert_eq!(query.to_json(), json!({"q": "a", "x": [1]}));
+        assert_eq!(read("[1]").unwrap_err().code, "bad_request");
+        assert_eq!(read("{").unwrap_err().code, "malformed_payload");
+        let error = read(r#"{"sort": "x", "limit": "y"}"#).unwrap_err();
+        assert_eq!(
+            error.code, "invalid_search_sort",
+            "the first in the body's order"
+        );
+        let error = read(r#"{"limit": "y", "sort": "x"}"#).unwrap_err();
+        assert_eq!(error.code, "invalid_search_limit");
     }
 
     #[test]

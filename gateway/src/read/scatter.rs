@@ -5,10 +5,11 @@
 
 pub use super::failure::SearchFailure;
 use super::plan::{CoveringSet, ReadPlan, covering_set_for};
+use super::query::SearchQuery;
 use crate::api::consistency::SettingsFloor;
 use crate::api::error::{ErrorType, MeiliError};
 use crate::config::ShardPolicy;
-use crate::nodes::{NodeAnswer, Unreachable};
+use crate::nodes::{NodeAnswer, NodeBody, Unreachable};
 use crate::state::AppState;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
@@ -44,7 +45,7 @@ pub async fn scatter(
             );
             let named = node_id.clone();
             Some((position, named, async move {
-                let call = client.call(&node_id, &address, Method::POST, &path, Some(&node_body));
+                let call = client.send(&node_id, &address, Method::POST, &path, Some(node_body));
                 let answer = match deadline {
                     None => call.await,
                     Some(deadline) => tokio::time::timeout_at(deadline, call)
@@ -95,15 +96,27 @@ pub enum NodeRequest<'a> {
         /// The client's filter.
         filter: Option<&'a Value>,
     },
+    /// A search: the client's filter is its own.
+    Search(&'a SearchQuery),
     /// A federated multi-search body (`queries`, `federation`): every query gets the
     /// node's shards, ANDed with its own filter.
     Federated(&'a Map<String, Value>),
 }
 
 impl NodeRequest<'_> {
-    fn for_node(&self, shards: &[u32], unfiltered: bool) -> Value {
+    fn for_node(&self, shards: &[u32], unfiltered: bool) -> NodeBody {
         match self {
-            Self::One { body, filter } => node_query(body, *filter, shards, unfiltered),
+            Self::One { body, filter } => {
+                NodeBody::json(&node_query(body, *filter, shards, unfiltered))
+            }
+            // Serialized from the typed query: no map in between.
+            Self::Search(query) => {
+                let mut query = (*query).clone();
+                if !unfiltered {
+                    query.filter = Some(with_shard_filter(query.filter.as_ref(), shards));
+                }
+                NodeBody::json(&query)
+            }
             Self::Federated(body) => {
                 let mut node_body = (*body).clone();
                 if let Some(Value::Array(queries)) = node_body.get_mut("queries") {
@@ -114,7 +127,7 @@ impl NodeRequest<'_> {
                         }
                     }
                 }
-                Value::Object(node_body)
+                NodeBody::json(&node_body)
             }
         }
     }

@@ -41,18 +41,8 @@ pub async fn run_search(
         read.index().primary_key.clone(),
     );
     let path = format!("/indexes/{uid}/search");
-    let node_query = plan.node_query.to_json();
     let started = Instant::now();
-    let gathered = gather_from(
-        state,
-        read,
-        &path,
-        NodeRequest::One {
-            body: node_query.as_object().expect("a query is an object"),
-            filter: query.filter.as_ref(),
-        },
-    )
-    .await?;
+    let gathered = gather_from(state, read, &path, NodeRequest::Search(&plan.node_query)).await?;
     let waited = started.elapsed();
     let merging = Instant::now();
     let merged = merge(&plan, gathered.answers);
@@ -90,7 +80,7 @@ async fn from_one_node(
         return None;
     }
     let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
-    let body = query.to_json();
+
     let path = format!("/indexes/{uid}/search");
     // When no facet has more values than the index shows, nothing in the answer needs
     // changing but Miroir's field: pass the node's bytes through with it cut out, sparing
@@ -103,7 +93,7 @@ async fn from_one_node(
                 &node.address,
                 http::Method::POST,
                 &path,
-                Some(crate::nodes::NodeBody::json(&body)),
+                Some(crate::nodes::NodeBody::json(query)),
             )
             .await
             .ok()?;
@@ -135,12 +125,12 @@ async fn from_one_node(
     }
     let answer = state
         .nodes
-        .call(
+        .send(
             node_id,
             &node.address,
             http::Method::POST,
             &path,
-            Some(&body),
+            Some(crate::nodes::NodeBody::json(query)),
         )
         .await
         .ok()?;
