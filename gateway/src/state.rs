@@ -46,3 +46,44 @@ pub type SettingsCache = std::sync::Mutex<
         ),
     >,
 >;
+
+#[cfg(test)]
+impl GatewayState {
+    /// A gateway serving `topology`, with default flags, memory fleet state and a control
+    /// plane nobody listens at: for unit tests of stages that call nodes.
+    pub fn for_tests(topology: miroir_proto::pb::Topology) -> AppState {
+        use clap::Parser;
+        let config = Config::parse_from(["miroir-gateway", "--master-key", "unit-test-master-key"]);
+        let handle = Arc::new(TopologyHandle::default());
+        handle.apply(topology);
+        let nodes = NodeClient::new(
+            config
+                .node_client
+                .options(&config.master_key, config.node_timeout)
+                .expect("node client options"),
+        )
+        .expect("node client");
+        let fleet = crate::fleet::FleetState::new(
+            None,
+            config.redis_timeout,
+            None,
+            config.redis_unavailable_rate_limits,
+        )
+        .expect("memory fleet state");
+        Arc::new(Self {
+            control_plane: Arc::new(ControlPlaneClient::new(
+                &["http://127.0.0.1:1".to_owned()],
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_millis(100),
+            )),
+            config: Arc::new(config),
+            id: "unit-test".into(),
+            topology: handle,
+            nodes,
+            keys: Arc::default(),
+            index_settings: Arc::default(),
+            fleet: Arc::new(fleet),
+            live_gateways: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+        })
+    }
+}

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 /// Why a scatter-gather has no merged answer: a node's client error (the same on every
 /// node) or Miroir's own.
+#[derive(Debug)]
 pub enum SearchFailure {
     /// A node answered 4xx: passed on as is.
     Node(StatusCode, Value),

@@ -356,6 +356,109 @@ pub fn mark_degraded(response: &mut Response, degraded: &[String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::GatewayState;
+    use miroir_proto::pb::{GroupState, NodeState};
+
+    /// A node on loopback answering every call with `status`, its name and the body it
+    /// was sent.
+    async fn fake_node(name: &'static str, status: u16) -> String {
+        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| async move {
+            let sent: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let status = StatusCode::from_u16(status).expect("a status");
+            (status, axum::Json(json!({"node": name, "sent": sent})))
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        address
+    }
+
+    /// Index `i`, 3 shards in one group: shards 0 and 1 on `a` and `b`, shard 2 on `c`.
+    fn fleet(a: &str, b: &str, c: &str) -> pb::Topology {
+        let node = |id: &str, address: &str| pb::Node {
+            id: id.into(),
+            address: address.into(),
+            state: NodeState::Active as i32,
+            ..Default::default()
+        };
+        let route = |shard: u32, owners: &[&str]| pb::ShardRoute {
+            shard,
+            read_nodes: owners.iter().map(|n| n.to_string()).collect(),
+            write_nodes: owners.iter().map(|n| n.to_string()).collect(),
+            blocked: false,
+        };
+        pb::Topology {
+            version: 1,
+            nodes: vec![node("a", a), node("b", b), node("c", c)],
+            groups: vec![pb::Group {
+                id: 0,
+                state: GroupState::Active as i32,
+            }],
+            indexes: vec![pb::Index {
+                uid: "i".into(),
+                shard_count: 3,
+                routing: vec![pb::GroupRouting {
+                    group_id: 0,
+                    shards: vec![
+                        route(0, &["a", "b"]),
+                        route(1, &["b", "a"]),
+                        route(2, &["c"]),
+                    ],
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_nodes_shards_are_asked_again_and_the_unserved_reported() {
+        let (failing, healthy) = (fake_node("a", 500).await, fake_node("b", 200).await);
+        // `c` refuses connections.
+        let state = GatewayState::for_tests(fleet(&failing, &healthy, "http://127.0.0.1:1"));
+        let mut query = SearchQuery::default();
+        query.filter = Some(json!("genre = rock"));
+        let gathered = gather(
+            &state,
+            "i",
+            0,
+            SettingsFloor(0),
+            "/indexes/i/search",
+            NodeRequest::Search(&query),
+        )
+        .await
+        .unwrap();
+        assert_eq!(gathered.degraded, ["i/2"], "no other replica holds shard 2");
+        // Turn 0 asks `a` for shards 0 and 1 (all it holds: no shard filter); it fails, and
+        // `b`, holding exactly those, answers for both.
+        let answered: Vec<(&Value, &Value)> = gathered
+            .answers
+            .iter()
+            .map(|answer| (&answer["node"], &answer["sent"]["filter"]))
+            .collect();
+        assert_eq!(answered, [(&json!("b"), &json!("genre = rock"))]);
+    }
+
+    #[tokio::test]
+    async fn a_client_error_ends_the_read() {
+        let refusing = fake_node("a", 400).await;
+        let state = GatewayState::for_tests(fleet(&refusing, &refusing, &refusing));
+        let failure = gather(
+            &state,
+            "i",
+            0,
+            SettingsFloor(0),
+            "/indexes/i/search",
+            NodeRequest::Search(&SearchQuery::default()),
+        )
+        .await
+        .err()
+        .expect("a failure");
+        assert!(matches!(
+            failure,
+            SearchFailure::Node(StatusCode::BAD_REQUEST, _)
+        ));
+    }
 
     #[test]
     fn shard_filters_and_the_client_filter_combine() {
