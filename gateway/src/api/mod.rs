@@ -5,6 +5,7 @@ pub mod auth;
 pub(crate) mod backups;
 pub(crate) mod chats;
 pub(crate) mod consistency;
+pub(crate) mod document_deletes;
 pub(crate) mod document_reads;
 pub(crate) mod documents;
 pub mod error;
@@ -46,7 +47,7 @@ pub fn router(state: AppState) -> Router {
             get(document_reads::list)
                 .post(documents::replace)
                 .put(documents::update)
-                .delete(document_reads::clear),
+                .delete(document_deletes::clear),
         )
         .route(
             "/indexes/{uid}/documents/fetch",
@@ -54,15 +55,15 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/indexes/{uid}/documents/delete-batch",
-            axum::routing::post(document_reads::delete_batch),
+            axum::routing::post(document_deletes::delete_batch),
         )
         .route(
             "/indexes/{uid}/documents/delete",
-            axum::routing::post(document_reads::delete_by_filter),
+            axum::routing::post(document_deletes::delete_by_filter),
         )
         .route(
             "/indexes/{uid}/documents/{id}",
-            get(document_reads::get_one).delete(document_reads::delete_one),
+            get(document_reads::get_one).delete(document_deletes::delete_one),
         )
         .route(
             "/indexes/{uid}/search",

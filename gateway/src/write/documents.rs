@@ -2,7 +2,7 @@
 //! ([`super::route`]), record its task before any node sees it ([`super::task`]), fan out
 //! ([`super::fan_out`]), require the quorum ([`super::quorum`]), record the node tasks.
 
-use super::fan_out;
+use super::fan_out::{self, NodeCall};
 use super::parse::{DocumentBatch, WriteOptions};
 use super::payload;
 use super::quorum::{Owners, mark_missed};
@@ -72,11 +72,18 @@ pub async fn write_documents(
     if let Some(skip) = options.skip_creation {
         path.push_str(&format!("&skipCreation={skip}"));
     }
-    let bodies = node_batches(&route.index, &route.topology, &route.by_shard)
+    let calls = node_batches(&route.index, &route.topology, &route.by_shard)
         .into_iter()
-        .map(|(node, picks)| (node, payload::node_body(batch.documents.clone(), picks)))
+        .map(|(node, picks)| {
+            let call = NodeCall {
+                method: method.clone(),
+                path: path.clone(),
+                body: Some(payload::node_body(batch.documents.clone(), picks)),
+            };
+            (node, call)
+        })
         .collect();
-    let acks = fan_out::send(state, &route.topology, bodies, &method, &path).await;
+    let acks = fan_out::send(state, &route.topology, calls).await;
     let shards: BTreeSet<u32> = route.by_shard.keys().copied().collect();
     let owners = Owners::of(&route.index, &route.topology, &shards);
     let missed = match owners.require_quorum(uid, &acks.acked, &acks.errors) {

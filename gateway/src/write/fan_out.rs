@@ -19,33 +19,39 @@ pub struct NodeAcks {
     pub errors: Vec<Value>,
 }
 
-/// Sends each node its body (`bodies`: node id → body) at `path` with `method`, at once,
-/// and collects the answers.
+/// One node's part of a write.
+pub struct NodeCall {
+    /// The method.
+    pub method: Method,
+    /// The path (and query).
+    pub path: String,
+    /// The body.
+    pub body: Option<NodeBody>,
+}
+
+/// Makes every call (node id → its call) at once, but to nodes marked failed (their copies
+/// are repaired, not written), and collects the answers.
 pub async fn send(
     state: &AppState,
     topology: &pb::Topology,
-    bodies: BTreeMap<String, NodeBody>,
-    method: &Method,
-    path: &str,
+    calls: BTreeMap<String, NodeCall>,
 ) -> NodeAcks {
-    let mut calls = Vec::new();
-    for (node_id, body) in bodies {
+    let mut running = Vec::new();
+    for (node_id, call) in calls {
         let Some(node) = topology.nodes.iter().find(|n| n.id == node_id) else {
             continue;
         };
-        let (client, address, path, method) = (
-            state.nodes.clone(),
-            node.address.clone(),
-            path.to_owned(),
-            method.clone(),
-        );
-        calls.push((node_id.clone(), async move {
+        if node.state == pb::NodeState::Failed as i32 {
+            continue;
+        }
+        let (client, address) = (state.nodes.clone(), node.address.clone());
+        running.push((node_id.clone(), async move {
             client
-                .send(&node_id, &address, method, &path, Some(body))
+                .send(&node_id, &address, call.method, &call.path, call.body)
                 .await
         }));
     }
-    let answers = miroir_proto::fan_out::join_tagged(calls)
+    let answers = miroir_proto::fan_out::join_tagged(running)
         .await
         .into_iter()
         .map(|(node_id, answer)| {

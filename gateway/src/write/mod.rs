@@ -2,8 +2,9 @@
 //! Meilisearch reads it ([`parse`], [`payload`]); routed to its shards and nodes, past the
 //! gate every write passes ([`route`], [`gate`]); its task reserved before any node is
 //! written ([`task`]); sent to the nodes ([`fan_out`]); acknowledged on quorum
-//! ([`quorum`]). [`documents`] runs them for one write.
+//! ([`quorum`]). [`documents`] runs them for one write; [`deletes`] for a delete.
 
+pub mod deletes;
 pub mod documents;
 pub mod fan_out;
 pub mod gate;

@@ -1,0 +1,134 @@
+//! Document deletes through Meilisearch's routes ([`crate::write::deletes`]).
+
+use super::error::MeiliError;
+use super::indexes::find_index;
+use super::request_body::json_object;
+use crate::nodes::NodeBody;
+use crate::state::AppState;
+use crate::write::deletes::{all_nodes, delete, delete_ids};
+use crate::write::fan_out::NodeCall;
+use crate::write::gate::{Touches, admit};
+use crate::write::quorum::Owners;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::Method;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// The client's `customMetadata` (Meilisearch 1.50), kept with the task it makes.
+fn custom_metadata(params: &HashMap<String, String>) -> Option<String> {
+    params.get("customMetadata").cloned()
+}
+
+/// `DELETE /indexes/{uid}/documents/{id}`.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    Path((uid, id)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, MeiliError> {
+    delete_ids(&state, &uid, vec![id], custom_metadata(&params)).await
+}
+
+/// `POST /indexes/{uid}/documents/delete-batch`.
+pub async fn delete_batch(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&body) else {
+        return Err(MeiliError::invalid(
+            "bad_request",
+            "Invalid value type: expected an array of document ids",
+        ));
+    };
+    let ids = ids
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string())
+        })
+        .collect();
+    delete_ids(&state, &uid, ids, custom_metadata(&params)).await
+}
+
+/// `POST /indexes/{uid}/documents/delete` (by filter): every node.
+pub async fn delete_by_filter(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Result<Response, MeiliError> {
+    let body = json_object(&body)?;
+    let Some(filter) = body.get("filter").cloned() else {
+        return Err(MeiliError::invalid(
+            "missing_document_filter",
+            "Missing field `filter`",
+        ));
+    };
+    let _in_flight = admit(&state, &uid, Touches::All).await?;
+    let index = find_index(&state, &uid)?;
+    let topology = state.topology.current();
+    let calls = all_nodes(&index, &topology)
+        .into_iter()
+        .map(|node| {
+            (
+                node,
+                NodeCall {
+                    method: Method::POST,
+                    path: format!("/indexes/{uid}/documents/delete"),
+                    body: Some(NodeBody::json(&json!({"filter": filter.clone()}))),
+                },
+            )
+        })
+        .collect();
+    let details =
+        json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
+    let owners = Owners::all(&index, &topology);
+    delete(
+        &state,
+        &index,
+        calls,
+        details,
+        &owners,
+        custom_metadata(&params),
+    )
+    .await
+}
+
+/// `DELETE /indexes/{uid}/documents`: every node.
+pub async fn clear(
+    State(state): State<AppState>,
+    Path(uid): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, MeiliError> {
+    let _in_flight = admit(&state, &uid, Touches::All).await?;
+    let index = find_index(&state, &uid)?;
+    let topology = state.topology.current();
+    let calls = all_nodes(&index, &topology)
+        .into_iter()
+        .map(|node| {
+            (
+                node,
+                NodeCall {
+                    method: Method::DELETE,
+                    path: format!("/indexes/{uid}/documents"),
+                    body: None,
+                },
+            )
+        })
+        .collect();
+    let owners = Owners::all(&index, &topology);
+    let details = json!({"deletedDocuments": null});
+    delete(
+        &state,
+        &index,
+        calls,
+        details,
+        &owners,
+        custom_metadata(&params),
+    )
+    .await
+}
