@@ -1,14 +1,9 @@
 //! Document deletes through Meilisearch's routes ([`crate::write::deletes`]).
 
 use super::error::MeiliError;
-use super::indexes::find_index;
 use super::request_body::json_object;
-use crate::nodes::NodeBody;
 use crate::state::AppState;
-use crate::write::deletes::{all_nodes, delete, delete_ids};
-use crate::write::fan_out::NodeCall;
-use crate::write::gate::{Touches, admit};
-use crate::write::quorum::Owners;
+use crate::write::deletes::{delete_everywhere, delete_ids};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -68,34 +63,14 @@ pub async fn delete_by_filter(
             "Missing field `filter`",
         ));
     };
-    let _in_flight = admit(&state, &uid, Touches::All).await?;
-    let index = find_index(&state, &uid)?;
-    let topology = state.topology.current();
-    let calls = all_nodes(&index, &topology)
-        .into_iter()
-        .map(|node| {
-            (
-                node,
-                NodeCall {
-                    method: Method::POST,
-                    path: format!("/indexes/{uid}/documents/delete"),
-                    body: Some(NodeBody::json(&json!({"filter": filter.clone()}))),
-                },
-            )
-        })
-        .collect();
     let details =
         json!({"providedIds": 0, "deletedDocuments": null, "originalFilter": filter.to_string()});
-    let owners = Owners::all(&index, &topology);
-    delete(
-        &state,
-        &index,
-        calls,
-        details,
-        &owners,
-        custom_metadata(&params),
-    )
-    .await
+    let call = (
+        Method::POST,
+        format!("/indexes/{uid}/documents/delete"),
+        Some(json!({ "filter": filter })),
+    );
+    delete_everywhere(&state, &uid, call, details, custom_metadata(&params)).await
 }
 
 /// `DELETE /indexes/{uid}/documents`: every node.
@@ -104,31 +79,7 @@ pub async fn clear(
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, MeiliError> {
-    let _in_flight = admit(&state, &uid, Touches::All).await?;
-    let index = find_index(&state, &uid)?;
-    let topology = state.topology.current();
-    let calls = all_nodes(&index, &topology)
-        .into_iter()
-        .map(|node| {
-            (
-                node,
-                NodeCall {
-                    method: Method::DELETE,
-                    path: format!("/indexes/{uid}/documents"),
-                    body: None,
-                },
-            )
-        })
-        .collect();
-    let owners = Owners::all(&index, &topology);
     let details = json!({"deletedDocuments": null});
-    delete(
-        &state,
-        &index,
-        calls,
-        details,
-        &owners,
-        custom_metadata(&params),
-    )
-    .await
+    let call = (Method::DELETE, format!("/indexes/{uid}/documents"), None);
+    delete_everywhere(&state, &uid, call, details, custom_metadata(&params)).await
 }

@@ -308,15 +308,9 @@ mod tests {
 
     #[test]
     fn a_query_is_planned_for_the_federations_window() {
-        let mut q = SearchQuery::parse(
-            json!({"q": "", "attributesToRetrieve": ["title"], "showRankingScore": true})
-                .as_object()
-                .unwrap()
-                .clone(),
-            super::super::query::SearchRoute::Search,
-            "",
-        )
-        .unwrap();
+        let mut q = super::super::query::SearchQuery::of(
+            json!({"q": "", "attributesToRetrieve": ["title"], "showRankingScore": true}),
+        );
         let paging = Paging::new(Some(5), Some(10), None, None);
         let planned =
             FederatedQuery::plan("m", &mut q, 2.0, &paging, false, false, Some("id".into()));

@@ -354,23 +354,13 @@ mod tests {
         }
     }
 
-    fn search_plan(query: Value, settings: Value) -> SearchPlan {
-        let query = super::super::query::SearchQuery::parse(
-            query.as_object().unwrap().clone(),
-            super::super::query::SearchRoute::Search,
-            "",
-        )
-        .unwrap();
-        SearchPlan::new(&query, settings.as_object(), Some("id".into()))
-    }
-
     fn hit(id: u64, score: f64) -> Value {
         json!({"id": id, "_rankingScore": score, "_miroir_shard": 1})
     }
 
     #[test]
     fn hits_merge_by_score_then_primary_key_into_the_window() {
-        let plan = search_plan(json!({"offset": 1, "limit": 2}), json!({}));
+        let plan = SearchPlan::of(json!({"offset": 1, "limit": 2}), json!({}));
         let answers = vec![
             json!({"hits": [hit(4, 0.9), hit(2, 0.5)], "totalHits": 7, "processingTimeMs": 3}),
             json!({"hits": [hit(3, 0.9), hit(1, 0.4)], "totalHits": 5, "processingTimeMs": 8}),
@@ -385,7 +375,7 @@ mod tests {
 
     #[test]
     fn distinct_hits_and_totals_count_each_value_once() {
-        let plan = search_plan(
+        let plan = SearchPlan::of(
             json!({"distinct": "sku", "showRankingScore": true}),
             json!({"filterableAttributes": ["sku"]}),
         );

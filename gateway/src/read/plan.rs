@@ -338,6 +338,18 @@ impl SearchPlan {
     }
 }
 
+#[cfg(test)]
+impl SearchPlan {
+    /// The plan of a search body on an index keyed by `id` with `settings` (tests).
+    pub fn of(query: Value, settings: Value) -> Self {
+        Self::new(
+            &SearchQuery::of(query),
+            settings.as_object(),
+            Some("id".into()),
+        )
+    }
+}
+
 /// Whether the index's settings make `attribute` filterable (so it can be a facet).
 fn is_filterable(settings: &Map<String, Value>, attribute: &str) -> bool {
     let Some(Value::Array(rules)) = settings.get("filterableAttributes") else {
@@ -443,13 +455,7 @@ mod tests {
     }
 
     fn search_plan(query: Value, settings: Value) -> SearchPlan {
-        let query = SearchQuery::parse(
-            query.as_object().unwrap().clone(),
-            super::super::query::SearchRoute::Search,
-            "",
-        )
-        .unwrap();
-        SearchPlan::new(&query, settings.as_object(), Some("id".into()))
+        SearchPlan::of(query, settings)
     }
 
     #[test]

@@ -373,6 +373,15 @@ impl SearchQuery {
         serde_json::from_value(Value::Object(body)).unwrap_or_default()
     }
 
+    /// A search body given as JSON, checked as `…/search` checks it (tests).
+    #[cfg(test)]
+    pub fn of(body: Value) -> Self {
+        let Value::Object(body) = body else {
+            panic!("a search body is an object")
+        };
+        Self::parse(body, SearchRoute::Search, "").expect("a valid search")
+    }
+
     /// The query as JSON, as a node gets it.
     pub fn to_json(&self) -> Value {
         serde_json::to_value(self).unwrap_or_else(|_| json!({}))

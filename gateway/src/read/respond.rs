@@ -144,15 +144,9 @@ mod tests {
 
     #[test]
     fn merged_answers_are_in_meilisearchs_shape() {
-        let query = super::super::query::SearchQuery::parse(
-            json!({"q": "kiwi", "page": 2, "hitsPerPage": 1, "facets": ["g"], "showPerformanceDetails": true})
-                .as_object()
-                .unwrap()
-                .clone(),
-            super::super::query::SearchRoute::Search,
-            "",
-        )
-        .unwrap();
+        let query = super::super::query::SearchQuery::of(
+            json!({"q": "kiwi", "page": 2, "hitsPerPage": 1, "facets": ["g"], "showPerformanceDetails": true}),
+        );
         let plan = SearchPlan::new(&query, None, None);
         let merged = Merged {
             hits: vec![json!({"id": 2})],

@@ -82,50 +82,9 @@ async fn from_one_node(
     let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
 
     let path = format!("/indexes/{uid}/search");
-    // When no facet has more values than the index shows, nothing in the answer needs
-    // changing but Miroir's field: pass the node's bytes through with it cut out, sparing
-    // a parse and a re-serialization.
-    if raw_ok {
-        let (status, bytes) = state
-            .nodes
-            .send_raw(
-                node_id,
-                &node.address,
-                http::Method::POST,
-                &path,
-                Some(crate::nodes::NodeBody::json(query)),
-            )
-            .await
-            .ok()?;
-        // Without facets asked for, the answer has none to cut.
-        let facets_within_limit = || {
-            let asked = match &query.facets {
-                Member::Absent => false,
-                Member::Given(facets) => !facets.is_empty(),
-                Member::Other(_) => true,
-            };
-            !asked
-                || crate::read::strip::most_facet_values(&bytes)
-                    .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values)
-        };
-        return match status {
-            200 if facets_within_limit() => Some(Ok(Searched {
-                body: Map::new(),
-                raw: Some(crate::read::strip::strip_member(&bytes, SHARD_FIELD)),
-                degraded: Vec::new(),
-            })),
-            200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
-            400..=499 => {
-                let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-                Some(Err(SearchFailure::Node(status, error)))
-            }
-            _ => None,
-        };
-    }
-    let answer = state
+    let (status, bytes) = state
         .nodes
-        .send(
+        .send_raw(
             node_id,
             &node.address,
             http::Method::POST,
@@ -134,13 +93,32 @@ async fn from_one_node(
         )
         .await
         .ok()?;
-    match answer.status {
-        200 => {}
-        status @ 400..=499 => {
+    // A single search's answer with no facet holding more values than the index shows
+    // needs no change but Miroir's field: the node's bytes pass with it cut out, sparing a
+    // parse and a re-serialization.
+    let as_sent = || {
+        let facets_asked = match &query.facets {
+            Member::Absent => false,
+            Member::Given(facets) => !facets.is_empty(),
+            Member::Other(_) => true,
+        };
+        raw_ok
+            && (!facets_asked
+                || crate::read::strip::most_facet_values(&bytes)
+                    .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values))
+    };
+    match status {
+        200 if as_sent() => Some(Ok(Searched {
+            body: Map::new(),
+            raw: Some(crate::read::strip::strip_member(&bytes, SHARD_FIELD)),
+            degraded: Vec::new(),
+        })),
+        200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
+        400..=499 => {
+            let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            return Some(Err(SearchFailure::Node(status, answer.body)));
+            Some(Err(SearchFailure::Node(status, error)))
         }
-        _ => return None,
+        _ => None,
     }
-    one_node_answer(answer.body, settings).map(Ok)
 }

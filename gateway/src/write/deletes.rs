@@ -4,7 +4,7 @@
 
 use super::fan_out::{self, NodeCall};
 use super::gate::{Touches, admit};
-use super::quorum::{Owners, mark_missed};
+use super::quorum::{Owners, acknowledge};
 use super::task;
 use crate::api::error::MeiliError;
 use crate::api::indexes::find_index;
@@ -60,23 +60,38 @@ pub async fn delete(
     }
     // Deletes count like writes: a delete the owners did not take could come back from
     // them (a shard move copies from an owner).
-    let missed = match owners.require_quorum(&index.uid, &acks.acked, &acks.errors) {
-        Ok(missed) => missed,
-        Err(error) => {
-            task::attach(state, reserved, acks.node_tasks, Some(&error.body())).await;
-            return Err(error);
-        }
-    };
-    // A replica that missed the delete is named in the header and does not fail the
-    // task, as with writes.
-    let task = task::attach(state, reserved, acks.node_tasks, None).await;
-    let mut response = task::accepted(&task);
-    mark_missed(&mut response, &index.uid, &missed);
-    Ok(response)
+    acknowledge(state, reserved, &index.uid, owners, acks).await
+}
+
+/// Makes `(method, path, body)` on every node holding a copy of index `uid` (deletes by
+/// filter, clears), once writes to the whole index may go on.
+pub async fn delete_everywhere(
+    state: &AppState,
+    uid: &str,
+    (method, path, body): (Method, String, Option<Value>),
+    details: Value,
+    custom_metadata: Option<String>,
+) -> Result<Response, MeiliError> {
+    let _in_flight = admit(state, uid, Touches::All).await?;
+    let index = find_index(state, uid)?;
+    let topology = state.topology.current();
+    let calls = all_nodes(&index, &topology)
+        .into_iter()
+        .map(|node| {
+            let call = NodeCall {
+                method: method.clone(),
+                path: path.clone(),
+                body: body.as_ref().map(NodeBody::json),
+            };
+            (node, call)
+        })
+        .collect();
+    let owners = Owners::all(&index, &topology);
+    delete(state, &index, calls, details, &owners, custom_metadata).await
 }
 
 /// Every node that holds a copy of `index` in a group taking writes.
-pub fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
+fn all_nodes(index: &pb::Index, topology: &pb::Topology) -> Vec<String> {
     let writable = crate::write::quorum::writable_groups(topology);
     let mut nodes: Vec<String> = index
         .routing

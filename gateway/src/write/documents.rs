@@ -5,7 +5,7 @@
 use super::fan_out::{self, NodeCall};
 use super::parse::{DocumentBatch, WriteOptions};
 use super::payload;
-use super::quorum::{Owners, mark_missed};
+use super::quorum::{Owners, acknowledge};
 use super::route::{Refused, node_batches, route};
 use super::task;
 use crate::api::auth::Caller;
@@ -86,16 +86,5 @@ pub async fn write_documents(
     let acks = fan_out::send(state, &route.topology, calls).await;
     let shards: BTreeSet<u32> = route.by_shard.keys().copied().collect();
     let owners = Owners::of(&route.index, &route.topology, &shards);
-    let missed = match owners.require_quorum(uid, &acks.acked, &acks.errors) {
-        Ok(missed) => missed,
-        Err(error) => {
-            // The reserved task fails with the error the client gets now.
-            task::attach(state, reserved, acks.node_tasks, Some(&error.body())).await;
-            return Err(error);
-        }
-    };
-    let task = task::attach(state, reserved, acks.node_tasks, None).await;
-    let mut response = task::accepted(&task);
-    mark_missed(&mut response, uid, &missed);
-    Ok(response)
+    acknowledge(state, reserved, uid, &owners, acks).await
 }

@@ -2,8 +2,12 @@
 //! majority of its owners in at least one writable group; the groups that missed it are
 //! named to the client.
 
+use super::fan_out::NodeAcks;
+use super::task;
 use crate::api::error::{ErrorType, MeiliError};
+use crate::state::AppState;
 use axum::http::StatusCode;
+use axum::response::Response;
 use miroir_proto::pb::{self, GroupState};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -130,6 +134,29 @@ pub fn no_quorum(uid: &str, shards: &[u32], detail: &str) -> MeiliError {
             "shards {shards:?} of index `{uid}` reached no write quorum in any group ({detail}); the write was not acknowledged, retry it"
         ),
     )
+}
+
+/// The write's answer once its nodes answered: with a quorum, its reserved task gets
+/// the node tasks and the client a `202` naming the groups that missed it; without, the
+/// task fails with the error the client gets now.
+pub async fn acknowledge(
+    state: &AppState,
+    reserved: pb::Task,
+    uid: &str,
+    owners: &Owners,
+    acks: NodeAcks,
+) -> Result<Response, MeiliError> {
+    let missed = match owners.require_quorum(uid, &acks.acked, &acks.errors) {
+        Ok(missed) => missed,
+        Err(error) => {
+            task::attach(state, reserved, acks.node_tasks, Some(&error.body())).await;
+            return Err(error);
+        }
+    };
+    let task = task::attach(state, reserved, acks.node_tasks, None).await;
+    let mut response = task::accepted(&task);
+    mark_missed(&mut response, uid, &missed);
+    Ok(response)
 }
 
 #[cfg(test)]
