@@ -130,3 +130,59 @@ async fn retry_attach(state: AppState, request: pb::AttachNodeTasksRequest) {
         "node tasks never attached: the control plane will fail this task after its reservation timeout"
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::GatewayState;
+
+    fn request() -> pb::CreateTaskRequest {
+        pb::CreateTaskRequest {
+            index_uid: Some("i".into()),
+            task_type: "documentAdditionOrUpdate".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_is_written_without_a_reserved_task() {
+        // The control plane of a test gateway listens nowhere.
+        let state = GatewayState::for_tests(pb::Topology::default());
+        let error = reserve(&state, request()).await.unwrap_err();
+        assert_eq!(
+            (error.status, error.code),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "miroir_control_plane_unavailable"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_the_nodes_took_is_answered_with_its_task_even_when_attaching_waits() {
+        let state = GatewayState::for_tests(pb::Topology::default());
+        let reserved = pb::Task {
+            uid: 7,
+            index_uid: Some("i".into()),
+            task_type: "documentAdditionOrUpdate".into(),
+            status: Some("reserved".into()),
+            ..Default::default()
+        };
+        let node_task = pb::NodeTask {
+            node_id: "a".into(),
+            node_task_uid: 3,
+        };
+        let task = attach(&state, reserved, vec![node_task.clone()], None).await;
+        assert_eq!((task.uid, task.node_tasks), (7, vec![node_task]));
+        let response = accepted(&pb::Task {
+            uid: 7,
+            ..Default::default()
+        });
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let summary: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(summary["taskUid"], 7);
+    }
+}
