@@ -61,6 +61,12 @@ pub struct Config {
     #[arg(long, env = "MIROIR_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Connections the kernel holds for the gateway to accept (the listen backlog, capped
+    /// by `net.core.somaxconn`): a burst of new clients past it has its SYNs dropped and
+    /// each waits a second to retry.
+    #[arg(long, env = "MIROIR_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: u32,
+
     /// How long a client may take to send a request's head, and how long a kept-alive
     /// client connection may stay idle before the gateway closes it.
     #[arg(long, env = "MIROIR_CLIENT_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]

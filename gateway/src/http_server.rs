@@ -53,6 +53,9 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
+        // A client that shuts its write side after its request still gets the answer, as
+        // from one Meilisearch.
+        .half_close(true)
         .keep_alive(true);
     tokio::pin!(shutdown);
     loop {
@@ -195,6 +198,20 @@ mod tests {
         let mut slow = TcpStream::connect(address).await.unwrap();
         let answer = exchange(&mut slow, "GET /peer HTTP/1.1\r\nX-Slow: ").await;
         assert!(!answer.contains("200 OK"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_half_closes_after_its_request_gets_the_answer() {
+        let (address, _stop) = server().await;
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /peer HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     }
 
     #[tokio::test]

@@ -10,12 +10,23 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
+/// A listener on `address` with a `backlog` of its own (the standard library's is 128,
+/// which a burst of new clients overflows).
+fn listen(address: std::net::SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
 /// Runs the gateway until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let id: Arc<str> = config.id().into();
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = listen(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await

@@ -5,6 +5,7 @@
 //! does not build other packages' binaries, so run
 //! `cargo build --workspace --bins && cargo test --workspace` (the README's test command).
 
+pub mod abuse;
 pub mod test_node;
 
 use miroir_proto::pb;
@@ -672,6 +673,11 @@ impl TestNode {
     /// Resumes a node [`TestNode::hang`] stopped (`SIGCONT`).
     pub fn unhang(&self) {
         self.signal(libc::SIGCONT);
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     fn signal(&self, signal: libc::c_int) {

@@ -21,6 +21,7 @@ mod grpcurl;
 mod merge_oracle;
 mod merge_oracle_wide;
 mod node_health;
+mod protocol_abuse;
 mod sdk_python;
 mod sdk_rust;
 mod settings_commit;
