@@ -6,6 +6,8 @@
 //! `cargo build --workspace --bins && cargo test --workspace` (the README's test command).
 
 pub mod abuse;
+pub mod differential;
+pub mod rng;
 pub mod test_node;
 
 use miroir_proto::pb;

@@ -5,6 +5,7 @@ mod control_plane_ha;
 mod ctl;
 mod ctl_dev;
 mod deploy_manifests;
+mod differential_fuzz;
 mod fleet_rules;
 mod gateway_documents;
 mod gateway_experimental_features;

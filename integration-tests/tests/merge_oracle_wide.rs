@@ -10,6 +10,7 @@
 //! distributions and stats. The few rules where a fleet cannot equal one node are named
 //! in [`Exception`], counted, printed and documented (docs/api-compatibility.md).
 
+use miroir_integration_tests::rng::Rng;
 use miroir_integration_tests::{ControlPlane, Gateway, Meili, TestNode};
 use reqwest::Method;
 use serde_json::{Map, Value, json};
@@ -60,21 +61,14 @@ const DIRECTORS: &[&str] = &[
     "Ken Thompson",
 ];
 
-/// A deterministic generator: every run sees the same data and queries.
-struct Rng(u64);
+/// The dataset's own draws from the shared generator.
+trait Draws {
+    fn word(&mut self) -> &'static str;
+    fn unit(&mut self) -> f64;
+    fn vector(&mut self) -> Vec<f64>;
+}
 
-impl Rng {
-    fn next(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n.max(1) as u64) as usize
-    }
-
-    fn chance(&mut self, percent: usize) -> bool {
-        self.next(100) < percent
-    }
-
+impl Draws for Rng {
     fn word(&mut self) -> &'static str {
         WORDS[self.next(WORDS.len())]
     }

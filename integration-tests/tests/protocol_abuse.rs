@@ -37,11 +37,11 @@ async fn abusive_clients_get_hypers_answers_and_the_gateway_keeps_serving() {
             "{outcome:?}: memory not bounded"
         );
     }
-    // hyper frames by Transfer-Encoding (an empty chunked body: the index is missing) and
+    // hyper frames by Transfer-Encoding (an empty chunked body: `missing_payload`) and
     // closes the connection after the answer, so nothing can be smuggled behind it.
     assert_eq!(
         answer("Content-Length with Transfer-Encoding"),
-        "HTTP/1.1 404 Not Found, then closed"
+        "HTTP/1.1 400 Bad Request, then closed"
     );
     assert_eq!(
         answer("two different Content-Lengths"),

@@ -6,6 +6,7 @@ use crate::state::AppState;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use miroir_proto::pb;
 use serde_json::Value;
 
@@ -55,6 +56,60 @@ pub async fn from_a_live_node(state: &AppState, path: &str) -> Result<Value, Mei
             format!("no live node answered GET {path}"),
         )
     })
+}
+
+/// The refusal one Meilisearch gives a body Miroir found wrong. Meilisearch checks a body's
+/// members in their order and names the first bad one, including members Miroir passes on
+/// unread, so a live node is shown the client's own read (`method path` and its JSON
+/// `body`; a read writes nothing) and its 4xx is the answer; without one, `ours` is.
+pub async fn refusal(
+    state: &AppState,
+    method: http::Method,
+    path: &str,
+    body: Option<&axum::body::Bytes>,
+    ours: impl IntoResponse,
+) -> Response {
+    let Some((id, address)) = fleet_wide_nodes(&state.topology.current())
+        .into_iter()
+        .next()
+    else {
+        return ours.into_response();
+    };
+    let sent = state
+        .nodes
+        .send_raw(
+            &id,
+            &address,
+            method,
+            path,
+            body.map(|body| crate::nodes::NodeBody::Json(body.clone())),
+        )
+        .await;
+    match sent {
+        Ok((status @ 400..=499, answer)) => {
+            let mut error: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+            // The node lists Miroir's own field among filterable attributes; the client
+            // never sees it.
+            if let Some(message) = error["message"].as_str()
+                && let Some(client) = crate::read::strip::client_error_message(message)
+            {
+                error["message"] = Value::String(client);
+            }
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+            (status, Json(error)).into_response()
+        }
+        _ => ours.into_response(),
+    }
+}
+
+/// [`refusal`] of a `POST` read with a JSON body (a search, a fetch, a multi-search).
+pub async fn post_refusal(
+    state: &AppState,
+    path: &str,
+    body: &axum::body::Bytes,
+    ours: impl IntoResponse,
+) -> Response {
+    refusal(state, http::Method::POST, path, Some(body), ours).await
 }
 
 #[cfg(test)]

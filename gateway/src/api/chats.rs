@@ -44,8 +44,13 @@ pub async fn change(
     State(state): State<AppState>,
     method: Method,
     uri: Uri,
-    body: Bytes,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, MeiliError> {
+    // A change has a JSON body; a deletion none.
+    if method == Method::PATCH {
+        super::request_body::require_json(&headers)?;
+    }
     let path = path_and_query(&uri);
     let nodes = live_nodes(&state);
     let Some(((first, address), others)) = nodes.split_first() else {

@@ -1,10 +1,9 @@
 //! Document deletes through Meilisearch's routes ([`crate::write::deletes`]).
 
 use super::error::MeiliError;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::state::AppState;
 use crate::write::deletes::{delete_everywhere, delete_ids};
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::Method;
@@ -30,7 +29,7 @@ pub async fn delete_batch(
     State(state): State<AppState>,
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let Ok(Value::Array(ids)) = serde_json::from_slice::<Value>(&body) else {
         return Err(MeiliError::invalid(
@@ -54,7 +53,7 @@ pub async fn delete_by_filter(
     State(state): State<AppState>,
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
     let Some(filter) = body.get("filter").cloned() else {

@@ -4,13 +4,12 @@
 use super::consistency::SettingsFloor;
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
-use super::request_body::json_object_or_empty;
+use super::request_body::{JsonBody, json_object};
 use crate::read::merge::{lookup, sort_value_order};
 use crate::read::plan::CoveringSet;
 use crate::read::scatter::{NodeRequest, gather, mark_degraded, scatter};
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -53,8 +52,9 @@ pub async fn get_one(
     let (_pin, topology) = state.topology.pin();
     let index = super::indexes::index_in(&topology, &uid)?;
     let shard = shard_for_key(&id, index.shard_count).0 as usize;
-    let mut path = format!("/indexes/{uid}/documents/{id}");
+    let mut path = miroir_proto::node_paths::document(&uid, &id);
     if let Some(fields) = params.get("fields") {
+        let fields = miroir_proto::node_paths::query_value(fields);
         path.push_str(&format!("?fields={fields}"));
     }
     let live = live_owners(&topology, index, shard);
@@ -367,10 +367,17 @@ pub async fn fetch(
     State(state): State<AppState>,
     floor: SettingsFloor,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
-    let request = json_object_or_empty(&body)?;
-    browse(&state, floor, &uid, request).await
+    let request = json_object(&body)?;
+    match browse(&state, floor, &uid, request).await {
+        // Meilisearch names the first bad member in the body's order: a node is asked.
+        Err(ours) if ours.status.is_client_error() => {
+            let path = format!("/indexes/{uid}/documents/fetch");
+            Ok(super::any_node::post_refusal(&state, &path, &body, ours).await)
+        }
+        answer => answer,
+    }
 }
 
 /// `GET /indexes/{uid}/documents`.

@@ -6,9 +6,9 @@
 
 use super::any_node::from_a_live_node;
 use super::error::MeiliError;
+use super::request_body::JsonBody;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,10 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<Value>, MeiliErro
 
 /// `PATCH /experimental-features`: the answer of the node that checked the change (every
 /// feature's value after it), or that node's refusal.
-pub async fn update(State(state): State<AppState>, body: Bytes) -> Result<Response, MeiliError> {
+pub async fn update(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, MeiliError> {
     // The node checks the members (names, types) and words the errors.
     let patch = Value::Object(super::request_body::json_object(&body)?);
     let answer = state

@@ -7,10 +7,10 @@
 use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_in;
+use super::request_body::JsonBody;
 use crate::read::scatter::SearchFailure;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ const ALL_FIELDS: u64 = 1_000_000;
 pub async fn fields(
     State(state): State<AppState>,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let topology = state.topology.current();
     let index = index_in(&topology, &uid)?;

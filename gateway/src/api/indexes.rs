@@ -3,11 +3,10 @@
 //! client's task; and finding an index in the served topology.
 
 use super::error::{ErrorType, MeiliError, optional_positive_integer};
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::state::AppState;
 use crate::write::task::{accepted, failed_task, no_task};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -34,7 +33,7 @@ pub async fn accepted_at(state: &AppState, task: &pb::Task, version: u64) -> Res
 pub async fn create(
     State(state): State<AppState>,
     axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
     const FIELDS: &[&str] = &[
@@ -139,7 +138,7 @@ pub async fn delete(
 pub async fn update(
     State(state): State<AppState>,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
     for (field, code) in [
@@ -222,7 +221,7 @@ pub async fn update(
 pub async fn swap(
     State(state): State<AppState>,
     axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     if body.is_empty() {
         return Err(MeiliError::invalid(

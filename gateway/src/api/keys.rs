@@ -4,10 +4,9 @@
 
 use super::error::{ErrorType, MeiliError, json_kind, optional_positive_integer};
 use super::indexes::TOPOLOGY_WAIT;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -198,7 +197,10 @@ fn string_list(
 }
 
 /// `POST /keys`: 201 with the key, once this gateway serves it.
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, MeiliError> {
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Response, MeiliError> {
     let body = json_object(&body)?;
     const FIELDS: &[&str] = &[
         "description",
@@ -310,7 +312,7 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
 pub async fn update(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, MeiliError> {
     let body = json_object(&body)?;
     for (field, code) in [

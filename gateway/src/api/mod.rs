@@ -160,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn(trace_request))
         // Meilisearch registers no default service: an unknown route is a bare 404.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn(settings::sub_route_method))
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.payload_size_limit,
         ));

@@ -3,7 +3,7 @@
 
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::read::facets::FacetOrder;
 use crate::read::federation::{FederatedQuery, merge_hits, merge_index_facets, union_of};
 use crate::read::query::{Paging, SearchQuery, SearchRoute};
@@ -13,7 +13,6 @@ use crate::read::scatter::mark_degraded;
 use crate::read::search::run_search;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -153,14 +152,37 @@ async fn run_all(
         .collect()
 }
 
-/// `POST /multi-search`.
+/// `POST /multi-search`. A request Miroir refuses is shown to a node, whose refusal names
+/// the first bad member in the body's order as Meilisearch does ([`super::any_node::refusal`]).
 pub async fn multi_search(
     State(state): State<AppState>,
     axum::extract::Extension(caller): axum::extract::Extension<super::auth::Caller>,
     floor: SettingsFloor,
-    body: Bytes,
+    JsonBody(bytes): JsonBody,
+) -> Response {
+    match federate(&state, &caller, floor, &bytes).await {
+        // A query's refusal: one Meilisearch checks every query before it runs any, so
+        // another query's bad member may be what it names.
+        Ok(response) if response.status().is_client_error() => {
+            let refusal = super::any_node::post_refusal(&state, "/multi-search", &bytes, response);
+            refusal.await
+        }
+        Ok(response) => response,
+        Err(ours) if ours.status.is_client_error() => {
+            super::any_node::post_refusal(&state, "/multi-search", &bytes, ours).await
+        }
+        Err(ours) => ours.into_response(),
+    }
+}
+
+async fn federate(
+    state: &AppState,
+    caller: &super::auth::Caller,
+    floor: SettingsFloor,
+    bytes: &axum::body::Bytes,
 ) -> Result<Response, MeiliError> {
-    let body = json_object(&body)?;
+    let (state, caller) = (state.clone(), caller.clone());
+    let body = json_object(bytes)?;
     let Some(Value::Array(queries)) = body.get("queries") else {
         return Err(MeiliError::invalid(
             "bad_request",
@@ -198,7 +220,8 @@ pub async fn multi_search(
                     ),
                 ));
             }
-            if !query.facets.is_absent() {
+            // An empty list asks for no facet, and Meilisearch takes it.
+            if query.names_facets() {
                 return Err(MeiliError::invalid(
                     "invalid_multi_search_query_facets",
                     format!(

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::read::facets::FacetOrder;
 use crate::read::plan::next_turn;
 use crate::read::query::{SearchQuery, SearchRoute};
@@ -13,8 +13,7 @@ use crate::read::scatter::{NodeRequest, gather, mark_degraded};
 use crate::read::search::run_search;
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -25,9 +24,15 @@ pub async fn search_post(
     Extension(caller): Extension<Caller>,
     floor: SettingsFloor,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
-    let query = SearchQuery::from_body(&body, SearchRoute::Search)?;
+    let query = match SearchQuery::from_body(&body, SearchRoute::Search) {
+        Ok(query) => query,
+        Err(ours) => {
+            let path = format!("/indexes/{uid}/search");
+            return Ok(super::any_node::post_refusal(&state, &path, &body, ours).await);
+        }
+    };
     Ok(respond(
         run_search(&state, &caller, floor, &uid, query, true).await,
     ))
@@ -41,8 +46,17 @@ pub async fn search_get(
     floor: SettingsFloor,
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, MeiliError> {
-    let query = SearchQuery::from_query_string(params)?;
+    let query = match SearchQuery::from_query_string(params) {
+        Ok(query) => query,
+        // Meilisearch names the first bad parameter in the query string's order.
+        Err(ours) => {
+            let path = format!("/indexes/{uid}/search?{}", raw.unwrap_or_default());
+            let refusal = super::any_node::refusal(&state, http::Method::GET, &path, None, ours);
+            return Ok(refusal.await);
+        }
+    };
     Ok(respond(
         run_search(&state, &caller, floor, &uid, query, true).await,
     ))
@@ -55,9 +69,17 @@ pub async fn facet_search(
     Extension(caller): Extension<Caller>,
     floor: SettingsFloor,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
-    let mut query = SearchQuery::parse(json_object(&body)?, SearchRoute::FacetSearch, "")?;
+    let parsed =
+        json_object(&body).and_then(|b| SearchQuery::parse(b, SearchRoute::FacetSearch, ""));
+    let mut query = match parsed {
+        Ok(query) => query,
+        Err(ours) => {
+            let path = format!("/indexes/{uid}/facet-search");
+            return Ok(super::any_node::post_refusal(&state, &path, &body, ours).await);
+        }
+    };
     caller.restrict_search(&uid, &mut query)?;
     let path = format!("/indexes/{uid}/facet-search");
     let request = NodeRequest::Search(&query);

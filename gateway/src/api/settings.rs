@@ -5,12 +5,11 @@
 use super::auth::Caller;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_for_write;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::read::plan::covering_set;
 use crate::state::AppState;
 use crate::write::task::accepted;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -209,7 +208,7 @@ pub async fn patch_all(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let settings = json_object(&body)?;
     write(&state, &caller, &uid, settings).await
@@ -255,16 +254,58 @@ pub async fn get_one(
     }
 }
 
-/// `PUT`/`PATCH /indexes/{uid}/settings/{name}`.
+/// The settings sub-routes Meilisearch 1.50 changes with `PATCH` (their value is merged);
+/// every other one takes `PUT`.
+const PATCHED: [&str; 5] = [
+    "typo-tolerance",
+    "faceting",
+    "pagination",
+    "embedders",
+    "chat",
+];
+
+/// 405 for a settings sub-route changed with the other method (`PUT` where Meilisearch
+/// takes `PATCH`, or the reverse), before credentials are looked at, as Meilisearch routes
+/// first.
+pub async fn sub_route_method(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method();
+    if *method == http::Method::PUT || *method == http::Method::PATCH {
+        let segments: Vec<&str> = request.uri().path().trim_matches('/').split('/').collect();
+        if let ["indexes", _, "settings", name] = segments.as_slice()
+            && route_key(name).is_some()
+        {
+            let expected = if PATCHED.contains(name) {
+                http::Method::PATCH
+            } else {
+                http::Method::PUT
+            };
+            if *method != expected {
+                return (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    [(axum::http::header::ALLOW, expected.as_str())],
+                )
+                    .into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// `PUT`/`PATCH /indexes/{uid}/settings/{name}` (each sub-route's own method: see
+/// [`sub_route_method`]).
 pub async fn put_one(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((uid, name)): Path<(String, String)>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let Some(key) = route_key(&name) else {
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
+
     let value: Value = if body.is_empty() {
         Value::Null
     } else {

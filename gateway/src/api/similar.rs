@@ -11,14 +11,13 @@ use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::{ErrorType, MeiliError};
 use super::indexes::index_in;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::read::merge::{as_asked, primary_key_order};
 use crate::read::plan::next_turn;
 use crate::read::query::{SearchQuery, SearchRoute};
 use crate::read::scatter::{NodeRequest, SearchFailure, gather, mark_degraded};
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +32,7 @@ pub async fn similar_post(
     Extension(caller): Extension<Caller>,
     floor: SettingsFloor,
     Path(uid): Path<String>,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let query = json_object(&body)?;
     let owner_body = Value::Object(query.clone());
@@ -320,8 +319,10 @@ async fn embedding_of(
     id: &str,
     embedder: &str,
 ) -> Result<Option<Value>, SearchFailure> {
-    let id: String = url_escape(id);
-    let path = format!("/indexes/{uid}/documents/{id}?retrieveVectors=true");
+    let path = format!(
+        "{}?retrieveVectors=true",
+        miroir_proto::node_paths::document(uid, id)
+    );
     let answer = state
         .nodes
         .call(node, address, Method::GET, &path, None)
@@ -338,14 +339,4 @@ async fn embedding_of(
         Value::Array(items) => items.first().filter(|v| v.is_array()).cloned(),
         _ => None,
     })
-}
-
-/// `id` for a URL path segment.
-fn url_escape(id: &str) -> String {
-    id.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' => (b as char).to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
 }

@@ -6,12 +6,11 @@
 
 use super::error::{ErrorType, MeiliError, json_kind};
 use super::indexes::TOPOLOGY_WAIT;
-use super::request_body::json_object;
+use super::request_body::{JsonBody, json_object};
 use crate::state::AppState;
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use miroir_proto::pb;
 use serde_json::{Map, Value, json};
@@ -40,10 +39,9 @@ pub async fn get_one(
 /// `POST /webhooks`: 201 with the webhook.
 pub async fn create(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
-    let body = json_body(&headers, &body)?;
+    let body = json_object(&body)?;
     let uuid = uuid::Uuid::new_v4().to_string();
     let mut webhook = pb::Webhook {
         uuid: uuid.clone(),
@@ -78,11 +76,10 @@ pub async fn create(
 pub async fn update(
     State(state): State<AppState>,
     Path(uuid): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, MeiliError> {
     let uuid = parse_uuid(&uuid)?;
-    let body = json_body(&headers, &body)?;
+    let body = json_object(&body)?;
     let mut webhook = find(&state.topology.current(), &uuid)?.clone();
     let (url, header_patch) = fields(&body)?;
     let headers = merged_headers(&webhook, header_patch);
@@ -140,40 +137,6 @@ async fn put(
         .wait_for_version(response.topology_version, TOPOLOGY_WAIT)
         .await;
     Ok(response.webhook.unwrap_or_default())
-}
-
-/// A JSON object body, which Meilisearch takes only as `application/json`.
-fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Map<String, Value>, MeiliError> {
-    let accepted = "Accepted values for the Content-Type header are: `application/json`";
-    let unsupported = |code, message: String| {
-        MeiliError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            code,
-            ErrorType::InvalidRequest,
-            message,
-        )
-    };
-    match headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None | Some("") => Err(unsupported(
-            "missing_content_type",
-            format!("A Content-Type header is missing. {accepted}"),
-        )),
-        Some(content_type)
-            if content_type
-                .split(';')
-                .next()
-                .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json")) =>
-        {
-            json_object(body)
-        }
-        Some(other) => Err(unsupported(
-            "invalid_content_type",
-            format!("The Content-Type `{other}` is invalid. {accepted}"),
-        )),
-    }
 }
 
 /// `url` (absent, `null`, or a string) and `headers` (absent: `None`; `null`: clear all;

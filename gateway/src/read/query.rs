@@ -321,12 +321,9 @@ impl SearchQuery {
         Self::unchecked(body).checked(route, at)
     }
 
-    /// Reads a search body straight from the request's bytes (empty: no member), with
-    /// Meilisearch's errors for a body that is no JSON object.
+    /// Reads a search body straight from the request's bytes, with Meilisearch's errors
+    /// for a body that is missing or no JSON object.
     pub fn from_body(body: &bytes::Bytes, route: SearchRoute) -> Result<Self, MeiliError> {
-        if body.is_empty() {
-            return Ok(Self::default());
-        }
         match serde_json::from_slice::<Self>(body) {
             Ok(query) => query.checked(route, ""),
             // The error a body that is no object gets, read as `json_object` reads it.
@@ -418,6 +415,15 @@ impl SearchQuery {
     /// Whether facets are asked for.
     pub fn asks_facets(&self) -> bool {
         !self.facets.is_absent()
+    }
+
+    /// Whether the query names facets (an empty list names none).
+    pub fn names_facets(&self) -> bool {
+        match &self.facets {
+            Member::Absent => false,
+            Member::Given(facets) => !facets.is_empty(),
+            Member::Other(_) => true,
+        }
     }
 
     /// Whether this is a hybrid search.
@@ -757,7 +763,7 @@ mod tests {
         let read = |body: &str| {
             SearchQuery::from_body(&bytes::Bytes::from(body.to_owned()), SearchRoute::Search)
         };
-        assert_eq!(read("").unwrap().to_json(), json!({}));
+        assert_eq!(read("").unwrap_err().code, "missing_payload");
         let query = read(r#"{"q": "a", "filter": null, "hybrid": null, "x": [1]}"#).unwrap();
         assert_eq!(query.to_json(), json!({"q": "a", "x": [1]}));
         assert_eq!(read("[1]").unwrap_err().code, "bad_request");

@@ -5,7 +5,7 @@
 use super::facets::FacetOrder;
 use super::merge::merge;
 use super::plan::{ReadPlan, SearchPlan, next_turn};
-use super::query::{Member, SearchQuery};
+use super::query::SearchQuery;
 use super::respond::{Searched, Timing, one_node_answer, search_body};
 use super::scatter::{NodeRequest, SearchFailure, gather_from};
 use crate::api::auth::Caller;
@@ -97,13 +97,8 @@ async fn from_one_node(
     // needs no change but Miroir's field: the node's bytes pass with it cut out, sparing a
     // parse and a re-serialization.
     let as_sent = || {
-        let facets_asked = match &query.facets {
-            Member::Absent => false,
-            Member::Given(facets) => !facets.is_empty(),
-            Member::Other(_) => true,
-        };
         raw_ok
-            && (!facets_asked
+            && (!query.names_facets()
                 || crate::read::strip::most_facet_values(&bytes)
                     .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values))
     };
