@@ -20,7 +20,7 @@ pub struct Request {
     /// Body bytes.
     pub body: Option<Vec<u8>>,
     /// The `Authorization` header's key (`None`: no header).
-    pub key: Option<&'static str>,
+    pub key: Option<String>,
 }
 
 /// The index every request is about, set up alike on both sides by [`setup`].
@@ -221,23 +221,25 @@ fn bytes_of(rng: &mut Rng, body: &Value) -> Vec<u8> {
 }
 
 impl Request {
-    fn json(method: Method, path: String, body: Vec<u8>) -> Self {
+    /// A JSON request with the master key.
+    pub fn json(method: Method, path: String, body: Vec<u8>) -> Self {
         Self {
             method,
             path,
             content_type: Some("application/json"),
             body: Some(body),
-            key: Some(MASTER_KEY),
+            key: Some(MASTER_KEY.to_owned()),
         }
     }
 
-    fn get(path: String) -> Self {
+    /// A `GET` with the master key.
+    pub fn get(path: String) -> Self {
         Self {
             method: Method::GET,
             path,
             content_type: None,
             body: None,
-            key: Some(MASTER_KEY),
+            key: Some(MASTER_KEY.to_owned()),
         }
     }
 }
@@ -380,14 +382,14 @@ pub fn request(rng: &mut Rng) -> Request {
                 path: format!("/indexes/{INDEX}/documents"),
                 content_type: Some(content_type),
                 body: Some(body.to_vec()),
-                key: Some(MASTER_KEY),
+                key: Some(MASTER_KEY.to_owned()),
             }
         }
     };
     // Header mutations: no key, a wrong key, no content type.
     match rng.next(40) {
         0 => request.key = None,
-        1 => request.key = Some("wrong-key-0123456789"),
+        1 => request.key = Some("wrong-key-0123456789".to_owned()),
         2 if request.body.is_some() => request.content_type = None,
         _ => {}
     }
@@ -417,7 +419,7 @@ async fn send_once(client: &reqwest::Client, base: &str, request: &Request) -> A
     let mut builder = client
         .request(request.method.clone(), format!("{base}{}", request.path))
         .timeout(Duration::from_secs(30));
-    if let Some(key) = request.key {
+    if let Some(key) = &request.key {
         builder = builder.bearer_auth(key);
     }
     if let Some(content_type) = request.content_type {
@@ -467,7 +469,7 @@ impl std::fmt::Display for Mismatch {
             self.request.method,
             self.request.path,
             self.request.content_type,
-            self.request.key.map(|k| k == MASTER_KEY),
+            self.request.key.as_deref().map(|k| k == MASTER_KEY),
             body,
             self.gateway.status,
             self.gateway.code,

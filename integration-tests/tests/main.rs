@@ -1,5 +1,6 @@
 //! One integration-test binary: every module starts real Miroir processes on loopback.
 
+mod auth_fuzz;
 mod control_plane;
 mod control_plane_ha;
 mod ctl;

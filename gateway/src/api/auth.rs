@@ -33,6 +33,30 @@ pub enum Caller {
     },
 }
 
+/// Actions on the instance rather than on its indexes: Meilisearch grants them only to a
+/// key whose `indexes` is `["*"]` (a key limited to some indexes gets 403 there, while
+/// listings such as `GET /indexes`, `/stats` or `/tasks` show it its own indexes).
+const INSTANCE_ACTIONS: &[&str] = &[
+    "keys.get",
+    "keys.create",
+    "keys.update",
+    "keys.delete",
+    "version",
+    "dumps.create",
+    "snapshots.create",
+    "experimental.get",
+    "experimental.update",
+    "webhooks.get",
+    "webhooks.create",
+    "webhooks.update",
+    "webhooks.delete",
+    "chats.get",
+    "chats.delete",
+    "chatsSettings.get",
+    "chatsSettings.update",
+    "chatCompletions",
+];
+
 impl Caller {
     /// Whether the caller may run `action` (on `index`, when the route has one).
     pub fn allows(&self, action: &str, index: Option<&str>) -> bool {
@@ -40,7 +64,14 @@ impl Caller {
             Self::Master => true,
             Self::Key(key) => {
                 action_allows(&key.actions, action)
-                    && index.is_none_or(|i| indexes_allow(&key.indexes, i))
+                    && match index {
+                        Some(index) => indexes_allow(&key.indexes, index),
+                        // The instance's own routes are for keys on every index only.
+                        None => {
+                            !INSTANCE_ACTIONS.contains(&action)
+                                || key.indexes.iter().any(|p| p == "*")
+                        }
+                    }
             }
             Self::Tenant { key, rules } => {
                 action == "search"
@@ -339,6 +370,26 @@ mod tests {
             fuse_filters(json!(["a = 1", ["b = 2", "c = 3"]]), json!("d = 4")),
             json!(["a = 1", ["b = 2", "c = 3"], "d = 4"])
         );
+    }
+
+    #[test]
+    fn the_instances_routes_need_a_key_on_every_index() {
+        let key = |indexes: &[&str]| {
+            Caller::Key(Arc::new(pb::ApiKey {
+                actions: vec!["*".into()],
+                indexes: indexes.iter().map(|i| i.to_string()).collect(),
+                ..Default::default()
+            }))
+        };
+        let limited = key(&["movies"]);
+        assert!(!limited.allows("keys.get", None));
+        assert!(!limited.allows("version", None));
+        assert!(
+            limited.allows("stats.get", None),
+            "listings show its own indexes"
+        );
+        assert!(limited.allows("search", Some("movies")));
+        assert!(key(&["*"]).allows("keys.get", None));
     }
 
     #[test]
