@@ -136,14 +136,6 @@ pub fn check_positive_integer(
     }
 }
 
-/// The paging members of a search and their error codes.
-pub const SEARCH_PAGING: [(&str, &str); 4] = [
-    ("offset", "invalid_search_offset"),
-    ("limit", "invalid_search_limit"),
-    ("page", "invalid_search_page"),
-    ("hitsPerPage", "invalid_search_hits_per_page"),
-];
-
 /// A query parameter as a positive integer, or Meilisearch's error for it under `code`.
 pub fn positive_integer<T: std::str::FromStr>(
     name: &str,

@@ -4,7 +4,7 @@
 use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
-use super::request_body::{JsonBody, json_object};
+use super::request_body::JsonBody;
 use crate::read::facets::FacetOrder;
 use crate::read::plan::next_turn;
 use crate::read::query::{SearchQuery, SearchRoute};
@@ -71,9 +71,7 @@ pub async fn facet_search(
     Path(uid): Path<String>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
-    let parsed =
-        json_object(&body).and_then(|b| SearchQuery::parse(b, SearchRoute::FacetSearch, ""));
-    let mut query = match parsed {
+    let mut query = match SearchQuery::from_body(&body, SearchRoute::FacetSearch) {
         Ok(query) => query,
         Err(ours) => {
             let path = format!("/indexes/{uid}/facet-search");

@@ -454,13 +454,9 @@ mod tests {
         );
     }
 
-    fn search_plan(query: Value, settings: Value) -> SearchPlan {
-        SearchPlan::of(query, settings)
-    }
-
     #[test]
     fn nodes_are_asked_for_every_hit_up_to_the_window_in_page_mode() {
-        let plan = search_plan(json!({"q": "a", "offset": 10, "limit": 5}), json!({}));
+        let plan = SearchPlan::of(json!({"q": "a", "offset": 10, "limit": 5}), json!({}));
         assert_eq!(
             plan.node_query.to_json(),
             json!({"q": "a", "page": 1, "hitsPerPage": 15, "showRankingScore": true})
@@ -484,18 +480,18 @@ mod tests {
     }
 
     fn plan_with_max(query: Value, max: u64) -> SearchPlan {
-        search_plan(query, json!({"pagination": {"maxTotalHits": max}}))
+        SearchPlan::of(query, json!({"pagination": {"maxTotalHits": max}}))
     }
 
     #[test]
     fn a_sort_or_hybrid_search_is_merged_by_ranking_details() {
-        let plan = search_plan(json!({"sort": ["year:desc"]}), json!({}));
+        let plan = SearchPlan::of(json!({"sort": ["year:desc"]}), json!({}));
         assert!(plan.by_rules);
         assert_eq!(
             plan.node_query.show_ranking_score_details,
             Member::Given(true)
         );
-        let plan = search_plan(json!({"hybrid": {"embedder": "e"}}), json!({}));
+        let plan = SearchPlan::of(json!({"hybrid": {"embedder": "e"}}), json!({}));
         assert!(!plan.by_rules);
         assert_eq!(
             plan.node_query.show_ranking_score_details,
@@ -506,7 +502,7 @@ mod tests {
     #[test]
     fn distinct_brings_its_attribute_as_a_facet_and_in_the_hits() {
         let settings = json!({"distinctAttribute": "sku", "filterableAttributes": ["sku"]});
-        let plan = search_plan(
+        let plan = SearchPlan::of(
             json!({"attributesToRetrieve": ["title"], "facets": ["genre"]}),
             settings,
         );
@@ -522,7 +518,7 @@ mod tests {
             Member::Given(vec!["title".into(), "sku".into()])
         );
         // Not filterable: no facet to count by; the merge still dedups the hits.
-        let plan = search_plan(
+        let plan = SearchPlan::of(
             json!({"distinct": "color"}),
             json!({"filterableAttributes": []}),
         );
