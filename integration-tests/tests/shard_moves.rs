@@ -199,6 +199,21 @@ impl Workload {
         }
     }
 
+    /// Waits until more than `writes` writes were acknowledged: a change that ends fast
+    /// leaves the clients too little time otherwise.
+    async fn until_acknowledged(&self, writes: u64) {
+        let acknowledged = self.acknowledged.clone();
+        wait_for(
+            &format!("more than {writes} acknowledged writes"),
+            Duration::from_secs(60),
+            || {
+                let acknowledged = acknowledged.clone();
+                async move { (acknowledged.load(Ordering::Relaxed) > writes).then_some(()) }
+            },
+        )
+        .await
+    }
+
     /// Stops the clients; what they did.
     async fn finish(self) -> History {
         self.stop.store(true, Ordering::Relaxed);
@@ -585,6 +600,7 @@ where
     assert_eq!(op.state(), pb::OperationState::Succeeded);
     // Keep writing a little on the new layout.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    workload.until_acknowledged(100).await;
     let history = workload.finish().await;
     let (acknowledged, refused) = (history.acknowledged, history.refused);
     println!(
