@@ -73,6 +73,12 @@ pub struct Config {
     #[arg(long, env = "MIROIR_HEALTH_SUCCESSES", default_value_t = 2)]
     pub health_successes: u32,
 
+    /// Timeout of the check the leader makes at once on a node a gateway reports (passive
+    /// health): a node that does not answer it is marked failed, and the shard copies it
+    /// holds stale where another in-sync copy takes the writes.
+    #[arg(long, env = "MIROIR_TROUBLE_CHECK_TIMEOUT", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub trouble_check_timeout: Duration,
+
     /// Interval between passes that make every node's API keys and experimental features
     /// equal to the topology's (also run right after each change and when a node becomes
     /// active).

@@ -46,6 +46,7 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.TaskService/DeleteTasks",
     "/miroir.v1.TaskService/RecordTaskOutcome",
     "/miroir.v1.TaskService/AttachNodeTasks",
+    "/miroir.v1.TopologyService/ReportNodeTrouble",
 ];
 
 /// Where a call should go: `Some(leader address)` when this process follows and the call

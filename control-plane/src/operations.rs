@@ -422,6 +422,9 @@ fn route_for(m: &pb::ShardMove, phase: MovePhase, route: &mut pb::ShardRoute) {
         }
         MovePhase::Unspecified => {}
     }
+    // A stale copy stays stale while it remains an owner (it is caught up after the
+    // move); one that leaves is deleted with the other leavers' copies.
+    route.stale_nodes.retain(|n| route.read_nodes.contains(n));
 }
 
 /// Moves `key` into `phase` and rewrites its shard's routing for it; records the

@@ -91,9 +91,35 @@ pub struct ServiceState {
     pub move_progress: crate::move_progress::MoveProgress,
     /// When the leader lease was last taken or renewed (Postgres), on this process's clock.
     lease_renewed_at: Mutex<Option<std::time::Instant>>,
+    /// Shards whose writes a catch-up running here holds (its last pass), so the
+    /// shard-move reconciler does not release them as left over.
+    catch_up_holds: Mutex<std::collections::HashSet<crate::topology::RouteKey>>,
+    /// Nodes a gateway reported that are being checked now (one check per node at once).
+    pub trouble_checks: Mutex<std::collections::HashSet<String>>,
 }
 
 impl ServiceState {
+    /// The shards a catch-up running here holds.
+    pub fn catch_up_holds(&self) -> std::collections::HashSet<crate::topology::RouteKey> {
+        self.catch_up_holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records (`held`) or forgets that a catch-up running here holds `key`.
+    pub fn set_catch_up_hold(&self, key: &crate::topology::RouteKey, held: bool) {
+        let mut holds = self
+            .catch_up_holds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if held {
+            holds.insert(key.clone());
+        } else {
+            holds.remove(key);
+        }
+    }
+
     /// Loads the newest topology (committing an empty version 1 on a new store).
     pub async fn load(
         config: Config,
@@ -131,6 +157,8 @@ impl ServiceState {
             moves_wake: tokio::sync::Notify::new(),
             move_progress: Default::default(),
             lease_renewed_at: Mutex::new(None),
+            catch_up_holds: Mutex::default(),
+            trouble_checks: Mutex::default(),
         });
         if empty && matches!(state.leadership(), LeadershipStatus::Leader { .. }) {
             state.commit_initial().await?;

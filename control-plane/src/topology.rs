@@ -8,6 +8,7 @@ use crate::error::{ControlPlaneError, Result};
 use miroir_proto::pb::{self, GroupState, NodeState};
 use miroir_proto::placement::compute_group_routing;
 use miroir_proto::{GroupId, NodeId};
+use std::collections::HashSet;
 
 /// Largest shard count an index may have.
 pub const MAX_SHARDS: u32 = 4096;
@@ -520,9 +521,13 @@ pub fn hold_writes(topology: &mut pb::Topology, uids: &[String], hold: bool) {
     }
 }
 
-/// Shards held (`blocked`) that no move's cutover holds, by index uid: a hold a rename or
-/// swap left when its leader stopped before releasing it.
-fn stale_holds(topology: &pb::Topology) -> Vec<(String, u32, u32)> {
+/// A shard of an index in a group: (index uid, group, shard).
+pub type RouteKey = (String, u32, u32);
+
+/// Shards held (`blocked`) that no move's cutover holds and no catch-up running here
+/// (`exempt`) holds, by index uid: a hold a rename, swap or catch-up left when its leader
+/// stopped before releasing it.
+fn stale_holds(topology: &pb::Topology, exempt: &HashSet<RouteKey>) -> Vec<(String, u32, u32)> {
     let in_cutover: std::collections::HashSet<(&str, u32, u32)> = topology
         .moves
         .iter()
@@ -533,8 +538,11 @@ fn stale_holds(topology: &pb::Topology) -> Vec<(String, u32, u32)> {
     for index in &topology.indexes {
         for routing in &index.routing {
             for route in routing.shards.iter().filter(|s| s.blocked) {
-                if !in_cutover.contains(&(index.uid.as_str(), routing.group_id, route.shard)) {
-                    stale.push((index.uid.clone(), routing.group_id, route.shard));
+                let key = (index.uid.clone(), routing.group_id, route.shard);
+                if !in_cutover.contains(&(index.uid.as_str(), routing.group_id, route.shard))
+                    && !exempt.contains(&key)
+                {
+                    stale.push(key);
                 }
             }
         }
@@ -543,14 +551,14 @@ fn stale_holds(topology: &pb::Topology) -> Vec<(String, u32, u32)> {
 }
 
 /// Whether some shard is held by no move's cutover ([`release_stale_holds`]).
-pub fn has_stale_holds(topology: &pb::Topology) -> bool {
-    !stale_holds(topology).is_empty()
+pub fn has_stale_holds(topology: &pb::Topology, exempt: &HashSet<RouteKey>) -> bool {
+    !stale_holds(topology, exempt).is_empty()
 }
 
 /// Releases the shards held by no move's cutover: a hold a rename or swap left when its
 /// leader stopped before releasing it. Returns the indexes released.
-pub fn release_stale_holds(topology: &mut pb::Topology) -> Vec<String> {
-    let stale = stale_holds(topology);
+pub fn release_stale_holds(topology: &mut pb::Topology, exempt: &HashSet<RouteKey>) -> Vec<String> {
+    let stale = stale_holds(topology, exempt);
     for (uid, group, shard) in &stale {
         let route = topology
             .indexes
@@ -813,14 +821,129 @@ pub fn set_node_state(
     state: NodeState,
     now_ms: u64,
 ) -> bool {
-    match topology.nodes.iter_mut().find(|n| n.id == id) {
+    let changed = match topology.nodes.iter_mut().find(|n| n.id == id) {
         Some(node) if node.state != state as i32 => {
             node.state = state as i32;
             node.state_changed_at_ms = now_ms;
             true
         }
         _ => false,
+    };
+    if changed && state == NodeState::Failed {
+        mark_stale(topology, id);
     }
+    changed
+}
+
+/// Takes failed `node` out of the in-sync set of every shard copy it holds where another
+/// in-sync copy of that shard lives on a node that has not failed, in a group that takes
+/// writes: writes to those shards are then acknowledged without it (docs/architecture.md,
+/// "Writes through a replica's failure"), and the catch-up reconciler makes its copy equal
+/// again before it serves. Where it holds the shard's last in-sync copy, it stays in
+/// sync: writes to that shard wait for it, so it misses none. The copies marked stale.
+pub fn mark_stale(topology: &mut pb::Topology, node: &str) -> usize {
+    let failed: HashSet<String> = topology
+        .nodes
+        .iter()
+        .filter(|n| n.state() == NodeState::Failed)
+        .map(|n| n.id.clone())
+        .collect();
+    let writable: HashSet<u32> = topology
+        .groups
+        .iter()
+        .filter(|g| g.state() != GroupState::Draining)
+        .map(|g| g.id)
+        .collect();
+    let mut marked = 0;
+    for index in &mut topology.indexes {
+        for shard in 0..index.shard_count as usize {
+            let other_in_sync = index
+                .routing
+                .iter()
+                .filter(|r| writable.contains(&r.group_id))
+                .filter_map(|r| r.shards.get(shard))
+                .flat_map(|s| s.in_sync())
+                .any(|n| n != node && !failed.contains(n));
+            if !other_in_sync {
+                continue;
+            }
+            for route in index
+                .routing
+                .iter_mut()
+                .filter_map(|r| r.shards.get_mut(shard))
+                .filter(|s| s.is_in_sync(node))
+            {
+                route.stale_nodes.push(node.to_owned());
+                marked += 1;
+            }
+        }
+    }
+    marked
+}
+
+/// A stale copy the catch-up reconciler may bring back in sync: its node passed its
+/// health checks again, no move is on its shard, and an in-sync copy of the shard lives
+/// on a node that serves. As (index uid, group, shard, node).
+pub fn copies_to_catch_up(topology: &pb::Topology) -> Vec<(String, u32, u32, String)> {
+    let active = |id: &str| {
+        topology
+            .nodes
+            .iter()
+            .any(|n| n.id == id && n.state() == NodeState::Active)
+    };
+    let mut copies = Vec::new();
+    for index in &topology.indexes {
+        for routing in &index.routing {
+            for route in &routing.shards {
+                let moving = topology.moves.iter().any(|m| {
+                    m.index_uid == index.uid
+                        && m.group_id == routing.group_id
+                        && m.shard == route.shard
+                });
+                if moving {
+                    continue;
+                }
+                for node in route.stale_nodes.iter().filter(|n| active(n)) {
+                    if in_sync_source(topology, index, route.shard, routing.group_id).is_some() {
+                        copies.push((
+                            index.uid.clone(),
+                            routing.group_id,
+                            route.shard,
+                            node.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    copies
+}
+
+/// A node holding an in-sync copy of `shard` of `index` that serves reads: in `group`
+/// first, else in another active group.
+pub fn in_sync_source<'a>(
+    topology: &'a pb::Topology,
+    index: &pb::Index,
+    shard: u32,
+    group: u32,
+) -> Option<&'a pb::Node> {
+    let active_group = |id: u32| {
+        topology
+            .groups
+            .iter()
+            .any(|g| g.id == id && g.state() == GroupState::Active)
+    };
+    let mut routings: Vec<&pb::GroupRouting> = index
+        .routing
+        .iter()
+        .filter(|r| r.group_id == group || active_group(r.group_id))
+        .collect();
+    routings.sort_by_key(|r| r.group_id != group);
+    routings
+        .into_iter()
+        .filter_map(|r| r.shards.get(shard as usize))
+        .flat_map(|s| s.in_sync())
+        .find_map(|id| topology.nodes.iter().find(|n| &n.id == id && n.checked()))
 }
 
 /// Whether a planned move names `node` (as an old or a new owner).
@@ -855,6 +978,50 @@ mod tests {
             shard_count: s,
             replication_factor: rf,
         }
+    }
+
+    fn stale(t: &pb::Topology) -> Vec<(u32, u32, String)> {
+        t.indexes[0]
+            .routing
+            .iter()
+            .flat_map(|r| {
+                r.shards.iter().flat_map(move |s| {
+                    s.stale_nodes
+                        .iter()
+                        .map(move |n| (r.group_id, s.shard, n.clone()))
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_copy_goes_stale_only_while_another_in_sync_copy_takes_the_writes() {
+        let mut t = fleet(&[("a", 0), ("b", 0)]);
+        for node in ["a", "b"] {
+            set_node_state(&mut t, node, NodeState::Active, 0);
+        }
+        create_index(&mut t, "movies", None, layout(2, 2), 0).unwrap();
+        // a fails: b holds an in-sync copy of both shards, so a's copies go stale.
+        set_node_state(&mut t, "a", NodeState::Failed, 1);
+        assert_eq!(stale(&t), [(0, 0, "a".into()), (0, 1, "a".into())]);
+        let route = &t.indexes[0].routing[0].shards[0];
+        assert_eq!(route.in_sync().collect::<Vec<_>>(), ["b"]);
+        // b fails too: it holds the last in-sync copies, so it stays in sync and writes
+        // wait for it rather than be acknowledged by no copy that has them all.
+        set_node_state(&mut t, "b", NodeState::Failed, 2);
+        assert_eq!(stale(&t).len(), 2);
+        assert!(copies_to_catch_up(&t).is_empty(), "no live in-sync source");
+        // a comes back first: still no source. b comes back: a is caught up from b.
+        set_node_state(&mut t, "a", NodeState::Active, 3);
+        assert!(copies_to_catch_up(&t).is_empty());
+        set_node_state(&mut t, "b", NodeState::Active, 4);
+        assert_eq!(
+            copies_to_catch_up(&t),
+            [
+                ("movies".to_owned(), 0, 0, "a".to_owned()),
+                ("movies".to_owned(), 0, 1, "a".to_owned())
+            ]
+        );
     }
 
     #[test]
@@ -1131,9 +1298,9 @@ mod tests {
             phase: pb::MovePhase::Cutover as i32,
             ..Default::default()
         });
-        assert_eq!(release_stale_holds(&mut t), ["x"]);
+        assert_eq!(release_stale_holds(&mut t, &HashSet::new()), ["x"]);
         assert_eq!(held(&t, "x"), [false, false, true, false]);
-        assert!(release_stale_holds(&mut t).is_empty());
+        assert!(release_stale_holds(&mut t, &HashSet::new()).is_empty());
         hold_writes(&mut t, &["x".to_owned()], false);
         assert_eq!(held(&t, "x"), [false; 4]);
     }

@@ -52,6 +52,18 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CUTOVER_WRITE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub cutover_write_wait: Duration,
 
+    /// A write whose call to a node has not answered after this long reports the node to
+    /// the control plane, which checks it at once (passive health); a failed call reports
+    /// it at once.
+    #[arg(long, env = "MIROIR_NODE_REPORT_AFTER", default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub node_report_after: Duration,
+
+    /// How long a write that missed its quorum because a node did not answer waits for
+    /// the control plane to mark that node failed, and is then acknowledged by the
+    /// in-sync copies left; past it, 503 `miroir_no_quorum`.
+    #[arg(long, env = "MIROIR_WRITE_FAILOVER_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub write_failover_wait: Duration,
+
     /// Worker threads of the gateway's runtime, which serves the HTTP API and calls the
     /// nodes (default: one per CPU).
     #[arg(long, env = "MIROIR_THREADS")]

@@ -4,6 +4,7 @@
 use miroir_proto::pb;
 use miroir_proto::pb::admin_service_client::AdminServiceClient;
 use miroir_proto::pb::task_service_client::TaskServiceClient;
+use miroir_proto::pb::topology_service_client::TopologyServiceClient;
 use std::sync::Mutex;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
@@ -98,6 +99,11 @@ impl ControlPlaneClient {
         AdminServiceClient::new(channel)
     }
 
+    /// A TopologyService client on a channel.
+    pub fn topology(channel: Channel) -> TopologyServiceClient<Channel> {
+        TopologyServiceClient::new(channel)
+    }
+
     /// A TaskService client on a channel.
     pub fn tasks(channel: Channel) -> TaskServiceClient<Channel> {
         TaskServiceClient::new(channel)
@@ -157,4 +163,5 @@ rpc! {
     tasks delete_tasks(DeleteTasksRequest) -> DeleteTasksResponse;
     tasks record_task_outcome(RecordTaskOutcomeRequest) -> RecordTaskOutcomeResponse;
     tasks attach_node_tasks(AttachNodeTasksRequest) -> Task;
+    topology report_node_trouble(ReportNodeTroubleRequest) -> ReportNodeTroubleResponse;
 }

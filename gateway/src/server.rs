@@ -164,6 +164,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         index_settings: Arc::default(),
         fleet,
         live_gateways,
+        trouble: Arc::default(),
     });
     let sweep_interval = state.config.task_sweep_interval;
     if !sweep_interval.is_zero() {

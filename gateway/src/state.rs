@@ -31,6 +31,8 @@ pub struct GatewayState {
     /// Live gateways as the control plane last reported them (divides rate limits when
     /// the fleet state is not shared).
     pub live_gateways: Arc<std::sync::atomic::AtomicU64>,
+    /// Nodes this gateway reported to the control plane, and when (passive health).
+    pub trouble: Arc<crate::nodes::trouble::TroubleReports>,
 }
 
 /// index uid → (settings version, read at, settings). Committed versions come from the
@@ -84,6 +86,7 @@ impl GatewayState {
             index_settings: Arc::default(),
             fleet: Arc::new(fleet),
             live_gateways: Arc::new(std::sync::atomic::AtomicU64::new(1)),
+            trouble: Arc::default(),
         })
     }
 }

@@ -77,6 +77,21 @@ pub mod pb {
         }
     }
 
+    impl ShardRoute {
+        /// The in-sync copies: read nodes that missed no acknowledged write. Reads go to
+        /// them only, and a write's quorum counts them only.
+        pub fn in_sync(&self) -> impl Iterator<Item = &String> + Clone {
+            self.read_nodes
+                .iter()
+                .filter(|n| !self.stale_nodes.contains(n))
+        }
+
+        /// Whether `node` is an in-sync copy.
+        pub fn is_in_sync(&self, node: &str) -> bool {
+            self.read_nodes.iter().any(|n| n == node) && !self.stale_nodes.iter().any(|n| n == node)
+        }
+    }
+
     /// Encoded `FileDescriptorSet` of every Miroir proto, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/miroir_descriptor.bin"));

@@ -373,6 +373,7 @@ pub fn compute_group_routing(
                     read_nodes: owners.clone(),
                     write_nodes: owners,
                     blocked: false,
+                    stale_nodes: Vec::new(),
                 }
             })
             .collect(),

@@ -61,6 +61,79 @@ async fn check(client: &NodeClient, id: &str, address: &str) -> bool {
     }
 }
 
+/// A gateway's report that `node`'s calls fail or hang (passive health): checks the node
+/// at once, bounded by `--trouble-check-timeout`, and marks it failed if it does not
+/// answer healthy. One check per node at a time; a report on a node being checked, or
+/// already failed, changes nothing. The node's state after the check.
+pub async fn check_reported(
+    state: &Arc<ServiceState>,
+    node_id: &str,
+    gateway: &str,
+    detail: &str,
+) -> crate::error::Result<NodeState> {
+    let topology = state.topology();
+    let node = topology
+        .nodes
+        .iter()
+        .find(|n| n.id == node_id)
+        .ok_or_else(|| {
+            crate::error::ControlPlaneError::NotFound(format!("node {node_id:?} does not exist"))
+        })?
+        .clone();
+    let current = node.state();
+    if !matches!(current, NodeState::Active | NodeState::Draining) {
+        return Ok(current);
+    }
+    {
+        let mut checking = state
+            .trouble_checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !checking.insert(node_id.to_owned()) {
+            return Ok(current);
+        }
+    }
+    let healthy = tokio::time::timeout(
+        state.config.trouble_check_timeout,
+        check(state.nodes.inner(), &node.id, &node.address),
+    )
+    .await
+    .unwrap_or(false);
+    state
+        .trouble_checks
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(node_id);
+    state.metrics.observe_health_check(node_id, healthy);
+    if healthy {
+        tracing::info!(node = %node_id, %gateway, %detail, "reported node answered its check");
+        return Ok(current);
+    }
+    tracing::warn!(node = %node_id, %gateway, %detail, "reported node failed its check: marked failed");
+    let reason = format!(
+        "node {node_id} {} -> failed (reported by gateway {gateway}: {detail}; no answer to a check within {})",
+        current.short_name(),
+        humantime::format_duration(state.config.trouble_check_timeout)
+    );
+    let (after, _) = state
+        .commit(|t, now| {
+            if t.nodes
+                .iter()
+                .any(|n| n.id == node_id && n.state == current as i32)
+            {
+                set_node_state(t, node_id, NodeState::Failed, now);
+            }
+            let after = t
+                .nodes
+                .iter()
+                .find(|n| n.id == node_id)
+                .map_or(NodeState::Removed, |n| n.state());
+            Ok((after, reason))
+        })
+        .await?;
+    Ok(after)
+}
+
 /// Runs until the process stops.
 pub async fn run(state: Arc<ServiceState>) {
     let config = &state.config;

@@ -19,7 +19,7 @@ use crate::operations::{self, MoveKey};
 use crate::reconcilers::settings::prepare_node;
 use crate::shard_copy::{self, Transfer};
 use crate::state::{LeadershipStatus, ServiceState, now_ms};
-use miroir_proto::pb::{self, GroupState, MovePhase, NodeState, OperationState};
+use miroir_proto::pb::{self, MovePhase, NodeState, OperationState};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,12 +75,13 @@ async fn release_stale_holds(state: &Arc<ServiceState>) {
     let Ok(_no_rename_running) = state.write_holds_lock.try_lock() else {
         return;
     };
-    if !crate::topology::has_stale_holds(&state.topology()) {
+    let exempt = state.catch_up_holds();
+    if !crate::topology::has_stale_holds(&state.topology(), &exempt) {
         return;
     }
     let released = state
         .commit(|t, _| {
-            let released = crate::topology::release_stale_holds(t);
+            let released = crate::topology::release_stale_holds(t, &exempt);
             let reason = format!(
                 "writes to {released:?} released (held by a rename or swap that did not finish)"
             );
@@ -143,7 +144,7 @@ async fn drive(state: Arc<ServiceState>, key: MoveKey) {
     }
 }
 
-enum StepError {
+pub(crate) enum StepError {
     NotLeader,
     Failed(String),
 }
@@ -182,7 +183,7 @@ async fn enter(
 /// `await_applied`; fails (the step is retried) while a gateway still heartbeating has not
 /// acknowledged `version`: its lease is still renewed, so it could still write by an older
 /// table. A gateway silent past the gateway TTL no longer counts (its lease has lapsed).
-async fn barrier(state: &Arc<ServiceState>, version: u64) -> Result<(), StepError> {
+pub(crate) async fn barrier(state: &Arc<ServiceState>, version: u64) -> Result<(), StepError> {
     let lagging = state.await_applied(version).await;
     if lagging.is_empty() {
         Ok(())
@@ -239,41 +240,34 @@ fn leavers(topology: &pb::Topology, m: &pb::ShardMove) -> Vec<pb::Node> {
     )
 }
 
-/// Where the shard's documents are read from: a live old owner, else (a group being
-/// filled, or a failed node that held its group's only copy) a live reader in another
-/// active group.
+/// Where the shard's documents are read from: a live in-sync old owner, else (a group
+/// being filled, a failed node that held its group's only copy, or owners whose copies
+/// are stale) a live in-sync reader in another active group.
 fn source(topology: &pb::Topology, m: &pb::ShardMove) -> Result<pb::Node, String> {
-    let live = |id: &String| {
-        topology
-            .nodes
-            .iter()
-            .find(|n| &n.id == id && n.serves())
-            .cloned()
-    };
-    if let Some(node) = m.old_owners.iter().find_map(live) {
-        return Ok(node);
-    }
     let index = topology
         .indexes
         .iter()
         .find(|i| i.uid == m.index_uid)
         .ok_or_else(|| format!("index {} no longer exists", m.index_uid))?;
-    index
+    let route = index
         .routing
         .iter()
-        .filter(|r| r.group_id != m.group_id)
-        .filter(|r| {
-            topology
-                .groups
-                .iter()
-                .any(|g| g.id == r.group_id && g.state() == GroupState::Active)
-        })
-        .filter_map(|r| r.shards.get(m.shard as usize))
-        .flat_map(|s| &s.read_nodes)
-        .find_map(live)
+        .find(|r| r.group_id == m.group_id)
+        .and_then(|r| r.shards.get(m.shard as usize));
+    let live_old_owner = m
+        .old_owners
+        .iter()
+        .filter(|id| route.is_none_or(|r| !r.stale_nodes.contains(id)))
+        .find_map(|id| topology.nodes.iter().find(|n| &n.id == id && n.serves()));
+    if let Some(node) = live_old_owner {
+        return Ok(node.clone());
+    }
+    crate::topology::in_sync_source(topology, index, m.shard, m.group_id)
+        .filter(|n| n.group_id != m.group_id)
+        .cloned()
         .ok_or_else(|| {
             format!(
-                "no live copy of shard {} of index {} to read from; waiting for one to come back",
+                "no live in-sync copy of shard {} of index {} to read from; waiting for one to come back",
                 m.shard, m.index_uid
             )
         })

@@ -121,6 +121,27 @@ impl TopologyService for TopologyApi {
 
     type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
 
+    async fn report_node_trouble(
+        &self,
+        request: Request<pb::ReportNodeTroubleRequest>,
+    ) -> Result<Response<pb::ReportNodeTroubleResponse>, Status> {
+        let report = request.into_inner();
+        if report.node_id.is_empty() {
+            return Err(miroir_proto::ErrorCode::InvalidArgument.status("node_id is empty"));
+        }
+        let state = crate::reconcilers::node_health::check_reported(
+            &self.state,
+            &report.node_id,
+            &report.gateway_id,
+            &report.detail,
+        )
+        .await
+        .map_err(Status::from)?;
+        Ok(Response::new(pb::ReportNodeTroubleResponse {
+            state: state as i32,
+        }))
+    }
+
     async fn watch(
         &self,
         request: Request<Streaming<pb::WatchRequest>>,

@@ -135,6 +135,7 @@ mod tests {
                     read_nodes: vec!["a".into(), "b".into()],
                     write_nodes: vec!["a".into(), "b".into()],
                     blocked: false,
+                    stale_nodes: Vec::new(),
                 }],
             }],
             settings_version: 3,

@@ -37,7 +37,7 @@ pub(crate) fn live_owners(
         .routing
         .iter()
         .filter_map(|r| r.shards.get(shard))
-        .flat_map(|s| s.read_nodes.iter())
+        .flat_map(|s| s.in_sync())
         .filter_map(|owner| topology.nodes.iter().find(|n| &n.id == owner && n.serves()))
         .map(|n| (n.id.clone(), n.address.clone()))
         .collect()

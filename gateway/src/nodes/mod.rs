@@ -2,6 +2,8 @@
 //! ([`miroir_proto::node_client`]: hyper-util with rustls, a pool per node, timeouts and an
 //! answer limit), shared with the control plane; failing over between replicas is here.
 
+pub mod trouble;
+
 pub use miroir_proto::node_client::{NodeAnswer, NodeBody, NodeClient, Unreachable};
 use std::time::Duration;
 

@@ -70,20 +70,14 @@ pub fn covering_set_for(
     // nodes by turn): one call, and nothing to merge when it holds only these shards.
     let mut whole: Vec<&String> = groups
         .iter()
-        .flat_map(|g| {
-            g.shards
-                .first()
-                .map(|r| &r.read_nodes)
-                .into_iter()
-                .flatten()
-        })
+        .flat_map(|g| g.shards.first().map(|r| r.in_sync()).into_iter().flatten())
         .filter(|node| live.contains(node.as_str()))
         .filter(|node| {
             shards.iter().all(|&shard| {
                 groups.iter().any(|g| {
                     g.shards
                         .get(shard as usize)
-                        .is_some_and(|r| r.read_nodes.contains(node))
+                        .is_some_and(|r| r.is_in_sync(node))
                 })
             })
         })
@@ -100,12 +94,7 @@ pub fn covering_set_for(
             let route = groups[(turn + g) % groups.len()]
                 .shards
                 .get(shard as usize)?;
-            let alive = || {
-                route
-                    .read_nodes
-                    .iter()
-                    .filter(|n| live.contains(n.as_str()))
-            };
+            let alive = || route.in_sync().filter(|n| live.contains(n.as_str()));
             let count = alive().count();
             (count > 0).then(|| alive().nth((turn + shard as usize) % count))?
         });
@@ -398,6 +387,7 @@ mod tests {
             read_nodes: owners(s).into_iter().map(String::from).collect(),
             write_nodes: owners(s).into_iter().map(String::from).collect(),
             blocked: false,
+            stale_nodes: Vec::new(),
         };
         let index = pb::Index {
             uid: "i".into(),

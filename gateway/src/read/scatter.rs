@@ -37,15 +37,18 @@ pub async fn scatter(
         .filter_map(|(position, (node_id, shards))| {
             let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
             let node_body = request.for_node(shards, plan.unfiltered.contains(node_id));
-            let (client, node_id, address, path) = (
-                state.nodes.clone(),
+            let (state, node_id, address, path) = (
+                state.clone(),
                 node_id.clone(),
                 node.address.clone(),
                 path.to_owned(),
             );
             let named = node_id.clone();
             Some((position, named, async move {
-                let call = client.send(&node_id, &address, Method::POST, &path, Some(node_body));
+                let call = state
+                    .nodes
+                    .send(&node_id, &address, Method::POST, &path, Some(node_body));
+                let call = crate::nodes::trouble::watched(&state, &node_id, call);
                 let answer = match deadline {
                     None => call.await,
                     Some(deadline) => tokio::time::timeout_at(deadline, call)
@@ -386,6 +389,7 @@ mod tests {
             read_nodes: owners.iter().map(|n| n.to_string()).collect(),
             write_nodes: owners.iter().map(|n| n.to_string()).collect(),
             blocked: false,
+            stale_nodes: Vec::new(),
         };
         pb::Topology {
             version: 1,

@@ -400,6 +400,7 @@ mod tests {
             read_nodes: vec![node.into()],
             write_nodes: vec![node.into()],
             blocked: false,
+            stale_nodes: Vec::new(),
         };
         let topology = pb::Topology {
             nodes: ["a", "b", "c"]

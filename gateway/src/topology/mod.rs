@@ -276,12 +276,7 @@ pub fn covering_gaps(topology: &pb::Topology) -> Vec<String> {
                 .iter()
                 .filter(|r| active_groups.contains(&r.group_id))
                 .filter_map(|r| r.shards.get(shard as usize))
-                .any(|route| {
-                    route
-                        .read_nodes
-                        .iter()
-                        .any(|n| live_nodes.contains(n.as_str()))
-                });
+                .any(|route| route.in_sync().any(|n| live_nodes.contains(n.as_str())));
             if !served {
                 gaps.push(format!("{}/{shard}", index.uid));
             }
@@ -318,6 +313,7 @@ mod tests {
                             read_nodes: vec!["a".into()],
                             write_nodes: vec!["a".into()],
                             blocked: false,
+                            stale_nodes: Vec::new(),
                         })
                         .collect(),
                 }],

@@ -1,7 +1,7 @@
 //! The fan-out stage of a document write: each node's part sent at once, and what the
 //! nodes answered: the node tasks they enqueued (the acknowledgements) and their errors.
 
-use crate::nodes::{NodeAnswer, NodeBody, Unreachable};
+use crate::nodes::{NodeAnswer, NodeBody, Unreachable, trouble};
 use crate::state::AppState;
 use http::Method;
 use miroir_proto::pb;
@@ -17,6 +17,8 @@ pub struct NodeAcks {
     pub acked: BTreeSet<String>,
     /// The others' errors, in Meilisearch's shape.
     pub errors: Vec<Value>,
+    /// The nodes that did not answer (down, hung, or marked failed while waited for).
+    pub unreachable: BTreeSet<String>,
 }
 
 /// One node's part of a write.
@@ -30,7 +32,9 @@ pub struct NodeCall {
 }
 
 /// Makes every call (node id → its call) at once, but to nodes marked failed (their copies
-/// are repaired, not written), and collects the answers.
+/// are caught up, not written), and collects the answers. Each call is watched
+/// ([`trouble::watched`]): a node that fails or hangs is reported, and once marked failed
+/// the write stops waiting for it.
 pub async fn send(
     state: &AppState,
     topology: &pb::Topology,
@@ -44,11 +48,12 @@ pub async fn send(
         if node.state == pb::NodeState::Failed as i32 {
             continue;
         }
-        let (client, address) = (state.nodes.clone(), node.address.clone());
+        let (state, address) = (state.clone(), node.address.clone());
         running.push((node_id.clone(), async move {
-            client
-                .send(&node_id, &address, call.method, &call.path, call.body)
-                .await
+            let call = state
+                .nodes
+                .send(&node_id, &address, call.method, &call.path, call.body);
+            trouble::watched(&state, &node_id, call).await
         }));
     }
     let answers = miroir_proto::fan_out::join_tagged(running)
@@ -81,7 +86,10 @@ pub fn acks(
                 None => acks.errors.push(answer.body),
             },
             Ok(answer) => acks.errors.push(answer.body),
-            Err(unreachable) => acks.errors.push(unreachable.error()),
+            Err(unreachable) => {
+                acks.errors.push(unreachable.error());
+                acks.unreachable.insert(node_id);
+            }
         }
     }
     acks.node_tasks

@@ -11,12 +11,19 @@ use axum::response::Response;
 use miroir_proto::pb::{self, GroupState};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The owners whose acknowledgements make a write durable, per (group, shard): the read
-/// nodes (during a move the targets receive every write too but do not count, so the
-/// move's source holds every acknowledged write). Groups with no owner yet (being
-/// filled) take no part.
-#[derive(Debug, Default)]
-pub struct Owners(BTreeMap<(u32, u32), Vec<String>>);
+/// The owners whose acknowledgements make a write durable, per (group, shard): the
+/// in-sync read nodes (during a move the targets receive every write too but do not
+/// count, so the move's source holds every acknowledged write; a stale copy being caught
+/// up receives them too and does not count either). Groups with no owner yet (being
+/// filled) take no part; one whose copies of a shard are all stale misses its writes.
+#[derive(Debug, Default, Clone)]
+pub struct Owners {
+    by_route: BTreeMap<(u32, u32), Vec<String>>,
+    /// The write's shards, to find its owners again under a newer topology.
+    shards: BTreeSet<u32>,
+    /// The index's uid.
+    uid: String,
+}
 
 /// Why a write is not acknowledged, or which groups missed quorum.
 pub enum Quorum {
@@ -42,21 +49,57 @@ impl Owners {
     /// The owners of `shards` of `index` in every group that takes writes.
     pub fn of(index: &pb::Index, topology: &pb::Topology, shards: &BTreeSet<u32>) -> Self {
         let writable = writable_groups(topology);
-        let mut owners = BTreeMap::new();
+        let mut by_route = BTreeMap::new();
         for routing in index
             .routing
             .iter()
             .filter(|r| writable.contains(&r.group_id))
         {
             for &shard in shards {
+                // A group whose copies are all stale misses the write (and is named).
                 if let Some(route) = routing.shards.get(shard as usize)
                     && !route.read_nodes.is_empty()
                 {
-                    owners.insert((routing.group_id, shard), route.read_nodes.clone());
+                    let in_sync: Vec<String> = route.in_sync().cloned().collect();
+                    by_route.insert((routing.group_id, shard), in_sync);
                 }
             }
         }
-        Self(owners)
+        Self {
+            by_route,
+            shards: shards.clone(),
+            uid: index.uid.clone(),
+        }
+    }
+
+    /// The same write's owners under a newer `topology` (`None` if the index is gone).
+    fn under(&self, topology: &pb::Topology) -> Option<Self> {
+        let index = topology.indexes.iter().find(|i| i.uid == self.uid)?;
+        Some(Self::of(index, topology, &self.shards))
+    }
+
+    /// The in-sync owners of the lost `shards` that did not answer and are not yet
+    /// marked failed in `topology`: marking them may let the write's quorum be reached (a
+    /// failed node that stays in sync holds the shard's last copy: nothing will change).
+    fn suspects(
+        &self,
+        shards: &[u32],
+        unreachable: &BTreeSet<String>,
+        topology: &pb::Topology,
+    ) -> BTreeSet<String> {
+        let failed = |id: &str| {
+            topology
+                .nodes
+                .iter()
+                .any(|n| n.id == id && n.state == pb::NodeState::Failed as i32)
+        };
+        self.by_route
+            .iter()
+            .filter(|((_, shard), _)| shards.contains(shard))
+            .flat_map(|(_, owners)| owners)
+            .filter(|n| unreachable.contains(*n) && !failed(n))
+            .cloned()
+            .collect()
     }
 
     /// The groups that missed quorum when `acked` made the write durable; else 503
@@ -92,7 +135,7 @@ impl Owners {
         };
         let mut per_shard: BTreeMap<u32, bool> = BTreeMap::new();
         let mut missed = Vec::new();
-        for ((group, shard), owners) in &self.0 {
+        for ((group, shard), owners) in &self.by_route {
             let ok = reached(owners);
             *per_shard.entry(*shard).or_default() |= ok;
             if !ok {
@@ -136,6 +179,45 @@ pub fn no_quorum(uid: &str, shards: &[u32], detail: &str) -> MeiliError {
     )
 }
 
+/// The write's quorum, waiting when it is lost only because in-sync owners did not
+/// answer: they were reported (passive health), and once the control plane marks them
+/// failed (their copies stale), the in-sync owners left decide under the newer topology.
+/// Waits at most `--write-failover-wait`.
+async fn await_quorum(
+    state: &AppState,
+    uid: &str,
+    owners: &Owners,
+    acks: &NodeAcks,
+) -> Result<Vec<String>, MeiliError> {
+    let deadline = tokio::time::Instant::now() + state.config.write_failover_wait;
+    let mut owners = owners.clone();
+    // The version `owners` were last found under (0: the write's own, unknown here).
+    let mut seen = 0;
+    loop {
+        let lost = match owners.quorum(&acks.acked) {
+            Quorum::Reached { missed } => return Ok(missed),
+            Quorum::Lost { shards } => shards,
+        };
+        let current = state.topology.current();
+        if current.version != seen {
+            // A node marked failed since the write was routed no longer counts.
+            seen = current.version;
+            match owners.under(&current) {
+                Some(newer) => owners = newer,
+                None => return owners.require_quorum(uid, &acks.acked, &acks.errors),
+            }
+            continue;
+        }
+        if owners
+            .suspects(&lost, &acks.unreachable, &current)
+            .is_empty()
+            || !state.topology.wait_for_newer(seen, deadline).await
+        {
+            return owners.require_quorum(uid, &acks.acked, &acks.errors);
+        }
+    }
+}
+
 /// The write's answer once its nodes answered: with a quorum, its reserved task gets
 /// the node tasks and the client a `202` naming the groups that missed it; without, the
 /// task fails with the error the client gets now.
@@ -146,7 +228,7 @@ pub async fn acknowledge(
     owners: &Owners,
     acks: NodeAcks,
 ) -> Result<Response, MeiliError> {
-    let missed = match owners.require_quorum(uid, &acks.acked, &acks.errors) {
+    let missed = match await_quorum(state, uid, owners, &acks).await {
         Ok(missed) => missed,
         Err(error) => {
             task::attach(state, reserved, acks.node_tasks, Some(&error.body())).await;
@@ -169,11 +251,14 @@ mod tests {
 
     #[test]
     fn a_majority_of_owners_in_one_group_acknowledges() {
-        let owners = Owners(BTreeMap::from([
-            ((0, 1), vec!["a".into(), "b".into()]),
-            ((1, 1), vec!["c".into()]),
-            ((0, 2), vec!["a".into()]),
-        ]));
+        let owners = Owners {
+            by_route: BTreeMap::from([
+                ((0, 1), vec!["a".into(), "b".into()]),
+                ((1, 1), vec!["c".into()]),
+                ((0, 2), vec!["a".into()]),
+            ]),
+            ..Owners::default()
+        };
         // Shard 1: group 0 needs both a and b; group 1 has c.
         match owners.quorum(&acked(&["a", "c"])) {
             Quorum::Reached { missed } => assert_eq!(missed, vec!["group0/shard1"]),

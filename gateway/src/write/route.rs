@@ -274,6 +274,7 @@ mod tests {
             read_nodes: nodes.iter().map(|n| n.to_string()).collect(),
             write_nodes: nodes.iter().map(|n| n.to_string()).collect(),
             blocked: false,
+            stale_nodes: Vec::new(),
         };
         let index = pb::Index {
             uid: "i".into(),
