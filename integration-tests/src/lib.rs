@@ -6,6 +6,7 @@
 //! `cargo build --workspace --bins && cargo test --workspace` (the README's test command).
 
 pub mod abuse;
+pub mod chaos;
 pub mod differential;
 pub mod rng;
 pub mod test_node;

@@ -1,6 +1,7 @@
 //! One integration-test binary: every module starts real Miroir processes on loopback.
 
 mod auth_fuzz;
+mod chaos;
 mod control_plane;
 mod control_plane_ha;
 mod ctl;
