@@ -265,6 +265,20 @@ impl ServiceState {
             .unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
+    /// Whether this process has led for at least one gateway lease: a new leader (or a
+    /// restarted process) first lets every gateway's write lease run out or be renewed by
+    /// it, so a gateway that has not reconnected yet, and so is not in the barrier, takes
+    /// no write routed by a table older than the ones its reconcilers publish.
+    pub fn leads_settled(&self) -> bool {
+        match self.leadership() {
+            LeadershipStatus::Leader { since_ms, .. } => {
+                now_ms().saturating_sub(since_ms)
+                    >= self.config.gateway_lease_ttl.as_millis() as u64
+            }
+            LeadershipStatus::Follower { .. } => false,
+        }
+    }
+
     /// Whether this process may act on nodes as the leader right now: it leads and, on
     /// Postgres, renewed its lease within two thirds of the TTL, so no other process can
     /// have taken it (that needs a whole TTL without renewal). Work that writes to nodes

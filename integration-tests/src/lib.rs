@@ -397,6 +397,22 @@ impl ControlPlane {
         .await
     }
 
+    /// Waits until no shard copy is stale (every failed node that came back was caught
+    /// up); returns the topology version that shows it.
+    pub async fn wait_in_sync(&self, timeout: Duration) -> u64 {
+        wait_for("every shard copy in sync", timeout, || async {
+            let topology = self.current_topology().await;
+            let stale = topology
+                .indexes
+                .iter()
+                .flat_map(|i| &i.routing)
+                .flat_map(|r| &r.shards)
+                .any(|s| !s.stale_nodes.is_empty());
+            (!stale).then_some(topology.version)
+        })
+        .await
+    }
+
     /// Kills the process (SIGKILL) and waits for it.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;
@@ -849,6 +865,10 @@ impl Gateway {
     }
 }
 
+/// One shard's documents on one node, by id.
+pub type ShardDocuments =
+    std::collections::BTreeMap<String, serde_json::Map<String, serde_json::Value>>;
+
 /// A plain HTTP client for Meilisearch's API (a node or a gateway), with the master key.
 #[derive(Clone)]
 pub struct Meili {
@@ -1003,6 +1023,46 @@ impl Meili {
     /// Creates index `uid` with primary key `id` and waits for it.
     pub async fn create_index(&self, uid: &str) -> serde_json::Value {
         self.create_index_with(uid, serde_json::json!({})).await
+    }
+
+    /// Every document of `shard` of index `uid` on this node, without `_miroir_shard`, by
+    /// id (none when the node has no such index).
+    pub async fn shard_documents(&self, uid: &str, shard: u32) -> ShardDocuments {
+        let (status, answer) = self
+            .post(
+                &format!("/indexes/{uid}/documents/fetch"),
+                serde_json::json!({"filter": miroir_proto::settings::shard_filter(&[shard]), "limit": 100000}),
+            )
+            .await;
+        if status == 404 {
+            return ShardDocuments::new();
+        }
+        assert_eq!(status, 200, "{answer}");
+        answer["results"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|d| {
+                let mut d = d.as_object()?.clone();
+                d.remove("_miroir_shard");
+                Some((d["id"].as_str()?.to_owned(), d))
+            })
+            .collect()
+    }
+
+    /// Waits until this node ran every task it was given.
+    pub async fn quiesce(&self) {
+        wait_for("node queue to drain", Duration::from_secs(60), || async {
+            let (_, open) = self
+                .get("/tasks?statuses=enqueued,processing&limit=1")
+                .await;
+            open["results"]
+                .as_array()
+                .is_some_and(Vec::is_empty)
+                .then_some(())
+        })
+        .await;
     }
 
     /// [`Meili::create_index`] with more members in the body (a gateway's

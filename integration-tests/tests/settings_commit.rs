@@ -439,17 +439,7 @@ async fn reads_with_a_settings_floor_avoid_nodes_behind_it() {
     cp.wait_node_state("meili-1", pb::NodeState::Active).await;
     // Its copies missed no write but are caught up before they serve again; its settings
     // are left to the drift repair (every 60 s here).
-    let version = wait_for("meili-1 back in sync", Duration::from_secs(30), || async {
-        let topology = cp.current_topology().await;
-        let stale = topology
-            .indexes
-            .iter()
-            .flat_map(|i| &i.routing)
-            .flat_map(|r| &r.shards)
-            .any(|s| !s.stale_nodes.is_empty());
-        (!stale).then_some(topology.version)
-    })
-    .await;
+    let version = cp.wait_in_sync(Duration::from_secs(30)).await;
     gateway.wait_version(version).await;
     let report = settings_report(&cp, "movies").await;
     assert_eq!(report.settings_version, 2);

@@ -305,9 +305,14 @@ impl ErrorCode {
             tonic::Code::AlreadyExists => Self::AlreadyExists,
             tonic::Code::FailedPrecondition => Self::FailedPrecondition,
             tonic::Code::ResourceExhausted => Self::ResourceExhausted,
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-                Self::ControlPlaneUnavailable
-            }
+            // Every status Miroir's control plane answers carries its code in the details:
+            // one without them whose code is Unknown or Cancelled is the client's own
+            // (the connection broke mid-call, e.g. the control plane was killed), so the
+            // call may be retried, as for Unavailable. Found by the chaos run.
+            tonic::Code::Unavailable
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled => Self::ControlPlaneUnavailable,
             tonic::Code::Aborted => Self::Fenced,
             _ => Self::Internal,
         }
@@ -368,8 +373,17 @@ mod tests {
             ErrorCode::of(&tonic::Status::not_found("x")),
             ErrorCode::NotFound
         );
+        // A call whose connection broke (tonic's transport errors) is retryable.
         assert_eq!(
-            ErrorCode::of(&tonic::Status::unknown("x")),
+            ErrorCode::of(&tonic::Status::unknown("transport error")),
+            ErrorCode::ControlPlaneUnavailable
+        );
+        assert_eq!(
+            ErrorCode::of(&tonic::Status::cancelled("h2 stream reset")),
+            ErrorCode::ControlPlaneUnavailable
+        );
+        assert_eq!(
+            ErrorCode::of(&tonic::Status::internal("failed to decode")),
             ErrorCode::Internal
         );
         // Another domain's reason is not taken for Miroir's.

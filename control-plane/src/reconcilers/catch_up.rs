@@ -15,7 +15,7 @@
 use crate::reconcilers::settings::prepare_node;
 use crate::reconcilers::shard_moves::{StepError, barrier};
 use crate::shard_copy::{self, Transfer};
-use crate::state::{LeadershipStatus, ServiceState, now_ms};
+use crate::state::ServiceState;
 use crate::topology::{RouteKey, copies_to_catch_up, in_sync_source};
 use miroir_proto::pb;
 use std::collections::HashMap;
@@ -48,16 +48,7 @@ pub async fn run(state: Arc<ServiceState>) {
     let mut running: HashMap<StaleCopy, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, handle| !handle.is_finished());
-        // As for moves: a new leader first lets every gateway's lease run out or be
-        // renewed by it, so no gateway writes by a table older than this leader's.
-        let settled = match state.leadership() {
-            LeadershipStatus::Leader { since_ms, .. } => {
-                now_ms().saturating_sub(since_ms)
-                    >= state.config.gateway_lease_ttl.as_millis() as u64
-            }
-            LeadershipStatus::Follower { .. } => false,
-        };
-        if settled {
+        if state.leads_settled() {
             let topology = state.topology();
             for (uid, group, shard, node) in copies_to_catch_up(&topology) {
                 if running.len() >= state.config.move_concurrency.max(1) {
@@ -217,8 +208,10 @@ async fn last_pass(state: &Arc<ServiceState>, copy: &StaleCopy) -> Result<u64, S
             "{copy} is no longer to be caught up (its node failed again, or a move took the shard)"
         )));
     }
+    let started = Instant::now();
     let work = async {
         barrier(state, version).await?;
+        let barrier_ms = started.elapsed().as_millis() as u64;
         let topology = state.topology();
         let (source, target, index) = ends(&topology, copy)?;
         let Some(pk) = &index.primary_key else {
@@ -228,6 +221,7 @@ async fn last_pass(state: &Arc<ServiceState>, copy: &StaleCopy) -> Result<u64, S
         let may_write = || state.may_act_as_leader();
         let (uid, _, shard) = &copy.route;
         shard_copy::drain_queues(client, [&source, &target].into_iter(), uid).await?;
+        let drained_ms = started.elapsed().as_millis() as u64;
         let targets = [target];
         let transfer = Transfer {
             client,
@@ -239,7 +233,14 @@ async fn last_pass(state: &Arc<ServiceState>, copy: &StaleCopy) -> Result<u64, S
             may_write: &may_write,
         };
         let fixed = shard_copy::verify_and_repair(&transfer).await?;
-        tracing::info!(%copy, repaired = fixed, "final verification under held writes");
+        tracing::info!(
+            %copy,
+            repaired = fixed,
+            barrier_ms,
+            drained_ms,
+            verified_ms = started.elapsed().as_millis() as u64,
+            "final verification under held writes"
+        );
         Ok::<u64, StepError>(fixed)
     };
     let limit = state.config.cutover_timeout;

@@ -18,7 +18,7 @@ use crate::nodes::NodeClient;
 use crate::operations::{self, MoveKey};
 use crate::reconcilers::settings::prepare_node;
 use crate::shard_copy::{self, Transfer};
-use crate::state::{LeadershipStatus, ServiceState, now_ms};
+use crate::state::{LeadershipStatus, ServiceState};
 use miroir_proto::pb::{self, MovePhase, NodeState, OperationState};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,17 +36,7 @@ pub async fn run(state: Arc<ServiceState>) {
     let mut running: HashMap<MoveKey, JoinHandle<()>> = HashMap::new();
     loop {
         running.retain(|_, handle| !handle.is_finished());
-        // A new leader (or a restarted process) first lets every gateway's write lease run
-        // out or be renewed by it: a gateway that has not reconnected yet, and so is not
-        // in the barrier, can then take no write routed by a table older than the moves'.
-        let settled = match state.leadership() {
-            LeadershipStatus::Leader { since_ms, .. } => {
-                now_ms().saturating_sub(since_ms)
-                    >= state.config.gateway_lease_ttl.as_millis() as u64
-            }
-            LeadershipStatus::Follower { .. } => false,
-        };
-        if settled {
+        if state.leads_settled() {
             release_stale_holds(&state).await;
             let topology = state.topology();
             for m in &topology.moves {

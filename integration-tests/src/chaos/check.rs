@@ -7,8 +7,8 @@
 
 use super::clients::{Expected, Record, doc_id};
 use super::fleet::{ChaosFleet, INDEX};
-use crate::Meili;
-use serde_json::{Map, Value, json};
+use crate::{Meili, ShardDocuments};
+use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -29,47 +29,6 @@ pub struct Findings {
     pub untruthful_tasks: Vec<String>,
 }
 
-/// One shard's documents on one node, by id.
-type ShardCopy = BTreeMap<String, Map<String, Value>>;
-
-/// Every document of `shard` on `node` (without `_miroir_shard`), by id.
-async fn shard_on(node: &Meili, shard: u32) -> ShardCopy {
-    let (status, answer) = node
-        .post(
-            &format!("/indexes/{INDEX}/documents/fetch"),
-            json!({"filter": miroir_proto::settings::shard_filter(&[shard]), "limit": 100000}),
-        )
-        .await;
-    if status == 404 {
-        return BTreeMap::new();
-    }
-    answer["results"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|d| {
-            let mut d = d.as_object()?.clone();
-            d.remove("_miroir_shard");
-            Some((d["id"].as_str()?.to_owned(), d))
-        })
-        .collect()
-}
-
-/// Waits until `node` ran every task it was given (at most a minute).
-async fn quiesce(node: &Meili) {
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        let (_, open) = node
-            .get("/tasks?statuses=enqueued,processing&limit=1")
-            .await;
-        if open["results"].as_array().is_some_and(Vec::is_empty) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Checks the fleet against the model in `record`.
 pub async fn check(fleet: &ChaosFleet, record: &Record) -> Findings {
     let mut findings = Findings::default();
@@ -80,7 +39,7 @@ pub async fn check(fleet: &ChaosFleet, record: &Record) -> Findings {
         .collect();
     nodes.insert(fleet.spare.0.clone(), Meili::new(&fleet.spare.1.url));
     for node in nodes.values() {
-        quiesce(node).await;
+        node.quiesce().await;
     }
     let topology = fleet.topology().await;
     let Some(index) = topology.indexes.iter().find(|i| i.uid == INDEX) else {
@@ -89,8 +48,8 @@ pub async fn check(fleet: &ChaosFleet, record: &Record) -> Findings {
     };
     let shard_of = |id: &str| miroir_proto::placement::shard_for_key(id, index.shard_count).0;
     // Each shard's documents as its replicas agree on them (the first replica's).
-    let mut agreed: HashMap<u32, ShardCopy> = HashMap::new();
-    let mut copies: HashMap<u32, Vec<(String, ShardCopy)>> = HashMap::new();
+    let mut agreed: HashMap<u32, ShardDocuments> = HashMap::new();
+    let mut copies: HashMap<u32, Vec<(String, ShardDocuments)>> = HashMap::new();
     for routing in &index.routing {
         for route in &routing.shards {
             for owner in route.read_nodes.iter().chain(&route.write_nodes) {
@@ -103,7 +62,7 @@ pub async fn check(fleet: &ChaosFleet, record: &Record) -> Findings {
                 let Some(node) = nodes.get(owner) else {
                     continue;
                 };
-                let copy = shard_on(node, route.shard).await;
+                let copy = node.shard_documents(INDEX, route.shard).await;
                 copies
                     .entry(route.shard)
                     .or_default()

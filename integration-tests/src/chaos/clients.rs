@@ -57,8 +57,9 @@ pub struct Record {
     pub read_successes: std::sync::Mutex<Vec<Instant>>,
     /// The task uid of every acknowledged write.
     pub tasks: std::sync::Mutex<Vec<u64>>,
-    /// Refused writes by reason (status and code, or no answer).
-    pub refusals: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Refused writes by reason (status and code, or no answer): how many, and the first
+    /// one's message.
+    pub refusals: std::sync::Mutex<std::collections::BTreeMap<String, (u64, String)>>,
 }
 
 /// Running clients.
@@ -196,17 +197,21 @@ async fn write(
                 .counters
                 .writes_refused
                 .fetch_add(1, Ordering::Relaxed);
-            let reason = match answer {
-                Ok((status, body)) => format!("{status} {}", body["code"].as_str().unwrap_or("")),
+            let (reason, message) = match answer {
+                Ok((status, body)) => (
+                    format!("{status} {}", body["code"].as_str().unwrap_or("")),
+                    body["message"].as_str().unwrap_or("").to_owned(),
+                ),
                 // A gateway killed: the connection is refused or reset.
-                Err(_) => "no answer (gateway down)".to_owned(),
+                Err(error) => ("no answer (gateway down)".to_owned(), error),
             };
-            *record
+            record
                 .refusals
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .entry(reason)
-                .or_default() += 1;
+                .or_insert_with(|| (0, message))
+                .0 += 1;
             *doc = Expected::Unknown;
             continue;
         };

@@ -77,8 +77,8 @@ pub struct ChaosReport {
     pub healed_in: Option<Duration>,
     /// The checker's findings.
     pub findings: check::Findings,
-    /// Refused writes by reason.
-    pub refusals: BTreeMap<String, u64>,
+    /// Refused writes by reason: how many, and the first one's message.
+    pub refusals: BTreeMap<String, (u64, String)>,
 }
 
 impl ChaosReport {
@@ -115,8 +115,9 @@ impl std::fmt::Display for ChaosReport {
         }
         writeln!(f, "writes acknowledged: {}", self.writes_acknowledged)?;
         writeln!(f, "writes refused or unanswered: {}", self.writes_refused)?;
-        for (reason, count) in &self.refusals {
-            writeln!(f, "  {count:>5} × {reason}")?;
+        for (reason, (count, message)) in &self.refusals {
+            let message: String = message.chars().take(160).collect();
+            writeln!(f, "  {count:>5} × {reason} (first: {message})")?;
         }
         writeln!(f, "writes lost: {}", findings.lost.len())?;
         writeln!(f, "deleted documents back: {}", findings.resurrected.len())?;
