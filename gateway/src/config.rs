@@ -52,9 +52,9 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CUTOVER_WRITE_WAIT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub cutover_write_wait: Duration,
 
-    /// A write whose call to a node has not answered after this long reports the node to
-    /// the control plane, which checks it at once (passive health); a failed call reports
-    /// it at once.
+    /// A node with calls waiting that has answered none for this long is reported to the
+    /// control plane, which checks it at once (passive health); a failed call reports it
+    /// at once.
     #[arg(long, env = "MIROIR_NODE_REPORT_AFTER", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub node_report_after: Duration,
 

@@ -166,6 +166,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         live_gateways,
         trouble: Arc::default(),
     });
+    tokio::spawn(crate::nodes::trouble::watch_silent_nodes(state.clone()));
     let sweep_interval = state.config.task_sweep_interval;
     if !sweep_interval.is_zero() {
         tokio::spawn(crate::tasks::outcomes::sweep_task_outcomes(
