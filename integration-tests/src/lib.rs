@@ -159,6 +159,27 @@ impl Default for ControlPlaneOptions {
     }
 }
 
+impl ControlPlaneOptions {
+    /// Quick health checks, 2 s node calls, and short gateway leases and TTLs, so that
+    /// failures are seen and a new leader may move shards within a test (it waits one
+    /// gateway lease before moving anything).
+    pub fn short_leases() -> Self {
+        let mut options = Self::default();
+        options.extra_args.extend(
+            [
+                "--node-timeout",
+                "2s",
+                "--gateway-ttl",
+                "3s",
+                "--gateway-lease-ttl",
+                "2s",
+            ]
+            .map(String::from),
+        );
+        options
+    }
+}
+
 /// A running `miroir-control-plane`.
 pub struct ControlPlane {
     child: Child,

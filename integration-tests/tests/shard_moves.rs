@@ -459,24 +459,6 @@ async fn check_against_model(
     );
 }
 
-/// Control-plane flags: quick health checks and a short gateway TTL.
-fn options() -> ControlPlaneOptions {
-    let mut options = ControlPlaneOptions::default();
-    options.extra_args.extend(
-        [
-            "--node-timeout",
-            "2s",
-            "--gateway-ttl",
-            "3s",
-            // A new leader waits one gateway lease before moving anything.
-            "--gateway-lease-ttl",
-            "2s",
-        ]
-        .map(String::from),
-    );
-    options
-}
-
 /// A fleet: one control plane on SQLite, `groups[g]` nodes in group g, two gateways.
 struct Fleet {
     _dir: tempfile::TempDir,
@@ -495,7 +477,7 @@ impl Fleet {
     }
 
     async fn start_with(groups: &[usize], kind: NodeKind, gateway_args: &[&str]) -> Self {
-        let (dir, cp) = crate::fresh_control_plane_with(options()).await;
+        let (dir, cp) = crate::fresh_control_plane_with(ControlPlaneOptions::short_leases()).await;
         let mut nodes = Vec::new();
         for (group, &count) in groups.iter().enumerate() {
             for i in 0..count {
@@ -895,7 +877,7 @@ async fn shard_counts(fleet: &Fleet) -> HashMap<u32, u64> {
 async fn a_leader_killed_mid_move_is_resumed_by_the_next() {
     let postgres = Postgres::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut options = options();
+    let mut options = ControlPlaneOptions::short_leases();
     options
         .extra_args
         .extend(["--leader-lease-ttl", "2s"].map(String::from));

@@ -16,25 +16,13 @@ pub const SHARDS: u32 = 8;
 /// Its replication factor.
 pub const REPLICATION: u32 = 2;
 
-/// Control-plane flags: quick health checks, short leases so failovers finish inside a
-/// run.
+/// Control-plane flags: short leases and checks, two replicas, a 2 s leader lease so
+/// failovers finish inside a run.
 fn control_plane_options() -> ControlPlaneOptions {
-    let mut options = ControlPlaneOptions::default();
-    options.extra_args.extend(
-        [
-            "--replicas",
-            "2",
-            "--leader-lease-ttl",
-            "2s",
-            "--node-timeout",
-            "2s",
-            "--gateway-ttl",
-            "3s",
-            "--gateway-lease-ttl",
-            "2s",
-        ]
-        .map(String::from),
-    );
+    let mut options = ControlPlaneOptions::short_leases();
+    options
+        .extra_args
+        .extend(["--replicas", "2", "--leader-lease-ttl", "2s"].map(String::from));
     options
 }
 
