@@ -245,6 +245,74 @@ pub async fn acknowledge(
 mod tests {
     use super::*;
 
+    /// Nodes a and b own the one shard of index x; `stale` of them missed writes.
+    fn topology(version: u64, b: pb::NodeState, stale: &[&str]) -> pb::Topology {
+        let node = |id: &str, state: pb::NodeState| pb::Node {
+            id: id.into(),
+            address: "http://127.0.0.1:1".into(),
+            state: state as i32,
+            ..Default::default()
+        };
+        pb::Topology {
+            version,
+            nodes: vec![node("a", pb::NodeState::Active), node("b", b)],
+            groups: vec![pb::Group {
+                id: 0,
+                state: GroupState::Active as i32,
+            }],
+            indexes: vec![pb::Index {
+                uid: "x".into(),
+                shard_count: 1,
+                routing: vec![pb::GroupRouting {
+                    group_id: 0,
+                    shards: vec![pb::ShardRoute {
+                        shard: 0,
+                        read_nodes: vec!["a".into(), "b".into()],
+                        write_nodes: vec!["a".into(), "b".into()],
+                        blocked: false,
+                        stale_nodes: stale.iter().map(|n| (*n).to_owned()).collect(),
+                    }],
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_waits_for_a_silent_owner_to_be_marked_then_the_in_sync_copies_decide() {
+        let state = crate::state::GatewayState::for_tests(topology(1, pb::NodeState::Active, &[]));
+        let current = state.topology.current();
+        let owners = Owners::of(&current.indexes[0], &current, &BTreeSet::from([0]));
+        let acks = NodeAcks {
+            acked: acked(&["a"]),
+            unreachable: acked(&["b"]),
+            ..NodeAcks::default()
+        };
+        // RF 2 needs both; b is marked failed (its copy stale) while the write waits.
+        let marker = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            marker
+                .topology
+                .apply(topology(2, pb::NodeState::Failed, &["b"]));
+        });
+        let decided = await_quorum(&state, "x", &owners, &acks).await;
+        assert!(matches!(decided, Ok(missed) if missed.is_empty()));
+
+        // b failed holding the last in-sync copy (a's is stale): nothing will change, so
+        // the write is refused at once rather than after the wait.
+        state
+            .topology
+            .apply(topology(3, pb::NodeState::Failed, &["a"]));
+        let current = state.topology.current();
+        let owners = Owners::of(&current.indexes[0], &current, &BTreeSet::from([0]));
+        let started = std::time::Instant::now();
+        let refused = await_quorum(&state, "x", &owners, &acks).await;
+        assert!(refused.is_err());
+        assert!(started.elapsed() < state.config.write_failover_wait);
+    }
+
     fn acked(nodes: &[&str]) -> BTreeSet<String> {
         nodes.iter().map(|n| (*n).to_owned()).collect()
     }
