@@ -68,3 +68,30 @@ pub async fn status(State(state): State<AppState>) -> Json<serde_json::Value> {
         "indexes": topology.indexes.iter().map(|i| &i.uid).collect::<Vec<_>>(),
     }))
 }
+
+/// Answers every Meilisearch route 503 `miroir_not_ready` (with `Retry-After`) until the
+/// gateway has applied a first topology: without one it knows no index, key or node, and
+/// would answer a client's valid request as if the index or the key did not exist (a
+/// restarted gateway answered two deletes 404 `index_not_found` in a chaos run). `/health`
+/// and `/_miroir/*` answer as always.
+pub async fn until_topology(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = request.uri().path();
+    if state.topology.current().version > 0 || path == "/health" || path.starts_with("/_miroir/") {
+        return next.run(request).await;
+    }
+    let mut response = axum::response::IntoResponse::into_response(MeiliError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "miroir_not_ready",
+        ErrorType::System,
+        "the gateway has not received the fleet's topology from the control plane yet; retry",
+    ));
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}

@@ -157,6 +157,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::authenticate,
         ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            miroir::until_topology,
+        ))
         .route_layer(axum::middleware::from_fn(trace_request))
         // Meilisearch registers no default service: an unknown route is a bare 404.
         .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
@@ -308,6 +312,39 @@ mod tests {
                 body["message"].is_string() && body["link"].is_string(),
                 "{body}"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_gateway_without_a_topology_answers_not_ready_rather_than_not_found() {
+        use tower::ServiceExt;
+        let state = crate::state::GatewayState::for_tests(Default::default());
+        let app = router(state);
+        for (method, path, status) in [
+            ("DELETE", "/indexes/movies/documents/1", 503),
+            ("GET", "/indexes/movies", 503),
+            ("GET", "/keys", 503),
+            ("GET", "/health", 200),
+        ] {
+            let request = axum::http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", "Bearer unit-test-master-key")
+                .extension(axum::extract::ConnectInfo(crate::http_server::Peer(
+                    std::net::SocketAddr::from(([127, 0, 0, 1], 9)),
+                )))
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            assert_eq!(response.status().as_u16(), status, "{method} {path}");
+            if status == 503 {
+                assert!(response.headers().contains_key("retry-after"));
+                let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+                    .await
+                    .unwrap();
+                let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                assert_eq!(body["code"], "miroir_not_ready", "{body}");
+            }
         }
     }
 
