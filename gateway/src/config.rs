@@ -64,6 +64,13 @@ pub struct Config {
     #[arg(long, env = "MIROIR_WRITE_FAILOVER_WAIT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub write_failover_wait: Duration,
 
+    /// How long a write the nodes took keeps trying to record its node tasks with the
+    /// control plane (through a leader's failover) before it is answered; past it, the
+    /// client gets its task and the gateway goes on trying in the background (a task
+    /// never recorded is failed after the control plane's `--task-reservation-timeout`).
+    #[arg(long, env = "MIROIR_TASK_ATTACH_WAIT", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub task_attach_wait: Duration,
+
     /// Worker threads of the gateway's runtime, which serves the HTTP API and calls the
     /// nodes (default: one per CPU).
     #[arg(long, env = "MIROIR_THREADS")]

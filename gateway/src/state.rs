@@ -55,7 +55,14 @@ impl GatewayState {
     /// plane nobody listens at: for unit tests of stages that call nodes.
     pub fn for_tests(topology: miroir_proto::pb::Topology) -> AppState {
         use clap::Parser;
-        let config = Config::parse_from(["miroir-gateway", "--master-key", "unit-test-master-key"]);
+        let config = Config::parse_from([
+            "miroir-gateway",
+            "--master-key",
+            "unit-test-master-key",
+            // The control plane of a test gateway listens nowhere.
+            "--task-attach-wait",
+            "300ms",
+        ]);
         let handle = Arc::new(TopologyHandle::default());
         handle.apply(topology);
         let nodes = NodeClient::new(

@@ -63,9 +63,8 @@ pub async fn get_one(
         state.config.node_timeout,
         live,
         |(id, address)| async move {
-            let answer = state
-                .nodes
-                .call(&id, &address, Method::GET, path, None)
+            let call = state.nodes.call(&id, &address, Method::GET, path, None);
+            let answer = crate::nodes::trouble::watched(state, &id, call)
                 .await
                 .map_err(|unreachable| unreachable.error())?;
             let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);

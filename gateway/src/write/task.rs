@@ -80,7 +80,10 @@ pub async fn reserve(
 }
 
 /// Attaches what the write made (node tasks, and the error when it failed) to its
-/// reserved task; the task to answer with.
+/// reserved task; the task to answer with. While the control plane cannot be reached (a
+/// leader's failover) it tries again for up to `--task-attach-wait` before answering:
+/// a task left for the background would be failed as unattached if this gateway stopped
+/// before attaching it, though the nodes took the write (the chaos run found one).
 pub async fn attach(
     state: &AppState,
     mut reserved: pb::Task,
@@ -92,7 +95,21 @@ pub async fn attach(
         node_tasks: node_tasks.clone(),
         error_json: error.map(Value::to_string).unwrap_or_default(),
     };
-    match state.control_plane.attach_node_tasks(request.clone()).await {
+    let deadline = tokio::time::Instant::now() + state.config.task_attach_wait;
+    let mut pause = Duration::from_millis(100);
+    let attached = loop {
+        match state.control_plane.attach_node_tasks(request.clone()).await {
+            Err(status)
+                if ErrorCode::of(&status) == ErrorCode::ControlPlaneUnavailable
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            attached => break attached,
+        }
+    };
+    match attached {
         Ok(task) => task,
         Err(status) => {
             tracing::warn!(

@@ -32,6 +32,9 @@ struct Args {
     /// The longest SIGSTOP.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     hang_cap: Duration,
+    /// Keep the processes' logs (the folder is printed).
+    #[arg(long)]
+    keep_logs: bool,
 }
 
 #[tokio::main]
@@ -44,6 +47,7 @@ async fn main() {
         writers: args.writers,
         readers: args.readers,
         hang_cap: args.hang_cap,
+        keep_logs: args.keep_logs,
         ..ChaosConfig::default()
     };
     let report = run(&config).await;

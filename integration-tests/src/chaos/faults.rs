@@ -238,17 +238,25 @@ async fn drain_spare(fleet: &ChaosFleet) -> String {
     }
 }
 
-/// Removes the spare node from the fleet (retried while a move still names it).
+/// Removes the spare node from the fleet (retried while a move still names it). A
+/// cancelled operation keeps the moves already past their cutover, so the spare may hold
+/// copies: it is drained first then.
 async fn remove_spare(fleet: &ChaosFleet) -> String {
     let started = Instant::now();
+    let mut drained = false;
     loop {
         let request = pb::RemoveNodeRequest {
             id: fleet.spare.0.clone(),
         };
         match admin(fleet).await.remove_node(request).await {
+            Ok(_) if drained => return "yes, after a drain".into(),
             Ok(_) => return "yes".into(),
             Err(status) if started.elapsed() > Duration::from_secs(60) => {
                 return format!("no: {}", status.message());
+            }
+            Err(status) if status.message().contains("holds shard copies") && !drained => {
+                drain_spare(fleet).await;
+                drained = true;
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(300)).await,
         }

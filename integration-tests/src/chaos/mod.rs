@@ -35,6 +35,8 @@ pub struct ChaosConfig {
     pub documents: usize,
     /// The longest hang (`SIGSTOP`), to fit short runs.
     pub hang_cap: Duration,
+    /// Keeps the processes' logs (their folder is printed) instead of deleting them.
+    pub keep_logs: bool,
 }
 
 impl Default for ChaosConfig {
@@ -49,6 +51,7 @@ impl Default for ChaosConfig {
             readers: 2,
             documents: 1000,
             hang_cap: Duration::from_secs(20),
+            keep_logs: false,
         }
     }
 }
@@ -262,6 +265,10 @@ pub async fn run(config: &ChaosConfig) -> ChaosReport {
         tokio::time::sleep(Duration::from_millis(500 + rng.next(1500) as u64)).await;
     }
     let healed_in = fleet.healed(Duration::from_secs(180)).await;
+    if config.keep_logs {
+        let kept = std::mem::replace(&mut fleet.dir, tempfile::tempdir().expect("temp dir"));
+        eprintln!("chaos: logs kept in {}", kept.keep().display());
+    }
     // Some history on the whole fleet.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (record, clients_started, clients_stopped) = clients.stop().await;
