@@ -207,7 +207,7 @@ impl std::fmt::Display for ChaosReport {
 }
 
 /// The longest gaps between consecutive `successes` from `start` to `end`, per kind of
-/// the fault each gap overlaps (`None`: no fault).
+/// the fault each gap overlaps most (`None`: no fault).
 fn gaps(
     mut successes: Vec<Instant>,
     start: Instant,
@@ -220,10 +220,20 @@ fn gaps(
     let mut last = start;
     for at in successes {
         let gap = at.saturating_duration_since(last);
-        // A gap belongs to the fault it overlaps (plus a second of settling after it).
+        // A gap belongs to the fault it overlaps most (each with a second of settling
+        // after it): faults follow each other closely, and the earlier one of two a gap
+        // touches is often not the one that caused it.
+        let overlap = |f: &Fault| {
+            let (from, to) = (
+                last.max(f.started),
+                at.min(f.ended + Duration::from_secs(1)),
+            );
+            to.saturating_duration_since(from)
+        };
         let during = faults
             .iter()
-            .find(|f| last <= f.ended + Duration::from_secs(1) && at >= f.started)
+            .filter(|f| !overlap(f).is_zero())
+            .max_by_key(|f| overlap(f))
             .map(|f| f.kind);
         let entry = longest.entry(during).or_default();
         *entry = (*entry).max(gap);
