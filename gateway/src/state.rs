@@ -32,7 +32,7 @@ pub struct GatewayState {
     /// the fleet state is not shared).
     pub live_gateways: Arc<std::sync::atomic::AtomicU64>,
     /// Nodes this gateway reported to the control plane, and when (passive health).
-    pub trouble: Arc<crate::nodes::trouble::TroubleReports>,
+    pub trouble: Arc<crate::nodes::reports::TroubleReports>,
 }
 
 /// index uid → (settings version, read at, settings). Committed versions come from the
