@@ -262,6 +262,34 @@ pub async fn drain_queues<'a>(
     Ok(())
 }
 
+/// Passes of [`repair_until_small`] stop once a pass repairs at most this many documents.
+pub const SMALL_ENOUGH: u64 = 100;
+/// At most this many passes of [`repair_until_small`].
+pub const MAX_PASSES: usize = 4;
+
+/// [`verify_and_repair`] while writes flow, until a pass repairs at most [`SMALL_ENOUGH`]
+/// documents or no fewer than the pass before (at most [`MAX_PASSES`]), each pass after the
+/// source's and targets' queues ran: writes taken but not yet indexed are not differences,
+/// so the pass under held writes that follows has little to repair. `on_pass(pass,
+/// repaired)` after each; the documents repaired in all.
+pub async fn repair_until_small(
+    t: &Transfer<'_>,
+    on_pass: impl Fn(usize, u64),
+) -> Result<u64, String> {
+    let (mut last, mut total) = (u64::MAX, 0);
+    for pass in 1..=MAX_PASSES {
+        drain_queues(t.client, std::iter::once(t.source).chain(t.targets), t.uid).await?;
+        let repaired = verify_and_repair(t).await?;
+        total += repaired;
+        on_pass(pass, repaired);
+        if repaired <= SMALL_ENOUGH || repaired >= last {
+            break;
+        }
+        last = repaired;
+    }
+    Ok(total)
+}
+
 /// Compares `shard` on `source` with each target and makes every target equal to the
 /// source: documents missing or different are written again, documents the source does
 /// not have are deleted. The number of documents repaired, over all targets.

@@ -24,11 +24,6 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// Passes with writes flowing stop once a pass repairs at most this many documents.
-const SMALL_ENOUGH: u64 = 100;
-/// At most this many passes with writes flowing.
-const MAX_PASSES: usize = 4;
-
 /// One stale copy: the shard's route and the node.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct StaleCopy {
@@ -151,17 +146,10 @@ async fn catch_up(state: &Arc<ServiceState>, copy: &StaleCopy) -> Result<u64, St
             shard,
             may_write: &may_write,
         };
-        let mut last = u64::MAX;
-        for pass in 1..=MAX_PASSES {
-            shard_copy::drain_queues(client, [&source, &target].into_iter(), &uid).await?;
-            let fixed = shard_copy::verify_and_repair(&transfer).await?;
-            repaired += fixed;
+        repaired = shard_copy::repair_until_small(&transfer, |pass, fixed| {
             tracing::info!(%copy, pass, repaired = fixed, "stale copy verified");
-            if fixed <= SMALL_ENOUGH || fixed >= last {
-                break;
-            }
-            last = fixed;
-        }
+        })
+        .await?;
     }
     // The last pass, with the shard's writes held on every gateway.
     state.set_catch_up_hold(&copy.route, true);

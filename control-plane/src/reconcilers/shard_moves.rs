@@ -26,11 +26,6 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-/// Verification passes before cutover stop once a pass repairs at most this many.
-const SMALL_ENOUGH: u64 = 100;
-/// At most this many verification passes before cutover.
-const MAX_PASSES: usize = 4;
-
 /// Runs until the process stops.
 pub async fn run(state: Arc<ServiceState>) {
     let mut running: HashMap<MoveKey, JoinHandle<()>> = HashMap::new();
@@ -425,19 +420,10 @@ async fn step(
             barrier(state, topology.version).await?;
             if let Some(ends) = Endpoints::of(topology, m)? {
                 let transfer = ends.transfer(client, m, &may_write);
-                let mut last = u64::MAX;
-                for pass in 1..=MAX_PASSES {
-                    // Writes taken but not yet indexed are not differences: compared only
-                    // once run, the passes here leave the cutover (writes held) little to
-                    // repair, and a repair is a task the cutover would wait for.
-                    ends.drain_queues(client, &m.index_uid).await?;
-                    let repaired = shard_copy::verify_and_repair(&transfer).await?;
+                shard_copy::repair_until_small(&transfer, |pass, repaired| {
                     tracing::info!(%key, pass, repaired, "shard verified");
-                    if repaired <= SMALL_ENOUGH || repaired >= last {
-                        break;
-                    }
-                    last = repaired;
-                }
+                })
+                .await?;
             }
             enter(state, key, MovePhase::Cutover, m.documents_copied).await
         }

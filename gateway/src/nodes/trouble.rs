@@ -14,13 +14,8 @@ use tracing::Instrument;
 /// Reports `node` to the control plane in the background (the write does not wait for the
 /// answer; it waits for the topology). A node already marked failed is not reported.
 pub fn report(state: &AppState, node: &str, detail: &str) {
-    let failed = state
-        .topology
-        .current()
-        .nodes
-        .iter()
-        .any(|n| n.id == node && n.state == pb::NodeState::Failed as i32);
-    if failed || !state.trouble.take_turn(node, Instant::now()) {
+    if is_failed(&state.topology.current(), node) || !state.trouble.take_turn(node, Instant::now())
+    {
         return;
     }
     let request = pb::ReportNodeTroubleRequest {
@@ -46,7 +41,8 @@ pub fn report(state: &AppState, node: &str, detail: &str) {
     );
 }
 
-fn is_failed(topology: &pb::Topology, node: &str) -> bool {
+/// Whether `topology` marks `node` failed.
+pub(crate) fn is_failed(topology: &pb::Topology, node: &str) -> bool {
     topology
         .nodes
         .iter()

@@ -87,17 +87,11 @@ impl Owners {
         unreachable: &BTreeSet<String>,
         topology: &pb::Topology,
     ) -> BTreeSet<String> {
-        let failed = |id: &str| {
-            topology
-                .nodes
-                .iter()
-                .any(|n| n.id == id && n.state == pb::NodeState::Failed as i32)
-        };
         self.by_route
             .iter()
             .filter(|((_, shard), _)| shards.contains(shard))
             .flat_map(|(_, owners)| owners)
-            .filter(|n| unreachable.contains(*n) && !failed(n))
+            .filter(|n| unreachable.contains(*n) && !crate::nodes::trouble::is_failed(topology, n))
             .cloned()
             .collect()
     }
