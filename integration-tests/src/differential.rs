@@ -54,6 +54,270 @@ pub fn settings() -> Value {
     })
 }
 
+/// Settings changes one Meilisearch 1.50 refuses, at once or as a failed task, without
+/// changing the index: `(sub-route, body)`, the whole settings when the route is empty.
+/// Each is a value of the wrong type or out of range, an unknown member, a ranking rule
+/// it cannot read, an embedder's missing or unavailable field, or a feature that is off.
+pub const BAD_SETTINGS: &[(&str, &str)] = &[
+    ("", r#"{"rankingRules": 5}"#),
+    ("", r#"{"rankingRules": ["bogus"]}"#),
+    ("", r#"{"rankingRules": ["asc(title)"]}"#),
+    ("", r#"{"rankingRules": ["title:asc", "x:"]}"#),
+    ("", r#"{"rankingRules": ["_geoPoint(1, 2):asc"]}"#),
+    ("", r#"{"rankingRules": ["_geoRadius:asc"]}"#),
+    ("", r#"{"rankingRules": ["_geo(1):desc"]}"#),
+    ("", r#"{"rankingRules": [null]}"#),
+    ("", r#"{"stopWords": "the"}"#),
+    ("", r#"{"separatorTokens": [null]}"#),
+    ("", r#"{"typoTolerance": {"enabled": "yes"}}"#),
+    (
+        "",
+        r#"{"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 9, "twoTypos": 5}}}"#,
+    ),
+    (
+        "",
+        r#"{"typoTolerance": {"minWordSizeForTypos": {"oneTypo": 300}}}"#,
+    ),
+    (
+        "",
+        r#"{"typoTolerance": {"minWordSizeForTypos": {"bogus": 1}}}"#,
+    ),
+    ("", r#"{"typoTolerance": {"bogus": 1}}"#),
+    ("", r#"{"bogus": 1, "rankingRules": 5}"#),
+    (
+        "",
+        r#"{"stopWords": ["a"], "rankingRules": 5, "synonyms": 1}"#,
+    ),
+    ("", r#"{"pagination": {"maxTotalHits": -1}}"#),
+    ("", r#"{"pagination": {"maxTotalHits": 0}}"#),
+    ("", r#"{"pagination": {"maxTotalHits": 1.5}}"#),
+    ("", r#"{"faceting": {"sortFacetValuesBy": {"a": "up"}}}"#),
+    ("", r#"{"faceting": {"sortFacetValuesBy": {"a": null}}}"#),
+    ("", r#"{"synonyms": {"a": "b"}}"#),
+    ("", r#"{"synonyms": {"a": null}}"#),
+    ("", r#"{"displayedAttributes": [1]}"#),
+    ("", r#"{"distinctAttribute": ["x"]}"#),
+    ("", r#"{"proximityPrecision": "x"}"#),
+    ("", r#"{"searchCutoffMs": -1}"#),
+    ("", r#"{"facetSearch": "yes"}"#),
+    ("", r#"{"prefixSearch": true}"#),
+    (
+        "",
+        r#"{"localizedAttributes": [{"attributePatterns": ["a"], "locales": ["xx"]}]}"#,
+    ),
+    ("", r#"{"localizedAttributes": [{"locales": []}]}"#),
+    ("", r#"{"localizedAttributes": [null]}"#),
+    (
+        "",
+        r#"{"filterableAttributes": [{"attributePatterns": ["a"], "features": {"filter": {"equality": "x"}}}]}"#,
+    ),
+    (
+        "",
+        r#"{"filterableAttributes": [{"attributePatterns": ["a"], "bogus": 1}]}"#,
+    ),
+    ("", r#"{"filterableAttributes": [{"features": {}}]}"#),
+    ("", r#"{"filterableAttributes": [[]]}"#),
+    ("", r#"{"embedders": {"x": 1}}"#),
+    ("", r#"{"embedders": {"x": {"source": "bogus"}}}"#),
+    ("", r#"{"embedders": {"x": {"source": "userProvided"}}}"#),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "dimensions": 3, "bogus": 1}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "dimensions": 3, "model": null}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "revision": "r"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "ollama", "revision": "r"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "model": "r"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://127.0.0.1:1/x"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "huggingFace", "model": "x", "dimensions": 3}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "composite", "model": "r"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "dimensions": 3, "indexingFragments": {"a": {"value": "x"}}}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "dimensions": 0}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "dimensions": 3, "distribution": {"mean": 2, "sigma": 0.1}}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "dimensions": 3, "distribution": {"mean": 0.5}}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "url": "not a url"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "model": "bogus"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "dimensions": 3, "model": "text-embedding-ada-002"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "model": "text-embedding-3-large", "dimensions": 3073}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "huggingFace", "pooling": "x"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://127.0.0.1:1/x", "request": {"input": "x"}, "response": {"e": "{{embedding}}"}}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://127.0.0.1:1/x", "request": {"input": "{{text}}"}, "response": {"e": "x"}, "dimensions": 3}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://a/x", "request": ["{{text}}", "{{..}}"], "response": {"e": "{{embedding}}"}}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://a/x", "request": "{{text}}", "response": "{{embedding}}", "headers": {"a": 1}}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"y": {"source": "rest"}, "x": {"source": "userProvided"}}}"#,
+    ),
+    ("", r#"{"embedders": {"x": {"dimensions": 0}}}"#),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "documentTemplate": "{{ doc.title "}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://a/x", "request": "{{text}}", "response": "{{embedding}}", "documentTemplate": "{{ doc.x | bogusfilter }}"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "userProvided", "documentTemplate": "{% if x %}"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"documentTemplate": "{% bogus %}"}}}"#,
+    ),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "openAi", "url": "bad url", "documentTemplate": "{% if x %}"}}}"#,
+    ),
+    ("", r#"{"embedders": {"x": {"request": {}}}}"#),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "rest", "url": "http://a/x", "request": "{{text}}", "response": {"e": "{{embedding}}", "f": "{{embedding}}"}}}}"#,
+    ),
+    ("", r#"{"chat": 1}"#),
+    ("", r#"{"chat": {"bogus": 1}}"#),
+    (
+        "",
+        r#"{"chat": {"searchParameters": {"hybrid": {"semanticRatio": 2, "embedder": "x"}}}}"#,
+    ),
+    ("", r#"{"chat": {"description": "x"}}"#),
+    (
+        "",
+        r#"{"embedders": {"x": {"source": "ollama"}}, "chat": {"description": "x"}}"#,
+    ),
+    (
+        "",
+        r#"{"chat": {"description": "x"}, "embedders": {"x": {"source": "composite"}}}"#,
+    ),
+    ("", r#"{"foreignKeys": [1]}"#),
+    ("", r#"{"foreignKeys": [{"foreignIndexUid": "a"}]}"#),
+    ("", r#"{"foreignKeys": []}"#),
+    ("", r#""x""#),
+    ("/ranking-rules", r#""x""#),
+    ("/ranking-rules", r#"["x"]"#),
+    ("/stop-words", r#"[1]"#),
+    ("/synonyms", r#"{"a": "b"}"#),
+    ("/filterable-attributes", r#""genre""#),
+    ("/typo-tolerance", r#"{"bogus": 1}"#),
+    (
+        "/typo-tolerance",
+        r#"{"minWordSizeForTypos": {"oneTypo": 9, "twoTypos": 1}}"#,
+    ),
+    ("/pagination", r#"{"maxTotalHits": 0}"#),
+    ("/faceting", "[]"),
+    ("/embedders", r#"{"x": 1}"#),
+    ("/embedders", r#"{"x": {"source": "userProvided"}}"#),
+    ("/distinct-attribute", "1"),
+    ("/search-cutoff-ms", r#""x""#),
+    ("/prefix-search", r#""x""#),
+    ("/localized-attributes", "[1]"),
+    ("/foreign-keys", "[{}]"),
+    ("/chat", "1"),
+    ("/displayed-attributes", ""),
+];
+
+/// The method of a settings route: `PATCH` for the whole settings and the sub-routes whose
+/// value is merged, `PUT` for the others.
+pub fn settings_method(route: &str) -> Method {
+    const PATCHED: [&str; 5] = [
+        "/typo-tolerance",
+        "/faceting",
+        "/pagination",
+        "/embedders",
+        "/chat",
+    ];
+    if route.is_empty() || PATCHED.contains(&route) {
+        Method::PATCH
+    } else {
+        Method::PUT
+    }
+}
+
+/// A settings change from [`BAD_SETTINGS`]; now and then two whole-settings bodies made
+/// one, so that the first fault in the body's order is the one named.
+fn settings_change(rng: &mut Rng) -> Request {
+    let (route, body) = *rng.pick(BAD_SETTINGS);
+    let mut body = body.as_bytes().to_vec();
+    if route.is_empty() && rng.next(4) == 0 {
+        let (other_route, other) = *rng.pick(BAD_SETTINGS);
+        if let (Ok(Value::Object(mut first)), Ok(Value::Object(second)), "") = (
+            serde_json::from_slice::<Value>(&body),
+            serde_json::from_str::<Value>(other),
+            other_route,
+        ) {
+            for (key, value) in second {
+                first.entry(key).or_insert(value);
+            }
+            body = Value::Object(first).to_string().into_bytes();
+        }
+    }
+    Request::json(
+        settings_method(route),
+        format!("/indexes/{INDEX}/settings{route}"),
+        body,
+    )
+}
+
 /// A value of some JSON type: what a mutation puts where something else is expected.
 fn any_value(rng: &mut Rng) -> Value {
     match rng.next(9) {
@@ -345,25 +609,7 @@ pub fn request(rng: &mut Rng) -> Request {
                 "filter=title%20%3D%20x"
             ])
         )),
-        10 => {
-            let (route, body) = rng
-                .pick(&[
-                    ("", json!({"rankingRules": 5})),
-                    ("", json!({"stopWords": "the"})),
-                    ("", json!({"typoTolerance": {"enabled": "yes"}})),
-                    ("", json!({"bogus": 1})),
-                    ("", json!({"pagination": {"maxTotalHits": -1}})),
-                    ("/filterable-attributes", json!("genre")),
-                    ("/stop-words", json!([1])),
-                    ("/synonyms", json!({"a": "b"})),
-                ])
-                .clone();
-            Request::json(
-                Method::PATCH,
-                format!("/indexes/{INDEX}/settings{route}"),
-                bytes_of(rng, &body),
-            )
-        }
+        10 => settings_change(rng),
         _ => {
             // Document payloads the nodes refuse before any task: malformed, or of
             // another content type.
@@ -479,19 +725,6 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-/// Whether a mismatch is one of Miroir's documented differences: an invalid settings value
-/// is a failed task (202, then the task's error) where one node refuses it at once (400),
-/// because settings are committed in two phases across nodes (docs/settings.md).
-pub fn documented(mismatch: &Mismatch) -> bool {
-    mismatch.request.method == Method::PATCH
-        && mismatch
-            .request
-            .path
-            .starts_with(&format!("/indexes/{INDEX}/settings"))
-        && mismatch.gateway.status == 202
-        && mismatch.node.status == 400
-}
-
 /// What a run found.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -499,8 +732,6 @@ pub struct Report {
     pub sent: usize,
     /// Answered alike.
     pub equal: usize,
-    /// Answered differently under a documented rule ([`documented`]).
-    pub documented: usize,
     /// Answered differently otherwise.
     pub mismatches: Vec<Mismatch>,
     /// The gateway answered 5xx where the node answered 4xx.
@@ -579,8 +810,6 @@ pub async fn run(gateway: &str, node: &str, seed: u64, count: usize) -> Report {
         };
         if mismatch.gateway == mismatch.node {
             report.equal += 1;
-        } else if documented(&mismatch) {
-            report.documented += 1;
         } else {
             report.mismatches.push(mismatch);
         }

@@ -20,6 +20,10 @@ use std::sync::Arc;
 
 use miroir_proto::settings::KEYS;
 
+mod check;
+mod embedders;
+mod shape;
+
 /// `filterable-attributes` → `filterableAttributes`, if it is a settings route.
 fn route_key(name: &str) -> Option<&'static str> {
     let mut key = String::new();
@@ -135,41 +139,15 @@ async fn node_settings(
     ))
 }
 
+/// Commits a settings change that [`check`] has passed (or a reset, which needs none).
 async fn write(
     state: &AppState,
     caller: &Caller,
     uid: &str,
     settings: Map<String, Value>,
 ) -> Result<Response, MeiliError> {
-    if let Some(unknown) = settings.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(MeiliError::invalid(
-            "bad_request",
-            format!(
-                "Unknown field `{unknown}`: expected one of {}",
-                KEYS.iter()
-                    .map(|k| format!("`{k}`"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
-    // Settings behind an experimental feature: Meilisearch 1.50 refuses them at once
-    // while it is off. Foreign keys join documents of another index on the same node,
-    // which a sharded fleet splits: refused, rather than joins that miss documents.
-    let features = state.topology.current().experimental_features.clone();
-    for (key, feature, name, link) in [
-        ("chat", "chatCompletions", "chat completions", "835"),
-        ("foreignKeys", "foreignKeys", "foreign_keys", "873"),
-    ] {
-        if settings.get(key).is_some_and(|v| !v.is_null()) && features.get(feature) != Some(&true) {
-            return Err(MeiliError::invalid(
-                "feature_not_enabled",
-                format!(
-                    "setting `{key}` in the index settings requires enabling the `{name}` experimental feature. See https://github.com/orgs/meilisearch/discussions/{link}"
-                ),
-            ));
-        }
-    }
+    // Foreign keys join documents of another index on the same node, which a sharded fleet
+    // splits: refused, rather than joins that miss documents.
     if settings.get("foreignKeys").is_some_and(|v| !v.is_null()) {
         return Err(MeiliError::new(
             StatusCode::NOT_IMPLEMENTED,
@@ -211,6 +189,7 @@ pub async fn patch_all(
     JsonBody(body): JsonBody,
 ) -> Result<Response, MeiliError> {
     let settings = json_object(&body)?;
+    check::settings(&settings, &state.topology.current().experimental_features)?;
     write(&state, &caller, &uid, settings).await
 }
 
@@ -306,16 +285,19 @@ pub async fn put_one(
         return Ok(StatusCode::NOT_FOUND.into_response());
     };
 
-    let value: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            MeiliError::invalid(
-                "malformed_payload",
-                format!("The json payload provided is malformed. `{e}`."),
-            )
-        })?
-    };
+    if body.is_empty() {
+        return Err(MeiliError::invalid(
+            "missing_payload",
+            "A json payload is missing.",
+        ));
+    }
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        MeiliError::invalid(
+            "malformed_payload",
+            format!("The json payload provided is malformed. `{e}`."),
+        )
+    })?;
+    check::one(key, &value, &state.topology.current().experimental_features)?;
     write(
         &state,
         &caller,
