@@ -128,6 +128,19 @@ pub struct Config {
     #[arg(long, env = "MIROIR_SHARD_UNAVAILABLE_POLICY", value_enum, default_value_t = ShardPolicy::Partial)]
     pub shard_unavailable_policy: ShardPolicy,
 
+    /// How a read chooses among the live copies of its shards: `least-loaded` takes the
+    /// less loaded of two candidates (each node's latency average, peak-sensitive and
+    /// fading over a second, times its calls in flight), so a slow replica is avoided;
+    /// `round-robin` takes them in turn.
+    #[arg(long, env = "MIROIR_REPLICA_SELECTION", value_enum, default_value_t = ReplicaSelection::LeastLoaded)]
+    pub replica_selection: ReplicaSelection,
+
+    /// Hedge reads: a node call of a read not answered within that node's recent 95th
+    /// percentile latency is sent again to another live copy of the same shards, and the
+    /// first answer is used. Hedges are at most about a tenth of node calls.
+    #[arg(long, env = "MIROIR_HEDGE_READS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub hedge_reads: bool,
+
     /// Redis URL (`redis://[USER:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS) for
     /// the state gateways share: idempotency keys, read-your-writes sessions and
     /// rate-limit counters. Without it they are per gateway (rate limits then divided by
@@ -168,6 +181,15 @@ pub struct Config {
     /// Log format: text or json.
     #[arg(long, env = "MIROIR_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// How a read chooses among the live copies of its shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplicaSelection {
+    /// The less loaded of two candidates taken in turn.
+    LeastLoaded,
+    /// In turn.
+    RoundRobin,
 }
 
 /// What a read does about shards no live replica can serve.

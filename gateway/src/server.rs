@@ -92,6 +92,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "1 while the last Redis command succeeded (absent without --redis-url)",
         redis_reachable.clone(),
     );
+    let hedges = Arc::new(crate::read::hedge::Hedges::default());
+    registry.register(
+        "miroir_gateway_hedges_sent",
+        "Read calls sent again to another copy of their shards after the first node's recent 95th percentile latency",
+        hedges.sent.clone(),
+    );
+    registry.register(
+        "miroir_gateway_hedges_won",
+        "Hedged read calls whose answer came first and was used",
+        hedges.won.clone(),
+    );
     let registry = Arc::new(registry);
     let metrics_fleet = fleet.clone();
     let metrics_topology = topology.clone();
@@ -165,6 +176,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         fleet,
         live_gateways,
         trouble: Arc::default(),
+        loads: Arc::default(),
+        hedges,
     });
     tokio::spawn(crate::nodes::trouble::watch_silent_nodes(state.clone()));
     let sweep_interval = state.config.task_sweep_interval;

@@ -33,6 +33,10 @@ pub struct GatewayState {
     pub live_gateways: Arc<std::sync::atomic::AtomicU64>,
     /// Nodes this gateway reported to the control plane, and when (passive health).
     pub trouble: Arc<crate::nodes::reports::TroubleReports>,
+    /// Each node's calls in flight and latencies, as this gateway's calls see them.
+    pub loads: Arc<crate::nodes::load::NodeLoads>,
+    /// Hedged reads' budget and counts.
+    pub hedges: Arc<crate::read::hedge::Hedges>,
 }
 
 /// index uid → (settings version, read at, settings). Committed versions come from the
@@ -94,6 +98,8 @@ impl GatewayState {
             fleet: Arc::new(fleet),
             live_gateways: Arc::new(std::sync::atomic::AtomicU64::new(1)),
             trouble: Arc::default(),
+            loads: Arc::default(),
+            hedges: Arc::default(),
         })
     }
 }

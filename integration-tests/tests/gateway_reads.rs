@@ -93,6 +93,35 @@ async fn a_failed_replica_is_covered_and_a_lost_shard_is_reported() {
 
 /// Quick health checks that never mark a node failed: the topology keeps a dead or slow
 /// node active, so only the gateway's own retries and timeouts can cover for it.
+/// `n` nodes the control plane never marks failed, a gateway started with
+/// `gateway_args`, and the index `rf2` (`shards` shards, RF 2) holding ids 0 to 39.
+async fn rf2_fleet(
+    n: usize,
+    shards: u32,
+    gateway_args: &[&str],
+) -> (
+    tempfile::TempDir,
+    miroir_integration_tests::ControlPlane,
+    Vec<miroir_integration_tests::TestNode>,
+    miroir_integration_tests::Gateway,
+    Meili,
+) {
+    let (dir, cp, nodes, _) = crate::gateway_indexes::fleet_with(n, never_failing_nodes()).await;
+    let gateway =
+        miroir_integration_tests::Gateway::start(dir.path(), &cp.url(), gateway_args).await;
+    gateway.wait_writable().await;
+    let meili = Meili::new(&gateway.url);
+    meili.ok(Method::POST, "/indexes", json!({"uid": "rf2", "primaryKey": "id", "miroirShardCount": shards, "miroirReplicationFactor": 2})).await;
+    let documents: Vec<_> = (0..40).map(|i| json!({"id": i})).collect();
+    meili
+        .ok(Method::POST, "/indexes/rf2/documents", json!(documents))
+        .await;
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    (dir, cp, nodes, gateway, meili)
+}
+
 fn never_failing_nodes() -> miroir_integration_tests::ControlPlaneOptions {
     miroir_integration_tests::ControlPlaneOptions {
         extra_args: [
@@ -620,21 +649,7 @@ async fn filter_errors_read_as_one_meilisearch() {
 async fn a_slow_node_holds_no_read_past_the_node_timeout() {
     // The control plane never marks the slow node failed: only the gateway's own
     // timeout and failover can cover for it.
-    let options = never_failing_nodes();
-    let (dir, cp, nodes, _) = crate::gateway_indexes::fleet_with(3, options).await;
-    let gateway =
-        miroir_integration_tests::Gateway::start(dir.path(), &cp.url(), &["--node-timeout", "1s"])
-            .await;
-    gateway.wait_writable().await;
-    let meili = Meili::new(&gateway.url);
-    meili.ok(Method::POST, "/indexes", json!({"uid": "rf2", "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": 2})).await;
-    let documents: Vec<_> = (0..40).map(|i| json!({"id": i})).collect();
-    meili
-        .ok(Method::POST, "/indexes/rf2/documents", json!(documents))
-        .await;
-    gateway
-        .wait_version(cp.current_topology().await.version)
-        .await;
+    let (_dir, _cp, nodes, _gateway, meili) = rf2_fleet(3, 8, &["--node-timeout", "1s"]).await;
 
     // A hung node (SIGSTOP) answers nothing: waiting for it would show.
     nodes[1].hang();
@@ -671,6 +686,64 @@ async fn a_slow_node_holds_no_read_past_the_node_timeout() {
         started.elapsed()
     );
     nodes[1].unhang();
+}
+
+/// Issue 25, point 1: a read whose node is slower than its recent 95th percentile is
+/// hedged to the other copy of its shards, and the first answer is used. Here one of two
+/// replicas hangs (SIGSTOP) without being marked failed: the reads sent to it in turn are
+/// answered by the other copy long before the node timeout, whole, and the gateway counts
+/// the hedges it sent and won.
+#[tokio::test]
+async fn a_hung_replica_is_hedged_around_and_the_hedges_are_counted() {
+    // In turn, so that both replicas are asked (and their latencies learnt) before one
+    // hangs, and half the reads then go to the hung one; never reported, so never failed.
+    let gateway_args = [
+        "--replica-selection",
+        "round-robin",
+        "--node-report-after",
+        "10m",
+    ];
+    let (_dir, _cp, nodes, gateway, meili) = rf2_fleet(2, 4, &gateway_args).await;
+    for _ in 0..100 {
+        let (status, body) = meili.post("/indexes/rf2/search", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let counted = |name: &'static str| {
+        let metrics = gateway.metrics;
+        async move {
+            let text = reqwest::get(format!("http://{metrics}/metrics"))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("metrics text");
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{name} in\n{text}"))
+        }
+    };
+    let won_before = counted("miroir_gateway_hedges_won_total").await;
+
+    nodes[1].hang();
+    let node_timeout = std::time::Duration::from_secs(10);
+    for round in 0..20 {
+        let started = std::time::Instant::now();
+        let (status, body) = meili
+            .post("/indexes/rf2/search", json!({"limit": 100}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["estimatedTotalHits"], 40, "search {round}");
+        assert!(
+            started.elapsed() < node_timeout,
+            "search {round} waited for the hung node: {:?}",
+            started.elapsed()
+        );
+    }
+    nodes[1].unhang();
+    let won = counted("miroir_gateway_hedges_won_total").await - won_before;
+    let sent = counted("miroir_gateway_hedges_sent_total").await;
+    assert!(won >= 5, "hedges won while a replica hung: {won}");
+    assert!(sent >= won, "{sent} sent, {won} won");
 }
 
 /// Issue 21, point 3: `POST /indexes/{uid}/fields` lists the fields of every node's

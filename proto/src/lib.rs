@@ -59,6 +59,17 @@ pub mod pb {
         }
     }
 
+    impl Topology {
+        /// The ids of the groups that serve reads (active).
+        pub fn active_groups(&self) -> std::collections::HashSet<u32> {
+            self.groups
+                .iter()
+                .filter(|g| g.state == GroupState::Active as i32)
+                .map(|g| g.id)
+                .collect()
+        }
+    }
+
     impl Node {
         /// Whether the node answers reads for the copies the routing gives it: active,
         /// draining (its copies serve until their moves cut over), or joining. A joining

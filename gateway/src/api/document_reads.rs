@@ -274,19 +274,29 @@ impl PageSource<'_> {
             body: &body,
             filter: self.filter,
         };
-        let answer = scatter(self.state, self.topology, source, self.path, request, None)
-            .await
-            .into_iter()
-            .next();
+        // The next page comes from the node that gave the first ones (no hedge): pages by
+        // offset are in that node's order.
+        let answer = scatter(
+            self.state,
+            self.topology,
+            source,
+            self.path,
+            request,
+            None,
+            None,
+        )
+        .await
+        .into_iter()
+        .next();
         let node = source.assignments.keys().next().map_or("", String::as_str);
         match answer {
-            Some((_, Ok(mut answer))) if answer.status == 200 => {
+            Some((_, Ok(mut answer), _)) if answer.status == 200 => {
                 Ok(match answer.body["results"].take() {
                     Value::Array(results) => results,
                     _ => Vec::new(),
                 })
             }
-            Some((_, Ok(answer))) => Err(MeiliError::new(
+            Some((_, Ok(answer), _)) => Err(MeiliError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "miroir_shard_unavailable",
                 ErrorType::System,
@@ -295,7 +305,7 @@ impl PageSource<'_> {
                     answer.status
                 ),
             )),
-            Some((_, Err(unreachable))) => Err(MeiliError::new(
+            Some((_, Err(unreachable), _)) => Err(MeiliError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "miroir_shard_unavailable",
                 ErrorType::System,

@@ -13,7 +13,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use http::Method;
-use miroir_proto::pb::{self, GroupState};
+use miroir_proto::pb;
 use miroir_proto::settings::SHARD_FIELD;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
@@ -110,12 +110,7 @@ async fn index_stats(state: &AppState, index: &pb::Index) -> Result<Value, Meili
     let (_pin, topology) = state.topology.pin();
     let index = super::indexes::index_in(&topology, &index.uid)?;
     let live = |id: &str| topology.nodes.iter().find(|n| n.id == id && n.serves());
-    let active: Vec<u32> = topology
-        .groups
-        .iter()
-        .filter(|g| g.state == GroupState::Active as i32)
-        .map(|g| g.id)
-        .collect();
+    let active = topology.active_groups();
     let group_nodes = |routing: &pb::GroupRouting| -> Vec<String> {
         let mut ids: Vec<String> = routing
             .shards

@@ -2,6 +2,7 @@
 //! ([`miroir_proto::node_client`]: hyper-util with rustls, a pool per node, timeouts and an
 //! answer limit), shared with the control plane; failing over between replicas is here.
 
+pub mod load;
 pub mod reports;
 pub mod trouble;
 

@@ -59,7 +59,7 @@ pub async fn watch_silent_nodes(state: AppState) {
     let after = humantime::format_duration(silence);
     loop {
         tick.tick().await;
-        for node in state.trouble.silent(silence) {
+        for node in state.loads.silent(silence) {
             report(
                 &state,
                 &node,
@@ -79,7 +79,7 @@ pub async fn watched<T>(
     node: &str,
     call: impl Future<Output = Result<T, Unreachable>>,
 ) -> Result<T, Unreachable> {
-    let _in_flight = state.trouble.start(node);
+    let in_flight = state.loads.start(node);
     let mut topology = state.topology.subscribe();
     let marked_failed = async {
         if topology.wait_for(|t| is_failed(t, node)).await.is_err() {
@@ -89,8 +89,9 @@ pub async fn watched<T>(
     };
     tokio::select! {
         answer = call => {
-            if let Err(unreachable) = &answer {
-                report(state, node, &unreachable.detail);
+            match &answer {
+                Ok(_) => in_flight.answered(),
+                Err(unreachable) => report(state, node, &unreachable.detail),
             }
             answer
         }

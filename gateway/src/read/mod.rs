@@ -7,6 +7,7 @@
 pub mod facets;
 pub mod failure;
 pub mod federation;
+pub mod hedge;
 pub mod merge;
 pub mod performance;
 pub mod plan;

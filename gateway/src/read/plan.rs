@@ -6,8 +6,10 @@ use super::facets::FacetOrder;
 use super::failure::SearchFailure;
 use super::query::{Member, Paging, SearchQuery};
 use crate::api::consistency::SettingsFloor;
+use crate::config::ReplicaSelection;
+use crate::nodes::load::NodeLoads;
 use crate::state::AppState;
-use miroir_proto::pb::{self, GroupState};
+use miroir_proto::pb;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -32,21 +34,69 @@ pub struct CoveringSet {
     pub unfiltered: HashSet<String>,
 }
 
+/// How a read chooses among the live copies that could serve it.
+#[derive(Clone, Copy)]
+pub enum Choice<'a> {
+    /// In turn: reads spread evenly, whatever each node's load.
+    Turn,
+    /// The less loaded of two candidates taken in turn (by latency average times calls
+    /// in flight, [`NodeLoads::cost`]): a slow or busy replica is avoided while the others
+    /// share the reads.
+    LeastLoaded(&'a NodeLoads),
+}
+
+impl Choice<'_> {
+    fn cost(&self, node: &str) -> f64 {
+        match self {
+            Self::Turn => 0.0,
+            Self::LeastLoaded(loads) => loads.cost(node),
+        }
+    }
+
+    /// Of `candidates` (in turn order), the first, or the second when it costs less.
+    fn pick<'n>(&self, candidates: &[&'n String]) -> Option<&'n String> {
+        match candidates {
+            [] => None,
+            [first, second, ..] if self.cost(second) < self.cost(first) => Some(*second),
+            [first, ..] => Some(*first),
+        }
+    }
+}
+
+/// The choice `--replica-selection` asks for.
+pub fn choice(state: &AppState) -> Choice<'_> {
+    match state.config.replica_selection {
+        ReplicaSelection::LeastLoaded => Choice::LeastLoaded(&state.loads),
+        ReplicaSelection::RoundRobin => Choice::Turn,
+    }
+}
+
 /// For each shard, one live read node: one node for all of them when a live node holds
 /// them all (chosen in turn among such nodes), else groups are tried in turn starting at
 /// `turn`, and within a group the replicas rotate with the shard so load spreads.
 pub fn covering_set(index: &pb::Index, topology: &pb::Topology, turn: usize) -> CoveringSet {
     let shards: Vec<u32> = (0..index.shard_count).collect();
-    covering_set_for(index, topology, turn, &shards, &HashSet::new())
+    covering_set_for(
+        index,
+        topology,
+        turn,
+        &shards,
+        &HashSet::new(),
+        Choice::Turn,
+    )
 }
 
-/// [`covering_set`] for some shards only, never choosing a node of `excluded`.
+/// [`covering_set`] for some shards only, never choosing a node of `excluded`, and
+/// choosing among candidates as `choice` says: with [`Choice::LeastLoaded`], the groups
+/// are tried from the least loaded (its most loaded node) and each shard's replica is the
+/// less loaded of two.
 pub fn covering_set_for(
     index: &pb::Index,
     topology: &pb::Topology,
     turn: usize,
     shards: &[u32],
     excluded: &HashSet<String>,
+    choice: Choice,
 ) -> CoveringSet {
     let live: HashSet<&str> = topology
         .nodes
@@ -54,13 +104,8 @@ pub fn covering_set_for(
         .filter(|n| n.serves() && !excluded.contains(&n.id))
         .map(|n| n.id.as_str())
         .collect();
-    let active: HashSet<u32> = topology
-        .groups
-        .iter()
-        .filter(|g| g.state == GroupState::Active as i32)
-        .map(|g| g.id)
-        .collect();
-    let groups: Vec<&pb::GroupRouting> = index
+    let active = topology.active_groups();
+    let mut groups: Vec<&pb::GroupRouting> = index
         .routing
         .iter()
         .filter(|r| active.contains(&r.group_id))
@@ -85,18 +130,43 @@ pub fn covering_set_for(
     whole.sort();
     whole.dedup();
     if !whole.is_empty() && !shards.is_empty() {
-        let node = whole[turn % whole.len()];
-        set.assignments.insert(node.clone(), shards.to_vec());
+        let len = whole.len();
+        whole.rotate_left(turn % len);
+        if let Some(node) = choice.pick(&whole) {
+            set.assignments.insert(node.clone(), shards.to_vec());
+        }
     }
     let spread = set.assignments.is_empty();
+    if spread && !groups.is_empty() {
+        let len = groups.len();
+        groups.rotate_left(turn % len);
+        if let Choice::LeastLoaded(_) = choice {
+            // A read waits for its slowest node: a group costs what its most loaded live
+            // node does. The sort is stable, so equal groups keep their turn.
+            let group_cost = |g: &pb::GroupRouting| {
+                g.shards
+                    .iter()
+                    .flat_map(|r| r.in_sync())
+                    .filter(|n| live.contains(n.as_str()))
+                    .map(|n| choice.cost(n))
+                    .fold(0.0, f64::max)
+            };
+            groups.sort_by(|a, b| group_cost(a).total_cmp(&group_cost(b)));
+        }
+    }
     for &shard in shards.iter().filter(|_| spread) {
-        let chosen = (0..groups.len()).find_map(|g| {
-            let route = groups[(turn + g) % groups.len()]
-                .shards
-                .get(shard as usize)?;
-            let alive = || route.in_sync().filter(|n| live.contains(n.as_str()));
-            let count = alive().count();
-            (count > 0).then(|| alive().nth((turn + shard as usize) % count))?
+        let chosen = groups.iter().find_map(|group| {
+            let route = group.shards.get(shard as usize)?;
+            let mut alive: Vec<&String> = route
+                .in_sync()
+                .filter(|n| live.contains(n.as_str()))
+                .collect();
+            if alive.is_empty() {
+                return None;
+            }
+            let len = alive.len();
+            alive.rotate_left((turn + shard as usize) % len);
+            choice.pick(&alive)
         });
         match chosen {
             Some(node) => match set.assignments.get_mut(node.as_str()) {
@@ -114,24 +184,36 @@ pub fn covering_set_for(
     // routing or in the move's record until its copy is deleted; see
     // docs/architecture.md).
     for (node, assigned) in &set.assignments {
-        let held = (0..index.shard_count as usize)
-            .filter(|&shard| {
-                index.routing.iter().any(|group| {
-                    group.shards.get(shard).is_some_and(|route| {
-                        route.read_nodes.contains(node) || route.write_nodes.contains(node)
-                    })
-                }) || topology.moves.iter().any(|m| {
-                    m.index_uid == index.uid
-                        && m.shard as usize == shard
-                        && (m.old_owners.contains(node) || m.new_owners.contains(node))
-                })
-            })
-            .count();
-        if held == assigned.len() {
+        if holds_exactly(index, topology, node, assigned) {
             set.unfiltered.insert(node.clone());
         }
     }
     set
+}
+
+/// Whether the shards `node` holds a copy of (read or write copies, in any group, or in a
+/// move) are `assigned` and no others: asked for them, it has nothing to hide.
+pub fn holds_exactly(
+    index: &pb::Index,
+    topology: &pb::Topology,
+    node: &str,
+    assigned: &[u32],
+) -> bool {
+    let node = &node.to_owned();
+    let held = (0..index.shard_count as usize)
+        .filter(|&shard| {
+            index.routing.iter().any(|group| {
+                group.shards.get(shard).is_some_and(|route| {
+                    route.read_nodes.contains(node) || route.write_nodes.contains(node)
+                })
+            }) || topology.moves.iter().any(|m| {
+                m.index_uid == index.uid
+                    && m.shard as usize == shard
+                    && (m.old_owners.contains(node) || m.new_owners.contains(node))
+            })
+        })
+        .count();
+    held == assigned.len()
 }
 
 /// The first covering set of a read of one index, under the request's settings floor,
@@ -174,6 +256,7 @@ impl ReadPlan {
             turn,
             &shards,
             &excluded,
+            choice(state),
         );
         Ok(Self {
             topology,
@@ -189,6 +272,20 @@ impl ReadPlan {
     /// The index read.
     pub fn index(&self) -> &pb::Index {
         &self.topology.indexes[self.index]
+    }
+
+    /// Plans the read again without `node` (it failed).
+    pub fn exclude(&mut self, state: &AppState, node: String) {
+        self.excluded.insert(node);
+        let shards: Vec<u32> = (0..self.index().shard_count).collect();
+        self.plan = covering_set_for(
+            self.index(),
+            &self.topology,
+            self.turn,
+            &shards,
+            &self.excluded,
+            choice(state),
+        );
     }
 }
 
@@ -358,6 +455,7 @@ fn is_filterable(settings: &Map<String, Value>, attribute: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use miroir_proto::pb::GroupState;
     use miroir_proto::pb::NodeState;
     use serde_json::json;
 
@@ -426,7 +524,7 @@ mod tests {
             "the next turn asks the other"
         );
         let excluded: HashSet<String> = ["a".to_owned()].into();
-        let retry = covering_set_for(&index, &topology, 0, &[0, 1, 2, 3], &excluded);
+        let retry = covering_set_for(&index, &topology, 0, &[0, 1, 2, 3], &excluded, Choice::Turn);
         assert_eq!(retry.assignments["b"], [0, 1, 2, 3]);
         assert!(
             retry.unfiltered.contains("b"),
@@ -441,6 +539,60 @@ mod tests {
         assert!(
             plan.assignments.len() > 1,
             "RF 2 of 3: no node holds everything, so the shards are spread"
+        );
+    }
+
+    #[test]
+    fn the_less_loaded_copy_is_asked_and_equal_ones_in_turn() {
+        let loads = NodeLoads::default();
+        // `a` answered slowly and has calls waiting; `b` and `c` were never asked.
+        loads.answered_in("a", std::time::Duration::from_millis(5));
+        let _waiting = loads.start("a");
+        let least = Choice::LeastLoaded(&loads);
+        let all: Vec<u32> = (0..4).collect();
+        let (index, topology) = layout(&["a", "b"], 4, |_| vec!["a", "b"]);
+        for turn in 0..4 {
+            let plan = covering_set_for(&index, &topology, turn, &all, &HashSet::new(), least);
+            assert_eq!(
+                plan.assignments.keys().collect::<Vec<_>>(),
+                ["b"],
+                "turn {turn}"
+            );
+        }
+        // RF 2 of 3: each shard's copy is the less loaded of its two.
+        let (index, topology) = layout(&["a", "b", "c"], 3, |s| match s {
+            0 => vec!["a", "b"],
+            1 => vec!["b", "c"],
+            _ => vec!["c", "a"],
+        });
+        for turn in 0..3 {
+            let plan =
+                covering_set_for(&index, &topology, turn, &[0, 1, 2], &HashSet::new(), least);
+            assert!(!plan.assignments.contains_key("a"), "turn {turn}: {plan:?}");
+            assert_eq!(plan.missing, Vec::<u32>::new());
+        }
+        // Equal costs: the turn decides, as round-robin does.
+        let fresh = NodeLoads::default();
+        let (index, topology) = layout(&["a", "b"], 4, |_| vec!["a", "b"]);
+        let first = covering_set_for(
+            &index,
+            &topology,
+            0,
+            &all,
+            &HashSet::new(),
+            Choice::LeastLoaded(&fresh),
+        );
+        let next = covering_set_for(
+            &index,
+            &topology,
+            1,
+            &all,
+            &HashSet::new(),
+            Choice::LeastLoaded(&fresh),
+        );
+        assert_ne!(
+            first.assignments.keys().next(),
+            next.assignments.keys().next()
         );
     }
 

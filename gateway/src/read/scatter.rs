@@ -19,9 +19,22 @@ use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+/// Where a scatter's calls may be hedged: the index read and the nodes it must not ask.
+#[derive(Clone, Copy)]
+pub struct HedgeScope<'a> {
+    pub index: &'a pb::Index,
+    pub excluded: &'a HashSet<String>,
+}
+
+/// One node's answer in a scatter: its position in the plan, the answer, and the node
+/// that gave it when another copy answered in its place (a hedge).
+pub type ScatterAnswer = (usize, Result<NodeAnswer, Unreachable>, Option<String>);
+
 /// Sends `body` to every node of `plan` at `path` (POST), each with its own shard filter
 /// ANDed with the client's `filter`, inside the current span; answers in plan order. A
-/// call not answered by `deadline` (besides its own timeout) counts as unreachable.
+/// call not answered by `deadline` (besides its own timeout) counts as unreachable. With
+/// a `hedge` scope (and `--hedge-reads`), a call slower than its node's recent 95th
+/// percentile is sent again to another copy of its shards ([`super::hedge`]).
 pub async fn scatter(
     state: &AppState,
     topology: &pb::Topology,
@@ -29,14 +42,28 @@ pub async fn scatter(
     path: &str,
     request: NodeRequest<'_>,
     deadline: Option<tokio::time::Instant>,
-) -> Vec<(usize, Result<NodeAnswer, Unreachable>)> {
+    hedge: Option<HedgeScope<'_>>,
+) -> Vec<ScatterAnswer> {
     let mut calls: Vec<_> = plan
         .assignments
         .iter()
         .enumerate()
         .filter_map(|(position, (node_id, shards))| {
             let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
-            let node_body = request.for_node(shards, plan.unfiltered.contains(node_id));
+            let unfiltered = plan.unfiltered.contains(node_id);
+            let node_body = request.for_node(shards, unfiltered);
+            let alternative = hedge.and_then(|scope| {
+                hedge_target(state, topology, scope, node_id, shards, |other_unfiltered| {
+                    // The same shards and the same filtering make the same body: no
+                    // second serializing.
+                    match &node_body {
+                        NodeBody::Json(bytes) if other_unfiltered == unfiltered => {
+                            NodeBody::Json(bytes.clone())
+                        }
+                        _ => request.for_node(shards, other_unfiltered),
+                    }
+                })
+            });
             let (state, node_id, address, path) = (
                 state.clone(),
                 node_id.clone(),
@@ -45,24 +72,33 @@ pub async fn scatter(
             );
             let named = node_id.clone();
             Some((position, named, async move {
-                let call = state
-                    .nodes
-                    .send(&node_id, &address, Method::POST, &path, Some(node_body));
-                let call = crate::nodes::trouble::watched(&state, &node_id, call);
-                let answer = match deadline {
+                let call = node_call(state.clone(), node_id.clone(), address, path.clone(), node_body);
+                let call = async {
+                    match alternative {
+                        None => (call.await, None),
+                        Some(target) => {
+                            let (answer, hedged) = super::hedge::race(&state.hedges, call, target.delay, || {
+                                node_call(state.clone(), target.node.clone(), target.address, path.clone(), target.body)
+                            })
+                            .await;
+                            (answer, hedged.then_some(target.node))
+                        }
+                    }
+                };
+                let (answer, by) = match deadline {
                     None => call.await,
                     Some(deadline) => tokio::time::timeout_at(deadline, call)
                         .await
                         .unwrap_or_else(|_| {
-                            Err(Unreachable {
+                            (Err(Unreachable {
                                 detail: format!(
                                     "node `{node_id}` did not answer within the time left to retries"
                                 ),
                                 node: node_id.clone(),
-                            })
+                            }), None)
                         }),
                 };
-                (position, answer)
+                (position, answer, by)
             }))
         })
         .collect();
@@ -82,11 +118,85 @@ pub async fn scatter(
             Ok(answer) => answer,
             // A call that panicked is a failed node, retried on another replica or
             // reported, never a shard silently left out.
-            Err(error) => (position, Err(crate::nodes::failed_inside(&node, &error))),
+            Err(error) => (
+                position,
+                Err(crate::nodes::failed_inside(&node, &error)),
+                None,
+            ),
         })
         .collect();
-    answers.sort_by_key(|(position, _)| *position);
+    answers.sort_by_key(|(position, ..)| *position);
     answers
+}
+
+/// A read's call to one node, under passive health.
+async fn node_call(
+    state: AppState,
+    node: String,
+    address: String,
+    path: String,
+    body: NodeBody,
+) -> Result<NodeAnswer, Unreachable> {
+    let call = state
+        .nodes
+        .send(&node, &address, Method::POST, &path, Some(body));
+    crate::nodes::trouble::watched(&state, &node, call).await
+}
+
+/// Where and when a call to `node` would be hedged.
+pub(crate) struct HedgeTarget {
+    pub node: String,
+    pub address: String,
+    pub body: NodeBody,
+    pub delay: std::time::Duration,
+}
+
+/// The hedge of a read's call to `node` for `shards` (under `--hedge-reads`): after the
+/// node's recent 95th percentile, to the least loaded other copy of those shards, with
+/// the body `body_for` makes for that copy (given whether it holds exactly these shards);
+/// none before the node has answered enough calls, or without such a copy.
+pub(crate) fn hedge_target(
+    state: &AppState,
+    topology: &pb::Topology,
+    scope: HedgeScope<'_>,
+    node: &str,
+    shards: &[u32],
+    body_for: impl FnOnce(bool) -> NodeBody,
+) -> Option<HedgeTarget> {
+    if !state.config.hedge_reads {
+        return None;
+    }
+    state.hedges.earn();
+    let own = state.loads.p95(node)?;
+    let other =
+        super::hedge::alternative(scope.index, topology, node, shards, scope.excluded, &|n| {
+            state.loads.cost(n)
+        })?;
+    // Towards a copy that answers faster (a lower percentile), the hedge goes after that
+    // copy's percentile: past it, the copy would most likely have answered already. Towards
+    // one no faster, only after twice its percentile: a hedge then covers a node that
+    // stopped answering, without loading the fleet for answers that would not come first
+    // (docs/benchmarks.md, "Tail latency").
+    let theirs = state.loads.p95(&other).unwrap_or(own);
+    let delay = if theirs < own { theirs } else { theirs * 2 };
+    let address = topology
+        .nodes
+        .iter()
+        .find(|n| n.id == other)?
+        .address
+        .clone();
+    let body = body_for(super::plan::holds_exactly(
+        scope.index,
+        topology,
+        &other,
+        shards,
+    ));
+    Some(HedgeTarget {
+        node: other,
+        address,
+        body,
+        delay,
+    })
 }
 
 /// What a scatter asks of each node, made for the shards the node serves.
@@ -257,21 +367,35 @@ pub async fn gather_from(
         lost.extend(plan.missing.iter().copied());
         let nodes: Vec<(&String, &Vec<u32>)> = plan.assignments.iter().collect();
         let mut failed: Vec<u32> = Vec::new();
-        let round_answers = scatter(state, &topology, &plan, path, request, deadline).await;
-        for (position, answer) in round_answers {
-            let (node, shards) = nodes[position];
+        let scope = HedgeScope {
+            index,
+            excluded: &excluded,
+        };
+        let round_answers = scatter(
+            state,
+            &topology,
+            &plan,
+            path,
+            request,
+            deadline,
+            Some(scope),
+        )
+        .await;
+        for (position, answer, by) in round_answers {
+            let (planned, shards) = nodes[position];
+            // The copy that answered: a hedge's node when it came first.
+            let node = by.as_ref().unwrap_or(planned);
             match answer {
                 Ok(answer) if answer.status == 200 => {
                     answers.push(answer.body);
                     sources.push(CoveringSet {
                         assignments: BTreeMap::from([(node.clone(), shards.clone())]),
                         missing: Vec::new(),
-                        unfiltered: plan
-                            .unfiltered
-                            .iter()
-                            .filter(|n| *n == node)
-                            .cloned()
-                            .collect(),
+                        unfiltered: if super::plan::holds_exactly(index, &topology, node, shards) {
+                            HashSet::from([node.clone()])
+                        } else {
+                            HashSet::new()
+                        },
                     });
                 }
                 Ok(answer) if (400..500).contains(&answer.status) => {
@@ -288,7 +412,8 @@ pub async fn gather_from(
                             .to_owned(),
                     });
                     tracing::warn!(node, ?shards, error = ?last_error, "node failed during a read; asking another replica");
-                    excluded.insert(node.clone());
+                    excluded.insert(planned.clone());
+                    excluded.extend(by);
                     failed.extend(shards.iter().copied());
                 }
             }
@@ -300,7 +425,14 @@ pub async fn gather_from(
             lost.extend(failed);
             break;
         }
-        plan = covering_set_for(index, &topology, turn + round + 1, &failed, &excluded);
+        plan = covering_set_for(
+            index,
+            &topology,
+            turn + round + 1,
+            &failed,
+            &excluded,
+            super::plan::choice(state),
+        );
     }
     lost.sort_unstable();
     lost.dedup();

@@ -3,13 +3,15 @@
 //! the answer ([`super::respond`]); a node holding every shard answers alone.
 
 use super::facets::FacetOrder;
+use super::hedge::race;
 use super::merge::merge;
 use super::plan::{ReadPlan, SearchPlan, next_turn};
 use super::query::SearchQuery;
 use super::respond::{Searched, Timing, one_node_answer, search_body};
-use super::scatter::{NodeRequest, SearchFailure, gather_from};
+use super::scatter::{HedgeScope, NodeRequest, SearchFailure, gather_from, hedge_target};
 use crate::api::auth::Caller;
 use crate::api::consistency::SettingsFloor;
+use crate::nodes::NodeBody;
 use crate::state::AppState;
 use axum::http::StatusCode;
 use miroir_proto::settings::SHARD_FIELD;
@@ -31,9 +33,12 @@ pub async fn run_search(
         .restrict_search(uid, &mut query)
         .map_err(SearchFailure::Miroir)?;
     let settings = crate::api::settings::cached(state, uid).await;
-    let read = ReadPlan::new(state, uid, next_turn(), floor)?;
-    if let Some(searched) = from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
-        return searched;
+    let mut read = ReadPlan::new(state, uid, next_turn(), floor)?;
+    match from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
+        OneNode::Answered(searched) => return searched,
+        OneNode::Skipped => {}
+        // The scatter-gather asks the other copies.
+        OneNode::Failed(node) => read.exclude(state, node),
     }
     let plan = SearchPlan::new(
         &query,
@@ -57,42 +62,79 @@ pub async fn run_search(
     })
 }
 
+/// What asking one node for the whole search gave.
+enum OneNode {
+    Answered(Result<Searched, SearchFailure>),
+    /// Not a one-node read, or an answer that needs the scatter-gather path.
+    Skipped,
+    /// The node (and its hedge, if any) did not answer.
+    Failed(String),
+}
+
 /// When one node holds every shard of the index and is asked for all of them, there is
 /// nothing to merge: it gets the client's own query (no page mode, no scores, no shard
 /// filter) and its answer is passed on with Miroir's field removed and facet values cut to
 /// the index's `maxValuesPerFacet` (nodes hold a higher one). `None` when this does not
-/// apply or the node failed (the scatter-gather path then retries elsewhere).
+/// apply, or the node that failed (the scatter-gather path then asks the other copies).
 async fn from_one_node(
     state: &AppState,
     read: &ReadPlan,
     query: &SearchQuery,
     settings: Option<&Map<String, Value>>,
     raw_ok: bool,
-) -> Option<Result<Searched, SearchFailure>> {
+) -> OneNode {
     // Under a settings floor the scatter-gather path reports what the floor left out.
     if read.floor > 0 {
-        return None;
+        return OneNode::Skipped;
     }
     let (topology, plan, uid) = (&read.topology, &read.plan, &read.index().uid);
-    let (node_id, _) = plan.assignments.iter().next()?;
+    let Some((node_id, _)) = plan.assignments.iter().next() else {
+        return OneNode::Skipped;
+    };
     if plan.assignments.len() != 1 || !plan.missing.is_empty() || !plan.unfiltered.contains(node_id)
     {
-        return None;
+        return OneNode::Skipped;
     }
-    let node = topology.nodes.iter().find(|n| &n.id == node_id)?;
+    let Some(node) = topology.nodes.iter().find(|n| &n.id == node_id) else {
+        return OneNode::Skipped;
+    };
 
     let path = format!("/indexes/{uid}/search");
-    let (status, bytes) = state
-        .nodes
-        .send_raw(
-            node_id,
-            &node.address,
-            http::Method::POST,
-            &path,
-            Some(crate::nodes::NodeBody::json(query)),
-        )
-        .await
-        .ok()?;
+    let scope = HedgeScope {
+        index: read.index(),
+        excluded: &read.excluded,
+    };
+    let shards: Vec<u32> = (0..read.index().shard_count).collect();
+    // Another copy of every shard gets the client's query as it is.
+    let hedge = hedge_target(state, topology, scope, node_id, &shards, |_| {
+        NodeBody::json(query)
+    });
+    let primary = raw_search(
+        state.clone(),
+        node_id.clone(),
+        node.address.clone(),
+        path.clone(),
+        NodeBody::json(query),
+    );
+    let answer = match hedge {
+        None => primary.await,
+        Some(target) => {
+            race(&state.hedges, primary, target.delay, || {
+                raw_search(
+                    state.clone(),
+                    target.node.clone(),
+                    target.address,
+                    path.clone(),
+                    target.body,
+                )
+            })
+            .await
+            .0
+        }
+    };
+    let Ok((status, bytes)) = answer else {
+        return OneNode::Failed(node_id.clone());
+    };
     // A single search's answer with no facet holding more values than the index shows
     // needs no change but Miroir's field: the node's bytes pass with it cut out, sparing a
     // parse and a re-serialization.
@@ -103,17 +145,34 @@ async fn from_one_node(
                     .is_some_and(|n| n <= FacetOrder::from_settings(settings).max_values))
     };
     match status {
-        200 if as_sent() => Some(Ok(Searched {
+        200 if as_sent() => OneNode::Answered(Ok(Searched {
             body: Map::new(),
             raw: Some(crate::read::strip::strip_member(&bytes, SHARD_FIELD)),
             degraded: Vec::new(),
         })),
-        200 => one_node_answer(serde_json::from_slice(&bytes).ok()?, settings).map(Ok),
+        200 => serde_json::from_slice(&bytes)
+            .ok()
+            .and_then(|body| one_node_answer(body, settings))
+            .map_or(OneNode::Skipped, |searched| OneNode::Answered(Ok(searched))),
         400..=499 => {
             let error = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-            Some(Err(SearchFailure::Node(status, error)))
+            OneNode::Answered(Err(SearchFailure::Node(status, error)))
         }
-        _ => None,
+        _ => OneNode::Failed(node_id.clone()),
     }
+}
+
+/// A search sent to one node under passive health, its answer's status and bytes.
+async fn raw_search(
+    state: AppState,
+    node: String,
+    address: String,
+    path: String,
+    body: NodeBody,
+) -> Result<(u16, bytes::Bytes), crate::nodes::Unreachable> {
+    let call = state
+        .nodes
+        .send_raw(&node, &address, http::Method::POST, &path, Some(body));
+    crate::nodes::trouble::watched(&state, &node, call).await
 }

@@ -5,7 +5,7 @@ pub mod lease;
 pub mod watcher;
 
 use lease::Lease;
-use miroir_proto::pb::{self, GroupState};
+use miroir_proto::pb;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -256,12 +256,7 @@ pub fn not_ready(topology: &pb::Topology) -> Option<String> {
 /// The shards no live node can serve: for each index and shard, some active group must
 /// route it to an active node. Each gap reads `index/shard`.
 pub fn covering_gaps(topology: &pb::Topology) -> Vec<String> {
-    let active_groups: HashSet<u32> = topology
-        .groups
-        .iter()
-        .filter(|g| g.state == GroupState::Active as i32)
-        .map(|g| g.id)
-        .collect();
+    let active_groups = topology.active_groups();
     let live_nodes: HashSet<&str> = topology
         .nodes
         .iter()
@@ -288,6 +283,7 @@ pub fn covering_gaps(topology: &pb::Topology) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use miroir_proto::pb::GroupState;
     use miroir_proto::pb::NodeState;
 
     fn topology(node_state: NodeState) -> pb::Topology {

@@ -45,6 +45,15 @@ struct Args {
     /// client writes).
     #[arg(long)]
     moves: bool,
+    /// Measure tail latency instead (issue 25, point 1): 2 nodes holding every shard
+    /// twice (one group, RF 2), one of them slowed by SIGSTOP/SIGCONT bursts; searches
+    /// through a gateway choosing replicas in turn without hedging, and through one with
+    /// the defaults (least loaded, hedged).
+    #[arg(long)]
+    tail: bool,
+    /// With `--tail`: how long each burst stops the slowed node, then lets it run, in ms.
+    #[arg(long, default_value_t = 50)]
+    tail_stop_ms: u64,
     /// With `--moves`: documents per shard.
     #[arg(long, default_value_t = 10_000)]
     shard_documents: usize,
@@ -419,6 +428,12 @@ async fn prepare(meili: &Meili, index: &str, documents: usize, through_gateway: 
     if through_gateway {
         create["miroirShardCount"] = json!(16);
     }
+    prepare_as(meili, create, documents).await
+}
+
+/// [`prepare`], the index created with the `create` body.
+async fn prepare_as(meili: &Meili, create: Value, documents: usize) -> Duration {
+    let index = create["uid"].as_str().expect("uid").to_owned();
     meili.ok(reqwest::Method::POST, "/indexes", create).await;
     meili
         .ok(
@@ -485,6 +500,109 @@ async fn follow(cp: &ControlPlane, id: u64) -> (pb::Operation, f64) {
             return (op, fastest);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A gateway's counter from its metrics endpoint (0 when absent).
+async fn counter(gateway: &Gateway, name: &str) -> u64 {
+    let Ok(response) = reqwest::get(format!("http://{}/metrics", gateway.metrics)).await else {
+        return 0;
+    };
+    let text = response.text().await.unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `--tail`: search latency with one of two replicas slowed, through a gateway choosing
+/// in turn without hedging and through one with the defaults.
+async fn tail(args: &Args, dir: &std::path::Path) {
+    let stop = Duration::from_millis(args.tail_stop_ms);
+    println!(
+        "miroir-bench --tail: {} documents on 2 nodes (one group, RF 2, 8 shards); the slowed node is stopped {} ms then runs {} ms, over and over; clients {:?}, {} searches per setup and level",
+        args.documents,
+        stop.as_millis(),
+        stop.as_millis(),
+        args.concurrency,
+        args.requests
+    );
+    let dir = dir.join("tail");
+    let (cp, nodes, tuned) = start_fleet(&dir, 2, args.gateway_threads).await;
+    let took = prepare_as(
+        &Meili::new(&tuned.url),
+        json!({"uid": "bench", "primaryKey": "id", "miroirShardCount": 8, "miroirReplicationFactor": 2}),
+        args.documents,
+    )
+    .await;
+    println!("indexed in {:.1} s", took.as_secs_f64());
+    let threads = args.gateway_threads.to_string();
+    let mut plain_args = vec![
+        "--replica-selection",
+        "round-robin",
+        "--hedge-reads",
+        "false",
+    ];
+    if threads != "0" {
+        plain_args.extend(["--threads", &threads]);
+    }
+    let plain = Gateway::start(&dir, &cp.url(), &plain_args).await;
+    plain
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let gateways = [
+        ("in turn, no hedging", &plain),
+        ("least loaded, hedged (defaults)", &tuned),
+    ];
+    let setups: Vec<Setup> = gateways
+        .iter()
+        .map(|(_, g)| Setup {
+            url: g.url.clone(),
+            pid: g.pid(),
+        })
+        .collect();
+    for &concurrency in &args.concurrency {
+        let healthy = measure(&setups, "bench", args, concurrency).await;
+        let mut hedges_before = Vec::new();
+        for (_, g) in &gateways {
+            hedges_before.push((
+                counter(g, "miroir_gateway_hedges_sent_total").await,
+                counter(g, "miroir_gateway_hedges_won_total").await,
+            ));
+        }
+        // Bursts: the slowed node answers nothing while stopped, at once otherwise.
+        let bursting = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let slowed = nodes[1].pid().expect("node running");
+        let bursts = {
+            let bursting = bursting.clone();
+            std::thread::spawn(move || {
+                while bursting.load(std::sync::atomic::Ordering::Relaxed) {
+                    unsafe { libc::kill(slowed as i32, libc::SIGSTOP) };
+                    std::thread::sleep(stop);
+                    unsafe { libc::kill(slowed as i32, libc::SIGCONT) };
+                    std::thread::sleep(stop);
+                }
+            })
+        };
+        let slow = measure(&setups, "bench", args, concurrency).await;
+        bursting.store(false, std::sync::atomic::Ordering::Relaxed);
+        bursts.join().expect("bursts");
+        println!(
+            "\nsearches, {concurrency} client(s), one of two replicas slowed:\n\n| gateway | healthy p50 | healthy p99 | healthy QPS | slowed p50 | slowed p99 | slowed p99 ÷ healthy p99 | slowed QPS | hedges sent | hedges won |\n|---|---|---|---|---|---|---|---|---|---|"
+        );
+        for (i, (name, g)) in gateways.iter().enumerate() {
+            let sent = counter(g, "miroir_gateway_hedges_sent_total").await - hedges_before[i].0;
+            let won = counter(g, "miroir_gateway_hedges_won_total").await - hedges_before[i].1;
+            println!(
+                "| {name} | {} | {} | {:.0} | {} | {} | {:.2} | {:.0} | {sent} | {won} |",
+                ms(healthy[i].p50),
+                ms(healthy[i].p99),
+                healthy[i].qps,
+                ms(slow[i].p50),
+                ms(slow[i].p99),
+                slow[i].p99.as_secs_f64() / healthy[i].p99.as_secs_f64(),
+                slow[i].qps,
+            );
+        }
     }
 }
 
@@ -636,6 +754,10 @@ async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     if args.moves {
         moves(&args, dir.path()).await;
+        return;
+    }
+    if args.tail {
+        tail(&args, dir.path()).await;
         return;
     }
     println!(
