@@ -746,6 +746,141 @@ async fn a_hung_replica_is_hedged_around_and_the_hedges_are_counted() {
     assert!(sent >= won, "{sent} sent, {won} won");
 }
 
+/// Issue 25, point 2: a search or document fetch whose filter pins primary keys, and a
+/// fetch by ids, asks only the nodes of the owning shards: answers equal one real node's,
+/// `showPerformanceDetails` names the plan, and with every other node hung the pinned
+/// reads are still whole and not degraded (an unpinned one is).
+#[tokio::test]
+async fn reads_pinning_primary_keys_ask_only_their_shards() {
+    // The fleet's own gateway stays up: settings commits wait for every live gateway.
+    let (dir, cp, nodes, _first) =
+        crate::gateway_indexes::fleet_with(3, never_failing_nodes()).await;
+    let gateway = miroir_integration_tests::Gateway::start(
+        dir.path(),
+        &cp.url(),
+        &["--node-timeout", "1s", "--node-report-after", "10m"],
+    )
+    .await;
+    gateway.wait_writable().await;
+    let single = miroir_integration_tests::TestNode::start().await;
+    let (meili, reference) = (Meili::new(&gateway.url), Meili::new(&single.url));
+    let documents: Vec<_> = (0..60)
+        .map(|i| {
+            let genre = ["rock", "jazz", "folk"][i % 3];
+            json!({"id": i, "genre": genre})
+        })
+        .collect();
+    for (target, create) in [
+        (
+            &meili,
+            json!({"uid": "pk", "primaryKey": "id", "miroirShardCount": 6}),
+        ),
+        (&reference, json!({"uid": "pk", "primaryKey": "id"})),
+    ] {
+        target.ok(Method::POST, "/indexes", create).await;
+        target
+            .ok(
+                Method::PATCH,
+                "/indexes/pk/settings",
+                json!({"filterableAttributes": ["id", "genre"]}),
+            )
+            .await;
+        target
+            .ok(Method::POST, "/indexes/pk/documents", json!(documents))
+            .await;
+    }
+    gateway
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let ids = |body: &serde_json::Value, list: &str| -> Vec<i64> {
+        let mut ids: Vec<i64> = body[list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|d| d["id"].as_i64().expect("id"))
+            .collect();
+        ids.sort_unstable();
+        ids
+    };
+    for filter in [
+        json!("id = 7"),
+        json!("id IN [1, 2, 30, 59]"),
+        json!(["genre = rock", "id IN [3, 4, 6]"]),
+        json!([["id = 5", "id = 9"]]),
+        json!("id = 7 OR id = 8"),
+    ] {
+        let body = json!({"filter": filter, "limit": 100});
+        let (status, through) = meili.post("/indexes/pk/search", body.clone()).await;
+        let (_, direct) = reference.post("/indexes/pk/search", body.clone()).await;
+        assert_eq!(status, 200, "{through}");
+        assert_eq!(ids(&through, "hits"), ids(&direct, "hits"), "{filter}");
+        assert_eq!(through["estimatedTotalHits"], direct["estimatedTotalHits"]);
+        let fetch = json!({"filter": filter, "limit": 100});
+        let (_, through) = meili
+            .post("/indexes/pk/documents/fetch", fetch.clone())
+            .await;
+        let (_, direct) = reference.post("/indexes/pk/documents/fetch", fetch).await;
+        assert_eq!(
+            ids(&through, "results"),
+            ids(&direct, "results"),
+            "{filter}"
+        );
+        assert_eq!(through["total"], direct["total"], "{filter}");
+    }
+    let (_, detailed) = meili
+        .post(
+            "/indexes/pk/search",
+            json!({"filter": "id = 7", "showPerformanceDetails": true}),
+        )
+        .await;
+    assert!(
+        detailed["performanceDetails"]
+            .as_object()
+            .expect("performanceDetails")
+            .contains_key("search > plan > primary key pins 1 of 6 shards"),
+        "{detailed}"
+    );
+
+    // Every node but the owner of id 7's shard hangs: reads pinned to it never ask them.
+    let index = cp.index("pk").await;
+    let shard = miroir_proto::placement::shard_for_key("7", index.shard_count).0 as usize;
+    let owner = index.routing[0].shards[shard].read_nodes[0].clone();
+    let topology = cp.current_topology().await;
+    let hung: Vec<usize> = (0..nodes.len())
+        .filter(|&i| {
+            topology
+                .nodes
+                .iter()
+                .any(|n| n.id != owner && n.address == nodes[i].url)
+        })
+        .collect();
+    assert_eq!(hung.len(), 2, "{owner}: {:?}", topology.nodes);
+    for &i in &hung {
+        nodes[i].hang();
+    }
+    let (status, degraded, body) = meili
+        .degraded(
+            Method::POST,
+            "/indexes/pk/search",
+            Some(json!({"filter": "id = 7"})),
+        )
+        .await;
+    let (fetched_status, fetched) = meili.get("/indexes/pk/documents?ids=7").await;
+    let (_, unpinned, _) = meili
+        .degraded(
+            Method::POST,
+            "/indexes/pk/search",
+            Some(json!({"filter": "genre = rock"})),
+        )
+        .await;
+    for &i in &hung {
+        nodes[i].unhang();
+    }
+    assert_eq!((status, degraded, ids(&body, "hits")), (200, None, vec![7]));
+    assert_eq!((fetched_status, ids(&fetched, "results")), (200, vec![7]));
+    assert!(unpinned.is_some(), "an unpinned read needs the hung nodes");
+}
+
 /// Issue 21, point 3: `POST /indexes/{uid}/fields` lists the fields of every node's
 /// documents, as one node holding them all lists its own, and `sortFacetValuesBy` with
 /// several keys orders each facet by its own key (else `*`).

@@ -6,8 +6,8 @@ use super::documents::SHARD_FIELD;
 use super::error::{ErrorType, MeiliError, positive_integer};
 use super::request_body::{JsonBody, json_object};
 use crate::read::merge::{lookup, sort_value_order};
-use crate::read::plan::CoveringSet;
-use crate::read::scatter::{NodeRequest, gather, mark_degraded, scatter};
+use crate::read::plan::{CoveringSet, ReadPlan};
+use crate::read::scatter::{NodeRequest, gather_from, mark_degraded, scatter};
 use crate::state::AppState;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -150,7 +150,19 @@ async fn browse(
         body: &body,
         filter,
     };
-    let mut gathered = match gather(state, uid, 0, floor, &path, node_request).await {
+    // Ids, or a filter pinning primary keys, need only their shards' nodes.
+    let planned = ReadPlan::pinned(state, uid, 0, floor, |primary_key| {
+        let ids = request
+            .get("ids")
+            .filter(|ids| !ids.is_null())
+            .and_then(crate::read::pinned::keys_of_ids);
+        ids.or_else(|| crate::read::pinned::keys_of_filter(filter?, primary_key))
+    });
+    let gathered = match planned {
+        Ok(read) => gather_from(state, read, &path, node_request).await,
+        Err(failure) => Err(failure),
+    };
+    let mut gathered = match gathered {
         Ok(gathered) => gathered,
         Err(failure) => {
             let (status, body) = failure.parts();

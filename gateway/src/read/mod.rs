@@ -10,6 +10,7 @@ pub mod federation;
 pub mod hedge;
 pub mod merge;
 pub mod performance;
+pub mod pinned;
 pub mod plan;
 pub mod query;
 pub mod respond;

@@ -230,6 +230,12 @@ pub struct ReadPlan {
     pub floor: u64,
     pub(crate) excluded: HashSet<String>,
     pub(crate) turn: usize,
+    /// The shards read: all of them, or those a primary key pins ([`super::pinned`]).
+    pub shards: Vec<u32>,
+    /// Whether a primary key pinned the shards.
+    pub pinned: bool,
+    /// How long planning took.
+    pub planned_in: std::time::Duration,
     /// The covering set the read starts from.
     pub plan: CoveringSet,
 }
@@ -240,8 +246,21 @@ impl ReadPlan {
         state: &AppState,
         uid: &str,
         turn: usize,
-        SettingsFloor(floor): SettingsFloor,
+        floor: SettingsFloor,
     ) -> Result<Self, SearchFailure> {
+        Self::pinned(state, uid, turn, floor, |_| None)
+    }
+
+    /// [`ReadPlan::new`] for the shards of the primary keys `keys` finds (given the
+    /// index's primary key attribute), or all of them when it finds none.
+    pub fn pinned(
+        state: &AppState,
+        uid: &str,
+        turn: usize,
+        SettingsFloor(floor): SettingsFloor,
+        keys: impl FnOnce(&str) -> Option<Vec<String>>,
+    ) -> Result<Self, SearchFailure> {
+        let started = std::time::Instant::now();
         let (pin, topology) = state.topology.pin();
         let index = topology
             .indexes
@@ -249,7 +268,16 @@ impl ReadPlan {
             .position(|i| i.uid == uid)
             .ok_or_else(|| SearchFailure::Miroir(crate::api::indexes::index_not_found(uid)))?;
         let excluded = crate::api::consistency::nodes_behind(&topology.indexes[index], floor);
-        let shards: Vec<u32> = (0..topology.indexes[index].shard_count).collect();
+        let read = &topology.indexes[index];
+        let keys: Option<Vec<String>> = read
+            .primary_key
+            .as_deref()
+            .filter(|pk| !pk.is_empty())
+            .and_then(keys);
+        let (shards, pinned) = match keys {
+            Some(keys) => (super::pinned::shards_of(&keys, read.shard_count), true),
+            None => ((0..read.shard_count).collect(), false),
+        };
         let plan = covering_set_for(
             &topology.indexes[index],
             &topology,
@@ -265,6 +293,9 @@ impl ReadPlan {
             floor,
             excluded,
             turn,
+            shards,
+            pinned,
+            planned_in: started.elapsed(),
             plan,
         })
     }
@@ -277,12 +308,11 @@ impl ReadPlan {
     /// Plans the read again without `node` (it failed).
     pub fn exclude(&mut self, state: &AppState, node: String) {
         self.excluded.insert(node);
-        let shards: Vec<u32> = (0..self.index().shard_count).collect();
         self.plan = covering_set_for(
             self.index(),
             &self.topology,
             self.turn,
-            &shards,
+            &self.shards,
             &self.excluded,
             choice(state),
         );

@@ -53,6 +53,16 @@ pub struct Timing {
     pub waited: Duration,
     /// The merge.
     pub merged: Duration,
+    /// The shards a primary key pinned, if it did.
+    pub pinned: Option<Pinned>,
+}
+
+/// A plan a primary key pinned: `shards` of the index's `of`, planned in `planned_in`.
+#[derive(Clone, Copy, Debug)]
+pub struct Pinned {
+    pub shards: usize,
+    pub of: u32,
+    pub planned_in: Duration,
 }
 
 /// The body of a merged search's answer, in Meilisearch's key order. `request_uid`: a
@@ -80,6 +90,16 @@ pub fn search_body(
         response.insert("requestUid".into(), json!(self::request_uid()));
     }
     if let Some(mut details) = merged.performance {
+        if let Some(pinned) = timing.pinned {
+            // The planner's choice, as a stage: its name says it, its time is the plan's.
+            details.add(
+                &format!(
+                    "search > plan > primary key pins {} of {} shards",
+                    pinned.shards, pinned.of
+                ),
+                pinned.planned_in,
+            );
+        }
         details.add("search > wait for remote results", timing.waited);
         details.add("search > merge results", timing.merged);
         response.insert("performanceDetails".into(), details.to_value());

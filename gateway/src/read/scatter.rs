@@ -350,6 +350,7 @@ pub async fn gather_from(
         mut excluded,
         turn,
         mut plan,
+        ..
     } = read;
     let index = &topology.indexes[position];
     let mut answers = Vec::new();

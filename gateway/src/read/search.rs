@@ -7,7 +7,7 @@ use super::hedge::race;
 use super::merge::merge;
 use super::plan::{ReadPlan, SearchPlan, next_turn};
 use super::query::SearchQuery;
-use super::respond::{Searched, Timing, one_node_answer, search_body};
+use super::respond::{Pinned, Searched, Timing, one_node_answer, search_body};
 use super::scatter::{HedgeScope, NodeRequest, SearchFailure, gather_from, hedge_target};
 use crate::api::auth::Caller;
 use crate::api::consistency::SettingsFloor;
@@ -33,7 +33,10 @@ pub async fn run_search(
         .restrict_search(uid, &mut query)
         .map_err(SearchFailure::Miroir)?;
     let settings = crate::api::settings::cached(state, uid).await;
-    let mut read = ReadPlan::new(state, uid, next_turn(), floor)?;
+    let mut read = ReadPlan::pinned(state, uid, next_turn(), floor, |primary_key| {
+        let filter = query.filter.as_ref()?;
+        super::pinned::keys_of_filter(filter, primary_key)
+    })?;
     match from_one_node(state, &read, &query, settings.as_deref(), raw_ok).await {
         OneNode::Answered(searched) => return searched,
         OneNode::Skipped => {}
@@ -46,6 +49,11 @@ pub async fn run_search(
         read.index().primary_key.clone(),
     );
     let path = format!("/indexes/{uid}/search");
+    let pinned = read.pinned.then(|| Pinned {
+        shards: read.shards.len(),
+        of: read.index().shard_count,
+        planned_in: read.planned_in,
+    });
     let started = Instant::now();
     let gathered = gather_from(state, read, &path, NodeRequest::Search(&plan.node_query)).await?;
     let waited = started.elapsed();
@@ -54,6 +62,7 @@ pub async fn run_search(
     let timing = Timing {
         waited,
         merged: merging.elapsed(),
+        pinned,
     };
     Ok(Searched {
         body: search_body(&plan, query.words(), merged, timing, raw_ok),
@@ -83,8 +92,9 @@ async fn from_one_node(
     settings: Option<&Map<String, Value>>,
     raw_ok: bool,
 ) -> OneNode {
-    // Under a settings floor the scatter-gather path reports what the floor left out.
-    if read.floor > 0 {
+    // Under a settings floor the scatter-gather path reports what the floor left out; a
+    // pinned read asked for its performance details shows the plan's stage there.
+    if read.floor > 0 || (read.pinned && query.show_performance_details.or(false)) {
         return OneNode::Skipped;
     }
     let (topology, plan, uid) = (&read.topology, &read.plan, &read.index().uid);

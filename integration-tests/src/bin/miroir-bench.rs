@@ -51,6 +51,11 @@ struct Args {
     /// the defaults (least loaded, hedged).
     #[arg(long)]
     tail: bool,
+    /// Measure primary-key pinning instead (issue 25, point 2): on a 3-node fleet (16
+    /// shards), searches filtering `id = X` (pinned: its shard's node only) against the
+    /// same searches written `id >= X AND id <= X` (every node).
+    #[arg(long)]
+    pinned: bool,
     /// With `--tail`: how long each burst stops the slowed node, then lets it run, in ms.
     #[arg(long, default_value_t = 50)]
     tail_stop_ms: u64,
@@ -228,6 +233,8 @@ async fn search(client: &reqwest::Client, path: &str, query: &Value) -> reqwest:
 struct Setup {
     url: String,
     pid: Option<u32>,
+    /// Its own searches (else the common ones).
+    queries: Option<Arc<Vec<Value>>>,
 }
 
 /// Runs `requests` searches per setup over `concurrency` clients, in `rounds` rounds in
@@ -237,12 +244,16 @@ async fn measure(setups: &[Setup], index: &str, args: &Args, concurrency: usize)
         .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
-    let queries = Arc::new(queries());
+    let common = Arc::new(queries());
+    let queries: Vec<Arc<Vec<Value>>> = setups
+        .iter()
+        .map(|s| s.queries.clone().unwrap_or_else(|| common.clone()))
+        .collect();
     let paths: Vec<String> = setups
         .iter()
         .map(|s| format!("{}/indexes/{index}/search", s.url))
         .collect();
-    for path in &paths {
+    for (path, queries) in paths.iter().zip(&queries) {
         for query in queries.iter().cycle().take(200) {
             let response = search(&client, path, query).await;
             assert!(
@@ -263,7 +274,8 @@ async fn measure(setups: &[Setup], index: &str, args: &Args, concurrency: usize)
             let started = Instant::now();
             let mut workers = tokio::task::JoinSet::new();
             for worker in 0..concurrency {
-                let (client, queries, path) = (client.clone(), queries.clone(), paths[i].clone());
+                let (client, queries, path) =
+                    (client.clone(), queries[i].clone(), paths[i].clone());
                 let first = round * per_worker;
                 workers.spawn(async move {
                     let mut latencies = Vec::with_capacity(per_worker);
@@ -514,6 +526,64 @@ async fn counter(gateway: &Gateway, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `--pinned`: searches whose filter pins a primary key, and the same not pinned.
+async fn pinned(args: &Args, dir: &std::path::Path) {
+    println!(
+        "miroir-bench --pinned: {} documents on 3 nodes (16 shards); clients {:?}, {} searches per setup and level",
+        args.documents, args.concurrency, args.requests
+    );
+    let (_cp, _nodes, gateway) = start_fleet(&dir.join("pinned"), 3, args.gateway_threads).await;
+    let meili = Meili::new(&gateway.url);
+    prepare(&meili, "bench", args.documents, true).await;
+    meili
+        .ok(
+            reqwest::Method::PATCH,
+            "/indexes/bench/settings",
+            json!({"filterableAttributes": ["id", "genres", "year"]}),
+        )
+        .await;
+    let ids = |query: fn(usize) -> String| -> Arc<Vec<Value>> {
+        Arc::new(
+            (0..500)
+                .map(|i| json!({"filter": query((i * 7919) % args.documents)}))
+                .collect(),
+        )
+    };
+    let setups = [
+        Setup {
+            url: gateway.url.clone(),
+            pid: gateway.pid(),
+            queries: Some(ids(|id| format!("id = {id}"))),
+        },
+        Setup {
+            url: gateway.url.clone(),
+            pid: gateway.pid(),
+            queries: Some(ids(|id| format!("id >= {id} AND id <= {id}"))),
+        },
+    ];
+    for &concurrency in &args.concurrency {
+        let runs = measure(&setups, "bench", args, concurrency).await;
+        println!(
+            "\nsearches by primary key, {concurrency} client(s):\n\n| filter | nodes asked | p50 | p99 | QPS | gateway CPU per query |\n|---|---|---|---|---|---|"
+        );
+        for (run, (name, asked)) in runs.iter().zip([
+            ("`id = X` (pinned)", "1"),
+            ("`id >= X AND id <= X` (not pinned)", "3"),
+        ]) {
+            println!(
+                "| {name} | {asked} | {} | {} | {:.0} | {} |",
+                ms(run.p50),
+                ms(run.p99),
+                run.qps,
+                run.cpu_per_query.map_or("–".to_owned(), |c| format!(
+                    "{:.3} ms",
+                    c.as_secs_f64() * 1000.0
+                ))
+            );
+        }
+    }
+}
+
 /// `--tail`: search latency with one of two replicas slowed, through a gateway choosing
 /// in turn without hedging and through one with the defaults.
 async fn tail(args: &Args, dir: &std::path::Path) {
@@ -558,6 +628,7 @@ async fn tail(args: &Args, dir: &std::path::Path) {
         .map(|(_, g)| Setup {
             url: g.url.clone(),
             pid: g.pid(),
+            queries: None,
         })
         .collect();
     for &concurrency in &args.concurrency {
@@ -760,6 +831,10 @@ async fn main() {
         tail(&args, dir.path()).await;
         return;
     }
+    if args.pinned {
+        pinned(&args, dir.path()).await;
+        return;
+    }
     println!(
         "miroir-bench: {} documents, clients {:?}, {} searches per setup and level, gateway threads: {}, nodes: {}",
         args.documents,
@@ -830,18 +905,22 @@ async fn main() {
         Setup {
             url: direct.url.clone(),
             pid: None,
+            queries: None,
         },
         Setup {
             url: nodes1[0].url.clone(),
             pid: None,
+            queries: None,
         },
         Setup {
             url: gateway1.url.clone(),
             pid: gateway1.pid(),
+            queries: None,
         },
         Setup {
             url: gateway3.url.clone(),
             pid: gateway3.pid(),
+            queries: None,
         },
     ];
     let mut names = vec![
@@ -854,11 +933,13 @@ async fn main() {
         setups.push(Setup {
             url: proxy.url.clone(),
             pid: proxy.child.id(),
+            queries: None,
         });
         names.push("nginx in front of the direct node (reference proxy; CPU column: nginx's)");
         setups.push(Setup {
             url: fleet_proxy.url.clone(),
             pid: fleet_proxy.child.id(),
+            queries: None,
         });
         names.push("nginx in front of the 1-node fleet's node (CPU column: nginx's)");
     }
