@@ -63,6 +63,24 @@ struct Args {
 /// Each test's outcome in one run: name → passed.
 type Outcomes = BTreeMap<String, bool>;
 
+/// A run of the suite: each test's outcome, and what the suite printed (a failed test's
+/// own output is in it).
+struct Run {
+    outcomes: Outcomes,
+    printed: String,
+}
+
+/// What libtest printed for `test` when it failed (its `---- test stdout ----` part).
+fn failure_output<'a>(printed: &'a str, test: &str) -> Option<&'a str> {
+    let start = printed.find(&format!("---- {test} stdout ----"))?;
+    let rest = &printed[start..];
+    let end = rest[1..]
+        .find("\n---- ")
+        .or_else(|| rest.find("\nfailures:"))
+        .map_or(rest.len(), |i| i + 1);
+    Some(rest[..end].trim_end())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -88,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let started = Instant::now();
         let node = TestNode::start_real(args.meilisearch.clone(), Some(port), SUITE_KEY).await;
-        let outcomes = run(&tests, &work, &args).await?;
+        let outcomes = run(&tests, &work, &args).await?.outcomes;
         drop(node);
         report("one Meilisearch node", &outcomes, started);
         Some(outcomes)
@@ -96,7 +114,10 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let fleet = Fleet::start(&args, port).await;
-    let through = run(&tests, &work, &args).await?;
+    let Run {
+        outcomes: through,
+        printed,
+    } = run(&tests, &work, &args).await?;
     drop(fleet);
     report(
         &format!(
@@ -120,6 +141,10 @@ async fn main() -> anyhow::Result<()> {
                 word(Some(*passed)),
                 word(on_node)
             );
+            // Its own words through Miroir, so that a failure seen once (in CI) can be read.
+            if let Some(output) = failure_output(&printed, test) {
+                println!("{output}");
+            }
         } else if args.verbose {
             println!("  {test}: {}", word(Some(*passed)));
         }
@@ -221,8 +246,8 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Runs the suite's tests; each one's outcome.
-async fn run(tests: &Path, work: &Path, args: &Args) -> anyhow::Result<Outcomes> {
+/// Runs the suite's tests; each one's outcome, and what the suite printed.
+async fn run(tests: &Path, work: &Path, args: &Args) -> anyhow::Result<Run> {
     let output = Command::new(tests)
         .arg("--test-threads")
         .arg(args.test_threads.to_string())
@@ -254,7 +279,10 @@ async fn run(tests: &Path, work: &Path, args: &Args) -> anyhow::Result<Outcomes>
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    Ok(outcomes)
+    Ok(Run {
+        outcomes,
+        printed: stdout.into_owned(),
+    })
 }
 
 /// A control plane, real nodes in one group and a gateway on the suite's port, all with
@@ -312,5 +340,24 @@ impl Fleet {
             _nodes: nodes,
             _gateway: gateway,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_output;
+
+    #[test]
+    fn a_failed_tests_own_output_is_found() {
+        let printed = "test a ... FAILED\ntest b ... ok\n\nfailures:\n\n---- a stdout ----\nthread panicked at x\nleft: 1\n\n---- c stdout ----\nother\n\nfailures:\n    a\n    c\n";
+        assert_eq!(
+            failure_output(printed, "a"),
+            Some("---- a stdout ----\nthread panicked at x\nleft: 1")
+        );
+        assert_eq!(
+            failure_output(printed, "c"),
+            Some("---- c stdout ----\nother")
+        );
+        assert_eq!(failure_output(printed, "b"), None);
     }
 }
