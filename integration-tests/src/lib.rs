@@ -880,6 +880,24 @@ impl Gateway {
         .await
     }
 
+    /// Its `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
+    /// The value of counter `name` (the whole metric name, `…_total`), if exported.
+    pub async fn counter(&self, name: &str) -> Option<u64> {
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+    }
+
     /// Kills the process.
     pub async fn kill(&mut self) {
         let _ = self.child.kill().await;

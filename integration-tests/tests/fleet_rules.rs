@@ -387,16 +387,6 @@ async fn rate_limits_hold_fleet_wide_with_and_without_redis() {
     }
 }
 
-/// The gateway's `/metrics` text.
-async fn metrics(gateway: &Gateway) -> String {
-    reqwest::get(format!("http://{}/metrics", gateway.metrics))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 /// A search through `gateway`: its status and error code, and how long it took.
 async fn timed_search(gateway: &Gateway) -> (u16, Value, Duration) {
     let started = std::time::Instant::now();
@@ -465,7 +455,7 @@ async fn while_redis_is_hung_or_down_requests_fall_back_and_never_wait_past_the_
     let (code, headers, replay) = write(&open.url, "during").await;
     assert_eq!((code, &replay), (202, &first));
     assert_eq!(headers["idempotent-replayed"], "true");
-    let text = metrics(open).await;
+    let text = open.metrics_text().await;
     assert!(text.contains("miroir_gateway_redis_reachable 0"), "{text}");
     let fallbacks = |text: &str, operation: &str| -> u64 {
         text.lines()

@@ -217,7 +217,7 @@ pub enum NodeRequest<'a> {
 }
 
 impl NodeRequest<'_> {
-    fn for_node(&self, shards: &[u32], unfiltered: bool) -> NodeBody {
+    pub(crate) fn for_node(&self, shards: &[u32], unfiltered: bool) -> NodeBody {
         match self {
             Self::One { body, filter } => {
                 NodeBody::json(&node_query(body, *filter, shards, unfiltered))

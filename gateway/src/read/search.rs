@@ -114,10 +114,14 @@ async fn from_one_node(
         index: read.index(),
         excluded: &read.excluded,
     };
-    let shards: Vec<u32> = (0..read.index().shard_count).collect();
-    // Another copy of every shard gets the client's query as it is.
-    let hedge = hedge_target(state, topology, scope, node_id, &shards, |_| {
-        NodeBody::json(query)
+    // Another copy of the shards read gets the client's query as it is when it holds
+    // only them, else with their shard filter.
+    let hedge = hedge_target(state, topology, scope, node_id, &read.shards, |unfiltered| {
+        if unfiltered {
+            NodeBody::json(query)
+        } else {
+            NodeRequest::Search(query).for_node(&read.shards, false)
+        }
     });
     let primary = raw_search(
         state.clone(),

@@ -515,17 +515,6 @@ async fn follow(cp: &ControlPlane, id: u64) -> (pb::Operation, f64) {
     }
 }
 
-/// A gateway's counter from its metrics endpoint (0 when absent).
-async fn counter(gateway: &Gateway, name: &str) -> u64 {
-    let Ok(response) = reqwest::get(format!("http://{}/metrics", gateway.metrics)).await else {
-        return 0;
-    };
-    let text = response.text().await.unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// `--pinned`: searches whose filter pins a primary key, and the same not pinned.
 async fn pinned(args: &Args, dir: &std::path::Path) {
     println!(
@@ -636,8 +625,12 @@ async fn tail(args: &Args, dir: &std::path::Path) {
         let mut hedges_before = Vec::new();
         for (_, g) in &gateways {
             hedges_before.push((
-                counter(g, "miroir_gateway_hedges_sent_total").await,
-                counter(g, "miroir_gateway_hedges_won_total").await,
+                g.counter("miroir_gateway_hedges_sent_total")
+                    .await
+                    .unwrap_or(0),
+                g.counter("miroir_gateway_hedges_won_total")
+                    .await
+                    .unwrap_or(0),
             ));
         }
         // Bursts: the slowed node answers nothing while stopped, at once otherwise.
@@ -661,8 +654,16 @@ async fn tail(args: &Args, dir: &std::path::Path) {
             "\nsearches, {concurrency} client(s), one of two replicas slowed:\n\n| gateway | healthy p50 | healthy p99 | healthy QPS | slowed p50 | slowed p99 | slowed p99 ÷ healthy p99 | slowed QPS | hedges sent | hedges won |\n|---|---|---|---|---|---|---|---|---|---|"
         );
         for (i, (name, g)) in gateways.iter().enumerate() {
-            let sent = counter(g, "miroir_gateway_hedges_sent_total").await - hedges_before[i].0;
-            let won = counter(g, "miroir_gateway_hedges_won_total").await - hedges_before[i].1;
+            let sent = g
+                .counter("miroir_gateway_hedges_sent_total")
+                .await
+                .unwrap_or(0)
+                - hedges_before[i].0;
+            let won = g
+                .counter("miroir_gateway_hedges_won_total")
+                .await
+                .unwrap_or(0)
+                - hedges_before[i].1;
             println!(
                 "| {name} | {} | {} | {:.0} | {} | {} | {:.2} | {:.0} | {sent} | {won} |",
                 ms(healthy[i].p50),
