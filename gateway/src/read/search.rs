@@ -116,13 +116,20 @@ async fn from_one_node(
     };
     // Another copy of the shards read gets the client's query as it is when it holds
     // only them, else with their shard filter.
-    let hedge = hedge_target(state, topology, scope, node_id, &read.shards, |unfiltered| {
-        if unfiltered {
-            NodeBody::json(query)
-        } else {
-            NodeRequest::Search(query).for_node(&read.shards, false)
-        }
-    });
+    let hedge = hedge_target(
+        state,
+        topology,
+        scope,
+        node_id,
+        &read.shards,
+        |unfiltered| {
+            if unfiltered {
+                NodeBody::json(query)
+            } else {
+                NodeRequest::Search(query).for_node(&read.shards, false)
+            }
+        },
+    );
     let primary = raw_search(
         state.clone(),
         node_id.clone(),
