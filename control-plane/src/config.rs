@@ -104,6 +104,17 @@ pub struct Config {
     #[arg(long, env = "MIROIR_CUTOVER_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub cutover_timeout: Duration,
 
+    /// Time between the leader's anti-entropy passes (each compares every shard's copies
+    /// and repairs what differs); 0 runs passes only when an operator asks
+    /// (`miroir-ctl anti-entropy run`).
+    #[arg(long, env = "MIROIR_ANTI_ENTROPY_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub anti_entropy_interval: Duration,
+
+    /// Documents an anti-entropy pass reads or writes per second, over all nodes (0: no
+    /// limit). Reads by the shard filter cost the nodes about what a search does.
+    #[arg(long, env = "MIROIR_ANTI_ENTROPY_RATE", default_value_t = 20_000)]
+    pub anti_entropy_rate: u64,
+
     /// How long the leader's lease lasts without renewal (Postgres): a leader that cannot
     /// renew for this long steps down, and another replica takes over once it expired.
     /// Renewed every third of it.

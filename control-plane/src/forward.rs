@@ -42,6 +42,9 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.AdminService/PutWebhook",
     "/miroir.v1.AdminService/DeleteWebhook",
     "/miroir.v1.AdminService/UpdateExperimentalFeatures",
+    "/miroir.v1.AdminService/RunAntiEntropy",
+    // Not a mutation, but its state lives in the leader's memory.
+    "/miroir.v1.AdminService/GetAntiEntropyStatus",
     "/miroir.v1.TaskService/CreateTask",
     "/miroir.v1.TaskService/DeleteTasks",
     "/miroir.v1.TaskService/RecordTaskOutcome",

@@ -82,6 +82,27 @@ pub struct Metrics {
     pub moves_finished: Counter,
     /// Documents copied by shard moves.
     pub documents_copied: Counter,
+    /// Anti-entropy's counts ([`crate::reconcilers::anti_entropy`]).
+    pub anti_entropy: AntiEntropyMetrics,
+}
+
+/// What anti-entropy passes did.
+#[derive(Default)]
+pub struct AntiEntropyMetrics {
+    /// Passes finished.
+    pub passes: Counter,
+    /// Shards compared.
+    pub shards_checked: Counter,
+    /// Documents read from the copies.
+    pub documents_compared: Counter,
+    /// Documents that still differed once the shard's writes were held.
+    pub differences: Counter,
+    /// Document copies written or deleted to repair them.
+    pub repaired: Counter,
+    /// Shards that could not be compared (a node failed, the hold timed out).
+    pub shard_errors: Counter,
+    /// When the last pass finished, Unix seconds.
+    pub last_finished: Gauge,
 }
 
 impl Default for Metrics {
@@ -198,7 +219,48 @@ impl Metrics {
             "Documents copied by shard moves",
             documents_copied.clone(),
         );
+        let anti_entropy = AntiEntropyMetrics::default();
+        for (name, help, counter) in [
+            (
+                "miroir_anti_entropy_passes",
+                "Anti-entropy passes finished",
+                &anti_entropy.passes,
+            ),
+            (
+                "miroir_anti_entropy_shards_checked",
+                "Shards whose copies anti-entropy compared",
+                &anti_entropy.shards_checked,
+            ),
+            (
+                "miroir_anti_entropy_documents_compared",
+                "Documents anti-entropy read from shard copies",
+                &anti_entropy.documents_compared,
+            ),
+            (
+                "miroir_anti_entropy_differences",
+                "Documents that differed between a shard's copies (confirmed with the shard's writes held)",
+                &anti_entropy.differences,
+            ),
+            (
+                "miroir_anti_entropy_repaired",
+                "Document copies anti-entropy wrote or deleted to make a shard's copies equal",
+                &anti_entropy.repaired,
+            ),
+            (
+                "miroir_anti_entropy_shard_errors",
+                "Shards anti-entropy could not compare (a node failed, the hold timed out)",
+                &anti_entropy.shard_errors,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "miroir_anti_entropy_last_pass_finished_timestamp_seconds",
+            "When the last anti-entropy pass finished (Unix seconds)",
+            anti_entropy.last_finished.clone(),
+        );
         Self {
+            anti_entropy,
             registry,
             store_duration,
             store_operations,

@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tokio::spawn(reconcilers::settings::run(state.clone()));
     tokio::spawn(reconcilers::shard_moves::run(state.clone()));
     tokio::spawn(reconcilers::catch_up::run(state.clone()));
+    tokio::spawn(reconcilers::anti_entropy::run(state.clone()));
     tokio::spawn(reconcilers::task_reservations::run(state.clone()));
     let metrics_server = tokio::spawn(serve_metrics(metrics_listener, {
         let metrics = metrics.clone();

@@ -94,6 +94,8 @@ pub struct ServiceState {
     /// Shards whose writes a catch-up running here holds (its last pass), so the
     /// shard-move reconciler does not release them as left over.
     catch_up_holds: Mutex<std::collections::HashSet<crate::topology::RouteKey>>,
+    /// The anti-entropy passes this leader runs.
+    pub anti_entropy: crate::reconcilers::anti_entropy::Tracker,
     /// Nodes a gateway reported that are being checked now (one check per node at once).
     pub trouble_checks: Mutex<std::collections::HashSet<String>>,
 }
@@ -158,6 +160,7 @@ impl ServiceState {
             move_progress: Default::default(),
             lease_renewed_at: Mutex::new(None),
             catch_up_holds: Mutex::default(),
+            anti_entropy: Default::default(),
             trouble_checks: Mutex::default(),
         });
         if empty && matches!(state.leadership(), LeadershipStatus::Leader { .. }) {

@@ -946,6 +946,22 @@ pub fn in_sync_source<'a>(
         .find_map(|id| topology.nodes.iter().find(|n| &n.id == id && n.checked()))
 }
 
+/// The route of a shard in a group, by (index uid, group, shard).
+pub fn route_mut<'a>(
+    topology: &'a mut pb::Topology,
+    (uid, group, shard): &RouteKey,
+) -> Option<&'a mut pb::ShardRoute> {
+    topology
+        .indexes
+        .iter_mut()
+        .find(|i| &i.uid == uid)?
+        .routing
+        .iter_mut()
+        .find(|r| r.group_id == *group)?
+        .shards
+        .get_mut(*shard as usize)
+}
+
 /// Whether a planned move names `node` (as an old or a new owner).
 pub fn moves_name_node(topology: &pb::Topology, node: &str) -> bool {
     topology

@@ -26,6 +26,12 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crate::moves::MovesCommand>,
     },
+    /// The leader's continuous anti-entropy (comparing every shard's copies and repairing
+    /// what differs): status, or a pass now.
+    AntiEntropy {
+        #[command(subcommand)]
+        command: crate::anti_entropy::AntiEntropyCommand,
+    },
     /// Wait until every live gateway serves a topology version (the barrier); fails
     /// naming the gateways still behind once the control plane's --gateway-ttl (30 s by
     /// default) has passed. Give --timeout more than that TTL to see them named.
@@ -422,6 +428,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 format,
             )
             .await
+        }
+        Command::AntiEntropy { command } => {
+            crate::anti_entropy::run(&mut admin, command, format).await
         }
         Command::Dev(_) => unreachable!("handled above"),
     }

@@ -194,6 +194,16 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// Its `/metrics` text.
+    pub async fn metrics_text(&self) -> String {
+        metrics_text(self.metrics).await
+    }
+
+    /// The value of counter `name` (the whole metric name, `…_total`), if exported.
+    pub async fn counter(&self, name: &str) -> Option<u64> {
+        counter_in(&self.metrics_text().await, name)
+    }
+
     /// Starts a control plane on `store` and waits until it serves gRPC.
     pub async fn start(dir: &Path, store: &str, options: &ControlPlaneOptions) -> Self {
         let (child, grpc, metrics, log) = Self::spawn(dir, store, options, None);
@@ -728,6 +738,23 @@ impl TestNode {
     }
 }
 
+/// The Prometheus text a process serves on `address`.
+pub async fn metrics_text(address: SocketAddr) -> String {
+    reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
+/// The value of the unlabelled counter or gauge `name` in Prometheus text, if there.
+pub fn counter_in(metrics: &str, name: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+}
+
 /// Output of one `miroir-ctl` run.
 pub struct CtlOutput {
     /// Exit code.
@@ -882,20 +909,12 @@ impl Gateway {
 
     /// Its `/metrics` text.
     pub async fn metrics_text(&self) -> String {
-        reqwest::get(format!("http://{}/metrics", self.metrics))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("metrics text")
+        metrics_text(self.metrics).await
     }
 
     /// The value of counter `name` (the whole metric name, `…_total`), if exported.
     pub async fn counter(&self, name: &str) -> Option<u64> {
-        self.metrics_text()
-            .await
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        counter_in(&self.metrics_text().await, name)
     }
 
     /// Kills the process.

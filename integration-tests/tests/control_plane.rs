@@ -420,12 +420,7 @@ async fn tasks_get_fleet_wide_uids() {
 async fn metrics_are_served_on_their_own_port() {
     let (_dir, cp) = fresh_control_plane().await;
     add_node(&cp, "meili-0", 1, 0).await.unwrap();
-    let body = reqwest::get(format!("http://{}/metrics", cp.metrics))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = cp.metrics_text().await;
     for metric in [
         "miroir_topology_version 2",
         "miroir_store_operation_duration_seconds_count{operation=\"commit_topology\"}",

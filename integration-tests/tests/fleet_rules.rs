@@ -251,12 +251,7 @@ async fn the_fleet_rules_hold_whichever_gateway_answers() {
             .await
             .expect("GetLeader")
             .into_inner();
-        let metrics = reqwest::get(format!("http://{}/metrics", cp.metrics))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = cp.metrics_text().await;
         let checks: f64 = metrics
             .lines()
             .filter(|l| l.starts_with("miroir_node_health_checks_total"))

@@ -16,7 +16,7 @@ use crate::reconcilers::settings::prepare_node;
 use crate::reconcilers::shard_moves::{StepError, barrier};
 use crate::shard_copy::{self, Transfer};
 use crate::state::ServiceState;
-use crate::topology::{RouteKey, copies_to_catch_up, in_sync_source};
+use crate::topology::{RouteKey, copies_to_catch_up, in_sync_source, route_mut};
 use miroir_proto::pb;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -238,17 +238,4 @@ async fn last_pass(state: &Arc<ServiceState>, copy: &StaleCopy) -> Result<u64, S
             humantime::format_duration(limit)
         ))
     })?
-}
-
-fn route_mut<'a>(topology: &'a mut pb::Topology, key: &RouteKey) -> Option<&'a mut pb::ShardRoute> {
-    let (uid, group, shard) = key;
-    topology
-        .indexes
-        .iter_mut()
-        .find(|i| &i.uid == uid)?
-        .routing
-        .iter_mut()
-        .find(|r| r.group_id == *group)?
-        .shards
-        .get_mut(*shard as usize)
 }

@@ -1,5 +1,6 @@
 //! Background loops the leader runs to make the world match the topology.
 
+pub mod anti_entropy;
 pub mod catch_up;
 pub mod feature_sync;
 pub mod gateway_expiry;

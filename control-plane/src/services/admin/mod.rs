@@ -270,6 +270,24 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AwaitAppliedResponse>, Status> {
         cluster::await_applied(self, request).await
     }
+
+    async fn get_anti_entropy_status(
+        &self,
+        _request: Request<pb::GetAntiEntropyStatusRequest>,
+    ) -> Result<Response<pb::AntiEntropyStatus>, Status> {
+        // The status lives in the leader's memory (a follower forwards the call).
+        self.state.leader_token()?;
+        Ok(Response::new(self.state.anti_entropy.status(&self.state)))
+    }
+
+    async fn run_anti_entropy(
+        &self,
+        _request: Request<pb::RunAntiEntropyRequest>,
+    ) -> Result<Response<pb::AntiEntropyStatus>, Status> {
+        self.state.leader_token()?;
+        self.state.anti_entropy.request();
+        Ok(Response::new(self.state.anti_entropy.status(&self.state)))
+    }
 }
 
 /// One node request: method, path, JSON body.
