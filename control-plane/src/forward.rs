@@ -43,6 +43,8 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.AdminService/DeleteWebhook",
     "/miroir.v1.AdminService/UpdateExperimentalFeatures",
     "/miroir.v1.AdminService/RunAntiEntropy",
+    "/miroir.v1.AdminService/SetAlias",
+    "/miroir.v1.AdminService/RemoveAlias",
     // Not a mutation, but its state lives in the leader's memory.
     "/miroir.v1.AdminService/GetAntiEntropyStatus",
     "/miroir.v1.TaskService/CreateTask",

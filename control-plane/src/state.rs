@@ -85,6 +85,8 @@ pub struct ServiceState {
     /// Held while a rename or swap holds writes to its indexes, so the shard-move
     /// reconciler releases only holds no running rename or swap owns.
     pub write_holds_lock: tokio::sync::Mutex<()>,
+    /// Serializes alias changes (a switch spans two commits).
+    pub alias_lock: tokio::sync::Mutex<()>,
     /// Wakes the shard-move reconciler after an operation is planned or controlled.
     pub moves_wake: tokio::sync::Notify,
     /// Live progress of the shard moves this leader drives.
@@ -156,6 +158,7 @@ impl ServiceState {
             settings_lock: tokio::sync::Mutex::new(()),
             features_lock: tokio::sync::Mutex::new(()),
             write_holds_lock: tokio::sync::Mutex::new(()),
+            alias_lock: tokio::sync::Mutex::new(()),
             moves_wake: tokio::sync::Notify::new(),
             move_progress: Default::default(),
             lease_renewed_at: Mutex::new(None),

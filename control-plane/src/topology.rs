@@ -297,6 +297,7 @@ pub fn create_index(
             "Index `{uid}` already exists."
         )));
     }
+    name_is_no_alias(topology, uid)?;
     let IndexLayout {
         shard_count,
         replication_factor,
@@ -361,6 +362,12 @@ pub fn delete_index(topology: &mut pb::Topology, uid: &str) -> Result<pb::Index>
     let Some(position) = topology.indexes.iter().position(|i| i.uid == uid) else {
         return Err(ControlPlaneError::index_not_found(uid));
     };
+    if let Some(alias) = topology.aliases.iter().find(|a| a.index_uid == uid) {
+        return Err(ControlPlaneError::FailedPrecondition(format!(
+            "Index `{uid}` is the target of alias `{}`: point the alias at another index or remove it first (`miroir-ctl alias`).",
+            alias.name
+        )));
+    }
     Ok(topology.indexes.remove(position))
 }
 
@@ -414,6 +421,8 @@ pub fn rename_index(topology: &mut pb::Topology, from: &str, to: &str) -> Result
             m.operation_id
         )));
     }
+    name_is_no_alias(topology, to)?;
+    follow_rename(topology, from, to);
     topology.indexes[at].uid = to.to_owned();
     Ok(topology.indexes[at].clone())
 }
@@ -466,6 +475,7 @@ pub fn swap_indexes(topology: &mut pb::Topology, swaps: &[Swap]) -> Result<()> {
         )));
     }
     for swap in swaps.iter().filter(|s| s.rename) {
+        name_is_no_alias(topology, &swap.second)?;
         if topology.indexes.iter().any(|i| i.uid == swap.second) {
             let (a, b) = (&swap.first, &swap.second);
             return Err(ControlPlaneError::IndexAlreadyExists(format!(
@@ -483,11 +493,91 @@ pub fn swap_indexes(topology: &mut pb::Topology, swaps: &[Swap]) -> Result<()> {
                 topology.indexes[i].uid = a.clone();
                 topology.indexes[j].uid = b.clone();
             }
-            (Some(i), None) if swap.rename => topology.indexes[i].uid = b.clone(),
+            (Some(i), None) if swap.rename => {
+                follow_rename(topology, a, b);
+                topology.indexes[i].uid = b.clone();
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// ALREADY_EXISTS when an alias has the name an index would take.
+fn name_is_no_alias(topology: &pb::Topology, name: &str) -> Result<()> {
+    match topology.aliases.iter().find(|a| a.name == name) {
+        Some(alias) => Err(ControlPlaneError::IndexAlreadyExists(format!(
+            "`{name}` is an alias of index `{}`; an index cannot take its name.",
+            alias.index_uid
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Aliases of a renamed index name it by its new name (a swap's exchange leaves them on
+/// the uid, which then names the other index's documents).
+fn follow_rename(topology: &mut pb::Topology, from: &str, to: &str) {
+    for alias in topology.aliases.iter_mut().filter(|a| a.index_uid == from) {
+        alias.index_uid = to.to_owned();
+    }
+}
+
+/// Checks that alias `name` may point at index `target`; the index it names now, if it
+/// exists.
+pub fn check_alias(topology: &pb::Topology, name: &str, target: &str) -> Result<Option<String>> {
+    validate_index_uid(name)?;
+    if topology.indexes.iter().any(|i| i.uid == name) {
+        return Err(ControlPlaneError::IndexAlreadyExists(format!(
+            "`{name}` is an index; an alias cannot take its name."
+        )));
+    }
+    if topology.aliases.iter().any(|a| a.name == target) {
+        return Err(ControlPlaneError::InvalidArgument(format!(
+            "`{target}` is an alias; point `{name}` at an index."
+        )));
+    }
+    if !topology.indexes.iter().any(|i| i.uid == target) {
+        return Err(ControlPlaneError::index_not_found(target));
+    }
+    Ok(topology
+        .aliases
+        .iter()
+        .find(|a| a.name == name)
+        .map(|a| a.index_uid.clone()))
+}
+
+/// Points alias `name` at `target` (created if new), with its `switching` flag; checks
+/// as [`check_alias`].
+pub fn set_alias(
+    topology: &mut pb::Topology,
+    name: &str,
+    target: &str,
+    switching: bool,
+) -> Result<pb::IndexAlias> {
+    check_alias(topology, name, target)?;
+    let alias = pb::IndexAlias {
+        name: name.to_owned(),
+        index_uid: target.to_owned(),
+        switching,
+    };
+    match topology.aliases.iter_mut().find(|a| a.name == name) {
+        Some(existing) => *existing = alias.clone(),
+        None => {
+            topology.aliases.push(alias.clone());
+            topology.aliases.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+    }
+    Ok(alias)
+}
+
+/// Removes alias `name`.
+pub fn remove_alias(topology: &mut pb::Topology, name: &str) -> Result<pb::IndexAlias> {
+    let Some(at) = topology.aliases.iter().position(|a| a.name == name) else {
+        return Err(ControlPlaneError::NotFound(format!(
+            "alias `{name}` does not exist"
+        )));
+    };
+    Ok(topology.aliases.remove(at))
 }
 
 /// What a swap does to names, as [`Store::commit_topology`] renames tasks: a swapped pair
@@ -987,6 +1077,60 @@ mod tests {
             .unwrap();
         }
         t
+    }
+
+    #[test]
+    fn an_alias_names_an_index_and_keeps_names_apart() {
+        let mut t = fleet(&[("a", 0)]);
+        create_index(&mut t, "movies_v1", None, layout(2, 1), 0).unwrap();
+        create_index(&mut t, "movies_v2", None, layout(2, 1), 0).unwrap();
+        assert!(matches!(
+            set_alias(&mut t, "movies", "missing", false),
+            Err(ControlPlaneError::IndexNotFound(_))
+        ));
+        assert!(matches!(
+            set_alias(&mut t, "movies_v2", "movies_v1", false),
+            Err(ControlPlaneError::IndexAlreadyExists(_))
+        ));
+        assert!(matches!(
+            set_alias(&mut t, "bad name", "movies_v1", false),
+            Err(ControlPlaneError::InvalidIndexUid(_))
+        ));
+        set_alias(&mut t, "movies", "movies_v1", false).unwrap();
+        assert_eq!(
+            check_alias(&t, "movies", "movies_v2").unwrap().as_deref(),
+            Some("movies_v1")
+        );
+        // An alias of an alias, an index by an alias's name, deleting a target: refused.
+        assert!(matches!(
+            set_alias(&mut t, "films", "movies", false),
+            Err(ControlPlaneError::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            create_index(&mut t, "movies", None, layout(2, 1), 0),
+            Err(ControlPlaneError::IndexAlreadyExists(_))
+        ));
+        assert!(matches!(
+            rename_index(&mut t, "movies_v2", "movies"),
+            Err(ControlPlaneError::IndexAlreadyExists(_))
+        ));
+        assert!(matches!(
+            delete_index(&mut t, "movies_v1"),
+            Err(ControlPlaneError::FailedPrecondition(_))
+        ));
+        // A renamed target takes its alias along.
+        rename_index(&mut t, "movies_v1", "movies_old").unwrap();
+        assert_eq!(t.aliases[0].index_uid, "movies_old");
+        set_alias(&mut t, "movies", "movies_v2", false).unwrap();
+        delete_index(&mut t, "movies_old").unwrap();
+        assert_eq!(
+            remove_alias(&mut t, "movies").unwrap().index_uid,
+            "movies_v2"
+        );
+        assert!(matches!(
+            remove_alias(&mut t, "movies"),
+            Err(ControlPlaneError::NotFound(_))
+        ));
     }
 
     fn layout(s: u32, rf: u32) -> IndexLayout {

@@ -26,6 +26,10 @@ pub enum Command {
         #[command(subcommand)]
         command: Option<crate::moves::MovesCommand>,
     },
+    /// Index aliases: another name for an index, switched atomically (a reindex with no
+    /// downtime: fill a new index, then `alias set NAME NEW`).
+    #[command(subcommand)]
+    Alias(crate::aliases::AliasCommand),
     /// The leader's continuous anti-entropy (comparing every shard's copies and repairing
     /// what differs): status, or a pass now.
     AntiEntropy {
@@ -429,6 +433,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
+        Command::Alias(command) => crate::aliases::run(&mut admin, command, format).await,
         Command::AntiEntropy { command } => {
             crate::anti_entropy::run(&mut admin, command, format).await
         }

@@ -1,6 +1,7 @@
 //! `miroir-ctl`: the operator CLI. Talks gRPC to any control plane in
 //! `--control-plane` (comma-separated), trying them in order.
 
+mod aliases;
 mod anti_entropy;
 mod client;
 mod commands;

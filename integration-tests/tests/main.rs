@@ -1,5 +1,6 @@
 //! One integration-test binary: every module starts real Miroir processes on loopback.
 
+mod aliases;
 mod anti_entropy;
 mod auth_fuzz;
 mod chaos;

@@ -1,5 +1,6 @@
 //! The gateway's HTTP API: Meilisearch's routes and Miroir's own under `/_miroir/`.
 
+pub(crate) mod aliases;
 pub(crate) mod any_node;
 pub mod auth;
 pub(crate) mod backups;
@@ -168,7 +169,12 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(
             state.config.payload_size_limit,
         ));
-    guarded(router, state.config.request_timeout).with_state(state)
+    let app = guarded(router, state.config.request_timeout).with_state(state.clone());
+    // Aliases are resolved before routing, so every route sees the index's own uid.
+    Router::new().fallback_service(tower::Layer::layer(
+        &axum::middleware::from_fn_with_state(state, aliases::resolve),
+        app,
+    ))
 }
 
 /// `router` behind the layers every request passes first: a panic is caught and answered

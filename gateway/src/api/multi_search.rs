@@ -241,9 +241,14 @@ async fn federate(
         prepared.push((uid, query, weight));
     }
 
+    // A query through an alias runs on the alias's index; a result keeps the name asked.
+    let aliased = state.topology.current();
+    let index_of = |uid: &str| super::aliases::index_of(&aliased, uid).to_owned();
     let Some(federation) = federation else {
         let uids: Vec<String> = prepared.iter().map(|(uid, _, _)| uid.clone()).collect();
-        let queries = prepared.into_iter().map(|(uid, query, _)| (uid, query));
+        let queries = prepared
+            .into_iter()
+            .map(|(uid, query, _)| (index_of(&uid), query));
         let answers = run_all(&state, &caller, floor, queries.collect()).await;
         let mut results = Vec::with_capacity(uids.len());
         let mut degraded = Vec::new();
@@ -293,11 +298,17 @@ async fn federate(
     };
     let partitioned = std::time::Instant::now();
     let paging = Paging::of_federation(&federation)?;
-    let facets_by_index = federation
+    // Federated hits name the index itself (`_federation.indexUid`).
+    for (uid, _, _) in &mut prepared {
+        *uid = index_of(uid);
+    }
+    let facets_by_index: Map<String, Value> = federation
         .get("facetsByIndex")
         .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+        .into_iter()
+        .flatten()
+        .map(|(uid, facets)| (index_of(uid), facets.clone()))
+        .collect();
     let merge = federation
         .get("mergeFacets")
         .filter(|m| !m.is_null())

@@ -1,6 +1,7 @@
 //! `AdminService`: nodes, groups, indexes, keys, operations and the cluster, one file
 //! each; the trait implementation below only hands each RPC to its file.
 
+mod aliases;
 mod cluster;
 mod groups;
 mod indexes;
@@ -269,6 +270,27 @@ impl AdminService for AdminApi {
         request: Request<pb::AwaitAppliedRequest>,
     ) -> Result<Response<pb::AwaitAppliedResponse>, Status> {
         cluster::await_applied(self, request).await
+    }
+
+    async fn set_alias(
+        &self,
+        request: Request<pb::SetAliasRequest>,
+    ) -> Result<Response<pb::AliasResponse>, Status> {
+        aliases::set_alias(self, request).await
+    }
+
+    async fn list_aliases(
+        &self,
+        request: Request<pb::ListAliasesRequest>,
+    ) -> Result<Response<pb::ListAliasesResponse>, Status> {
+        aliases::list_aliases(self, request).await
+    }
+
+    async fn remove_alias(
+        &self,
+        request: Request<pb::RemoveAliasRequest>,
+    ) -> Result<Response<pb::AliasResponse>, Status> {
+        aliases::remove_alias(self, request).await
     }
 
     async fn get_anti_entropy_status(
