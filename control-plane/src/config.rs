@@ -115,6 +115,11 @@ pub struct Config {
     #[arg(long, env = "MIROIR_ANTI_ENTROPY_RATE", default_value_t = 20_000)]
     pub anti_entropy_rate: u64,
 
+    /// Let `POST /export` send to loopback, private and link-local addresses (refused by
+    /// default, as Meilisearch refuses internal IPs).
+    #[arg(long, env = "MIROIR_EXPORT_TO_PRIVATE_NETWORKS")]
+    pub export_to_private_networks: bool,
+
     /// How long the leader's lease lasts without renewal (Postgres): a leader that cannot
     /// renew for this long steps down, and another replica takes over once it expired.
     /// Renewed every third of it.

@@ -51,6 +51,7 @@ const MUTATIONS: &[&str] = &[
     "/miroir.v1.TaskService/DeleteTasks",
     "/miroir.v1.TaskService/RecordTaskOutcome",
     "/miroir.v1.TaskService/AttachNodeTasks",
+    "/miroir.v1.TaskService/StartExport",
     "/miroir.v1.TopologyService/ReportNodeTrouble",
 ];
 

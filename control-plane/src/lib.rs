@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod forward;
 pub mod gateways;
 pub mod metrics;

@@ -96,6 +96,8 @@ pub struct ServiceState {
     /// Shards whose writes a catch-up running here holds (its last pass), so the
     /// shard-move reconciler does not release them as left over.
     catch_up_holds: Mutex<std::collections::HashSet<crate::topology::RouteKey>>,
+    /// The exports (`POST /export`) this leader runs.
+    pub exports: crate::export::Exports,
     /// The anti-entropy passes this leader runs.
     pub anti_entropy: crate::reconcilers::anti_entropy::Tracker,
     /// Nodes a gateway reported that are being checked now (one check per node at once).
@@ -164,6 +166,7 @@ impl ServiceState {
             lease_renewed_at: Mutex::new(None),
             catch_up_holds: Mutex::default(),
             anti_entropy: Default::default(),
+            exports: Default::default(),
             trouble_checks: Mutex::default(),
         });
         if empty && matches!(state.leadership(), LeadershipStatus::Leader { .. }) {

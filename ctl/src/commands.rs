@@ -46,6 +46,10 @@ pub enum Command {
     },
     /// Run a local fleet: a control plane, N nodes and a gateway, until Ctrl-C.
     Dev(crate::dev::DevArgs),
+    /// Copy indexes from a running Meilisearch (--from URL --api-key KEY) or a Meilisearch
+    /// dump (--dump FILE) into the fleet through a gateway: settings first, then the
+    /// documents in pages, with progress; resumable (run it again).
+    Import(crate::import::ImportArgs),
 }
 
 /// What `wait-applied` found.
@@ -186,14 +190,16 @@ fn one_node_text(verb: &str) -> impl Fn(&NodeView) -> String + '_ {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Dev(args) = cli.command {
-        return crate::dev::run(args).await;
-    }
+    let command = match cli.command {
+        Command::Dev(args) => return crate::dev::run(args).await,
+        Command::Import(args) => return crate::import::run(args).await,
+        command => command,
+    };
     let timeout = Duration::from_secs(cli.timeout.max(1));
     let channel = connect(&cli.control_plane, timeout).await?;
     let mut admin = AdminServiceClient::new(channel);
     let format = cli.output;
-    match cli.command {
+    match command {
         Command::Status => {
             let status = admin
                 .get_cluster_status(pb::GetClusterStatusRequest {})
@@ -437,7 +443,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::AntiEntropy { command } => {
             crate::anti_entropy::run(&mut admin, command, format).await
         }
-        Command::Dev(_) => unreachable!("handled above"),
+        Command::Dev(_) | Command::Import(_) => unreachable!("handled above"),
     }
 }
 

@@ -6,6 +6,7 @@ mod anti_entropy;
 mod client;
 mod commands;
 mod dev;
+mod import;
 mod moves;
 mod output;
 

@@ -163,5 +163,6 @@ rpc! {
     tasks delete_tasks(DeleteTasksRequest) -> DeleteTasksResponse;
     tasks record_task_outcome(RecordTaskOutcomeRequest) -> RecordTaskOutcomeResponse;
     tasks attach_node_tasks(AttachNodeTasksRequest) -> Task;
+    tasks start_export(StartExportRequest) -> Task;
     topology report_node_trouble(ReportNodeTroubleRequest) -> ReportNodeTroubleResponse;
 }

@@ -520,6 +520,11 @@ struct RealNode {
 }
 
 impl TestNode {
+    /// Where a real node writes its dumps (`None` for the test node).
+    pub fn dump_dir(&self) -> Option<PathBuf> {
+        self.real_node.as_ref().map(|n| n.dir.path().join("dumps"))
+    }
+
     /// Starts a node on a free loopback port and waits for `GET /health`: real Meilisearch
     /// when `MEILISEARCH_BIN` is set, else the test node.
     pub async fn start() -> Self {

@@ -25,6 +25,7 @@ mod gateway_writes;
 mod grpcurl;
 mod merge_oracle;
 mod merge_oracle_wide;
+mod migration;
 mod node_health;
 mod protocol_abuse;
 mod sdk_python;

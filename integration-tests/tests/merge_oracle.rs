@@ -26,8 +26,13 @@ impl Lcg {
 }
 
 fn dataset() -> Vec<Value> {
+    dataset_of(240)
+}
+
+/// `count` generated movies (the first 240 are [`dataset`]'s).
+pub fn dataset_of(count: usize) -> Vec<Value> {
     let mut rng = Lcg(7);
-    (0..240)
+    (0..count)
         .map(|id| {
             let title: Vec<&str> = (0..1 + rng.next(3))
                 .map(|_| WORDS[rng.next(WORDS.len())])
@@ -48,7 +53,7 @@ fn dataset() -> Vec<Value> {
         .collect()
 }
 
-fn queries(count: usize) -> Vec<Value> {
+pub fn queries(count: usize) -> Vec<Value> {
     let mut rng = Lcg(42);
     let filters = [
         "genre = horror",
@@ -124,7 +129,7 @@ fn queries(count: usize) -> Vec<Value> {
 // Explicit searchable attributes: with `["*"]` the nodes count Miroir's `_miroir_shard` as
 // one more searchable attribute (no query matches it, see the test below), and scores,
 // which depend on that count, would differ slightly from one node's.
-const SETTINGS: &str = r#"{"searchableAttributes": ["title", "genre", "tags"], "filterableAttributes": ["genre", "year", "rating", "tags"], "sortableAttributes": ["year", "rating"]}"#;
+pub const SETTINGS: &str = r#"{"searchableAttributes": ["title", "genre", "tags"], "filterableAttributes": ["genre", "year", "rating", "tags"], "sortableAttributes": ["year", "rating"]}"#;
 
 /// The ranking key of a hit: its sort values, then its score.
 fn key(hit: &Value, query: &Value) -> String {
@@ -158,6 +163,18 @@ fn identity(hit: &Value, query: &Value) -> String {
 }
 
 async fn compare(reference: &Meili, fleet: &Meili, query: &Value, label: &str) {
+    compare_within(reference, fleet, query, label, 1000).await
+}
+
+/// [`compare`], looking hits up among the reference's first `depth` (more than the
+/// largest run of equally ranked documents the dataset has).
+pub async fn compare_within(
+    reference: &Meili,
+    fleet: &Meili,
+    query: &Value,
+    label: &str,
+    depth: usize,
+) {
     let (status_r, r) = reference
         .post("/indexes/movies/search", query.clone())
         .await;
@@ -190,7 +207,8 @@ async fn compare(reference: &Meili, fleet: &Meili, query: &Value, label: &str) {
     for k in ["offset", "limit", "page", "hitsPerPage"] {
         object.remove(k);
     }
-    object.insert("limit".into(), json!(1000));
+    object.insert("limit".into(), json!(depth));
+    object.remove("facets");
     let (_, all) = reference.post("/indexes/movies/search", unpaged).await;
     let full: BTreeMap<String, String> = all["hits"]
         .as_array()

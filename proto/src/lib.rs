@@ -7,13 +7,16 @@
 //! - [`settings`]: Miroir's hidden settings, the client's view and the canonical hash.
 //! - [`error`]: Miroir's error codes, carried in gRPC status details and each mapped once to a gRPC code, an HTTP status and a Meilisearch error.
 //! - `telemetry` (feature): log and OTLP trace setup for the server binaries.
-//! - `node_client` (feature `node-client`): the HTTP client for Meilisearch nodes.
+//! - `node_client` (feature `node-client`): the HTTP client for Meilisearch nodes, and
+//!   `meili_client` over it: Meilisearch's API (JSON calls, tasks).
 
 pub mod environment;
 pub mod error;
 #[cfg(feature = "telemetry")]
 pub mod fan_out;
 pub mod keys;
+#[cfg(feature = "node-client")]
+pub mod meili_client;
 #[cfg(feature = "node-client")]
 pub mod node_client;
 pub mod node_paths;

@@ -1,6 +1,7 @@
 //! Fails the write tasks whose gateway reserved them and stopped before attaching their
 //! node tasks: after `--task-reservation-timeout` nobody will, and the client following
-//! the task is told so instead of waiting forever.
+//! the task is told so instead of waiting forever. Likewise exports whose leader stopped
+//! ([`crate::export::fail_interrupted`]).
 
 use crate::state::ServiceState;
 use std::sync::Arc;
@@ -18,6 +19,7 @@ pub async fn run(state: Arc<ServiceState>) {
         let Ok(token) = state.leader_token() else {
             continue;
         };
+        crate::export::fail_interrupted(&state).await;
         let now = crate::state::now_ms();
         let before = now.saturating_sub(timeout.as_millis() as u64);
         let error = crate::error::meili_error(

@@ -25,6 +25,40 @@ impl TaskApi {
 
 #[tonic::async_trait]
 impl TaskService for TaskApi {
+    async fn start_export(
+        &self,
+        request: Request<pb::StartExportRequest>,
+    ) -> Result<Response<pb::Task>, Status> {
+        let request = request.into_inner();
+        serde_json::from_str::<serde_json::Value>(&request.details_json).map_err(|e| {
+            ControlPlaneError::InvalidArgument(format!("details_json is not JSON: {e}"))
+        })?;
+        let token = self.state.leader_token()?;
+        let task = self
+            .state
+            .store
+            .create_task(
+                token,
+                NewTask {
+                    index_uid: None,
+                    task_type: "export".into(),
+                    node_tasks_json: "[]".into(),
+                    details_json: request.details_json.clone(),
+                    enqueued_at_ms: request.enqueued_at_ms,
+                    error_json: String::new(),
+                    cancels: Vec::new(),
+                    settings_patch: None,
+                    custom_metadata: None,
+                    reserve: false,
+                    decided: true,
+                },
+            )
+            .await?;
+        let task = task.into_proto()?;
+        crate::export::start(self.state.clone(), task.uid, request);
+        Ok(Response::new(task))
+    }
+
     async fn create_task(
         &self,
         request: Request<pb::CreateTaskRequest>,
@@ -252,6 +286,7 @@ async fn record_with(
                 cancels: request.cancels,
                 // A settings change is decided by the control plane, never reserved.
                 reserve: request.reserve && settings_patch.is_none(),
+                decided: false,
                 settings_patch,
                 custom_metadata: request.custom_metadata,
             },

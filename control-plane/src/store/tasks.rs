@@ -105,6 +105,9 @@ pub struct NewTask {
     /// Recorded before its nodes are written: status `reserved` until
     /// [`Store::attach_node_tasks`].
     pub reserve: bool,
+    /// Run by the control plane itself (an export): starts `enqueued`, and the control
+    /// plane decides its status.
+    pub decided: bool,
 }
 
 /// Status of a task whose uid was reserved before its nodes were written, until its node
@@ -158,7 +161,7 @@ impl Store {
             .bind(&task.details_json)
             .bind(task.enqueued_at_ms as i64)
             .bind(&task.error_json)
-            .bind(if task.settings_patch.is_some() {
+            .bind(if task.settings_patch.is_some() || task.decided {
                 Some("enqueued")
             } else if task.reserve {
                 Some(RESERVED)
@@ -515,6 +518,27 @@ impl Store {
         }
         .await;
         self.observe("expire_reservations", started, result.is_ok());
+        result
+    }
+
+    /// Tasks of `task_type` the control plane decides that have not finished (`enqueued`
+    /// or `processing`) and were enqueued before `before_ms`, by uid.
+    pub async fn unfinished_tasks(&self, task_type: &str, before_ms: u64) -> Result<Vec<u32>> {
+        let started = Instant::now();
+        let result = sqlx::query_scalar::<_, i64>(
+            "SELECT uid FROM tasks WHERE task_type = $1 AND status IN ('enqueued', 'processing')
+             AND enqueued_at_ms < $2 ORDER BY uid",
+        )
+        .bind(task_type)
+        .bind(before_ms as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map(|uids| uids.into_iter().map(|uid| uid as u32).collect())
+        .map_err(|source| ControlPlaneError::Store {
+            operation: "unfinished_tasks",
+            source,
+        });
+        self.observe("unfinished_tasks", started, result.is_ok());
         result
     }
 

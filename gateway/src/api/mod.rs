@@ -11,6 +11,7 @@ pub(crate) mod document_reads;
 pub(crate) mod documents;
 pub mod error;
 pub(crate) mod experimental_features;
+pub(crate) mod export;
 pub(crate) mod fields;
 pub(crate) mod fleet_rules;
 pub(crate) mod indexes;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .route("/tasks/cancel", axum::routing::post(tasks::cancel))
         .route("/tasks/{uid}", get(tasks::get_task))
         .route("/dumps", axum::routing::post(backups::create_dump))
+        .route("/export", axum::routing::post(export::export))
         .route("/snapshots", axum::routing::post(backups::create_snapshot))
         .route("/batches", get(tasks::list_batches))
         .route("/batches/{uid}", get(tasks::get_batch))
