@@ -17,36 +17,11 @@ use miroir_proto::node_client::NodeClientOptions;
 use miroir_proto::pb;
 use miroir_proto::settings::{SHARD_FIELD, client_view, shard_filter};
 use serde_json::{Map, Value, json};
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Documents per page read from a node.
 const PAGE: usize = 1000;
-
-/// The exports this leader runs, by task uid.
-#[derive(Default)]
-pub struct Exports {
-    running: Mutex<HashSet<u32>>,
-}
-
-impl Exports {
-    /// Whether this process runs export `uid`.
-    pub fn runs(&self, uid: u32) -> bool {
-        self.running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&uid)
-    }
-
-    fn set(&self, uid: u32, running: bool) {
-        let mut set = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if running {
-            set.insert(uid);
-        } else {
-            set.remove(&uid);
-        }
-    }
-}
 
 /// Starts export task `uid` in the background.
 pub fn start(state: Arc<ServiceState>, uid: u32, request: pb::StartExportRequest) {

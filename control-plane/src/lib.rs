@@ -1,6 +1,7 @@
 //! `miroir-control-plane`: owns the fleet's topology, commits every change to it as a
 //! new version, streams versions to gateways, and runs the reconcilers.
 
+pub mod anti_entropy_progress;
 pub mod config;
 pub mod error;
 pub mod export;
@@ -11,6 +12,7 @@ pub mod move_progress;
 pub mod nodes;
 pub mod operations;
 pub mod reconcilers;
+pub mod running_exports;
 pub mod server;
 pub mod services;
 pub mod shard_copy;

@@ -97,9 +97,9 @@ pub struct ServiceState {
     /// shard-move reconciler does not release them as left over.
     catch_up_holds: Mutex<std::collections::HashSet<crate::topology::RouteKey>>,
     /// The exports (`POST /export`) this leader runs.
-    pub exports: crate::export::Exports,
+    pub exports: crate::running_exports::Exports,
     /// The anti-entropy passes this leader runs.
-    pub anti_entropy: crate::reconcilers::anti_entropy::Tracker,
+    pub anti_entropy: crate::anti_entropy_progress::Tracker,
     /// Nodes a gateway reported that are being checked now (one check per node at once).
     pub trouble_checks: Mutex<std::collections::HashSet<String>>,
 }

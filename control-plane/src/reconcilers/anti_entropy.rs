@@ -19,6 +19,7 @@
 //! Reads and repairs are paced to `--anti-entropy-rate` documents a second. A pass is
 //! idempotent and nothing of it is persisted: a new leader starts its own passes.
 
+use crate::anti_entropy_progress::Tracker;
 use crate::reconcilers::shard_moves::{StepError, barrier};
 use crate::shard_copy::{self, Pace};
 use crate::state::{ServiceState, now_ms};
@@ -26,69 +27,11 @@ use crate::topology::route_mut;
 use miroir_proto::pb;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// At most this many error lines are kept per pass.
 const MAX_ERRORS: usize = 20;
-
-/// What the leader's anti-entropy did and is doing; answers `GetAntiEntropyStatus`.
-#[derive(Default)]
-pub struct Tracker {
-    inner: Mutex<TrackerInner>,
-    /// Wakes the loop for a pass an operator asked for.
-    wake: tokio::sync::Notify,
-}
-
-#[derive(Default)]
-struct TrackerInner {
-    running: Option<pb::AntiEntropyPass>,
-    last: Option<pb::AntiEntropyPass>,
-    started: u64,
-    requested: u64,
-    next_pass_at_ms: u64,
-    differences: u64,
-    repaired: u64,
-}
-
-impl Tracker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The status, with the configuration from `state`.
-    pub fn status(&self, state: &ServiceState) -> pb::AntiEntropyStatus {
-        let inner = self.lock();
-        pb::AntiEntropyStatus {
-            interval_ms: state.config.anti_entropy_interval.as_millis() as u64,
-            documents_per_second: state.config.anti_entropy_rate,
-            running: inner.running.clone(),
-            last: inner.last.clone(),
-            next_pass_at_ms: inner.next_pass_at_ms,
-            passes: inner.last.as_ref().map_or(0, |p| p.number),
-            differences: inner.differences,
-            repaired: inner.repaired,
-            leader_id: state.id.clone(),
-            requested_pass: inner.requested,
-        }
-    }
-
-    /// Asks for a pass now (after the one running, if any).
-    pub fn request(&self) {
-        let mut inner = self.lock();
-        if inner.requested == 0 {
-            inner.requested = inner.started + 1;
-        }
-        drop(inner);
-        self.wake.notify_one();
-    }
-
-    fn update(&self, change: impl FnOnce(&mut pb::AntiEntropyPass)) {
-        if let Some(pass) = self.lock().running.as_mut() {
-            change(pass);
-        }
-    }
-}
 
 /// Runs until the process stops.
 pub async fn run(state: Arc<ServiceState>) {

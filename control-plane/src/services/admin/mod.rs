@@ -299,7 +299,7 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AntiEntropyStatus>, Status> {
         // The status lives in the leader's memory (a follower forwards the call).
         self.state.leader_token()?;
-        Ok(Response::new(self.state.anti_entropy.status(&self.state)))
+        Ok(Response::new(self.anti_entropy_status()))
     }
 
     async fn run_anti_entropy(
@@ -308,7 +308,18 @@ impl AdminService for AdminApi {
     ) -> Result<Response<pb::AntiEntropyStatus>, Status> {
         self.state.leader_token()?;
         self.state.anti_entropy.request();
-        Ok(Response::new(self.state.anti_entropy.status(&self.state)))
+        Ok(Response::new(self.anti_entropy_status()))
+    }
+}
+
+impl AdminApi {
+    fn anti_entropy_status(&self) -> pb::AntiEntropyStatus {
+        let config = &self.state.config;
+        self.state.anti_entropy.status(
+            config.anti_entropy_interval,
+            config.anti_entropy_rate,
+            &self.state.id,
+        )
     }
 }
 
