@@ -164,6 +164,17 @@ pub struct Config {
     #[arg(long, env = "MIROIR_REDIS_UNAVAILABLE_RATE_LIMITS", value_enum, default_value_t = crate::fleet::UnreachablePolicy::Open)]
     pub redis_unavailable_rate_limits: crate::fleet::UnreachablePolicy,
 
+    /// Answer repeated searches and multi-searches from an in-memory cache that is never
+    /// stale (a write, settings commit, shard move or swap invalidates its index's
+    /// entries; see docs/gateway.md). Needs --redis-url: writes and their completion are
+    /// recorded there, and a write is refused while Redis cannot record it.
+    #[arg(long, env = "MIROIR_RESULT_CACHE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub result_cache: bool,
+
+    /// Memory the result cache may hold, in bytes (least recently used answers go first).
+    #[arg(long, env = "MIROIR_RESULT_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub result_cache_bytes: usize,
+
     /// Requests per second allowed per API key across the fleet (0: no limit).
     #[arg(long, env = "MIROIR_RATE_LIMIT_PER_KEY", default_value_t = 0)]
     pub rate_limit_per_key: u64,

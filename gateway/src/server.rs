@@ -103,6 +103,27 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "Hedged read calls whose answer came first and was used",
         hedges.won.clone(),
     );
+    if config.result_cache && fleet.redis().is_none() {
+        anyhow::bail!(
+            "--result-cache needs --redis-url: without Redis a gateway cannot know of another's writes, and its cache could answer from before them"
+        );
+    }
+    let result_cache = config.result_cache.then(|| {
+        let cache = Arc::new(crate::read::cache_store::ResultCache::new(config.result_cache_bytes));
+        for (name, help, counter) in [
+            ("miroir_gateway_result_cache_hits", "Searches and multi-searches answered from the result cache", &cache.hits),
+            ("miroir_gateway_result_cache_misses", "Searches and multi-searches computed and offered to the result cache", &cache.misses),
+            ("miroir_gateway_result_cache_bypassed", "Searches and multi-searches computed without the result cache (a write pending on an index, Redis unreachable, performance details asked for)", &cache.bypassed),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "miroir_gateway_result_cache_bytes",
+            "Bytes the result cache holds",
+            cache.bytes.clone(),
+        );
+        cache
+    });
     let registry = Arc::new(registry);
     let metrics_fleet = fleet.clone();
     let metrics_topology = topology.clone();
@@ -135,6 +156,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics = %metrics_address,
         control_planes = %config.control_plane.join(","),
         fleet_state = %coordination,
+        result_cache = if config.result_cache { "on" } else { "off" },
         threads = config.worker_threads(),
         max_connections = config.max_connections,
         "miroir gateway started"
@@ -178,7 +200,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         trouble: Arc::default(),
         loads: Arc::default(),
         hedges,
+        result_cache,
     });
+    if state.result_cache.is_some() {
+        tokio::spawn(crate::read::cache::sweep(state.clone()));
+    }
     tokio::spawn(crate::nodes::trouble::watch_silent_nodes(state.clone()));
     let sweep_interval = state.config.task_sweep_interval;
     if !sweep_interval.is_zero() {

@@ -37,6 +37,8 @@ pub struct GatewayState {
     pub loads: Arc<crate::nodes::load::NodeLoads>,
     /// Hedged reads' budget and counts.
     pub hedges: Arc<crate::read::hedge::Hedges>,
+    /// The result cache, when `--result-cache` is on.
+    pub result_cache: Option<Arc<crate::read::cache_store::ResultCache>>,
 }
 
 /// index uid → (settings version, read at, settings). Committed versions come from the
@@ -100,6 +102,7 @@ impl GatewayState {
             trouble: Arc::default(),
             loads: Arc::default(),
             hedges: Arc::default(),
+            result_cache: None,
         })
     }
 }

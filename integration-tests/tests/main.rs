@@ -28,6 +28,7 @@ mod merge_oracle_wide;
 mod migration;
 mod node_health;
 mod protocol_abuse;
+mod result_cache;
 mod sdk_python;
 mod sdk_rust;
 mod settings_commit;

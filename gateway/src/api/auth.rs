@@ -83,6 +83,18 @@ impl Caller {
         }
     }
 
+    /// Who the caller is as far as what it may read goes: the result cache shares an
+    /// answer only between requests with the same permissions.
+    pub fn cache_identity(&self) -> String {
+        match self {
+            Self::Master => "master".into(),
+            Self::Key(key) => format!("key:{}", key.uid),
+            Self::Tenant { key, rules } => {
+                format!("tenant:{}:{}", key.uid, Value::Object(rules.clone()))
+            }
+        }
+    }
+
     /// Whether `index` shows in listings (`GET /indexes`, `GET /stats`).
     pub fn sees(&self, index: &str) -> bool {
         match self {

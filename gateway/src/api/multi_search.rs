@@ -160,6 +160,43 @@ pub async fn multi_search(
     floor: SettingsFloor,
     JsonBody(bytes): JsonBody,
 ) -> Response {
+    let indexes = crate::read::cache::cacheable(&state, &bytes)
+        .then(|| indexes_of(&state, &bytes))
+        .flatten();
+    let Some(indexes) = indexes else {
+        return multi_search_now(state, caller, floor, bytes).await;
+    };
+    let key = crate::read::cache::request_key("multi-search", &caller, floor.0, &bytes);
+    let uids: Vec<&str> = indexes.iter().map(String::as_str).collect();
+    let compute = || multi_search_now(state.clone(), caller, floor, bytes);
+    crate::read::cache::answer(&state, &uids, &key, compute).await
+}
+
+/// The indexes a multi-search reads (aliases resolved), for the result cache; `None` when
+/// the body does not say (its refusal is not cached).
+fn indexes_of(state: &AppState, bytes: &[u8]) -> Option<Vec<String>> {
+    let body: Value = serde_json::from_slice(bytes).ok()?;
+    let topology = state.topology.current();
+    let mut uids: Vec<String> = body["queries"]
+        .as_array()?
+        .iter()
+        .map(|q| {
+            q["indexUid"]
+                .as_str()
+                .map(|uid| super::aliases::index_of(&topology, uid).to_owned())
+        })
+        .collect::<Option<_>>()?;
+    uids.sort();
+    uids.dedup();
+    Some(uids)
+}
+
+async fn multi_search_now(
+    state: AppState,
+    caller: super::auth::Caller,
+    floor: SettingsFloor,
+    bytes: axum::body::Bytes,
+) -> Response {
     match federate(&state, &caller, floor, &bytes).await {
         // A query's refusal: one Meilisearch checks every query before it runs any, so
         // another query's bad member may be what it names.

@@ -5,6 +5,7 @@ use super::auth::Caller;
 use super::consistency::SettingsFloor;
 use super::error::MeiliError;
 use super::request_body::JsonBody;
+use crate::read::cache;
 use crate::read::facets::FacetOrder;
 use crate::read::plan::next_turn;
 use crate::read::query::{SearchQuery, SearchRoute};
@@ -25,6 +26,26 @@ pub async fn search_post(
     floor: SettingsFloor,
     Path(uid): Path<String>,
     JsonBody(body): JsonBody,
+) -> Result<Response, MeiliError> {
+    if !cache::cacheable(&state, &body) {
+        return search_post_now(state, caller, floor, uid, body).await;
+    }
+    let key = cache::request_key("search", &caller, floor.0, &body);
+    let index = uid.clone();
+    let compute = || async {
+        search_post_now(state.clone(), caller, floor, uid, body)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    Ok(cache::answer(&state, &[&index], &key, compute).await)
+}
+
+async fn search_post_now(
+    state: AppState,
+    caller: Caller,
+    floor: SettingsFloor,
+    uid: String,
+    body: axum::body::Bytes,
 ) -> Result<Response, MeiliError> {
     let query = match SearchQuery::from_body(&body, SearchRoute::Search) {
         Ok(query) => query,
@@ -47,6 +68,28 @@ pub async fn search_get(
     Path(uid): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     RawQuery(raw): RawQuery,
+) -> Result<Response, MeiliError> {
+    let raw_bytes = raw.clone().unwrap_or_default();
+    if !cache::cacheable(&state, raw_bytes.as_bytes()) {
+        return search_get_now(state, caller, floor, uid, params, raw).await;
+    }
+    let key = cache::request_key("search?", &caller, floor.0, raw_bytes.as_bytes());
+    let index = uid.clone();
+    let compute = || async {
+        search_get_now(state.clone(), caller, floor, uid, params, raw)
+            .await
+            .unwrap_or_else(IntoResponse::into_response)
+    };
+    Ok(cache::answer(&state, &[&index], &key, compute).await)
+}
+
+async fn search_get_now(
+    state: AppState,
+    caller: Caller,
+    floor: SettingsFloor,
+    uid: String,
+    params: HashMap<String, String>,
+    raw: Option<String>,
 ) -> Result<Response, MeiliError> {
     let query = match SearchQuery::from_query_string(params) {
         Ok(query) => query,

@@ -202,6 +202,110 @@ impl SharedState {
     }
 }
 
+/// The result cache's write version of index `uid`: a counter every write to it moves.
+fn write_version_key(uid: &str) -> String {
+    format!("miroir:cache:wv:{uid}")
+}
+
+/// The writes to index `uid` not finished on its nodes yet: task uids, scored by when a
+/// gateway last vouched for them (Unix ms).
+fn pending_writes_key(uid: &str) -> String {
+    format!("miroir:cache:pending:{uid}")
+}
+
+impl SharedState {
+    /// Runs `pipe` within the timeout, unless Redis is backing off.
+    async fn run_pipe<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, SharedStateError> {
+        self.bounded(|mut connection| async move { pipe.query_async(&mut connection).await })
+            .await
+    }
+
+    /// For each index of `uids`: its write version and how many writes to it are
+    /// pending; one round trip.
+    pub async fn write_versions(&self, uids: &[&str]) -> Result<Vec<(u64, u64)>, SharedStateError> {
+        let mut pipe = redis::pipe();
+        for uid in uids {
+            pipe.cmd("GET").arg(write_version_key(uid));
+            pipe.cmd("ZCARD").arg(pending_writes_key(uid));
+        }
+        let values: Vec<Option<u64>> = self.run_pipe(&pipe).await?;
+        Ok(values
+            .chunks(2)
+            .map(|pair| {
+                (
+                    pair[0].unwrap_or(0),
+                    pair.get(1).copied().flatten().unwrap_or(0),
+                )
+            })
+            .collect())
+    }
+
+    /// A write to `uid` (task `task`) is about to reach nodes: it is pending (vouched for
+    /// at `now_ms`) and the write version moves, in one transaction.
+    pub async fn write_started(
+        &self,
+        uid: &str,
+        task: u32,
+        now_ms: u64,
+    ) -> Result<(), SharedStateError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZADD")
+            .arg(pending_writes_key(uid))
+            .arg(now_ms)
+            .arg(task)
+            .ignore()
+            .cmd("INCR")
+            .arg(write_version_key(uid))
+            .ignore();
+        self.run_pipe(&pipe).await
+    }
+
+    /// The write `task` to `uid` finished on every node: no longer pending, and the write
+    /// version moves, in one transaction.
+    pub async fn write_finished(&self, uid: &str, task: u32) -> Result<(), SharedStateError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("ZREM")
+            .arg(pending_writes_key(uid))
+            .arg(task)
+            .ignore()
+            .cmd("INCR")
+            .arg(write_version_key(uid))
+            .ignore();
+        self.run_pipe(&pipe).await
+    }
+
+    /// Vouches again, at `now_ms`, for a write still running (if still pending).
+    pub async fn write_still_running(
+        &self,
+        uid: &str,
+        task: u32,
+        now_ms: u64,
+    ) -> Result<(), SharedStateError> {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(pending_writes_key(uid))
+            .arg("XX")
+            .arg(now_ms)
+            .arg(task);
+        self.run::<()>(&cmd).await
+    }
+
+    /// The pending writes to `uid` nobody vouched for since `before_ms`.
+    pub async fn writes_unvouched(
+        &self,
+        uid: &str,
+        before_ms: u64,
+    ) -> Result<Vec<u32>, SharedStateError> {
+        let mut cmd = redis::cmd("ZRANGEBYSCORE");
+        cmd.arg(pending_writes_key(uid)).arg("-inf").arg(before_ms);
+        self.run(&cmd).await
+    }
+}
+
 /// When Redis may be asked again after failures: the pause doubles from [`BACKOFF_MIN`]
 /// to [`BACKOFF_MAX`], and when it ends a single call probes while the others keep
 /// falling back.

@@ -4,6 +4,8 @@
 //! hits, totals, facets and stats ([`merge`]); the answer ([`respond`]). [`search`] runs
 //! them for one search.
 
+pub mod cache;
+pub mod cache_store;
 pub mod facets;
 pub mod failure;
 pub mod federation;
@@ -13,6 +15,7 @@ pub mod performance;
 pub mod pinned;
 pub mod plan;
 pub mod query;
+pub mod request_uid;
 pub mod respond;
 pub mod scatter;
 pub mod search;

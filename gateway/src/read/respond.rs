@@ -141,11 +141,7 @@ pub fn one_node_answer(body: Value, settings: Option<&Map<String, Value>>) -> Op
     })
 }
 
-/// A search answer's `requestUid`: Meilisearch 1.50 makes a UUID v7 for every search
-/// request (one for a whole multi-search), and so does the gateway for what it merges.
-pub fn request_uid() -> String {
-    uuid::Uuid::now_v7().to_string()
-}
+pub use super::request_uid::request_uid;
 
 #[cfg(test)]
 mod tests {

@@ -76,7 +76,16 @@ pub async fn reserve(
 ) -> Result<pb::Task, MeiliError> {
     request.reserve = true;
     request.node_tasks.clear();
-    record_task(state, request).await
+    let index = request.index_uid.clone();
+    let task = record_task(state, request).await?;
+    // Before any node sees the write: the result cache's mark (`read::cache`).
+    if let Some(uid) = index
+        && let Err(error) = crate::read::cache::write_started(state, &uid, task.uid).await
+    {
+        attach_to_control_plane(state, task, Vec::new(), Some(&error.body())).await;
+        return Err(error);
+    }
+    Ok(task)
 }
 
 /// Attaches what the write made (node tasks, and the error when it failed) to its
@@ -85,6 +94,18 @@ pub async fn reserve(
 /// a task left for the background would be failed as unattached if this gateway stopped
 /// before attaching it, though the nodes took the write (the chaos run found one).
 pub async fn attach(
+    state: &AppState,
+    reserved: pb::Task,
+    node_tasks: Vec<pb::NodeTask>,
+    error: Option<&Value>,
+) -> pb::Task {
+    let task = attach_to_control_plane(state, reserved, node_tasks, error).await;
+    // The result cache's mark is cleared once every node finished the write.
+    crate::read::cache::watch_write(state, &task, error);
+    task
+}
+
+async fn attach_to_control_plane(
     state: &AppState,
     mut reserved: pb::Task,
     node_tasks: Vec<pb::NodeTask>,

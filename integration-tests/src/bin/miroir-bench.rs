@@ -56,6 +56,18 @@ struct Args {
     /// same searches written `id >= X AND id <= X` (every node).
     #[arg(long)]
     pinned: bool,
+    /// Measure the result cache instead (issue 25, point 6): on a 3-node fleet, searches
+    /// drawn with Zipf-distributed popularity from a pool of distinct queries, through a
+    /// gateway without the cache and through one with it (Redis), in one run; also one
+    /// node holding every document, for context.
+    #[arg(long)]
+    cache: bool,
+    /// With `--cache`: distinct queries in the pool.
+    #[arg(long, default_value_t = 2_000)]
+    cache_queries: usize,
+    /// With `--cache`: the Zipf exponent (popularity of the k-th query ∝ 1/k^s).
+    #[arg(long, default_value_t = 1.0)]
+    zipf: f64,
     /// With `--tail`: how long each burst stops the slowed node, then lets it run, in ms.
     #[arg(long, default_value_t = 50)]
     tail_stop_ms: u64,
@@ -254,7 +266,8 @@ async fn measure(setups: &[Setup], index: &str, args: &Args, concurrency: usize)
         .map(|s| format!("{}/indexes/{index}/search", s.url))
         .collect();
     for (path, queries) in paths.iter().zip(&queries) {
-        for query in queries.iter().cycle().take(200) {
+        // From the end of the list: the measured searches start at its beginning.
+        for query in queries.iter().rev().cycle().take(200) {
             let response = search(&client, path, query).await;
             assert!(
                 response.status().is_success(),
@@ -280,7 +293,8 @@ async fn measure(setups: &[Setup], index: &str, args: &Args, concurrency: usize)
                 workers.spawn(async move {
                     let mut latencies = Vec::with_capacity(per_worker);
                     for n in first..first + per_worker {
-                        let query = &queries[(worker * 31 + n) % queries.len()];
+                        // Each search of the level takes its own place in the list.
+                        let query = &queries[(n * concurrency + worker) % queries.len()];
                         let sent = Instant::now();
                         let response = search(&client, &path, query).await;
                         let ok = response.status().is_success();
@@ -573,6 +587,127 @@ async fn pinned(args: &Args, dir: &std::path::Path) {
     }
 }
 
+/// `--cache`'s searches: `count` draws from a pool of `pool` distinct queries, the k-th
+/// drawn with probability ∝ 1/k^`s` (a deterministic generator).
+fn zipf_queries(pool: usize, s: f64, count: usize, seed: u64) -> Vec<Value> {
+    let distinct: Vec<Value> = (0..pool)
+        .map(|i| {
+            let a = VOCABULARY[i % VOCABULARY.len()];
+            let b = VOCABULARY[(i / VOCABULARY.len() * 7 + i) % VOCABULARY.len()];
+            let mut query = json!({"q": format!("{a} {b}"), "limit": 20});
+            if i % 4 == 0 {
+                query["filter"] = json!(format!("year > {}", 1950 + i % 60));
+            }
+            query
+        })
+        .collect();
+    let weights: Vec<f64> = (1..=pool).map(|k| 1.0 / (k as f64).powf(s)).collect();
+    let total: f64 = weights.iter().sum();
+    let mut cumulative = Vec::with_capacity(pool);
+    let mut sum = 0.0;
+    for w in &weights {
+        sum += w / total;
+        cumulative.push(sum);
+    }
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d ^ seed;
+    (0..count)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let k = cumulative.partition_point(|c| *c < u).min(pool - 1);
+            distinct[k].clone()
+        })
+        .collect()
+}
+
+/// `--cache`: the result cache on and off, on the same fleet, same searches.
+async fn cache(args: &Args, dir: &std::path::Path) {
+    println!(
+        "miroir-bench --cache: {} documents on 3 nodes (16 shards); {} distinct queries, Zipf s = {}; clients {:?}, {} searches per setup and level",
+        args.documents, args.cache_queries, args.zipf, args.concurrency, args.requests
+    );
+    let redis = miroir_integration_tests::RedisServer::start().await;
+    let dir = dir.join("cache");
+    let (cp, _nodes, plain) = start_fleet(&dir, 3, args.gateway_threads).await;
+    prepare(&Meili::new(&plain.url), "bench", args.documents, true).await;
+    let threads = args.gateway_threads.to_string();
+    let mut cached_args = vec!["--redis-url", redis.url.as_str(), "--result-cache"];
+    if threads != "0" {
+        cached_args.extend(["--threads", &threads]);
+    }
+    let cached = Gateway::start(&dir, &cp.url(), &cached_args).await;
+    cached
+        .wait_version(cp.current_topology().await.version)
+        .await;
+    let direct = TestNode::start().await;
+    prepare(&Meili::new(&direct.url), "bench", args.documents, false).await;
+    // Each level draws its own searches; the cache keeps what the levels before it left.
+    let setups_drawing = |seed: u64| {
+        let searches = Arc::new(zipf_queries(
+            args.cache_queries,
+            args.zipf,
+            args.requests + 200,
+            seed,
+        ));
+        [
+            Setup {
+                url: direct.url.clone(),
+                pid: None,
+                queries: Some(searches.clone()),
+            },
+            Setup {
+                url: plain.url.clone(),
+                pid: plain.pid(),
+                queries: Some(searches.clone()),
+            },
+            Setup {
+                url: cached.url.clone(),
+                pid: cached.pid(),
+                queries: Some(searches),
+            },
+        ]
+    };
+    let counts = async || {
+        let mut counts = Vec::new();
+        for name in ["hits", "misses", "bypassed"] {
+            let metric = format!("miroir_gateway_result_cache_{name}_total");
+            counts.push(cached.counter(&metric).await.unwrap_or(0));
+        }
+        counts
+    };
+    for &concurrency in &args.concurrency {
+        let before = counts().await;
+        let setups = setups_drawing(concurrency as u64);
+        let runs = measure(&setups, "bench", args, concurrency).await;
+        let after = counts().await;
+        let [hits, misses, bypassed] = [0, 1, 2].map(|i| after[i] - before[i]);
+        let asked = (hits + misses + bypassed).max(1);
+        println!(
+            "\nZipf searches, {concurrency} client(s); the cache: {hits} hits, {misses} misses, {bypassed} bypassed (hit ratio {:.1} %, its 200 warm-up searches included):\n\n| setup | p50 | p99 | QPS | of one node's QPS | gateway CPU per query |\n|---|---|---|---|---|---|",
+            hits as f64 * 100.0 / asked as f64
+        );
+        for (run, name) in runs.iter().zip([
+            "one node, every document",
+            "3 nodes, cache off",
+            "3 nodes, cache on",
+        ]) {
+            println!(
+                "| {name} | {} | {} | {:.0} | {:.0} % | {} |",
+                ms(run.p50),
+                ms(run.p99),
+                run.qps,
+                run.qps * 100.0 / runs[0].qps,
+                run.cpu_per_query.map_or("–".to_owned(), |c| format!(
+                    "{:.3} ms",
+                    c.as_secs_f64() * 1000.0
+                ))
+            );
+        }
+    }
+}
+
 /// `--tail`: search latency with one of two replicas slowed, through a gateway choosing
 /// in turn without hedging and through one with the defaults.
 async fn tail(args: &Args, dir: &std::path::Path) {
@@ -834,6 +969,10 @@ async fn main() {
     }
     if args.pinned {
         pinned(&args, dir.path()).await;
+        return;
+    }
+    if args.cache {
+        cache(&args, dir.path()).await;
         return;
     }
     println!(
