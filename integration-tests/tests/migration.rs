@@ -1,6 +1,6 @@
 //! Migration in and out, on real Meilisearch nodes: `miroir-ctl import` copies a running
-//! Meilisearch (interrupted and resumed) and a dump into a 3-node fleet, and `POST
-//! /export` on a gateway sends the fleet to a new Meilisearch; each time the copy must
+//! Meilisearch (interrupted and resumed) and a dump into a 3-node fleet (RF 2), and `POST
+//! /export` on a gateway sends the fleet to a new Meilisearch, each document once; each time the copy must
 //! equal the source, document for document and on the merge oracle's queries.
 
 use crate::merge_oracle::{SETTINGS, compare_within, dataset_of, queries};
@@ -83,8 +83,16 @@ async fn a_meilisearch_is_imported_resumed_and_exported_back_equal() {
             .await;
     }
 
+    // RF 2: every shard has two copies, and the export must still send each document
+    // once.
     let options = ControlPlaneOptions {
-        extra_args: vec!["--export-to-private-networks".into()],
+        extra_args: [
+            "--export-to-private-networks",
+            "--default-replication-factor",
+            "2",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Default::default()
     };
     let (dir, _cp, _nodes, gateway) = crate::gateway_indexes::fleet_with(3, options).await;
@@ -175,6 +183,19 @@ async fn a_meilisearch_is_imported_resumed_and_exported_back_equal() {
         format!("{}XXXX...", &MASTER_KEY[..2])
     );
     assert_equal(&source, &target, "exported").await;
+    let (_, sent) = target
+        .get("/tasks?types=documentAdditionOrUpdate&indexUids=movies&limit=1000")
+        .await;
+    let received: u64 = sent["results"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["details"]["receivedDocuments"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        received, DOCUMENTS as u64,
+        "each document sent once: {sent}"
+    );
 
     // A dump of the source imports the same way.
     let (status, dumping) = source.send(Method::POST, "/dumps", None, None).await;
