@@ -340,10 +340,10 @@ impl IndexExport<'_> {
         owners: &BTreeMap<String, (pb::Node, Vec<u32>)>,
     ) -> Result<(), Value> {
         let uid = self.uid();
-        let mut path = format!("/indexes/{uid}/documents");
-        if let Some(pk) = &self.index.primary_key {
-            path.push_str(&format!("?primaryKey={pk}"));
-        }
+        let path = match &self.index.primary_key {
+            Some(pk) => miroir_proto::node_paths::documents_with_primary_key(uid, pk),
+            None => format!("/indexes/{uid}/documents"),
+        };
         let (mut batch, mut batch_bytes): (Vec<Value>, usize) = (Vec::new(), 2);
         let mut tasks = Vec::new();
         let mut sent = 0u64;

@@ -222,6 +222,19 @@ impl ServiceState {
         self.topology.send_replace(topology);
     }
 
+    /// The barrier as a step: every live gateway applied `version` (and finished the
+    /// requests it routed by older ones), else UNAVAILABLE naming those that did not.
+    pub async fn barrier(&self, version: u64) -> Result<()> {
+        let lagging = self.await_applied(version).await;
+        if lagging.is_empty() {
+            Ok(())
+        } else {
+            Err(ControlPlaneError::Unavailable(format!(
+                "gateways {lagging:?} have not acknowledged topology version {version}"
+            )))
+        }
+    }
+
     /// The barrier (DESIGN §3): returns once every live gateway — connected to this
     /// replica or, on Postgres, to any other (through the store) — has applied `version`
     /// or later. A gateway silent for `--gateway-ttl` stops holding it; the ids of gateways

@@ -1088,6 +1088,23 @@ impl Meili {
         self.create_index_with(uid, serde_json::json!({})).await
     }
 
+    /// Every document of index `uid` (up to 100 000), by id (as JSON text).
+    pub async fn documents_by_id(
+        &self,
+        uid: &str,
+    ) -> std::collections::BTreeMap<String, serde_json::Value> {
+        let (status, answer) = self
+            .get(&format!("/indexes/{uid}/documents?limit=100000"))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|d| (d["id"].to_string(), d.clone()))
+            .collect()
+    }
+
     /// Every document of `shard` of index `uid` on this node, without `_miroir_shard`, by
     /// id (none when the node has no such index).
     pub async fn shard_documents(&self, uid: &str, shard: u32) -> ShardDocuments {

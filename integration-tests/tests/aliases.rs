@@ -23,6 +23,19 @@ async fn set_alias(cp: &str, name: &str, index: &str) -> String {
     out.stdout
 }
 
+/// Creates `movies_v1` and `movies_v2`.
+async fn create_both(meili: &Meili) {
+    for uid in ["movies_v1", "movies_v2"] {
+        meili
+            .ok(
+                Method::POST,
+                "/indexes",
+                json!({"uid": uid, "primaryKey": "id", "miroirShardCount": 4}),
+            )
+            .await;
+    }
+}
+
 /// One write through the alias: its id, when it was acknowledged, and its task.
 struct Sent {
     id: u64,
@@ -121,15 +134,7 @@ async fn an_alias_serves_the_sdk_and_switches_atomically_under_writes() {
     other.wait_writable().await;
     let client = Client::new(&gateway.url, Some(MASTER_KEY)).unwrap();
     let meili = Meili::new(&gateway.url);
-    for uid in ["movies_v1", "movies_v2"] {
-        meili
-            .ok(
-                Method::POST,
-                "/indexes",
-                json!({"uid": uid, "primaryKey": "id", "miroirShardCount": 4}),
-            )
-            .await;
-    }
+    create_both(&meili).await;
     let v1: Vec<Value> = (0..20)
         .map(|i| json!({"id": i, "title": format!("old {i}"), "genre": "old"}))
         .collect();
@@ -267,15 +272,7 @@ async fn a_switch_waits_for_writes_in_flight_to_the_old_index() {
     let other = Gateway::start(dir.path(), &cp.url(), &[]).await;
     other.wait_writable().await;
     let meili = Meili::new(&gateway.url);
-    for uid in ["movies_v1", "movies_v2"] {
-        meili
-            .ok(
-                Method::POST,
-                "/indexes",
-                json!({"uid": uid, "primaryKey": "id", "miroirShardCount": 4}),
-            )
-            .await;
-    }
+    create_both(&meili).await;
     set_alias(&cp.url(), "movies", "movies_v1").await;
     for node in &nodes {
         node.set_faults(json!({"latencyMs": 300})).await;

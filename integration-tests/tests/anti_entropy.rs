@@ -11,16 +11,7 @@ const INDEX: &str = "ae";
 /// Every document of the index on one node, by id (`_miroir_shard` kept: it is part of
 /// what must be equal).
 async fn documents_on(node: &Meili) -> BTreeMap<String, Value> {
-    let (status, answer) = node
-        .get(&format!("/indexes/{INDEX}/documents?limit=100000"))
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    answer["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|d| (d["id"].to_string(), d.clone()))
-        .collect()
+    node.documents_by_id(INDEX).await
 }
 
 /// `miroir-ctl anti-entropy run --wait -o json`: the finished pass.

@@ -7,28 +7,10 @@ use crate::merge_oracle::{SETTINGS, compare_within, dataset_of, queries};
 use miroir_integration_tests::{ControlPlaneOptions, MASTER_KEY, Meili, TestNode, binary};
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const DOCUMENTS: usize = 30_000;
-
-/// Every document of `movies` on `meili`, by id.
-async fn documents(meili: &Meili) -> BTreeMap<String, Value> {
-    let (status, answer) = meili
-        .get(&format!(
-            "/indexes/movies/documents?limit={}",
-            DOCUMENTS + 100
-        ))
-        .await;
-    assert_eq!(status, 200, "{answer}");
-    answer["results"]
-        .as_array()
-        .expect("results")
-        .iter()
-        .map(|d| (d["id"].to_string(), d.clone()))
-        .collect()
-}
 
 /// The settings clients read.
 async fn settings(meili: &Meili) -> Value {
@@ -39,7 +21,10 @@ async fn settings(meili: &Meili) -> Value {
 
 /// `copy` equals `source`: documents, settings, and 40 of the merge oracle's queries.
 async fn assert_equal(source: &Meili, copy: &Meili, label: &str) {
-    let (expected, held) = (documents(source).await, documents(copy).await);
+    let (expected, held) = (
+        source.documents_by_id("movies").await,
+        copy.documents_by_id("movies").await,
+    );
     assert_eq!(held.len(), DOCUMENTS, "{label}");
     assert!(held == expected, "{label}: the documents differ");
     assert_eq!(

@@ -169,14 +169,7 @@ async fn enter(
 /// acknowledged `version`: its lease is still renewed, so it could still write by an older
 /// table. A gateway silent past the gateway TTL no longer counts (its lease has lapsed).
 pub(crate) async fn barrier(state: &Arc<ServiceState>, version: u64) -> Result<(), StepError> {
-    let lagging = state.await_applied(version).await;
-    if lagging.is_empty() {
-        Ok(())
-    } else {
-        Err(StepError::Failed(format!(
-            "gateways {lagging:?} have not acknowledged topology version {version}"
-        )))
-    }
+    Ok(state.barrier(version).await?)
 }
 
 /// Ends `key`, counting `documents_copied` (0 for a move that did not land) and how long

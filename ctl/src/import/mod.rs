@@ -263,73 +263,44 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
         async move { source.stream(to_import, from, page_size, sender).await }
     };
     let writing = async move {
-        let totals: BTreeMap<&str, (&SourceIndex, Progress)> = indexes
-            .iter()
-            .map(|i| {
-                let start = from.get(&i.uid).copied().unwrap_or(0);
-                (i.uid.as_str(), (i, Progress::new(start, i.documents)))
-            })
-            .collect();
-        let mut totals = totals;
-        let mut in_flight: VecDeque<(String, u64, u64)> = VecDeque::new();
+        let mut writer = Writer {
+            progress: indexes
+                .iter()
+                .map(|i| {
+                    let start = from.get(&i.uid).copied().unwrap_or(0);
+                    (i.uid.clone(), Progress::new(start, i.documents))
+                })
+                .collect(),
+            primary_keys: indexes
+                .iter()
+                .map(|i| (i.uid.clone(), i.primary_key.clone()))
+                .collect(),
+            fleet,
+            state,
+            state_path: args.state.clone(),
+            in_flight: VecDeque::new(),
+        };
         let mut current: Option<String> = None;
         while let Some(page) = pages.recv().await {
-            let Page {
-                uid,
-                offset,
-                documents,
-            } = page?;
-            if current.as_deref() != Some(uid.as_str()) {
+            let page = page?;
+            if current.as_deref() != Some(page.uid.as_str()) {
                 // The previous index is whole once its last pages are indexed.
-                settle(
-                    &fleet,
-                    &mut in_flight,
-                    0,
-                    &mut state,
-                    &args.state,
-                    &mut totals,
-                )
-                .await?;
-                if let Some(done) = current.replace(uid.clone()) {
-                    finish(&done, &mut state, &args.state, &totals)?;
+                writer.settle(0).await?;
+                if let Some(done) = current.replace(page.uid.clone()) {
+                    writer.finish(&done)?;
                 }
             }
-            let end = offset + documents.len() as u64;
-            let (index, _) = totals[uid.as_str()];
-            let mut path = format!("/indexes/{uid}/documents");
-            if let Some(pk) = &index.primary_key {
-                path.push_str(&format!("?primaryKey={pk}"));
-            }
-            let task = fleet
-                .enqueue(http::Method::POST, &path, Value::Array(documents))
-                .await?;
-            in_flight.push_back((uid, end, task));
-            settle(
-                &fleet,
-                &mut in_flight,
-                IN_FLIGHT,
-                &mut state,
-                &args.state,
-                &mut totals,
-            )
-            .await?;
+            writer.write(page).await?;
+            writer.settle(IN_FLIGHT).await?;
         }
-        settle(
-            &fleet,
-            &mut in_flight,
-            0,
-            &mut state,
-            &args.state,
-            &mut totals,
-        )
-        .await?;
+        writer.settle(0).await?;
         if let Some(done) = current {
-            finish(&done, &mut state, &args.state, &totals)?;
+            writer.finish(&done)?;
         }
         // Indexes with nothing left to read (empty ones, or read whole before a stop).
         for uid in &to_import {
-            if !state.indexes[uid].done {
-                finish(uid, &mut state, &args.state, &totals)?;
+            if !writer.state.indexes[uid].done {
+                writer.finish(uid)?;
             }
         }
         anyhow::Ok(())
@@ -340,51 +311,74 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Waits for the oldest pages until at most `keep` are in flight, recording each one the
-/// fleet indexed.
-async fn settle(
-    fleet: &Fleet,
-    in_flight: &mut VecDeque<(String, u64, u64)>,
-    keep: usize,
-    state: &mut ImportState,
-    state_path: &Path,
-    totals: &mut BTreeMap<&str, (&SourceIndex, Progress)>,
-) -> anyhow::Result<()> {
-    while in_flight.len() > keep {
-        let Some((uid, end, task)) = in_flight.pop_front() else {
-            break;
-        };
-        let done = fleet.wait(task).await?;
-        if done["status"] != "succeeded" {
-            bail!(
-                "documents of index `{uid}` were refused (task {task}): {}",
-                done["error"]
-            );
-        }
-        state.indexes.entry(uid.clone()).or_default().documents = end;
-        state.save(state_path)?;
-        if let Some((_, progress)) = totals.get_mut(uid.as_str()) {
-            progress.report(&uid, end);
-        }
-    }
-    Ok(())
+/// The documents' writing side: pages sent to the fleet, and the state file kept.
+struct Writer {
+    fleet: Fleet,
+    state: ImportState,
+    state_path: PathBuf,
+    progress: BTreeMap<String, Progress>,
+    primary_keys: BTreeMap<String, Option<String>>,
+    /// Pages sent and not yet indexed: (index, where the page ends, task).
+    in_flight: VecDeque<(String, u64, u64)>,
 }
 
-fn finish(
-    uid: &str,
-    state: &mut ImportState,
-    state_path: &Path,
-    totals: &BTreeMap<&str, (&SourceIndex, Progress)>,
-) -> anyhow::Result<()> {
-    let recorded = state.indexes.entry(uid.to_owned()).or_default();
-    recorded.done = true;
-    let documents = recorded.documents;
-    state.save(state_path)?;
-    let elapsed = totals
-        .get(uid)
-        .map_or(0.0, |(_, p)| p.started.elapsed().as_secs_f64());
-    println!("{uid}: {documents} documents imported in {elapsed:.1} s");
-    Ok(())
+impl Writer {
+    /// Sends one page to the fleet.
+    async fn write(&mut self, page: Page) -> anyhow::Result<()> {
+        let Page {
+            uid,
+            offset,
+            documents,
+        } = page;
+        let end = offset + documents.len() as u64;
+        let path = match self.primary_keys.get(&uid).cloned().flatten() {
+            Some(pk) => miroir_proto::node_paths::documents_with_primary_key(&uid, &pk),
+            None => format!("/indexes/{uid}/documents"),
+        };
+        let task = self
+            .fleet
+            .enqueue(http::Method::POST, &path, Value::Array(documents))
+            .await?;
+        self.in_flight.push_back((uid, end, task));
+        Ok(())
+    }
+
+    /// Waits for the oldest pages until at most `keep` are in flight, recording each one
+    /// the fleet indexed.
+    async fn settle(&mut self, keep: usize) -> anyhow::Result<()> {
+        while self.in_flight.len() > keep {
+            let Some((uid, end, task)) = self.in_flight.pop_front() else {
+                break;
+            };
+            let done = self.fleet.wait(task).await?;
+            if done["status"] != "succeeded" {
+                bail!(
+                    "documents of index `{uid}` were refused (task {task}): {}",
+                    done["error"]
+                );
+            }
+            self.state.indexes.entry(uid.clone()).or_default().documents = end;
+            self.state.save(&self.state_path)?;
+            if let Some(progress) = self.progress.get_mut(&uid) {
+                progress.report(&uid, end);
+            }
+        }
+        Ok(())
+    }
+
+    /// Records index `uid` as imported.
+    fn finish(&mut self, uid: &str) -> anyhow::Result<()> {
+        let recorded = self.state.indexes.entry(uid.to_owned()).or_default();
+        recorded.done = true;
+        let documents = recorded.documents;
+        self.state.save(&self.state_path)?;
+        let elapsed = self
+            .progress
+            .get(uid)
+            .map_or(0.0, |p| p.started.elapsed().as_secs_f64());
+        println!("{uid}: {documents} documents imported in {elapsed:.1} s");
+        Ok(())
+    }
 }
 
 /// One index's progress, printed at most once a second.

@@ -38,7 +38,7 @@ pub(super) async fn set_alias(
                     ))
                 })
                 .await?;
-            if let Err(error) = barrier(state, topology.version).await {
+            if let Err(error) = state.barrier(topology.version).await {
                 // Nothing switched: let the requests through to the old index again.
                 let _ = state
                     .commit(|t, _| {
@@ -63,7 +63,7 @@ pub(super) async fn set_alias(
             Ok((alias, reason))
         })
         .await?;
-    barrier(state, topology.version).await?;
+    state.barrier(topology.version).await?;
     tracing::info!(alias = %name, index = %index_uid, previous = %previous, version = topology.version, "alias set");
     Ok(Response::new(pb::AliasResponse {
         alias: Some(alias),
@@ -97,23 +97,10 @@ pub(super) async fn remove_alias(
             Ok((alias, reason))
         })
         .await?;
-    barrier(state, topology.version).await?;
+    state.barrier(topology.version).await?;
     Ok(Response::new(pb::AliasResponse {
         previous_index_uid: alias.index_uid.clone(),
         alias: Some(alias),
         topology_version: topology.version,
     }))
-}
-
-/// Every live gateway applied `version` (and finished the requests pinned before it);
-/// UNAVAILABLE naming those that did not within the gateway TTL.
-async fn barrier(state: &ServiceState, version: u64) -> Result<(), ControlPlaneError> {
-    let lagging = state.await_applied(version).await;
-    if lagging.is_empty() {
-        Ok(())
-    } else {
-        Err(ControlPlaneError::Unavailable(format!(
-            "gateways {lagging:?} have not applied topology version {version}"
-        )))
-    }
 }
