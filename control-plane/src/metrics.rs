@@ -82,6 +82,10 @@ pub struct Metrics {
     pub moves_finished: Counter,
     /// Documents copied by shard moves.
     pub documents_copied: Counter,
+    /// Shard moves planned or running (in the topology).
+    pub shard_moves: Gauge,
+    /// Times this process became the leader.
+    pub leadership_acquired: Counter,
     /// Anti-entropy's counts ([`crate::reconcilers::anti_entropy`]).
     pub anti_entropy: AntiEntropyMetrics,
 }
@@ -219,6 +223,18 @@ impl Metrics {
             "Documents copied by shard moves",
             documents_copied.clone(),
         );
+        let shard_moves = Gauge::default();
+        registry.register(
+            "miroir_shard_moves_in_progress",
+            "Shard moves planned or running",
+            shard_moves.clone(),
+        );
+        let leadership_acquired = Counter::default();
+        registry.register(
+            "miroir_control_plane_leadership_acquired",
+            "Times this control plane became the leader (a leader change, seen by the new leader)",
+            leadership_acquired.clone(),
+        );
         let anti_entropy = AntiEntropyMetrics::default();
         for (name, help, counter) in [
             (
@@ -260,6 +276,8 @@ impl Metrics {
             anti_entropy.last_finished.clone(),
         );
         Self {
+            shard_moves,
+            leadership_acquired,
             anti_entropy,
             registry,
             store_duration,

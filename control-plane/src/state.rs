@@ -189,7 +189,14 @@ impl ServiceState {
 
     /// Changes the leadership status (the leadership loop, on Postgres).
     pub fn set_leadership(&self, status: LeadershipStatus) {
-        *self.leadership.write().unwrap_or_else(|e| e.into_inner()) = status;
+        let leads = matches!(status, LeadershipStatus::Leader { .. });
+        let led = std::mem::replace(
+            &mut *self.leadership.write().unwrap_or_else(|e| e.into_inner()),
+            status,
+        );
+        if leads && !matches!(led, LeadershipStatus::Leader { .. }) {
+            self.metrics.leadership_acquired.inc();
+        }
         self.metrics
             .is_leader
             .set(matches!(self.leadership(), LeadershipStatus::Leader { .. }) as i64);
@@ -448,6 +455,7 @@ impl ServiceState {
                 .filter(|n| n.state == state as i32)
                 .count() as i64
         };
+        self.metrics.shard_moves.set(topology.moves.len() as i64);
         self.metrics.set_node_counts(&[
             ("joining", count(NodeState::Joining)),
             ("active", count(NodeState::Active)),

@@ -124,6 +124,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
         cache
     });
+    let request_metrics = Arc::new(crate::api::request_metrics::RequestMetrics::register(
+        &mut registry,
+    ));
     let registry = Arc::new(registry);
     let metrics_fleet = fleet.clone();
     let metrics_topology = topology.clone();
@@ -201,6 +204,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         loads: Arc::default(),
         hedges,
         result_cache,
+        request_metrics,
     });
     if state.result_cache.is_some() {
         tokio::spawn(crate::read::cache::sweep(state.clone()));

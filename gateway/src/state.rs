@@ -37,6 +37,8 @@ pub struct GatewayState {
     pub loads: Arc<crate::nodes::load::NodeLoads>,
     /// Hedged reads' budget and counts.
     pub hedges: Arc<crate::read::hedge::Hedges>,
+    /// Per-route request metrics.
+    pub request_metrics: Arc<crate::api::request_metrics::RequestMetrics>,
     /// The result cache, when `--result-cache` is on.
     pub result_cache: Option<Arc<crate::read::cache_store::ResultCache>>,
 }
@@ -103,6 +105,9 @@ impl GatewayState {
             loads: Arc::default(),
             hedges: Arc::default(),
             result_cache: None,
+            request_metrics: Arc::new(crate::api::request_metrics::RequestMetrics::register(
+                &mut prometheus_client::registry::Registry::default(),
+            )),
         })
     }
 }

@@ -8,6 +8,7 @@ mod control_plane;
 mod control_plane_ha;
 mod ctl;
 mod ctl_dev;
+mod dashboards;
 mod deploy_manifests;
 mod differential_fuzz;
 mod fleet_rules;

@@ -56,6 +56,9 @@ impl MeiliError {
 impl IntoResponse for MeiliError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
+        response
+            .extensions_mut()
+            .insert(super::request_metrics::ErrorCodeTag(self.code));
         // Every 503 here is transient (no quorum, a cutover, a lapsed lease): say when to
         // come back, as load balancers and clients expect.
         if self.status == StatusCode::SERVICE_UNAVAILABLE {

@@ -19,6 +19,7 @@ pub(crate) mod keys;
 pub(crate) mod miroir;
 pub(crate) mod multi_search;
 pub(crate) mod request_body;
+pub mod request_metrics;
 pub(crate) mod search;
 pub(crate) mod settings;
 pub(crate) mod similar;
@@ -163,6 +164,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             miroir::until_topology,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.request_metrics.clone(),
+            request_metrics::record,
         ))
         .route_layer(axum::middleware::from_fn(trace_request))
         // Meilisearch registers no default service: an unknown route is a bare 404.

@@ -79,13 +79,20 @@ impl FleetState {
         ca_pem: Option<Vec<u8>>,
         unreachable: UnreachablePolicy,
     ) -> Result<Self, SharedStateError> {
+        let fallbacks = Family::<FallbackLabels, Counter>::default();
+        if redis_url.is_some() {
+            // Exported at 0 from the start, so dashboards see the series.
+            for operation in ["idempotency", "session", "rate_limit"] {
+                drop(fallbacks.get_or_create(&FallbackLabels { operation }));
+            }
+        }
         Ok(Self {
             local: LocalState::default(),
             shared: redis_url
                 .map(|url| SharedState::new(url, timeout, ca_pem))
                 .transpose()?,
             unreachable,
-            fallbacks: Family::default(),
+            fallbacks,
         })
     }
 
