@@ -123,4 +123,43 @@ async fn a_search_after_a_write_succeeded_never_answers_from_before_it() {
             .expect("the result cache's metrics");
     }
     assert!(hits >= ROUNDS, "only {hits} answers came from the cache");
+
+    // An answer larger than an entry may be passes through whole, twice.
+    let large = "x".repeat(1_500_000);
+    gateways[0]
+        .ok(
+            Method::POST,
+            &format!("/indexes/{INDEX}/documents"),
+            json!([{"id": 999, "n": 0, "text": large}]),
+        )
+        .await;
+    // Searched until one went through the cache's path (not bypassed while the write's
+    // mark was still being cleared), then once more.
+    let misses = || second.counter("miroir_gateway_result_cache_misses_total");
+    let before = misses().await.unwrap_or(0);
+    let mut through_the_cache = 0;
+    for _ in 0..100 {
+        let (status, answer) = gateways[1]
+            .post(
+                &format!("/indexes/{INDEX}/search"),
+                json!({"filter": "id = 999"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(
+            answer["hits"][0]["text"].as_str().map(str::len),
+            Some(1_500_000)
+        );
+        if misses().await.unwrap_or(0) > before {
+            through_the_cache += 1;
+            if through_the_cache == 2 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        through_the_cache, 2,
+        "the large answer never reached the cache's path"
+    );
 }

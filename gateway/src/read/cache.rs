@@ -74,14 +74,20 @@ where
     }
     cache.misses.inc();
     let response = compute().await;
-    if response.status() != StatusCode::OK || response.headers().contains_key("x-miroir-degraded") {
+    // Not kept: an error, a degraded answer, or one larger than an entry may be (its size
+    // is known before it is read, so a large answer passes through untouched).
+    let size = http_body::Body::size_hint(response.body()).upper();
+    if response.status() != StatusCode::OK
+        || response.headers().contains_key("x-miroir-degraded")
+        || size.is_none_or(|size| size as usize > MAX_ENTRY_BYTES)
+    {
         return response;
     }
     let (parts, body) = response.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, MAX_ENTRY_BYTES).await else {
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
-            "answer too large to read back",
+            "the answer could not be read back",
         )
             .into_response();
     };
