@@ -9,7 +9,6 @@
 
 use crate::nodes::NodeClient;
 use crate::state::{ServiceState, now_ms};
-use crate::store::TaskStatusUpdate;
 use crate::topology::in_sync_source;
 use http::Method;
 use miroir_proto::ErrorType;
@@ -30,7 +29,9 @@ pub fn start(state: Arc<ServiceState>, uid: u32, request: pb::StartExportRequest
     tokio::spawn(tracing::Instrument::instrument(
         async move {
             let started_at_ms = now_ms();
-            let _ = set_status(&state, uid, "processing", started_at_ms, None).await;
+            let _ = state
+                .decide_task(uid, "processing", started_at_ms, None)
+                .await;
             let outcome = export(&state, &request).await;
             let error = outcome.as_ref().err();
             match error {
@@ -42,37 +43,13 @@ pub fn start(state: Arc<ServiceState>, uid: u32, request: pb::StartExportRequest
             } else {
                 "succeeded"
             };
-            if let Err(e) = set_status(&state, uid, status, started_at_ms, error).await {
+            if let Err(e) = state.decide_task(uid, status, started_at_ms, error).await {
                 tracing::warn!(error = %e, "export outcome not recorded");
             }
             state.exports.set(uid, false);
         },
         span,
     ));
-}
-
-/// Sets the task's status (it ends the task unless `processing`).
-pub async fn set_status(
-    state: &ServiceState,
-    uid: u32,
-    status: &str,
-    started_at_ms: u64,
-    error: Option<&Value>,
-) -> Result<(), crate::error::ControlPlaneError> {
-    let error_json = error.map(Value::to_string).unwrap_or_default();
-    state
-        .store
-        .set_task_status(
-            state.leader_token()?,
-            uid,
-            TaskStatusUpdate {
-                status,
-                started_at_ms,
-                finished_at_ms: if status == "processing" { 0 } else { now_ms() },
-                error_json: &error_json,
-            },
-        )
-        .await
 }
 
 /// Fails the exports no process runs any more (their leader stopped): an export is not
@@ -89,7 +66,7 @@ pub async fn fail_interrupted(state: &ServiceState) {
             ErrorType::System,
             "The control plane running this export stopped (a leader change) before it finished. Exporting again is safe: documents are replaced, settings set again.",
         );
-        match set_status(state, uid, "failed", 0, Some(&error)).await {
+        match state.decide_task(uid, "failed", 0, Some(&error)).await {
             Ok(()) => tracing::warn!(
                 task = uid,
                 "an export interrupted by a leader change was failed"

@@ -229,6 +229,32 @@ impl ServiceState {
         self.topology.send_replace(topology);
     }
 
+    /// Sets the status of a task the control plane decides (a settings change, an
+    /// export), if this process still leads: `processing` records when it started, a
+    /// final status also when it finished, with `error`.
+    pub async fn decide_task(
+        &self,
+        uid: u32,
+        status: &str,
+        started_at_ms: u64,
+        error: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        let finished = matches!(status, "succeeded" | "failed" | "canceled");
+        let error_json = error.map(serde_json::Value::to_string).unwrap_or_default();
+        self.store
+            .set_task_status(
+                self.leader_token()?,
+                uid,
+                crate::store::TaskStatusUpdate {
+                    status,
+                    started_at_ms,
+                    finished_at_ms: if finished { now_ms() } else { 0 },
+                    error_json: &error_json,
+                },
+            )
+            .await
+    }
+
     /// The barrier as a step: every live gateway applied `version` (and finished the
     /// requests it routed by older ones), else UNAVAILABLE naming those that did not.
     pub async fn barrier(&self, version: u64) -> Result<()> {

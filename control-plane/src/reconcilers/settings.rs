@@ -25,7 +25,7 @@
 
 use crate::error::ControlPlaneError;
 use crate::state::{LeadershipStatus, ServiceState, now_ms};
-use crate::store::{SettingsChangePersistence, TaskStatusUpdate};
+use crate::store::SettingsChangePersistence;
 use crate::topology;
 use http::Method;
 use miroir_proto::pb::{self, NodeState};
@@ -97,20 +97,8 @@ async fn set_task(
     let Some(uid) = change.task_uid else {
         return Ok(());
     };
-    let finished = matches!(status, "succeeded" | "failed");
-    let error_json = error.map(Value::to_string).unwrap_or_default();
     state
-        .store
-        .set_task_status(
-            state.leader_token()?,
-            uid as u32,
-            TaskStatusUpdate {
-                status,
-                started_at_ms,
-                finished_at_ms: if finished { now_ms() } else { 0 },
-                error_json: &error_json,
-            },
-        )
+        .decide_task(uid as u32, status, started_at_ms, error)
         .await
 }
 
