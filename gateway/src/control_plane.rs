@@ -151,6 +151,7 @@ rpc! {
     admin set_primary_key(SetPrimaryKeyRequest) -> IndexResponse;
     admin swap_indexes(SwapIndexesRequest) -> SwapIndexesResponse;
     admin get_cluster_status(GetClusterStatusRequest) -> ClusterStatus;
+    admin list_operations(ListOperationsRequest) -> ListOperationsResponse;
     admin create_key(CreateKeyRequest) -> KeyResponse;
     admin update_key(UpdateKeyRequest) -> KeyResponse;
     admin delete_key(DeleteKeyRequest) -> KeyResponse;

@@ -11,6 +11,7 @@ mod ctl_dev;
 mod dashboards;
 mod deploy_manifests;
 mod differential_fuzz;
+mod fleet_page;
 mod fleet_rules;
 mod gateway_documents;
 mod gateway_experimental_features;

@@ -274,6 +274,42 @@ pub async fn authenticate(
     next.run(request).await
 }
 
+/// The caller behind the request's bearer token, when it is the master key or an admin
+/// API key (every action on every index): Miroir's fleet page shows the whole fleet.
+pub fn fleet_admin(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<Caller, MeiliError> {
+    let Some(token) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+    else {
+        return Err(MeiliError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing_authorization_header",
+            ErrorType::Auth,
+            "The Authorization header is missing. It must use the bearer authorization method.",
+        ));
+    };
+    let caller = identify(state, token)?;
+    let admin = match &caller {
+        Caller::Master => true,
+        Caller::Key(key) => {
+            key.actions.iter().any(|a| a == "*") && key.indexes.iter().any(|i| i == "*")
+        }
+        Caller::Tenant { .. } => false,
+    };
+    if admin {
+        Ok(caller)
+    } else {
+        Err(invalid_api_key(
+            "The fleet page needs the master key or an admin API key (actions `*` on indexes `*`).",
+        ))
+    }
+}
+
 /// The caller behind a bearer token.
 fn identify(state: &AppState, token: &str) -> Result<Caller, MeiliError> {
     if miroir_proto::keys::same_secret(token.as_bytes(), state.config.master_key.as_bytes()) {

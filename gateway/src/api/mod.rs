@@ -13,6 +13,7 @@ pub mod error;
 pub(crate) mod experimental_features;
 pub(crate) mod export;
 pub(crate) mod fields;
+pub(crate) mod fleet_page;
 pub(crate) mod fleet_rules;
 pub(crate) mod indexes;
 pub(crate) mod keys;
@@ -37,6 +38,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/_miroir/ready", get(miroir::ready))
         .route("/_miroir/status", get(miroir::status))
+        .route("/_miroir/ui", get(fleet_page::page))
+        .route("/_miroir/ui/app.js", get(fleet_page::script))
+        .route("/_miroir/ui/app.css", get(fleet_page::style))
+        .route("/_miroir/ui/fleet", get(fleet_page::fleet))
         .route("/indexes", get(indexes::list).post(indexes::create))
         .route(
             "/indexes/{uid}",
