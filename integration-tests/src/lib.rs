@@ -1479,3 +1479,63 @@ impl RedisServer {
         *self = Self::start_on(self.port, self.user.clone(), self.tls).await;
     }
 }
+
+/// One span as [`OtlpReceiver`] received it.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceivedSpan {
+    /// `service.name` of the process that exported it.
+    pub service: Option<String>,
+    pub trace_id: String,
+    pub span_id: String,
+    /// Empty for a root span.
+    pub parent_span_id: String,
+    pub name: String,
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A running `miroir-otlp-receiver`: an OTLP/gRPC trace receiver in its own process.
+pub struct OtlpReceiver {
+    _child: Child,
+    /// Its OTLP endpoint, for `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: String,
+    out: PathBuf,
+}
+
+impl OtlpReceiver {
+    /// Starts one writing into `dir`.
+    pub async fn start(dir: &Path) -> Self {
+        let out = dir.join(format!("spans-{}.jsonl", uuid::Uuid::now_v7()));
+        let mut child = Command::new(binary("miroir-otlp-receiver"))
+            .arg("--out")
+            .arg(&out)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start miroir-otlp-receiver");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the receiver announces its address")
+            .expect("read stdout")
+            .expect("a line");
+        let address = line
+            .strip_prefix("listening on ")
+            .expect("`listening on ADDR`");
+        Self {
+            _child: child,
+            endpoint: format!("http://{address}"),
+            out,
+        }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<ReceivedSpan> {
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}

@@ -1,161 +1,133 @@
-//! OTLP trace export: with OTEL_EXPORTER_OTLP_ENDPOINT set, every RPC is exported as a
-//! span, a child of the caller's W3C `traceparent`.
+//! OTLP trace export: with OTEL_EXPORTER_OTLP_ENDPOINT set, the gateways and control
+//! planes export their spans to a real OTLP/gRPC receiver process (`miroir-otlp-receiver`),
+//! each a child of its caller's W3C `traceparent`: a client's search, the gateway's node
+//! calls and the control plane's part form one trace.
 
 use crate::fresh_control_plane_with;
-use miroir_integration_tests::{ControlPlaneOptions, wait_for};
+use miroir_integration_tests::{
+    ControlPlaneOptions, Gateway, MASTER_KEY, Meili, OtlpReceiver, ReceivedSpan, wait_for,
+};
 use miroir_proto::pb;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::trace::v1::Span;
-use std::sync::{Arc, Mutex};
+use reqwest::Method;
+use serde_json::json;
+use std::collections::HashMap;
 use std::time::Duration;
-use tokio_stream::wrappers::TcpListenerStream;
 
-/// A minimal OTLP/gRPC trace collector that keeps every span it receives.
-#[derive(Clone, Default)]
-pub struct Collector {
-    spans: Arc<Mutex<Vec<Span>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for resource in request.into_inner().resource_spans {
-            for scope in resource.scope_spans {
-                spans.extend(scope.spans);
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-/// Starts a collector on a loopback port; returns it and its endpoint URL.
-pub async fn start_collector() -> (Collector, String) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let collector = Collector::default();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
-    );
-    (collector, endpoint)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-#[tokio::test]
-async fn gateway_requests_and_their_node_calls_are_one_trace() {
-    let (collector, endpoint) = start_collector().await;
-    let mut options = ControlPlaneOptions::default();
-    options
-        .env
-        .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint.clone()));
+/// Flags and environment that send a process's spans to `receiver` within 100 ms.
+fn exporting_to(receiver: &OtlpReceiver, options: &mut ControlPlaneOptions) {
+    options.env.push((
+        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        receiver.endpoint.clone(),
+    ));
     options
         .env
         .push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
-    let (dir, cp, _nodes, _plain_gateway) = crate::gateway_indexes::fleet_with(2, options).await;
-    let env = [
-        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-    ];
-    let gateway =
-        miroir_integration_tests::Gateway::start_with_env(dir.path(), &cp.url(), &[], &env).await;
+}
+
+/// The spans of one trace, by span id.
+fn trace(receiver: &OtlpReceiver, trace_id: &str) -> HashMap<String, ReceivedSpan> {
+    receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id == trace_id)
+        .map(|s| (s.span_id.clone(), s))
+        .collect()
+}
+
+/// Whether `span` descends from `ancestor` through spans of the trace.
+fn descends(spans: &HashMap<String, ReceivedSpan>, span: &ReceivedSpan, ancestor: &str) -> bool {
+    let mut parent = span.parent_span_id.as_str();
+    for _ in 0..spans.len() {
+        if parent == ancestor {
+            return true;
+        }
+        match spans.get(parent) {
+            Some(next) => parent = next.parent_span_id.as_str(),
+            None => return false,
+        }
+    }
+    false
+}
+
+/// The trace as an indented tree, for the test's output (docs/operations.md shows one).
+fn tree(spans: &HashMap<String, ReceivedSpan>, root: &str, depth: usize, out: &mut String) {
+    let mut children: Vec<&ReceivedSpan> = spans
+        .values()
+        .filter(|s| s.parent_span_id == root)
+        .collect();
+    children.sort_by(|a, b| a.name.cmp(&b.name));
+    for span in children {
+        let node = span.attributes.get("node").and_then(|n| n.as_str());
+        out.push_str(&format!(
+            "{}{} [{}]{}\n",
+            "  ".repeat(depth),
+            span.name,
+            span.service.as_deref().unwrap_or("?"),
+            node.map(|n| format!(" node={n}")).unwrap_or_default()
+        ));
+        tree(spans, &span.span_id, depth + 1, out);
+    }
+}
+
+#[tokio::test]
+async fn a_search_is_one_trace_from_the_client_to_the_nodes_and_the_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = OtlpReceiver::start(dir.path()).await;
+    let mut options = ControlPlaneOptions::default();
+    exporting_to(&receiver, &mut options);
+    // Only the gateway's report may mark the killed node failed, not periodic checks.
+    options
+        .extra_args
+        .extend(["--health-failures", "1000"].map(String::from));
+    // One node in each of two groups: a search asks one copy of each shard, and asks
+    // the other group when that copy's node fails.
+    let (fleet_dir, cp, mut nodes, _plain_gateway) =
+        crate::gateway_indexes::fleet_in_groups(&[0, 1], options.clone()).await;
+    let env: Vec<(&str, &str)> = options
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let gateway = Gateway::start_with_env(fleet_dir.path(), &cp.url(), &[], &env).await;
     gateway
         .wait_version(cp.current_topology().await.version)
         .await;
-    let meili = miroir_integration_tests::Meili::new(&gateway.url);
+    let meili = Meili::new(&gateway.url);
     meili
         .ok(
-            reqwest::Method::POST,
+            Method::POST,
             "/indexes",
-            serde_json::json!({"uid": "movies", "primaryKey": "id"}),
+            json!({"uid": "movies", "primaryKey": "id", "miroirShardCount": 4}),
         )
         .await;
+    let documents: Vec<_> = (0..100)
+        .map(|i| json!({"id": i, "title": format!("movie {i}")}))
+        .collect();
+    meili
+        .ok(Method::POST, "/indexes/movies/documents", json!(documents))
+        .await;
 
-    let trace_id = "0af7651916cd43dd8448eb211c80319c";
-    let response = reqwest::Client::new()
-        .post(format!("{}/indexes/movies/search", gateway.url))
-        .bearer_auth(miroir_integration_tests::MASTER_KEY)
-        .header("traceparent", format!("00-{trace_id}-b7ad6b7169203331-01"))
-        .json(&serde_json::json!({"q": "x"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let (request_span, node_spans) = wait_for(
-        "the search's spans at the collector",
-        Duration::from_secs(20),
-        || {
-            let spans = collector.spans.clone();
-            async move {
-                let spans = spans.lock().unwrap();
-                let request = spans
-                    .iter()
-                    .find(|s| {
-                        s.name == "POST /indexes/{uid}/search" && hex(&s.trace_id) == trace_id
-                    })?
-                    .clone();
-                let nodes: Vec<Span> = spans
-                    .iter()
-                    .filter(|s| s.name == "node_call" && s.parent_span_id == request.span_id)
-                    .cloned()
-                    .collect();
-                (!nodes.is_empty()).then_some((request, nodes))
-            }
-        },
-    )
-    .await;
-    assert_eq!(
-        hex(&request_span.parent_span_id),
-        "b7ad6b7169203331",
-        "child of the client's span"
-    );
-    assert!(
-        node_spans
-            .iter()
-            .all(|s| s.trace_id == request_span.trace_id)
-    );
-
-    // The gateway's control-plane calls carry the trace on to the control plane.
+    // A write reaches the control plane too, in the client's trace.
     let trace_id = "5cf92f3577b34da6a3ce929d0e0e4737";
     let response = reqwest::Client::new()
         .post(format!("{}/indexes", gateway.url))
-        .bearer_auth(miroir_integration_tests::MASTER_KEY)
+        .bearer_auth(MASTER_KEY)
         .header("traceparent", format!("00-{trace_id}-c7ad6b7169203332-01"))
-        .json(&serde_json::json!({"uid": "books"}))
+        .json(&json!({"uid": "books"}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 202);
     let (call, rpc) = wait_for(
-        "the CreateIndex spans at the collector",
+        "the CreateIndex spans at the receiver",
         Duration::from_secs(20),
-        || {
-            let spans = collector.spans.clone();
-            async move {
-                let spans = spans.lock().unwrap();
-                let in_trace = |name: &str| {
-                    spans
-                        .iter()
-                        .find(|s| s.name == name && hex(&s.trace_id) == trace_id)
-                        .cloned()
-                };
-                Some((
-                    in_trace("control_plane_call")?,
-                    in_trace("/miroir.v1.AdminService/CreateIndex")?,
-                ))
-            }
+        || async {
+            let spans = trace(&receiver, trace_id);
+            let named = |name: &str| spans.values().find(|s| s.name == name).cloned();
+            Some((
+                named("control_plane_call")?,
+                named("/miroir.v1.AdminService/CreateIndex")?,
+            ))
         },
     )
     .await;
@@ -163,18 +135,85 @@ async fn gateway_requests_and_their_node_calls_are_one_trace() {
         rpc.parent_span_id, call.span_id,
         "the control plane's span is a child of the gateway's call"
     );
+
+    // The searches' node calls fail on the killed node: the gateway reports it to the
+    // control plane inside the search's trace, and answers from the other group.
+    nodes[0].kill().await;
+    let client_span = "b7ad6b7169203331";
+    let mut trace_ids = Vec::new();
+    for i in 0..10u32 {
+        let trace_id = format!("0af7651916cd43dd8448eb21{i:08x}");
+        let response = reqwest::Client::new()
+            .post(format!("{}/indexes/movies/search", gateway.url))
+            .bearer_auth(MASTER_KEY)
+            .header("traceparent", format!("00-{trace_id}-{client_span}-01"))
+            .json(&json!({"q": "movie"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "answered from the other group");
+        trace_ids.push(trace_id);
+    }
+    const RPC: &str = "/miroir.v1.TopologyService/ReportNodeTrouble";
+    let spans = wait_for(
+        "a search's trace with the control plane's part at the receiver",
+        Duration::from_secs(30),
+        || async {
+            trace_ids.iter().find_map(|id| {
+                let spans = trace(&receiver, id);
+                spans.values().any(|s| s.name == RPC).then_some(spans)
+            })
+        },
+    )
+    .await;
+    let by_name =
+        |name: &str| -> Vec<&ReceivedSpan> { spans.values().filter(|s| s.name == name).collect() };
+    let [request] = by_name("POST /indexes/{uid}/search")[..] else {
+        panic!("one request span: {spans:#?}")
+    };
+    assert_eq!(
+        request.parent_span_id, client_span,
+        "child of the client's span"
+    );
+    assert_eq!(request.service.as_deref(), Some("miroir-gateway"));
+    // Every node call is the request's, and both nodes were asked: the killed one, then
+    // the other group's for the shards it held.
+    let calls = by_name("node_call");
+    let asked: std::collections::BTreeSet<_> = calls
+        .iter()
+        .filter_map(|c| c.attributes.get("node")?.as_str())
+        .collect();
+    assert_eq!(asked, ["meili-0", "meili-1"].into(), "{calls:#?}");
+    assert!(calls.iter().all(|c| descends(&spans, c, &request.span_id)));
+    // The control plane's span is a child of the gateway's call, inside the request.
+    let [call] = by_name("control_plane_call")[..] else {
+        panic!("one control-plane call: {spans:#?}")
+    };
+    assert!(descends(&spans, call, &request.span_id), "{spans:#?}");
+    let [rpc] = by_name(RPC)[..] else {
+        unreachable!()
+    };
+    assert_eq!(rpc.parent_span_id, call.span_id);
+    assert_eq!(rpc.service.as_deref(), Some("miroir-control-plane"));
+    let mut printed = String::new();
+    tree(&spans, client_span, 0, &mut printed);
+    eprintln!("the search's trace, under the client's span:\n{printed}");
+    // One trace: every span reaches the client's span through its parents.
+    for span in spans.values() {
+        assert!(
+            span.span_id == request.span_id || descends(&spans, span, &request.span_id),
+            "{} is cut off from the trace: {spans:#?}",
+            span.name
+        );
+    }
 }
 
 #[tokio::test]
 async fn rpcs_are_exported_over_otlp_as_children_of_the_callers_trace() {
-    let (collector, endpoint) = start_collector().await;
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = OtlpReceiver::start(dir.path()).await;
     let mut options = ControlPlaneOptions::default();
-    options
-        .env
-        .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint));
-    options
-        .env
-        .push(("OTEL_BSP_SCHEDULE_DELAY".into(), "100".into()));
+    exporting_to(&receiver, &mut options);
     let (_dir, cp) = fresh_control_plane_with(options).await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -188,25 +227,16 @@ async fn rpcs_are_exported_over_otlp_as_children_of_the_callers_trace() {
     assert_eq!(status.code(), tonic::Code::NotFound);
 
     let span = wait_for(
-        "the GetNode span at the collector",
+        "the GetNode span at the receiver",
         Duration::from_secs(20),
-        || {
-            let spans = collector.spans.clone();
-            async move {
-                spans
-                    .lock()
-                    .unwrap()
-                    .iter()
-                    .find(|s| s.name == "/miroir.v1.AdminService/GetNode")
-                    .cloned()
-            }
+        || async {
+            receiver
+                .spans()
+                .into_iter()
+                .find(|s| s.name == "/miroir.v1.AdminService/GetNode")
         },
     )
     .await;
-    assert_eq!(hex(&span.trace_id), trace_id, "same trace as the caller");
-    assert_eq!(
-        hex(&span.parent_span_id),
-        parent_id,
-        "child of the caller's span"
-    );
+    assert_eq!(span.trace_id, trace_id, "same trace as the caller");
+    assert_eq!(span.parent_span_id, parent_id, "child of the caller's span");
 }
