@@ -635,16 +635,7 @@ impl TestNode {
             .kill_on_drop(true)
             .spawn()
             .expect("start miroir-test-node");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("test node announces its address")
-            .expect("read stdout")
-            .expect("a line");
-        let address = line
-            .strip_prefix("listening on ")
-            .expect("`listening on ADDR`");
+        let address = announced_address(&mut child, "miroir-test-node").await;
         Self {
             child,
             url: format!("http://{address}"),
@@ -1480,6 +1471,20 @@ impl RedisServer {
     }
 }
 
+/// The address a process of ours prints first on stdout (`listening on ADDR`).
+async fn announced_address(child: &mut Child, what: &str) -> String {
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await
+        .unwrap_or_else(|_| panic!("{what} announces its address"))
+        .expect("read stdout")
+        .expect("a line");
+    line.strip_prefix("listening on ")
+        .expect("`listening on ADDR`")
+        .to_owned()
+}
+
 /// One span as [`OtlpReceiver`] received it.
 #[derive(Clone, Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -1514,16 +1519,7 @@ impl OtlpReceiver {
             .kill_on_drop(true)
             .spawn()
             .expect("start miroir-otlp-receiver");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the receiver announces its address")
-            .expect("read stdout")
-            .expect("a line");
-        let address = line
-            .strip_prefix("listening on ")
-            .expect("`listening on ADDR`");
+        let address = announced_address(&mut child, "miroir-otlp-receiver").await;
         Self {
             _child: child,
             endpoint: format!("http://{address}"),

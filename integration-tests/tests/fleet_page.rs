@@ -100,6 +100,24 @@ impl Browser {
         .await
     }
 
+    /// Types `key` into the page's sign-in form and submits it.
+    async fn sign_in(&self, key: &str) {
+        let field = self
+            .client
+            .wait()
+            .for_element(Locator::Css("#key"))
+            .await
+            .expect("the sign-in form");
+        field.send_keys(key).await.unwrap();
+        self.client
+            .find(Locator::Css("#login button[type=submit]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+    }
+
     async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fleet-page");
@@ -226,19 +244,7 @@ async fn the_fleet_page_shows_the_fleet_and_a_drain_moving() {
 
     // Sign in: a wrong key is refused with Meilisearch's message, the master key shows
     // the fleet.
-    let key = client
-        .wait()
-        .for_element(Locator::Css("#key"))
-        .await
-        .unwrap();
-    key.send_keys("not-the-key").await.unwrap();
-    client
-        .find(Locator::Css("#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.sign_in("not-the-key").await;
     let refused = browser
         .wait_value(
             "the refusal",
@@ -246,15 +252,7 @@ async fn the_fleet_page_shows_the_fleet_and_a_drain_moving() {
         )
         .await;
     assert!(refused.as_str().unwrap().contains("invalid"), "{refused}");
-    let key = client.find(Locator::Css("#key")).await.unwrap();
-    key.send_keys(MASTER_KEY).await.unwrap();
-    client
-        .find(Locator::Css("#login button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.sign_in(MASTER_KEY).await;
     page_matches_control_plane(&browser, &cp).await;
     assert_eq!(
         browser
