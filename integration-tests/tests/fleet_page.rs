@@ -16,10 +16,21 @@ use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// `chromedriver` and the Chromium it drives, on a loopback port, with a fresh profile.
+/// Both run in a process group of their own, killed whole on drop: killing chromedriver
+/// alone leaves its Chromium running.
 struct Browser {
     client: Client,
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            // SAFETY: kill(2) on the process group this handle's child leads.
+            unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
+        }
+    }
 }
 
 fn program(env: &str, default: &str) -> PathBuf {
@@ -39,6 +50,7 @@ impl Browser {
         let port = free_port();
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -79,7 +91,7 @@ impl Browser {
             .expect("a WebDriver session in headless Chromium");
         Self {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
