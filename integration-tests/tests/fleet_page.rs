@@ -373,6 +373,13 @@ async fn the_fleet_page_shows_the_fleet_and_a_drain_moving() {
     );
     // After it: the drained node is `draining` and holds nothing, as the control plane says.
     page_matches_control_plane(&browser, &cp).await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('#poll-error').hidden")
+            .await,
+        true,
+        "no update failed"
+    );
     let copies = browser
         .eval("return document.querySelector('#nodes tr[data-node=\"meili-1\"] [data-field=copies]').textContent")
         .await;
@@ -415,8 +422,9 @@ async fn the_fleet_page_shows_the_fleet_and_a_drain_moving() {
 }
 
 #[tokio::test]
-async fn the_fleet_data_needs_an_admin_key() {
-    let (_dir, _cp, _nodes, gateway) = fleet_in_groups(&[0], ControlPlaneOptions::default()).await;
+async fn the_fleet_data_needs_an_admin_key_and_outlives_the_control_plane() {
+    let (_dir, mut cp, _nodes, gateway) =
+        fleet_in_groups(&[0], ControlPlaneOptions::default()).await;
     let meili = Meili::new(&gateway.url);
     let url = format!("{}/_miroir/ui/fleet", gateway.url);
     let http = reqwest::Client::new();
@@ -470,4 +478,15 @@ async fn the_fleet_data_needs_an_admin_key() {
     assert_eq!(page.status(), 200);
     let csp = page.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
+
+    // Without a control plane the page still shows the topology the gateway follows,
+    // and says why the rest is missing.
+    cp.kill().await;
+    let answer = http.get(&url).bearer_auth(MASTER_KEY).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let fleet: Value = answer.json().await.unwrap();
+    assert_eq!(fleet["controlPlane"]["reachable"], false, "{fleet}");
+    assert!(fleet["controlPlane"]["error"].as_str().is_some(), "{fleet}");
+    assert_eq!(fleet["nodes"][0]["id"], "meili-0");
+    assert_eq!(fleet["nodes"][0]["state"], "active");
 }

@@ -263,23 +263,35 @@ function showLogin(message) {
 
 let generation = 0;
 
-function poll(every, step) {
+// What each poll last failed with (cleared by its next success), shown above the fleet.
+const failures = new Map();
+
+function showFailures() {
+  const banner = $("#poll-error");
+  banner.hidden = failures.size === 0;
+  banner.textContent = [...failures].map(([what, message]) => `Could not update ${what}: ${message}. Retrying.`).join(" ");
+}
+
+function poll(what, every, step) {
   const mine = generation;
   const run = async () => {
     if (mine !== generation) return;
     try {
       await step();
+      failures.delete(what);
     } catch (error) {
       if (error instanceof AuthError) {
         generation++;
+        failures.clear();
+        showFailures();
         showLogin(error.message);
         return;
       }
-      const problem = $("#problem");
-      problem.hidden = false;
-      problem.textContent = `Could not update: ${error.message}. Retrying.`;
+      failures.set(what, error.message);
     }
-    if (mine === generation) setTimeout(run, every);
+    if (mine !== generation) return;
+    showFailures();
+    setTimeout(run, every);
   };
   run();
 }
@@ -300,8 +312,8 @@ async function drawFleet() {
 function start() {
   generation++;
   lastNewest = null;
-  poll(FLEET_EVERY_MS, drawFleet);
-  poll(TASKS_EVERY_MS, drawTasks);
+  poll("the fleet", FLEET_EVERY_MS, drawFleet);
+  poll("the tasks", TASKS_EVERY_MS, drawTasks);
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -314,6 +326,8 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("#sign-out").addEventListener("click", () => {
     generation++;
+    failures.clear();
+    showFailures();
     showLogin("Signed out.");
   });
   if (sessionStorage.getItem(KEY_STORAGE)) start();
