@@ -598,6 +598,13 @@ async fn a_write_the_nodes_took_has_a_task_even_when_the_control_plane_stalls() 
         std::fs::read_to_string(&gateway.log).unwrap_or_default(),
         std::fs::read_to_string(&cp.log).unwrap_or_default()
     );
+    // The slowed node may have been marked failed meanwhile (its health checks waited
+    // 2 s too, and the gateway reports a node that answers nothing): read the document
+    // once it is active again where the gateway routes.
+    let version = cp
+        .wait_node_state("meili-0", miroir_proto::pb::NodeState::Active)
+        .await;
+    gateway.wait_version(version).await;
     let (status, document) = meili.get("/indexes/stall/documents/1").await;
     assert_eq!(
         (status, &document["title"]),
