@@ -385,6 +385,32 @@ async fn the_fleet_page_shows_the_fleet_and_a_drain_moving() {
         .await;
     assert_eq!(copies, "0");
 
+    // An index's shard map the operator closed stays closed when the map is redrawn (a
+    // new index changes it).
+    client
+        .find(Locator::Css(
+            "#shard-map details[data-index=movies] > summary",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    meili.create_index("books").await;
+    browser
+        .wait_value(
+            "the new index on the shard map",
+            "return document.querySelector('#shard-map details[data-index=books]') ? true : null;",
+        )
+        .await;
+    assert_eq!(
+        browser
+            .eval("return document.querySelector('#shard-map details[data-index=movies]').open")
+            .await,
+        false,
+        "the closed shard map stays closed"
+    );
+
     // A phone's width: nothing wider than the screen (wide tables scroll in their card).
     client.set_window_size(390, 844).await.unwrap();
     let fits = browser

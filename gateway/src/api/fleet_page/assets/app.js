@@ -155,7 +155,15 @@ function drawOperations(fleet) {
   }));
 }
 
+// Which indexes' shard maps the operator opened or closed, kept across redraws; and what
+// the map last showed, so that an unchanged map is not rebuilt (nor its scroll reset).
+const shardMapOpen = new Map();
+let shardMapShown = "";
+
 function drawShardMap(fleet) {
+  const shown = JSON.stringify(fleet.indexes);
+  if (shown === shardMapShown) return;
+  shardMapShown = shown;
   $("#shard-map .list").replaceChildren(...fleet.indexes.map((index) => {
     const groups = index.groups;
     const rows = [];
@@ -177,7 +185,8 @@ function drawShardMap(fleet) {
       ));
     }
     const aliases = index.aliases.length ? ` · aliases ${index.aliases.join(", ")}` : "";
-    return h("details", { open: fleet.indexes.length <= 4 || null, data: { index: index.uid } },
+    const open = shardMapOpen.has(index.uid) ? shardMapOpen.get(index.uid) : fleet.indexes.length <= 4;
+    const details = h("details", { open: open || null, data: { index: index.uid } },
       h("summary", {}, h("strong", {}, index.uid),
         ` · ${index.shardCount} shards · ${index.replicationFactor} ${index.replicationFactor === 1 ? "copy" : "copies"} per group${aliases}`),
       h("div", { class: "scroll" }, h("table", { class: "map" },
@@ -185,6 +194,8 @@ function drawShardMap(fleet) {
         h("tbody", {}, rows),
       )),
     );
+    details.addEventListener("toggle", () => shardMapOpen.set(index.uid, details.open));
+    return details;
   }));
 }
 
@@ -311,6 +322,7 @@ async function drawFleet() {
 
 function start() {
   generation++;
+  shardMapShown = "";
   lastNewest = null;
   poll("the fleet", FLEET_EVERY_MS, drawFleet);
   poll("the tasks", TASKS_EVERY_MS, drawTasks);
