@@ -4,7 +4,7 @@
 
 use crate::client::status_error;
 use crate::output::{self, Format};
-use miroir_proto::pb::{self, MovePhase, admin_service_client::AdminServiceClient};
+use miroir_proto::pb::{self, admin_service_client::AdminServiceClient};
 use serde::Serialize;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -67,9 +67,7 @@ pub struct MoveView {
 
 impl From<&pb::ShardMove> for MoveView {
     fn from(m: &pb::ShardMove) -> Self {
-        let left = m.documents_total.saturating_sub(m.documents_copied);
-        let eta_seconds = (m.phase() == MovePhase::Copying && m.documents_per_second > 0.0)
-            .then(|| (left as f64 / m.documents_per_second).ceil() as u64);
+        let eta_seconds = m.eta_seconds().map(|s| s.ceil() as u64);
         Self {
             index: m.index_uid.clone(),
             group: m.group_id,

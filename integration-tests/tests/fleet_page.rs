@@ -144,13 +144,6 @@ impl Browser {
     }
 }
 
-fn state_name(state: pb::NodeState) -> String {
-    state
-        .as_str_name()
-        .trim_start_matches("NODE_STATE_")
-        .to_ascii_lowercase()
-}
-
 /// What the page's nodes table shows: node → state.
 const PAGE_NODES: &str = r#"
     const rows = [...document.querySelectorAll('#nodes tbody tr')];
@@ -193,7 +186,7 @@ async fn page_matches_control_plane(
             let expected_nodes: BTreeMap<String, String> = topology
                 .nodes
                 .iter()
-                .map(|n| (n.id.clone(), state_name(n.state())))
+                .map(|n| (n.id.clone(), n.state().short_name().to_owned()))
                 .collect();
             let page_map: BTreeMap<String, String> =
                 serde_json::from_value(browser.eval(PAGE_SHARD_MAP).await).ok()?;

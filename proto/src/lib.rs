@@ -48,6 +48,16 @@ pub mod pb {
         }
     }
 
+    impl ShardMove {
+        /// Seconds until its copy finishes at the current rate, while it is copying.
+        pub fn eta_seconds(&self) -> Option<f64> {
+            (self.phase() == MovePhase::Copying && self.documents_per_second > 0.0).then(|| {
+                self.documents_total.saturating_sub(self.documents_copied) as f64
+                    / self.documents_per_second
+            })
+        }
+    }
+
     impl OperationState {
         /// Lower-case name, as operators read it.
         pub fn name(self) -> &'static str {

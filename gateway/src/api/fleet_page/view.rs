@@ -3,10 +3,11 @@
 //! plane's status (gateways and their lag, control planes, settings counters) and its live
 //! move progress. API keys never leave: only the fields named here are read.
 
+use crate::api::consistency::nodes_behind;
 use crate::nodes::load::NodeLoads;
 use miroir_proto::pb;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// What the control plane answered for the page, or why it did not.
 pub struct ControlPlaneView<'a> {
@@ -43,20 +44,13 @@ pub fn fleet(
         "nodes": nodes(topology, loads),
         "groups": topology.groups.iter().map(|g| json!({
             "id": g.id,
-            "state": state_name(g.state().as_str_name(), "GROUP_STATE_"),
+            "state": g.state().short_name(),
             "nodes": topology.nodes.iter().filter(|n| n.group_id == g.id).map(|n| &n.id).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "indexes": topology.indexes.iter().map(|i| index(topology, i, moves, now_ms)).collect::<Vec<_>>(),
         "operations": operations.iter().map(|o| operation(o, moves, now_ms)).collect::<Vec<_>>(),
         "controlPlane": control_plane_status(&control_plane.status),
     })
-}
-
-/// `NODE_STATE_ACTIVE` → `active`.
-fn state_name(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix)
-        .unwrap_or(name)
-        .to_ascii_lowercase()
 }
 
 fn nodes(topology: &pb::Topology, loads: &NodeLoads) -> Vec<Value> {
@@ -85,7 +79,7 @@ fn nodes(topology: &pb::Topology, loads: &NodeLoads) -> Vec<Value> {
                 "id": n.id,
                 "address": n.address,
                 "group": n.group_id,
-                "state": state_name(n.state().as_str_name(), "NODE_STATE_"),
+                "state": n.state().short_name(),
                 "stateChangedAtMs": n.state_changed_at_ms,
                 "copies": in_sync,
                 "staleCopies": stale,
@@ -101,29 +95,23 @@ fn index(
     moves: &[pb::ShardMove],
     now_ms: u64,
 ) -> Value {
-    // A node is behind on settings when it holds the index and was not verified at the
-    // committed version.
-    let holders: BTreeSet<&str> = index
-        .routing
-        .iter()
-        .flat_map(|g| &g.shards)
-        .flat_map(|s| s.read_nodes.iter().chain(&s.write_nodes))
-        .map(String::as_str)
+    // Nodes holding the index not verified at the committed version, with the version
+    // each was last verified at.
+    let mut behind: Vec<String> = nodes_behind(index, index.settings_version)
+        .into_iter()
         .collect();
-    let verified: BTreeMap<&str, u64> = index
-        .node_settings
+    behind.sort_unstable();
+    let behind: Vec<Value> = behind
         .iter()
-        .map(|n| (n.node_id.as_str(), n.version))
+        .map(|node| {
+            let verified = index
+                .node_settings
+                .iter()
+                .find(|v| &v.node_id == node)
+                .map(|v| v.version);
+            json!({"node": node, "version": verified})
+        })
         .collect();
-    let behind: Vec<Value> = if index.settings_version == 0 {
-        Vec::new()
-    } else {
-        holders
-            .iter()
-            .filter(|n| verified.get(*n).is_none_or(|v| *v < index.settings_version))
-            .map(|n| json!({"node": n, "version": verified.get(n)}))
-            .collect()
-    };
     json!({
         "uid": index.uid,
         "primaryKey": index.primary_key,
@@ -156,28 +144,20 @@ fn index(
     })
 }
 
-/// Seconds until a copy finishes at its current rate, when it is copying.
-fn move_eta_seconds(m: &pb::ShardMove) -> Option<f64> {
-    (m.phase() == pb::MovePhase::Copying
-        && m.documents_per_second > 0.0
-        && m.documents_total >= m.documents_copied)
-        .then(|| (m.documents_total - m.documents_copied) as f64 / m.documents_per_second)
-}
-
 fn shard_move(m: &pb::ShardMove, now_ms: u64) -> Value {
     json!({
         "index": m.index_uid,
         "group": m.group_id,
         "shard": m.shard,
         "operation": m.operation_id,
-        "phase": state_name(m.phase().as_str_name(), "MOVE_PHASE_"),
+        "phase": m.phase().name(),
         "phaseForMs": now_ms.saturating_sub(m.phase_started_at_ms),
         "from": m.old_owners,
         "to": m.new_owners,
         "documentsCopied": m.documents_copied,
         "documentsTotal": m.documents_total,
         "documentsPerSecond": m.documents_per_second,
-        "etaSeconds": move_eta_seconds(m),
+        "etaSeconds": m.eta_seconds(),
         "lastError": (!m.last_error.is_empty()).then_some(&m.last_error),
     })
 }
@@ -211,7 +191,7 @@ fn operation(operation: &pb::Operation, moves: &[pb::ShardMove], now_ms: u64) ->
     json!({
         "id": operation.id,
         "description": operation.description,
-        "state": state_name(operation.state().as_str_name(), "OPERATION_STATE_"),
+        "state": operation.state().name(),
         "startedAtMs": operation.started_at_ms,
         "finishedAtMs": finished.then_some(operation.finished_at_ms),
         "movesTotal": operation.moves_total,
