@@ -245,21 +245,9 @@ pub async fn authenticate(
         .starts_with("/indexes/{uid}")
         .then(|| path.split('/').nth(2).map(str::to_owned))
         .flatten();
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let Some(token) = header
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-    else {
-        return MeiliError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_authorization_header",
-            ErrorType::Auth,
-            "The Authorization header is missing. It must use the bearer authorization method.",
-        )
-        .into_response();
+    let token = match bearer_token(request.headers()) {
+        Ok(token) => token,
+        Err(error) => return error.into_response(),
     };
     let caller = match identify(&state, token) {
         Ok(caller) => caller,
@@ -274,26 +262,30 @@ pub async fn authenticate(
     next.run(request).await
 }
 
+/// The token of `Authorization: Bearer …`, or Meilisearch's 401 without one.
+fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, MeiliError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or_else(|| {
+            MeiliError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_authorization_header",
+                ErrorType::Auth,
+                "The Authorization header is missing. It must use the bearer authorization method.",
+            )
+        })
+}
+
 /// The caller behind the request's bearer token, when it is the master key or an admin
 /// API key (every action on every index): Miroir's fleet page shows the whole fleet.
 pub fn fleet_admin(
     state: &AppState,
     headers: &axum::http::HeaderMap,
 ) -> Result<Caller, MeiliError> {
-    let Some(token) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-    else {
-        return Err(MeiliError::new(
-            StatusCode::UNAUTHORIZED,
-            "missing_authorization_header",
-            ErrorType::Auth,
-            "The Authorization header is missing. It must use the bearer authorization method.",
-        ));
-    };
-    let caller = identify(state, token)?;
+    let caller = identify(state, bearer_token(headers)?)?;
     let admin = match &caller {
         Caller::Master => true,
         Caller::Key(key) => {
